@@ -1,6 +1,15 @@
-//! The kernel image's entry: boot assembly and the hand-off to Rust.
+//! The kernel image: boot assembly (ELF notes, entry, exception stubs) linked with the kernel.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
+
+#[cfg(target_os = "none")]
+mod image {
+    // Pulls the kernel library (kernel_start, trap_dispatch, the panic handler) into the image.
+    use faultline as _;
+
+    core::arch::global_asm!(include_str!("../../boot/head.S"), options(att_syntax));
+    core::arch::global_asm!(include_str!("../../boot/entry.S"), options(att_syntax));
+}
 
 #[cfg(not(target_os = "none"))]
 fn main() {

@@ -1,0 +1,102 @@
+/* boot/entry.S: PV exception entry stubs and the return through HYPERVISOR_iret.
+ *
+ * Xen delivers an exception to a 64-bit PV kernel by pushing a frame on the kernel stack
+ * (Xen public/arch-x86/xen-x86_64.h, "struct iret_context" and the bounce frame) and jumping
+ * to the handler registered with set_trap_table:
+ *
+ *            +--------------------+  <- stack top (16-byte aligned by Xen)
+ *            | ss                 |
+ *            | rsp                |
+ *            | rflags             |
+ *            | cs (bits 32-39: saved upcall mask)
+ *            | rip                |
+ *            | error code         |  only for vectors 8, 10-14, 17
+ *            | r11                |
+ *  %rsp ->   | rcx                |
+ *            +--------------------+
+ *
+ * Each stub pops rcx/r11 (restoring the interrupted values), pushes a zero error code where the
+ * CPU has none and the vector number, and joins trap_common, which saves the general registers
+ * into a `TrapFrame` (kernel/src/arch/x86_64/trap_frame.rs; its offsets are asserted there) and
+ * calls `trap_dispatch(&mut TrapFrame)`. On return the registers are restored and the stub
+ * jumps to the iret entry of the hypercall page with a zero flags word on the stack: Xen's iret
+ * pushes rax/r11/rcx itself and restores rip, cs, rflags (IF restores the event mask), rsp, ss. */
+
+.equ HYPERVISOR_IRET, 23
+
+.macro trap_entry name, vector, has_error_code
+.global \name
+\name:
+    pop %rcx
+    pop %r11
+.if \has_error_code == 0
+    push $0
+.endif
+    push $\vector
+    jmp trap_common
+.endm
+
+.pushsection .text, "ax", @progbits
+
+trap_entry trap_divide_error,        0,  0
+trap_entry trap_debug,               1,  0
+trap_entry trap_nmi,                 2,  0
+trap_entry trap_breakpoint,          3,  0
+trap_entry trap_overflow,            4,  0
+trap_entry trap_bound_range,         5,  0
+trap_entry trap_invalid_opcode,      6,  0
+trap_entry trap_device_not_available, 7, 0
+trap_entry trap_double_fault,        8,  1
+trap_entry trap_coprocessor_overrun, 9,  0
+trap_entry trap_invalid_tss,         10, 1
+trap_entry trap_segment_not_present, 11, 1
+trap_entry trap_stack_segment,       12, 1
+trap_entry trap_general_protection,  13, 1
+trap_entry trap_page_fault,          14, 1
+trap_entry trap_spurious,            15, 0
+trap_entry trap_x87_floating_point,  16, 0
+trap_entry trap_alignment_check,     17, 1
+trap_entry trap_machine_check,       18, 0
+trap_entry trap_simd_floating_point, 19, 0
+
+trap_common:
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    cld
+    mov %rsp, %rdi
+    call trap_dispatch
+.global trap_return
+trap_return:
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp                  /* vector and error code */
+    push $0                        /* iret flags: a full return, not a sysret */
+    jmp hypercall_page + HYPERVISOR_IRET * 32
+
+.popsection

@@ -1,0 +1,10 @@
+//! x86_64 PV: the trap frame, exception names and error codes, the trap table, backtraces.
+
+pub mod backtrace;
+pub mod exception;
+pub mod trap_frame;
+
+#[cfg(target_os = "none")]
+pub mod crash;
+#[cfg(target_os = "none")]
+pub mod traps;

@@ -1,0 +1,123 @@
+//! The guest command line: `key=value` words, parsed strictly so that typos are reported.
+
+use core::fmt;
+
+/// The boot self-tests (issue: boot): each proves one piece of the trap and report path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelfTest {
+    /// Boot, report, power off.
+    None,
+    /// A breakpoint that is handled and resumed: proves the iret path.
+    Int3,
+    /// Unexpected faults that must produce a crash report.
+    InvalidOpcode,
+    GeneralProtection,
+    NullRead,
+    DivideError,
+    Panic,
+}
+
+impl SelfTest {
+    pub const ALL: [(&'static str, SelfTest); 7] = [
+        ("none", SelfTest::None),
+        ("int3", SelfTest::Int3),
+        ("ud", SelfTest::InvalidOpcode),
+        ("gp", SelfTest::GeneralProtection),
+        ("pf", SelfTest::NullRead),
+        ("de", SelfTest::DivideError),
+        ("panic", SelfTest::Panic),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, t)| *t == self).map_or("?", |(n, _)| n)
+    }
+}
+
+/// What the command line asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    pub selftest: SelfTest,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { selftest: SelfTest::None }
+    }
+}
+
+/// A command line this kernel cannot follow; the words are borrowed from the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmdlineError<'a> {
+    UnknownOption(&'a str),
+    MissingValue(&'a str),
+    UnknownSelfTest(&'a str),
+}
+
+impl fmt::Display for CmdlineError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownOption(word) => write!(f, "unknown option '{word}' (known: selftest=<name>)"),
+            Self::MissingValue(key) => write!(f, "option '{key}' needs a value ({key}=...)"),
+            Self::UnknownSelfTest(name) => {
+                write!(f, "unknown self-test '{name}' (known:")?;
+                for (known, _) in SelfTest::ALL {
+                    write!(f, " {known}")?;
+                }
+                write!(f, ")")
+            }
+        }
+    }
+}
+
+/// Parses the whole command line; the first word that cannot be followed is the error.
+pub fn parse(cmdline: &str) -> Result<Options, CmdlineError<'_>> {
+    let mut options = Options::default();
+    for word in cmdline.split_ascii_whitespace() {
+        let (key, value) = match word.split_once('=') {
+            Some((key, value)) => (key, value),
+            None => (word, ""),
+        };
+        match key {
+            "selftest" => {
+                if value.is_empty() {
+                    return Err(CmdlineError::MissingValue(key));
+                }
+                options.selftest = SelfTest::ALL
+                    .iter()
+                    .find(|(name, _)| *name == value)
+                    .map(|(_, t)| *t)
+                    .ok_or(CmdlineError::UnknownSelfTest(value))?;
+            }
+            _ => return Err(CmdlineError::UnknownOption(word)),
+        }
+    }
+    Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_means_defaults() {
+        assert_eq!(parse(""), Ok(Options::default()));
+        assert_eq!(parse("   "), Ok(Options::default()));
+    }
+
+    #[test]
+    fn selftests_by_name() {
+        for (name, t) in SelfTest::ALL {
+            assert_eq!(parse(&format!("selftest={name}")).unwrap().selftest, t);
+            assert_eq!(t.name(), name);
+        }
+    }
+
+    #[test]
+    fn errors_name_the_bad_word() {
+        assert_eq!(parse("selftest=nonsense"), Err(CmdlineError::UnknownSelfTest("nonsense")));
+        assert_eq!(parse("selftest="), Err(CmdlineError::MissingValue("selftest")));
+        assert_eq!(parse("selftest=none bogus=1"), Err(CmdlineError::UnknownOption("bogus=1")));
+        let msg = CmdlineError::UnknownSelfTest("x").to_string();
+        assert!(msg.contains("int3") && msg.contains("panic"), "{msg}");
+    }
+}

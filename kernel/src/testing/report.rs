@@ -1,0 +1,33 @@
+//! The verdict protocol on the console: one line per check, then `Test result: X` last.
+
+use super::verdict::{Outcome, Verdict};
+use crate::println;
+use crate::xen::shutdown::{shutdown, Reason};
+
+static OUTCOME: spin::Mutex<Outcome> = spin::Mutex::new(Outcome::new());
+
+/// Records a check and prints its line.
+pub fn check(verdict: Verdict, args: core::fmt::Arguments<'_>) {
+    OUTCOME.lock().record(verdict);
+    let tag = match verdict {
+        Verdict::Success => "ok",
+        Verdict::Skip => "skip",
+        Verdict::Error => "ERROR",
+        Verdict::Failure => "FAILURE",
+    };
+    println!("[{tag}] {args}");
+}
+
+/// Prints the final verdict as the last line and powers the domain off.
+pub fn finish() -> ! {
+    let result = OUTCOME.lock().result();
+    println!("Test result: {result}");
+    shutdown(Reason::Poweroff)
+}
+
+#[macro_export]
+macro_rules! check {
+    ($verdict:ident, $($arg:tt)*) => {
+        $crate::testing::report::check($crate::testing::verdict::Verdict::$verdict, format_args!($($arg)*))
+    };
+}

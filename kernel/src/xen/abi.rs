@@ -1,0 +1,146 @@
+//! Xen's public ABI as this kernel uses it: xen-sys layouts and constants, checked against the headers.
+//!
+//! xen-sys 0.0.0-pre2 carries bindgen output of Xen's public headers; we take its structs and
+//! constants (never its hypercall wrappers: see `hypercall`) and assert every layout we use
+//! against the offsets of Xen 4.17's public headers (public/xen.h, public/arch-x86/xen.h,
+//! public/arch-x86/xen-x86_64.h, public/sched.h, public/event_channel.h).
+
+pub use xen_sys::{
+    evtchn_send, mmu_update, mmuext_op, sched_shutdown, shared_info, start_info, trap_info,
+    vcpu_info, vcpu_time_info,
+};
+
+pub use xen_sys::{
+    CONSOLEIO_write, EVTCHNOP_send, FLAT_KERNEL_CS, MMUEXT_INVLPG_LOCAL, MMUEXT_NEW_BASEPTR,
+    MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE,
+    MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE, MMU_NORMAL_PT_UPDATE,
+    SCHEDOP_block, SCHEDOP_shutdown, SCHEDOP_yield, SHUTDOWN_crash, SHUTDOWN_poweroff,
+    SHUTDOWN_reboot, SIF_INITDOMAIN, SIF_PRIVILEGED, __HYPERVISOR_console_io,
+    __HYPERVISOR_event_channel_op, __HYPERVISOR_iret, __HYPERVISOR_mmu_update,
+    __HYPERVISOR_mmuext_op, __HYPERVISOR_physdev_op, __HYPERVISOR_sched_op,
+    __HYPERVISOR_set_trap_table, __HYPERVISOR_update_va_mapping, __HYPERVISOR_xen_version,
+};
+
+/// Xen public/version.h: XENVER_version returns `major << 16 | minor`.
+pub const XENVER_VERSION: u32 = 0;
+/// Xen public/version.h: XENVER_extraversion fills a `char[16]`.
+pub const XENVER_EXTRAVERSION: u32 = 1;
+/// Size of `xen_extraversion_t`.
+pub const XEN_EXTRAVERSION_LEN: usize = 16;
+
+/// Xen public/xen.h: update_va_mapping flags. Local invalidation of the one address.
+pub const UVMF_INVLPG: u64 = 2;
+
+/// Xen public/xen.h: DOMID_SELF, for mmu_update / mmuext_op on our own tables.
+pub const DOMID_SELF: u16 = 0x7ff0;
+
+/// Xen public/arch-x86/xen-x86_64.h: the read-only m2p table's fixed virtual address.
+pub const MACH2PHYS_VIRT_START: u64 = 0xffff_8000_0000_0000;
+
+/// The `magic` prefix of a 64-bit PV start_info (public/xen.h: "xen-<version>-<platform>").
+pub const START_INFO_MAGIC: &[u8] = b"xen-3.0-x86_64";
+
+/// trap_info.flags: events are masked on entry to the handler (public/arch-x86/xen.h TI_SET_IF).
+pub const TRAP_INFO_MASK_EVENTS: u8 = 1 << 2;
+
+/// Number of vcpu_info slots in shared_info (public/arch-x86/xen.h XEN_LEGACY_MAX_VCPUS).
+pub const LEGACY_MAX_VCPUS: usize = 32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn start_info_matches_public_xen_h() {
+        assert_eq!(size_of::<start_info>(), 1168);
+        assert_eq!(offset_of!(start_info, magic), 0);
+        assert_eq!(offset_of!(start_info, nr_pages), 32);
+        assert_eq!(offset_of!(start_info, shared_info), 40);
+        assert_eq!(offset_of!(start_info, flags), 48);
+        assert_eq!(offset_of!(start_info, store_mfn), 56);
+        assert_eq!(offset_of!(start_info, store_evtchn), 64);
+        assert_eq!(offset_of!(start_info, console), 72);
+        assert_eq!(offset_of!(start_info, pt_base), 88);
+        assert_eq!(offset_of!(start_info, nr_pt_frames), 96);
+        assert_eq!(offset_of!(start_info, mfn_list), 104);
+        assert_eq!(offset_of!(start_info, mod_start), 112);
+        assert_eq!(offset_of!(start_info, mod_len), 120);
+        assert_eq!(offset_of!(start_info, cmd_line), 128);
+        assert_eq!(offset_of!(start_info, first_p2m_pfn), 1152);
+        assert_eq!(offset_of!(start_info, nr_p2m_frames), 1160);
+    }
+
+    #[test]
+    fn start_info_console_union_matches() {
+        use xen_sys::{start_info__bindgen_ty_1 as Console, start_info__bindgen_ty_1__bindgen_ty_1 as DomU};
+        assert_eq!(size_of::<Console>(), 16);
+        assert_eq!(offset_of!(DomU, mfn), 0);
+        assert_eq!(offset_of!(DomU, evtchn), 8);
+    }
+
+    #[test]
+    fn trap_info_matches_public_arch_x86_xen_h() {
+        assert_eq!(size_of::<trap_info>(), 16);
+        assert_eq!(offset_of!(trap_info, vector), 0);
+        assert_eq!(offset_of!(trap_info, flags), 1);
+        assert_eq!(offset_of!(trap_info, cs), 2);
+        assert_eq!(offset_of!(trap_info, address), 8);
+    }
+
+    #[test]
+    fn vcpu_info_and_shared_info_match() {
+        assert_eq!(size_of::<vcpu_time_info>(), 32);
+        assert_eq!(size_of::<vcpu_info>(), 64);
+        assert_eq!(offset_of!(vcpu_info, evtchn_upcall_pending), 0);
+        assert_eq!(offset_of!(vcpu_info, evtchn_upcall_mask), 1);
+        assert_eq!(offset_of!(vcpu_info, evtchn_pending_sel), 8);
+        assert_eq!(offset_of!(vcpu_info, arch), 16); // arch.cr2 is the first field
+        assert_eq!(offset_of!(vcpu_info, time), 32);
+        assert_eq!(offset_of!(shared_info, vcpu_info), 0);
+        assert_eq!(offset_of!(shared_info, evtchn_pending), 2048);
+        assert_eq!(offset_of!(shared_info, evtchn_mask), 2560);
+        assert_eq!(offset_of!(shared_info, wc_version), 3072);
+        assert_eq!(offset_of!(shared_info, wc_sec), 3076);
+        assert_eq!(offset_of!(shared_info, wc_nsec), 3080);
+        assert_eq!(offset_of!(shared_info, wc_sec_hi), 3084);
+        assert_eq!(offset_of!(shared_info, arch), 3088);
+        assert!(size_of::<shared_info>() <= 4096);
+    }
+
+    #[test]
+    fn mmu_structs_match_public_xen_h() {
+        assert_eq!(size_of::<mmu_update>(), 16);
+        assert_eq!(offset_of!(mmu_update, ptr), 0);
+        assert_eq!(offset_of!(mmu_update, val), 8);
+        assert_eq!(size_of::<mmuext_op>(), 24);
+        assert_eq!(offset_of!(mmuext_op, cmd), 0);
+        assert_eq!(offset_of!(mmuext_op, arg1), 8);
+        assert_eq!(offset_of!(mmuext_op, arg2), 16);
+    }
+
+    #[test]
+    fn small_argument_structs_match() {
+        assert_eq!(size_of::<sched_shutdown>(), 4);
+        assert_eq!(size_of::<evtchn_send>(), 4);
+    }
+
+    #[test]
+    fn constants_match_public_headers() {
+        assert_eq!(__HYPERVISOR_set_trap_table, 0);
+        assert_eq!(__HYPERVISOR_mmu_update, 1);
+        assert_eq!(__HYPERVISOR_update_va_mapping, 14);
+        assert_eq!(__HYPERVISOR_xen_version, 17);
+        assert_eq!(__HYPERVISOR_console_io, 18);
+        assert_eq!(__HYPERVISOR_iret, 23);
+        assert_eq!(__HYPERVISOR_mmuext_op, 26);
+        assert_eq!(__HYPERVISOR_sched_op, 29);
+        assert_eq!(__HYPERVISOR_event_channel_op, 32);
+        assert_eq!(__HYPERVISOR_physdev_op, 33);
+        assert_eq!(FLAT_KERNEL_CS, 0xe033);
+        assert_eq!(SCHEDOP_shutdown, 2);
+        assert_eq!((SHUTDOWN_poweroff, SHUTDOWN_reboot, SHUTDOWN_crash), (0, 1, 3));
+        assert_eq!(SIF_INITDOMAIN, 2);
+        assert_eq!(xen_sys::__MACH2PHYS_VIRT_START as u64, MACH2PHYS_VIRT_START);
+    }
+}

@@ -1,0 +1,170 @@
+//! The only place that executes a hypercall: the instruction sequence and the typed calls.
+//!
+//! A 64-bit PV hypercall is `call hypercall_page + 32 * nr` with the arguments in rdi, rsi, rdx,
+//! r10, r8 and the result in rax (Xen public/arch-x86/xen-x86_64.h). Xen's stub saves rcx/r11
+//! around its `syscall`, but a debug Xen poisons the argument registers it did not use, so all
+//! five are declared clobbered. Every result goes through `XenError::check`.
+#![allow(clippy::too_many_arguments)]
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::abi::{self, mmu_update, mmuext_op, trap_info};
+use super::error::XenError;
+
+extern "C" {
+    /// The page Xen fills with one 32-byte entry per hypercall (boot/head.S).
+    static hypercall_page: [u8; 4096];
+}
+
+/// Hypercalls issued, indexed by hypercall number (for the `stats:` line and the benchmarks).
+static CALLS_BY_NR: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+
+/// How many times hypercall `nr` has been issued since boot.
+pub fn count(nr: u32) -> u64 {
+    CALLS_BY_NR.get(nr as usize).map_or(0, |c| c.load(Ordering::Relaxed))
+}
+
+/// True once Xen has written the hypercall page. Until then every entry is the `ret` (0xc3)
+/// that boot/head.S put there, and a "hypercall" would return garbage in rax.
+pub fn page_is_written() -> bool {
+    // SAFETY: the hypercall page is part of our image and always mapped; a volatile read of
+    // one byte has no side effect and is not cached across Xen's write.
+    let first = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(hypercall_page).cast::<u8>()) };
+    first != 0xc3
+}
+
+/// Issues hypercall `nr` with five arguments and returns Xen's raw result.
+///
+/// # Safety
+/// The arguments must be valid for hypercall `nr`: pointers must point at memory of the type
+/// and size Xen expects for it, live for the whole call.
+#[inline]
+pub unsafe fn raw(nr: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
+    if let Some(counter) = CALLS_BY_NR.get(nr as usize) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    let entry = core::ptr::addr_of!(hypercall_page) as u64 + 32 * u64::from(nr);
+    let ret: i64;
+    // SAFETY: `entry` is inside the hypercall page that Xen wrote (checked at boot); the
+    // caller guarantees the arguments. The call uses our stack (no red zone in this kernel),
+    // and may read or write any memory the arguments point at (no `nomem`).
+    unsafe {
+        asm!(
+            "call {entry}",
+            entry = in(reg) entry,
+            inlateout("rdi") a1 => _,
+            inlateout("rsi") a2 => _,
+            inlateout("rdx") a3 => _,
+            inlateout("r10") a4 => _,
+            inlateout("r8") a5 => _,
+            lateout("rax") ret,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    ret
+}
+
+/// HYPERVISOR_console_io(CONSOLEIO_write): dom0's console, written to Xen's serial line.
+pub fn console_write(bytes: &[u8]) -> Result<(), XenError> {
+    // SAFETY: Xen reads `len` bytes from the buffer, which lives for the call.
+    let ret = unsafe {
+        raw(abi::__HYPERVISOR_console_io, u64::from(abi::CONSOLEIO_write), bytes.len() as u64, bytes.as_ptr() as u64, 0, 0)
+    };
+    XenError::check(ret).map(drop)
+}
+
+/// HYPERVISOR_xen_version with no argument buffer (e.g. XENVER_version).
+pub fn xen_version(cmd: u32) -> Result<u64, XenError> {
+    // SAFETY: commands without an argument take a NULL pointer.
+    XenError::check(unsafe { raw(abi::__HYPERVISOR_xen_version, u64::from(cmd), 0, 0, 0, 0) })
+}
+
+/// HYPERVISOR_xen_version(XENVER_extraversion): fills a 16-byte string.
+pub fn xen_extraversion(buf: &mut [u8; abi::XEN_EXTRAVERSION_LEN]) -> Result<(), XenError> {
+    // SAFETY: Xen writes at most 16 bytes (xen_extraversion_t) into `buf`.
+    let ret = unsafe {
+        raw(abi::__HYPERVISOR_xen_version, u64::from(abi::XENVER_EXTRAVERSION), buf.as_mut_ptr() as u64, 0, 0, 0)
+    };
+    XenError::check(ret).map(drop)
+}
+
+/// HYPERVISOR_sched_op(SCHEDOP_shutdown). Returns only if Xen refuses.
+pub fn shutdown(reason: u32) -> XenError {
+    let arg = abi::sched_shutdown { reason };
+    // SAFETY: Xen reads a `struct sched_shutdown` through the pointer (public/sched.h; the
+    // reason is NOT passed by value).
+    let ret = unsafe {
+        raw(abi::__HYPERVISOR_sched_op, u64::from(abi::SCHEDOP_shutdown), core::ptr::addr_of!(arg) as u64, 0, 0, 0)
+    };
+    match XenError::check(ret) {
+        Err(e) => e,
+        Ok(_) => XenError::EINVAL,
+    }
+}
+
+/// HYPERVISOR_sched_op(SCHEDOP_yield).
+pub fn sched_yield() -> Result<(), XenError> {
+    // SAFETY: SCHEDOP_yield takes no argument.
+    XenError::check(unsafe { raw(abi::__HYPERVISOR_sched_op, u64::from(abi::SCHEDOP_yield), 0, 0, 0, 0) }).map(drop)
+}
+
+/// HYPERVISOR_set_trap_table. The table must end with an entry whose address is 0.
+pub fn set_trap_table(table: &[trap_info]) -> Result<(), XenError> {
+    assert!(table.last().is_some_and(|t| t.address == 0), "trap table needs its sentinel");
+    // SAFETY: Xen reads entries up to the zero-address sentinel, which is inside `table`.
+    XenError::check(unsafe { raw(abi::__HYPERVISOR_set_trap_table, table.as_ptr() as u64, 0, 0, 0, 0) }).map(drop)
+}
+
+/// HYPERVISOR_update_va_mapping: writes the L1 entry that maps `va` (the L1 must exist).
+pub fn update_va_mapping(va: u64, pte: u64, flags: u64) -> Result<(), XenError> {
+    // SAFETY: no pointer arguments; Xen validates the new entry.
+    XenError::check(unsafe { raw(abi::__HYPERVISOR_update_va_mapping, va, pte, flags, 0, 0) }).map(drop)
+}
+
+/// HYPERVISOR_mmu_update on our own tables. On failure returns how many entries Xen applied
+/// before the first one it refused (Xen public/xen.h: the batch stops at the first failure).
+pub fn mmu_update(updates: &[mmu_update]) -> Result<(), (u32, XenError)> {
+    let mut done: u32 = 0;
+    // SAFETY: Xen reads `len` entries from `updates` and writes the count of applied entries
+    // to `done`; both live for the call.
+    let ret = unsafe {
+        raw(
+            abi::__HYPERVISOR_mmu_update,
+            updates.as_ptr() as u64,
+            updates.len() as u64,
+            core::ptr::addr_of_mut!(done) as u64,
+            u64::from(abi::DOMID_SELF),
+            0,
+        )
+    };
+    XenError::check(ret).map(drop).map_err(|e| (done, e))
+}
+
+/// HYPERVISOR_mmuext_op on our own tables (pin/unpin, base pointers, TLB flushes).
+pub fn mmuext_op(ops: &[mmuext_op]) -> Result<(), (u32, XenError)> {
+    let mut done: u32 = 0;
+    // SAFETY: as for `mmu_update`: Xen reads `len` ops and writes the count done.
+    let ret = unsafe {
+        raw(
+            abi::__HYPERVISOR_mmuext_op,
+            ops.as_ptr() as u64,
+            ops.len() as u64,
+            core::ptr::addr_of_mut!(done) as u64,
+            u64::from(abi::DOMID_SELF),
+            0,
+        )
+    };
+    XenError::check(ret).map(drop).map_err(|e| (done, e))
+}
+
+/// HYPERVISOR_event_channel_op(EVTCHNOP_send): notify the other end of `port`.
+pub fn evtchn_send(port: u32) -> Result<(), XenError> {
+    let arg = abi::evtchn_send { port };
+    // SAFETY: Xen reads a `struct evtchn_send` through the pointer.
+    let ret = unsafe {
+        raw(abi::__HYPERVISOR_event_channel_op, u64::from(abi::EVTCHNOP_send), core::ptr::addr_of!(arg) as u64, 0, 0, 0)
+    };
+    XenError::check(ret).map(drop)
+}
