@@ -1,16 +1,13 @@
 //! The only translations between pseudo-physical and machine frames: p2m and m2p, both checked.
 //!
 //! p2m (pfn -> mfn) is the guest's own list, `start_info.mfn_list[pfn]`, `nr_pages` long.
-//! m2p (mfn -> pfn) is Xen's read-only table at [`MACH2PHYS_VIRT_START`], shared by every domain:
+//! m2p (mfn -> pfn) is Xen's read-only table at `layout::MACH2PHYS_VIRT_START`, shared by all domains:
 //! its entry for a frame we don't own is someone else's pfn (or garbage), so every m2p answer is
 //! cross-checked against the p2m before it is trusted. Both arrays are handed in as slices, so the
 //! kernel builds them from `start_info` and host tests feed fakes.
 #![deny(unsafe_code)]
 
 use super::addr::{Mfn, Pfn};
-
-/// Where Xen maps the read-only machine-to-phys table in every 64-bit PV guest.
-pub const MACH2PHYS_VIRT_START: u64 = 0xffff_8000_0000_0000;
 
 /// Why a frame number could not be translated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

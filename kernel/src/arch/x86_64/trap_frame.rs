@@ -31,10 +31,16 @@ pub struct TrapFrame {
 }
 
 impl TrapFrame {
-    /// The privilege level the exception came from; the PV kernel runs in ring 3 too, so
-    /// kernel vs user is told apart by the selector Xen reports (FLAT_KERNEL_CS vs user CS).
+    /// Whether the exception interrupted the kernel. The PV kernel runs in ring 3 like user
+    /// code; Xen reports a kernel-mode frame with the selector's RPL cleared (0xe030 for
+    /// FLAT_KERNEL_CS 0xe033) and a user-mode frame with RPL 3.
     pub fn from_kernel(&self) -> bool {
-        self.cs as u16 == crate::xen::abi::FLAT_KERNEL_CS as u16
+        self.cs & 3 == 0
+    }
+
+    /// The event mask Xen saved at entry (bits 32-39 of the cs slot).
+    pub fn saved_upcall_mask(&self) -> u8 {
+        (self.cs >> 32) as u8
     }
 
     /// Named registers in a fixed order, for the crash report.

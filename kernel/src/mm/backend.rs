@@ -1,0 +1,176 @@
+//! The hypervisor seam: Xen's PV MMU operations as a trait, plus raw access to frame contents.
+//!
+//! A PV guest never writes a live page table: it asks Xen to, with `mmu_update` batches (each entry
+//! checked, applied in order, stopping at the first failure), `mmuext_op` (pin, unpin, switch base
+//! pointer, flush) and `update_va_mapping` (one L1 entry of the current address space, with an
+//! optional flush). [`XenMmu`] mirrors exactly those calls; the kernel implements it with
+//! hypercalls, host tests with a model of Xen that rejects what Xen rejects. [`FrameAccess`] is the
+//! other half: reading any frame and writing frames that are still ordinary writable memory
+//! (a new table before Xen validates it), through the direct map in the kernel.
+#![deny(unsafe_code)]
+
+use super::addr::{MachineAddr, Mfn, Pfn, VirtAddr};
+use super::pte::{Level, Pte};
+
+/// A negative errno as Xen returns it (e.g. -22 for EINVAL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XenErrno(pub i64);
+
+impl XenErrno {
+    pub const EPERM: XenErrno = XenErrno(-1);
+    pub const ENOMEM: XenErrno = XenErrno(-12);
+    pub const EBUSY: XenErrno = XenErrno(-16);
+    pub const EINVAL: XenErrno = XenErrno(-22);
+    pub const ENOSYS: XenErrno = XenErrno(-38);
+}
+
+/// A batched call stopped at entry `done`: entries `0..done` took effect, the rest did not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchFailure {
+    pub done: usize,
+    pub errno: XenErrno,
+}
+
+/// `struct mmu_update` of xen/include/public/xen.h: `ptr` is the machine address of the entry with
+/// the command in its low two bits, `val` the new entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct MmuUpdate {
+    pub ptr: u64,
+    pub val: u64,
+}
+
+/// `MMU_NORMAL_PT_UPDATE`: a checked `*ptr = val` on a page-table entry.
+pub const MMU_NORMAL_PT_UPDATE: u64 = 0;
+
+impl MmuUpdate {
+    /// Set the page-table entry at machine address `entry` to `pte`.
+    pub const fn normal(entry: MachineAddr, pte: Pte) -> Self {
+        MmuUpdate { ptr: entry.0 | MMU_NORMAL_PT_UPDATE, val: pte.0 }
+    }
+
+    /// The machine address of the entry this update writes.
+    pub const fn entry_addr(&self) -> MachineAddr {
+        MachineAddr(self.ptr & !7)
+    }
+
+    /// The command in the low bits of `ptr`.
+    pub const fn command(&self) -> u64 {
+        self.ptr & 3
+    }
+}
+
+/// The `mmuext_op` commands faultline uses (xen.h `MMUEXT_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmuExtOp {
+    /// `MMUEXT_PIN_L{1..4}_TABLE`: validate the frame as a table of `level` and keep it so.
+    Pin { level: Level, mfn: Mfn },
+    /// `MMUEXT_UNPIN_TABLE`.
+    Unpin(Mfn),
+    /// `MMUEXT_NEW_BASEPTR`: the kernel's L4.
+    NewBaseptr(Mfn),
+    /// `MMUEXT_NEW_USER_BASEPTR`: the L4 used while in user mode.
+    NewUserBaseptr(Mfn),
+    /// `MMUEXT_TLB_FLUSH_LOCAL`.
+    TlbFlushLocal,
+    /// `MMUEXT_INVLPG_LOCAL`.
+    InvlpgLocal(VirtAddr),
+}
+
+impl MmuExtOp {
+    /// The `cmd` field of `struct mmuext_op`.
+    pub const fn command(&self) -> u32 {
+        match self {
+            MmuExtOp::Pin { level: Level::L1, .. } => 0,
+            MmuExtOp::Pin { level: Level::L2, .. } => 1,
+            MmuExtOp::Pin { level: Level::L3, .. } => 2,
+            MmuExtOp::Pin { level: Level::L4, .. } => 3,
+            MmuExtOp::Unpin(_) => 4,
+            MmuExtOp::NewBaseptr(_) => 5,
+            MmuExtOp::TlbFlushLocal => 6,
+            MmuExtOp::InvlpgLocal(_) => 7,
+            MmuExtOp::NewUserBaseptr(_) => 15,
+        }
+    }
+
+    /// The `arg1` field: an mfn or a linear address (0 when unused).
+    pub const fn arg1(&self) -> u64 {
+        match self {
+            MmuExtOp::Pin { mfn, .. } | MmuExtOp::Unpin(mfn) => mfn.0,
+            MmuExtOp::NewBaseptr(mfn) | MmuExtOp::NewUserBaseptr(mfn) => mfn.0,
+            MmuExtOp::InvlpgLocal(va) => va.as_u64(),
+            MmuExtOp::TlbFlushLocal => 0,
+        }
+    }
+}
+
+/// The flush `update_va_mapping` performs after its update (`UVMF_*`, local CPU only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UvmFlush {
+    None,
+    InvlpgLocal,
+    TlbFlushLocal,
+}
+
+impl UvmFlush {
+    /// The `flags` argument: UVMF_NONE 0, UVMF_TLB_FLUSH 1, UVMF_INVLPG 2, UVMF_LOCAL 0.
+    pub const fn flags(self) -> u64 {
+        match self {
+            UvmFlush::None => 0,
+            UvmFlush::TlbFlushLocal => 1,
+            UvmFlush::InvlpgLocal => 2,
+        }
+    }
+}
+
+/// Xen's PV MMU hypercalls, one method per hypercall.
+pub trait XenMmu {
+    /// `HYPERVISOR_mmu_update(reqs, count, &done, DOMID_SELF)`.
+    fn mmu_update(&mut self, updates: &[MmuUpdate]) -> Result<(), BatchFailure>;
+    /// `HYPERVISOR_mmuext_op(ops, count, &done, DOMID_SELF)`.
+    fn mmuext_op(&mut self, ops: &[MmuExtOp]) -> Result<(), BatchFailure>;
+    /// `HYPERVISOR_update_va_mapping(va, pte, flags)`: the L1 entry of `va` in the current tables.
+    fn update_va_mapping(&mut self, va: VirtAddr, pte: Pte, flush: UvmFlush) -> Result<(), XenErrno>;
+}
+
+/// Plain access to the contents of this domain's frames (in the kernel: through the direct map).
+///
+/// Reads work on any frame of ours. Writes are only for frames that have a writable alias, i.e.
+/// that are not page tables Xen has validated: a new table while it is being prepared. Writing a
+/// live table this way would fault in the kernel; the model flags it.
+pub trait FrameAccess {
+    /// Entry `index` (0..512) of frame `pfn` read as a table.
+    fn read_entry(&self, pfn: Pfn, index: usize) -> u64;
+    /// Writes entry `index` of frame `pfn`, which must be ordinary writable memory.
+    fn write_entry(&mut self, pfn: Pfn, index: usize, value: u64);
+    /// Fills frame `pfn`, which must be ordinary writable memory, with zeros.
+    fn zero_frame(&mut self, pfn: Pfn);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::pte::PteFlags;
+
+    #[test]
+    fn mmu_update_matches_the_c_layout() {
+        assert_eq!(core::mem::size_of::<MmuUpdate>(), 16);
+        let u = MmuUpdate::normal(Mfn(3).entry_addr(5), Pte::new(Mfn(9), PteFlags::PRESENT));
+        assert_eq!((u.ptr, u.val), (0x3028, 0x9001));
+        assert_eq!(u.entry_addr(), MachineAddr(0x3028));
+        assert_eq!(u.command(), MMU_NORMAL_PT_UPDATE);
+    }
+
+    #[test]
+    fn mmuext_commands_match_xen_h() {
+        let mfn = Mfn(1);
+        assert_eq!(MmuExtOp::Pin { level: Level::L1, mfn }.command(), 0);
+        assert_eq!(MmuExtOp::Pin { level: Level::L4, mfn }.command(), 3);
+        assert_eq!(MmuExtOp::Unpin(mfn).command(), 4);
+        assert_eq!(MmuExtOp::NewBaseptr(mfn).command(), 5);
+        assert_eq!(MmuExtOp::TlbFlushLocal.command(), 6);
+        assert_eq!(MmuExtOp::InvlpgLocal(VirtAddr::new(0x1000)).arg1(), 0x1000);
+        assert_eq!(MmuExtOp::NewUserBaseptr(mfn).command(), 15);
+        assert_eq!(UvmFlush::InvlpgLocal.flags(), 2);
+    }
+}
