@@ -8,7 +8,8 @@ use crate::testing::{report, selftest};
 use crate::xen::abi::start_info;
 use crate::xen::start_info::StartInfo;
 use crate::xen::version::XenVersion;
-use crate::xen::{console, console_io, hypercall, shared_info};
+use crate::xen::xenstore::Xenstore;
+use crate::xen::{console, console_io, console_ring, hypercall, shared_info, XenError};
 
 /// Entered from boot/head.S on the boot stack with start_info's virtual address.
 #[no_mangle]
@@ -19,16 +20,19 @@ pub extern "C" fn kernel_start(start_info: *const start_info) -> ! {
         // SAFETY: ud2 only raises #UD.
         unsafe { core::arch::asm!("ud2", options(noreturn)) };
     }
-    console::set_sink(&console_io::CONSOLE_IO);
-    println!("faultline {}: Xen PV guest kernel", env!("CARGO_PKG_VERSION"));
-
     // SAFETY: Xen passes the virtual address of start_info in %rsi; it is mapped inside the
     // initial mapping for the whole life of the domain and nothing else writes it.
     let raw = unsafe { &*start_info };
-    let info = match StartInfo::validate(raw) {
+    let validated = StartInfo::validate(raw);
+    let ring_error = choose_console(validated.ok());
+    println!("faultline {}: Xen PV guest kernel", env!("CARGO_PKG_VERSION"));
+    let info = match validated {
         Ok(info) => info,
         Err(e) => boot_error(format_args!("start_info rejected: {e}")),
     };
+    if let Some(e) = ring_error {
+        boot_error(format_args!("mapping the console ring: {e}"));
+    }
     if let Err(e) = shared_info::map(raw.shared_info) {
         boot_error(format_args!("mapping shared_info at machine address {:#x}: {e}", raw.shared_info));
     }
@@ -36,6 +40,9 @@ pub extern "C" fn kernel_start(start_info: *const start_info) -> ! {
         boot_error(format_args!("HYPERVISOR_set_trap_table: {e}"));
     }
     print_summary(&info);
+    if !info.is_dom0() {
+        print_store_identity(&info);
+    }
 
     let cmdline = match info.cmdline() {
         Ok(line) => line,
@@ -62,6 +69,66 @@ fn print_summary(info: &StartInfo<'_>) {
     match info.cmdline() {
         Ok(line) => println!("cmdline: \"{line}\""),
         Err(_) => println!("cmdline: (not UTF-8)"),
+    }
+}
+
+/// The console sink is chosen once, from the start_info flags: dom0 writes with console_io,
+/// a DomU through its console ring (Xen drops a DomU's console_io writes). If the ring cannot
+/// be mapped the error comes back, to be reported once something can print.
+fn choose_console(info: Option<StartInfo<'_>>) -> Option<XenError> {
+    match info {
+        Some(info) if !info.is_dom0() => {
+            let (mfn, port) = info.domu_console();
+            match console_ring::CONSOLE_RING.init(mfn, port) {
+                Ok(()) => {
+                    console::set_sink(&console_ring::CONSOLE_RING);
+                    None
+                }
+                Err(e) => {
+                    console::set_sink(&console_io::CONSOLE_IO);
+                    Some(e)
+                }
+            }
+        }
+        _ => {
+            console::set_sink(&console_io::CONSOLE_IO);
+            None
+        }
+    }
+}
+
+/// Reads our own name and domid from xenstore; a store problem is reported, not fatal.
+fn print_store_identity(info: &StartInfo<'_>) {
+    let (mfn, port) = info.store();
+    if mfn == 0 {
+        println!("xenstore: none (start_info has no store page)");
+        return;
+    }
+    let mut store = match Xenstore::connect(mfn, port) {
+        Ok(store) => store,
+        Err(e) => {
+            println!("xenstore: unavailable: {e}");
+            return;
+        }
+    };
+    let mut name = [0u8; 64];
+    let mut domid = [0u8; 16];
+    let name = store.read("name", &mut name).map(|n| &name[..n]);
+    let domid = store.read("domid", &mut domid).map(|n| &domid[..n]);
+    match (name, domid) {
+        (Ok(name), Ok(domid)) => println!(
+            "xenstore: name \"{}\", domid {}",
+            core::str::from_utf8(name).unwrap_or("?"),
+            core::str::from_utf8(domid).unwrap_or("?")
+        ),
+        (name, domid) => {
+            if let Err(e) = name {
+                println!("xenstore: reading name: {e}");
+            }
+            if let Err(e) = domid {
+                println!("xenstore: reading domid: {e}");
+            }
+        }
     }
 }
 

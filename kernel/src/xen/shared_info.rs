@@ -3,39 +3,20 @@
 //! Xen updates this page behind our back (event bits, time, cr2), so nothing here ever copies
 //! it or holds a Rust reference into it: every access is a volatile read or write.
 
-use core::cell::UnsafeCell;
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use super::abi::{self, shared_info, vcpu_info};
-use super::hypercall;
+use super::slots::{self, Slot};
 use super::XenError;
-
-/// A page of our image whose frame is given up so shared_info can be mapped at its address.
-#[repr(C, align(4096))]
-struct PageSlot(UnsafeCell<[u8; 4096]>);
-// SAFETY: the slot is never accessed as Rust data, only its address is used.
-unsafe impl Sync for PageSlot {}
-
-#[link_section = ".bss.page_aligned"]
-static SHARED_INFO_SLOT: PageSlot = PageSlot(UnsafeCell::new([0; 4096]));
 
 static SHARED_INFO: AtomicPtr<shared_info> = AtomicPtr::new(core::ptr::null_mut());
 
-/// PTE flags for the mapping: present, writable, accessed, dirty.
-const PTE_PRESENT_RW_AD: u64 = 0x1 | 0x2 | 0x20 | 0x40;
-
-/// Maps shared_info (a machine address from start_info) over `SHARED_INFO_SLOT`.
+/// Maps shared_info (a machine address from start_info) over its slot.
 pub fn map(machine_addr: u64) -> Result<(), XenError> {
-    let va = SHARED_INFO_SLOT.0.get() as u64;
-    hypercall::update_va_mapping(va, (machine_addr & !0xfff) | PTE_PRESENT_RW_AD, abi::UVMF_INVLPG)?;
-    SHARED_INFO.store(va as *mut shared_info, Ordering::Release);
+    let va = slots::map(Slot::SharedInfo, machine_addr)?;
+    SHARED_INFO.store(va.cast(), Ordering::Release);
     Ok(())
-}
-
-/// The virtual address of the slot (its original frame is no longer mapped there).
-pub fn slot_address() -> u64 {
-    SHARED_INFO_SLOT.0.get() as u64
 }
 
 fn vcpu0() -> Option<*mut vcpu_info> {

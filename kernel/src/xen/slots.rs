@@ -1,0 +1,46 @@
+//! Fixed kernel pages over which Xen-shared machine frames are mapped (shared_info, rings).
+//!
+//! Each slot is a page of our image; mapping a foreign or shared machine frame there with
+//! update_va_mapping gives up the slot's own frame (it stays allocated to us, unmapped).
+
+use core::cell::UnsafeCell;
+
+use super::{abi, hypercall, XenError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    SharedInfo = 0,
+    Console = 1,
+    Store = 2,
+}
+
+const SLOT_COUNT: usize = 3;
+
+#[repr(C, align(4096))]
+struct Pages(UnsafeCell<[[u8; 4096]; SLOT_COUNT]>);
+// SAFETY: the pages are never accessed as Rust data; only their addresses are used.
+unsafe impl Sync for Pages {}
+
+#[link_section = ".bss.page_aligned"]
+static PAGES: Pages = Pages(UnsafeCell::new([[0; 4096]; SLOT_COUNT]));
+
+/// PTE flags for a slot mapping: present, writable, accessed, dirty.
+const PTE_PRESENT_RW_AD: u64 = 0x1 | 0x2 | 0x20 | 0x40;
+
+/// The slot's virtual address.
+pub fn address(slot: Slot) -> u64 {
+    PAGES.0.get() as u64 + 4096 * slot as u64
+}
+
+/// Whether `va` lies in one of the slots (their original frames are not mapped there).
+pub fn contains(va: u64) -> bool {
+    let start = PAGES.0.get() as u64;
+    (start..start + 4096 * SLOT_COUNT as u64).contains(&va)
+}
+
+/// Maps the machine frame at `machine_addr` over `slot`; returns the slot's address.
+pub fn map(slot: Slot, machine_addr: u64) -> Result<*mut u8, XenError> {
+    let va = address(slot);
+    hypercall::update_va_mapping(va, (machine_addr & !0xfff) | PTE_PRESENT_RW_AD, abi::UVMF_INVLPG)?;
+    Ok(va as *mut u8)
+}
