@@ -5,6 +5,7 @@ pub mod arch;
 pub mod cmdline;
 pub mod fmt_buf;
 pub mod mm;
+pub mod proc;
 pub mod testing;
 pub mod xen;
 

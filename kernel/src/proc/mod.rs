@@ -1,0 +1,1 @@
+//! Processes: test-program archives, ELF images, expectations, user mode.
