@@ -1,0 +1,55 @@
+//! Where things are: the workspace, its target folder, the download cache, the lock file.
+
+use std::env;
+use std::path::PathBuf;
+
+/// The workspace root (the folder that holds `scripts/`).
+pub fn root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .and_then(|scripts| scripts.parent())
+        .map(PathBuf::from)
+        .unwrap_or(manifest_dir)
+}
+
+/// Cargo's target folder: `$CARGO_TARGET_DIR`, else `<root>/target`.
+pub fn target_dir() -> PathBuf {
+    match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root().join(dir),
+        _ => root().join("target"),
+    }
+}
+
+/// Where each run's console log is saved.
+pub fn log_dir() -> PathBuf {
+    target_dir().join("faultline-logs")
+}
+
+/// The download cache: `$FAULTLINE_CACHE`, else `$XDG_CACHE_HOME/faultline`, else
+/// `~/.cache/faultline`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = env::var_os("FAULTLINE_CACHE").filter(|dir| !dir.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = env::var_os("XDG_CACHE_HOME").filter(|dir| !dir.is_empty()) {
+        return PathBuf::from(dir).join("faultline");
+    }
+    match env::var_os("HOME").filter(|dir| !dir.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".cache").join("faultline"),
+        None => root().join(".cache").join("faultline"),
+    }
+}
+
+/// The lock file that pins each Debian package's version and sha256 (`cargo xtask lock` writes it).
+pub fn packages_lock() -> PathBuf {
+    root().join("scripts").join("packages.lock")
+}
+
+/// Every lock file, in the order they are read: ours, then the Linux dom0 image's.
+pub fn packages_locks() -> [PathBuf; 2] {
+    [
+        packages_lock(),
+        root().join("scripts").join("dom0").join("packages.lock"),
+    ]
+}
