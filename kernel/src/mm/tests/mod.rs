@@ -1,0 +1,1 @@
+//! Host tests of the page-table code against the model of Xen.
