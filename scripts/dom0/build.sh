@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Build the Linux dom0 that runs `xl create` on faultline as a Xen PV DomU.
+#
+#   scripts/dom0/build.sh [cache-dir] [out-dir]
+#       cache-dir  default: $FAULTLINE_CACHE, else ~/.cache/faultline
+#       out-dir    default: target/dom0
+#
+# Fetches the Debian 12 packages pinned in scripts/dom0/packages.lock with
+# `apt-get download` (checked against the lock's SHA-256), unpacks them with
+# `dpkg-deb` under cache-dir, and writes to out-dir:
+#   xen                  Xen 4.17 (gunzipped ELF, for QEMU -kernel)
+#   vmlinux              dom0 Linux as an ELF (out of the Debian vmlinuz)
+#   dom0-base.cpio.gz    dom0 initramfs: busybox, Xen tools, libraries, modules, /init
+#   dom0.env             the paths above and the suggested command lines (sh syntax)
+# The built set is cached in cache-dir/dom0/<key>, key = hash of the lock and
+# of these scripts, so a second run only re-links it. Per-run guests are added
+# by payload.sh. Needs: apt-get (with `apt-get update` done), dpkg-deb, tar,
+# gzip, xz, coreutils, findutils. No root needed except for apt-get's lists.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${1:-${FAULTLINE_CACHE:-$HOME/.cache/faultline}}
+out=${2:-target/dom0}
+lock=$here/packages.lock
+modules=(xen-evtchn xen-privcmd xenfs xen-gntdev) # insmod order; no modules.dep
+xen_tools=(xl xenstored xenconsoled xen-init-dom0 xenconsole)
+xenstore_cmds=(read write ls list exists rm watch chmod)
+
+say() { echo "dom0/build: $*" >&2; }
+die() { echo "dom0/build: error: $*" >&2; exit 1; }
+
+for t in apt-get dpkg-deb tar gzip xz sha256sum od find sort; do
+	command -v "$t" >/dev/null || die "'$t' not found (Debian 12 is expected; apt-get install it)"
+done
+[ -r "$lock" ] || die "$lock missing: run scripts/dom0/lock.sh"
+mkdir -p "$cache/debs" "$cache/pkgs" "$cache/dom0" "$out"
+cache=$(cd "$cache" && pwd)
+out=$(cd "$out" && pwd)
+
+# ---- 1. cache key: everything that shapes the image -------------------------
+key=$(cat "$lock" "$here/build.sh" "$here/vmlinux.sh" "$here/init" | sha256sum | cut -c1-16)
+dst=$cache/dom0/$key
+
+publish() {
+	local f
+	for f in xen vmlinux dom0-base.cpio.gz; do
+		ln -f "$dst/$f" "$out/$f" 2>/dev/null || cp -f "$dst/$f" "$out/$f"
+	done
+	{
+		echo "# Written by scripts/dom0/build.sh (key $key). Paths are absolute."
+		echo "DOM0_KEY=$key"
+		echo "XEN=$out/xen"
+		echo "DOM0_KERNEL=$out/vmlinux"
+		echo "DOM0_INITRAMFS=$out/dom0-base.cpio.gz"
+		echo "XEN_ARGS='console=com1 dom0_mem=192M,max:192M dom0_max_vcpus=1'"
+		echo "DOM0_ARGS='console=hvc0 quiet swiotlb=1024'"
+		cat "$dst/versions"
+	} >"$out/dom0.env"
+	say "ready in $out ($(du -sh "$dst" | cut -f1), key $key)"
+}
+if [ -s "$dst/dom0-base.cpio.gz" ] && [ -s "$dst/versions" ]; then
+	say "cached build $key"
+	publish
+	exit 0
+fi
+
+# ---- 2. fetch and verify every pinned package -------------------------------
+deb_of() { echo "$cache/debs/${1}_${2//:/%3a}_amd64.deb"; } # apt-get download's own name
+want=()
+while read -r name ver sha _; do
+	case $name in '#'* | '') continue ;; esac
+	deb=$(deb_of "$name" "$ver")
+	[ -s "$deb" ] && echo "$sha  $deb" | sha256sum -c --status || { rm -f "$deb"; want+=("$name=$ver"); }
+done <"$lock"
+if [ ${#want[@]} -gt 0 ]; then
+	say "fetching ${#want[@]} package(s): ${want[*]}"
+	(cd "$cache/debs" && apt-get download -q -o APT::Sandbox::User=root "${want[@]}" >/dev/null) ||
+		die "apt-get download failed (see above). Run 'apt-get update' and retry; if a version is gone from the archive, refresh the lock with scripts/dom0/lock.sh and commit it"
+fi
+declare -A ROOT # package name -> unpacked tree
+while read -r name ver sha _; do
+	case $name in '#'* | '') continue ;; esac
+	deb=$(deb_of "$name" "$ver")
+	[ -s "$deb" ] || die "apt-get download $name=$ver did not produce $deb"
+	echo "$sha  $deb" | sha256sum -c --status ||
+		die "SHA-256 of $deb differs from packages.lock ($sha): the archive changed; refresh the lock with scripts/dom0/lock.sh"
+	dir=$cache/pkgs/${name}_${ver//:/%3a}
+	if ! [ -e "$dir/.unpacked" ]; then
+		say "unpacking $name"
+		rm -rf "$dir" && mkdir -p "$dir"
+		case $name in
+			linux-image-*) # 70 MB of modules: take only what dom0 needs
+				dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir" --wildcards \
+					'*/boot/vmlinuz-*' '*/drivers/xen/*.ko*' ;;
+			*) dpkg-deb -x "$deb" "$dir" ;;
+		esac
+		touch "$dir/.unpacked"
+	fi
+	ROOT[$name]=$dir
+	case $name in linux-image-*) KPKG=$name ;; esac
+done <"$lock"
+for p in xen-hypervisor-4.17-amd64 xen-utils-4.17 xenstore-utils busybox-static libc6 libgcc-s1; do
+	[ -n "${ROOT[$p]:-}" ] || die "packages.lock lacks $p: refresh it with scripts/dom0/lock.sh"
+done
+[ -n "${KPKG:-}" ] || die "packages.lock lacks linux-image-6.1.*-amd64: refresh it with scripts/dom0/lock.sh"
+
+tmp=$cache/dom0/.tmp.$$
+trap 'rm -rf "$tmp"' EXIT
+rm -rf "$tmp" && mkdir -p "$tmp"
+versions=$tmp/versions
+grep -v '^#' "$lock" | awk '{ gsub(/[^A-Za-z0-9]/, "_", $1); print "PKG_" $1 "='\''" $2 "'\''" }' >"$versions"
+
+# ---- 3. Xen and the dom0 kernel ----------------------------------------------
+say "xen: gunzip"
+gzip -dc "${ROOT[xen-hypervisor-4.17-amd64]}/boot/xen-4.17-amd64.gz" >"$tmp/xen"
+vmlinuz=$(find "${ROOT[$KPKG]}" -path '*/boot/vmlinuz-*' | head -n1)
+[ -n "$vmlinuz" ] || die "no /boot/vmlinuz-* in $KPKG"
+kver=${vmlinuz##*/vmlinuz-}
+echo "DOM0_KVER=$kver" >>"$versions"
+say "vmlinux: extracting from $vmlinuz"
+"$here/vmlinux.sh" "$vmlinuz" "$tmp/vmlinux"
+
+# ---- 4. the initramfs tree ---------------------------------------------------
+r=$tmp/root
+mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,lib/x86_64-linux-gnu,lib64,lib/modules,etc/xen} \
+	"$r"/{proc,sys,dev,run,tmp,root,var/lib/xen,var/lib/xenstored,var/log/xen/console} \
+	"$r/usr/lib/xen-4.17/bin"
+ln -s ../run "$r/var/run"
+ln -s ../run/lock "$r/var/lock"
+ln -s ../../lib/x86_64-linux-gnu "$r/usr/lib/x86_64-linux-gnu"
+
+bb=${ROOT[busybox-static]}/bin/busybox
+cp "$bb" "$r/bin/busybox"
+"$bb" --list-full | while read -r applet; do
+	[ -e "$r/$applet" ] || ln -s /bin/busybox "$r/$applet"
+done
+
+say "modules: ${modules[*]} (kernel $kver)"
+for m in "${modules[@]}"; do
+	ko=$(find "${ROOT[$KPKG]}" -name "$m.ko*" | head -n1)
+	[ -n "$ko" ] || die "module $m not found in $KPKG"
+	case $ko in
+		*.ko) cp "$ko" "$r/lib/modules/$m.ko" ;;
+		*.ko.xz) xz -dc "$ko" >"$r/lib/modules/$m.ko" ;;
+		*.ko.zst) zstd -dcq "$ko" >"$r/lib/modules/$m.ko" ;;
+		*) die "module $ko: unknown compression" ;;
+	esac
+done
+
+bins=()
+for t in "${xen_tools[@]}"; do
+	f=${ROOT[xen-utils-4.17]}/usr/lib/xen-4.17/bin/$t
+	[ -x "$f" ] || die "$f missing from xen-utils-4.17"
+	cp "$f" "$r/usr/lib/xen-4.17/bin/$t"
+	bins+=("$f")
+done
+f=${ROOT[xenstore-utils]}/usr/bin/xenstore
+[ -x "$f" ] || die "$f missing from xenstore-utils"
+cp "$f" "$r/usr/bin/xenstore"
+bins+=("$f")
+for c in "${xenstore_cmds[@]}"; do ln -s xenstore "$r/usr/bin/xenstore-$c"; done # argv[0] picks the command
+
+# Libraries: ask the packaged loader (what ldd does) with the unpacked lib dirs first.
+libpath=$(for d in "${ROOT[@]}"; do
+	for s in lib/x86_64-linux-gnu usr/lib/x86_64-linux-gnu; do [ -d "$d/$s" ] && echo "$d/$s"; done
+done | sort | paste -sd:)
+loader=${ROOT[libc6]}/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2
+[ -x "$loader" ] || die "$loader missing from libc6"
+declare -A LIBS
+for b in "${bins[@]}"; do
+	listing=$("$loader" --library-path "$libpath" --list "$b") || die "the loader cannot list $b"
+	while read -r soname arrow path _; do
+		[ "$arrow" = "=>" ] || continue
+		case $soname in /*) continue ;; esac # the loader itself, copied below
+		[ "$path" != not ] || die "$b needs $soname, found in no package of packages.lock: add its package to lock.sh and rerun it"
+		case $path in
+			"$cache"/pkgs/*) ;;
+			*) say "warning: $soname for ${b##*/} comes from the host ($path): add its package to lock.sh" ;;
+		esac
+		LIBS[$soname]=$path
+	done <<<"$listing"
+done
+LIBS[libgcc_s.so.1]=${ROOT[libgcc-s1]}/lib/x86_64-linux-gnu/libgcc_s.so.1 # glibc dlopens it (xl aborts without)
+for soname in "${!LIBS[@]}"; do
+	cp -L "${LIBS[$soname]}" "$r/lib/x86_64-linux-gnu/$soname"
+done
+cp -L "$loader" "$r/lib64/ld-linux-x86-64.so.2"
+say "libraries: $(echo "${!LIBS[@]}" | tr ' ' '\n' | sort | paste -sd' ')"
+
+# xl warns without a global config; dom0's memory is fixed (dom0_mem=...,max:...).
+printf '# faultline dom0\nautoballoon="off"\n' >"$r/etc/xen/xl.conf"
+cp "$here/init" "$r/init"
+chmod 755 "$r/init"
+cp "$versions" "$r/etc/faultline-dom0.versions"
+
+# ---- 5. pack it: sorted newc cpio, gzip -n, padded to 4 bytes ----------------
+# Padding lets an uncompressed payload cpio follow: the kernel only looks for a
+# cpio header at 4-byte offsets, and skips the zero bytes in between.
+say "packing the initramfs"
+(cd "$r" && find . -mindepth 1 | LC_ALL=C sort | "$r/bin/busybox" cpio -o -H newc 2>/dev/null) |
+	gzip -n -9 >"$tmp/dom0-base.cpio.gz"
+sz=$(stat -c %s "$tmp/dom0-base.cpio.gz")
+[ $((sz % 4)) -eq 0 ] || head -c $((4 - sz % 4)) /dev/zero >>"$tmp/dom0-base.cpio.gz"
+
+rm -rf "$r" "$dst"
+mv "$tmp" "$dst"
+trap - EXIT
+say "built: xen $(stat -c %s "$dst/xen"), vmlinux $(stat -c %s "$dst/vmlinux"), initramfs $(stat -c %s "$dst/dom0-base.cpio.gz") bytes"
+publish

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Make the per-run payload for the faultline dom0: a small uncompressed cpio
+# appended to the cached base initramfs (Linux unpacks concatenated archives).
+#
+#   scripts/dom0/payload.sh -o OUT [-b BASE] [GUEST-OPTIONS] KERNEL [[GUEST-OPTIONS] KERNEL]...
+#   scripts/dom0/payload.sh --print-cfg [GUEST-OPTIONS] KERNEL   # xl cfg with host paths
+#
+#   -o OUT            file to write
+#   -b BASE           base initramfs (dom0-base.cpio.gz from build.sh); OUT = BASE + payload.
+#                     Without -b, OUT is the payload cpio alone.
+# Guest options apply to the next KERNEL only:
+#   --name NAME       domain name (default faultline, faultline-2, ...)
+#   --memory MB       default 64
+#   --extra "ARGS"    guest command line (no quotes or backslashes)
+#   --ramdisk FILE    guest initrd
+#   --timeout SEC     dom0 destroys the guest after SEC seconds (default 60)
+#   --cfg TEMPLATE    xl config template (default scripts/dom0/faultline.cfg.in)
+#
+# In the archive: /payload/guests ("<cfg> <timeout>" per line, run in order),
+# /payload/N.cfg, /payload/N/kernel, /payload/N/ramdisk. The cpio is written
+# here (newc format, mtime 0) so the host needs no cpio tool.
+set -euo pipefail
+shopt -u patsub_replacement 2>/dev/null || true # keep '&' literal in ${v//x/y}
+here=$(cd "$(dirname "$0")" && pwd)
+die() { echo "dom0/payload: error: $*" >&2; exit 1; }
+
+. "$here/cpio.sh"
+
+# ---- arguments ---------------------------------------------------------------
+out='' base='' print_cfg=0
+names=() kernels=() ramdisks=() memories=() extras=() timeouts=() cfgs=()
+reset() { g_name='' g_ram='' g_mem=64 g_extra='' g_tmo=60 g_cfg=$here/faultline.cfg.in; }
+reset
+while [ $# -gt 0 ]; do
+	case $1 in
+		-o) out=${2:?-o needs a file}; shift 2 ;;
+		-b) base=${2:?-b needs a file}; shift 2 ;;
+		--print-cfg) print_cfg=1; shift ;;
+		--name) g_name=${2:?}; shift 2 ;;
+		--memory) g_mem=${2:?}; shift 2 ;;
+		--extra) g_extra=${2?}; shift 2 ;;
+		--ramdisk) g_ram=${2:?}; shift 2 ;;
+		--timeout) g_tmo=${2:?}; shift 2 ;;
+		--cfg) g_cfg=${2:?}; shift 2 ;;
+		-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+		-*) die "unknown option $1 (see --help)" ;;
+		*)
+			[ -r "$1" ] || die "guest kernel $1 not found"
+			[ -z "$g_ram" ] || [ -r "$g_ram" ] || die "ramdisk $g_ram not found"
+			[ -r "$g_cfg" ] || die "config template $g_cfg not found"
+			case $g_extra in *'"'* | *\\*) die "--extra must not contain quotes or backslashes" ;; esac
+			[[ $g_mem =~ ^[0-9]+$ && $g_tmo =~ ^[0-9]+$ ]] || die "--memory and --timeout take whole numbers"
+			n=$(( ${#kernels[@]} + 1 ))
+			[ -n "$g_name" ] || { g_name=faultline; [ $n -eq 1 ] || g_name=faultline-$n; }
+			names+=("$g_name") kernels+=("$1") ramdisks+=("$g_ram") memories+=("$g_mem")
+			extras+=("$g_extra") timeouts+=("$g_tmo") cfgs+=("$g_cfg")
+			reset; shift ;;
+	esac
+done
+[ ${#kernels[@]} -gt 0 ] || die "no guest kernel given (see --help)"
+
+# render I KERNEL-PATH RAMDISK-PATH: the xl config of guest I.
+render() {
+	local i=$1 t line
+	t=$(<"${cfgs[$i]}")
+	while IFS= read -r line; do
+		case $line in *@RAMDISK@*) [ -n "$3" ] || continue ;; esac
+		case $line in *@EXTRA@*) [ -n "${extras[$i]}" ] || continue ;; esac
+		line=${line//@NAME@/${names[$i]}}
+		line=${line//@KERNEL@/$2}
+		line=${line//@RAMDISK@/$3}
+		line=${line//@MEMORY@/${memories[$i]}}
+		line=${line//@EXTRA@/${extras[$i]}}
+		printf '%s\n' "$line"
+	done <<<"$t"
+}
+
+if [ $print_cfg -eq 1 ]; then
+	for i in "${!kernels[@]}"; do
+		r=''; [ -z "${ramdisks[$i]}" ] || r=$(realpath "${ramdisks[$i]}")
+		render "$i" "$(realpath "${kernels[$i]}")" "$r"
+	done
+	exit 0
+fi
+[ -n "$out" ] || die "-o OUT is required"
+[ -z "$base" ] || [ -r "$base" ] || die "base initramfs $base not found: run scripts/dom0/build.sh"
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+: >"$tmp/guests"
+for i in "${!kernels[@]}"; do
+	n=$((i + 1)) r=''
+	[ -z "${ramdisks[$i]}" ] || r=/payload/$n/ramdisk
+	render "$i" "/payload/$n/kernel" "$r" >"$tmp/$n.cfg"
+	echo "/payload/$n.cfg ${timeouts[$i]}" >>"$tmp/guests"
+done
+{
+	if [ -n "$base" ]; then
+		cat "$base"
+		cpio_pad4 "$(stat -L -c %s "$base")" # the kernel seeks cpio headers at 4-byte offsets
+	fi
+	cpio_entry payload 0040755
+	cpio_entry payload/guests 0100644 "$tmp/guests"
+	for i in "${!kernels[@]}"; do
+		n=$((i + 1))
+		cpio_entry "payload/$n.cfg" 0100644 "$tmp/$n.cfg"
+		cpio_entry "payload/$n" 0040755
+		cpio_entry "payload/$n/kernel" 0100644 "${kernels[$i]}"
+		[ -z "${ramdisks[$i]}" ] || cpio_entry "payload/$n/ramdisk" 0100644 "${ramdisks[$i]}"
+	done
+	cpio_trailer
+} >"$out.tmp"
+mv "$out.tmp" "$out"
+echo "dom0/payload: $out: ${#kernels[@]} guest(s), $(stat -c %s "$out") bytes" >&2
