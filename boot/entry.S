@@ -100,3 +100,29 @@ trap_return:
     jmp hypercall_page + HYPERVISOR_IRET * 32
 
 .popsection
+
+/* Event upcall (CALLBACKTYPE_event): the same frame as an exception without an error code.
+ * Xen masks events on entry; iret restores the mask from the saved rflags.IF. */
+.equ EVENT_UPCALL_VECTOR, 256
+.equ FAILSAFE_VECTOR, 257
+
+.pushsection .text, "ax", @progbits
+.global event_upcall_entry
+event_upcall_entry:
+    pop %rcx
+    pop %r11
+    push $0
+    push $EVENT_UPCALL_VECTOR
+    jmp trap_common
+
+/* Failsafe callback: Xen could not load the guest's segment state. Its frame has ds, es, fs, gs
+ * between r11 and rip; they are dropped and the report shows the rest. */
+.global failsafe_entry
+failsafe_entry:
+    pop %rcx
+    pop %r11
+    add $32, %rsp
+    push $0
+    push $FAILSAFE_VECTOR
+    jmp trap_common
+.popsection

@@ -15,10 +15,12 @@ pub enum SelfTest {
     NullRead,
     DivideError,
     Panic,
+    /// A one-shot timer event wakes a blocked vCPU: proves event channels and the upcall.
+    Timer,
 }
 
 impl SelfTest {
-    pub const ALL: [(&'static str, SelfTest); 7] = [
+    pub const ALL: [(&'static str, SelfTest); 8] = [
         ("none", SelfTest::None),
         ("int3", SelfTest::Int3),
         ("ud", SelfTest::InvalidOpcode),
@@ -26,6 +28,7 @@ impl SelfTest {
         ("pf", SelfTest::NullRead),
         ("de", SelfTest::DivideError),
         ("panic", SelfTest::Panic),
+        ("timer", SelfTest::Timer),
     ];
 
     pub fn name(self) -> &'static str {

@@ -9,7 +9,7 @@ use crate::xen::abi::start_info;
 use crate::xen::start_info::StartInfo;
 use crate::xen::version::XenVersion;
 use crate::xen::xenstore::Xenstore;
-use crate::xen::{console, console_io, console_ring, hypercall, shared_info, XenError};
+use crate::xen::{console, console_io, console_ring, events, hypercall, shared_info, XenError};
 
 /// Entered from boot/head.S on the boot stack with start_info's virtual address.
 #[no_mangle]
@@ -38,6 +38,9 @@ pub extern "C" fn kernel_start(start_info: *const start_info) -> ! {
     }
     if let Err(e) = traps::install() {
         boot_error(format_args!("HYPERVISOR_set_trap_table: {e}"));
+    }
+    if let Err(e) = events::init() {
+        boot_error(format_args!("event channels (callbacks, VIRQ_TIMER): {e}"));
     }
     print_summary(&info);
     if !info.is_dom0() {

@@ -17,6 +17,7 @@ pub fn run(test: SelfTest) {
         SelfTest::NullRead => null_read(),
         SelfTest::DivideError => divide_by_zero(),
         SelfTest::Panic => deliberate_panic(),
+        SelfTest::Timer => timer_wakes_a_blocked_vcpu(),
     }
 }
 
@@ -68,4 +69,32 @@ fn divide_by_zero() {
 #[inline(never)]
 fn deliberate_panic() {
     panic!("selftest: deliberate panic");
+}
+
+/// Arms VIRQ_TIMER 5 ms ahead and blocks: the vCPU must sleep at least that long and wake
+/// through exactly one more timer event delivered by the upcall.
+fn timer_wakes_a_blocked_vcpu() {
+    use crate::xen::{events, time};
+    const DELAY_NS: u64 = 5_000_000;
+    let (before, _) = events::counts();
+    let start = time::now_ns();
+    if let Err(e) = events::set_timer(start + DELAY_NS) {
+        check!(Error, "timer: set_timer_op: {e}");
+        return;
+    }
+    let mut blocks = 0;
+    while events::counts().0 == before && blocks < 1000 {
+        if let Err(e) = events::block() {
+            check!(Error, "timer: SCHEDOP_block: {e}");
+            return;
+        }
+        blocks += 1;
+    }
+    let elapsed = time::now_ns().saturating_sub(start);
+    let (after, upcalls) = events::counts();
+    if after == before + 1 && elapsed >= DELAY_NS {
+        check!(Success, "timer: woke after {} us through {upcalls} upcall(s), {blocks} block(s)", elapsed / 1000);
+    } else {
+        check!(Failure, "timer: {} timer events, {} us elapsed (wanted 1 event after >= 5000 us)", after - before, elapsed / 1000);
+    }
 }

@@ -6,19 +6,19 @@
 //! public/arch-x86/xen-x86_64.h, public/sched.h, public/event_channel.h).
 
 pub use xen_sys::{
-    evtchn_send, mmu_update, mmuext_op, sched_shutdown, shared_info, start_info, trap_info,
+    evtchn_bind_virq, evtchn_send, evtchn_unmask, mmu_update, mmuext_op, sched_shutdown, shared_info, start_info, trap_info,
     vcpu_info, vcpu_time_info,
 };
 
 pub use xen_sys::{
-    CONSOLEIO_write, EVTCHNOP_send, FLAT_KERNEL_CS, MMUEXT_INVLPG_LOCAL, MMUEXT_NEW_BASEPTR,
+    CONSOLEIO_write, EVTCHNOP_bind_virq, EVTCHNOP_send, EVTCHNOP_unmask, VIRQ_TIMER, FLAT_KERNEL_CS, MMUEXT_INVLPG_LOCAL, MMUEXT_NEW_BASEPTR,
     MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE,
     MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE, MMU_NORMAL_PT_UPDATE,
     SCHEDOP_block, SCHEDOP_shutdown, SCHEDOP_yield, SHUTDOWN_crash, SHUTDOWN_poweroff,
     SHUTDOWN_reboot, SIF_INITDOMAIN, SIF_PRIVILEGED, __HYPERVISOR_console_io,
     __HYPERVISOR_event_channel_op, __HYPERVISOR_iret, __HYPERVISOR_mmu_update,
     __HYPERVISOR_mmuext_op, __HYPERVISOR_physdev_op, __HYPERVISOR_sched_op,
-    __HYPERVISOR_set_trap_table, __HYPERVISOR_update_va_mapping, __HYPERVISOR_xen_version,
+    __HYPERVISOR_set_timer_op, __HYPERVISOR_set_trap_table, __HYPERVISOR_update_va_mapping, __HYPERVISOR_xen_version,
 };
 
 /// Xen public/version.h: XENVER_version returns `major << 16 | minor`.
@@ -45,6 +45,25 @@ pub const TRAP_INFO_MASK_EVENTS: u8 = 1 << 2;
 
 /// Number of vcpu_info slots in shared_info (public/arch-x86/xen.h XEN_LEGACY_MAX_VCPUS).
 pub const LEGACY_MAX_VCPUS: usize = 32;
+
+/// Xen public/xen.h: __HYPERVISOR_callback_op (xen-sys lacks public/callback.h).
+pub const HYPERVISOR_CALLBACK_OP: u32 = 30;
+/// Xen public/callback.h.
+pub const CALLBACKOP_REGISTER: u32 = 0;
+pub const CALLBACKTYPE_EVENT: u16 = 0;
+pub const CALLBACKTYPE_FAILSAFE: u16 = 1;
+pub const CALLBACKTYPE_SYSCALL: u16 = 2;
+pub const CALLBACKF_MASK_EVENTS: u16 = 1;
+
+/// Xen public/callback.h `struct callback_register` (the address is a `xen_callback_t`,
+/// an unsigned long on x86_64).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CallbackRegister {
+    pub kind: u16,
+    pub flags: u16,
+    pub address: u64,
+}
 
 #[cfg(test)]
 mod tests {
@@ -117,6 +136,26 @@ mod tests {
         assert_eq!(offset_of!(mmuext_op, cmd), 0);
         assert_eq!(offset_of!(mmuext_op, arg1), 8);
         assert_eq!(offset_of!(mmuext_op, arg2), 16);
+    }
+
+    #[test]
+    fn callback_register_matches_public_callback_h() {
+        assert_eq!(size_of::<CallbackRegister>(), 16);
+        assert_eq!(offset_of!(CallbackRegister, kind), 0);
+        assert_eq!(offset_of!(CallbackRegister, flags), 2);
+        assert_eq!(offset_of!(CallbackRegister, address), 8);
+    }
+
+    #[test]
+    fn event_channel_structs_match_public_event_channel_h() {
+        assert_eq!(size_of::<evtchn_bind_virq>(), 12);
+        assert_eq!(offset_of!(evtchn_bind_virq, virq), 0);
+        assert_eq!(offset_of!(evtchn_bind_virq, vcpu), 4);
+        assert_eq!(offset_of!(evtchn_bind_virq, port), 8);
+        assert_eq!(size_of::<evtchn_unmask>(), 4);
+        assert_eq!((EVTCHNOP_bind_virq, EVTCHNOP_send, EVTCHNOP_unmask), (1, 4, 9));
+        assert_eq!(VIRQ_TIMER, 0);
+        assert_eq!(__HYPERVISOR_set_timer_op, 15);
     }
 
     #[test]

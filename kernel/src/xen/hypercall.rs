@@ -168,3 +168,47 @@ pub fn evtchn_send(port: u32) -> Result<(), XenError> {
     };
     XenError::check(ret).map(drop)
 }
+
+/// HYPERVISOR_callback_op(CALLBACKOP_register): where Xen enters us for events, the failsafe
+/// path and (later) syscalls.
+pub fn register_callback(kind: u16, flags: u16, address: u64) -> Result<(), XenError> {
+    let arg = abi::CallbackRegister { kind, flags, address };
+    // SAFETY: Xen reads a `struct callback_register` through the pointer.
+    let ret = unsafe {
+        raw(abi::HYPERVISOR_CALLBACK_OP, u64::from(abi::CALLBACKOP_REGISTER), core::ptr::addr_of!(arg) as u64, 0, 0, 0)
+    };
+    XenError::check(ret).map(drop)
+}
+
+/// HYPERVISOR_event_channel_op(EVTCHNOP_bind_virq) on vcpu 0: returns the new port.
+pub fn bind_virq(virq: u32) -> Result<u32, XenError> {
+    let mut arg = abi::evtchn_bind_virq { virq, vcpu: 0, port: 0 };
+    // SAFETY: Xen reads virq/vcpu and writes `port` through the pointer.
+    let ret = unsafe {
+        raw(abi::__HYPERVISOR_event_channel_op, u64::from(abi::EVTCHNOP_bind_virq), core::ptr::addr_of_mut!(arg) as u64, 0, 0, 0)
+    };
+    XenError::check(ret).map(|_| arg.port)
+}
+
+/// HYPERVISOR_event_channel_op(EVTCHNOP_unmask): Xen re-raises the event if it is pending.
+pub fn evtchn_unmask(port: u32) -> Result<(), XenError> {
+    let arg = abi::evtchn_unmask { port };
+    // SAFETY: Xen reads a `struct evtchn_unmask` through the pointer.
+    let ret = unsafe {
+        raw(abi::__HYPERVISOR_event_channel_op, u64::from(abi::EVTCHNOP_unmask), core::ptr::addr_of!(arg) as u64, 0, 0, 0)
+    };
+    XenError::check(ret).map(drop)
+}
+
+/// HYPERVISOR_set_timer_op: a one-shot timer at absolute system time `deadline_ns` (0 cancels).
+pub fn set_timer_op(deadline_ns: u64) -> Result<(), XenError> {
+    // SAFETY: no pointer arguments.
+    XenError::check(unsafe { raw(abi::__HYPERVISOR_set_timer_op, deadline_ns, 0, 0, 0, 0) }).map(drop)
+}
+
+/// HYPERVISOR_sched_op(SCHEDOP_block): sleeps until an event is pending. Called with events
+/// masked, Xen unmasks them atomically with the check (public/sched.h), so no wake-up is lost.
+pub fn sched_block() -> Result<(), XenError> {
+    // SAFETY: SCHEDOP_block takes no argument.
+    XenError::check(unsafe { raw(abi::__HYPERVISOR_sched_op, u64::from(abi::SCHEDOP_block), 0, 0, 0, 0) }).map(drop)
+}

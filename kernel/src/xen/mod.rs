@@ -5,6 +5,7 @@ pub mod console;
 pub mod error;
 pub mod ring;
 pub mod start_info;
+pub mod time;
 pub mod version;
 
 #[cfg(target_os = "none")]
@@ -13,6 +14,8 @@ pub mod console_io;
 pub mod console_ring;
 #[cfg(target_os = "none")]
 pub mod event_peer;
+#[cfg(target_os = "none")]
+pub mod events;
 #[cfg(target_os = "none")]
 pub mod hypercall;
 #[cfg(target_os = "none")]

@@ -52,3 +52,39 @@ pub fn set_upcall_mask(masked: bool) -> Option<bool> {
 
 /// Number of vcpu_info slots Xen reserves in shared_info.
 pub const VCPU_SLOTS: usize = abi::LEGACY_MAX_VCPUS;
+
+/// vcpu 0's time record (`vcpu_info.time`), for `time::now_ns`.
+pub fn vcpu0_time() -> Option<*const abi::vcpu_time_info> {
+    let vcpu = vcpu0()?;
+    // SAFETY: `vcpu` points into the mapped shared_info page.
+    Some(unsafe { addr_of!((*vcpu).time) })
+}
+
+/// Takes the pending events of vcpu 0: clears the upcall-pending flag, then for each word
+/// named in the selector, atomically takes the pending and unmasked bits and calls `each`
+/// with their port numbers (Xen public/xen.h, two-level event channel ABI).
+pub fn take_pending(mut each: impl FnMut(u32)) {
+    use core::sync::atomic::AtomicU64;
+    let shared = SHARED_INFO.load(Ordering::Acquire);
+    let Some(vcpu) = vcpu0() else { return };
+    // SAFETY: all pointers are into the mapped shared_info page; the words are 8-byte
+    // aligned and Xen updates them with atomic operations, so viewing them as atomics is
+    // the documented protocol.
+    unsafe {
+        core::ptr::write_volatile(addr_of_mut!((*vcpu).evtchn_upcall_pending), 0);
+        let sel = AtomicU64::from_ptr(addr_of_mut!((*vcpu).evtchn_pending_sel)).swap(0, Ordering::AcqRel);
+        for word in 0..64 {
+            if sel & (1 << word) == 0 {
+                continue;
+            }
+            let pending = AtomicU64::from_ptr(addr_of_mut!((*shared).evtchn_pending[word]));
+            let mask = core::ptr::read_volatile(addr_of!((*shared).evtchn_mask[word]));
+            let taken = pending.fetch_and(mask, Ordering::AcqRel) & !mask;
+            for bit in 0..64 {
+                if taken & (1 << bit) != 0 {
+                    each((word * 64 + bit) as u32);
+                }
+            }
+        }
+    }
+}

@@ -32,10 +32,17 @@ pub const BREAKPOINT: u64 = 3;
 pub const INVALID_OPCODE: u64 = 6;
 pub const GENERAL_PROTECTION: u64 = 13;
 pub const PAGE_FAULT: u64 = 14;
+/// Pseudo-vectors boot/entry.S uses for Xen's callbacks (beyond the architectural 0-255).
+pub const EVENT_UPCALL: u64 = 256;
+pub const FAILSAFE: u64 = 257;
 
 /// Mnemonic and name of `vector`.
 pub fn name(vector: u64) -> (&'static str, &'static str) {
-    VECTORS.get(vector as usize).map_or(("#??", "unknown vector"), |v| (v.0, v.1))
+    match vector {
+        EVENT_UPCALL => ("EVT", "event upcall"),
+        FAILSAFE => ("FAILSAFE", "Xen failsafe callback: bad segment state on return"),
+        _ => VECTORS.get(vector as usize).map_or(("#??", "unknown vector"), |v| (v.0, v.1)),
+    }
 }
 
 /// Whether the CPU pushes an error code for `vector`.

@@ -74,6 +74,10 @@ pub fn install() -> Result<(), XenError> {
 /// interrupted code through HYPERVISOR_iret.
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    if frame.vector == exception::EVENT_UPCALL {
+        crate::xen::events::upcall(frame);
+        return;
+    }
     if crate::testing::expect::consume(frame) {
         return;
     }
