@@ -6,7 +6,7 @@
 //! public/arch-x86/xen-x86_64.h, public/sched.h, public/event_channel.h).
 
 pub use xen_sys::{
-    evtchn_bind_virq, evtchn_send, evtchn_unmask, mmu_update, mmuext_op, sched_shutdown, shared_info, start_info, trap_info,
+    evtchn_bind_virq, evtchn_send, evtchn_unmask, mmu_update, mmuext_op, mmuext_op__bindgen_ty_1, mmuext_op__bindgen_ty_2, sched_shutdown, shared_info, start_info, trap_info,
     vcpu_info, vcpu_time_info,
 };
 

@@ -9,7 +9,8 @@
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::abi::{self, mmu_update, mmuext_op, trap_info};
+use super::abi::{self, mmuext_op, trap_info};
+use crate::mm::backend::MmuUpdate;
 use super::error::XenError;
 
 extern "C" {
@@ -125,7 +126,7 @@ pub fn update_va_mapping(va: u64, pte: u64, flags: u64) -> Result<(), XenError> 
 
 /// HYPERVISOR_mmu_update on our own tables. On failure returns how many entries Xen applied
 /// before the first one it refused (Xen public/xen.h: the batch stops at the first failure).
-pub fn mmu_update(updates: &[mmu_update]) -> Result<(), (u32, XenError)> {
+pub fn mmu_update(updates: &[MmuUpdate]) -> Result<(), (u32, XenError)> {
     let mut done: u32 = 0;
     // SAFETY: Xen reads `len` entries from `updates` and writes the count of applied entries
     // to `done`; both live for the call.

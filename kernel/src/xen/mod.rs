@@ -19,6 +19,8 @@ pub mod events;
 #[cfg(target_os = "none")]
 pub mod hypercall;
 #[cfg(target_os = "none")]
+pub mod mmu;
+#[cfg(target_os = "none")]
 pub mod shared_info;
 #[cfg(target_os = "none")]
 pub mod shutdown;
