@@ -17,10 +17,12 @@ pub enum SelfTest {
     Panic,
     /// A one-shot timer event wakes a blocked vCPU: proves event channels and the upcall.
     Timer,
+    /// A round trip through user mode: iret to ring-3 user mode, syscalls back.
+    User,
 }
 
 impl SelfTest {
-    pub const ALL: [(&'static str, SelfTest); 8] = [
+    pub const ALL: [(&'static str, SelfTest); 9] = [
         ("none", SelfTest::None),
         ("int3", SelfTest::Int3),
         ("ud", SelfTest::InvalidOpcode),
@@ -29,6 +31,7 @@ impl SelfTest {
         ("de", SelfTest::DivideError),
         ("panic", SelfTest::Panic),
         ("timer", SelfTest::Timer),
+        ("user", SelfTest::User),
     ];
 
     pub fn name(self) -> &'static str {

@@ -9,6 +9,7 @@ mod image {
 
     core::arch::global_asm!(include_str!("../../boot/head.S"), options(att_syntax));
     core::arch::global_asm!(include_str!("../../boot/entry.S"), options(att_syntax));
+    core::arch::global_asm!(include_str!("../../boot/user.S"), options(att_syntax));
 }
 
 #[cfg(not(target_os = "none"))]

@@ -1,6 +1,6 @@
 //! The boot sequence, from Xen's entry to the verdict.
 
-use crate::arch::x86_64::traps;
+use crate::arch::x86_64::{traps, user};
 use crate::check;
 use crate::cmdline;
 use crate::println;
@@ -39,6 +39,9 @@ pub extern "C" fn kernel_start(start_info: *const start_info) -> ! {
     if let Err(e) = traps::install() {
         boot_error(format_args!("HYPERVISOR_set_trap_table: {e}"));
     }
+    if let Err(e) = user::init() {
+        boot_error(format_args!("registering the syscall callback: {e}"));
+    }
     if let Err(e) = events::init() {
         boot_error(format_args!("event channels (callbacks, VIRQ_TIMER): {e}"));
     }
@@ -54,7 +57,7 @@ pub extern "C" fn kernel_start(start_info: *const start_info) -> ! {
     match cmdline::parse(cmdline) {
         Ok(options) => {
             println!("selftest: {}", options.selftest.name());
-            selftest::run(options.selftest);
+            selftest::run(options.selftest, kernel_l4_mfn(&info));
         }
         Err(e) => check!(Error, "command line: {e}"),
     }
@@ -133,6 +136,16 @@ fn print_store_identity(info: &StartInfo<'_>) {
             }
         }
     }
+}
+
+/// The machine frame of Xen's boot L4: pt_base is its address inside the initial mapping,
+/// so its pfn is the offset from VIRT_BASE, and the p2m list gives the mfn.
+fn kernel_l4_mfn(info: &StartInfo<'_>) -> u64 {
+    let raw = info.raw();
+    let pfn = (raw.pt_base - crate::mm::layout::KERNEL_VIRT_BASE) >> 12;
+    // SAFETY: mfn_list is the p2m array Xen mapped for us, nr_pages entries long, and the
+    // boot L4 lies inside the initial mapping, so pfn < nr_pages.
+    unsafe { core::ptr::read((raw.mfn_list as *const u64).add(pfn as usize)) }
 }
 
 /// A boot step failed before any test could run: say which, end with ERROR.

@@ -8,7 +8,7 @@ use crate::cmdline::SelfTest;
 use crate::testing::expect;
 
 /// Runs one self-test. The fault tests do not return: the crash report ends the domain.
-pub fn run(test: SelfTest) {
+pub fn run(test: SelfTest, kernel_l4_mfn: u64) {
     match test {
         SelfTest::None => check!(Success, "boot: start_info valid, traps installed, console up"),
         SelfTest::Int3 => breakpoint_is_handled_and_resumed(),
@@ -18,6 +18,7 @@ pub fn run(test: SelfTest) {
         SelfTest::DivideError => divide_by_zero(),
         SelfTest::Panic => deliberate_panic(),
         SelfTest::Timer => timer_wakes_a_blocked_vcpu(),
+        SelfTest::User => user_mode_round_trip(kernel_l4_mfn),
     }
 }
 
@@ -96,5 +97,61 @@ fn timer_wakes_a_blocked_vcpu() {
         check!(Success, "timer: woke after {} us through {upcalls} upcall(s), {blocks} block(s)", elapsed / 1000);
     } else {
         check!(Failure, "timer: {} timer events, {} us elapsed (wanted 1 event after >= 5000 us)", after - before, elapsed / 1000);
+    }
+}
+
+/// The user code of `user_mode_round_trip`: asks the kernel to add one to 41 (test syscall
+/// 1000), then exits with the answer. It lives in the kernel image, which the user page tables
+/// of this self-test also map (Xen marks every PV L1 entry user-accessible).
+#[unsafe(naked)]
+extern "C" fn user_probe() {
+    core::arch::naked_asm!(
+        "mov edi, 41",
+        "mov eax, 1000",
+        "syscall",
+        "mov rdi, rax",
+        "mov eax, 60",
+        "syscall",
+        "ud2",
+    )
+}
+
+fn user_probe_syscall(frame: &mut crate::arch::x86_64::trap_frame::TrapFrame) {
+    use crate::arch::x86_64::user;
+    let from_user = !frame.from_kernel();
+    match frame.rax {
+        1000 if from_user => frame.rax = frame.rdi + 1,
+        60 if from_user => user::exit_to_kernel(frame.rdi),
+        _ => user::exit_to_kernel(u64::MAX),
+    }
+}
+
+#[repr(C, align(4096))]
+struct StackPages([u8; 4 * 4096]);
+static mut PROBE_USER_STACK: StackPages = StackPages([0; 4 * 4096]);
+static mut PROBE_TRAP_STACK: StackPages = StackPages([0; 4 * 4096]);
+
+/// Enters user mode with the kernel's own L4 as the user base pointer (no isolation: this
+/// only proves the transitions), runs `user_probe`, and checks the value it exits with.
+fn user_mode_round_trip(kernel_l4_mfn: u64) {
+    use crate::arch::x86_64::user;
+    use crate::mm::{MmuExtOp, Mfn, XenMmu};
+    let user_stack_top = core::ptr::addr_of!(PROBE_USER_STACK) as u64 + 4 * 4096;
+    let trap_stack_top = core::ptr::addr_of!(PROBE_TRAP_STACK) as u64 + 4 * 4096;
+    crate::arch::x86_64::crash::register_stack(trap_stack_top - 4 * 4096..trap_stack_top);
+    if let Err(e) = user::set_kernel_stack(trap_stack_top) {
+        check!(Error, "user: HYPERVISOR_stack_switch: {e}");
+        return;
+    }
+    if let Err(e) = crate::xen::mmu::HypercallMmu.mmuext_op(&[MmuExtOp::NewUserBaseptr(Mfn(kernel_l4_mfn))]) {
+        check!(Error, "user: MMUEXT_NEW_USER_BASEPTR: {e:?}");
+        return;
+    }
+    user::set_syscall_handler(user_probe_syscall);
+    let value = user::run(&user::UserEntry { rip: user_probe as *const () as u64, rsp: user_stack_top, rflags: user::USER_RFLAGS });
+    if value == 42 {
+        check!(Success, "user: iret to user mode, syscall 1000 returned 42 to user mode, exit(42) came back");
+    } else {
+        check!(Failure, "user: expected exit(42) from user mode, got {value:#x}");
     }
 }

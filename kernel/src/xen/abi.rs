@@ -11,7 +11,7 @@ pub use xen_sys::{
 };
 
 pub use xen_sys::{
-    CONSOLEIO_write, EVTCHNOP_bind_virq, EVTCHNOP_send, EVTCHNOP_unmask, VIRQ_TIMER, FLAT_KERNEL_CS, MMUEXT_INVLPG_LOCAL, MMUEXT_NEW_BASEPTR,
+    CONSOLEIO_write, FLAT_KERNEL_SS, FLAT_USER_CS64, FLAT_USER_SS64, __HYPERVISOR_set_segment_base, __HYPERVISOR_stack_switch, EVTCHNOP_bind_virq, EVTCHNOP_send, EVTCHNOP_unmask, VIRQ_TIMER, FLAT_KERNEL_CS, MMUEXT_INVLPG_LOCAL, MMUEXT_NEW_BASEPTR,
     MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE,
     MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE, MMU_NORMAL_PT_UPDATE,
     SCHEDOP_block, SCHEDOP_shutdown, SCHEDOP_yield, SHUTDOWN_crash, SHUTDOWN_poweroff,
@@ -48,6 +48,8 @@ pub const LEGACY_MAX_VCPUS: usize = 32;
 
 /// Xen public/xen.h: __HYPERVISOR_callback_op (xen-sys lacks public/callback.h).
 pub const HYPERVISOR_CALLBACK_OP: u32 = 30;
+/// Xen public/arch-x86/xen-x86_64.h: set_segment_base selectors.
+pub const SEGBASE_FS: u32 = 0;
 /// Xen public/callback.h.
 pub const CALLBACKOP_REGISTER: u32 = 0;
 pub const CALLBACKTYPE_EVENT: u16 = 0;
@@ -177,6 +179,8 @@ mod tests {
         assert_eq!(__HYPERVISOR_event_channel_op, 32);
         assert_eq!(__HYPERVISOR_physdev_op, 33);
         assert_eq!(FLAT_KERNEL_CS, 0xe033);
+        assert_eq!((FLAT_USER_CS64, FLAT_USER_SS64, FLAT_KERNEL_SS), (0xe033, 0xe02b, 0xe02b));
+        assert_eq!((__HYPERVISOR_stack_switch, __HYPERVISOR_set_segment_base), (3, 25));
         assert_eq!(SCHEDOP_shutdown, 2);
         assert_eq!((SHUTDOWN_poweroff, SHUTDOWN_reboot, SHUTDOWN_crash), (0, 1, 3));
         assert_eq!(SIF_INITDOMAIN, 2);

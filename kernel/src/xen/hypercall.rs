@@ -213,3 +213,15 @@ pub fn sched_block() -> Result<(), XenError> {
     // SAFETY: SCHEDOP_block takes no argument.
     XenError::check(unsafe { raw(abi::__HYPERVISOR_sched_op, u64::from(abi::SCHEDOP_block), 0, 0, 0, 0) }).map(drop)
 }
+
+/// HYPERVISOR_stack_switch: the stack (ss:rsp) Xen uses when user mode enters the kernel.
+pub fn stack_switch(ss: u64, rsp: u64) -> Result<(), XenError> {
+    // SAFETY: no pointer arguments; Xen records the values.
+    XenError::check(unsafe { raw(abi::__HYPERVISOR_stack_switch, ss, rsp, 0, 0, 0) }).map(drop)
+}
+
+/// HYPERVISOR_set_segment_base: e.g. SEGBASE_FS for arch_prctl(ARCH_SET_FS).
+pub fn set_segment_base(which: u32, base: u64) -> Result<(), XenError> {
+    // SAFETY: no pointer arguments.
+    XenError::check(unsafe { raw(abi::__HYPERVISOR_set_segment_base, u64::from(which), base, 0, 0, 0) }).map(drop)
+}

@@ -35,11 +35,13 @@ pub const PAGE_FAULT: u64 = 14;
 /// Pseudo-vectors boot/entry.S uses for Xen's callbacks (beyond the architectural 0-255).
 pub const EVENT_UPCALL: u64 = 256;
 pub const FAILSAFE: u64 = 257;
+pub const SYSCALL: u64 = 258;
 
 /// Mnemonic and name of `vector`.
 pub fn name(vector: u64) -> (&'static str, &'static str) {
     match vector {
         EVENT_UPCALL => ("EVT", "event upcall"),
+        SYSCALL => ("SYSCALL", "system call"),
         FAILSAFE => ("FAILSAFE", "Xen failsafe callback: bad segment state on return"),
         _ => VECTORS.get(vector as usize).map_or(("#??", "unknown vector"), |v| (v.0, v.1)),
     }

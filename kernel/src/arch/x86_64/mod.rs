@@ -8,3 +8,5 @@ pub mod trap_frame;
 pub mod crash;
 #[cfg(target_os = "none")]
 pub mod traps;
+#[cfg(target_os = "none")]
+pub mod user;

@@ -78,6 +78,9 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         crate::xen::events::upcall(frame);
         return;
     }
+    if frame.vector == exception::SYSCALL && super::user::syscall(frame) {
+        return;
+    }
     if crate::testing::expect::consume(frame) {
         return;
     }
