@@ -1,0 +1,658 @@
+//! A model of Xen's PV MMU for host tests: typed, reference-counted frames that reject what Xen rejects.
+//!
+//! Like Xen (xen/arch/x86/mm.c), every frame of the domain has a type (none, writable, L1..L4
+//! table) and a type count, and may change type only when the count is zero. A present L1 entry
+//! with RW takes a writable reference on its frame; a present L2..L4 entry takes a table reference
+//! of the level below; a pin or a base pointer takes an L4 (or pinned level) reference. A table is
+//! validated (all its entries referenced) when its count goes 0 -> 1 and torn down when it goes
+//! back to 0. From that follow the rules Xen enforces, each reported as a [`Violation`] and an
+//! errno: no table may have a writable mapping anywhere, no table frame may be mapped writable,
+//! a frame is a table of one level at a time (pin/link at the wrong level fails), entries must
+//! name frames the domain owns, Xen's L4 slots are off limits, no superpages, non-present entries
+//! must be zero (L1TF). `mmu_update` applies entries in order and stops at the first failure,
+//! reporting how many were done.
+//!
+//! On top, the model watches for guest bugs Xen cannot see: a present entry downgraded (removed,
+//! moved, made read-only) and then used before a TLB flush, a plain write to a live table, and a
+//! pinned or linked table handed back to the frame allocator. Those are recorded as bugs.
+#![deny(unsafe_code)]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::addr::{Mfn, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE_BYTES};
+use super::backend::{BatchFailure, FrameAccess, MmuExtOp, MmuUpdate, UvmFlush, XenErrno, XenMmu};
+use super::frame::{FrameAllocator, FrameError, FrameSource};
+use super::layout::{is_guest_l4_slot, KERNEL_VIRT_BASE};
+use super::pte::{Level, Pte, PteFlags, ENTRIES_PER_TABLE};
+
+/// A rule broken: either one Xen enforces (the call fails) or a guest bug the model catches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// An entry or operation names a frame the domain does not own.
+    ForeignFrame { mfn: Mfn },
+    /// A writable mapping of a frame that is a live page table.
+    TableMappedWritable { mfn: Mfn },
+    /// Linking or pinning a frame as a table while it still has a writable mapping.
+    WritableFrameAsTable { mfn: Mfn, level: Level },
+    /// The frame is a live table of another level.
+    LevelMismatch { mfn: Mfn, have: Level, want: Level },
+    /// Pinning a pinned table.
+    AlreadyPinned { mfn: Mfn },
+    /// Unpinning a table that is not pinned.
+    NotPinned { mfn: Mfn },
+    /// Writing one of Xen's own L4 slots.
+    XenSlot { index: usize },
+    /// A superpage entry (PSE) in L2/L3.
+    Superpage { mfn: Mfn },
+    /// A non-present entry with other bits set (Xen's L1TF checks).
+    NonPresentNotZero { value: u64 },
+    /// An `mmu_update` command other than MMU_NORMAL_PT_UPDATE.
+    BadCommand { ptr: u64 },
+    /// `update_va_mapping` on an address without an L1 table.
+    NoL1Table { va: VirtAddr },
+    /// Guest bug: a downgraded translation used before the TLB was flushed.
+    StaleTlb { va: VirtAddr },
+    /// Guest bug: a plain store into a live page table (would fault).
+    WriteToLiveTable { pfn: Pfn },
+    /// Guest bug: a pinned or linked table given back to the frame allocator.
+    FreedLiveTable { pfn: Pfn },
+}
+
+/// A frame's current use, as Xen tracks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageType {
+    None,
+    Writable,
+    Table(Level),
+}
+
+/// How often each hypercall was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HypercallCounts {
+    pub mmu_update_calls: u64,
+    pub mmu_update_entries: u64,
+    pub mmuext_calls: u64,
+    pub mmuext_ops: u64,
+    pub update_va_mapping_calls: u64,
+}
+
+impl core::ops::Sub for HypercallCounts {
+    type Output = HypercallCounts;
+    fn sub(self, o: HypercallCounts) -> HypercallCounts {
+        HypercallCounts {
+            mmu_update_calls: self.mmu_update_calls - o.mmu_update_calls,
+            mmu_update_entries: self.mmu_update_entries - o.mmu_update_entries,
+            mmuext_calls: self.mmuext_calls - o.mmuext_calls,
+            mmuext_ops: self.mmuext_ops - o.mmuext_ops,
+            update_va_mapping_calls: self.update_va_mapping_calls - o.update_va_mapping_calls,
+        }
+    }
+}
+
+/// Why a modelled memory access did not reach a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessFault {
+    NotPresent,
+    ReadOnly,
+}
+
+/// Frames at the bottom of the machine that belong to another domain.
+pub const FOREIGN_FRAMES: u64 = 8;
+/// How many frames Xen's boot mapping covers at [`KERNEL_VIRT_BASE`].
+pub const BOOT_WINDOW_FRAMES: u64 = 32;
+/// The boot page tables Xen builds: L4, L3, L2, L1 at these pfns.
+pub const BOOT_TABLES: [Pfn; 4] = [Pfn(4), Pfn(5), Pfn(6), Pfn(7)];
+/// Frames the "image", start_info, p2m and boot tables occupy: never handed out.
+pub const BOOT_RESERVED_FRAMES: u64 = 16;
+
+#[derive(Clone, Debug)]
+struct Frame {
+    words: Box<[u64; ENTRIES_PER_TABLE]>,
+    ours: bool,
+    ty: PageType,
+    type_count: u32,
+    pinned: bool,
+}
+
+/// A TLB range that may still hold a translation taken away without a flush.
+#[derive(Clone, Copy, Debug)]
+struct Stale {
+    start: u64,
+    len_bytes: u64,
+    /// For leaf changes, the frame the old translation named.
+    old_mfn: Option<Mfn>,
+}
+
+/// The modelled host: machine frames, the domain's p2m/m2p, base pointers, TLB debts.
+#[derive(Debug)]
+pub struct Machine {
+    frames: Vec<Frame>,
+    p2m: Vec<u64>,
+    m2p: Vec<u64>,
+    baseptr: Mfn,
+    user_baseptr: Option<Mfn>,
+    stale: Vec<Stale>,
+    rejections: Vec<Violation>,
+    bugs: Vec<Violation>,
+    counts: HypercallCounts,
+}
+
+impl Machine {
+    /// A domain of `nr_pages` frames set up the way Xen's domain builder leaves it: pfn p at
+    /// mfn `total - 1 - p` (so pfn != mfn), foreign frames below, a pinned and active boot L4
+    /// whose tables map the first [`BOOT_WINDOW_FRAMES`] frames at [`KERNEL_VIRT_BASE`],
+    /// read-only where they are the tables themselves.
+    pub fn boot(nr_pages: u64) -> Machine {
+        let total = nr_pages + FOREIGN_FRAMES;
+        let p2m: Vec<u64> = (0..nr_pages).map(|pfn| total - 1 - pfn).collect();
+        let mut m2p = vec![0; total as usize]; // foreign frames claim pfn 0: a lie p2m exposes
+        for (pfn, &mfn) in p2m.iter().enumerate() {
+            m2p[mfn as usize] = pfn as u64;
+        }
+        let frames = (0..total)
+            .map(|mfn| Frame {
+                words: Box::new([0; ENTRIES_PER_TABLE]),
+                ours: mfn >= FOREIGN_FRAMES,
+                ty: PageType::None,
+                type_count: 0,
+                pinned: false,
+            })
+            .collect();
+        let mut m = Machine {
+            frames,
+            p2m,
+            m2p,
+            baseptr: Mfn(0),
+            user_baseptr: None,
+            stale: Vec::new(),
+            rejections: Vec::new(),
+            bugs: Vec::new(),
+            counts: HypercallCounts::default(),
+        };
+        let va = VirtAddr::new(KERNEL_VIRT_BASE);
+        let [l4, l3, l2, l1] = BOOT_TABLES.map(|pfn| m.mfn_of(pfn));
+        let link = |child: Mfn| Pte::new(child, PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::USER_ACCESSIBLE).0;
+        m.frames[l4.0 as usize].words[Level::L4.index_of(va)] = link(l3);
+        m.frames[l3.0 as usize].words[Level::L3.index_of(va)] = link(l2);
+        m.frames[l2.0 as usize].words[Level::L2.index_of(va)] = link(l1);
+        for pfn in 0..BOOT_WINDOW_FRAMES {
+            let mut flags = PteFlags::PRESENT;
+            if !BOOT_TABLES.contains(&Pfn(pfn)) {
+                flags |= PteFlags::WRITABLE;
+            }
+            let mfn = m.mfn_of(Pfn(pfn));
+            m.frames[l1.0 as usize].words[Level::L1.index_of(va) + pfn as usize] = Pte::new(mfn, flags).0;
+        }
+        m.pin(Level::L4, l4).expect("the boot tables validate");
+        m.get_type(l4, PageType::Table(Level::L4)).expect("the boot L4 can be the base pointer");
+        m.baseptr = l4;
+        m
+    }
+
+    /// The p2m list the guest gets (`mfn_list`).
+    pub fn p2m(&self) -> &[u64] {
+        &self.p2m
+    }
+
+    /// Xen's m2p table.
+    pub fn m2p(&self) -> &[u64] {
+        &self.m2p
+    }
+
+    /// The machine frame behind `pfn`.
+    pub fn mfn_of(&self, pfn: Pfn) -> Mfn {
+        Mfn(self.p2m[pfn.index()])
+    }
+
+    /// The current (kernel) base pointer.
+    pub const fn baseptr(&self) -> Mfn {
+        self.baseptr
+    }
+
+    /// Hypercalls made so far.
+    pub const fn counts(&self) -> HypercallCounts {
+        self.counts
+    }
+
+    /// Everything Xen refused so far.
+    pub fn rejections(&self) -> &[Violation] {
+        &self.rejections
+    }
+
+    /// Every guest bug caught so far.
+    pub fn bugs(&self) -> &[Violation] {
+        &self.bugs
+    }
+
+    /// Whether some translation was taken away and not flushed yet.
+    pub fn owes_tlb_flush(&self) -> bool {
+        !self.stale.is_empty()
+    }
+
+    /// The type, type count and pin state of frame `pfn`.
+    pub fn frame_state(&self, pfn: Pfn) -> (PageType, u32, bool) {
+        let f = &self.frames[self.mfn_of(pfn).0 as usize];
+        (f.ty, f.type_count, f.pinned)
+    }
+
+    /// Frames of ours that are live tables (type count > 0), per level (L1 at 0).
+    pub fn live_tables(&self) -> [u64; 4] {
+        let mut per_level = [0; 4];
+        for f in &self.frames {
+            if let (PageType::Table(level), true) = (f.ty, f.type_count > 0) {
+                per_level[level as usize] += 1;
+            }
+        }
+        per_level
+    }
+
+    /// What `va` maps to under the L4 `root`, as (pfn, flags), ignoring the TLB.
+    pub fn translate(&self, root: Mfn, va: VirtAddr) -> Option<(Pfn, PteFlags)> {
+        let mut table = root;
+        for level in Level::TOP_DOWN {
+            let pte = Pte(self.frames[table.0 as usize].words[level.index_of(va)]);
+            if !pte.is_present() {
+                return None;
+            }
+            if level == Level::L1 {
+                return Some((Pfn(self.m2p[pte.mfn().0 as usize]), pte.flags()));
+            }
+            table = pte.mfn();
+        }
+        None
+    }
+
+    /// A CPU access to `va` in the address space `root`: records a stale-TLB bug if the
+    /// translation was downgraded and not flushed, then walks the tables.
+    pub fn access(&mut self, root: Mfn, va: VirtAddr, write: bool) -> Result<Pfn, AccessFault> {
+        if self.stale.iter().any(|s| va.as_u64().wrapping_sub(s.start) < s.len_bytes) {
+            self.bugs.push(Violation::StaleTlb { va });
+        }
+        let (pfn, flags) = self.translate(root, va).ok_or(AccessFault::NotPresent)?;
+        if write && !flags.contains(PteFlags::WRITABLE) {
+            return Err(AccessFault::ReadOnly);
+        }
+        Ok(pfn)
+    }
+
+    /// Called when the guest gives `pfn` back to its allocator: a live table must not be.
+    pub fn guest_freed(&mut self, pfn: Pfn) {
+        let f = &self.frames[self.mfn_of(pfn).0 as usize];
+        if f.pinned || (matches!(f.ty, PageType::Table(_)) && f.type_count > 0) {
+            self.bugs.push(Violation::FreedLiveTable { pfn });
+        }
+    }
+
+    // ---- The hypercalls --------------------------------------------------------------------
+
+    fn mmu_update(&mut self, updates: &[MmuUpdate]) -> Result<(), BatchFailure> {
+        self.counts.mmu_update_calls += 1;
+        self.counts.mmu_update_entries += updates.len() as u64;
+        for (done, update) in updates.iter().enumerate() {
+            if let Err(v) = self.apply_update(update) {
+                self.rejections.push(v);
+                return Err(BatchFailure { done, errno: XenErrno::EINVAL });
+            }
+        }
+        Ok(())
+    }
+
+    fn mmuext_op(&mut self, ops: &[MmuExtOp]) -> Result<(), BatchFailure> {
+        self.counts.mmuext_calls += 1;
+        self.counts.mmuext_ops += ops.len() as u64;
+        for (done, op) in ops.iter().enumerate() {
+            if let Err(v) = self.apply_ext(*op) {
+                self.rejections.push(v);
+                return Err(BatchFailure { done, errno: XenErrno::EINVAL });
+            }
+        }
+        Ok(())
+    }
+
+    fn update_va_mapping(&mut self, va: VirtAddr, pte: Pte, flush: UvmFlush) -> Result<(), XenErrno> {
+        self.counts.update_va_mapping_calls += 1;
+        let result = self.l1_of(self.baseptr, va).ok_or(Violation::NoL1Table { va }).and_then(|l1| {
+            self.apply_update(&MmuUpdate::normal(l1.entry_addr(Level::L1.index_of(va)), pte))
+        });
+        if let Err(v) = result {
+            self.rejections.push(v);
+            return Err(XenErrno::EINVAL);
+        }
+        match flush {
+            UvmFlush::None => {}
+            UvmFlush::InvlpgLocal => self.invlpg(va),
+            UvmFlush::TlbFlushLocal => self.stale.clear(),
+        }
+        Ok(())
+    }
+
+    fn apply_update(&mut self, update: &MmuUpdate) -> Result<(), Violation> {
+        if update.command() != 0 {
+            return Err(Violation::BadCommand { ptr: update.ptr });
+        }
+        let mfn = update.entry_addr().mfn();
+        let index = (update.entry_addr().frame_offset_bytes() / 8) as usize;
+        self.check_ours(mfn)?;
+        let frame = &self.frames[mfn.0 as usize];
+        let (PageType::Table(level), true) = (frame.ty, frame.type_count > 0) else {
+            // Not a live table: Xen makes it a plain write to ordinary memory.
+            self.frames[mfn.0 as usize].words[index] = update.val;
+            return Ok(());
+        };
+        if level == Level::L4 && !is_guest_l4_slot(index) {
+            return Err(Violation::XenSlot { index });
+        }
+        let old = frame.words[index];
+        self.take_entry_ref(level, update.val)?;
+        self.frames[mfn.0 as usize].words[index] = update.val;
+        self.drop_entry_ref(level, old);
+        if Pte(old).downgraded_by(Pte(update.val)) {
+            self.note_downgrade(mfn, level, index, Pte(old));
+        }
+        Ok(())
+    }
+
+    fn apply_ext(&mut self, op: MmuExtOp) -> Result<(), Violation> {
+        match op {
+            MmuExtOp::Pin { level, mfn } => self.pin(level, mfn),
+            MmuExtOp::Unpin(mfn) => {
+                self.check_ours(mfn)?;
+                if !self.frames[mfn.0 as usize].pinned {
+                    return Err(Violation::NotPinned { mfn });
+                }
+                self.frames[mfn.0 as usize].pinned = false;
+                self.put_type(mfn);
+                Ok(())
+            }
+            MmuExtOp::NewBaseptr(mfn) => {
+                self.get_type(mfn, PageType::Table(Level::L4))?;
+                self.put_type(self.baseptr);
+                self.baseptr = mfn;
+                self.stale.clear();
+                Ok(())
+            }
+            MmuExtOp::NewUserBaseptr(mfn) => {
+                if mfn.0 != 0 {
+                    self.get_type(mfn, PageType::Table(Level::L4))?;
+                }
+                if let Some(old) = self.user_baseptr.take() {
+                    self.put_type(old);
+                }
+                self.user_baseptr = (mfn.0 != 0).then_some(mfn);
+                Ok(())
+            }
+            MmuExtOp::TlbFlushLocal => {
+                self.stale.clear();
+                Ok(())
+            }
+            MmuExtOp::InvlpgLocal(va) => {
+                self.invlpg(va);
+                Ok(())
+            }
+        }
+    }
+
+    fn pin(&mut self, level: Level, mfn: Mfn) -> Result<(), Violation> {
+        self.check_ours(mfn)?;
+        if self.frames[mfn.0 as usize].pinned {
+            return Err(Violation::AlreadyPinned { mfn });
+        }
+        self.get_type(mfn, PageType::Table(level))?;
+        self.frames[mfn.0 as usize].pinned = true;
+        Ok(())
+    }
+
+    // ---- Types and references (Xen's get_page_type / put_page_type) -------------------------
+
+    fn check_ours(&self, mfn: Mfn) -> Result<(), Violation> {
+        match self.frames.get(mfn.0 as usize) {
+            Some(f) if f.ours => Ok(()),
+            _ => Err(Violation::ForeignFrame { mfn }),
+        }
+    }
+
+    fn get_type(&mut self, mfn: Mfn, want: PageType) -> Result<(), Violation> {
+        self.check_ours(mfn)?;
+        let frame = &mut self.frames[mfn.0 as usize];
+        if frame.type_count > 0 {
+            return match (frame.ty, want) {
+                (have, want) if have == want => {
+                    frame.type_count += 1;
+                    Ok(())
+                }
+                (PageType::Table(_), PageType::Writable) => Err(Violation::TableMappedWritable { mfn }),
+                (PageType::Table(have), PageType::Table(want)) => Err(Violation::LevelMismatch { mfn, have, want }),
+                (_, PageType::Table(level)) => Err(Violation::WritableFrameAsTable { mfn, level }),
+                (_, _) => unreachable!("only writable and table references are taken"),
+            };
+        }
+        if frame.ty != want {
+            // Xen flushes TLBs on a type change, so leftovers naming this frame are gone.
+            self.stale.retain(|s| s.old_mfn != Some(mfn));
+        }
+        frame.ty = want;
+        frame.type_count = 1;
+        if let PageType::Table(level) = want {
+            if let Err(v) = self.validate(mfn, level) {
+                self.frames[mfn.0 as usize].type_count = 0;
+                return Err(v);
+            }
+        }
+        Ok(())
+    }
+
+    fn put_type(&mut self, mfn: Mfn) {
+        let frame = &mut self.frames[mfn.0 as usize];
+        frame.type_count -= 1;
+        if let (PageType::Table(level), 0) = (frame.ty, frame.type_count) {
+            let words = *frame.words;
+            for (index, &entry) in words.iter().enumerate() {
+                if level != Level::L4 || is_guest_l4_slot(index) {
+                    self.drop_entry_ref(level, entry);
+                }
+            }
+        }
+    }
+
+    /// References everything the table's entries name; all or nothing.
+    fn validate(&mut self, mfn: Mfn, level: Level) -> Result<(), Violation> {
+        let words = *self.frames[mfn.0 as usize].words;
+        let guest_slot = |index: usize| level != Level::L4 || is_guest_l4_slot(index);
+        for (index, &entry) in words.iter().enumerate().filter(|(i, _)| guest_slot(*i)) {
+            if let Err(v) = self.take_entry_ref(level, entry) {
+                for &taken in words[..index].iter().enumerate().filter(|(i, _)| guest_slot(*i)).map(|(_, e)| e) {
+                    self.drop_entry_ref(level, taken);
+                }
+                return Err(v);
+            }
+        }
+        Ok(())
+    }
+
+    fn take_entry_ref(&mut self, level: Level, entry: u64) -> Result<(), Violation> {
+        let pte = Pte(entry);
+        if !pte.is_present() {
+            return if entry == 0 { Ok(()) } else { Err(Violation::NonPresentNotZero { value: entry }) };
+        }
+        let target = pte.mfn();
+        self.check_ours(target)?;
+        match level.child() {
+            None if pte.flags().contains(PteFlags::WRITABLE) => self.get_type(target, PageType::Writable),
+            None => Ok(()),
+            Some(_) if pte.flags().contains(PteFlags::HUGE_PAGE) => Err(Violation::Superpage { mfn: target }),
+            Some(child) => self.get_type(target, PageType::Table(child)),
+        }
+    }
+
+    fn drop_entry_ref(&mut self, level: Level, entry: u64) {
+        let pte = Pte(entry);
+        if pte.is_present() && (level != Level::L1 || pte.flags().contains(PteFlags::WRITABLE)) {
+            self.put_type(pte.mfn());
+        }
+    }
+
+    // ---- The TLB -----------------------------------------------------------------------------
+
+    /// Records that the translations under entry `index` of `table` may be stale in the TLB.
+    fn note_downgrade(&mut self, table: Mfn, level: Level, index: usize, old: Pte) {
+        let mut bases = Vec::new();
+        let roots = [Some(self.baseptr), self.user_baseptr];
+        for root in roots.into_iter().flatten() {
+            self.find_table(root, Level::L4, 0, table, level, &mut bases);
+        }
+        let old_mfn = (level == Level::L1).then_some(old.mfn());
+        for base in bases {
+            let start = sign_extend(base + ((index as u64) << level.entry_shift()));
+            self.stale.push(Stale { start, len_bytes: level.entry_span_bytes(), old_mfn });
+        }
+    }
+
+    /// Collects the virtual bases at which `target` (a table of `target_level`) is reachable.
+    fn find_table(&self, table: Mfn, level: Level, base: u64, target: Mfn, target_level: Level, out: &mut Vec<u64>) {
+        if level == target_level {
+            if table == target {
+                out.push(base);
+            }
+            return;
+        }
+        let Some(child_level) = level.child() else { return };
+        for (index, &entry) in self.frames[table.0 as usize].words.iter().enumerate() {
+            let pte = Pte(entry);
+            if pte.is_present() && (level != Level::L4 || is_guest_l4_slot(index)) {
+                let child_base = base + ((index as u64) << level.entry_shift());
+                self.find_table(pte.mfn(), child_level, child_base, target, target_level, out);
+            }
+        }
+    }
+
+    fn invlpg(&mut self, va: VirtAddr) {
+        let page = va.as_u64() & !(PAGE_SIZE_BYTES - 1);
+        let mut kept = Vec::new();
+        for s in self.stale.drain(..) {
+            if page.wrapping_sub(s.start) >= s.len_bytes {
+                kept.push(s);
+                continue;
+            }
+            if page > s.start {
+                kept.push(Stale { start: s.start, len_bytes: page - s.start, old_mfn: s.old_mfn });
+            }
+            let end = s.start.wrapping_add(s.len_bytes);
+            let after = page + PAGE_SIZE_BYTES;
+            if end.wrapping_sub(after) < s.len_bytes && end != after {
+                kept.push(Stale { start: after, len_bytes: end.wrapping_sub(after), old_mfn: s.old_mfn });
+            }
+        }
+        self.stale = kept;
+    }
+
+    fn l1_of(&self, root: Mfn, va: VirtAddr) -> Option<Mfn> {
+        let mut table = root;
+        for level in [Level::L4, Level::L3, Level::L2] {
+            let pte = Pte(self.frames[table.0 as usize].words[level.index_of(va)]);
+            if !pte.is_present() {
+                return None;
+            }
+            table = pte.mfn();
+        }
+        Some(table)
+    }
+
+    // ---- Plain memory ------------------------------------------------------------------------
+
+    fn plain_write(&mut self, pfn: Pfn, index: Option<usize>, value: u64) {
+        let mfn = self.mfn_of(pfn);
+        let frame = &mut self.frames[mfn.0 as usize];
+        if matches!(frame.ty, PageType::Table(_)) && frame.type_count > 0 {
+            self.bugs.push(Violation::WriteToLiveTable { pfn });
+            return;
+        }
+        match index {
+            Some(i) => frame.words[i] = value,
+            None => frame.words.fill(value),
+        }
+    }
+}
+
+fn sign_extend(va: u64) -> u64 {
+    VirtAddr::new_truncate(va).as_u64()
+}
+
+/// A shared handle on a [`Machine`]: it is both the `XenMmu` and the `FrameAccess` of the
+/// page-table code under test, and what tests inspect afterwards.
+#[derive(Clone, Debug)]
+pub struct Xen(pub Rc<RefCell<Machine>>);
+
+impl Xen {
+    /// A booted machine of `nr_pages` frames; see [`Machine::boot`].
+    pub fn boot(nr_pages: u64) -> Xen {
+        Xen(Rc::new(RefCell::new(Machine::boot(nr_pages))))
+    }
+
+    /// Borrows the machine.
+    pub fn machine(&self) -> std::cell::RefMut<'_, Machine> {
+        self.0.borrow_mut()
+    }
+}
+
+impl XenMmu for Xen {
+    fn mmu_update(&mut self, updates: &[MmuUpdate]) -> Result<(), BatchFailure> {
+        self.machine().mmu_update(updates)
+    }
+
+    fn mmuext_op(&mut self, ops: &[MmuExtOp]) -> Result<(), BatchFailure> {
+        self.machine().mmuext_op(ops)
+    }
+
+    fn update_va_mapping(&mut self, va: VirtAddr, pte: Pte, flush: UvmFlush) -> Result<(), XenErrno> {
+        self.machine().update_va_mapping(va, pte, flush)
+    }
+}
+
+impl FrameAccess for Xen {
+    fn read_entry(&self, pfn: Pfn, index: usize) -> u64 {
+        let m = self.0.borrow();
+        m.frames[m.mfn_of(pfn).0 as usize].words[index]
+    }
+
+    fn write_entry(&mut self, pfn: Pfn, index: usize, value: u64) {
+        self.machine().plain_write(pfn, Some(index), value);
+    }
+
+    fn zero_frame(&mut self, pfn: Pfn) {
+        self.machine().plain_write(pfn, None, 0);
+    }
+}
+
+/// The guest's frame allocator, telling the model about every frame given back.
+pub struct CheckedFrames {
+    pub inner: FrameAllocator<'static>,
+    pub xen: Xen,
+}
+
+impl CheckedFrames {
+    /// An allocator over the machine's frames with the boot frames reserved.
+    pub fn new(xen: &Xen) -> CheckedFrames {
+        let nr_pages = xen.machine().p2m().len() as u64;
+        let buffer = Box::leak(vec![0u64; nr_pages.div_ceil(64) as usize].into_boxed_slice());
+        let reserved = [super::addr::PfnRange { start: Pfn(0), count_frames: BOOT_RESERVED_FRAMES }];
+        let inner = FrameAllocator::new(buffer, nr_pages, &reserved).expect("buffer sized for nr_pages");
+        CheckedFrames { inner, xen: xen.clone() }
+    }
+}
+
+impl FrameSource for CheckedFrames {
+    fn allocate_frame(&mut self) -> Result<Pfn, FrameError> {
+        self.inner.allocate_frame()
+    }
+
+    fn free_frame(&mut self, pfn: Pfn) -> Result<(), FrameError> {
+        self.xen.machine().guest_freed(pfn);
+        self.inner.free_frame(pfn)
+    }
+}
+
+/// The virtual address of the boot mapping's page `index`.
+pub fn boot_va(index: u64) -> VirtAddr {
+    VirtAddr::new(KERNEL_VIRT_BASE + (index << PAGE_SHIFT))
+}
