@@ -1,1 +1,3 @@
 //! Processes: test-program archives, ELF images, expectations, user mode.
+
+pub mod archive;
