@@ -1,3 +1,5 @@
 //! Processes: test-program archives, ELF images, expectations, user mode.
 
 pub mod archive;
+pub mod elf;
+pub mod layout;
