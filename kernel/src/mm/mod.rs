@@ -1,8 +1,9 @@
 //! Memory management the PV way: addresses, p2m/m2p, frames, page tables through Xen.
 //!
 //! Everything here is host-testable logic: the hypervisor and raw memory sit behind the traits in
-//! [`backend`], implemented by the kernel with hypercalls and by [`model`] (tests only) with a
-//! model of Xen that rejects what Xen rejects.
+//! [`backend`], implemented by the kernel with hypercalls (`xen::mmu`) and [`window_access`] (the
+//! only module here with `unsafe`), and in tests by `model`, a model of Xen that rejects what Xen
+//! rejects.
 
 pub mod addr;
 pub mod backend;
@@ -15,6 +16,7 @@ pub mod page_table;
 pub mod pte;
 pub mod queue;
 pub mod stats;
+pub mod window_access;
 
 #[cfg(test)]
 pub mod model;
@@ -29,3 +31,4 @@ pub use p2m::{P2m, P2mError};
 pub use page_table::{Mapping, MmError, PageTables, Root, TlbFlush};
 pub use pte::{Level, Pte, PteFlags};
 pub use stats::MmStats;
+pub use window_access::{machine_to_phys_table, WindowAccess};

@@ -226,6 +226,12 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         &self.mem
     }
 
+    /// The frame-access backend, e.g. to give the kernel's `WindowAccess` the direct map once
+    /// [`PageTables::map_window`] built it.
+    pub fn memory_mut(&mut self) -> &mut R {
+        &mut self.mem
+    }
+
     // ---- Queries ---------------------------------------------------------------------------
 
     /// What `va` maps to in `root`, if anything.

@@ -218,10 +218,9 @@ fn mmu_update_applies_in_order_and_stops_at_the_first_failure() {
     assert_eq!(raw.update(&batch), rejected(2));
     let m = raw.xen.machine();
     let root = m.baseptr();
-    let va = |index: u64| boot_va(index - 0);
-    assert_eq!(m.translate(root, va(100)).map(|t| t.0), Some(Pfn(40)));
-    assert_eq!(m.translate(root, va(101)).map(|t| t.0), Some(Pfn(41)));
-    assert_eq!(m.translate(root, va(103)), None, "nothing after the failure is applied");
+    assert_eq!(m.translate(root, boot_va(100)).map(|t| t.0), Some(Pfn(40)));
+    assert_eq!(m.translate(root, boot_va(101)).map(|t| t.0), Some(Pfn(41)));
+    assert_eq!(m.translate(root, boot_va(103)), None, "nothing after the failure is applied");
 }
 
 #[test]
