@@ -15,7 +15,7 @@
 #![deny(unsafe_code)]
 
 use super::addr::{Mfn, Pfn, VirtAddr, PAGE_SHIFT};
-use super::backend::{BatchFailure, FrameAccess, MmuExtOp, MmuUpdate, XenErrno, XenMmu};
+use super::backend::{BatchFailure, FrameAccess, MmuExtOp, MmuUpdate, UvmFlush, XenErrno, XenMmu};
 use super::bitmap::{words_for_bits, Bitmap};
 use super::frame::{FrameError, FrameSource};
 use super::layout::{is_guest_l4_slot, AliasWindow};
@@ -358,6 +358,42 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         let queued = self.set_entry(l1, index, Pte::EMPTY);
         self.finish(queued)?;
         Ok((pfn, TlbFlush::page(va)))
+    }
+
+    /// [`PageTables::unmap`] and its INVLPG in one hypercall: `update_va_mapping` with
+    /// UVMF_INVLPG, which Xen applies to the current (kernel) address space. Other roots take
+    /// the two-call path.
+    pub fn unmap_flushed(&mut self, root: Root, va: VirtAddr) -> Result<Pfn, MmError> {
+        self.update_current_leaf(root, va, |_| Some(Pte::EMPTY)).map(|(pfn, _)| pfn)
+    }
+
+    /// [`PageTables::protect`] and, if owed, its INVLPG in one hypercall (see
+    /// [`PageTables::unmap_flushed`]).
+    pub fn protect_flushed(&mut self, root: Root, va: VirtAddr, flags: PteFlags) -> Result<(), MmError> {
+        self.update_current_leaf(root, va, |old| Some(Pte::new(old.mfn(), flags | PteFlags::PRESENT))).map(|_| ())
+    }
+
+    fn update_current_leaf(&mut self, root: Root, va: VirtAddr, new: impl Fn(Pte) -> Option<Pte>) -> Result<(Pfn, Pte), MmError> {
+        self.commit()?;
+        let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else { return Err(MmError::NotMapped(va)) };
+        let Some(new) = new(pte).filter(|_| pte.is_present()) else { return Err(MmError::NotMapped(va)) };
+        let pfn = self.p2m.mfn_to_pfn(pte.mfn())?;
+        if new.flags().contains(PteFlags::WRITABLE) && self.is_table(pfn) {
+            return Err(MmError::TableFrameWritable(pfn));
+        }
+        let owed = pte.downgraded_by(new);
+        if root != self.kernel_root {
+            let queued = self.set_entry(l1, index, new);
+            self.finish(queued)?;
+            self.flush_tlb(if owed { TlbFlush::page(va) } else { TlbFlush::none() })?;
+            return Ok((pfn, new));
+        }
+        // update_va_mapping walks the current tables, which are the kernel's.
+        let uvm_flush = if owed { UvmFlush::InvlpgLocal } else { UvmFlush::None };
+        self.stats.update_va_mapping_calls += 1;
+        self.stats.tlb_flushes += u64::from(owed);
+        self.mmu.update_va_mapping(va, new, uvm_flush).map_err(MmError::HypervisorCall)?;
+        Ok((pfn, new))
     }
 
     /// Issues an owed flush (sending any pending batch first). `mmuext_op` INVLPG or TLB flush.

@@ -335,3 +335,36 @@ fn the_stats_line_agrees_with_what_xen_saw() {
 fn the_direct_map_base_is_where_the_window_starts() {
     assert_eq!(direct_va(Pfn(3)), va(DIRECT_MAP_BASE + 3 * PAGE_SIZE_BYTES));
 }
+
+#[test]
+fn unmap_or_protect_with_their_flush_cost_one_update_va_mapping_in_the_kernel_space() {
+    let mut f = Fixture::boot(NR_PAGES);
+    let root = f.root();
+    let page = va(EMPTY_SLOT_VA);
+    let pfn = f.pt.map_zeroed(root, page, HEAP_FLAGS, &mut f.frames).unwrap();
+    let before = f.counts();
+    f.pt.protect_flushed(root, page, PteFlags::PRESENT | PteFlags::NO_EXECUTE).unwrap();
+    assert_eq!(f.pt.unmap_flushed(root, page), Ok(pfn));
+    let cost = f.counts() - before;
+    assert_eq!((cost.update_va_mapping_calls, cost.mmu_update_calls, cost.mmuext_calls), (2, 0, 0));
+    assert!(!f.xen.machine().owes_tlb_flush());
+    let _ = f.xen.machine().access(root.mfn, page, false);
+    assert_eq!(f.pt.unmap_flushed(root, page), Err(MmError::NotMapped(page)));
+    assert_eq!(f.pt.stats().update_va_mapping_calls, 2);
+    f.assert_clean();
+}
+
+#[test]
+fn unmap_flushed_in_another_address_space_falls_back_to_two_calls() {
+    let mut f = Fixture::boot(NR_PAGES);
+    let user = f.pt.new_user_root(&mut f.frames).unwrap();
+    let page = va(0x40_0000);
+    let pfn = f.pt.map_zeroed(user, page, HEAP_FLAGS | PteFlags::USER_ACCESSIBLE, &mut f.frames).unwrap();
+    f.pt.set_user_root(Some(user)).unwrap();
+    let before = f.counts();
+    assert_eq!(f.pt.unmap_flushed(user, page), Ok(pfn));
+    let cost = f.counts() - before;
+    assert_eq!((cost.update_va_mapping_calls, cost.mmu_update_calls, cost.mmuext_calls), (0, 1, 1));
+    assert!(!f.xen.machine().owes_tlb_flush());
+    f.assert_clean();
+}
