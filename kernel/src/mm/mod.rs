@@ -4,6 +4,19 @@
 //! [`backend`], implemented by the kernel with hypercalls (`xen::mmu`) and [`window_access`] (the
 //! only module here with `unsafe`), and in tests by `model`, a model of Xen that rejects what Xen
 //! rejects.
+//!
+//! Boot, in the kernel (layout in [`layout`]):
+//! 1. `p2m = P2m::new(mfn_list[..nr_pages], machine_to_phys_table(max_mfn + 1))`.
+//! 2. `frames = FrameAllocator::new(static bitmap, nr_pages, reserved)`, reserved = pfns 0 up to
+//!    the end of Xen's bootstrap region (image, start_info, p2m list, boot tables, boot stack)
+//!    plus console/xenstore pages and boot modules.
+//! 3. `boot_window = AliasWindow { virt_base: KERNEL_VIRT_BASE, first_pfn: 0, count_frames: .. }`
+//!    (or found with `PageTables::discover_window`), `mem = unsafe { WindowAccess::new(boot_window) }`.
+//! 4. `pt = PageTables::new(xen::mmu::HypercallMmu, mem, p2m, pfn_of(pt_base), static bitmap)`,
+//!    `pt.add_alias_window(boot_window)`, then `pt.map_window(AliasWindow::direct_map(nr_pages),
+//!    &mut frames)` and `unsafe { pt.memory_mut().add_window(direct map) }`.
+//! 5. Page faults: `fault::classify(cr2, error, regions)`, and for `MapZeroed`,
+//!    `pt.map_zeroed(pt.kernel_root(), page, flags, &mut frames)`: one `mmu_update`.
 
 pub mod addr;
 pub mod backend;

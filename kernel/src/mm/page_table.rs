@@ -249,7 +249,8 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     pub fn discover_window(&self, virt_base: VirtAddr) -> Result<Option<AliasWindow>, MmError> {
         let Some(first) = self.translate(self.kernel_root, virt_base)? else { return Ok(None) };
         let mut count_frames = 1;
-        while let Ok(Some(next)) = self.translate(self.kernel_root, virt_base + (count_frames << PAGE_SHIFT)) {
+        while count_frames < self.p2m.nr_pages() {
+            let Ok(Some(next)) = self.translate(self.kernel_root, virt_base + (count_frames << PAGE_SHIFT)) else { break };
             if next.pfn.0 != first.pfn.0 + count_frames {
                 break;
             }
