@@ -2,4 +2,5 @@
 
 pub mod archive;
 pub mod elf;
+pub mod expect;
 pub mod layout;

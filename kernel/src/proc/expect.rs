@@ -1,0 +1,607 @@
+//! What a test program declares should happen to it, how that compares with what did, and the
+//! TAP line that reports it.
+//!
+//! The declaration is an ELF note: name `"faultline"`, type [`NOTE_TYPE_EXPECT`], descriptor the
+//! text below (ASCII, trailing NULs ignored). A program without one is expected to `exit 0`.
+//!
+//! ```text
+//! expectation := outcome { ";" option }
+//! outcome     := "exit" STATUS                     STATUS: decimal 0..=255
+//!              | "killed" cause
+//! cause       := "#PF" [access] [presence] [place]
+//!              | "#UD" | "#GP" | "#DE" | "#BP"
+//!              | "stack-overflow"                  a #PF in the stack guard
+//!              | "watchdog"                        ran out of its time budget
+//!              | "oom"                             ran out of its memory limit
+//! access      := "read" | "write" | "exec"
+//! presence    := "not-present" | "protection"
+//! place       := "at" ADDRESS | "in" REGION       ADDRESS: 0x-prefixed hex; REGION: see below
+//! option      := "runs" N                          run N (1..=8) times in a row, each checked
+//! ```
+//! Words are separated by spaces; parts left out of a `#PF` cause match anything. Regions:
+//! `null text data heap mmap stack guard unmapped kernel non-canonical` ([`Region`]).
+//! Examples: `exit 3`; `killed #PF read not-present at 0x0`; `killed #PF write protection in
+//! text`; `killed #UD`; `exit 0; runs 2`.
+#![deny(unsafe_code)]
+
+use core::fmt;
+
+use super::layout::Region;
+
+/// The note's name.
+pub const NOTE_NAME: &str = "faultline";
+/// The note's type for an expectation.
+pub const NOTE_TYPE_EXPECT: u32 = 1;
+/// Most runs one program may ask for.
+pub const RUNS_MAX: u8 = 8;
+
+/// The kind of access that faulted, from the #PF error code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    Execute,
+}
+
+impl Access {
+    pub const fn word(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::Execute => "exec",
+        }
+    }
+}
+
+/// A page fault as the kernel saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageFault {
+    pub access: Access,
+    /// Whether the page was present (a protection fault) rather than not present.
+    pub present: bool,
+    /// The faulting address (Xen's `arch.cr2`).
+    pub address: u64,
+    pub region: Region,
+}
+
+impl PageFault {
+    /// Decodes the x86 #PF error code: bit 0 present, bit 1 write, bit 4 instruction fetch.
+    pub fn from_error_code(error_code: u64, address: u64, region: Region) -> PageFault {
+        let access = if error_code & (1 << 4) != 0 {
+            Access::Execute
+        } else if error_code & (1 << 1) != 0 {
+            Access::Write
+        } else {
+            Access::Read
+        };
+        PageFault { access, present: error_code & 1 != 0, address, region }
+    }
+}
+
+/// Why the kernel ended a program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    PageFault(PageFault),
+    InvalidOpcode,
+    GeneralProtection,
+    DivideError,
+    Breakpoint,
+    /// Any other exception, by vector.
+    Exception { vector: u8 },
+    Watchdog,
+    OutOfMemory,
+}
+
+/// What happened to one run of a program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// `exit`/`exit_group` with this status (the low 8 bits, as Linux keeps).
+    Exited(u8),
+    Killed { cause: Cause, rip: u64 },
+}
+
+/// What a program declares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expectation {
+    pub outcome: Expected,
+    /// How many runs in a row (each gets its own TAP line).
+    pub runs: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    Exit(u8),
+    PageFault { access: Option<Access>, present: Option<bool>, place: Option<Place> },
+    InvalidOpcode,
+    GeneralProtection,
+    DivideError,
+    Breakpoint,
+    StackOverflow,
+    Watchdog,
+    OutOfMemory,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    At(u64),
+    In(Region),
+}
+
+impl Default for Expectation {
+    /// What a program without a note is expected to do.
+    fn default() -> Self {
+        Expectation { outcome: Expected::Exit(0), runs: 1 }
+    }
+}
+
+/// Why a note's text is not an expectation; `word` is the offending word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExpectError<'a> {
+    pub text: &'a str,
+    pub problem: Problem<'a>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem<'a> {
+    NotAscii,
+    Empty,
+    UnknownOutcome(&'a str),
+    MissingStatus,
+    BadStatus(&'a str),
+    MissingCause,
+    UnknownCause(&'a str),
+    /// A word that does not belong where it is.
+    Unexpected(&'a str),
+    MissingAfter(&'a str),
+    BadAddress(&'a str),
+    UnknownRegion(&'a str),
+    UnknownOption(&'a str),
+    BadRuns(&'a str),
+    RepeatedOption(&'a str),
+}
+
+impl fmt::Display for ExpectError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bad expectation note \"{}\": ", self.text.escape_debug())?;
+        match self.problem {
+            Problem::NotAscii => f.write_str("not ASCII text"),
+            Problem::Empty => f.write_str("empty (say \"exit 0\", or leave the note out)"),
+            Problem::UnknownOutcome(w) => write!(f, "'{w}' is not an outcome (exit, killed)"),
+            Problem::MissingStatus => f.write_str("'exit' needs a status"),
+            Problem::BadStatus(w) => write!(f, "'{w}' is not an exit status (0..=255)"),
+            Problem::MissingCause => f.write_str("'killed' needs a cause"),
+            Problem::UnknownCause(w) => {
+                write!(f, "'{w}' is not a cause (#PF #UD #GP #DE #BP stack-overflow watchdog oom)")
+            }
+            Problem::Unexpected(w) => write!(f, "unexpected '{w}'"),
+            Problem::MissingAfter(w) => write!(f, "'{w}' needs a value"),
+            Problem::BadAddress(w) => write!(f, "'{w}' is not a 0x-prefixed hex address"),
+            Problem::UnknownRegion(w) => {
+                f.write_str("'")?;
+                f.write_str(w)?;
+                f.write_str("' is not a region (")?;
+                for (i, r) in Region::ALL.iter().enumerate() {
+                    write!(f, "{}{r}", if i == 0 { "" } else { " " })?;
+                }
+                f.write_str(")")
+            }
+            Problem::UnknownOption(w) => write!(f, "'{w}' is not an option (runs)"),
+            Problem::BadRuns(w) => write!(f, "'{w}' is not a run count (1..={RUNS_MAX})"),
+            Problem::RepeatedOption(w) => write!(f, "'{w}' given twice"),
+        }
+    }
+}
+
+impl Expectation {
+    /// Parses a note descriptor.
+    pub fn parse(desc: &[u8]) -> Result<Expectation, ExpectError<'_>> {
+        let end = desc.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        let desc = &desc[..end];
+        let text = match core::str::from_utf8(desc) {
+            Ok(text) if text.is_ascii() => text,
+            _ => return Err(ExpectError { text: "", problem: Problem::NotAscii }),
+        };
+        let error = |problem| ExpectError { text, problem };
+        let fail = |problem| Err(error(problem));
+        let mut clauses = text.split(';');
+        let mut words = clauses.next().unwrap_or("").split_ascii_whitespace();
+        let outcome = match words.next() {
+            None => return fail(Problem::Empty),
+            Some("exit") => match words.next() {
+                None => return fail(Problem::MissingStatus),
+                Some(w) => match parse_decimal(w).and_then(|v| u8::try_from(v).ok()) {
+                    Some(status) => Expected::Exit(status),
+                    None => return fail(Problem::BadStatus(w)),
+                },
+            },
+            Some("killed") => match words.next() {
+                None => return fail(Problem::MissingCause),
+                Some("#PF") => parse_page_fault(&mut words).map_err(error)?,
+                Some("#UD") => Expected::InvalidOpcode,
+                Some("#GP") => Expected::GeneralProtection,
+                Some("#DE") => Expected::DivideError,
+                Some("#BP") => Expected::Breakpoint,
+                Some("stack-overflow") => Expected::StackOverflow,
+                Some("watchdog") => Expected::Watchdog,
+                Some("oom") => Expected::OutOfMemory,
+                Some(w) => return fail(Problem::UnknownCause(w)),
+            },
+            Some(w) => return fail(Problem::UnknownOutcome(w)),
+        };
+        if let Some(w) = words.next() {
+            return fail(Problem::Unexpected(w));
+        }
+        let mut runs = None;
+        for clause in clauses {
+            let mut words = clause.split_ascii_whitespace();
+            match words.next() {
+                Some(w @ "runs") => {
+                    if runs.is_some() {
+                        return fail(Problem::RepeatedOption(w));
+                    }
+                    let Some(n) = words.next() else { return fail(Problem::MissingAfter(w)) };
+                    match parse_decimal(n) {
+                        Some(v) if (1..=u64::from(RUNS_MAX)).contains(&v) => runs = Some(v as u8),
+                        _ => return fail(Problem::BadRuns(n)),
+                    }
+                }
+                Some(w) => return fail(Problem::UnknownOption(w)),
+                None => return fail(Problem::Unexpected(";")),
+            }
+            if let Some(w) = words.next() {
+                return fail(Problem::Unexpected(w));
+            }
+        }
+        Ok(Expectation { outcome, runs: runs.unwrap_or(1) })
+    }
+
+    /// Whether `outcome` is what was declared.
+    pub fn matches(&self, outcome: &Outcome) -> bool {
+        let cause = match (self.outcome, outcome) {
+            (Expected::Exit(want), Outcome::Exited(got)) => return want == *got,
+            (_, Outcome::Exited(_)) | (Expected::Exit(_), _) => return false,
+            (_, Outcome::Killed { cause, .. }) => cause,
+        };
+        match (self.outcome, cause) {
+            (Expected::PageFault { access, present, place }, Cause::PageFault(pf)) => {
+                access.is_none_or(|a| a == pf.access)
+                    && present.is_none_or(|p| p == pf.present)
+                    && place.is_none_or(|place| match place {
+                        Place::At(address) => address == pf.address,
+                        Place::In(region) => region == pf.region,
+                    })
+            }
+            (Expected::StackOverflow, Cause::PageFault(pf)) => pf.region == Region::Guard,
+            (Expected::InvalidOpcode, Cause::InvalidOpcode)
+            | (Expected::GeneralProtection, Cause::GeneralProtection)
+            | (Expected::DivideError, Cause::DivideError)
+            | (Expected::Breakpoint, Cause::Breakpoint)
+            | (Expected::Watchdog, Cause::Watchdog)
+            | (Expected::OutOfMemory, Cause::OutOfMemory) => true,
+            _ => false,
+        }
+    }
+}
+
+fn parse_decimal(word: &str) -> Option<u64> {
+    if word.is_empty() || !word.bytes().all(|b| b.is_ascii_digit()) || (word.len() > 1 && word.starts_with('0')) {
+        return None;
+    }
+    word.parse().ok()
+}
+
+fn parse_page_fault<'a>(words: &mut impl Iterator<Item = &'a str>) -> Result<Expected, Problem<'a>> {
+    let (mut access, mut present, mut place) = (None, None, None);
+    // The parts come in grammar order; each may be left out.
+    let mut stage = 0;
+    while let Some(w) = words.next() {
+        stage = match w {
+            "read" | "write" | "exec" if stage < 1 => {
+                access = Some(match w {
+                    "read" => Access::Read,
+                    "write" => Access::Write,
+                    _ => Access::Execute,
+                });
+                1
+            }
+            "not-present" | "protection" if stage < 2 => {
+                present = Some(w == "protection");
+                2
+            }
+            "at" | "in" if stage < 3 => {
+                let value = words.next().ok_or(Problem::MissingAfter(w))?;
+                place = Some(if w == "at" {
+                    Place::At(parse_hex(value).ok_or(Problem::BadAddress(value))?)
+                } else {
+                    Place::In(Region::from_word(value).ok_or(Problem::UnknownRegion(value))?)
+                });
+                3
+            }
+            _ => return Err(Problem::Unexpected(w)),
+        };
+    }
+    Ok(Expected::PageFault { access, present, place })
+}
+
+fn parse_hex(word: &str) -> Option<u64> {
+    let digits = word.strip_prefix("0x")?;
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    u64::from_str_radix(digits, 16).ok()
+}
+
+/// The canonical note text (parsing it gives the same expectation back).
+impl fmt::Display for Expectation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.outcome {
+            Expected::Exit(status) => write!(f, "exit {status}")?,
+            Expected::PageFault { access, present, place } => {
+                f.write_str("killed #PF")?;
+                if let Some(access) = access {
+                    write!(f, " {}", access.word())?;
+                }
+                if let Some(present) = present {
+                    f.write_str(if present { " protection" } else { " not-present" })?;
+                }
+                match place {
+                    Some(Place::At(address)) => write!(f, " at {address:#x}")?,
+                    Some(Place::In(region)) => write!(f, " in {region}")?,
+                    None => {}
+                }
+            }
+            Expected::InvalidOpcode => f.write_str("killed #UD")?,
+            Expected::GeneralProtection => f.write_str("killed #GP")?,
+            Expected::DivideError => f.write_str("killed #DE")?,
+            Expected::Breakpoint => f.write_str("killed #BP")?,
+            Expected::StackOverflow => f.write_str("killed stack-overflow")?,
+            Expected::Watchdog => f.write_str("killed watchdog")?,
+            Expected::OutOfMemory => f.write_str("killed oom")?,
+        }
+        if self.runs != 1 {
+            write!(f, "; runs {}", self.runs)?;
+        }
+        Ok(())
+    }
+}
+
+/// What happened, in words: `exited with status 0`, `killed by #PF read not-present at 0x0 in null`.
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Exited(status) => write!(f, "exited with status {status}"),
+            Outcome::Killed { cause, .. } => {
+                f.write_str("killed by ")?;
+                match cause {
+                    Cause::PageFault(pf) if pf.region == Region::Guard => f.write_str("stack overflow: ")?,
+                    _ => {}
+                }
+                match cause {
+                    Cause::PageFault(pf) => write!(
+                        f,
+                        "#PF {} {} at {:#x} in {}",
+                        pf.access.word(),
+                        if pf.present { "protection" } else { "not-present" },
+                        pf.address,
+                        pf.region
+                    ),
+                    Cause::InvalidOpcode => f.write_str("#UD"),
+                    Cause::GeneralProtection => f.write_str("#GP"),
+                    Cause::DivideError => f.write_str("#DE"),
+                    Cause::Breakpoint => f.write_str("#BP"),
+                    Cause::Exception { vector } => write!(f, "exception {vector}"),
+                    Cause::Watchdog => f.write_str("the watchdog"),
+                    Cause::OutOfMemory => f.write_str("running out of memory"),
+                }
+            }
+        }
+    }
+}
+
+/// One line of the TAP report. `Display` writes it without the newline.
+#[derive(Clone, Copy)]
+pub struct TapLine<'a> {
+    pub number: usize,
+    pub name: &'a str,
+    /// `(this run, of how many)` when the program runs more than once.
+    pub run: Option<(u8, u8)>,
+    pub verdict: TapVerdict<'a>,
+}
+
+#[derive(Clone, Copy)]
+pub enum TapVerdict<'a> {
+    Compared { expected: Expectation, outcome: Outcome },
+    /// The program never ran: a bad archive entry, ELF or note.
+    Rejected(&'a dyn fmt::Display),
+}
+
+impl<'a> TapLine<'a> {
+    pub fn compared(number: usize, name: &'a str, expected: Expectation, outcome: Outcome) -> TapLine<'a> {
+        TapLine { number, name, run: None, verdict: TapVerdict::Compared { expected, outcome } }
+    }
+
+    pub fn rejected(number: usize, name: &'a str, reason: &'a dyn fmt::Display) -> TapLine<'a> {
+        TapLine { number, name, run: None, verdict: TapVerdict::Rejected(reason) }
+    }
+
+    /// Marks the line as run `this` of `of` (shown only when `of > 1`).
+    pub fn with_run(self, this: u8, of: u8) -> TapLine<'a> {
+        TapLine { run: (of > 1).then_some((this, of)), ..self }
+    }
+
+    pub fn passed(&self) -> bool {
+        match self.verdict {
+            TapVerdict::Compared { expected, outcome } => expected.matches(&outcome),
+            TapVerdict::Rejected(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for TapLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}ok {} - {}", if self.passed() { "" } else { "not " }, self.number, self.name)?;
+        if let Some((this, of)) = self.run {
+            write!(f, " (run {this} of {of})")?;
+        }
+        match self.verdict {
+            TapVerdict::Compared { expected, outcome } if expected.matches(&outcome) => {
+                write!(f, ": {outcome}, as expected")
+            }
+            TapVerdict::Compared { expected, outcome } => {
+                write!(f, ": expected {expected}, got {outcome}")?;
+                if let Outcome::Killed { rip, .. } = outcome {
+                    write!(f, " (rip {rip:#x})")?;
+                }
+                Ok(())
+            }
+            TapVerdict::Rejected(reason) => write!(f, ": rejected: {reason}"),
+        }
+    }
+}
+
+/// The TAP plan line for `count` test lines: `1..count`.
+pub struct TapPlan(pub usize);
+
+impl fmt::Display for TapPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "1..{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Expectation, String> {
+        Expectation::parse(text.as_bytes()).map_err(|e| e.to_string())
+    }
+
+    fn pf(access: Access, present: bool, address: u64, region: Region) -> Outcome {
+        Outcome::Killed { cause: Cause::PageFault(PageFault { access, present, address, region }), rip: 0x401000 }
+    }
+
+    #[test]
+    fn the_grammar_round_trips() {
+        for text in [
+            "exit 0",
+            "exit 255",
+            "killed #PF",
+            "killed #PF read not-present at 0x0",
+            "killed #PF write protection in text",
+            "killed #PF exec in stack",
+            "killed #PF not-present",
+            "killed #PF at 0xffff800000000000",
+            "killed #UD",
+            "killed #GP",
+            "killed #DE",
+            "killed #BP",
+            "killed stack-overflow",
+            "killed watchdog",
+            "killed oom",
+            "exit 0; runs 2",
+        ] {
+            assert_eq!(parse(text).unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn spacing_and_nuls_are_forgiven() {
+        assert_eq!(parse("  exit   3 \0\0").unwrap(), Expectation { outcome: Expected::Exit(3), runs: 1 });
+        assert_eq!(parse("exit 0 ;runs 3").unwrap().runs, 3);
+        assert_eq!(parse("killed #PF read at 0x0").unwrap(), parse("killed #PF read at 0x0").unwrap());
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let cases = [
+            ("", "empty"),
+            ("exit", "'exit' needs a status"),
+            ("exit 256", "'256' is not an exit status"),
+            ("exit -1", "'-1' is not an exit status"),
+            ("exit 007", "'007' is not an exit status"),
+            ("exit 0 please", "unexpected 'please'"),
+            ("exited 0", "'exited' is not an outcome"),
+            ("killed", "'killed' needs a cause"),
+            ("killed #pf", "'#pf' is not a cause"),
+            ("killed #PF not-present read", "unexpected 'read'"),
+            ("killed #PF read read", "unexpected 'read'"),
+            ("killed #PF at", "'at' needs a value"),
+            ("killed #PF at 0", "'0' is not a 0x-prefixed hex address"),
+            ("killed #PF at 0x10000000000000000", "is not a 0x-prefixed hex address"),
+            ("killed #PF in attic", "'attic' is not a region (null text data heap mmap stack guard unmapped kernel non-canonical)"),
+            ("killed #PF at 0x0 in null", "unexpected 'in'"),
+            ("killed #UD at 0x0", "unexpected 'at'"),
+            ("exit 0; runs", "'runs' needs a value"),
+            ("exit 0; runs 9", "'9' is not a run count (1..=8)"),
+            ("exit 0; runs 2; runs 2", "'runs' given twice"),
+            ("exit 0; twice", "'twice' is not an option"),
+            ("exit 0;", "unexpected ';'"),
+        ];
+        for (text, message) in cases {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(message), "{text:?}: {e}");
+            assert!(e.starts_with("bad expectation note"), "{e}");
+        }
+        assert!(Expectation::parse("exit 0 é".as_bytes()).unwrap_err().to_string().contains("not ASCII"));
+    }
+
+    #[test]
+    fn outcomes_compare_part_by_part() {
+        let null = pf(Access::Read, false, 0, Region::Null);
+        assert!(parse("killed #PF read not-present at 0x0").unwrap().matches(&null));
+        assert!(parse("killed #PF").unwrap().matches(&null));
+        assert!(parse("killed #PF in null").unwrap().matches(&null));
+        assert!(!parse("killed #PF write").unwrap().matches(&null));
+        assert!(!parse("killed #PF protection").unwrap().matches(&null));
+        assert!(!parse("killed #PF at 0x1").unwrap().matches(&null));
+        assert!(!parse("killed #PF in text").unwrap().matches(&null));
+        assert!(!parse("exit 0").unwrap().matches(&null));
+        assert!(!parse("killed #GP").unwrap().matches(&null));
+        assert!(parse("exit 3").unwrap().matches(&Outcome::Exited(3)));
+        assert!(!parse("exit 3").unwrap().matches(&Outcome::Exited(0)));
+        assert!(!parse("killed #UD").unwrap().matches(&Outcome::Exited(0)));
+        let overflow = pf(Access::Write, false, 0x7fff_ffee_0000, Region::Guard);
+        assert!(parse("killed stack-overflow").unwrap().matches(&overflow));
+        assert!(!parse("killed stack-overflow").unwrap().matches(&null));
+        let ud = Outcome::Killed { cause: Cause::InvalidOpcode, rip: 1 };
+        assert!(parse("killed #UD").unwrap().matches(&ud));
+        assert!(!parse("killed #DE").unwrap().matches(&ud));
+        assert!(!parse("killed #UD").unwrap().matches(&Outcome::Killed { cause: Cause::Exception { vector: 6 }, rip: 1 }));
+    }
+
+    #[test]
+    fn error_codes_decode() {
+        let f = |code| PageFault::from_error_code(code, 0, Region::Null);
+        assert_eq!((f(0b00100).access, f(0b00100).present), (Access::Read, false));
+        assert_eq!((f(0b00111).access, f(0b00111).present), (Access::Write, true));
+        assert_eq!((f(0b10101).access, f(0b10101).present), (Access::Execute, true));
+    }
+
+    #[test]
+    fn tap_lines_read_well() {
+        let null = pf(Access::Read, false, 0, Region::Null);
+        let expected = parse("killed #PF read not-present at 0x0").unwrap();
+        let line = TapLine::compared(3, "null_read", expected, null);
+        assert!(line.passed());
+        assert_eq!(line.to_string(), "ok 3 - null_read: killed by #PF read not-present at 0x0 in null, as expected");
+        let line = TapLine::compared(4, "exit_status", parse("exit 3").unwrap(), null);
+        assert!(!line.passed());
+        assert_eq!(
+            line.to_string(),
+            "not ok 4 - exit_status: expected exit 3, got killed by #PF read not-present at 0x0 in null (rip 0x401000)"
+        );
+        let line = TapLine::compared(5, "shared_text", parse("exit 0; runs 2").unwrap(), Outcome::Exited(0)).with_run(2, 2);
+        assert_eq!(line.to_string(), "ok 5 - shared_text (run 2 of 2): exited with status 0, as expected");
+        let overflow = pf(Access::Write, false, 0x7fff_ffee_f000, Region::Guard);
+        let line = TapLine::compared(6, "stack_overflow", parse("killed stack-overflow").unwrap(), overflow);
+        assert_eq!(
+            line.to_string(),
+            "ok 6 - stack_overflow: killed by stack overflow: #PF write not-present at 0x7fffffeef000 in guard, as expected"
+        );
+        let reason = "segment 1: both writable and executable";
+        let line = TapLine::rejected(7, "rwx", &reason);
+        assert!(!line.passed());
+        assert_eq!(line.to_string(), "not ok 7 - rwx: rejected: segment 1: both writable and executable");
+        assert_eq!(TapPlan(7).to_string(), "1..7");
+    }
+}
