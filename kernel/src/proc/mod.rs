@@ -3,4 +3,5 @@
 pub mod archive;
 pub mod elf;
 pub mod expect;
+pub mod initial_stack;
 pub mod layout;
