@@ -5,3 +5,4 @@ pub mod elf;
 pub mod expect;
 pub mod initial_stack;
 pub mod layout;
+pub mod syscall_abi;

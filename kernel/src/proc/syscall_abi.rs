@@ -1,0 +1,614 @@
+//! The Linux x86_64 system call ABI test programs use: numbers, errno values, names, and the pure
+//! decoding and checking of arguments. No kernel state here: the kernel acts on a [`Syscall`].
+//!
+//! Entry: `syscall` with the number in rax, arguments in rdi, rsi, rdx, r10, r8, r9; result in
+//! rax, `-errno` (-4095..=-1) on failure; rcx and r11 are clobbered.
+#![deny(unsafe_code)]
+
+use core::fmt;
+use core::ops::Range;
+
+use super::layout::{self, page_ceil, PAGE_SIZE, USER_END, USER_START};
+
+pub const SYS_READ: u64 = 0;
+pub const SYS_WRITE: u64 = 1;
+pub const SYS_MMAP: u64 = 9;
+pub const SYS_MPROTECT: u64 = 10;
+pub const SYS_MUNMAP: u64 = 11;
+pub const SYS_BRK: u64 = 12;
+pub const SYS_IOCTL: u64 = 16;
+pub const SYS_WRITEV: u64 = 20;
+pub const SYS_SCHED_YIELD: u64 = 24;
+pub const SYS_NANOSLEEP: u64 = 35;
+pub const SYS_GETPID: u64 = 39;
+pub const SYS_EXIT: u64 = 60;
+pub const SYS_ARCH_PRCTL: u64 = 158;
+pub const SYS_GETTID: u64 = 186;
+pub const SYS_SET_TID_ADDRESS: u64 = 218;
+pub const SYS_CLOCK_GETTIME: u64 = 228;
+pub const SYS_EXIT_GROUP: u64 = 231;
+
+/// The errno values faultline returns (Linux's numbers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Errno {
+    EPERM = 1,
+    EBADF = 9,
+    ENOMEM = 12,
+    EFAULT = 14,
+    EEXIST = 17,
+    EINVAL = 22,
+    ENOTTY = 25,
+    ENOSYS = 38,
+}
+
+impl Errno {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Errno::EPERM => "EPERM",
+            Errno::EBADF => "EBADF",
+            Errno::ENOMEM => "ENOMEM",
+            Errno::EFAULT => "EFAULT",
+            Errno::EEXIST => "EEXIST",
+            Errno::EINVAL => "EINVAL",
+            Errno::ENOTTY => "ENOTTY",
+            Errno::ENOSYS => "ENOSYS",
+        }
+    }
+}
+
+/// A system call's result, before it goes into rax.
+pub type SysResult = Result<u64, Errno>;
+
+/// The rax value for `result`: the value, or `-errno`.
+pub fn to_rax(result: SysResult) -> u64 {
+    match result {
+        Ok(value) => value,
+        Err(errno) => (errno as u64).wrapping_neg(),
+    }
+}
+
+/// The console streams a program may write to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout = 1,
+    Stderr = 2,
+}
+
+/// `PROT_*` bits. On x86 a writable or executable page is also readable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prot {
+    pub read: bool,
+    pub write: bool,
+    pub exec: bool,
+}
+
+pub const PROT_READ: u64 = 1;
+pub const PROT_WRITE: u64 = 2;
+pub const PROT_EXEC: u64 = 4;
+
+impl Prot {
+    /// Decodes `prot`; any other bit (PROT_GROWSDOWN, ...) is EINVAL.
+    pub fn decode(prot: u64) -> Result<Prot, Errno> {
+        if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        Ok(Prot { read: prot & PROT_READ != 0, write: prot & PROT_WRITE != 0, exec: prot & PROT_EXEC != 0 })
+    }
+
+    /// Whether the pages are mapped at all (PROT_NONE pages stay unmapped and fault).
+    pub fn accessible(self) -> bool {
+        self.read || self.write || self.exec
+    }
+}
+
+pub const MAP_SHARED: u64 = 0x01;
+pub const MAP_PRIVATE: u64 = 0x02;
+pub const MAP_TYPE: u64 = 0x0f;
+pub const MAP_FIXED: u64 = 0x10;
+pub const MAP_ANONYMOUS: u64 = 0x20;
+pub const MAP_DENYWRITE: u64 = 0x0800;
+pub const MAP_EXECUTABLE: u64 = 0x1000;
+pub const MAP_NORESERVE: u64 = 0x4000;
+pub const MAP_POPULATE: u64 = 0x8000;
+pub const MAP_STACK: u64 = 0x2_0000;
+pub const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+/// Flags accepted and ignored: hints with no effect on a demand-paged private mapping.
+const MAP_IGNORED: u64 = MAP_DENYWRITE | MAP_EXECUTABLE | MAP_NORESERVE | MAP_POPULATE | MAP_STACK;
+
+/// Where an mmap goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Anywhere free; the address is a hint the kernel may ignore (0: no hint).
+    Anywhere { hint: u64 },
+    /// MAP_FIXED: exactly here, replacing what was there.
+    Replace { addr: u64 },
+    /// MAP_FIXED_NOREPLACE: exactly here, EEXIST if anything is there.
+    NoReplace { addr: u64 },
+}
+
+/// A checked anonymous private mmap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmapRequest {
+    pub placement: Placement,
+    /// Rounded up to whole pages.
+    pub len: u64,
+    pub prot: Prot,
+}
+
+impl MmapRequest {
+    /// Checks mmap's arguments. Only anonymous private mappings exist: MAP_SHARED is EINVAL, a
+    /// file mapping EBADF (no file descriptors).
+    pub fn decode(addr: u64, len: u64, prot: u64, flags: u64, _fd: u64, offset: u64) -> Result<MmapRequest, Errno> {
+        let known = MAP_TYPE | MAP_FIXED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_IGNORED;
+        if flags & !known != 0 || flags & MAP_TYPE != MAP_PRIVATE || offset % PAGE_SIZE != 0 || len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        if flags & MAP_ANONYMOUS == 0 {
+            return Err(Errno::EBADF);
+        }
+        let prot = Prot::decode(prot)?;
+        let len = page_ceil(len).ok_or(Errno::ENOMEM)?;
+        let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
+        let placement = if !fixed {
+            Placement::Anywhere { hint: addr }
+        } else {
+            if addr % PAGE_SIZE != 0 {
+                return Err(Errno::EINVAL);
+            }
+            if addr < USER_START {
+                return Err(Errno::EPERM);
+            }
+            if !layout::is_mappable(addr, len) {
+                return Err(Errno::ENOMEM);
+            }
+            if flags & MAP_FIXED_NOREPLACE != 0 {
+                Placement::NoReplace { addr }
+            } else {
+                Placement::Replace { addr }
+            }
+        };
+        Ok(MmapRequest { placement, len, prot })
+    }
+}
+
+/// munmap's range: page-aligned start, non-zero length, inside user space; else EINVAL.
+pub fn decode_munmap(addr: u64, len: u64) -> Result<Range<u64>, Errno> {
+    if addr % PAGE_SIZE != 0 || len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let end = addr.checked_add(len).and_then(page_ceil).filter(|end| *end <= USER_END).ok_or(Errno::EINVAL)?;
+    Ok(addr..end)
+}
+
+/// mprotect's range and protection. An empty range is fine (nothing to do); pages the kernel
+/// finds unmapped in it are its ENOMEM.
+pub fn decode_mprotect(addr: u64, len: u64, prot: u64) -> Result<(Range<u64>, Prot), Errno> {
+    if addr % PAGE_SIZE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let prot = Prot::decode(prot)?;
+    let end = addr.checked_add(len).and_then(page_ceil).ok_or(Errno::ENOMEM)?;
+    if end > USER_END {
+        return Err(Errno::ENOMEM);
+    }
+    Ok((addr..end, prot))
+}
+
+/// brk: the new break if `requested` lies in the heap reservation, else the current one (Linux
+/// returns the unchanged break on failure; `brk(0)` asks for the current break).
+pub fn decide_brk(requested: u64, heap: &Range<u64>, current: u64) -> u64 {
+    if (heap.start..=heap.end).contains(&requested) {
+        requested
+    } else {
+        current
+    }
+}
+
+pub const ARCH_SET_GS: u64 = 0x1001;
+pub const ARCH_SET_FS: u64 = 0x1002;
+pub const ARCH_GET_FS: u64 = 0x1003;
+pub const ARCH_GET_GS: u64 = 0x1004;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchPrctl {
+    /// Set the FS base (musl's thread pointer): HYPERVISOR_set_segment_base under PV.
+    SetFs { base: u64 },
+    SetGs { base: u64 },
+    /// Store the base at this user address.
+    GetFs { out: u64 },
+    GetGs { out: u64 },
+}
+
+impl ArchPrctl {
+    /// A base outside user space is EPERM, as on Linux; an unknown code EINVAL.
+    pub fn decode(code: u64, addr: u64) -> Result<ArchPrctl, Errno> {
+        match code {
+            ARCH_SET_FS | ARCH_SET_GS if addr >= USER_END => Err(Errno::EPERM),
+            ARCH_SET_FS => Ok(ArchPrctl::SetFs { base: addr }),
+            ARCH_SET_GS => Ok(ArchPrctl::SetGs { base: addr }),
+            ARCH_GET_FS => Ok(ArchPrctl::GetFs { out: addr }),
+            ARCH_GET_GS => Ok(ArchPrctl::GetGs { out: addr }),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+}
+
+/// The clocks of clock_gettime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// Wall time (CLOCK_REALTIME, _COARSE).
+    Realtime,
+    /// Time since boot (CLOCK_MONOTONIC, _RAW, _COARSE, CLOCK_BOOTTIME).
+    Monotonic,
+    /// CPU time of the program (CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID).
+    CpuTime,
+}
+
+impl Clock {
+    pub fn decode(clock_id: u64) -> Result<Clock, Errno> {
+        match clock_id {
+            0 | 5 => Ok(Clock::Realtime),
+            1 | 4 | 6 | 7 => Ok(Clock::Monotonic),
+            2 | 3 => Ok(Clock::CpuTime),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+}
+
+/// `struct timespec`: 16 bytes, seconds then nanoseconds, both i64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timespec {
+    pub sec: i64,
+    pub nsec: i64,
+}
+
+impl Timespec {
+    pub const SIZE: usize = 16;
+
+    pub fn from_ns(ns: u64) -> Timespec {
+        Timespec { sec: (ns / 1_000_000_000) as i64, nsec: (ns % 1_000_000_000) as i64 }
+    }
+
+    pub fn to_bytes(self) -> [u8; 16] {
+        let mut out = [0; 16];
+        out[..8].copy_from_slice(&self.sec.to_le_bytes());
+        out[8..].copy_from_slice(&self.nsec.to_le_bytes());
+        out
+    }
+
+    /// Reads a timespec a program passed (nanosleep): negative or out-of-range fields are EINVAL.
+    pub fn from_bytes(bytes: [u8; 16]) -> Result<Timespec, Errno> {
+        let (sec, nsec) = bytes.split_at(8);
+        let sec = i64::from_le_bytes(sec.try_into().unwrap_or_default());
+        let nsec = i64::from_le_bytes(nsec.try_into().unwrap_or_default());
+        if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(Timespec { sec, nsec })
+    }
+
+    /// The duration in nanoseconds, saturating.
+    pub fn to_ns(self) -> u64 {
+        (self.sec as u64).saturating_mul(1_000_000_000).saturating_add(self.nsec as u64)
+    }
+}
+
+/// `struct iovec`: base then length, 16 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Iovec {
+    pub base: u64,
+    pub len: u64,
+}
+
+/// Most iovecs in one writev (Linux's UIO_MAXIOV).
+pub const IOV_MAX: u64 = 1024;
+/// Most bytes one write moves (Linux's MAX_RW_COUNT); more is a short write.
+pub const RW_COUNT_MAX: u64 = 0x7fff_f000;
+
+impl Iovec {
+    pub const SIZE: usize = 16;
+
+    pub fn from_bytes(bytes: [u8; 16]) -> Iovec {
+        let (base, len) = bytes.split_at(8);
+        Iovec {
+            base: u64::from_le_bytes(base.try_into().unwrap_or_default()),
+            len: u64::from_le_bytes(len.try_into().unwrap_or_default()),
+        }
+    }
+}
+
+/// Checks a user buffer's bounds: EFAULT unless `[ptr, ptr + len)` is inside user space. (The
+/// kernel still meets EFAULT when a page in it is not mapped or not readable.)
+pub fn user_range(ptr: u64, len: u64) -> Result<Range<u64>, Errno> {
+    match ptr.checked_add(len) {
+        Some(end) if end <= USER_END => Ok(ptr..end),
+        _ => Err(Errno::EFAULT),
+    }
+}
+
+/// A decoded system call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Syscall {
+    /// Write `count` bytes (cut to [`RW_COUNT_MAX`]) from `buf`; returns the count written.
+    Write { stream: Stream, buf: u64, count: u64 },
+    /// Write `iovcnt` (<= IOV_MAX) iovecs read from `iov`; their total length over isize::MAX
+    /// is EINVAL.
+    Writev { stream: Stream, iov: u64, iovcnt: u64 },
+    /// Ends the program (one thread = the whole program) with the low 8 bits of the status.
+    Exit { status: u8 },
+    Mmap(MmapRequest),
+    Munmap { range: Range<u64> },
+    Mprotect { range: Range<u64>, prot: Prot },
+    /// See [`decide_brk`]; returns the break.
+    Brk { requested: u64 },
+    ArchPrctl(ArchPrctl),
+    /// Remember the address (nothing uses it without threads); returns the tid.
+    SetTidAddress { addr: u64 },
+    GetPid,
+    GetTid,
+    SchedYield,
+    /// Store a [`Timespec`] at `out`.
+    ClockGettime { clock: Clock, out: u64 },
+    /// Read a [`Timespec`] at `request`; sleep; 0.
+    Nanosleep { request: u64, remaining: u64 },
+    /// Always ENOTTY: no file descriptor is a terminal.
+    Ioctl,
+    /// Anything else: print [`UnknownSyscall`], return ENOSYS.
+    Unknown { nr: u64 },
+}
+
+impl Syscall {
+    /// Decodes `nr` and the six argument registers; the `Err` goes straight back to the program.
+    pub fn decode(nr: u64, args: [u64; 6]) -> Result<Syscall, Errno> {
+        let [a0, a1, a2, a3, a4, a5] = args;
+        Ok(match nr {
+            SYS_WRITE => Syscall::Write { stream: stream(a0)?, buf: a1, count: a2.min(RW_COUNT_MAX) },
+            SYS_WRITEV => {
+                let stream = stream(a0)?;
+                if a2 > IOV_MAX {
+                    return Err(Errno::EINVAL);
+                }
+                Syscall::Writev { stream, iov: a1, iovcnt: a2 }
+            }
+            SYS_EXIT | SYS_EXIT_GROUP => Syscall::Exit { status: a0 as u8 },
+            SYS_MMAP => Syscall::Mmap(MmapRequest::decode(a0, a1, a2, a3, a4, a5)?),
+            SYS_MUNMAP => Syscall::Munmap { range: decode_munmap(a0, a1)? },
+            SYS_MPROTECT => {
+                let (range, prot) = decode_mprotect(a0, a1, a2)?;
+                Syscall::Mprotect { range, prot }
+            }
+            SYS_BRK => Syscall::Brk { requested: a0 },
+            SYS_ARCH_PRCTL => Syscall::ArchPrctl(ArchPrctl::decode(a0, a1)?),
+            SYS_SET_TID_ADDRESS => Syscall::SetTidAddress { addr: a0 },
+            SYS_GETPID => Syscall::GetPid,
+            SYS_GETTID => Syscall::GetTid,
+            SYS_SCHED_YIELD => Syscall::SchedYield,
+            SYS_CLOCK_GETTIME => Syscall::ClockGettime { clock: Clock::decode(a0)?, out: a1 },
+            SYS_NANOSLEEP => Syscall::Nanosleep { request: a0, remaining: a1 },
+            SYS_IOCTL => {
+                if a0 > 2 {
+                    return Err(Errno::EBADF);
+                }
+                Syscall::Ioctl
+            }
+            nr => Syscall::Unknown { nr },
+        })
+    }
+}
+
+fn stream(fd: u64) -> Result<Stream, Errno> {
+    match fd {
+        1 => Ok(Stream::Stdout),
+        2 => Ok(Stream::Stderr),
+        _ => Err(Errno::EBADF),
+    }
+}
+
+/// The Linux name of system call `nr`, if it has one.
+pub fn name(nr: u64) -> Option<&'static str> {
+    match nr {
+        0..=334 => NAMES_FROM_0.get(nr as usize).copied(),
+        424..=450 => NAMES_FROM_424.get(nr as usize - 424).copied(),
+        _ => None,
+    }
+}
+
+/// The console line for a system call faultline does not implement:
+/// `unknown syscall 13 (rt_sigaction) from rip 0x401234: -ENOSYS`.
+pub struct UnknownSyscall {
+    pub nr: u64,
+    pub rip: u64,
+}
+
+impl fmt::Display for UnknownSyscall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown syscall {} ({}) from rip {:#x}: -ENOSYS", self.nr, name(self.nr).unwrap_or("no such call"), self.rip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ANON: u64 = MAP_PRIVATE | MAP_ANONYMOUS;
+
+    #[test]
+    fn results_go_into_rax_as_linux_does() {
+        assert_eq!(to_rax(Ok(5)), 5);
+        assert_eq!(to_rax(Err(Errno::ENOSYS)) as i64, -38);
+        assert_eq!(to_rax(Err(Errno::EFAULT)) as i64, -14);
+    }
+
+    #[test]
+    fn names_match_the_numbers() {
+        assert_eq!(name(SYS_WRITE), Some("write"));
+        assert_eq!(name(SYS_MMAP), Some("mmap"));
+        assert_eq!(name(SYS_ARCH_PRCTL), Some("arch_prctl"));
+        assert_eq!(name(SYS_SET_TID_ADDRESS), Some("set_tid_address"));
+        assert_eq!(name(SYS_CLOCK_GETTIME), Some("clock_gettime"));
+        assert_eq!(name(SYS_EXIT_GROUP), Some("exit_group"));
+        assert_eq!(name(334), Some("rseq"));
+        assert_eq!(name(335), None);
+        assert_eq!(name(424), Some("pidfd_send_signal"));
+        assert_eq!(name(450), Some("set_mempolicy_home_node"));
+        assert_eq!(name(451), None);
+        assert_eq!(
+            UnknownSyscall { nr: 13, rip: 0x401234 }.to_string(),
+            "unknown syscall 13 (rt_sigaction) from rip 0x401234: -ENOSYS"
+        );
+    }
+
+    #[test]
+    fn names_match_the_host_header_if_present() {
+        let Ok(header) = std::fs::read_to_string("/usr/include/x86_64-linux-gnu/asm/unistd_64.h") else { return };
+        for line in header.lines() {
+            let mut words = line.split_whitespace();
+            if let (Some("#define"), Some(sym), Some(nr)) = (words.next(), words.next(), words.next()) {
+                if let (Some(n), Ok(nr)) = (sym.strip_prefix("__NR_"), nr.parse::<u64>()) {
+                    assert_eq!(name(nr), Some(n), "{nr}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mmap_accepts_anonymous_private_mappings() {
+        let r = MmapRequest::decode(0, 5000, PROT_READ | PROT_WRITE, ANON, u64::MAX, 0).unwrap();
+        assert_eq!(r.len, 8192);
+        assert_eq!(r.placement, Placement::Anywhere { hint: 0 });
+        assert_eq!(r.prot, Prot { read: true, write: true, exec: false });
+        let r = MmapRequest::decode(0x4000_0000, 4096, 0, ANON | MAP_FIXED | MAP_NORESERVE, 0, 0).unwrap();
+        assert_eq!(r.placement, Placement::Replace { addr: 0x4000_0000 });
+        assert!(!r.prot.accessible());
+        let r = MmapRequest::decode(0x4000_0000, 1, PROT_EXEC, ANON | MAP_FIXED_NOREPLACE, 0, 0).unwrap();
+        assert_eq!(r.placement, Placement::NoReplace { addr: 0x4000_0000 });
+    }
+
+    #[test]
+    fn mmap_refuses_what_it_cannot_do() {
+        let d = |addr, len, prot, flags, offset| MmapRequest::decode(addr, len, prot, flags, 0, offset);
+        assert_eq!(d(0, 0, 0, ANON, 0), Err(Errno::EINVAL), "zero length");
+        assert_eq!(d(0, 4096, 0, ANON, 1), Err(Errno::EINVAL), "unaligned offset");
+        assert_eq!(d(0, 4096, 0, MAP_SHARED | MAP_ANONYMOUS, 0), Err(Errno::EINVAL), "shared");
+        assert_eq!(d(0, 4096, 0, MAP_ANONYMOUS, 0), Err(Errno::EINVAL), "neither shared nor private");
+        assert_eq!(d(0, 4096, 0, MAP_PRIVATE, 0), Err(Errno::EBADF), "file mapping");
+        assert_eq!(d(0, 4096, 8, ANON, 0), Err(Errno::EINVAL), "unknown prot");
+        assert_eq!(d(0, 4096, 0, ANON | 0x40, 0), Err(Errno::EINVAL), "MAP_32BIT");
+        assert_eq!(d(0, u64::MAX, 0, ANON, 0), Err(Errno::ENOMEM), "length overflows");
+        assert_eq!(d(0x1001, 4096, 0, ANON | MAP_FIXED, 0), Err(Errno::EINVAL), "unaligned fixed");
+        assert_eq!(d(0, 4096, 0, ANON | MAP_FIXED, 0), Err(Errno::EPERM), "page 0");
+        assert_eq!(d(0xffff_8000_0000_0000, 4096, 0, ANON | MAP_FIXED, 0), Err(Errno::ENOMEM), "kernel half");
+        assert_eq!(d(layout::STACK_RESERVED_START, 4096, 0, ANON | MAP_FIXED, 0), Err(Errno::ENOMEM), "stack");
+    }
+
+    #[test]
+    fn munmap_mprotect_and_brk() {
+        assert_eq!(decode_munmap(0x1000, 1), Ok(0x1000..0x2000));
+        assert_eq!(decode_munmap(0x1001, 1), Err(Errno::EINVAL));
+        assert_eq!(decode_munmap(0x1000, 0), Err(Errno::EINVAL));
+        assert_eq!(decode_munmap(USER_END - 0x1000, 0x2000), Err(Errno::EINVAL));
+        assert_eq!(decode_mprotect(0x2000, 0, PROT_READ), Ok((0x2000..0x2000, Prot { read: true, ..Prot::default() })));
+        assert_eq!(decode_mprotect(0x2001, 1, PROT_READ), Err(Errno::EINVAL));
+        assert_eq!(decode_mprotect(0x2000, 1, 0x100), Err(Errno::EINVAL));
+        assert_eq!(decode_mprotect(0x2000, u64::MAX, 0), Err(Errno::ENOMEM));
+        let heap = 0x50_0000..0x60_0000;
+        assert_eq!(decide_brk(0, &heap, 0x50_0000), 0x50_0000);
+        assert_eq!(decide_brk(0x50_1234, &heap, 0x50_0000), 0x50_1234);
+        assert_eq!(decide_brk(0x60_0001, &heap, 0x50_1234), 0x50_1234);
+    }
+
+    #[test]
+    fn other_calls_decode() {
+        let call = |nr, a0, a1, a2| Syscall::decode(nr, [a0, a1, a2, 0, 0, 0]);
+        assert_eq!(call(SYS_WRITE, 1, 0x1000, 5), Ok(Syscall::Write { stream: Stream::Stdout, buf: 0x1000, count: 5 }));
+        assert_eq!(call(SYS_WRITE, 2, 0, u64::MAX), Ok(Syscall::Write { stream: Stream::Stderr, buf: 0, count: RW_COUNT_MAX }));
+        assert_eq!(call(SYS_WRITE, 3, 0, 1), Err(Errno::EBADF));
+        assert_eq!(call(SYS_WRITEV, 1, 0x1000, 1025), Err(Errno::EINVAL));
+        assert_eq!(call(SYS_EXIT_GROUP, 0x1ff, 0, 0), Ok(Syscall::Exit { status: 0xff }));
+        assert_eq!(call(SYS_ARCH_PRCTL, ARCH_SET_FS, 0x40_1000, 0), Ok(Syscall::ArchPrctl(ArchPrctl::SetFs { base: 0x40_1000 })));
+        assert_eq!(call(SYS_ARCH_PRCTL, ARCH_SET_FS, USER_END, 0), Err(Errno::EPERM));
+        assert_eq!(call(SYS_ARCH_PRCTL, 0x3001, 0, 0), Err(Errno::EINVAL));
+        assert_eq!(call(SYS_CLOCK_GETTIME, 1, 0x1000, 0), Ok(Syscall::ClockGettime { clock: Clock::Monotonic, out: 0x1000 }));
+        assert_eq!(call(SYS_CLOCK_GETTIME, 11, 0x1000, 0), Err(Errno::EINVAL));
+        assert_eq!(call(SYS_IOCTL, 1, 0x5413, 0), Ok(Syscall::Ioctl));
+        assert_eq!(call(SYS_IOCTL, 7, 0x5413, 0), Err(Errno::EBADF));
+        assert_eq!(call(13, 0, 0, 0), Ok(Syscall::Unknown { nr: 13 }));
+        assert_eq!(call(SYS_GETPID, 0, 0, 0), Ok(Syscall::GetPid));
+    }
+
+    #[test]
+    fn timespecs_and_iovecs() {
+        let t = Timespec::from_ns(3_000_000_007);
+        assert_eq!(t, Timespec { sec: 3, nsec: 7 });
+        assert_eq!(Timespec::from_bytes(t.to_bytes()), Ok(t));
+        assert_eq!(t.to_ns(), 3_000_000_007);
+        assert_eq!(Timespec::from_bytes(Timespec { sec: 0, nsec: 1_000_000_000 }.to_bytes()), Err(Errno::EINVAL));
+        assert_eq!(Timespec::from_bytes(Timespec { sec: -1, nsec: 0 }.to_bytes()), Err(Errno::EINVAL));
+        assert_eq!(Timespec { sec: i64::MAX, nsec: 0 }.to_ns(), u64::MAX);
+        let mut raw = [0u8; 16];
+        raw[..8].copy_from_slice(&0x1234u64.to_le_bytes());
+        raw[8..].copy_from_slice(&9u64.to_le_bytes());
+        assert_eq!(Iovec::from_bytes(raw), Iovec { base: 0x1234, len: 9 });
+        assert_eq!(user_range(0, 5), Ok(0..5));
+        assert_eq!(user_range(USER_END - 1, 2), Err(Errno::EFAULT));
+        assert_eq!(user_range(u64::MAX, 2), Err(Errno::EFAULT));
+    }
+}
+
+/// Linux x86_64 system call names by number, 0..=334 (from the kernel's `asm/unistd_64.h`).
+const NAMES_FROM_0: [&str; 335] = [
+    "read", "write", "open", "close", "stat", "fstat", "lstat", "poll", "lseek", "mmap", "mprotect", "munmap",
+    "brk", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "ioctl", "pread64", "pwrite64", "readv",
+    "writev", "access", "pipe", "select", "sched_yield", "mremap", "msync", "mincore", "madvise", "shmget",
+    "shmat", "shmctl", "dup", "dup2", "pause", "nanosleep", "getitimer", "alarm", "setitimer", "getpid",
+    "sendfile", "socket", "connect", "accept", "sendto", "recvfrom", "sendmsg", "recvmsg", "shutdown", "bind",
+    "listen", "getsockname", "getpeername", "socketpair", "setsockopt", "getsockopt", "clone", "fork",
+    "vfork", "execve", "exit", "wait4", "kill", "uname", "semget", "semop", "semctl", "shmdt", "msgget",
+    "msgsnd", "msgrcv", "msgctl", "fcntl", "flock", "fsync", "fdatasync", "truncate", "ftruncate", "getdents",
+    "getcwd", "chdir", "fchdir", "rename", "mkdir", "rmdir", "creat", "link", "unlink", "symlink", "readlink",
+    "chmod", "fchmod", "chown", "fchown", "lchown", "umask", "gettimeofday", "getrlimit", "getrusage",
+    "sysinfo", "times", "ptrace", "getuid", "syslog", "getgid", "setuid", "setgid", "geteuid", "getegid",
+    "setpgid", "getppid", "getpgrp", "setsid", "setreuid", "setregid", "getgroups", "setgroups", "setresuid",
+    "getresuid", "setresgid", "getresgid", "getpgid", "setfsuid", "setfsgid", "getsid", "capget", "capset",
+    "rt_sigpending", "rt_sigtimedwait", "rt_sigqueueinfo", "rt_sigsuspend", "sigaltstack", "utime", "mknod",
+    "uselib", "personality", "ustat", "statfs", "fstatfs", "sysfs", "getpriority", "setpriority",
+    "sched_setparam", "sched_getparam", "sched_setscheduler", "sched_getscheduler", "sched_get_priority_max",
+    "sched_get_priority_min", "sched_rr_get_interval", "mlock", "munlock", "mlockall", "munlockall",
+    "vhangup", "modify_ldt", "pivot_root", "_sysctl", "prctl", "arch_prctl", "adjtimex", "setrlimit",
+    "chroot", "sync", "acct", "settimeofday", "mount", "umount2", "swapon", "swapoff", "reboot",
+    "sethostname", "setdomainname", "iopl", "ioperm", "create_module", "init_module", "delete_module",
+    "get_kernel_syms", "query_module", "quotactl", "nfsservctl", "getpmsg", "putpmsg", "afs_syscall",
+    "tuxcall", "security", "gettid", "readahead", "setxattr", "lsetxattr", "fsetxattr", "getxattr",
+    "lgetxattr", "fgetxattr", "listxattr", "llistxattr", "flistxattr", "removexattr", "lremovexattr",
+    "fremovexattr", "tkill", "time", "futex", "sched_setaffinity", "sched_getaffinity", "set_thread_area",
+    "io_setup", "io_destroy", "io_getevents", "io_submit", "io_cancel", "get_thread_area", "lookup_dcookie",
+    "epoll_create", "epoll_ctl_old", "epoll_wait_old", "remap_file_pages", "getdents64", "set_tid_address",
+    "restart_syscall", "semtimedop", "fadvise64", "timer_create", "timer_settime", "timer_gettime",
+    "timer_getoverrun", "timer_delete", "clock_settime", "clock_gettime", "clock_getres", "clock_nanosleep",
+    "exit_group", "epoll_wait", "epoll_ctl", "tgkill", "utimes", "vserver", "mbind", "set_mempolicy",
+    "get_mempolicy", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
+    "kexec_load", "waitid", "add_key", "request_key", "keyctl", "ioprio_set", "ioprio_get", "inotify_init",
+    "inotify_add_watch", "inotify_rm_watch", "migrate_pages", "openat", "mkdirat", "mknodat", "fchownat",
+    "futimesat", "newfstatat", "unlinkat", "renameat", "linkat", "symlinkat", "readlinkat", "fchmodat",
+    "faccessat", "pselect6", "ppoll", "unshare", "set_robust_list", "get_robust_list", "splice", "tee",
+    "sync_file_range", "vmsplice", "move_pages", "utimensat", "epoll_pwait", "signalfd", "timerfd_create",
+    "eventfd", "fallocate", "timerfd_settime", "timerfd_gettime", "accept4", "signalfd4", "eventfd2",
+    "epoll_create1", "dup3", "pipe2", "inotify_init1", "preadv", "pwritev", "rt_tgsigqueueinfo",
+    "perf_event_open", "recvmmsg", "fanotify_init", "fanotify_mark", "prlimit64", "name_to_handle_at",
+    "open_by_handle_at", "clock_adjtime", "syncfs", "sendmmsg", "setns", "getcpu", "process_vm_readv",
+    "process_vm_writev", "kcmp", "finit_module", "sched_setattr", "sched_getattr", "renameat2", "seccomp",
+    "getrandom", "memfd_create", "kexec_file_load", "bpf", "execveat", "userfaultfd", "membarrier", "mlock2",
+    "copy_file_range", "preadv2", "pwritev2", "pkey_mprotect", "pkey_alloc", "pkey_free", "statx",
+    "io_pgetevents", "rseq",
+];
+
+/// Names from 424 on (424..=450); 335..=423 are unused on x86_64.
+const NAMES_FROM_424: [&str; 27] = [
+    "pidfd_send_signal", "io_uring_setup", "io_uring_enter", "io_uring_register", "open_tree", "move_mount",
+    "fsopen", "fsconfig", "fsmount", "fspick", "pidfd_open", "clone3", "close_range", "openat2",
+    "pidfd_getfd", "faccessat2", "process_madvise", "epoll_pwait2", "mount_setattr", "quotactl_fd",
+    "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self", "memfd_secret",
+    "process_mrelease", "futex_waitv", "set_mempolicy_home_node",
+];
+
