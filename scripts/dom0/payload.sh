@@ -86,12 +86,23 @@ fi
 [ -z "$base" ] || [ -r "$base" ] || die "base initramfs $base not found: run scripts/dom0/build.sh"
 
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+trap 'rm -rf "$tmp" "$out.tmp"' EXIT
+# A file given for several guests goes into the archive once (dom0 keeps the
+# whole archive in RAM): FILES maps its real path to its path in the archive.
+declare -A FILES
+order=()
+ship() { # ship HOST-FILE ARCHIVE-PATH: sets $shipped to the archive path used
+	local k; k=$(realpath "$1")
+	[ -n "${FILES[$k]:-}" ] || { FILES[$k]=$2; order+=("$k"); }
+	shipped=${FILES[$k]}
+}
 : >"$tmp/guests"
 for i in "${!kernels[@]}"; do
 	n=$((i + 1)) r=''
-	[ -z "${ramdisks[$i]}" ] || r=/payload/$n/ramdisk
-	render "$i" "/payload/$n/kernel" "$r" >"$tmp/$n.cfg"
+	ship "${kernels[$i]}" "payload/$n/kernel"
+	k=/$shipped
+	[ -z "${ramdisks[$i]}" ] || { ship "${ramdisks[$i]}" "payload/$n/ramdisk"; r=/$shipped; }
+	render "$i" "$k" "$r" >"$tmp/$n.cfg"
 	echo "/payload/$n.cfg ${timeouts[$i]}" >>"$tmp/guests"
 done
 {
@@ -105,9 +116,8 @@ done
 		n=$((i + 1))
 		cpio_entry "payload/$n.cfg" 0100644 "$tmp/$n.cfg"
 		cpio_entry "payload/$n" 0040755
-		cpio_entry "payload/$n/kernel" 0100644 "${kernels[$i]}"
-		[ -z "${ramdisks[$i]}" ] || cpio_entry "payload/$n/ramdisk" 0100644 "${ramdisks[$i]}"
 	done
+	for f in "${order[@]}"; do cpio_entry "${FILES[$f]}" 0100644 "$f"; done
 	cpio_trailer
 } >"$out.tmp"
 mv "$out.tmp" "$out"
