@@ -113,7 +113,7 @@ pub struct Entry<'a> {
 impl Entry<'_> {
     /// Whether the data starts on a page boundary of the archive (true for archives from [`pack`]).
     pub fn is_page_aligned(&self) -> bool {
-        self.offset % DATA_ALIGN == 0
+        self.offset.is_multiple_of(DATA_ALIGN)
     }
 }
 

@@ -98,7 +98,7 @@ impl fmt::Display for StackError {
 
 /// Builds the stack image into `buf`, which stands for the bytes just below `stack_top`.
 pub fn build<'b>(buf: &'b mut [u8], stack_top: u64, spec: &StackSpec<'_>) -> Result<StackImage<'b>, StackError> {
-    if stack_top % PAGE_SIZE != 0 || (buf.len() as u64) > stack_top {
+    if !stack_top.is_multiple_of(PAGE_SIZE) || (buf.len() as u64) > stack_top {
         return Err(StackError::BadTop);
     }
     if spec.extra_aux.len() > EXTRA_AUX_MAX {
@@ -161,7 +161,7 @@ pub fn build<'b>(buf: &'b mut [u8], stack_top: u64, spec: &StackSpec<'_>) -> Res
     push(AT_CLKTCK, CLOCK_TICKS_PER_SECOND);
     push(AT_PLATFORM, platform);
     push(AT_RANDOM, random);
-    if spec.args.first().is_some() {
+    if !spec.args.is_empty() {
         push(AT_EXECFN, arg_addrs[0]);
     }
     for &(t, v) in spec.extra_aux {

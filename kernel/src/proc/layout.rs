@@ -34,6 +34,9 @@ pub const STACK_RESERVED_START: u64 = STACK_TOP - STACK_SIZE_MAX - STACK_GUARD_S
 /// How far brk may move past the image.
 pub const BRK_SIZE_MAX: u64 = 64 << 20;
 
+const _: () = assert!(MMAP_BASE < STACK_RESERVED_START && STACK_TOP < USER_END);
+const _: () = assert!(STACK_TOP.is_multiple_of(PAGE_SIZE) && STACK_RESERVED_START.is_multiple_of(PAGE_SIZE));
+
 /// The stack's pages (may be mapped on demand).
 pub const STACK: Range<u64> = STACK_TOP - STACK_SIZE_MAX..STACK_TOP;
 /// The stack guard (never mapped).
@@ -153,15 +156,6 @@ impl fmt::Display for Region {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_layout_is_ordered() {
-        assert!(MMAP_BASE < STACK_RESERVED_START);
-        assert_eq!(STACK_GUARD.end, STACK.start);
-        assert!(STACK_TOP < USER_END);
-        assert_eq!(STACK_TOP % PAGE_SIZE, 0);
-        assert_eq!(STACK_RESERVED_START % PAGE_SIZE, 0);
-    }
 
     #[test]
     fn mappable_ranges() {

@@ -5,4 +5,6 @@ pub mod elf;
 pub mod expect;
 pub mod initial_stack;
 pub mod layout;
+pub mod program;
+pub mod run_options;
 pub mod syscall_abi;

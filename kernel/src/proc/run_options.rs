@@ -1,0 +1,166 @@
+//! The command-line options of the test-program run: which programs, and each one's time and memory.
+//!
+//! `tests=all` (default) or `tests=name1,name2`; `test_time=5s` (or `500ms`) per run;
+//! `test_memory=16M` (or `512K`, or bytes) of frames per run, page tables included.
+#![deny(unsafe_code)]
+
+use core::fmt;
+
+use super::archive::{Archive, Name};
+
+pub const TIME_BUDGET_MS_DEFAULT: u64 = 5_000;
+pub const MEMORY_LIMIT_BYTES_DEFAULT: u64 = 16 << 20;
+
+/// Which programs run (in archive order either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selection<'c> {
+    All,
+    /// A comma-separated list of names, each checked.
+    Names(&'c str),
+}
+
+impl<'c> Selection<'c> {
+    pub fn selects(&self, name: &str) -> bool {
+        match self {
+            Selection::All => true,
+            Selection::Names(list) => list.split(',').any(|n| n == name),
+        }
+    }
+
+    /// Names asked for that the archive does not have (each deserves a `not ok` line).
+    pub fn missing<'s>(&'s self, archive: &'s Archive<'_>) -> impl Iterator<Item = &'c str> + 's {
+        let list = match self {
+            Selection::All => "",
+            Selection::Names(list) => list,
+        };
+        list.split(',').filter(|n| !n.is_empty()).filter(move |n| archive.find(n).is_none())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunOptions<'c> {
+    pub tests: Selection<'c>,
+    pub time_budget_ms: u64,
+    pub memory_limit_bytes: u64,
+}
+
+impl Default for RunOptions<'_> {
+    fn default() -> Self {
+        RunOptions { tests: Selection::All, time_budget_ms: TIME_BUDGET_MS_DEFAULT, memory_limit_bytes: MEMORY_LIMIT_BYTES_DEFAULT }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunOptionError<'c> {
+    BadName { name: &'c str },
+    BadDuration { value: &'c str },
+    BadSize { value: &'c str },
+}
+
+impl fmt::Display for RunOptionError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunOptionError::BadName { name } => write!(f, "tests=: '{name}' is not a program name (tests=all or tests=a,b)"),
+            RunOptionError::BadDuration { value } => {
+                write!(f, "test_time=: '{value}' is not a duration (e.g. 5s, 500ms; at least 1ms)")
+            }
+            RunOptionError::BadSize { value } => {
+                write!(f, "test_memory=: '{value}' is not a size (e.g. 16M, 512K, 65536; at least one page)")
+            }
+        }
+    }
+}
+
+impl<'c> RunOptions<'c> {
+    /// Takes `key=value` if the key is one of ours: `Ok(true)`; `Ok(false)` if it is not ours.
+    pub fn apply(&mut self, key: &str, value: &'c str) -> Result<bool, RunOptionError<'c>> {
+        match key {
+            "tests" => {
+                self.tests = if value == "all" {
+                    Selection::All
+                } else {
+                    if let Some(name) = value.split(',').find(|n| Name::new(n).is_err()) {
+                        return Err(RunOptionError::BadName { name });
+                    }
+                    Selection::Names(value)
+                };
+            }
+            "test_time" => {
+                self.time_budget_ms = parse_duration_ms(value).ok_or(RunOptionError::BadDuration { value })?;
+            }
+            "test_memory" => {
+                self.memory_limit_bytes = parse_size_bytes(value).ok_or(RunOptionError::BadSize { value })?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+fn parse_duration_ms(value: &str) -> Option<u64> {
+    let (digits, scale) = if let Some(d) = value.strip_suffix("ms") {
+        (d, 1)
+    } else if let Some(d) = value.strip_suffix('s') {
+        (d, 1000)
+    } else {
+        return None;
+    };
+    number(digits)?.checked_mul(scale).filter(|ms| *ms > 0)
+}
+
+fn parse_size_bytes(value: &str) -> Option<u64> {
+    let (digits, scale) = match value.as_bytes().last()? {
+        b'K' | b'k' => (&value[..value.len() - 1], 1 << 10),
+        b'M' | b'm' => (&value[..value.len() - 1], 1 << 20),
+        b'G' | b'g' => (&value[..value.len() - 1], 1 << 30),
+        _ => (value, 1),
+    };
+    number(digits)?.checked_mul(scale).filter(|bytes| *bytes >= 4096)
+}
+
+fn number(digits: &str) -> Option<u64> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proc::archive::pack;
+
+    #[test]
+    fn options_parse_and_default() {
+        let mut o = RunOptions::default();
+        assert_eq!(o.apply("selftest", "none"), Ok(false));
+        assert_eq!(o.apply("tests", "null_read,hello"), Ok(true));
+        assert!(o.tests.selects("hello") && !o.tests.selects("hell"));
+        assert_eq!(o.apply("tests", "all"), Ok(true));
+        assert!(o.tests.selects("anything"));
+        assert_eq!(o.apply("tests", "a,,b"), Err(RunOptionError::BadName { name: "" }));
+        assert_eq!(o.apply("tests", "a b"), Err(RunOptionError::BadName { name: "a b" }));
+        o.apply("test_time", "250ms").unwrap();
+        assert_eq!(o.time_budget_ms, 250);
+        o.apply("test_time", "2s").unwrap();
+        assert_eq!(o.time_budget_ms, 2000);
+        assert!(o.apply("test_time", "2").is_err());
+        assert!(o.apply("test_time", "0s").is_err());
+        o.apply("test_memory", "8M").unwrap();
+        assert_eq!(o.memory_limit_bytes, 8 << 20);
+        o.apply("test_memory", "512k").unwrap();
+        assert_eq!(o.memory_limit_bytes, 512 << 10);
+        assert!(o.apply("test_memory", "100").is_err());
+        assert!(o.apply("test_memory", "99999999999999999G").is_err());
+        assert!(RunOptionError::BadSize { value: "x" }.to_string().contains("16M"));
+    }
+
+    #[test]
+    fn missing_names_are_listed() {
+        let bytes = pack(&[("hello", b"x"), ("null_read", b"y")]).unwrap();
+        let archive = Archive::open(&bytes).unwrap();
+        let s = Selection::Names("hello,nope,null_read,gone");
+        assert_eq!(s.missing(&archive).collect::<Vec<_>>(), ["nope", "gone"]);
+        assert_eq!(Selection::All.missing(&archive).count(), 0);
+    }
+}
