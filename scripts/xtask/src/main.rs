@@ -51,6 +51,7 @@ EXIT STATUS (run):
 ENVIRONMENT:
     FAULTLINE_CACHE       Download cache (default ~/.cache/faultline).
     FAULTLINE_MAX_BOOTS   Boots at once in one process (default: the number of cores).
+    FAULTLINE_QEMU_MIB    QEMU memory in MiB instead of --memory plus Xen's share (for measuring).
 ";
 
 fn main() -> ExitCode {

@@ -57,8 +57,15 @@ impl Symbolizer {
     /// `name+0xoff (file:line)` for an address, or `None` if no function contains it.
     ///
     /// `return_address` says the address is where a call returns to (backtrace frames above #0).
+    ///
+    /// An address just past a function's end is a return address after a call to a function
+    /// that does not return (the call is the last instruction): it is looked up at address - 1,
+    /// whatever `return_address` says, since a panic backtrace's #0 is such an address too.
     pub fn describe(&self, address: u64, return_address: bool) -> Option<String> {
-        let symbol = self.symbol_at(address)?;
+        let (symbol, return_address) = match self.symbol_at(address) {
+            Some(symbol) => (symbol, return_address),
+            None => (self.symbol_at(address.checked_sub(1)?)?, true),
+        };
         let mut text = format!("{}+{:#x}", symbol.name, address - symbol.start);
         let probe = if return_address {
             address.saturating_sub(1)
@@ -143,8 +150,17 @@ impl Symbolizer {
         }
     }
 
+    /// A workspace path relative to the workspace; `/rustc/<commit>/library/...` as `library/...`.
     fn shorten<'a>(&self, file: &'a str) -> &'a str {
-        file.strip_prefix(self.source_root.as_str()).unwrap_or(file)
+        if let Some(relative) = file.strip_prefix(self.source_root.as_str()) {
+            return relative;
+        }
+        if let Some(in_rustc) = file.strip_prefix("/rustc/") {
+            if let Some(slash) = in_rustc.find('/') {
+                return &in_rustc[slash + 1..];
+            }
+        }
+        file
     }
 }
 
