@@ -7,6 +7,11 @@ use core::fmt;
 pub enum SelfTest {
     /// Boot, report, power off.
     None,
+    /// The in-guest memory tests: demand paging across new L3/L2/L1 tables, a table frame
+    /// mapped writable refused by Xen, heap growth (the default).
+    Mm,
+    /// Kernel stack overflow into the guard page: must produce a crash report naming it.
+    StackOverflow,
     /// A breakpoint that is handled and resumed: proves the iret path.
     Int3,
     /// Unexpected faults that must produce a crash report.
@@ -22,8 +27,10 @@ pub enum SelfTest {
 }
 
 impl SelfTest {
-    pub const ALL: [(&'static str, SelfTest); 9] = [
+    pub const ALL: [(&'static str, SelfTest); 11] = [
         ("none", SelfTest::None),
+        ("mm", SelfTest::Mm),
+        ("stack-overflow", SelfTest::StackOverflow),
         ("int3", SelfTest::Int3),
         ("ud", SelfTest::InvalidOpcode),
         ("gp", SelfTest::GeneralProtection),
@@ -47,7 +54,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { selftest: SelfTest::None }
+        Options { selftest: SelfTest::Mm }
     }
 }
 

@@ -3,6 +3,7 @@
 use crate::arch::x86_64::{traps, user};
 use crate::check;
 use crate::cmdline;
+use crate::mm;
 use crate::println;
 use crate::testing::{report, selftest};
 use crate::xen::abi::start_info;
@@ -46,6 +47,11 @@ pub extern "C" fn kernel_start(start_info: *const start_info) -> ! {
         boot_error(format_args!("event channels (callbacks, VIRQ_TIMER): {e}"));
     }
     print_summary(&info);
+    if let Err(e) = mm::kernel::init(&info) {
+        boot_error(format_args!("memory manager: {e}"));
+    }
+    mm::heap::init();
+    print_memory_summary();
     if !info.is_dom0() {
         print_store_identity(&info);
     }
@@ -75,6 +81,21 @@ fn print_summary(info: &StartInfo<'_>) {
     match info.cmdline() {
         Ok(line) => println!("cmdline: \"{line}\""),
         Err(_) => println!("cmdline: (not UTF-8)"),
+    }
+}
+
+fn print_memory_summary() {
+    let guard = mm::kernel::MM.lock();
+    if let Some(mm) = guard.as_ref() {
+        let nr_pages = mm.frames.free_frames() + mm.frames.used_frames();
+        println!(
+            "memory: nr_pages={nr_pages} boot_reserved={} usable={} tables_for_direct_map={} initial_mapping_pages={} direct_map={:#x}",
+            mm.boot_reserved_frames,
+            nr_pages - mm.boot_reserved_frames,
+            mm.tables.stats().tables_live(),
+            mm.boot_window.count_frames,
+            mm::DIRECT_MAP_BASE,
+        );
     }
 }
 

@@ -13,7 +13,7 @@
 use super::addr::{Pfn, VirtAddr, PAGE_SHIFT};
 
 /// Start of Xen's read-only machine-to-phys table in every 64-bit PV guest.
-pub const MACH2PHYS_VIRT_START: u64 = 0xffff_8000_0000_0000;
+pub use crate::xen::abi::MACH2PHYS_VIRT_START;
 
 /// First L4 slot reserved to Xen in a 64-bit PV guest's L4 (0xffff_8000_0000_0000).
 pub const XEN_FIRST_L4_SLOT: usize = 256;

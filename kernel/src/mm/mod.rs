@@ -21,6 +21,7 @@
 pub mod addr;
 pub mod backend;
 pub mod bitmap;
+pub mod boot_layout;
 pub mod fault;
 pub mod frame;
 pub mod layout;
@@ -30,6 +31,11 @@ pub mod pte;
 pub mod queue;
 pub mod stats;
 pub mod window_access;
+
+#[cfg(target_os = "none")]
+pub mod heap;
+#[cfg(target_os = "none")]
+pub mod kernel;
 
 #[cfg(test)]
 pub mod model;

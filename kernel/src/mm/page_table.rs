@@ -309,9 +309,16 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// is `map_window(AliasWindow::direct_map(nr_pages), ..)`.
     pub fn map_window(&mut self, window: AliasWindow, frames: &mut impl FrameSource) -> Result<(), MmError> {
         self.add_alias_window(window)?;
+        self.map_window_part(window, 0, window.count_frames, frames)
+    }
+
+    /// Maps frames `first..first + count` of a window already recorded with
+    /// [`PageTables::add_alias_window`]. Building a large direct map in ascending parts lets the
+    /// tables of each part be written through the parts mapped before it.
+    pub fn map_window_part(&mut self, window: AliasWindow, first: u64, count: u64, frames: &mut impl FrameSource) -> Result<(), MmError> {
         let root = self.kernel_root;
         let mut queued = Ok(());
-        for i in 0..window.count_frames {
+        for i in first..(first + count).min(window.count_frames) {
             let pfn = Pfn(window.first_pfn.0 + i);
             let mut flags = PteFlags::PRESENT | PteFlags::NO_EXECUTE;
             if !self.is_table(pfn) {

@@ -42,6 +42,16 @@ impl WindowAccess {
         Ok(())
     }
 
+    /// Replaces the newest window with `window` (e.g. the direct map, grown part by part).
+    ///
+    /// # Safety
+    /// As for [`WindowAccess::new`].
+    pub unsafe fn replace_newest(&mut self, window: AliasWindow) {
+        if let Some(slot) = self.windows.iter_mut().rev().find(|w| w.is_some()) {
+            *slot = Some(window);
+        }
+    }
+
     /// Where entry `index` of frame `pfn` is. Reaching a frame no window covers, or an index
     /// past the page, is a kernel bug: the page-table code only asks for tables and new frames.
     fn entry_ptr(&self, pfn: Pfn, index: usize) -> *mut u64 {

@@ -4,6 +4,8 @@ pub mod expect;
 pub mod verdict;
 
 #[cfg(target_os = "none")]
+pub mod mm_tests;
+#[cfg(target_os = "none")]
 pub mod report;
 #[cfg(target_os = "none")]
 pub mod selftest;

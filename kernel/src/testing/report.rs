@@ -21,6 +21,7 @@ pub fn check(verdict: Verdict, args: core::fmt::Arguments<'_>) {
 /// Prints the final verdict as the last line and powers the domain off.
 pub fn finish() -> ! {
     let result = OUTCOME.lock().result();
+    crate::mm::kernel::print_stats();
     println!("Test result: {result}");
     shutdown(Reason::Poweroff)
 }

@@ -19,6 +19,8 @@ pub fn run(test: SelfTest, kernel_l4_mfn: u64) {
         SelfTest::Panic => deliberate_panic(),
         SelfTest::Timer => timer_wakes_a_blocked_vcpu(),
         SelfTest::User => user_mode_round_trip(kernel_l4_mfn),
+        SelfTest::Mm => super::mm_tests::run_all(),
+        SelfTest::StackOverflow => super::mm_tests::stack_overflow(),
     }
 }
 

@@ -16,7 +16,7 @@ pub use xen_sys::{
     MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE, MMU_NORMAL_PT_UPDATE,
     SCHEDOP_block, SCHEDOP_shutdown, SCHEDOP_yield, SHUTDOWN_crash, SHUTDOWN_poweroff,
     SHUTDOWN_reboot, SIF_INITDOMAIN, SIF_PRIVILEGED, __HYPERVISOR_console_io,
-    __HYPERVISOR_event_channel_op, __HYPERVISOR_iret, __HYPERVISOR_mmu_update,
+    __HYPERVISOR_event_channel_op, __HYPERVISOR_iret, __HYPERVISOR_memory_op, __HYPERVISOR_mmu_update,
     __HYPERVISOR_mmuext_op, __HYPERVISOR_physdev_op, __HYPERVISOR_sched_op,
     __HYPERVISOR_set_timer_op, __HYPERVISOR_set_trap_table, __HYPERVISOR_update_va_mapping, __HYPERVISOR_xen_version,
 };
@@ -50,6 +50,18 @@ pub const LEGACY_MAX_VCPUS: usize = 32;
 pub const HYPERVISOR_CALLBACK_OP: u32 = 30;
 /// Xen public/arch-x86/xen-x86_64.h: set_segment_base selectors.
 pub const SEGBASE_FS: u32 = 0;
+/// Xen public/memory.h: XENMEM_machphys_mapping.
+pub const XENMEM_MACHPHYS_MAPPING: u32 = 12;
+
+/// Xen public/memory.h `struct xen_machphys_mapping`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MachphysMapping {
+    pub v_start: u64,
+    pub v_end: u64,
+    pub max_mfn: u64,
+}
+
 /// Xen public/callback.h.
 pub const CALLBACKOP_REGISTER: u32 = 0;
 pub const CALLBACKTYPE_EVENT: u16 = 0;
@@ -158,6 +170,13 @@ mod tests {
         assert_eq!((EVTCHNOP_bind_virq, EVTCHNOP_send, EVTCHNOP_unmask), (1, 4, 9));
         assert_eq!(VIRQ_TIMER, 0);
         assert_eq!(__HYPERVISOR_set_timer_op, 15);
+    }
+
+    #[test]
+    fn machphys_mapping_matches_public_memory_h() {
+        assert_eq!(size_of::<MachphysMapping>(), 24);
+        assert_eq!(offset_of!(MachphysMapping, max_mfn), 16);
+        assert_eq!(__HYPERVISOR_memory_op, 12);
     }
 
     #[test]

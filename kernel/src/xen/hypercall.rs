@@ -26,6 +26,11 @@ pub fn count(nr: u32) -> u64 {
     CALLS_BY_NR.get(nr as usize).map_or(0, |c| c.load(Ordering::Relaxed))
 }
 
+/// Hypercalls issued since boot, all kinds.
+pub fn total() -> u64 {
+    CALLS_BY_NR.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+}
+
 /// True once Xen has written the hypercall page. Until then every entry is the `ret` (0xc3)
 /// that boot/head.S put there, and a "hypercall" would return garbage in rax.
 pub fn page_is_written() -> bool {
@@ -224,4 +229,15 @@ pub fn stack_switch(ss: u64, rsp: u64) -> Result<(), XenError> {
 pub fn set_segment_base(which: u32, base: u64) -> Result<(), XenError> {
     // SAFETY: no pointer arguments.
     XenError::check(unsafe { raw(abi::__HYPERVISOR_set_segment_base, u64::from(which), base, 0, 0, 0) }).map(drop)
+}
+
+/// HYPERVISOR_memory_op(XENMEM_machphys_mapping): where the m2p is and the highest machine
+/// frame it covers (Xen public/memory.h, struct xen_machphys_mapping).
+pub fn machphys_mapping() -> Result<abi::MachphysMapping, XenError> {
+    let mut arg = abi::MachphysMapping { v_start: 0, v_end: 0, max_mfn: 0 };
+    // SAFETY: Xen writes a `struct xen_machphys_mapping` through the pointer.
+    let ret = unsafe {
+        raw(abi::__HYPERVISOR_memory_op, u64::from(abi::XENMEM_MACHPHYS_MAPPING), core::ptr::addr_of_mut!(arg) as u64, 0, 0, 0)
+    };
+    XenError::check(ret).map(|_| arg)
 }

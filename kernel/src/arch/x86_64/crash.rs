@@ -90,14 +90,18 @@ fn print_backtrace(con: &mut Console, first: Option<u64>, rbp: u64) {
     );
 }
 
-/// Reports an exception nobody expected and crashes the domain.
-pub fn unexpected_exception(frame: &TrapFrame) -> ! {
+/// Reports an exception nobody expected (with the handler's reason, if it had one) and crashes
+/// the domain.
+pub fn fatal_exception(frame: &TrapFrame, reason: Option<core::fmt::Arguments<'_>>) -> ! {
     enter_crash();
     {
         let mut con = console::emergency();
         let (mnemonic, name) = exception::name(frame.vector);
         let mode = if frame.from_kernel() { "kernel" } else { "user" };
         let _ = writeln!(con, "*** faultline: unexpected exception {mnemonic} ({name}, vector {}) in {mode} mode", frame.vector);
+        if let Some(reason) = reason {
+            let _ = writeln!(con, "    {reason}");
+        }
         if exception::has_error_code(frame.vector) {
             let _ = writeln!(con, "    error code {}", ErrorCode { vector: frame.vector, code: frame.error_code });
         }

@@ -81,8 +81,20 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if frame.vector == exception::SYSCALL && super::user::syscall(frame) {
         return;
     }
+    if frame.vector == exception::PAGE_FAULT {
+        use crate::mm::kernel::{handle_page_fault, PageFault};
+        match handle_page_fault(frame) {
+            PageFault::Handled => return,
+            PageFault::Fatal(reason) => {
+                if crate::testing::expect::consume(frame) {
+                    return;
+                }
+                super::crash::fatal_exception(frame, Some(format_args!("{reason}")));
+            }
+        }
+    }
     if crate::testing::expect::consume(frame) {
         return;
     }
-    super::crash::unexpected_exception(frame);
+    super::crash::fatal_exception(frame, None);
 }

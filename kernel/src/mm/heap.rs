@@ -1,0 +1,28 @@
+//! The kernel heap: `linked_list_allocator` over a demand-zero region that the #PF handler backs.
+//!
+//! Nothing is mapped up front: the allocator's first write into a page faults, and the handler
+//! maps a zeroed frame there (one mmu_update batch). A request the region cannot satisfy makes
+//! the allocation fail, which Rust reports as "memory allocation of N bytes failed" (a panic
+//! with a crash report); a page that cannot be backed because the frame pool is empty is
+//! reported by the page-fault handler as out of memory.
+
+use linked_list_allocator::LockedHeap;
+
+use super::kernel::{HEAP_BASE, HEAP_SIZE_BYTES};
+
+#[global_allocator]
+static HEAP: LockedHeap = LockedHeap::empty();
+
+/// Hands the heap region to the allocator. Needs the memory manager (the first write faults).
+pub fn init() {
+    // SAFETY: the heap region is reserved for the allocator alone (no other code maps or uses
+    // those addresses), and every page of it becomes valid memory on first touch through the
+    // page-fault handler. `init` is called once, at boot.
+    unsafe { HEAP.lock().init(HEAP_BASE as *mut u8, HEAP_SIZE_BYTES as usize) };
+}
+
+/// Bytes handed out and bytes still free in the region.
+pub fn usage() -> (usize, usize) {
+    let heap = HEAP.lock();
+    (heap.used(), heap.free())
+}

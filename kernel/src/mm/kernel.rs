@@ -1,0 +1,331 @@
+//! The kernel's memory manager: built from start_info at boot, then used by the #PF handler.
+//!
+//! Boot order (each step's cost is in the `stats:` line):
+//! 1. p2m from `mfn_list`, m2p from Xen's table (its size from XENMEM_machphys_mapping);
+//! 2. the frame allocator over everything past the bootstrap region (`boot_layout`);
+//! 3. the boot tables taken over, Xen's initial mapping recorded as an alias window;
+//! 4. the direct map of all pseudo-physical memory, built in ascending parts so that the
+//!    tables of each part are written through the parts already mapped;
+//! 5. the guard page below the boot stack unmapped.
+//!
+//! The page-fault handler then serves demand-zero regions (the kernel heap) and names a guard
+//! page hit a stack overflow.
+
+use core::fmt;
+
+use super::addr::{Pfn, VirtAddr, PAGE_SIZE_BYTES};
+use super::boot_layout::BootLayout;
+use super::fault::{classify, FaultAction, PageFaultErrorCode, Region, RegionKind, UnexpectedFault};
+use super::frame::{FrameAllocator, FrameError, FrameSource, BITMAP_WORDS_4GIB, MAX_FRAMES_4GIB};
+use super::layout::{AliasWindow, DIRECT_MAP_BASE, KERNEL_VIRT_BASE};
+use super::p2m::P2m;
+use super::page_table::{MmError, PageTables};
+use super::pte::PteFlags;
+use super::window_access::{machine_to_phys_table, WindowAccess};
+use crate::arch::x86_64::trap_frame::TrapFrame;
+use crate::xen::mmu::HypercallMmu;
+use crate::xen::start_info::StartInfo;
+use crate::xen::{abi, hypercall, shared_info, slots, XenError};
+
+pub type KernelTables = PageTables<'static, HypercallMmu, WindowAccess>;
+
+/// The kernel heap: demand-zero, grows through the page-fault handler.
+pub const HEAP_BASE: u64 = 0xffff_c000_0000_0000;
+pub const HEAP_SIZE_BYTES: u64 = 1 << 30;
+/// A demand-zero region for the in-guest memory tests: two whole L4 slots, so that touching it
+/// needs new L3, L2 and L1 tables.
+pub const DEMAND_TEST_BASE: u64 = 0xffff_d000_0000_0000;
+pub const DEMAND_TEST_SIZE_BYTES: u64 = 2 << 39;
+
+/// Frames mapped per part of the direct map (128 MiB): its 64 L1 tables fit in the padding
+/// Xen leaves after the bootstrap region (at least 512 KiB).
+const DIRECT_MAP_PART_FRAMES: u64 = 32 * 1024;
+
+const DATA_FLAGS: PteFlags = PteFlags::PRESENT.union(PteFlags::WRITABLE).union(PteFlags::NO_EXECUTE);
+
+/// Page faults by outcome.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FaultCounts {
+    pub demand_zero: u64,
+    pub stack_overflow: u64,
+    pub unexpected: u64,
+}
+
+pub struct KernelMm {
+    pub tables: KernelTables,
+    pub frames: FrameAllocator<'static>,
+    pub faults: FaultCounts,
+    pub boot_reserved_frames: u64,
+    pub boot_window: AliasWindow,
+    regions: [Region; 5],
+}
+
+impl KernelMm {
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+}
+
+/// The one memory manager. Locked by the page-fault handler: nothing that holds it may fault.
+pub static MM: spin::Mutex<Option<KernelMm>> = spin::Mutex::new(None);
+
+struct Bitmaps {
+    frames: [u64; BITMAP_WORDS_4GIB],
+    tables: [u64; BITMAP_WORDS_4GIB],
+}
+static mut BITMAPS: Bitmaps = Bitmaps { frames: [0; BITMAP_WORDS_4GIB], tables: [0; BITMAP_WORDS_4GIB] };
+
+extern "C" {
+    static boot_stack_guard: u8;
+    static boot_stack_bottom: u8;
+}
+
+/// Why the memory manager could not be built.
+#[derive(Debug)]
+pub enum InitError {
+    TooMuchMemory(u64),
+    Xen(&'static str, XenError),
+    Frames(FrameError),
+    Tables(&'static str, MmError),
+}
+
+impl fmt::Display for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooMuchMemory(n) => write!(f, "{n} pages is more than the {MAX_FRAMES_4GIB} this kernel tracks"),
+            Self::Xen(what, e) => write!(f, "{what}: {e}"),
+            Self::Frames(e) => write!(f, "frame allocator: {e:?}"),
+            Self::Tables(what, e) => write!(f, "{what}: {e:?}"),
+        }
+    }
+}
+
+/// Builds the memory manager (steps 1-5 above) and installs it in [`MM`].
+pub fn init(info: &StartInfo<'_>) -> Result<(), InitError> {
+    let raw = info.raw();
+    let nr_pages = raw.nr_pages;
+    if nr_pages > MAX_FRAMES_4GIB {
+        return Err(InitError::TooMuchMemory(nr_pages));
+    }
+    let machphys = hypercall::machphys_mapping().map_err(|e| InitError::Xen("XENMEM_machphys_mapping", e))?;
+    // SAFETY: Xen maps the p2m list (nr_pages u64 entries) at mfn_list for the life of the
+    // domain, and we never write it.
+    let p2m_list = unsafe { core::slice::from_raw_parts(raw.mfn_list as *const u64, nr_pages as usize) };
+    // SAFETY: we run as a 64-bit PV guest; Xen maps m2p entries up to max_mfn.
+    let m2p = unsafe { machine_to_phys_table(machphys.max_mfn as usize + 1) };
+    let p2m = P2m::new(p2m_list, m2p);
+
+    let ring_pfn = |mfn: u64| p2m.mfn_to_pfn(super::addr::Mfn(mfn)).ok();
+    let layout = BootLayout {
+        virt_base: KERNEL_VIRT_BASE,
+        nr_pages,
+        start_info_va: raw as *const abi::start_info as u64,
+        pt_base: raw.pt_base,
+        nr_pt_frames: raw.nr_pt_frames,
+        mfn_list: raw.mfn_list,
+        mod_start: raw.mod_start,
+        mod_len: raw.mod_len,
+        mod_start_is_pfn: raw.flags & xen_sys::SIF_MOD_START_PFN != 0,
+        first_p2m_pfn: raw.first_p2m_pfn,
+        nr_p2m_frames: raw.nr_p2m_frames,
+        console_pfn: if info.is_dom0() { None } else { ring_pfn(info.domu_console().0) },
+        store_pfn: if info.is_dom0() || info.store().0 == 0 { None } else { ring_pfn(info.store().0) },
+    };
+    let (reserved, reserved_count) = layout.reserved();
+    let reserved = &reserved[..reserved_count];
+
+    // SAFETY: `init` runs once, at boot, before anything else uses BITMAPS.
+    let bitmaps = unsafe { &mut *core::ptr::addr_of_mut!(BITMAPS) };
+    let words = (nr_pages as usize).div_ceil(64);
+    let frames = FrameAllocator::new(&mut bitmaps.frames[..words], nr_pages, reserved).map_err(InitError::Frames)?;
+    let boot_reserved_frames = nr_pages - frames.free_frames();
+
+    // Until we know how far Xen's initial mapping reaches, only the bootstrap region is used.
+    let bootstrap = AliasWindow { virt_base: VirtAddr::new(KERNEL_VIRT_BASE), first_pfn: Pfn(0), count_frames: layout.bootstrap_end().0 };
+    // SAFETY: Xen's initial mapping maps pfn N at KERNEL_VIRT_BASE + N pages, writable, for at
+    // least the bootstrap region (Xen public/xen.h start_info comment), except our slot pages,
+    // whose pfns are reserved image frames that the page-table code never touches.
+    let mem = unsafe { WindowAccess::new(bootstrap) };
+    let l4_pfn = Pfn((raw.pt_base - KERNEL_VIRT_BASE) / PAGE_SIZE_BYTES);
+    let mut tables = PageTables::new(HypercallMmu, mem, p2m, l4_pfn, &mut bitmaps.tables[..words])
+        .map_err(|e| InitError::Tables("taking over the boot page tables", e))?;
+
+    let boot_window = initial_mapping(&tables, nr_pages);
+    // SAFETY: `initial_mapping` checked that every page of the window maps its own pfn (or is
+    // a slot, see above).
+    unsafe { tables.memory_mut().replace_newest(boot_window) };
+    tables.add_alias_window(boot_window).map_err(|e| InitError::Tables("recording the boot mapping", e))?;
+
+    let mut mm = KernelMm {
+        tables,
+        frames,
+        faults: FaultCounts::default(),
+        boot_reserved_frames,
+        boot_window,
+        regions: regions(),
+    };
+    build_direct_map(&mut mm, nr_pages)?;
+    unmap_boot_stack_guard(&mut mm)?;
+    *MM.lock() = Some(mm);
+    Ok(())
+}
+
+/// How far Xen's initial mapping reaches: pages from VIRT_BASE that map their own pfn, with
+/// the slot pages (which map Xen-shared frames) allowed inside.
+fn initial_mapping(tables: &KernelTables, nr_pages: u64) -> AliasWindow {
+    let root = tables.kernel_root();
+    let mut count = 0;
+    while count < nr_pages {
+        let va = KERNEL_VIRT_BASE + count * PAGE_SIZE_BYTES;
+        if !slots::contains(va) {
+            match tables.translate(root, VirtAddr::new(va)) {
+                Ok(Some(m)) if m.pfn == Pfn(count) => {}
+                _ => break,
+            }
+        }
+        count += 1;
+    }
+    AliasWindow { virt_base: VirtAddr::new(KERNEL_VIRT_BASE), first_pfn: Pfn(0), count_frames: count }
+}
+
+fn build_direct_map(mm: &mut KernelMm, nr_pages: u64) -> Result<(), InitError> {
+    let direct = AliasWindow::direct_map(nr_pages);
+    mm.tables.add_alias_window(direct).map_err(|e| InitError::Tables("recording the direct map", e))?;
+    let empty = AliasWindow { count_frames: 0, ..direct };
+    // SAFETY: an empty window covers nothing yet; it grows below as parts get mapped.
+    unsafe { mm.tables.memory_mut().add_window(empty) }.map_err(|e| InitError::Tables("direct map window", e))?;
+    let mut done = 0;
+    while done < nr_pages {
+        mm.tables
+            .map_window_part(direct, done, DIRECT_MAP_PART_FRAMES, &mut mm.frames)
+            .map_err(|e| InitError::Tables("building the direct map", e))?;
+        done = (done + DIRECT_MAP_PART_FRAMES).min(nr_pages);
+        // SAFETY: frames 0..done are now mapped at DIRECT_MAP_BASE, writable unless they are
+        // tables (map_window_part maps table frames read-only).
+        unsafe { mm.tables.memory_mut().replace_newest(AliasWindow { count_frames: done, ..direct }) };
+    }
+    Ok(())
+}
+
+fn unmap_boot_stack_guard(mm: &mut KernelMm) -> Result<(), InitError> {
+    let guard = VirtAddr::new(core::ptr::addr_of!(boot_stack_guard) as u64);
+    let root = mm.tables.kernel_root();
+    let pfn = mm.tables.unmap_flushed(root, guard).map_err(|e| InitError::Tables("unmapping the boot stack guard", e))?;
+    // The guard's frame is still ours (and in the direct map): give it to the allocator.
+    mm.frames.free_frame(pfn).map_err(InitError::Frames)?;
+    Ok(())
+}
+
+fn regions() -> [Region; 5] {
+    let guard = core::ptr::addr_of!(boot_stack_guard) as u64;
+    let stack_bottom = core::ptr::addr_of!(boot_stack_bottom) as u64;
+    [
+        Region { name: "heap", start: VirtAddr::new(HEAP_BASE), size_bytes: HEAP_SIZE_BYTES, kind: RegionKind::DemandZero { flags: DATA_FLAGS }, user: false },
+        Region {
+            name: "demand-test",
+            start: VirtAddr::new(DEMAND_TEST_BASE),
+            size_bytes: DEMAND_TEST_SIZE_BYTES,
+            kind: RegionKind::DemandZero { flags: DATA_FLAGS },
+            user: false,
+        },
+        Region { name: "boot-stack-guard", start: VirtAddr::new(guard), size_bytes: stack_bottom - guard, kind: RegionKind::StackGuard, user: false },
+        Region { name: "direct-map", start: VirtAddr::new(DIRECT_MAP_BASE), size_bytes: MAX_FRAMES_4GIB * PAGE_SIZE_BYTES, kind: RegionKind::Fixed, user: false },
+        Region { name: "kernel-image", start: VirtAddr::new(KERNEL_VIRT_BASE), size_bytes: 1 << 30, kind: RegionKind::Fixed, user: false },
+    ]
+}
+
+/// What the page-fault handler did.
+pub enum PageFault {
+    /// A frame was mapped; the faulting instruction can run again.
+    Handled,
+    /// Not handled; the reason for the crash report.
+    Fatal(FatalFault),
+}
+
+pub enum FatalFault {
+    NoMemoryManager,
+    InsideMemoryManager,
+    StackOverflow(&'static str),
+    Unexpected(UnexpectedFault),
+    OutOfFrames(&'static str),
+    MapFailed(MmError),
+}
+
+impl fmt::Display for FatalFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoMemoryManager => write!(f, "page fault before the memory manager exists"),
+            Self::InsideMemoryManager => write!(f, "page fault inside the memory manager (its lock is held)"),
+            Self::StackOverflow(region) => write!(f, "kernel stack overflow: hit the guard page {region}"),
+            Self::Unexpected(reason) => write!(f, "unexpected page fault: {reason:?}"),
+            Self::OutOfFrames(region) => write!(f, "out of memory: no free frame to back a page of {region}"),
+            Self::MapFailed(e) => write!(f, "mapping the page failed: {e:?}"),
+        }
+    }
+}
+
+/// The #PF handler: cr2 from vcpu_info (read first: it is only valid until the next fault),
+/// the error code from the frame, then `classify` decides.
+pub fn handle_page_fault(frame: &TrapFrame) -> PageFault {
+    let cr2 = shared_info::cr2().unwrap_or(0);
+    let Some(mut guard) = MM.try_lock() else { return PageFault::Fatal(FatalFault::InsideMemoryManager) };
+    let Some(mm) = guard.as_mut() else { return PageFault::Fatal(FatalFault::NoMemoryManager) };
+    let error = PageFaultErrorCode::from_bits_truncate(frame.error_code);
+    let Ok(va) = VirtAddr::try_new(cr2) else {
+        mm.faults.unexpected += 1;
+        return PageFault::Fatal(FatalFault::Unexpected(UnexpectedFault::OutsideRegions));
+    };
+    match classify(va, error, &mm.regions) {
+        FaultAction::MapZeroed { page, flags } => {
+            let root = mm.tables.kernel_root();
+            match mm.tables.map_zeroed(root, page, flags, &mut mm.frames) {
+                Ok(_) => {
+                    mm.faults.demand_zero += 1;
+                    PageFault::Handled
+                }
+                Err(MmError::Frame(FrameError::Exhausted)) => {
+                    mm.faults.unexpected += 1;
+                    let region = mm.regions.iter().find(|r| r.contains(page)).map_or("?", |r| r.name);
+                    PageFault::Fatal(FatalFault::OutOfFrames(region))
+                }
+                Err(e) => {
+                    mm.faults.unexpected += 1;
+                    PageFault::Fatal(FatalFault::MapFailed(e))
+                }
+            }
+        }
+        FaultAction::KernelStackOverflow { region } => {
+            mm.faults.stack_overflow += 1;
+            PageFault::Fatal(FatalFault::StackOverflow(region))
+        }
+        FaultAction::Unexpected(reason) => {
+            mm.faults.unexpected += 1;
+            PageFault::Fatal(FatalFault::Unexpected(reason))
+        }
+    }
+}
+
+/// Prints the `stats:` line: the memory manager's counters, faults, frames and every hypercall
+/// by kind (the iret return path is not a counted call).
+pub fn print_stats() {
+    let guard = MM.lock();
+    let Some(mm) = guard.as_ref() else {
+        crate::println!("stats: memory manager not initialised");
+        return;
+    };
+    let line = mm.tables.stats().line(mm.frames.free_frames(), mm.frames.used_frames());
+    let f = mm.faults;
+    crate::println!(
+        "{line} faults_demand={} faults_stack_overflow={} faults_unexpected={} hypercalls={} hc_mmu_update={} hc_mmuext_op={} hc_update_va_mapping={} hc_console_io={} hc_sched_op={} hc_event_channel_op={}",
+        f.demand_zero,
+        f.stack_overflow,
+        f.unexpected,
+        hypercall::total(),
+        hypercall::count(abi::__HYPERVISOR_mmu_update),
+        hypercall::count(abi::__HYPERVISOR_mmuext_op),
+        hypercall::count(abi::__HYPERVISOR_update_va_mapping),
+        hypercall::count(abi::__HYPERVISOR_console_io),
+        hypercall::count(abi::__HYPERVISOR_sched_op),
+        hypercall::count(abi::__HYPERVISOR_event_channel_op),
+    );
+}
