@@ -1,0 +1,108 @@
+//! Boot self-tests: faultline boots as Xen's dom0 once per `selftest=<name>` and must report it.
+//!
+//! What each proves: `none` the boot path and the verdict protocol; `int3` a handled trap that
+//! returns through HYPERVISOR_iret; `ud`/`gp`/`pf`/`de`/`panic` that an unexpected fault or a
+//! panic yields a complete crash report (registers, decoded error code, symbolized backtrace) and
+//! a crash shutdown the runner sees; a bad command line an ERROR verdict rather than a guess.
+//! The memory tests check that the runner sizes QEMU so that Xen gives dom0 all it asked for.
+
+use faultline_tests::{boot, boot_with, Verdict, EXIT_CRASH, EXIT_ERROR, EXIT_SUCCESS};
+use xtask::RunOptions;
+
+#[test]
+fn selftest_none_prints_a_boot_summary_and_succeeds() {
+    let run = boot("selftest=none");
+    run.assert_exit(EXIT_SUCCESS)
+        .assert_guest_line_starts_with("faultline")
+        .assert_guest_line_starts_with("xen: version 4.17")
+        .assert_guest_line_starts_with("domain: dom0")
+        .assert_guest_contains("nr_pages ")
+        .assert_guest_line_starts_with("cmdline: ")
+        .assert_guest_contains("selftest=none")
+        .assert_last_line_is_verdict(Verdict::Success);
+}
+
+#[test]
+fn empty_command_line_boots_and_succeeds() {
+    let run = boot("");
+    run.assert_exit(EXIT_SUCCESS)
+        .assert_guest_line_starts_with("faultline")
+        .assert_guest_line_starts_with("domain: dom0")
+        .assert_last_line_is_verdict(Verdict::Success);
+}
+
+#[test]
+fn selftest_int3_is_handled_and_resumes() {
+    let run = boot("selftest=int3");
+    run.assert_exit(EXIT_SUCCESS)
+        .assert_guest_contains("int3")
+        .assert_last_line_is_verdict(Verdict::Success);
+}
+
+#[test]
+fn selftest_ud_crashes_with_a_report() {
+    boot("selftest=ud").assert_crash_report("#UD");
+}
+
+#[test]
+fn selftest_gp_crashes_with_a_report() {
+    boot("selftest=gp").assert_crash_report("#GP");
+}
+
+#[test]
+fn selftest_pf_crashes_with_a_report_that_decodes_the_fault() {
+    let run = boot("selftest=pf");
+    run.assert_crash_report("#PF")
+        .assert_guest_contains("cr2=0x0")
+        .assert_guest_contains("error code 0x")
+        .assert_guest_contains("read")
+        .assert_guest_contains("not-present");
+}
+
+#[test]
+fn selftest_de_crashes_with_a_report() {
+    boot("selftest=de").assert_crash_report("#DE");
+}
+
+#[test]
+fn selftest_panic_reports_location_and_backtrace() {
+    let run = boot("selftest=panic");
+    run.assert_exit(EXIT_CRASH)
+        .assert_guest_contains("panicked at")
+        .assert_guest_contains(".rs:")
+        .assert_symbolized_backtrace();
+    assert!(
+        run.outcome.verdict.is_none(),
+        "a panic must not print a verdict line"
+    );
+}
+
+#[test]
+fn unknown_selftest_is_an_error_verdict() {
+    let run = boot("selftest=nonsense");
+    run.assert_exit(EXIT_ERROR)
+        .assert_guest_contains("nonsense")
+        .assert_last_line_is_verdict(Verdict::Error);
+}
+
+#[test]
+fn eight_mib_of_memory_are_all_given_to_dom0() {
+    let run = boot_with(RunOptions {
+        cmdline: "selftest=none".into(),
+        memory_mib: 8,
+        ..RunOptions::default()
+    });
+    run.assert_exit(EXIT_SUCCESS)
+        .assert_guest_contains("nr_pages 2048 ");
+}
+
+#[test]
+fn four_gib_of_memory_are_all_given_to_dom0() {
+    let run = boot_with(RunOptions {
+        cmdline: "selftest=none".into(),
+        memory_mib: 4096,
+        ..RunOptions::default()
+    });
+    run.assert_exit(EXIT_SUCCESS)
+        .assert_guest_contains("nr_pages 1048576 ");
+}

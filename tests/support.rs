@@ -1,0 +1,178 @@
+//! Helpers for host tests that boot faultline under Xen: build once, boot quietly, read the log.
+//!
+//! Each test binary builds the kernel once (the first test to ask waits for it), then every test
+//! boots it with its own command line. `xtask::run` lets at most one boot per core run at once, so
+//! the tests can run on all test threads. When an assertion fails, the message carries the whole
+//! console log and the path of its saved copy.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use xtask::console::parse_backtrace_line;
+use xtask::{Profile, RunOptions, RunOutcome};
+
+pub use xtask::{ShutdownReason, Verdict};
+pub use xtask::{EXIT_CRASH, EXIT_ERROR, EXIT_FAILURE, EXIT_SKIP, EXIT_SUCCESS, EXIT_TIMEOUT};
+
+/// The kernel image, built on first use (release profile, as `cargo xtask run` boots it).
+pub fn kernel() -> &'static Path {
+    static KERNEL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = KERNEL
+        .get_or_init(|| xtask::build_kernel(Profile::Release).map_err(|error| error.to_string()));
+    match built {
+        Ok(path) => path,
+        Err(error) => panic!("the kernel did not build: {error}"),
+    }
+}
+
+/// Boots the kernel as dom0 with `cmdline` and the default memory and timeout.
+pub fn boot(cmdline: &str) -> Boot {
+    boot_with(RunOptions {
+        cmdline: cmdline.to_string(),
+        ..RunOptions::default()
+    })
+}
+
+/// Boots with these options (the kernel and quiet mode are filled in).
+pub fn boot_with(options: RunOptions) -> Boot {
+    let options = RunOptions {
+        kernel: Some(kernel().to_path_buf()),
+        quiet: true,
+        ..options
+    };
+    match xtask::run(&options) {
+        Ok(outcome) => Boot { outcome },
+        Err(error) => panic!("could not boot {:?}: {error}", options.cmdline),
+    }
+}
+
+/// One finished boot, with assertions that print the log when they fail.
+pub struct Boot {
+    pub outcome: RunOutcome,
+}
+
+impl Boot {
+    /// The guest's lines (not Xen's), backtraces symbolized.
+    pub fn guest_lines(&self) -> Vec<&str> {
+        self.outcome.guest_lines().collect()
+    }
+
+    /// The guest's last non-blank line.
+    pub fn last_guest_line(&self) -> &str {
+        self.guest_lines()
+            .into_iter()
+            .rev()
+            .find(|line| !line.trim().is_empty())
+            .unwrap_or("")
+    }
+
+    /// Fails with the log unless the run ended with this exit status.
+    #[track_caller]
+    pub fn assert_exit(&self, expected: i32) -> &Self {
+        self.check(
+            self.outcome.exit_code == expected,
+            &format!(
+                "expected exit status {expected}, got {}",
+                self.outcome.exit_code
+            ),
+        )
+    }
+
+    /// Fails with the log unless some guest line contains `text`.
+    #[track_caller]
+    pub fn assert_guest_contains(&self, text: &str) -> &Self {
+        let found = self.guest_lines().iter().any(|line| line.contains(text));
+        self.check(found, &format!("no guest line contains {text:?}"))
+    }
+
+    /// Fails with the log unless some guest line starts with `prefix`.
+    #[track_caller]
+    pub fn assert_guest_line_starts_with(&self, prefix: &str) -> &Self {
+        let found = self
+            .guest_lines()
+            .iter()
+            .any(|line| line.starts_with(prefix));
+        self.check(found, &format!("no guest line starts with {prefix:?}"))
+    }
+
+    /// Fails with the log unless the guest's last line is `Test result: <verdict>`.
+    #[track_caller]
+    pub fn assert_last_line_is_verdict(&self, verdict: Verdict) -> &Self {
+        let expected = format!("Test result: {verdict}");
+        self.check(
+            self.last_guest_line().trim() == expected && self.outcome.verdict == Some(verdict),
+            &format!(
+                "the guest's last line is {:?}, not {expected:?}",
+                self.last_guest_line()
+            ),
+        )
+    }
+
+    /// Fails with the log unless this is a crash report for `mnemonic` (e.g. `#PF`) that ended
+    /// in a crash shutdown: no verdict, the faulting rip, all general registers, and a backtrace
+    /// whose lines the runner symbolized with at least one `faultline::` function.
+    #[track_caller]
+    pub fn assert_crash_report(&self, mnemonic: &str) -> &Self {
+        self.assert_exit(EXIT_CRASH);
+        self.check(
+            self.outcome.verdict.is_none(),
+            "a crash must not print a verdict line",
+        );
+        self.check(
+            self.outcome.shutdown == ShutdownReason::Crash,
+            &format!("expected a crash shutdown, got {}", self.outcome.shutdown),
+        );
+        self.assert_guest_contains(mnemonic)
+            .assert_guest_contains("rip=0x");
+        for register in [
+            "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
+            "r12", "r13", "r14", "r15",
+        ] {
+            self.assert_guest_contains(&format!("{register}=0x"));
+        }
+        self.assert_symbolized_backtrace()
+    }
+
+    /// Fails with the log unless there is a `backtrace:` line followed by `#0 0x...` lines, at
+    /// least one of them symbolized into a `faultline::` function.
+    #[track_caller]
+    pub fn assert_symbolized_backtrace(&self) -> &Self {
+        self.assert_guest_contains("backtrace:");
+        let frames = self.backtrace();
+        self.check(
+            frames.first().is_some_and(|(number, _)| *number == 0),
+            "no `#0 0x...` frame",
+        );
+        let symbolized = frames.iter().any(|(_, line)| line.contains("faultline::"));
+        self.check(
+            symbolized,
+            "no backtrace frame was symbolized into a faultline:: function",
+        )
+    }
+
+    /// The backtrace frames: their numbers and whole (symbolized) lines.
+    pub fn backtrace(&self) -> Vec<(u32, &str)> {
+        self.guest_lines()
+            .into_iter()
+            .filter_map(|line| {
+                // The runner appends the symbol after the address; the frame itself is the first
+                // two words, exactly as the kernel printed them.
+                let mut words = line.split_whitespace();
+                let frame = format!("{} {}", words.next()?, words.next()?);
+                parse_backtrace_line(&frame).map(|(number, _)| (number, line))
+            })
+            .collect()
+    }
+
+    #[track_caller]
+    fn check(&self, condition: bool, what: &str) -> &Self {
+        assert!(
+            condition,
+            "{what}\nrun: {}\nlog ({}):\n{}",
+            self.outcome.reason,
+            self.outcome.log_path.display(),
+            self.outcome.log
+        );
+        self
+    }
+}
