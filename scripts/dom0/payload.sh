@@ -14,9 +14,11 @@
 #   --extra "ARGS"    guest command line (no quotes or backslashes)
 #   --ramdisk FILE    guest initrd
 #   --timeout SEC     dom0 destroys the guest after SEC seconds (default 60)
+#   --console MODE    live (default): `xl create -c`, console streamed as it comes;
+#                     log: no -c (~1 s faster a guest), the console log is printed at the end
 #   --cfg TEMPLATE    xl config template (default scripts/dom0/faultline.cfg.in)
 #
-# In the archive: /payload/guests ("<cfg> <timeout>" per line, run in order),
+# In the archive: /payload/guests ("<cfg> <timeout> <live|log>" a line, run in order),
 # /payload/N.cfg, /payload/N/kernel, /payload/N/ramdisk. The cpio is written
 # here (newc format, mtime 0) so the host needs no cpio tool.
 set -euo pipefail
@@ -28,8 +30,8 @@ die() { echo "dom0/payload: error: $*" >&2; exit 1; }
 
 # ---- arguments ---------------------------------------------------------------
 out='' base='' print_cfg=0
-names=() kernels=() ramdisks=() memories=() extras=() timeouts=() cfgs=()
-reset() { g_name='' g_ram='' g_mem=64 g_extra='' g_tmo=60 g_cfg=$here/faultline.cfg.in; }
+names=() kernels=() ramdisks=() memories=() extras=() timeouts=() cfgs=() consoles=()
+reset() { g_name='' g_ram='' g_mem=64 g_extra='' g_tmo=60 g_cfg=$here/faultline.cfg.in g_con=live; }
 reset
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -42,6 +44,7 @@ while [ $# -gt 0 ]; do
 		--ramdisk) g_ram=${2:?}; shift 2 ;;
 		--timeout) g_tmo=${2:?}; shift 2 ;;
 		--cfg) g_cfg=${2:?}; shift 2 ;;
+		--console) g_con=${2:?}; shift 2 ;;
 		-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 		-*) die "unknown option $1 (see --help)" ;;
 		*)
@@ -50,10 +53,11 @@ while [ $# -gt 0 ]; do
 			[ -r "$g_cfg" ] || die "config template $g_cfg not found"
 			case $g_extra in *'"'* | *\\*) die "--extra must not contain quotes or backslashes" ;; esac
 			[[ $g_mem =~ ^[0-9]+$ && $g_tmo =~ ^[0-9]+$ ]] || die "--memory and --timeout take whole numbers"
+			[[ $g_con == live || $g_con == log ]] || die "--console takes live or log"
 			n=$(( ${#kernels[@]} + 1 ))
 			[ -n "$g_name" ] || { g_name=faultline; [ $n -eq 1 ] || g_name=faultline-$n; }
 			names+=("$g_name") kernels+=("$1") ramdisks+=("$g_ram") memories+=("$g_mem")
-			extras+=("$g_extra") timeouts+=("$g_tmo") cfgs+=("$g_cfg")
+			extras+=("$g_extra") timeouts+=("$g_tmo") cfgs+=("$g_cfg") consoles+=("$g_con")
 			reset; shift ;;
 	esac
 done
@@ -103,7 +107,7 @@ for i in "${!kernels[@]}"; do
 	k=/$shipped
 	[ -z "${ramdisks[$i]}" ] || { ship "${ramdisks[$i]}" "payload/$n/ramdisk"; r=/$shipped; }
 	render "$i" "$k" "$r" >"$tmp/$n.cfg"
-	echo "/payload/$n.cfg ${timeouts[$i]}" >>"$tmp/guests"
+	echo "/payload/$n.cfg ${timeouts[$i]} ${consoles[$i]}" >>"$tmp/guests"
 done
 {
 	if [ -n "$base" ]; then
