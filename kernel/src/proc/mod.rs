@@ -8,3 +8,5 @@ pub mod layout;
 pub mod program;
 pub mod run_options;
 pub mod syscall_abi;
+pub mod areas;
+pub mod user_fault;
