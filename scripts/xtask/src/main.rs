@@ -16,6 +16,7 @@ USAGE:
     cargo xtask run [OPTIONS] [-- <guest command line>...]
     cargo xtask build [--release|--debug]
     cargo xtask setup
+    cargo xtask fetch <debian package>...
     cargo xtask lock <debian package>...
 
 COMMANDS:
@@ -26,6 +27,7 @@ COMMANDS:
              target/faultline-logs/<time>-dom0[-<command line>].log.
     build    Build the kernel and print the image's path.
     setup    Fetch everything (QEMU via apt-get when root, Xen into the cache) and report versions.
+    fetch    Download, verify and unpack pinned Debian packages into the cache; print the folder.
     lock     Pin Debian packages at apt's candidate version in scripts/packages.lock.
 
 RUN OPTIONS:
@@ -79,6 +81,12 @@ fn dispatch(args: &[String]) -> Result<u8, String> {
             Ok(0)
         }
         "setup" => setup(),
+        "fetch" if !rest.is_empty() => {
+            let names: Vec<&str> = rest.iter().map(String::as_str).collect();
+            let root = packages::ensure(&names).map_err(|error| error.to_string())?;
+            println!("{}", root.display());
+            Ok(0)
+        }
         "lock" if !rest.is_empty() => {
             packages::lock(rest).map_err(|error| error.to_string())?;
             Ok(0)

@@ -214,6 +214,12 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome> {
     let first_guest_line_after = watcher.first_guest_line_after;
     let text = std::mem::take(&mut watcher.text);
     log.line(&format!("xtask: {reason} (exit status {exit_code})"));
+    if let Some(after) = first_guest_line_after {
+        say(&format!(
+            "first guest line {:.2} s after QEMU started",
+            after.as_secs_f64()
+        ));
+    }
     say(&format!("log: {}", log.path().display()));
     Ok(RunOutcome {
         verdict,
