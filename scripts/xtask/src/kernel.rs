@@ -72,7 +72,7 @@ pub fn build_kernel(profile: Profile) -> Result<PathBuf> {
         .context(|| "cannot wait for cargo".to_string())?;
     if !status.success() {
         return Err(Error::new(format!(
-            "the kernel did not build (cargo build --package {KERNEL_PACKAGE} --target {KERNEL_TARGET} failed: {status})"
+            "the kernel did not build (cargo build --package {KERNEL_PACKAGE} --target {KERNEL_TARGET} failed: {status}; cargo's messages are above; a missing target is fixed by `rustup target add {KERNEL_TARGET}`)"
         )));
     }
     let fallback = workspace::target_dir()
