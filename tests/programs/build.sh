@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Builds every test program and the test archive the kernel reads (docs/abi.md):
+#   tests/programs/build.sh <out-dir> [--native]
+# Writes <out-dir>/bin/<name> (one static ELF per program) and <out-dir>/programs.tar (the
+# archive, in catalogue order, checked with the kernel's own parser). --native also runs every
+# program on this Linux host and compares with its expectation.
+# Needs: the pinned Rust toolchain (rust-toolchain.toml) and musl-gcc (Debian: musl-tools, which
+# this script installs with apt-get when run as root).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+out="${1:?usage: build.sh <out-dir> [--native]}"
+native="${2:-}"
+mkdir -p "$out/bin"
+out="$(cd "$out" && pwd)"
+
+# The run order. A program missing here is appended at the end (and named on stderr).
+catalogue=(
+  hello c_hello exit_status syscalls unknown_syscall bad_pointers
+  demand_dense demand_sparse c_demand shared_text cow_data
+  null_read c_null_deref write_text exec_data exec_stack read_kernel write_page_table write_p2m
+  mprotect_write munmap_read stack_overflow
+  out_of_memory
+  invalid_opcode privileged divide_error breakpoint
+  infinite_loop
+)
+
+if ! command -v musl-gcc >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "build.sh: installing musl-tools (musl-gcc) with apt-get" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq musl-tools >&2
+  else
+    echo "build.sh: musl-gcc is missing: install the Debian package musl-tools (apt-get install musl-tools) as root" >&2
+    exit 1
+  fi
+fi
+
+cd "$here"
+cargo build --quiet --release -p scenarios --target x86_64-unknown-none
+cargo build --quiet --release -p faultline-programs
+tool="$here/target/release/faultline-programs"
+
+for bin in scenarios/src/bin/*.rs; do
+  name="$(basename "$bin" .rs)"
+  cp "target/x86_64-unknown-none/release/$name" "$out/bin/$name"
+done
+for src in c/*.c; do
+  name="c_$(basename "$src" .c)"
+  musl-gcc -static -O2 -Wall -Wextra -Werror -o "$out/bin/$name" "$src"
+done
+
+files=()
+for name in "${catalogue[@]}"; do
+  [ -f "$out/bin/$name" ] || { echo "build.sh: catalogue names $name, which was not built" >&2; exit 1; }
+  files+=("$out/bin/$name")
+done
+for path in "$out"/bin/*; do
+  name="$(basename "$path")"
+  if [[ " ${catalogue[*]} " != *" $name "* ]]; then
+    echo "build.sh: $name is not in the catalogue order; running it last" >&2
+    files+=("$path")
+  fi
+done
+
+"$tool" pack "$out/programs.tar" "${files[@]}"
+if [ "$native" = "--native" ]; then
+  "$tool" native "${files[@]}"
+fi

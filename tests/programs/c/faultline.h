@@ -1,0 +1,25 @@
+/* faultline.h: what a C test program needs from faultline (docs/abi.md).
+ *
+ * FAULTLINE_EXPECT("...") declares what should happen to the program, once, at file scope:
+ *     FAULTLINE_EXPECT("killed #PF read not-present at 0x0");
+ * Without it the program is expected to exit with status 0. The text follows the grammar in
+ * docs/abi.md; the kernel rejects the program (with the reason) if it does not parse. */
+#ifndef FAULTLINE_H
+#define FAULTLINE_H
+
+/* The ELF note: name "faultline", type 1, the text as descriptor. */
+#define FAULTLINE_NOTE_TYPE_EXPECT 1
+
+#define FAULTLINE_EXPECT(text)                                                                    \
+    __attribute__((used, section(".note.faultline"), aligned(4))) static const struct {           \
+        unsigned int name_size, desc_size, type;                                                  \
+        char name[12];                                                                            \
+        char desc[(sizeof(text) + 3) & ~3u];                                                      \
+    } faultline_expectation = {10, sizeof(text) - 1, FAULTLINE_NOTE_TYPE_EXPECT, "faultline", text}
+
+/* faultline's own auxv entries (read them with getauxval from <sys/auxv.h>); 0 if absent. */
+#define AT_FAULTLINE_KERNEL_ADDRESS 0x66610001UL
+#define AT_FAULTLINE_PAGE_TABLE 0x66610002UL
+#define AT_FAULTLINE_P2M 0x66610003UL
+
+#endif
