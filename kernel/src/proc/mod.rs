@@ -10,3 +10,5 @@ pub mod run_options;
 pub mod syscall_abi;
 pub mod areas;
 pub mod user_fault;
+#[cfg(test)]
+mod real_programs;
