@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+use crate::proc::run_options::{RunOptionError, RunOptions};
+
 /// The boot self-tests (issue: boot): each proves one piece of the trap and report path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SelfTest {
@@ -46,15 +48,19 @@ impl SelfTest {
     }
 }
 
-/// What the command line asked for.
+/// What the command line asked for. Without `selftest=`, the memory tests run and then the
+/// test programs of the boot module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Options {
+pub struct Options<'a> {
     pub selftest: SelfTest,
+    /// Whether `selftest=` was given (then only that self-test runs).
+    pub selftest_chosen: bool,
+    pub run: RunOptions<'a>,
 }
 
-impl Default for Options {
+impl Default for Options<'_> {
     fn default() -> Self {
-        Options { selftest: SelfTest::Mm }
+        Options { selftest: SelfTest::Mm, selftest_chosen: false, run: RunOptions::default() }
     }
 }
 
@@ -64,12 +70,16 @@ pub enum CmdlineError<'a> {
     UnknownOption(&'a str),
     MissingValue(&'a str),
     UnknownSelfTest(&'a str),
+    Run(RunOptionError<'a>),
 }
 
 impl fmt::Display for CmdlineError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::UnknownOption(word) => write!(f, "unknown option '{word}' (known: selftest=<name>)"),
+            Self::UnknownOption(word) => {
+                write!(f, "unknown option '{word}' (known: selftest=<name>, tests=all|a,b, test_time=5s, test_memory=16M)")
+            }
+            Self::Run(e) => write!(f, "{e}"),
             Self::MissingValue(key) => write!(f, "option '{key}' needs a value ({key}=...)"),
             Self::UnknownSelfTest(name) => {
                 write!(f, "unknown self-test '{name}' (known:")?;
@@ -83,7 +93,7 @@ impl fmt::Display for CmdlineError<'_> {
 }
 
 /// Parses the whole command line; the first word that cannot be followed is the error.
-pub fn parse(cmdline: &str) -> Result<Options, CmdlineError<'_>> {
+pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
     let mut options = Options::default();
     for word in cmdline.split_ascii_whitespace() {
         let (key, value) = match word.split_once('=') {
@@ -100,8 +110,13 @@ pub fn parse(cmdline: &str) -> Result<Options, CmdlineError<'_>> {
                     .find(|(name, _)| *name == value)
                     .map(|(_, t)| *t)
                     .ok_or(CmdlineError::UnknownSelfTest(value))?;
+                options.selftest_chosen = true;
             }
-            _ => return Err(CmdlineError::UnknownOption(word)),
+            _ => match options.run.apply(key, value) {
+                Ok(true) => {}
+                Ok(false) => return Err(CmdlineError::UnknownOption(word)),
+                Err(e) => return Err(CmdlineError::Run(e)),
+            },
         }
     }
     Ok(options)
@@ -123,6 +138,16 @@ mod tests {
             assert_eq!(parse(&format!("selftest={name}")).unwrap().selftest, t);
             assert_eq!(t.name(), name);
         }
+    }
+
+    #[test]
+    fn run_options_travel_with_the_self_test_choice() {
+        let o = parse("tests=hello,null_read test_time=2s").unwrap();
+        assert!(!o.selftest_chosen);
+        assert!(o.run.tests.selects("hello") && !o.run.tests.selects("other"));
+        assert_eq!(o.run.time_budget_ms, 2000);
+        assert!(parse("selftest=int3").unwrap().selftest_chosen);
+        assert!(matches!(parse("test_time=soon"), Err(CmdlineError::Run(_))));
     }
 
     #[test]

@@ -4,6 +4,7 @@ use crate::arch::x86_64::{traps, user};
 use crate::check;
 use crate::cmdline;
 use crate::mm;
+use crate::proc::{process, suite};
 use crate::println;
 use crate::testing::{report, selftest};
 use crate::xen::abi::start_info;
@@ -51,6 +52,9 @@ pub extern "C" fn kernel_start(start_info: *const start_info) -> ! {
         boot_error(format_args!("memory manager: {e}"));
     }
     mm::heap::init();
+    if let Err(e) = process::init() {
+        boot_error(format_args!("user mode set-up (HYPERVISOR_stack_switch): {e}"));
+    }
     print_memory_summary();
     if !info.is_dom0() {
         print_store_identity(&info);
@@ -64,6 +68,12 @@ pub extern "C" fn kernel_start(start_info: *const start_info) -> ! {
         Ok(options) => {
             println!("selftest: {}", options.selftest.name());
             selftest::run(options.selftest, kernel_l4_mfn(&info));
+            if !options.selftest_chosen {
+                match boot_module(&info) {
+                    Some(module) => suite::run(module, &options.run),
+                    None => println!("programs: none (no boot module)"),
+                }
+            }
         }
         Err(e) => check!(Error, "command line: {e}"),
     }
@@ -157,6 +167,28 @@ fn print_store_identity(info: &StartInfo<'_>) {
             }
         }
     }
+}
+
+/// The boot module (the test-program archive): dom0's second multiboot module, a DomU's
+/// ramdisk. Xen maps it inside the initial mapping, or gives its first pfn
+/// (SIF_MOD_START_PFN), in which case it is reached through the direct map.
+fn boot_module(info: &StartInfo<'_>) -> Option<suite::Module> {
+    let raw = info.raw();
+    if raw.mod_start == 0 || raw.mod_len == 0 {
+        return None;
+    }
+    let base = mm::layout::KERNEL_VIRT_BASE;
+    let (va, first_pfn) = if raw.flags & xen_sys::SIF_MOD_START_PFN != 0 {
+        (mm::DIRECT_MAP_BASE + raw.mod_start * 4096, Some(raw.mod_start))
+    } else {
+        let aligned = raw.mod_start >= base && raw.mod_start % 4096 == 0;
+        (raw.mod_start, aligned.then(|| (raw.mod_start - base) / 4096))
+    };
+    // SAFETY: Xen maps the module (mod_len bytes) at that address for the life of the domain
+    // (or the direct map covers its frames), and its frames are reserved: nothing writes them.
+    let bytes = unsafe { core::slice::from_raw_parts(va as *const u8, raw.mod_len as usize) };
+    let frames = first_pfn.map(|pfn| mm::PfnRange { start: mm::Pfn(pfn), count_frames: raw.mod_len.div_ceil(4096) });
+    Some(suite::Module { bytes, frames })
 }
 
 /// The machine frame of Xen's boot L4: pt_base is its address inside the initial mapping,

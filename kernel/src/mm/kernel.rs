@@ -80,6 +80,13 @@ extern "C" {
     static boot_stack_bottom: u8;
 }
 
+static P2M_LIST: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The virtual address of the p2m list (`start_info.mfn_list`).
+pub fn p2m_list_address() -> u64 {
+    P2M_LIST.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Why the memory manager could not be built.
 #[derive(Debug)]
 pub enum InitError {
@@ -107,6 +114,7 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), InitError> {
     if nr_pages > MAX_FRAMES_4GIB {
         return Err(InitError::TooMuchMemory(nr_pages));
     }
+    P2M_LIST.store(raw.mfn_list, core::sync::atomic::Ordering::Relaxed);
     let machphys = hypercall::machphys_mapping().map_err(|e| InitError::Xen("XENMEM_machphys_mapping", e))?;
     // SAFETY: Xen maps the p2m list (nr_pages u64 entries) at mfn_list for the life of the
     // domain, and we never write it.

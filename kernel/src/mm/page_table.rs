@@ -494,13 +494,14 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
 
     /// Tears down a process's address space that is no longer in use (not the user base pointer):
     /// unpins it, makes the aliases of all its tables writable again and gives every frame it
-    /// maps, and its tables, back to `frames`.
-    pub fn destroy_user_root(&mut self, root: Root, frames: &mut impl FrameSource) -> Result<(), MmError> {
+    /// maps, and its tables, back to `frames` — except the frames `shared` names (e.g. program
+    /// file pages mapped from the boot module, which other runs map too).
+    pub fn destroy_user_root(&mut self, root: Root, frames: &mut impl FrameSource, shared: &dyn Fn(Pfn) -> bool) -> Result<(), MmError> {
         self.commit()?;
         self.mmuext(&[MmuExtOp::Unpin(root.mfn)])?;
         let queued = self.restore_subtree_aliases(root.pfn, Level::L4);
         self.finish(queued)?;
-        self.free_subtree(root.pfn, Level::L4, frames)
+        self.free_subtree(root.pfn, Level::L4, frames, shared)
     }
 
     // ---- The walk --------------------------------------------------------------------------
@@ -691,7 +692,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         self.restore_aliases(table)
     }
 
-    fn free_subtree(&mut self, table: Pfn, level: Level, frames: &mut impl FrameSource) -> Result<(), MmError> {
+    fn free_subtree(&mut self, table: Pfn, level: Level, frames: &mut impl FrameSource, shared: &dyn Fn(Pfn) -> bool) -> Result<(), MmError> {
         for index in 0..ENTRIES_PER_TABLE {
             let pte = Pte(self.mem.read_entry(table, index));
             if !pte.is_present() || (level == Level::L4 && !is_guest_l4_slot(index)) {
@@ -699,7 +700,8 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
             }
             let child = self.p2m.mfn_to_pfn(pte.mfn())?;
             match level.child() {
-                Some(child_level) => self.free_subtree(child, child_level, frames)?,
+                Some(child_level) => self.free_subtree(child, child_level, frames, shared)?,
+                None if shared(child) => {}
                 None => frames.free_frame(child)?,
             }
         }

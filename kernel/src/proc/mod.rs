@@ -12,3 +12,9 @@ pub mod areas;
 pub mod user_fault;
 #[cfg(test)]
 mod real_programs;
+#[cfg(target_os = "none")]
+pub mod process;
+#[cfg(target_os = "none")]
+pub mod suite;
+#[cfg(target_os = "none")]
+pub mod syscall;

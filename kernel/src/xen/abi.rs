@@ -18,7 +18,7 @@ pub use xen_sys::{
     SHUTDOWN_reboot, SIF_INITDOMAIN, SIF_PRIVILEGED, __HYPERVISOR_console_io,
     __HYPERVISOR_event_channel_op, __HYPERVISOR_iret, __HYPERVISOR_memory_op, __HYPERVISOR_mmu_update,
     __HYPERVISOR_mmuext_op, __HYPERVISOR_physdev_op, __HYPERVISOR_sched_op,
-    __HYPERVISOR_set_timer_op, __HYPERVISOR_set_trap_table, __HYPERVISOR_update_va_mapping, __HYPERVISOR_xen_version,
+    __HYPERVISOR_set_timer_op, __HYPERVISOR_set_trap_table, __HYPERVISOR_update_va_mapping, __HYPERVISOR_vcpu_op, __HYPERVISOR_xen_version,
 };
 
 /// Xen public/version.h: XENVER_version returns `major << 16 | minor`.
@@ -50,6 +50,9 @@ pub const LEGACY_MAX_VCPUS: usize = 32;
 pub const HYPERVISOR_CALLBACK_OP: u32 = 30;
 /// Xen public/arch-x86/xen-x86_64.h: set_segment_base selectors.
 pub const SEGBASE_FS: u32 = 0;
+/// Xen public/vcpu.h: VCPUOP_stop_periodic_timer.
+pub const VCPUOP_STOP_PERIODIC_TIMER: u32 = 7;
+
 /// Xen public/memory.h: XENMEM_machphys_mapping.
 pub const XENMEM_MACHPHYS_MAPPING: u32 = 12;
 

@@ -23,6 +23,9 @@ static TIMER_HOOK: AtomicUsize = AtomicUsize::new(0);
 pub fn init() -> Result<(), XenError> {
     hypercall::register_callback(abi::CALLBACKTYPE_EVENT, 0, event_upcall_entry as *const () as u64)?;
     hypercall::register_callback(abi::CALLBACKTYPE_FAILSAFE, abi::CALLBACKF_MASK_EVENTS, failsafe_entry as *const () as u64)?;
+    // Xen starts every vCPU with a periodic timer (public/vcpu.h); stop it so that a timer
+    // event means the one-shot deadline we set.
+    hypercall::stop_periodic_timer()?;
     let port = hypercall::bind_virq(abi::VIRQ_TIMER)?;
     TIMER_PORT.store(port, Ordering::SeqCst);
     hypercall::evtchn_unmask(port)

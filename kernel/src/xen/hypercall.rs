@@ -241,3 +241,9 @@ pub fn machphys_mapping() -> Result<abi::MachphysMapping, XenError> {
     };
     XenError::check(ret).map(|_| arg)
 }
+
+/// HYPERVISOR_vcpu_op(VCPUOP_stop_periodic_timer) on vcpu 0 (Xen public/vcpu.h).
+pub fn stop_periodic_timer() -> Result<(), XenError> {
+    // SAFETY: this command takes no argument structure.
+    XenError::check(unsafe { raw(abi::__HYPERVISOR_vcpu_op, u64::from(abi::VCPUOP_STOP_PERIODIC_TIMER), 0, 0, 0, 0) }).map(drop)
+}

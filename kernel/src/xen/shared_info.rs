@@ -88,3 +88,29 @@ pub fn take_pending(mut each: impl FnMut(u32)) {
         }
     }
 }
+
+/// The wall-clock time of system time 0, in ns since the Unix epoch (shared_info wc_*; read
+/// with the version protocol, public/xen.h).
+pub fn wallclock_ns() -> Option<u64> {
+    let shared = SHARED_INFO.load(Ordering::Acquire);
+    if shared.is_null() {
+        return None;
+    }
+    loop {
+        // SAFETY: `shared` is the mapped shared_info page; fields are read volatile because
+        // Xen updates them, and the version check detects a torn read.
+        let (v1, sec, nsec, sec_hi, v2) = unsafe {
+            let v1 = core::ptr::read_volatile(addr_of!((*shared).wc_version));
+            core::sync::atomic::fence(Ordering::Acquire);
+            let sec = core::ptr::read_volatile(addr_of!((*shared).wc_sec));
+            let nsec = core::ptr::read_volatile(addr_of!((*shared).wc_nsec));
+            let sec_hi = core::ptr::read_volatile(addr_of!((*shared).wc_sec_hi));
+            core::sync::atomic::fence(Ordering::Acquire);
+            (v1, sec, nsec, sec_hi, core::ptr::read_volatile(addr_of!((*shared).wc_version)))
+        };
+        if v1 % 2 == 0 && v1 == v2 {
+            let secs = (u64::from(sec_hi) << 32) | u64::from(sec);
+            return Some(secs * 1_000_000_000 + u64::from(nsec));
+        }
+    }
+}

@@ -81,6 +81,11 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if frame.vector == exception::SYSCALL && super::user::syscall(frame) {
         return;
     }
+    if !frame.from_kernel() && frame.vector < 32 {
+        // The program's exception: map its page, or end it (does not return then).
+        crate::proc::process::user_exception(frame);
+        return;
+    }
     if frame.vector == exception::PAGE_FAULT {
         use crate::mm::kernel::{handle_page_fault, PageFault};
         match handle_page_fault(frame) {

@@ -264,7 +264,7 @@ fn a_user_address_space_is_pinned_used_and_torn_down() {
     f.pt.set_user_root(Some(user)).unwrap();
     assert_eq!(f.xen.machine().access(user.mfn, va(0x40_1000), true).map(|_| ()), Ok(()));
     f.pt.set_user_root(None).unwrap();
-    f.pt.destroy_user_root(user, &mut f.frames).unwrap();
+    f.pt.destroy_user_root(user, &mut f.frames, &|_| false).unwrap();
     assert_eq!(f.frames.inner.free_frames(), free_before, "tables and pages all returned");
     assert_eq!(f.xen.machine().live_tables(), [2, 2, 2, 1]);
     f.assert_clean();
@@ -275,7 +275,7 @@ fn xen_refuses_to_free_the_user_root_in_use() {
     let mut f = Fixture::boot(NR_PAGES);
     let user = f.pt.new_user_root(&mut f.frames).unwrap();
     f.pt.set_user_root(Some(user)).unwrap();
-    let result = f.pt.destroy_user_root(user, &mut f.frames);
+    let result = f.pt.destroy_user_root(user, &mut f.frames, &|_| false);
     assert!(matches!(result, Err(MmError::Hypervisor(_))), "{result:?}");
     assert_eq!(f.xen.machine().rejections(), [Violation::TableMappedWritable { mfn: user.mfn }]);
     assert_eq!(f.xen.machine().bugs(), [], "and nothing was handed back to the allocator");

@@ -1,0 +1,121 @@
+//! Runs the test programs of the boot module one after another and reports each in TAP form.
+
+use core::sync::atomic::Ordering;
+
+use super::archive::Archive;
+use super::expect::{TapLine, TapPlan};
+use super::process::{self, Image, Limits, COUNTERS};
+use super::program::{self, Rejection};
+use super::run_options::RunOptions;
+use super::syscall::OUTPUT;
+use crate::mm::{Pfn, PfnRange};
+use crate::testing::report;
+use crate::testing::verdict::Verdict;
+
+/// The boot module: its bytes and the frames they occupy.
+#[derive(Clone, Copy)]
+pub struct Module {
+    pub bytes: &'static [u8],
+    /// Set when the module starts on a page boundary of the initial mapping.
+    pub frames: Option<PfnRange>,
+}
+
+/// Runs every selected program; each run prints one TAP line, and a leak prints another.
+pub fn run(module: Module, options: &RunOptions<'_>) {
+    let archive = match Archive::open(module.bytes) {
+        Ok(archive) => archive,
+        Err(e) => {
+            crate::check!(Error, "test archive ({} bytes): {e}", module.bytes.len());
+            return;
+        }
+    };
+    for missing in options.tests.missing(&archive) {
+        crate::check!(Error, "tests=: no program named '{missing}' in the archive");
+    }
+    let selected = |name: &str| options.tests.selects(name);
+    let total: usize = program::programs(&archive)
+        .map(|p| match p {
+            Ok(p) if selected(p.name()) => usize::from(p.expectation.runs),
+            Ok(_) => 0,
+            Err(r) if selected(r.name()) => 1,
+            Err(_) => 0,
+        })
+        .sum();
+    crate::println!("{}", TapPlan(total));
+    let limits = Limits { time_budget_ms: options.time_budget_ms, memory_limit_bytes: options.memory_limit_bytes };
+    let mut number = 0;
+    for candidate in program::programs(&archive) {
+        match candidate {
+            Err(rejection) if selected(rejection.name()) => {
+                number += 1;
+                reject(number, &rejection);
+            }
+            Err(_) => {}
+            Ok(p) if selected(p.name()) => {
+                let image = Image {
+                    name: leak_name(p.name()),
+                    file: p.file(),
+                    plan: p.plan,
+                    file_first_pfn: module
+                        .frames
+                        .filter(|_| p.entry.is_page_aligned())
+                        .map(|f| Pfn(f.start.0 + p.entry.offset as u64 / 4096)),
+                    module_frames: module.frames.unwrap_or(PfnRange { start: Pfn(0), count_frames: 0 }),
+                };
+                for run in 1..=p.expectation.runs {
+                    number += 1;
+                    run_once(number, image, p.expectation, limits, (run, p.expectation.runs));
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+    crate::println!(
+        "programs: user_faults={} shared_file_maps={} private_file_copies={} cow_copies={} zero_fills={} syscalls={}",
+        COUNTERS.user_faults.load(Ordering::Relaxed),
+        COUNTERS.shared_file_maps.load(Ordering::Relaxed),
+        COUNTERS.private_file_copies.load(Ordering::Relaxed),
+        COUNTERS.cow_copies.load(Ordering::Relaxed),
+        COUNTERS.zero_fills.load(Ordering::Relaxed),
+        COUNTERS.syscalls.load(Ordering::Relaxed),
+    );
+}
+
+fn reject(number: usize, rejection: &Rejection<'_>) {
+    let line = TapLine::rejected(number, rejection.name(), rejection);
+    crate::println!("{line}");
+    report::record(Verdict::Failure);
+}
+
+fn run_once(number: usize, image: Image, expectation: super::expect::Expectation, limits: Limits, (run, runs): (u8, u8)) {
+    let shared_before = COUNTERS.shared_file_maps.load(Ordering::Relaxed);
+    let copies_before = COUNTERS.private_file_copies.load(Ordering::Relaxed);
+    match process::run(image, limits) {
+        Ok(report) => {
+            OUTPUT.lock().finish();
+            let mut line = TapLine::compared(number, image.name, expectation, report.outcome);
+            if runs > 1 {
+                line = line.with_run(run, runs);
+            }
+            crate::println!("{line}");
+            report::record(if line.passed() { Verdict::Success } else { Verdict::Failure });
+            let shared = COUNTERS.shared_file_maps.load(Ordering::Relaxed) - shared_before;
+            let copies = COUNTERS.private_file_copies.load(Ordering::Relaxed) - copies_before;
+            crate::println!("# {}: pages shared from the module {shared}, copied {copies}", image.name);
+            if report.leaked_frames != 0 {
+                crate::println!("not ok {number} - {}: LEAK: {} frames not back in the pool after the run", image.name, report.leaked_frames);
+                report::record(Verdict::Failure);
+            }
+        }
+        Err(e) => {
+            crate::println!("not ok {number} - {}: could not start: {e}", image.name);
+            report::record(Verdict::Error);
+        }
+    }
+}
+
+/// Program names live in the archive header, which lives as long as the module (forever);
+/// this copies the name into a static table so the process can keep a `&'static str`.
+fn leak_name(name: &str) -> &'static str {
+    alloc::boxed::Box::leak(alloc::string::String::from(name).into_boxed_str())
+}

@@ -1,0 +1,182 @@
+//! Linux x86_64 system calls for test programs: decoded by `syscall_abi`, carried out here.
+
+use core::sync::atomic::Ordering;
+
+use super::areas::AreaError;
+use super::expect::Outcome;
+use super::process::{self, COUNTERS};
+use super::syscall_abi::{self, ArchPrctl, Clock, Errno, Iovec, Placement, Syscall, SysResult, Timespec, UnknownSyscall};
+use crate::arch::x86_64::trap_frame::TrapFrame;
+use crate::xen::{events, hypercall, time};
+
+/// The pid and tid every program sees (one program, one thread).
+const PID: u64 = 1;
+
+/// The syscall entry's handler: rax = number, rdi, rsi, rdx, r10, r8, r9 = arguments; the
+/// result goes back in rax (a negative errno on failure), as on Linux.
+pub fn dispatch(frame: &mut TrapFrame) {
+    COUNTERS.syscalls.fetch_add(1, Ordering::Relaxed);
+    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
+    let result = match Syscall::decode(frame.rax, args) {
+        Ok(Syscall::Exit { status }) => process::end(Outcome::Exited(status)),
+        Ok(Syscall::Unknown { nr }) => {
+            crate::println!("# {}: {}", process::name(), UnknownSyscall { nr, rip: frame.rip });
+            Err(Errno::ENOSYS)
+        }
+        Ok(call) => carry_out(call),
+        Err(e) => Err(e),
+    };
+    frame.rax = syscall_abi::to_rax(result);
+}
+
+fn carry_out(call: Syscall) -> SysResult {
+    match call {
+        Syscall::Write { buf, count, .. } => write(buf, count),
+        Syscall::Writev { iov, iovcnt, .. } => writev(iov, iovcnt),
+        Syscall::Mmap(request) => mmap(request),
+        Syscall::Munmap { range } => {
+            process::with_areas(|areas| {
+                let removed = areas.remove(&range);
+                (removed, removed.is_ok().then(|| range.clone()))
+            })
+            .unwrap_or(Err(AreaError::NoRoom))
+            .map(|()| 0)
+            .map_err(|_| Errno::ENOMEM)
+        }
+        Syscall::Mprotect { range, prot } => {
+            let covered = process::with_areas(|areas| {
+                if !areas.covers(&range) {
+                    return (Err(Errno::ENOMEM), None);
+                }
+                (areas.protect(&range, prot).map_err(|_| Errno::ENOMEM), None)
+            })
+            .unwrap_or(Err(Errno::ENOMEM));
+            covered?;
+            process::reprotect(range, prot.write, prot.exec, prot.read || prot.write || prot.exec);
+            Ok(0)
+        }
+        Syscall::Brk { requested } => Ok(process::brk(requested)),
+        Syscall::ArchPrctl(ArchPrctl::SetFs { base }) => process::set_fs_base(base).map(|()| 0),
+        Syscall::ArchPrctl(ArchPrctl::GetFs { out }) => process::copy_to_user(out, &process::fs_base().to_le_bytes()).map(|()| 0),
+        Syscall::ArchPrctl(_) => Err(Errno::EINVAL),
+        Syscall::SetTidAddress { .. } | Syscall::GetPid | Syscall::GetTid => Ok(PID),
+        Syscall::SchedYield => {
+            let _ = hypercall::sched_yield();
+            Ok(0)
+        }
+        Syscall::ClockGettime { clock, out } => {
+            let ns = match clock {
+                Clock::Realtime => crate::xen::shared_info::wallclock_ns().unwrap_or(0) + time::now_ns(),
+                Clock::Monotonic | Clock::CpuTime => time::now_ns(),
+            };
+            process::copy_to_user(out, &Timespec::from_ns(ns).to_bytes()).map(|()| 0)
+        }
+        Syscall::Nanosleep { request, .. } => nanosleep(request),
+        Syscall::Ioctl => Err(Errno::ENOTTY),
+        Syscall::Exit { .. } | Syscall::Unknown { .. } => unreachable!("handled by dispatch"),
+    }
+}
+
+/// Program output goes to the console as TAP comment lines (`# ` first), so it can never be
+/// taken for a verdict line.
+fn write(buf: u64, count: u64) -> SysResult {
+    syscall_abi::user_range(buf, count)?;
+    let mut chunk = [0u8; 256];
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(chunk.len() as u64) as usize;
+        process::copy_from_user(buf + done, &mut chunk[..n])?;
+        OUTPUT.lock().push(&chunk[..n]);
+        done += n as u64;
+    }
+    Ok(count)
+}
+
+fn writev(iov: u64, iovcnt: u64) -> SysResult {
+    let mut total = 0;
+    for i in 0..iovcnt {
+        let mut raw = [0u8; Iovec::SIZE];
+        process::copy_from_user(iov + i * Iovec::SIZE as u64, &mut raw)?;
+        let v = Iovec::from_bytes(raw);
+        total += write(v.base, v.len)?;
+    }
+    Ok(total)
+}
+
+fn mmap(request: syscall_abi::MmapRequest) -> SysResult {
+    let len = request.len;
+    process::with_areas(|areas| match request.placement {
+        Placement::Anywhere { hint } => match areas.find_free(len, hint) {
+            Some(start) => (areas.insert(start..start + len, request.prot).map(|()| start).map_err(|_| Errno::ENOMEM), None),
+            None => (Err(Errno::ENOMEM), None),
+        },
+        Placement::NoReplace { addr } => {
+            let inserted = areas.insert(addr..addr + len, request.prot);
+            (inserted.map(|()| addr).map_err(|e| if e == AreaError::Exists { Errno::EEXIST } else { Errno::ENOMEM }), None)
+        }
+        Placement::Replace { addr } => {
+            let range = addr..addr + len;
+            if areas.remove(&range).is_err() {
+                return (Err(Errno::ENOMEM), None);
+            }
+            (areas.insert(range.clone(), request.prot).map(|()| addr).map_err(|_| Errno::ENOMEM), Some(range))
+        }
+    })
+    .unwrap_or(Err(Errno::ENOMEM))
+}
+
+/// Sleeps on the timer event channel; the watchdog still applies.
+fn nanosleep(request: u64) -> SysResult {
+    let mut raw = [0u8; Timespec::SIZE];
+    process::copy_from_user(request, &mut raw)?;
+    let wake = time::now_ns().saturating_add(Timespec::from_bytes(raw)?.to_ns());
+    let deadline = process::deadline_ns().unwrap_or(u64::MAX);
+    loop {
+        let now = time::now_ns();
+        if now >= deadline {
+            process::end(Outcome::Killed { cause: super::expect::Cause::Watchdog, rip: 0 });
+        }
+        if now >= wake {
+            let _ = events::set_timer(deadline);
+            return Ok(0);
+        }
+        let _ = events::set_timer(wake.min(deadline));
+        let _ = events::block();
+    }
+}
+
+/// Program output, cut into lines that each go out as one `# ` comment.
+pub static OUTPUT: spin::Mutex<LineOut> = spin::Mutex::new(LineOut { line: [0; 160], len: 0 });
+
+pub struct LineOut {
+    line: [u8; 160],
+    len: usize,
+}
+
+impl LineOut {
+    pub fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == b'\n' || self.len == self.line.len() {
+                self.flush();
+                if b == b'\n' {
+                    continue;
+                }
+            }
+            self.line[self.len] = b;
+            self.len += 1;
+        }
+    }
+
+    /// Prints what is buffered (a program's last line without a newline, at its end).
+    pub fn flush(&mut self) {
+        let text = core::str::from_utf8(&self.line[..self.len]).unwrap_or("(not UTF-8)");
+        crate::println!("# {}: {text}", process::name());
+        self.len = 0;
+    }
+
+    pub fn finish(&mut self) {
+        if self.len != 0 {
+            self.flush();
+        }
+    }
+}
