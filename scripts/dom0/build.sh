@@ -15,7 +15,8 @@
 # The built set is cached in cache-dir/dom0/<key>, key = hash of the lock and
 # of these scripts, so a second run only re-links it. Per-run guests are added
 # by payload.sh. Needs: apt-get (with `apt-get update` done), dpkg-deb, tar,
-# gzip, xz, coreutils, findutils. No root needed except for apt-get's lists.
+# gzip, coreutils, findutils (xz: the host's or the locked xz-utils). No root
+# needed except for apt-get update.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,7 +30,7 @@ xenstore_cmds=(read write ls list exists rm watch chmod)
 say() { echo "dom0/build: $*" >&2; }
 die() { echo "dom0/build: error: $*" >&2; exit 1; }
 
-for t in apt-get dpkg-deb tar gzip xz sha256sum od find sort; do
+for t in apt-get dpkg-deb tar gzip sha256sum od find sort; do
 	command -v "$t" >/dev/null || die "'$t' not found (Debian 12 is expected; apt-get install it)"
 done
 [ -r "$lock" ] || die "$lock missing: run scripts/dom0/lock.sh"
@@ -102,6 +103,9 @@ done <"$lock"
 for p in xen-hypervisor-4.17-amd64 xen-utils-4.17 xenstore-utils busybox-static libc6 libgcc-s1; do
 	[ -n "${ROOT[$p]:-}" ] || die "packages.lock lacks $p: refresh it with scripts/dom0/lock.sh"
 done
+# xz unpacks Debian's vmlinuz; without xz-utils on the host, use the fetched one.
+command -v xz >/dev/null || [ -z "${ROOT[xz-utils]:-}" ] || PATH=${ROOT[xz-utils]}/usr/bin:$PATH
+command -v xz >/dev/null || die "no xz: apt-get install xz-utils (or refresh the lock: it should list xz-utils)"
 [ -n "${KPKG:-}" ] || die "packages.lock lacks linux-image-6.1.*-amd64: refresh it with scripts/dom0/lock.sh"
 
 tmp=$cache/dom0/.tmp.$$

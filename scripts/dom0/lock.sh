@@ -21,6 +21,7 @@ packages=(
 	libxenmisc4.17 libxenstore4 libxencall1 libxenevtchn1 libxenforeignmemory1
 	libxengnttab1 libxentoollog1 libxentoolcore1 libxendevicemodel1 libxenhypfs1
 	libyajl2 libc6 libgcc-s1 libuuid1 liblzma5 libzstd1 zlib1g
+	xz-utils # a build tool only: unpacks vmlinuz where the host lacks xz
 )
 
 tmp=$(mktemp)
