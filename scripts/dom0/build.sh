@@ -39,7 +39,7 @@ cache=$(cd "$cache" && pwd)
 out=$(cd "$out" && pwd)
 
 # ---- 1. cache key: everything that shapes the image -------------------------
-key=$(cat "$lock" "$here/build.sh" "$here/vmlinux.sh" "$here/init" | sha256sum | cut -c1-16)
+key=$(cat "$lock" "$here/build.sh" "$here/vmlinux.sh" "$here/cpio.sh" "$here/init" | sha256sum | cut -c1-16)
 dst=$cache/dom0/$key
 
 publish() {
@@ -197,12 +197,16 @@ cp "$here/init" "$r/init"
 chmod 755 "$r/init"
 cp "$versions" "$r/etc/faultline-dom0.versions"
 
-# ---- 5. pack it: sorted newc cpio, gzip -n, padded to 4 bytes ----------------
+# ---- 5. pack it: sorted newc cpio (mtime 0: reproducible), gzip -n, 4-byte pad
 # Padding lets an uncompressed payload cpio follow: the kernel only looks for a
 # cpio header at 4-byte offsets, and skips the zero bytes in between.
 say "packing the initramfs"
-(cd "$r" && find . -mindepth 1 | LC_ALL=C sort | "$r/bin/busybox" cpio -o -H newc 2>/dev/null) |
-	gzip -n -9 >"$tmp/dom0-base.cpio.gz"
+. "$here/cpio.sh"
+{
+	cpio_tree "$r"
+	cpio_chardev dev/console 5 1 # the kernel opens it for init before /init runs
+	cpio_trailer
+} | gzip -n -9 >"$tmp/dom0-base.cpio.gz"
 sz=$(stat -c %s "$tmp/dom0-base.cpio.gz")
 [ $((sz % 4)) -eq 0 ] || head -c $((4 - sz % 4)) /dev/zero >>"$tmp/dom0-base.cpio.gz"
 

@@ -3,6 +3,7 @@
 #   cpio_entry NAME MODE [FILE]   a directory (no FILE) or a file with FILE's bytes
 #   cpio_symlink NAME TARGET
 #   cpio_chardev NAME MAJOR MINOR
+#   cpio_tree DIR                 DIR's contents (dirs, files, symlinks), sorted
 #   cpio_trailer
 #   cpio_pad4 N                   zeros from offset N up to a multiple of 4
 cpio_ino=1
@@ -26,3 +27,16 @@ cpio_symlink() {
 }
 cpio_chardev() { cpio_header "$1" 0020600 0 "$2" "$3"; }
 cpio_trailer() { cpio_ino=0; cpio_header TRAILER!!! 0 0; }
+cpio_tree() {
+	local path mode
+	(cd "$1" && find . -mindepth 1 | LC_ALL=C sort) | while IFS= read -r path; do
+		path=${path#./}
+		mode=$((0x$(stat -c %f "$1/$path")))
+		case $((mode & 0170000)) in
+			$((0040000))) cpio_entry "$path" $mode ;;
+			$((0100000))) cpio_entry "$path" $mode "$1/$path" ;;
+			$((0120000))) cpio_symlink "$path" "$(readlink "$1/$path")" ;;
+			*) echo "cpio_tree: $1/$path: unsupported file type" >&2; return 1 ;;
+		esac
+	done
+}
