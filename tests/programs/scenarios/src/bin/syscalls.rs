@@ -16,7 +16,7 @@ fn main(start: &rt::start::Start) -> i32 {
     rt::ensure!(start.aux(rt::start::AT_ENTRY) == Some(rt::start::_start as *const () as u64), "AT_ENTRY");
     rt::ensure!(start.aux(rt::start::AT_PHDR) == Some(0x400040), "AT_PHDR {:?}", start.aux(rt::start::AT_PHDR));
     rt::ensure!(start.aux(rt::start::AT_RANDOM).is_some(), "AT_RANDOM");
-    rt::ensure!(start.initial_rsp % 16 == 0, "rsp {:#x} not 16-aligned at entry", start.initial_rsp);
+    rt::ensure!(start.initial_rsp.is_multiple_of(16), "rsp {:#x} not 16-aligned at entry", start.initial_rsp);
 
     let pid = sys::getpid().unwrap();
     rt::ensure!(pid > 0 && sys::gettid() == Ok(pid), "getpid {pid}, gettid {:?}", sys::gettid());
@@ -62,7 +62,7 @@ fn main(start: &rt::start::Start) -> i32 {
         rt::ensure!(got == Err(errno), "mmap {what}: {got:?}");
     }
     let page = sys::mmap_anonymous(8192, sys::PROT_READ | sys::PROT_WRITE).unwrap();
-    rt::ensure!(page as u64 % 4096 == 0, "mmap result aligned");
+    rt::ensure!((page as u64).is_multiple_of(4096), "mmap result aligned");
     // SAFETY: the pages are ours.
     unsafe {
         rt::ensure!(core::ptr::read_volatile(page.add(4096)) == 0, "anonymous memory is zero");
