@@ -10,6 +10,7 @@ pub mod kernel;
 pub mod log;
 pub mod outcome;
 pub mod packages;
+pub mod programs;
 pub mod qemu;
 pub mod run;
 pub mod symbolize;

@@ -37,7 +37,11 @@ RUN OPTIONS:
     --timeout <SECS>    Stop and fail the run after this long (default 60).
     --release|--debug   Kernel profile (default --release).
     --kernel <PATH>     Boot this image instead of building one.
-    --module <PATH>     Pass a second multiboot module (dom0's initrd).
+    --module <PATH>     Pass this second multiboot module (dom0's initrd) instead of the test
+                        programs' archive.
+    --program <PATH>    Add a static x86_64 ELF program to the archive, after the catalogue
+                        (repeatable; see docs/abi.md). It runs under its file name.
+    --no-programs       Don't build or pass the test programs (self-tests only).
     --quiet             Don't stream the console (the log file is still written).
     -- <args>...        The guest's command line, e.g. `-- selftest=pf` (commas are fine).
 
@@ -126,6 +130,7 @@ fn run_command(args: &[String]) -> Result<u8, String> {
 /// Parses the options of `run` (and `build`, which only looks at the profile).
 fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
     let mut options = RunOptions {
+        programs: true,
         memory_mib: DEFAULT_MEMORY_MIB,
         timeout: DEFAULT_TIMEOUT,
         ..RunOptions::default()
@@ -162,6 +167,8 @@ fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
             }
             "--kernel" => options.kernel = Some(PathBuf::from(value("--kernel")?)),
             "--module" => options.module = Some(PathBuf::from(value("--module")?)),
+            "--program" => options.extra_programs.push(PathBuf::from(value("--program")?)),
+            "--no-programs" => options.programs = false,
             "--" => {
                 options.cmdline = args.cloned().collect::<Vec<_>>().join(" ");
                 break;

@@ -51,6 +51,11 @@ pub struct RunOptions {
     pub timeout: Duration,
     /// A second boot module (dom0's "initrd"), e.g. an archive of test programs.
     pub module: Option<PathBuf>,
+    /// Build the test programs (tests/programs) and boot with their archive as the module,
+    /// unless `module` is set. `cargo xtask run` does; the library default does not.
+    pub programs: bool,
+    /// More programs to pack after the catalogue (`--program`).
+    pub extra_programs: Vec<PathBuf>,
     /// Don't stream the console to stdout or print status lines (tests); the log is still kept.
     pub quiet: bool,
     /// Where to save the log; `None` means `target/faultline-logs`.
@@ -72,6 +77,8 @@ impl Default for RunOptions {
             memory_mib: DEFAULT_MEMORY_MIB,
             timeout: DEFAULT_TIMEOUT,
             module: None,
+            programs: false,
+            extra_programs: Vec::new(),
             quiet: false,
             log_dir: None,
         }
@@ -125,7 +132,14 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome> {
         }
         None => build_kernel(options.profile)?,
     };
-    if let Some(module) = &options.module {
+    let built_module = match &options.module {
+        None if options.programs || !options.extra_programs.is_empty() => {
+            Some(crate::programs::build_archive(&options.extra_programs, options.quiet)?)
+        }
+        _ => None,
+    };
+    let module = options.module.clone().or(built_module);
+    if let Some(module) = &module {
         if !module.is_file() {
             return Err(Error::new(format!(
                 "no boot module at {}",
@@ -151,7 +165,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome> {
         xen: hypervisor.elf.clone(),
         kernel: kernel.clone(),
         cmdline: options.cmdline.clone(),
-        module: options.module.clone(),
+        module,
         dom0_mib: options.memory_mib,
     };
     let args = qemu_args(&config)?;
