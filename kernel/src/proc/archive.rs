@@ -297,13 +297,15 @@ impl<'a> Iterator for Entries<'a> {
         if index >= ENTRIES_MAX {
             return error(EntryErrorKind::TooMany);
         }
-        let Ok(text) = raw.filename().as_str().map(|_| raw_name) else {
-            return error(EntryErrorKind::NameNotUtf8);
+        // The full name (ustar prefix included) is what must be valid; a valid one has no '/',
+        // so it is the plain name field, which `raw_name` borrows with the archive's lifetime.
+        let full = raw.filename();
+        let name = match full.as_str().map(Name::new) {
+            Err(_) => return error(EntryErrorKind::NameNotUtf8),
+            Ok(Err(e)) => return error(EntryErrorKind::BadName(e)),
+            Ok(Ok(name)) => name,
         };
-        let name = match Name::new(text) {
-            Ok(name) => name,
-            Err(e) => return error(EntryErrorKind::BadName(e)),
-        };
+        let text = raw_name;
         if let Some(first_index) = self.archive.tar.entries().take(index).position(|other| {
             raw_name_of(self.archive.bytes, offset_in(self.archive.bytes, other.data())) == text
         }) {
@@ -323,9 +325,8 @@ fn offset_in(outer: &[u8], inner: &[u8]) -> usize {
 
 /// The ustar `name` field (the first 100 bytes) of the header just before the data at
 /// `data_offset`, up to its first NUL; "" if it is not UTF-8. `tar-no-std` hands the name out
-/// only by value, this gives it the archive's lifetime. Names from [`pack`] never use the
-/// `prefix` field; a name that does is cut to its last 100 bytes here and rejected by
-/// [`Name::new`] only if those are invalid.
+/// only by value; this gives it the archive's lifetime, for messages and duplicate checks. (The
+/// `prefix` field, a directory, is not included: such names are rejected anyway.)
 fn raw_name_of(bytes: &[u8], data_offset: usize) -> &str {
     const NAME_FIELD: usize = 100;
     let Some(header) = data_offset.checked_sub(BLOCK_SIZE).and_then(|start| bytes.get(start..start + NAME_FIELD))
@@ -616,6 +617,24 @@ mod tests {
         let salvaged = Archive::open_salvaging(&mut good);
         assert!(salvaged.error.is_none());
         assert_eq!(salvaged.archive.unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_directory_in_the_ustar_prefix_is_rejected() {
+        let mut bytes = Vec::new();
+        let mut header = ustar_header("prog", b'0', 1);
+        header[345..348].copy_from_slice(b"dir");
+        header[148..156].fill(b' ');
+        let sum: usize = header.iter().map(|&b| usize::from(b)).sum();
+        header[148..154].copy_from_slice(format!("{sum:06o}").as_bytes());
+        header[154] = 0;
+        bytes.extend_from_slice(&header);
+        bytes.extend_from_slice(&[b'x'; BLOCK_SIZE]);
+        bytes.resize(bytes.len() + 2 * BLOCK_SIZE, 0);
+        let archive = Archive::open(&bytes).unwrap();
+        let e = archive.entries().next().unwrap().unwrap_err();
+        assert_eq!(e.reason, EntryErrorKind::BadName(NameError::BadByte { byte: b'/', position: 3 }));
+        assert_eq!(e.raw_name, "prog");
     }
 
     /// Entry-level problems reject only that entry. The archives here are written by hand
