@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use faultline::proc::archive::{pack, Archive};
 
@@ -11,6 +13,26 @@ use crate::workspace;
 /// Builds the catalogue (tests/programs/build.sh) and returns the archive to boot with. With
 /// `extra` programs, they are packed after the catalogue under their file names.
 pub fn build_archive(extra: &[PathBuf], quiet: bool) -> Result<PathBuf> {
+    let catalogue = build_catalogue(quiet)?;
+    if extra.is_empty() {
+        return Ok(catalogue);
+    }
+    // A file of its own per call: a boot in another thread may be reading an earlier one.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let with_extra = catalogue.with_file_name(format!("programs-{}-{n}.tar", std::process::id()));
+    let bytes = archive_with(&catalogue, extra)?;
+    std::fs::write(&with_extra, bytes).map_err(|e| Error::new(format!("writing {}: {e}", with_extra.display())))?;
+    Ok(with_extra)
+}
+
+/// Builds the catalogue once per process (boots in other threads may be reading the archive).
+fn build_catalogue(quiet: bool) -> Result<PathBuf> {
+    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(path) = built.as_ref() {
+        return Ok(path.clone());
+    }
     let out = workspace::target_dir().join("faultline-programs");
     let script = workspace::root().join("tests/programs/build.sh");
     if !quiet {
@@ -25,13 +47,8 @@ pub fn build_archive(extra: &[PathBuf], quiet: bool) -> Result<PathBuf> {
         return Err(Error::new(format!("{} failed ({status}); its messages are above", script.display())));
     }
     let catalogue = out.join("programs.tar");
-    if extra.is_empty() {
-        return Ok(catalogue);
-    }
-    let with_extra = out.join("programs-with-extra.tar");
-    let bytes = archive_with(&catalogue, extra)?;
-    std::fs::write(&with_extra, bytes).map_err(|e| Error::new(format!("writing {}: {e}", with_extra.display())))?;
-    Ok(with_extra)
+    *built = Some(catalogue.clone());
+    Ok(catalogue)
 }
 
 /// The catalogue's entries followed by `extra`, packed again.

@@ -1,0 +1,67 @@
+//! The test programs (tests/programs) in user mode under Xen, judged from their TAP lines.
+//!
+//! What each proves: the whole catalogue runs, every program ends as its expectation note says,
+//! nothing leaks, file pages are shared and data pages copied on write (counters); and an ordinary
+//! static musl program nobody wrote for faultline runs unmodified with `--program`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use faultline_tests::{boot_with, Verdict, EXIT_SUCCESS};
+use xtask::RunOptions;
+
+fn counter(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+#[test]
+fn the_catalogue_runs_as_every_program_expects() {
+    let run = boot_with(RunOptions { programs: true, timeout: std::time::Duration::from_secs(180), ..RunOptions::default() });
+    run.assert_exit(EXIT_SUCCESS).assert_last_line_is_verdict(Verdict::Success);
+    let lines = run.guest_lines();
+    let plan: usize = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("1.."))
+        .and_then(|n| n.parse().ok())
+        .expect("a TAP plan line");
+    let oks = lines.iter().filter(|l| l.starts_with("ok ")).count();
+    let not_oks: Vec<_> = lines.iter().filter(|l| l.starts_with("not ok")).collect();
+    assert!(not_oks.is_empty(), "failed programs: {not_oks:#?}");
+    assert_eq!(oks, plan, "one ok line per planned run");
+    assert!(plan >= 28, "the catalogue has {plan} runs");
+    for name in ["null_read", "write_text", "exec_stack", "read_kernel", "write_page_table", "stack_overflow", "out_of_memory", "infinite_loop", "c_hello", "c_demand", "shared_text (run 2 of 2)", "cow_data (run 2 of 2)"] {
+        assert!(lines.iter().any(|l| l.starts_with("ok ") && l.contains(&format!(" - {name}"))), "no ok line for {name}");
+    }
+    assert!(!run.outcome.log.contains("LEAK"), "a program leaked frames");
+    let programs = lines.iter().find(|l| l.starts_with("programs:")).expect("a programs: line");
+    assert!(counter(programs, "shared_file_maps") > 0, "file pages are mapped from the module");
+    assert!(counter(programs, "cow_copies") >= 2, "each cow_data run copies on write");
+    // Both runs of shared_text map the same number of pages from the module and copy the same.
+    let shared: Vec<_> = lines.iter().filter(|l| l.starts_with("# shared_text: pages shared")).collect();
+    assert_eq!(shared.len(), 2);
+    assert_eq!(shared[0], shared[1]);
+}
+
+#[test]
+fn an_ordinary_musl_program_runs_with_program() {
+    let source = xtask::workspace::root().join("tests/external/mmap_touch.c");
+    let out = xtask::workspace::target_dir().join("faultline-programs/external");
+    std::fs::create_dir_all(&out).unwrap();
+    let binary: PathBuf = out.join("mmap_touch");
+    // tests/programs/build.sh installs musl-tools when it is missing; build the catalogue first.
+    xtask::programs::build_archive(&[], true).expect("the test programs build");
+    let status = Command::new("musl-gcc").args(["-static", "-O2", "-o"]).arg(&binary).arg(&source).status().expect("musl-gcc runs");
+    assert!(status.success(), "musl-gcc failed on {}", source.display());
+    let run = boot_with(RunOptions {
+        cmdline: "tests=mmap_touch".into(),
+        extra_programs: vec![binary],
+        ..RunOptions::default()
+    });
+    run.assert_exit(EXIT_SUCCESS)
+        .assert_guest_contains("# mmap_touch: mmap_touch: touched, checked and unmapped 1024 pages")
+        .assert_guest_contains("ok 1 - mmap_touch: exited with status 0, as expected")
+        .assert_last_line_is_verdict(Verdict::Success);
+}
