@@ -52,6 +52,7 @@ struct Process {
     limit_frames: u64,
     deadline_ns: u64,
     fs_base: u64,
+    gs_base: u64,
 }
 
 static CURRENT: spin::Mutex<Option<Process>> = spin::Mutex::new(None);
@@ -148,6 +149,7 @@ pub fn run(image: Image, limits: Limits) -> Result<RunReport, StartError> {
         limit_frames: limits.memory_limit_bytes / PAGE_SIZE,
         deadline_ns,
         fs_base: 0,
+        gs_base: 0,
     });
     let started = start_user(image, &aux, deadline_ns);
     *ENDING.lock() = None;
@@ -190,6 +192,7 @@ fn start_user(image: Image, aux: &[(u64, u64)], deadline_ns: u64) -> Result<User
         mm.tables.set_user_root(Some(root)).map_err(StartError::Memory)?;
     }
     hypercall::set_segment_base(abi::SEGBASE_FS, 0).map_err(StartError::Xen)?;
+    hypercall::set_segment_base(abi::SEGBASE_GS_USER, 0).map_err(StartError::Xen)?;
     events::set_timer_hook(Some(watchdog));
     events::set_timer(deadline_ns).map_err(StartError::Xen)?;
     Ok(UserEntry { rip: image.plan.entry, rsp: stack.rsp, rflags: USER_RFLAGS })
@@ -385,6 +388,12 @@ pub fn copy_from_user(addr: u64, out: &mut [u8]) -> Result<(), Errno> {
     })
 }
 
+/// Makes every page of `[addr, addr + len)` accessible for `access`, or says EFAULT: lets a
+/// syscall refuse a bad buffer before it has done anything.
+pub fn check_user(addr: u64, len: usize, access: Access) -> Result<(), Errno> {
+    walk_user(addr, len, access, |_, _, _| {})
+}
+
 /// Copies `bytes` into user memory at `addr`, faulting pages in (and copying on write) as a
 /// write would.
 pub fn copy_to_user(addr: u64, bytes: &[u8]) -> Result<(), Errno> {
@@ -505,17 +514,34 @@ pub fn reprotect(range: Range<u64>, writable: bool, exec: bool, readable: bool) 
     }
 }
 
-/// Sets the FS base (arch_prctl ARCH_SET_FS).
-pub fn set_fs_base(base: u64) -> Result<(), Errno> {
-    hypercall::set_segment_base(abi::SEGBASE_FS, base).map_err(|_| Errno::EPERM)?;
+/// Which user segment base arch_prctl sets.
+#[derive(Clone, Copy)]
+pub enum SegmentBase {
+    Fs,
+    Gs,
+}
+
+/// Sets the FS or GS base (arch_prctl ARCH_SET_FS / ARCH_SET_GS) with set_segment_base.
+pub fn set_segment_base(which: SegmentBase, base: u64) -> Result<(), Errno> {
+    let selector = match which {
+        SegmentBase::Fs => abi::SEGBASE_FS,
+        SegmentBase::Gs => abi::SEGBASE_GS_USER,
+    };
+    hypercall::set_segment_base(selector, base).map_err(|_| Errno::EPERM)?;
     if let Some(p) = CURRENT.lock().as_mut() {
-        p.fs_base = base;
+        match which {
+            SegmentBase::Fs => p.fs_base = base,
+            SegmentBase::Gs => p.gs_base = base,
+        }
     }
     Ok(())
 }
 
-pub fn fs_base() -> u64 {
-    CURRENT.lock().as_ref().map_or(0, |p| p.fs_base)
+pub fn segment_base(which: SegmentBase) -> u64 {
+    CURRENT.lock().as_ref().map_or(0, |p| match which {
+        SegmentBase::Fs => p.fs_base,
+        SegmentBase::Gs => p.gs_base,
+    })
 }
 
 /// The running program's name.

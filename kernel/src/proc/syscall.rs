@@ -3,8 +3,8 @@
 use core::sync::atomic::Ordering;
 
 use super::areas::AreaError;
-use super::expect::Outcome;
-use super::process::{self, COUNTERS};
+use super::expect::{Access, Outcome};
+use super::process::{self, SegmentBase, COUNTERS};
 use super::syscall_abi::{self, ArchPrctl, Clock, Errno, Iovec, Placement, Syscall, SysResult, Timespec, UnknownSyscall};
 use crate::arch::x86_64::trap_frame::TrapFrame;
 use crate::xen::{events, hypercall, time};
@@ -56,9 +56,14 @@ fn carry_out(call: Syscall) -> SysResult {
             Ok(0)
         }
         Syscall::Brk { requested } => Ok(process::brk(requested)),
-        Syscall::ArchPrctl(ArchPrctl::SetFs { base }) => process::set_fs_base(base).map(|()| 0),
-        Syscall::ArchPrctl(ArchPrctl::GetFs { out }) => process::copy_to_user(out, &process::fs_base().to_le_bytes()).map(|()| 0),
-        Syscall::ArchPrctl(_) => Err(Errno::EINVAL),
+        Syscall::ArchPrctl(ArchPrctl::SetFs { base }) => process::set_segment_base(SegmentBase::Fs, base).map(|()| 0),
+        Syscall::ArchPrctl(ArchPrctl::SetGs { base }) => process::set_segment_base(SegmentBase::Gs, base).map(|()| 0),
+        Syscall::ArchPrctl(ArchPrctl::GetFs { out }) => {
+            process::copy_to_user(out, &process::segment_base(SegmentBase::Fs).to_le_bytes()).map(|()| 0)
+        }
+        Syscall::ArchPrctl(ArchPrctl::GetGs { out }) => {
+            process::copy_to_user(out, &process::segment_base(SegmentBase::Gs).to_le_bytes()).map(|()| 0)
+        }
         Syscall::SetTidAddress { .. } | Syscall::GetPid | Syscall::GetTid => Ok(PID),
         Syscall::SchedYield => {
             let _ = hypercall::sched_yield();
@@ -81,6 +86,7 @@ fn carry_out(call: Syscall) -> SysResult {
 /// taken for a verdict line.
 fn write(buf: u64, count: u64) -> SysResult {
     syscall_abi::user_range(buf, count)?;
+    process::check_user(buf, count as usize, Access::Read)?;
     let mut chunk = [0u8; 256];
     let mut done = 0;
     while done < count {
@@ -93,6 +99,14 @@ fn write(buf: u64, count: u64) -> SysResult {
 }
 
 fn writev(iov: u64, iovcnt: u64) -> SysResult {
+    // Every iovec and every buffer is checked before anything is written.
+    for i in 0..iovcnt {
+        let mut raw = [0u8; Iovec::SIZE];
+        process::copy_from_user(iov + i * Iovec::SIZE as u64, &mut raw)?;
+        let v = Iovec::from_bytes(raw);
+        syscall_abi::user_range(v.base, v.len)?;
+        process::check_user(v.base, v.len as usize, Access::Read)?;
+    }
     let mut total = 0;
     for i in 0..iovcnt {
         let mut raw = [0u8; Iovec::SIZE];

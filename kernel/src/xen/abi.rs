@@ -50,6 +50,7 @@ pub const LEGACY_MAX_VCPUS: usize = 32;
 pub const HYPERVISOR_CALLBACK_OP: u32 = 30;
 /// Xen public/arch-x86/xen-x86_64.h: set_segment_base selectors.
 pub const SEGBASE_FS: u32 = 0;
+pub const SEGBASE_GS_USER: u32 = 1;
 /// Xen public/vcpu.h: VCPUOP_stop_periodic_timer.
 pub const VCPUOP_STOP_PERIODIC_TIMER: u32 = 7;
 
