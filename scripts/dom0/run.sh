@@ -26,7 +26,7 @@ echo "dom0/run: ${cmd[*]}" >&2
 start=$EPOCHREALTIME
 set +e
 if [ "${DOM0_STAMP:-1}" = 1 ]; then
-	timeout "${DOM0_TIMEOUT:-300}" "${cmd[@]}" </dev/null | while IFS= read -r line; do
+	timeout "${DOM0_TIMEOUT:-300}" "${cmd[@]}" </dev/null | while IFS= read -r line || [ -n "$line" ]; do
 		us=$(( ${EPOCHREALTIME/./} - ${start/./} ))
 		printf '[%3d.%03d] %s\n' $((us / 1000000)) $((us / 1000 % 1000)) "${line%$'\r'}"
 	done
