@@ -7,7 +7,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use faultline_tests::{boot_with, Verdict, EXIT_SUCCESS};
+use faultline::proc::archive::pack;
+use faultline_tests::{boot_with, Verdict, EXIT_ERROR, EXIT_FAILURE, EXIT_SUCCESS};
 use xtask::RunOptions;
 
 fn counter(line: &str, key: &str) -> u64 {
@@ -64,4 +65,45 @@ fn an_ordinary_musl_program_runs_with_program() {
         .assert_guest_contains("# mmap_touch: mmap_touch: touched, checked and unmapped 1024 pages")
         .assert_guest_contains("ok 1 - mmap_touch: exited with status 0, as expected")
         .assert_last_line_is_verdict(Verdict::Success);
+}
+
+fn built(name: &str) -> Vec<u8> {
+    let archive = xtask::programs::build_archive(&[], true).expect("the test programs build");
+    std::fs::read(archive.with_file_name("bin").join(name)).expect("a built program")
+}
+
+fn boot_archive(file: &str, bytes: &[u8]) -> faultline_tests::Boot {
+    let path = xtask::workspace::target_dir().join("faultline-programs").join(file);
+    std::fs::write(&path, bytes).unwrap();
+    boot_with(RunOptions { module: Some(path), ..RunOptions::default() })
+}
+
+#[test]
+fn a_malformed_program_is_rejected_by_name_and_the_others_still_run() {
+    let hello = built("hello");
+    let truncated = hello[..100].to_vec();
+    let archive = pack(&[("hello", &hello), ("truncated", &truncated), ("c_hello", &built("c_hello"))]).unwrap();
+    let run = boot_archive("with-truncated.tar", &archive);
+    run.assert_exit(EXIT_FAILURE)
+        .assert_guest_contains("ok 1 - hello: exited with status 0, as expected")
+        .assert_guest_contains("not ok 2 - truncated: ")
+        .assert_guest_contains("ok 3 - c_hello: exited with status 0, as expected")
+        .assert_last_line_is_verdict(Verdict::Failure);
+}
+
+#[test]
+fn a_damaged_archive_keeps_the_programs_before_the_damage() {
+    let hello = built("hello");
+    let mut archive = pack(&[("hello", &hello), ("c_hello", &built("c_hello"))]).unwrap();
+    // Find c_hello's header (the block holding its name) and break its checksum.
+    let header = (0..archive.len() / 512)
+        .map(|b| b * 512)
+        .find(|&at| archive[at..at + 7] == *b"c_hello")
+        .expect("c_hello's header");
+    archive[header + 148] ^= 0x11;
+    let run = boot_archive("damaged.tar", &archive);
+    run.assert_exit(EXIT_ERROR)
+        .assert_guest_contains("test archive (")
+        .assert_guest_contains("ok 1 - hello: exited with status 0, as expected")
+        .assert_last_line_is_verdict(Verdict::Error);
 }

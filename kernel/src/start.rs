@@ -184,9 +184,10 @@ fn boot_module(info: &StartInfo<'_>) -> Option<suite::Module> {
         let aligned = raw.mod_start >= base && raw.mod_start % 4096 == 0;
         (raw.mod_start, aligned.then(|| (raw.mod_start - base) / 4096))
     };
-    // SAFETY: Xen maps the module (mod_len bytes) at that address for the life of the domain
-    // (or the direct map covers its frames), and its frames are reserved: nothing writes them.
-    let bytes = unsafe { core::slice::from_raw_parts(va as *const u8, raw.mod_len as usize) };
+    // SAFETY: Xen maps the module (mod_len bytes) writable at that address for the life of
+    // the domain (or the direct map covers its frames); its frames are reserved, and this is
+    // the only reference made to them (the suite owns the archive from here on).
+    let bytes = unsafe { core::slice::from_raw_parts_mut(va as *mut u8, raw.mod_len as usize) };
     let frames = first_pfn.map(|pfn| mm::PfnRange { start: mm::Pfn(pfn), count_frames: raw.mod_len.div_ceil(4096) });
     Some(suite::Module { bytes, frames })
 }
