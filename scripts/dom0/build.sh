@@ -213,5 +213,7 @@ sz=$(stat -c %s "$tmp/dom0-base.cpio.gz")
 rm -rf "$r" "$dst"
 mv "$tmp" "$dst"
 trap - EXIT
+# Keep the three newest builds (37 MB each); out-dirs keep their hard links anyway.
+(cd "$cache/dom0" && ls -t | grep -E '^[0-9a-f]{16}$' | tail -n +4 | xargs -r rm -rf)
 say "built: xen $(stat -c %s "$dst/xen"), vmlinux $(stat -c %s "$dst/vmlinux"), initramfs $(stat -c %s "$dst/dom0-base.cpio.gz") bytes"
 publish
