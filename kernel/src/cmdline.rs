@@ -26,10 +26,12 @@ pub enum SelfTest {
     Timer,
     /// A round trip through user mode: iret to ring-3 user mode, syscalls back.
     User,
+    /// A burst of console output: 5000 numbered lines, none may be lost (the DomU ring).
+    Flood,
 }
 
 impl SelfTest {
-    pub const ALL: [(&'static str, SelfTest); 11] = [
+    pub const ALL: [(&'static str, SelfTest); 12] = [
         ("none", SelfTest::None),
         ("mm", SelfTest::Mm),
         ("stack-overflow", SelfTest::StackOverflow),
@@ -41,6 +43,7 @@ impl SelfTest {
         ("panic", SelfTest::Panic),
         ("timer", SelfTest::Timer),
         ("user", SelfTest::User),
+        ("flood", SelfTest::Flood),
     ];
 
     pub fn name(self) -> &'static str {
