@@ -53,7 +53,7 @@ pub extern "C" fn kernel_start(start_info: *const start_info) -> ! {
     }
     mm::heap::init();
     if let Err(e) = process::init() {
-        boot_error(format_args!("user mode set-up (HYPERVISOR_stack_switch): {e}"));
+        boot_error(format_args!("user mode set-up: {e}"));
     }
     print_memory_summary();
     if !info.is_dom0() {

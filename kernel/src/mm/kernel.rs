@@ -57,12 +57,31 @@ pub struct KernelMm {
     pub faults: FaultCounts,
     pub boot_reserved_frames: u64,
     pub boot_window: AliasWindow,
-    regions: [Region; 5],
+    regions: [Region; MAX_REGIONS],
+    region_count: usize,
 }
+
+/// Regions the fault handler knows: the boot ones and a few added later (stack guards).
+const MAX_REGIONS: usize = 8;
 
 impl KernelMm {
     pub fn regions(&self) -> &[Region] {
-        &self.regions
+        &self.regions[..self.region_count]
+    }
+
+    /// Unmaps the page at `va` and registers it as the guard page `name` below a kernel stack:
+    /// a fault there is then reported as a stack overflow. The frame goes back to the pool.
+    pub fn add_stack_guard(&mut self, name: &'static str, va: VirtAddr) -> Result<(), MmError> {
+        if self.region_count == MAX_REGIONS {
+            return Err(MmError::TooManyWindows);
+        }
+        let root = self.tables.kernel_root();
+        let pfn = self.tables.unmap_flushed(root, va)?;
+        self.frames.free_frame(pfn)?;
+        self.regions[self.region_count] =
+            Region { name, start: va, size_bytes: PAGE_SIZE_BYTES, kind: RegionKind::StackGuard, user: false };
+        self.region_count += 1;
+        Ok(())
     }
 }
 
@@ -170,8 +189,13 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), InitError> {
         faults: FaultCounts::default(),
         boot_reserved_frames,
         boot_window,
-        regions: regions(),
+        regions: [Region { name: "", start: VirtAddr::zero(), size_bytes: 0, kind: RegionKind::Fixed, user: false }; MAX_REGIONS],
+        region_count: 0,
     };
+    for region in boot_regions() {
+        mm.regions[mm.region_count] = region;
+        mm.region_count += 1;
+    }
     build_direct_map(&mut mm, nr_pages)?;
     unmap_boot_stack_guard(&mut mm)?;
     *MM.lock() = Some(mm);
@@ -224,7 +248,7 @@ fn unmap_boot_stack_guard(mm: &mut KernelMm) -> Result<(), InitError> {
     Ok(())
 }
 
-fn regions() -> [Region; 5] {
+fn boot_regions() -> [Region; 5] {
     let guard = core::ptr::addr_of!(boot_stack_guard) as u64;
     let stack_bottom = core::ptr::addr_of!(boot_stack_bottom) as u64;
     [
@@ -283,7 +307,7 @@ pub fn handle_page_fault(frame: &TrapFrame) -> PageFault {
         mm.faults.unexpected += 1;
         return PageFault::Fatal(FatalFault::Unexpected(UnexpectedFault::OutsideRegions));
     };
-    match classify(va, error, &mm.regions) {
+    match classify(va, error, mm.regions()) {
         FaultAction::MapZeroed { page, flags } => {
             let root = mm.tables.kernel_root();
             match mm.tables.map_zeroed(root, page, flags, &mut mm.frames) {
@@ -293,7 +317,7 @@ pub fn handle_page_fault(frame: &TrapFrame) -> PageFault {
                 }
                 Err(MmError::Frame(FrameError::Exhausted)) => {
                     mm.faults.unexpected += 1;
-                    let region = mm.regions.iter().find(|r| r.contains(page)).map_or("?", |r| r.name);
+                    let region = mm.regions().iter().find(|r| r.contains(page)).map_or("?", |r| r.name);
                     PageFault::Fatal(FatalFault::OutOfFrames(region))
                 }
                 Err(e) => {

@@ -78,12 +78,61 @@ pub static COUNTERS: Counters = Counters {
     syscalls: AtomicU64::new(0),
 };
 
-/// The stack Xen switches to when the program enters the kernel.
+/// Failures of the kernel's own calls while a program ran (a Xen refusal of a flush, a timer or
+/// a base-pointer switch, a frame that could not be given back). They never pass silently: the
+/// suite reports them after the run as an ERROR. The upcall path may record them, so the lock is
+/// only ever tried, never waited for.
+static KERNEL_ERRORS: spin::Mutex<(u64, Option<(&'static str, i64)>)> = spin::Mutex::new((0, None));
+
+/// Records a failed kernel call (`errno` as Xen or the allocator gave it).
+pub fn kernel_error(what: &'static str, errno: i64) {
+    if let Some(mut errors) = KERNEL_ERRORS.try_lock() {
+        errors.0 += 1;
+        errors.1.get_or_insert((what, errno));
+    }
+}
+
+/// Takes the failures recorded since the last call: their count and the first one.
+pub fn take_kernel_errors() -> (u64, Option<(&'static str, i64)>) {
+    core::mem::take(&mut *KERNEL_ERRORS.lock())
+}
+
+fn check_xen(what: &'static str, result: Result<(), crate::xen::XenError>) {
+    if let Err(e) = result {
+        kernel_error(what, -e.0);
+    }
+}
+
+fn check_mm<T>(what: &'static str, result: Result<T, MmError>) {
+    if let Err(e) = result {
+        kernel_error(what, mm_errno(e));
+    }
+}
+
+fn mm_errno(e: MmError) -> i64 {
+    match e {
+        MmError::Hypervisor(failure) => failure.errno.0,
+        MmError::HypervisorCall(errno) => errno.0,
+        _ => 0,
+    }
+}
+
+/// Gives a frame back, recording a refusal (a double free would be a kernel bug).
+fn give_back(mm: &mut KernelMm, pfn: Pfn) {
+    if mm.frames.free_frame(pfn).is_err() {
+        kernel_error("freeing a program frame", 0);
+    }
+}
+
+/// The stack Xen switches to when the program enters the kernel, with a guard page below it.
 #[repr(C, align(4096))]
-struct TrapStack([u8; TRAP_STACK_BYTES]);
+struct TrapStack {
+    guard: [u8; 4096],
+    stack: [u8; TRAP_STACK_BYTES],
+}
 const TRAP_STACK_BYTES: usize = 64 * 1024;
 #[link_section = ".bss.page_aligned"]
-static mut TRAP_STACK: TrapStack = TrapStack([0; TRAP_STACK_BYTES]);
+static mut TRAP_STACK: TrapStack = TrapStack { guard: [0; 4096], stack: [0; TRAP_STACK_BYTES] };
 
 static mut STACK_IMAGE: [u8; 16 * 1024] = [0; 16 * 1024];
 
@@ -114,12 +163,35 @@ impl core::fmt::Display for StartError {
     }
 }
 
-/// Registers the syscall handler and the kernel stack for user mode.
-pub fn init() -> Result<(), crate::xen::XenError> {
+/// Registers the syscall handler and the kernel stack for user mode, and unmaps the stack's
+/// guard page.
+pub fn init() -> Result<(), InitError> {
     user::set_syscall_handler(super::syscall::dispatch);
-    let bottom = core::ptr::addr_of!(TRAP_STACK) as u64;
+    let guard = core::ptr::addr_of!(TRAP_STACK) as u64;
+    let bottom = guard + 4096;
+    let mut mm = MM.lock();
+    let mm = mm.as_mut().ok_or(InitError::NoMemoryManager)?;
+    mm.add_stack_guard("trap-stack-guard", VirtAddr::new(guard)).map_err(InitError::Guard)?;
     crate::arch::x86_64::crash::register_stack(bottom..bottom + TRAP_STACK_BYTES as u64);
-    user::set_kernel_stack(bottom + TRAP_STACK_BYTES as u64)
+    user::set_kernel_stack(bottom + TRAP_STACK_BYTES as u64).map_err(InitError::StackSwitch)
+}
+
+/// Why user mode could not be set up.
+#[derive(Debug)]
+pub enum InitError {
+    NoMemoryManager,
+    Guard(MmError),
+    StackSwitch(crate::xen::XenError),
+}
+
+impl core::fmt::Display for InitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoMemoryManager => write!(f, "no memory manager"),
+            Self::Guard(e) => write!(f, "unmapping the trap stack's guard page: {e:?}"),
+            Self::StackSwitch(e) => write!(f, "HYPERVISOR_stack_switch: {e}"),
+        }
+    }
 }
 
 /// Runs `image` once in a fresh address space and tears it down again.
@@ -156,7 +228,7 @@ pub fn run(image: Image, limits: Limits) -> Result<RunReport, StartError> {
     let outcome = match started {
         Ok(entry) => {
             let code = user::run(&entry);
-            let _ = events::set_timer(0);
+            check_xen("cancelling the watchdog timer", events::set_timer(0));
             events::set_timer_hook(None);
             ENDING.lock().take().unwrap_or(Outcome::Killed { cause: Cause::Exception { vector: code as u8 }, rip: 0 })
         }
@@ -204,7 +276,7 @@ fn teardown() -> i64 {
     let mut guard = MM.lock();
     let mm = guard.as_mut().expect("memory manager initialised at boot");
     let module = process.image.module_frames;
-    let _ = mm.tables.set_user_root(None);
+    check_mm("clearing the user base pointer", mm.tables.set_user_root(None));
     if let Err(e) = mm.tables.destroy_user_root(process.root, &mut mm.frames, &|pfn| module.contains(pfn)) {
         crate::println!("# teardown of {}: {e:?}", process.image.name);
     }
@@ -225,7 +297,7 @@ fn watchdog(frame: &mut TrapFrame) {
     if now >= deadline && !frame.from_kernel() {
         end(Outcome::Killed { cause: Cause::Watchdog, rip: frame.rip });
     }
-    let _ = events::set_timer(deadline.max(now + 1_000_000));
+    check_xen("re-arming the watchdog timer", events::set_timer(deadline.max(now + 1_000_000)));
 }
 
 /// The deadline of the running program, for blocking syscalls.
@@ -342,7 +414,7 @@ fn map_page(mm: &mut KernelMm, process: &Process, page: u64, source: Source<'_>,
             }
             let mapped = mm.tables.map(root, va, pfn, flags, &mut mm.frames);
             if mapped.is_err() {
-                let _ = mm.frames.free_frame(pfn);
+                give_back(mm, pfn);
             }
             mapped
         }
@@ -363,7 +435,7 @@ fn copy_on_write(mm: &mut KernelMm, process: &Process, page: u64, flags: PteFlag
     let (old, flush) = match mm.tables.unmap(root, va) {
         Ok(unmapped) => unmapped,
         Err(_) => {
-            let _ = mm.frames.free_frame(new);
+            give_back(mm, new);
             return Err(Refusal::Forbidden(Region::Unmapped));
         }
     };
@@ -372,8 +444,7 @@ fn copy_on_write(mm: &mut KernelMm, process: &Process, page: u64, flags: PteFlag
     unsafe { core::ptr::copy_nonoverlapping(frame_ptr(old), frame_ptr(new), PAGE_SIZE as usize) };
     // The old entry was present: the user's TLB may still hold it (Xen may keep it across the
     // switch to the kernel's tables), so flush everything local, not just one address.
-    drop(flush);
-    let _ = mm.tables.flush_tlb(TlbFlush::everything());
+    check_mm("flushing the TLB after copy-on-write", mm.tables.flush_tlb(flush.merge(TlbFlush::everything())));
     COUNTERS.cow_copies.fetch_add(1, Ordering::Relaxed);
     mm.tables.map(root, va, new, flags, &mut mm.frames).map_err(|_| Refusal::OutOfMemory)
 }
@@ -458,21 +529,18 @@ fn unmap_range(process: &Process, range: Range<u64>) {
     let mut guard = MM.lock();
     let Some(mm) = guard.as_mut() else { return };
     let module = process.image.module_frames;
-    let mut any = false;
+    let mut owed = TlbFlush::none();
     let mut page = page_floor(range.start);
     while page < range.end {
         if let Ok((pfn, flush)) = mm.tables.unmap(process.root, VirtAddr::new(page)) {
-            drop(flush);
-            any = true;
+            owed = owed.merge(flush).merge(TlbFlush::everything());
             if !module.contains(pfn) {
-                let _ = mm.frames.free_frame(pfn);
+                give_back(mm, pfn);
             }
         }
         page += PAGE_SIZE;
     }
-    if any {
-        let _ = mm.tables.flush_tlb(TlbFlush::everything());
-    }
+    check_mm("flushing the TLB after unmapping", mm.tables.flush_tlb(owed));
 }
 
 /// Runs `f` on the running program's mmap areas, and unmaps what it says to.
@@ -492,26 +560,31 @@ pub fn reprotect(range: Range<u64>, writable: bool, exec: bool, readable: bool) 
     let Some(process) = current.as_ref() else { return };
     let mut guard = MM.lock();
     let Some(mm) = guard.as_mut() else { return };
+    let module = process.image.module_frames;
+    let mut owed = TlbFlush::none();
     let mut page = page_floor(range.start);
-    let mut any = false;
     while page < range.end {
         let va = VirtAddr::new(page);
         if let Ok(Some(_)) = mm.tables.translate(process.root, va) {
-            any = true;
+            // The user's TLB may survive the switch to the kernel's tables: flush everything.
+            owed = owed.merge(TlbFlush::everything());
             if !readable {
                 if let Ok((pfn, flush)) = mm.tables.unmap(process.root, va) {
-                    drop(flush);
-                    let _ = mm.frames.free_frame(pfn);
+                    owed = owed.merge(flush);
+                    if !module.contains(pfn) {
+                        give_back(mm, pfn);
+                    }
                 }
-            } else if let Ok(flush) = mm.tables.protect(process.root, va, user_flags(writable, exec)) {
-                drop(flush);
+            } else {
+                match mm.tables.protect(process.root, va, user_flags(writable, exec)) {
+                    Ok(flush) => owed = owed.merge(flush),
+                    Err(e) => kernel_error("changing a page's protection", mm_errno(e)),
+                }
             }
         }
         page += PAGE_SIZE;
     }
-    if any {
-        let _ = mm.tables.flush_tlb(TlbFlush::everything());
-    }
+    check_mm("flushing the TLB after mprotect", mm.tables.flush_tlb(owed));
 }
 
 /// Which user segment base arch_prctl sets.

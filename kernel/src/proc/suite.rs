@@ -101,6 +101,11 @@ fn run_once(number: usize, image: Image, expectation: super::expect::Expectation
             let shared = COUNTERS.shared_file_maps.load(Ordering::Relaxed) - shared_before;
             let copies = COUNTERS.private_file_copies.load(Ordering::Relaxed) - copies_before;
             crate::println!("# {}: pages shared from the module {shared}, copied {copies}", image.name);
+            let (errors, first) = process::take_kernel_errors();
+            if let Some((what, errno)) = first {
+                crate::println!("not ok {number} - {}: KERNEL: {errors} failed kernel call(s) during the run, first: {what} (errno {errno})", image.name);
+                report::record(Verdict::Error);
+            }
             if report.leaked_frames != 0 {
                 crate::println!("not ok {number} - {}: LEAK: {} frames not back in the pool after the run", image.name, report.leaked_frames);
                 report::record(Verdict::Failure);

@@ -66,7 +66,9 @@ fn carry_out(call: Syscall) -> SysResult {
         }
         Syscall::SetTidAddress { .. } | Syscall::GetPid | Syscall::GetTid => Ok(PID),
         Syscall::SchedYield => {
-            let _ = hypercall::sched_yield();
+            if let Err(e) = hypercall::sched_yield() {
+                process::kernel_error("SCHEDOP_yield", -e.0);
+            }
             Ok(0)
         }
         Syscall::ClockGettime { clock, out } => {
@@ -151,11 +153,16 @@ fn nanosleep(request: u64) -> SysResult {
             process::end(Outcome::Killed { cause: super::expect::Cause::Watchdog, rip: 0 });
         }
         if now >= wake {
-            let _ = events::set_timer(deadline);
+            // Back to the watchdog's deadline for the rest of the run.
+            if let Err(e) = events::set_timer(deadline) {
+                process::kernel_error("re-arming the watchdog timer", -e.0);
+            }
             return Ok(0);
         }
-        let _ = events::set_timer(wake.min(deadline));
-        let _ = events::block();
+        if let Err(e) = events::set_timer(wake.min(deadline)).and_then(|()| events::block()) {
+            process::kernel_error("sleeping on the timer (set_timer_op / SCHEDOP_block)", -e.0);
+            return Err(Errno::EINVAL);
+        }
     }
 }
 
