@@ -554,33 +554,24 @@ pub fn with_areas<T>(f: impl FnOnce(&mut Areas) -> (T, Option<Range<u64>>)) -> O
     Some(value)
 }
 
-/// Changes the flags of the mapped pages of `range` to `flags` (after mprotect).
+/// Changes the flags of the mapped pages of `range` (after mprotect); PROT_NONE unmaps them.
 pub fn reprotect(range: Range<u64>, writable: bool, exec: bool, readable: bool) {
     let current = CURRENT.lock();
     let Some(process) = current.as_ref() else { return };
+    if !readable {
+        unmap_range(process, range);
+        return;
+    }
     let mut guard = MM.lock();
     let Some(mm) = guard.as_mut() else { return };
-    let module = process.image.module_frames;
     let mut owed = TlbFlush::none();
     let mut page = page_floor(range.start);
     while page < range.end {
-        let va = VirtAddr::new(page);
-        if let Ok(Some(_)) = mm.tables.translate(process.root, va) {
-            // The user's TLB may survive the switch to the kernel's tables: flush everything.
-            owed = owed.merge(TlbFlush::everything());
-            if !readable {
-                if let Ok((pfn, flush)) = mm.tables.unmap(process.root, va) {
-                    owed = owed.merge(flush);
-                    if !module.contains(pfn) {
-                        give_back(mm, pfn);
-                    }
-                }
-            } else {
-                match mm.tables.protect(process.root, va, user_flags(writable, exec)) {
-                    Ok(flush) => owed = owed.merge(flush),
-                    Err(e) => kernel_error("changing a page's protection", mm_errno(e)),
-                }
-            }
+        // The user's TLB may survive the switch to the kernel's tables: flush everything.
+        match mm.tables.protect(process.root, VirtAddr::new(page), user_flags(writable, exec)) {
+            Ok(flush) => owed = owed.merge(flush).merge(TlbFlush::everything()),
+            Err(MmError::NotMapped(_)) => {}
+            Err(e) => kernel_error("changing a page's protection", mm_errno(e)),
         }
         page += PAGE_SIZE;
     }
