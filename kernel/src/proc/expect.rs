@@ -370,7 +370,7 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::Exited(status) => write!(f, "exited with status {status}"),
-            Outcome::Killed { cause, .. } => {
+            Outcome::Killed { cause, rip } => {
                 f.write_str("killed by ")?;
                 match cause {
                     Cause::PageFault(pf) if pf.region == Region::Guard => f.write_str("stack overflow: ")?,
@@ -392,7 +392,8 @@ impl fmt::Display for Outcome {
                     Cause::Exception { vector } => write!(f, "exception {vector}"),
                     Cause::Watchdog => f.write_str("the watchdog"),
                     Cause::OutOfMemory => f.write_str("running out of memory"),
-                }
+                }?;
+                write!(f, ", rip {rip:#x}")
             }
         }
     }
@@ -447,13 +448,7 @@ impl fmt::Display for TapLine<'_> {
             TapVerdict::Compared { expected, outcome } if expected.matches(&outcome) => {
                 write!(f, ": {outcome}, as expected")
             }
-            TapVerdict::Compared { expected, outcome } => {
-                write!(f, ": expected {expected}, got {outcome}")?;
-                if let Outcome::Killed { rip, .. } = outcome {
-                    write!(f, " (rip {rip:#x})")?;
-                }
-                Ok(())
-            }
+            TapVerdict::Compared { expected, outcome } => write!(f, ": expected {expected}, got {outcome}"),
             TapVerdict::Rejected(reason) => write!(f, ": rejected: {reason}"),
         }
     }
@@ -583,12 +578,12 @@ mod tests {
         let expected = parse("killed #PF read not-present at 0x0").unwrap();
         let line = TapLine::compared(3, "null_read", expected, null);
         assert!(line.passed());
-        assert_eq!(line.to_string(), "ok 3 - null_read: killed by #PF read not-present at 0x0 in null, as expected");
+        assert_eq!(line.to_string(), "ok 3 - null_read: killed by #PF read not-present at 0x0 in null, rip 0x401000, as expected");
         let line = TapLine::compared(4, "exit_status", parse("exit 3").unwrap(), null);
         assert!(!line.passed());
         assert_eq!(
             line.to_string(),
-            "not ok 4 - exit_status: expected exit 3, got killed by #PF read not-present at 0x0 in null (rip 0x401000)"
+            "not ok 4 - exit_status: expected exit 3, got killed by #PF read not-present at 0x0 in null, rip 0x401000"
         );
         let line = TapLine::compared(5, "shared_text", parse("exit 0; runs 2").unwrap(), Outcome::Exited(0)).with_run(2, 2);
         assert_eq!(line.to_string(), "ok 5 - shared_text (run 2 of 2): exited with status 0, as expected");
@@ -596,7 +591,7 @@ mod tests {
         let line = TapLine::compared(6, "stack_overflow", parse("killed stack-overflow").unwrap(), overflow);
         assert_eq!(
             line.to_string(),
-            "ok 6 - stack_overflow: killed by stack overflow: #PF write not-present at 0x7fffffeef000 in guard, as expected"
+            "ok 6 - stack_overflow: killed by stack overflow: #PF write not-present at 0x7fffffeef000 in guard, rip 0x401000, as expected"
         );
         let reason = "segment 1: both writable and executable";
         let line = TapLine::rejected(7, "rwx", &reason);

@@ -56,6 +56,79 @@ struct Process {
 }
 
 static CURRENT: spin::Mutex<Option<Process>> = spin::Mutex::new(None);
+
+/// Read-only file pages that are not whole pages of the module (the last page of a segment,
+/// a segment that starts mid-page): copied once when the program is loaded, then mapped by
+/// every run like the module's own frames.
+struct PageCache {
+    pages: [(u64, Pfn); PAGE_CACHE_PAGES],
+    len: usize,
+}
+const PAGE_CACHE_PAGES: usize = 32;
+
+static PAGE_CACHE: spin::Mutex<PageCache> = spin::Mutex::new(PageCache { pages: [(0, Pfn(0)); PAGE_CACHE_PAGES], len: 0 });
+
+impl PageCache {
+    fn find(&self, page: u64) -> Option<Pfn> {
+        self.pages[..self.len].iter().find(|(p, _)| *p == page).map(|(_, pfn)| *pfn)
+    }
+
+    fn holds(&self, pfn: Pfn) -> bool {
+        self.pages[..self.len].iter().any(|(_, p)| *p == pfn)
+    }
+}
+
+/// Loads `image`: copies its partial read-only file pages into the page cache, once for all
+/// of its runs. Pages past the cache's capacity are copied per run instead.
+pub fn load(image: &Image) -> Result<(), StartError> {
+    let mut guard = MM.lock();
+    let mut cache = PAGE_CACHE.lock();
+    let mm = guard.as_mut().expect("memory manager initialised at boot");
+    for seg in image.plan.segments().iter().filter(|s| !s.perms.write) {
+        let mut page = seg.pages().start;
+        while page < seg.pages().end && cache.len < PAGE_CACHE_PAGES {
+            let contents = seg.page_contents(image.file, page);
+            let shared_whole = contents.is_whole_file_page() && image.file_first_pfn.is_some() && page >= seg.vaddr;
+            if !shared_whole && !contents.bytes.is_empty() {
+                let pfn = mm.frames.allocate_frame().map_err(|e| StartError::Memory(MmError::Frame(e)))?;
+                // SAFETY: `pfn` was just allocated and is ours alone; the direct map maps it
+                // writable (it is not a table); the copy stays inside the page.
+                unsafe { fill_frame(pfn, contents.offset_in_page, contents.bytes) };
+                let len = cache.len;
+                cache.pages[len] = (page, pfn);
+                cache.len += 1;
+            }
+            page += PAGE_SIZE;
+        }
+    }
+    Ok(())
+}
+
+/// Frees the page cache of the program loaded last.
+pub fn unload() {
+    let mut guard = MM.lock();
+    let mut cache = PAGE_CACHE.lock();
+    let mm = guard.as_mut().expect("memory manager initialised at boot");
+    for i in 0..cache.len {
+        let pfn = cache.pages[i].1;
+        give_back(mm, pfn);
+    }
+    cache.len = 0;
+}
+
+/// Zeroes frame `pfn` and copies `bytes` into it at `offset`.
+///
+/// # Safety
+/// `pfn` must be a frame nothing else uses, mapped writable in the direct map, and
+/// `offset + bytes.len()` must not pass the page.
+unsafe fn fill_frame(pfn: Pfn, offset: usize, bytes: &[u8]) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let dst = frame_ptr(pfn);
+        core::ptr::write_bytes(dst, 0, PAGE_SIZE as usize);
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.add(offset), bytes.len());
+    }
+}
 /// How the program ended; set just before leaving user mode for good.
 static ENDING: spin::Mutex<Option<Outcome>> = spin::Mutex::new(None);
 
@@ -67,6 +140,9 @@ pub struct Counters {
     pub cow_copies: AtomicU64,
     pub user_faults: AtomicU64,
     pub syscalls: AtomicU64,
+    /// The first frame the running program mapped from the module (0: none yet): two runs of
+    /// one program print the same value when they share their text.
+    pub first_shared_pfn: AtomicU64,
 }
 
 pub static COUNTERS: Counters = Counters {
@@ -76,6 +152,7 @@ pub static COUNTERS: Counters = Counters {
     cow_copies: AtomicU64::new(0),
     user_faults: AtomicU64::new(0),
     syscalls: AtomicU64::new(0),
+    first_shared_pfn: AtomicU64::new(0),
 };
 
 /// Failures of the kernel's own calls while a program ran (a Xen refusal of a flush, a timer or
@@ -277,7 +354,8 @@ fn teardown() -> i64 {
     let mm = guard.as_mut().expect("memory manager initialised at boot");
     let module = process.image.module_frames;
     check_mm("clearing the user base pointer", mm.tables.set_user_root(None));
-    if let Err(e) = mm.tables.destroy_user_root(process.root, &mut mm.frames, &|pfn| module.contains(pfn)) {
+    let cache = PAGE_CACHE.lock();
+    if let Err(e) = mm.tables.destroy_user_root(process.root, &mut mm.frames, &|pfn| module.contains(pfn) || cache.holds(pfn)) {
         crate::println!("# teardown of {}: {e:?}", process.image.name);
     }
     mm.frames.used_frames() as i64 - process.frames_at_start as i64
@@ -396,22 +474,27 @@ fn map_page(mm: &mut KernelMm, process: &Process, page: u64, source: Source<'_>,
         Source::SharedFile { file_offset } => {
             let first = process.image.file_first_pfn.expect("shared only when page-aligned");
             COUNTERS.shared_file_maps.fetch_add(1, Ordering::Relaxed);
-            mm.tables.map(root, va, Pfn(first.0 + file_offset / PAGE_SIZE), flags, &mut mm.frames)
+            let pfn = Pfn(first.0 + file_offset / PAGE_SIZE);
+            if COUNTERS.first_shared_pfn.load(Ordering::Relaxed) == 0 {
+                COUNTERS.first_shared_pfn.store(pfn.0, Ordering::Relaxed);
+            }
+            mm.tables.map(root, va, pfn, flags, &mut mm.frames)
         }
         Source::Zero => {
             COUNTERS.zero_fills.fetch_add(1, Ordering::Relaxed);
             mm.tables.map_zeroed(root, va, flags, &mut mm.frames).map(drop)
         }
+        Source::PrivateFile(_) if !flags.contains(PteFlags::WRITABLE) && PAGE_CACHE.lock().find(page).is_some() => {
+            let pfn = PAGE_CACHE.lock().find(page).expect("checked above");
+            COUNTERS.shared_file_maps.fetch_add(1, Ordering::Relaxed);
+            mm.tables.map(root, va, pfn, flags, &mut mm.frames)
+        }
         Source::PrivateFile(contents) => {
             COUNTERS.private_file_copies.fetch_add(1, Ordering::Relaxed);
             let pfn = mm.frames.allocate_frame().map_err(|_| Refusal::OutOfMemory)?;
             // SAFETY: `pfn` was just allocated: nothing else uses it, and the direct map maps
-            // it writable (it is not a table). The copy stays inside the page.
-            unsafe {
-                let dst = frame_ptr(pfn);
-                core::ptr::write_bytes(dst, 0, PAGE_SIZE as usize);
-                core::ptr::copy_nonoverlapping(contents.bytes.as_ptr(), dst.add(contents.offset_in_page), contents.bytes.len());
-            }
+            // it writable (it is not a table). `PageContents` stays inside the page.
+            unsafe { fill_frame(pfn, contents.offset_in_page, contents.bytes) };
             let mapped = mm.tables.map(root, va, pfn, flags, &mut mm.frames);
             if mapped.is_err() {
                 give_back(mm, pfn);
@@ -529,12 +612,14 @@ fn unmap_range(process: &Process, range: Range<u64>) {
     let mut guard = MM.lock();
     let Some(mm) = guard.as_mut() else { return };
     let module = process.image.module_frames;
+    let cache = PAGE_CACHE.lock();
     let mut owed = TlbFlush::none();
     let mut page = page_floor(range.start);
     while page < range.end {
         if let Ok((pfn, flush)) = mm.tables.unmap(process.root, VirtAddr::new(page)) {
             owed = owed.merge(flush).merge(TlbFlush::everything());
-            if !module.contains(pfn) {
+            // Shared frames (the module's, the page cache's) belong to every run.
+            if !module.contains(pfn) && !cache.holds(pfn) {
                 give_back(mm, pfn);
             }
         }

@@ -61,10 +61,18 @@ pub fn run(module: Module, options: &RunOptions<'_>) {
                         .map(|f| Pfn(f.start.0 + p.entry.offset as u64 / 4096)),
                     module_frames: module.frames.unwrap_or(PfnRange { start: Pfn(0), count_frames: 0 }),
                 };
+                if let Err(e) = process::load(&image) {
+                    number += 1;
+                    crate::println!("not ok {number} - {}: could not load: {e}", image.name);
+                    report::record(Verdict::Error);
+                    process::unload();
+                    continue;
+                }
                 for run in 1..=p.expectation.runs {
                     number += 1;
                     run_once(number, image, p.expectation, limits, (run, p.expectation.runs));
                 }
+                process::unload();
             }
             Ok(_) => {}
         }
@@ -89,6 +97,7 @@ fn reject(number: usize, rejection: &Rejection<'_>) {
 fn run_once(number: usize, image: Image, expectation: super::expect::Expectation, limits: Limits, (run, runs): (u8, u8)) {
     let shared_before = COUNTERS.shared_file_maps.load(Ordering::Relaxed);
     let copies_before = COUNTERS.private_file_copies.load(Ordering::Relaxed);
+    COUNTERS.first_shared_pfn.store(0, Ordering::Relaxed);
     match process::run(image, limits) {
         Ok(report) => {
             OUTPUT.lock().finish();
@@ -100,7 +109,8 @@ fn run_once(number: usize, image: Image, expectation: super::expect::Expectation
             report::record(if line.passed() { Verdict::Success } else { Verdict::Failure });
             let shared = COUNTERS.shared_file_maps.load(Ordering::Relaxed) - shared_before;
             let copies = COUNTERS.private_file_copies.load(Ordering::Relaxed) - copies_before;
-            crate::println!("# {}: pages shared from the module {shared}, copied {copies}", image.name);
+            let first = COUNTERS.first_shared_pfn.load(Ordering::Relaxed);
+            crate::println!("# {}: pages shared from the module {shared} (first pfn {first:#x}), copied {copies}", image.name);
             let (errors, first) = process::take_kernel_errors();
             if let Some((what, errno)) = first {
                 crate::println!("not ok {number} - {}: KERNEL: {errors} failed kernel call(s) during the run, first: {what} (errno {errno})", image.name);
