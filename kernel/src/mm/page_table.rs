@@ -368,6 +368,24 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         Ok((pfn, TlbFlush::page(va)))
     }
 
+    /// Points the mapped page `va` at another frame `pfn` with `flags` (copy-on-write): one
+    /// `mmu_update` entry instead of an unmap and a map. Returns the old frame; the flush is
+    /// owed because a present entry changed its frame.
+    pub fn replace(&mut self, root: Root, va: VirtAddr, pfn: Pfn, flags: PteFlags) -> Result<(Pfn, TlbFlush), MmError> {
+        let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else { return Err(MmError::NotMapped(va)) };
+        if !pte.is_present() {
+            return Err(MmError::NotMapped(va));
+        }
+        if flags.contains(PteFlags::WRITABLE) && self.is_table(pfn) {
+            return Err(MmError::TableFrameWritable(pfn));
+        }
+        let old = self.p2m.mfn_to_pfn(pte.mfn())?;
+        let new = Pte::new(self.p2m.pfn_to_mfn(pfn)?, flags | PteFlags::PRESENT);
+        let queued = self.set_entry(l1, index, new);
+        self.finish(queued)?;
+        Ok((old, TlbFlush::page(va)))
+    }
+
     /// [`PageTables::unmap`] and its INVLPG in one hypercall: `update_va_mapping` with
     /// UVMF_INVLPG, which Xen applies to the current (kernel) address space. Other roots take
     /// the two-call path.

@@ -508,28 +508,31 @@ fn map_page(mm: &mut KernelMm, process: &Process, page: u64, source: Source<'_>,
     })
 }
 
-/// The first write to a shared file page: copy it to a private frame and map that writable.
+/// The first write to a shared file page: copy it to a private frame and point the entry at
+/// that, writable: one mmu_update entry and the flush the changed frame owes.
 fn copy_on_write(mm: &mut KernelMm, process: &Process, page: u64, flags: PteFlags) -> Result<(), Refusal> {
     check_limit(mm, process)?;
     let root = process.root;
     let va = VirtAddr::new(page);
-    let oom = |_| Refusal::OutOfMemory;
-    let new = mm.frames.allocate_frame().map_err(oom)?;
-    let (old, flush) = match mm.tables.unmap(root, va) {
-        Ok(unmapped) => unmapped,
-        Err(_) => {
-            give_back(mm, new);
-            return Err(Refusal::Forbidden(Region::Unmapped));
+    let Ok(Some(shared)) = mm.tables.translate(root, va) else { return Err(Refusal::Forbidden(Region::Unmapped)) };
+    let new = mm.frames.allocate_frame().map_err(|_| Refusal::OutOfMemory)?;
+    // SAFETY: `new` is ours alone and writable in the direct map; `shared.pfn` is a mapped
+    // frame we only read; both copies stay inside one page.
+    unsafe { core::ptr::copy_nonoverlapping(frame_ptr(shared.pfn), frame_ptr(new), PAGE_SIZE as usize) };
+    match mm.tables.replace(root, va, new, flags) {
+        Ok((_shared, flush)) => {
+            // The user's TLB may keep the old entry across the switch to the kernel's tables
+            // (Xen may use PCIDs), so flush everything local, not just one address.
+            check_mm("flushing the TLB after copy-on-write", mm.tables.flush_tlb(flush.merge(TlbFlush::everything())));
+            COUNTERS.cow_copies.fetch_add(1, Ordering::Relaxed);
+            Ok(())
         }
-    };
-    // SAFETY: `new` is ours alone and writable in the direct map; `old` is a mapped frame we
-    // only read; both copies stay inside one page.
-    unsafe { core::ptr::copy_nonoverlapping(frame_ptr(old), frame_ptr(new), PAGE_SIZE as usize) };
-    // The old entry was present: the user's TLB may still hold it (Xen may keep it across the
-    // switch to the kernel's tables), so flush everything local, not just one address.
-    check_mm("flushing the TLB after copy-on-write", mm.tables.flush_tlb(flush.merge(TlbFlush::everything())));
-    COUNTERS.cow_copies.fetch_add(1, Ordering::Relaxed);
-    mm.tables.map(root, va, new, flags, &mut mm.frames).map_err(|_| Refusal::OutOfMemory)
+        Err(e) => {
+            give_back(mm, new);
+            kernel_error("replacing a shared page for copy-on-write", mm_errno(e));
+            Err(Refusal::OutOfMemory)
+        }
+    }
 }
 
 /// Copies user memory at `addr` into `out`, faulting pages in as a read would.

@@ -145,6 +145,30 @@ fn only_downgrades_owe_a_tlb_flush() {
 }
 
 #[test]
+fn replacing_a_frame_costs_one_entry_and_owes_a_flush() {
+    let mut f = Fixture::boot(NR_PAGES);
+    let root = f.root();
+    let page = va(EMPTY_SLOT_VA);
+    let first = f.pt.map_zeroed(root, page, PteFlags::PRESENT | PteFlags::NO_EXECUTE, &mut f.frames).unwrap();
+    let copy = f.frames.allocate_frame().unwrap();
+    let before = f.counts();
+    let (old, flush) = f.pt.replace(root, page, copy, HEAP_FLAGS).unwrap();
+    assert_eq!(old, first);
+    assert!(flush.is_needed());
+    assert!(f.xen.machine().owes_tlb_flush(), "the old frame may still be in the TLB");
+    f.pt.flush_tlb(flush).unwrap();
+    let cost = f.counts() - before;
+    assert_eq!((cost.mmu_update_calls, cost.mmu_update_entries, cost.mmuext_calls), (1, 1, 1));
+    assert_eq!(f.pt.translate(root, page).unwrap().map(|m| m.pfn), Some(copy));
+    f.frames.free_frame(old).unwrap();
+    assert!(matches!(f.pt.replace(root, page, BOOT_TABLES[1], HEAP_FLAGS), Err(MmError::TableFrameWritable(_))));
+    let (pfn, flush) = f.pt.unmap(root, page).unwrap();
+    f.pt.flush_tlb(flush).unwrap();
+    f.frames.free_frame(pfn).unwrap();
+    f.assert_clean();
+}
+
+#[test]
 fn a_forgotten_flush_is_caught_by_the_model() {
     let mut f = Fixture::boot(NR_PAGES);
     let root = f.root();
