@@ -5,7 +5,7 @@
 #       cache-dir  default: $FAULTLINE_CACHE, else ~/.cache/faultline
 #       out-dir    default: target/dom0
 #
-# Fetches the Debian 12 packages pinned in scripts/dom0/packages.lock with
+# Fetches the Debian 12 packages pinned in scripts/packages.lock with
 # `apt-get download` (checked against the lock's SHA-256), unpacks them with
 # `dpkg-deb` under cache-dir, and writes to out-dir:
 #   xen                  Xen 4.17 (gunzipped ELF, for QEMU -kernel)
@@ -14,15 +14,17 @@
 #   dom0.env             the paths above and the suggested command lines (sh syntax)
 # The built set is cached in cache-dir/dom0/<key>, key = hash of the lock and
 # of these scripts, so a second run only re-links it. Per-run guests are added
-# by payload.sh. Needs: apt-get (with `apt-get update` done), dpkg-deb, tar,
-# gzip, coreutils, findutils (xz: the host's or the locked xz-utils). No root
-# needed except for apt-get update.
+# by payload.sh (or by the runner: scripts/xtask/src/xl.rs). Exit status: 0; 3
+# when apt-get download failed (stale package lists?); 1 on any other error.
+# Needs: apt-get (with `apt-get update` done), dpkg-deb, tar, gzip, coreutils,
+# findutils (xz: the host's or the locked xz-utils). No root needed except for
+# apt-get update.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${1:-${FAULTLINE_CACHE:-$HOME/.cache/faultline}}
 out=${2:-target/dom0}
-lock=$here/packages.lock
+lock=$(cd "$here/.." && pwd)/packages.lock # shared with the runner (scripts/xtask)
 modules=(xen-evtchn xen-privcmd xenfs xen-gntdev) # insmod order; no modules.dep
 xen_tools=(xl xenstored xenconsoled xen-init-dom0 xenconsole)
 xenstore_cmds=(read write ls list exists rm watch chmod)
@@ -67,16 +69,19 @@ fi
 
 # ---- 2. fetch and verify every pinned package -------------------------------
 deb_of() { echo "$cache/debs/${1}_${2//:/%3a}_amd64.deb"; } # apt-get download's own name
-want=()
-while read -r name ver sha _; do
+want=() want_bytes=0
+while read -r name ver sha size _; do
 	case $name in '#'* | '') continue ;; esac
 	deb=$(deb_of "$name" "$ver")
-	[ -s "$deb" ] && echo "$sha  $deb" | sha256sum -c --status || { rm -f "$deb"; want+=("$name=$ver"); }
+	[ -s "$deb" ] && echo "$sha  $deb" | sha256sum -c --status || { rm -f "$deb"; want+=("$name=$ver"); want_bytes=$((want_bytes + ${size:-0})); }
 done <"$lock"
 if [ ${#want[@]} -gt 0 ]; then
-	say "fetching ${#want[@]} package(s): ${want[*]}"
-	(cd "$cache/debs" && apt-get download -q -o APT::Sandbox::User=root "${want[@]}" >/dev/null) ||
-		die "apt-get download failed (see above). Run 'apt-get update' and retry; if a version is gone from the archive, refresh the lock with scripts/dom0/lock.sh and commit it"
+	# First use: ~80 MB, most of it the dom0 kernel. apt prints one "Get:" line per package.
+	say "fetching ${#want[@]} package(s), $((want_bytes / 1048576)) MiB, into $cache/debs"
+	(cd "$cache/debs" && apt-get download -o APT::Sandbox::User=root "${want[@]}" >&2) || {
+		echo "dom0/build: error: apt-get download failed (see above). Run 'apt-get update' and retry; if a version is gone from the archive, refresh the lock with scripts/dom0/lock.sh and commit it" >&2
+		exit 3 # the runner runs apt-get update and tries again on this status
+	}
 fi
 declare -A ROOT # package name -> unpacked tree
 while read -r name ver sha _; do

@@ -68,6 +68,7 @@ render() {
 	local i=$1 t line
 	t=$(<"${cfgs[$i]}")
 	while IFS= read -r line; do
+		case $line in '##'*) continue ;; esac # template-only comments
 		case $line in *@RAMDISK@*) [ -n "$3" ] || continue ;; esac
 		case $line in *@EXTRA@*) [ -n "${extras[$i]}" ] || continue ;; esac
 		line=${line//@NAME@/${names[$i]}}

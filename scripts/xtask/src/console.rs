@@ -1,8 +1,10 @@
-//! Reading the serial console: Xen's own lines, the guest's verdict, shutdown messages, backtraces.
+//! Reading the serial console: Xen's own lines, the guest's verdict, shutdown messages, backtraces,
+//! and on the DomU path the Linux dom0's progress and verdict lines.
 //!
 //! Everything here is pure text handling, so the host unit tests cover it without booting anything.
 //! The Xen strings come from Xen 4.17's `xen/common/shutdown.c` (`hwdom_shutdown`) and
 //! `xen/drivers/char/console.c` (`panic`), checked against the strings in the Debian 4.17.7 binary.
+//! The dom0's lines are those of scripts/dom0/init.
 
 use crate::outcome::Verdict;
 
@@ -144,6 +146,104 @@ pub fn find_rip(line: &str) -> Option<u64> {
     u64::from_str_radix(&hex, 16).ok()
 }
 
+/// The prefix of the Linux dom0's progress lines (scripts/dom0/init).
+pub const DOM0_PREFIX: &str = "faultline-dom0: ";
+/// The prefix the dom0 puts on xl's own messages (printed once xl has ended).
+pub const XL_PREFIX: &str = "xl: ";
+
+/// What one of the Linux dom0's lines says, on the DomU path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dom0Line<'a> {
+    /// `faultline-dom0: [uptime] guest N: xl create ...`: guest N starts; its console follows.
+    GuestStarts(u32),
+    /// `FAULTLINE-DOM0-GUEST N DOMID|- HOW`: guest N is gone.
+    GuestEnded {
+        number: u32,
+        domid: Option<u32>,
+        end: GuestEnd,
+    },
+    /// `FAULTLINE-DOM0-VERDICT B`: dom0 is about to exit QEMU with status `(B << 1) | 1`.
+    Verdict(u8),
+    /// Any other `faultline-dom0:` line: its message, after the uptime stamp.
+    Progress(&'a str),
+    /// `xl: ...`: one of xl's messages.
+    Xl(&'a str),
+}
+
+/// How xl saw a guest end (the last word of `FAULTLINE-DOM0-GUEST`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuestEnd {
+    /// xl's shutdown reason code 0: SHUTDOWN_poweroff.
+    Poweroff,
+    /// Reason 3: SHUTDOWN_crash, or a fault Xen could not deliver.
+    Crash,
+    /// Reason 1.
+    Reboot,
+    /// Reason 2.
+    Suspend,
+    /// Reason 4.
+    Watchdog,
+    /// Reason 5.
+    SoftReset,
+    /// The guest ran past its timeout and dom0 destroyed it.
+    Timeout,
+    /// xl ended without a shutdown line: the domain was never built or never ran.
+    ToolstackError,
+    /// A word this runner does not know.
+    Other(String),
+}
+
+/// Recognises the dom0's own lines; `None` for anything else (Xen's, the guests', Linux's).
+pub fn parse_dom0_line(line: &str) -> Option<Dom0Line<'_>> {
+    let line = line.trim_end();
+    if let Some(message) = line.strip_prefix(DOM0_PREFIX) {
+        let message = match message.strip_prefix('[') {
+            Some(rest) => rest.split_once("] ").map_or(rest, |(_, message)| message),
+            None => message,
+        };
+        let starts = message
+            .strip_prefix("guest ")
+            .and_then(|rest| rest.split_once(": xl create"))
+            .and_then(|(number, _)| number.parse().ok());
+        return Some(starts.map_or(Dom0Line::Progress(message), Dom0Line::GuestStarts));
+    }
+    if let Some(message) = line.strip_prefix(XL_PREFIX) {
+        return Some(Dom0Line::Xl(message));
+    }
+    if let Some(byte) = line.strip_prefix("FAULTLINE-DOM0-VERDICT ") {
+        return byte.trim().parse().ok().map(Dom0Line::Verdict);
+    }
+    let rest = line.strip_prefix("FAULTLINE-DOM0-GUEST ")?;
+    let mut words = rest.split_whitespace();
+    let number = words.next()?.parse().ok()?;
+    let domid = words.next()?.parse().ok();
+    let end = match words.next()? {
+        "poweroff" => GuestEnd::Poweroff,
+        "crash" => GuestEnd::Crash,
+        "reboot" => GuestEnd::Reboot,
+        "suspend" => GuestEnd::Suspend,
+        "watchdog" => GuestEnd::Watchdog,
+        "soft_reset" => GuestEnd::SoftReset,
+        "timeout" => GuestEnd::Timeout,
+        "toolstack-error" => GuestEnd::ToolstackError,
+        other => GuestEnd::Other(other.to_string()),
+    };
+    Some(Dom0Line::GuestEnded { number, domid, end })
+}
+
+/// The meaning of the dom0's verdict byte (scripts/dom0/init; QEMU exits with `(B << 1) | 1`).
+pub fn dom0_verdict_meaning(byte: u8) -> &'static str {
+    match byte {
+        0 => "every guest powered off",
+        1 => "a guest crashed",
+        2 => "dom0 or toolstack failure",
+        3 => "a guest stopped for another reason",
+        4 => "a guest ran past its timeout",
+        5 => "no or bad payload",
+        _ => "an unknown verdict",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,5 +363,48 @@ mod tests {
         );
         assert_eq!(find_rip("rip=0x"), None);
         assert_eq!(find_rip("no register here"), None);
+    }
+
+    #[test]
+    fn dom0_lines() {
+        assert_eq!(
+            parse_dom0_line("faultline-dom0: [4.85] guest 1: xl create -F -c /payload/xl/faultline.cfg (in /payload/xl/, timeout 60s)"),
+            Some(Dom0Line::GuestStarts(1))
+        );
+        assert_eq!(
+            parse_dom0_line("faultline-dom0: [4.18] init"),
+            Some(Dom0Line::Progress("init"))
+        );
+        assert_eq!(
+            parse_dom0_line("faultline-dom0: [13.11] guest 12: domain 1 ended: poweroff (reason 0, xl status 0)"),
+            Some(Dom0Line::Progress("guest 12: domain 1 ended: poweroff (reason 0, xl status 0)"))
+        );
+        assert_eq!(
+            parse_dom0_line("FAULTLINE-DOM0-GUEST 2 7 crash"),
+            Some(Dom0Line::GuestEnded {
+                number: 2,
+                domid: Some(7),
+                end: GuestEnd::Crash
+            })
+        );
+        assert_eq!(
+            parse_dom0_line("FAULTLINE-DOM0-GUEST 1 - toolstack-error"),
+            Some(Dom0Line::GuestEnded {
+                number: 1,
+                domid: None,
+                end: GuestEnd::ToolstackError
+            })
+        );
+        assert_eq!(
+            parse_dom0_line("FAULTLINE-DOM0-VERDICT 4"),
+            Some(Dom0Line::Verdict(4))
+        );
+        assert_eq!(
+            parse_dom0_line("xl: Parsing config from faultline.cfg"),
+            Some(Dom0Line::Xl("Parsing config from faultline.cfg"))
+        );
+        assert_eq!(parse_dom0_line("Test result: SUCCESS"), None);
+        assert_eq!(parse_dom0_line("(XEN) faultline-dom0: x"), None);
+        assert_eq!(parse_dom0_line("FAULTLINE-DOM0-GUEST x"), None);
     }
 }

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use xtask::{
-    build_kernel, host, packages, run, xen, Profile, RunOptions, DEFAULT_MEMORY_MIB,
-    DEFAULT_TIMEOUT, EXIT_SETUP,
+    build_kernel, dom0_image, host, packages, run, xen, Mode, Profile, RunOptions, XlConsole,
+    DEFAULT_DOMU_MEMORY_MIB, DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT, EXIT_SETUP,
 };
 
 const HELP: &str = "\
@@ -20,44 +20,61 @@ USAGE:
     cargo xtask lock <debian package>...
 
 COMMANDS:
-    run      Build the kernel, fetch what is missing, boot it as Xen's dom0 and stream the serial
-             console (Xen's own lines start with (XEN) and are dimmed on a terminal). Backtrace
-             lines `#n 0x...` are symbolized. The run ends when Xen reports that dom0 shut down,
-             when Xen panics, or at the timeout; QEMU is then stopped. The console is saved to
-             target/faultline-logs/<time>-dom0[-<command line>].log.
+    run      Build the kernel and the test programs, fetch what is missing, boot and judge.
+             By default the real user path: Xen boots a Linux dom0 (scripts/dom0) that runs
+             `xl create -F -c faultline.cfg` in target/xl, where the runner wrote faultline.cfg
+             (kernel = \"faultline\", ramdisk = \"programs.tar\", the command line as extra) next
+             to the kernel and the test-program archive: the same files boot on a real Xen host
+             with `cd target/xl && xl create -c faultline.cfg`. With --dom0 the kernel is Xen's
+             dom0 itself (the fast path, ~1 s a boot instead of ~10).
+             The serial console streams: Xen's lines start with (XEN) (dimmed on a terminal), the
+             Linux dom0's with faultline-dom0:, xl: or dom0: (cyan), the guest's come as they are.
+             Backtrace lines `#n 0x...` are symbolized. QEMU is stopped when the run ends (the
+             dom0's verdict, a Xen panic, the timeout). The console is saved to
+             target/faultline-logs/<time>-<domu|dom0>[-<command line>].log, one file per run.
     build    Build the kernel and print the image's path.
-    setup    Fetch everything (QEMU via apt-get when root, Xen into the cache) and report versions.
+    setup    Fetch everything (QEMU via apt-get when root, Xen, the Linux dom0 image) and report.
     fetch    Download, verify and unpack pinned Debian packages into the cache; print the folder.
     lock     Pin Debian packages at apt's candidate version in scripts/packages.lock.
 
 RUN OPTIONS:
-    --dom0              Boot the kernel as dom0 (the fast path; the default).
-    --memory <MiB>      The guest's memory, Xen's dom0_mem (default 8); QEMU gets this plus
-                        Xen's own share.
-    --timeout <SECS>    Stop and fail the run after this long (default 60).
+    --dom0              Boot the kernel as dom0 (the fast path) instead of as a DomU.
+    --memory <MiB>      The guest's memory. DomU path: xl's memory (default 32); dom0 keeps its
+                        192 MiB and QEMU gets both plus Xen's share. --dom0: Xen's dom0_mem
+                        (default 8); QEMU gets this plus Xen's share.
+    --guests <N>        DomU path: create N guests from the same faultline.cfg, one after another
+                        in the same dom0; each is reported, and the run passes only if all pass.
+    --console <live|log>  DomU path: live (default) streams the guest console as it comes
+                        (xl create -c); log prints xenconsoled's log when the guest is gone
+                        (~1 s faster a guest).
+    --timeout <SECS>    DomU path: each guest's budget; past it dom0 destroys the guest. --dom0:
+                        the run's. Default 60.
     --release|--debug   Kernel profile (default --release).
     --kernel <PATH>     Boot this image instead of building one.
-    --module <PATH>     Pass this second multiboot module (dom0's initrd) instead of the test
-                        programs' archive.
+    --module <PATH>     Pass this boot module (the DomU's ramdisk, dom0's second multiboot
+                        module) instead of the test programs' archive.
     --program <PATH>    Add a static x86_64 ELF program to the archive, after the catalogue
                         (repeatable; see docs/abi.md). It runs under its file name.
     --no-programs       Don't build or pass the test programs (self-tests only).
     --quiet             Don't stream the console (the log file is still written).
-    -- <args>...        The guest's command line, e.g. `-- selftest=pf` (commas are fine).
+    -- <args>...        The guest's command line, e.g. `-- selftest=pf` (commas are fine; for a
+                        DomU no quotes or backslashes: it goes into the cfg's extra = \"...\").
 
 EXIT STATUS (run):
-    0   Test result: SUCCESS and the domain powered off
+    0   Test result: SUCCESS and the domain powered off (every guest, with --guests)
     1   Test result: FAILURE
     2   Test result: ERROR
     3   Test result: SKIP
     4   crash: no verdict line, a crash shutdown, or a Xen panic
     5   timeout
-    6   set-up or build problem (the message says what is missing and how to fix it)
+    6   set-up or build problem, or (DomU path) the toolstack or the Linux dom0 failed, e.g.
+        xl create could not build the domain; the message says what and how to fix it
+    With --guests, the first guest that did not pass gives the status.
 
 ENVIRONMENT:
     FAULTLINE_CACHE       Download cache (default ~/.cache/faultline).
     FAULTLINE_MAX_BOOTS   Boots at once in one process (default: the number of cores).
-    FAULTLINE_QEMU_MIB    QEMU memory in MiB instead of --memory plus Xen's share (for measuring).
+    FAULTLINE_QEMU_MIB    QEMU memory in MiB instead of the computed size (for measuring).
 ";
 
 fn main() -> ExitCode {
@@ -130,11 +147,15 @@ fn run_command(args: &[String]) -> Result<u8, String> {
 /// Parses the options of `run` (and `build`, which only looks at the profile).
 fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
     let mut options = RunOptions {
+        mode: Mode::Xl,
         programs: true,
-        memory_mib: DEFAULT_MEMORY_MIB,
         timeout: DEFAULT_TIMEOUT,
+        xl_console: XlConsole::Live,
         ..RunOptions::default()
     };
+    let mut memory_mib = None;
+    let mut guests = None;
+    let mut console = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -143,18 +164,35 @@ fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
                 .ok_or_else(|| format!("{name} needs a value"))
         };
         match arg.as_str() {
-            "--dom0" => options.mode = xtask::Mode::Dom0,
+            "--dom0" => options.mode = Mode::Dom0,
             "--release" => options.profile = Profile::Release,
             "--debug" => options.profile = Profile::Debug,
             "--quiet" => options.quiet = true,
             "--memory" => {
                 let text = value("--memory")?;
-                options.memory_mib = text
-                    .trim_end_matches(['M', 'm'])
-                    .parse()
-                    .ok()
-                    .filter(|mib| *mib >= 4)
-                    .ok_or_else(|| format!("--memory takes MiB, at least 4 (got {text:?})"))?;
+                memory_mib = Some(
+                    text.trim_end_matches(['M', 'm'])
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|mib| *mib >= 4)
+                        .ok_or_else(|| format!("--memory takes MiB, at least 4 (got {text:?})"))?,
+                );
+            }
+            "--guests" => {
+                let text = value("--guests")?;
+                guests = Some(
+                    text.parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=100).contains(n))
+                        .ok_or_else(|| format!("--guests takes 1 to 100 (got {text:?})"))?,
+                );
+            }
+            "--console" => {
+                console = Some(match value("--console")?.as_str() {
+                    "live" => XlConsole::Live,
+                    "log" => XlConsole::Log,
+                    other => return Err(format!("--console takes live or log (got {other:?})")),
+                });
             }
             "--timeout" => {
                 let text = value("--timeout")?;
@@ -167,7 +205,9 @@ fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
             }
             "--kernel" => options.kernel = Some(PathBuf::from(value("--kernel")?)),
             "--module" => options.module = Some(PathBuf::from(value("--module")?)),
-            "--program" => options.extra_programs.push(PathBuf::from(value("--program")?)),
+            "--program" => options
+                .extra_programs
+                .push(PathBuf::from(value("--program")?)),
             "--no-programs" => options.programs = false,
             "--" => {
                 options.cmdline = args.cloned().collect::<Vec<_>>().join(" ");
@@ -180,6 +220,17 @@ fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
             }
         }
     }
+    let xl = options.mode == Mode::Xl;
+    if !xl && (guests.is_some() || console.is_some()) {
+        return Err("--guests and --console are for the DomU path, not --dom0".to_string());
+    }
+    options.memory_mib = memory_mib.unwrap_or(if xl {
+        DEFAULT_DOMU_MEMORY_MIB
+    } else {
+        DEFAULT_MEMORY_MIB
+    });
+    options.guests = guests.unwrap_or(1);
+    options.xl_console = console.unwrap_or(XlConsole::Live);
     Ok(options)
 }
 
@@ -192,6 +243,13 @@ fn setup() -> Result<u8, String> {
         xen::XEN_PACKAGE,
         hypervisor.package_version,
         hypervisor.elf.display()
+    );
+    let image = dom0_image::ensure_dom0_image(false).map_err(|error| error.to_string())?;
+    println!(
+        "dom0: Linux {} ({}, {})",
+        image.kernel_version,
+        image.kernel.display(),
+        image.initramfs.display()
     );
     println!("cache: {}", xtask::workspace::cache_dir().display());
     Ok(0)

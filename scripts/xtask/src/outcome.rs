@@ -2,7 +2,8 @@
 //!
 //! Exit statuses of `cargo xtask run` (also in its `--help`):
 //! 0 SUCCESS and the domain powered off; 1 FAILURE; 2 ERROR; 3 SKIP; 4 crash (no verdict line,
-//! crash shutdown, Xen panic); 5 timeout; 6 set-up or build problem.
+//! crash shutdown, Xen panic); 5 timeout; 6 set-up or build problem, or on the DomU path a
+//! toolstack or payload failure.
 
 use std::fmt;
 use std::time::Duration;
@@ -19,7 +20,8 @@ pub const EXIT_SKIP: i32 = 3;
 pub const EXIT_CRASH: i32 = 4;
 /// The run did not end within the timeout.
 pub const EXIT_TIMEOUT: i32 = 5;
-/// Something around the guest failed: building, fetching, starting QEMU.
+/// Something around the guest failed: building, fetching, starting QEMU; on the DomU path, the
+/// Linux dom0 or its toolstack (`xl create` could not build the domain, a bad payload).
 pub const EXIT_SETUP: i32 = 6;
 
 /// The guest's verdict, ordered as XTF orders them: Success < Skip < Error < Failure.
@@ -49,15 +51,18 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// Why the run stopped.
+/// Why the run (or, on the DomU path, one guest) stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ShutdownReason {
-    /// dom0 asked for SHUTDOWN_poweroff (Xen: "Hardware Dom0 halted").
+    /// The domain asked for SHUTDOWN_poweroff (dom0: Xen's "Hardware Dom0 halted"; a DomU: xl's
+    /// reason code 0).
     Poweroff,
-    /// dom0 asked for SHUTDOWN_reboot.
+    /// The domain asked for SHUTDOWN_reboot.
     Reboot,
-    /// dom0 crashed: SHUTDOWN_crash, or Xen killed it.
+    /// The domain crashed: SHUTDOWN_crash, or Xen killed it.
     Crash,
+    /// A DomU asked for SHUTDOWN_suspend.
+    Suspend,
     /// The domain's watchdog fired.
     Watchdog,
     /// dom0 asked for SHUTDOWN_soft_reset, which Xen does not support for dom0.
@@ -68,8 +73,11 @@ pub enum ShutdownReason {
     XenPanic(String),
     /// QEMU ended by itself before Xen said why (its exit status, if it had one).
     QemuExited(Option<i32>),
-    /// Nothing ended the run within the timeout.
+    /// Nothing ended the run within the timeout (or the Linux dom0 destroyed a DomU at its
+    /// timeout).
     Timeout(Duration),
+    /// The DomU path's dom0 or toolstack failed (xl create, a bad payload, dom0 itself): why.
+    Toolstack(String),
 }
 
 impl fmt::Display for ShutdownReason {
@@ -78,6 +86,7 @@ impl fmt::Display for ShutdownReason {
             ShutdownReason::Poweroff => f.write_str("the domain powered off"),
             ShutdownReason::Reboot => f.write_str("the domain rebooted"),
             ShutdownReason::Crash => f.write_str("the domain crashed"),
+            ShutdownReason::Suspend => f.write_str("the domain suspended itself"),
             ShutdownReason::Watchdog => f.write_str("the domain's watchdog fired"),
             ShutdownReason::SoftReset => f.write_str("the domain asked for a soft reset"),
             ShutdownReason::Unknown(code) => {
@@ -95,6 +104,7 @@ impl fmt::Display for ShutdownReason {
                 f.write_str("QEMU was killed by a signal before Xen reported a shutdown")
             }
             ShutdownReason::Timeout(after) => write!(f, "timed out after {} s", after.as_secs()),
+            ShutdownReason::Toolstack(why) => write!(f, "toolstack failure: {why}"),
         }
     }
 }
@@ -106,6 +116,7 @@ pub fn judge(verdict: Option<Verdict>, shutdown: &ShutdownReason) -> (i32, Strin
         None => "no verdict line".to_string(),
     };
     match (shutdown, verdict) {
+        (ShutdownReason::Toolstack(_), _) => (EXIT_SETUP, shutdown.to_string()),
         (ShutdownReason::Timeout(_), _) => (EXIT_TIMEOUT, format!("{shutdown} ({said})")),
         (ShutdownReason::Crash | ShutdownReason::XenPanic(_), _) => {
             (EXIT_CRASH, format!("{shutdown} ({said})"))
@@ -153,6 +164,8 @@ mod tests {
             5
         );
         assert_eq!(code(None, S::Timeout(Duration::from_secs(60))), 5);
+        assert_eq!(code(None, S::Toolstack("xl create failed".into())), 6);
+        assert_eq!(code(Some(Verdict::Success), S::Suspend), 4);
     }
 
     #[test]

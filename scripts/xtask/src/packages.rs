@@ -1,5 +1,8 @@
 //! Debian packages unpacked into a private cache, pinned by `scripts/packages.lock`.
 //!
+//! That one lock file pins every package faultline uses: the hypervisor the runner boots, and
+//! everything `scripts/dom0/build.sh` builds the Linux dom0 image from (it reads the same file).
+//!
 //! `ensure(&["xen-hypervisor-4.17-amd64"])` downloads each package at its pinned version with
 //! `apt-get download`, checks the .deb's sha256 against the lock file, unpacks it with
 //! `dpkg-deb -x` (nothing is installed system-wide) and returns the folder that holds the unpacked
@@ -42,44 +45,12 @@ pub struct Lock {
 }
 
 impl Lock {
-    /// Reads `scripts/packages.lock`, then `scripts/dom0/packages.lock` (the Linux dom0 image's
-    /// pins) for packages the first does not pin. A package pinned differently in the two is an
-    /// error: the two files must not drift apart.
+    /// Reads `scripts/packages.lock`, the one lock file (scripts/dom0/build.sh reads it too).
     pub fn load() -> Result<Lock> {
-        let mut lock = Lock::default();
-        for (index, path) in workspace::packages_locks().iter().enumerate() {
-            let text = match fs::read_to_string(path) {
-                Ok(text) => text,
-                Err(error) if index > 0 && error.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(error) => {
-                    return Err(Error::new(format!(
-                        "cannot read {}: {error}",
-                        path.display()
-                    )))
-                }
-            };
-            let more = Lock::parse(&text)
-                .map_err(|error| Error::new(format!("{}: {error}", path.display())))?;
-            for (package, pin) in more.pins {
-                match lock.pins.get(&package) {
-                    Some(known)
-                        if (&known.version, &known.sha256) != (&pin.version, &pin.sha256) =>
-                    {
-                        return Err(Error::new(format!(
-                            "{package} is pinned at {} in one lock file and at {} in {}: re-pin both",
-                            known.version,
-                            pin.version,
-                            path.display()
-                        )));
-                    }
-                    Some(_) => {}
-                    None => {
-                        lock.pins.insert(package, pin);
-                    }
-                }
-            }
-        }
-        Ok(lock)
+        let path = workspace::packages_lock();
+        let text = fs::read_to_string(&path)
+            .map_err(|error| Error::new(format!("cannot read {}: {error}", path.display())))?;
+        Lock::parse(&text).map_err(|error| Error::new(format!("{}: {error}", path.display())))
     }
 
     /// Parses the lock file's text.
@@ -216,9 +187,9 @@ fn merge_pins(old_text: &str, pins: &[Pin]) -> String {
     let mut remaining: Vec<&Pin> = pins.iter().collect();
     let mut text = String::new();
     if old_text.trim().is_empty() {
-        text.push_str("# Debian 12 packages the runner unpacks: <package> <version> <sha256> <size> <pool path>.\n");
+        text.push_str("# Every Debian 12 (amd64) package faultline uses: <package> <version> <sha256> <size> <pool path>.\n");
         text.push_str(
-            "# Re-pin with `cargo xtask lock <package>...` (takes apt's candidate version).\n",
+            "# Regenerate it with scripts/dom0/lock.sh or re-pin some with `cargo xtask lock <package>...`.\n",
         );
     }
     for line in old_text.lines() {
@@ -404,7 +375,7 @@ fn apt_get_download(folder: &Path, pin: &Pin) -> Result<()> {
 static UPDATED: AtomicBool = AtomicBool::new(false);
 
 /// Runs `apt-get update` (as root), at most once per process.
-fn apt_get_update() -> Result<()> {
+pub(crate) fn apt_get_update() -> Result<()> {
     if UPDATED.swap(true, Ordering::SeqCst) {
         return Ok(());
     }
@@ -426,7 +397,7 @@ fn apt_get_update() -> Result<()> {
 
 /// Holds an exclusive lock on the cache while packages are fetched and unpacked, so concurrent
 /// runs (parallel tests) do not download the same file twice.
-fn lock_cache(cache: &Path) -> Result<File> {
+pub(crate) fn lock_cache(cache: &Path) -> Result<File> {
     let path = cache.join(".lock");
     let file = File::options()
         .create(true)

@@ -70,7 +70,7 @@ pub fn modules_arg(kernel: &Path, cmdline: &str, module: Option<&Path>) -> Resul
     Ok(arg)
 }
 
-fn module_path(path: &Path) -> Result<String> {
+pub(crate) fn module_path(path: &Path) -> Result<String> {
     let text = path
         .to_str()
         .ok_or_else(|| Error::new(format!("{} is not valid UTF-8", path.display())))?;

@@ -1,4 +1,8 @@
 //! One boot: build, fetch, start QEMU, stream and judge the console, stop QEMU, save the log.
+//!
+//! Two ways to boot: the DomU path ([`Mode::Xl`], `cargo xtask run`'s default), where Xen boots a
+//! Linux dom0 that runs `xl create` on our kernel, and the fast path ([`Mode::Dom0`], the library's
+//! default and `--dom0`), where our kernel is dom0 itself.
 
 use std::io::{BufRead as _, BufReader, IsTerminal as _, Read, Write as _};
 use std::path::PathBuf;
@@ -7,10 +11,17 @@ use std::sync::{Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use std::ffi::OsString;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::console::{
-    ends_xen_panic, is_xen_line, parse_verdict, parse_xen_event, xen_panic_detail, XenEvent,
+    ends_xen_panic, is_xen_line, parse_dom0_line, parse_verdict, parse_xen_event, xen_panic_detail,
+    XenEvent,
 };
-use crate::error::{Error, Result};
+use crate::dom0_image;
+use crate::error::{Context, Error, Result};
+use crate::guests::{Follower, GuestOutcome, Source};
 use crate::host;
 use crate::kernel::{build_kernel, Profile};
 use crate::log::RunLog;
@@ -19,19 +30,25 @@ use crate::qemu::{qemu_args, shell_line, BootConfig, QemuProcess};
 use crate::symbolize::Symbolizer;
 use crate::workspace;
 use crate::xen;
+use crate::xl::{self, XlConsole};
 
 /// How the kernel is booted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {
-    /// The fast path: our kernel is Xen's dom0 (the hardware domain).
+    /// The fast path: our kernel is Xen's dom0 (the hardware domain). The library's default.
     #[default]
     Dom0,
+    /// The real user path: Xen boots a Linux dom0 (scripts/dom0) that runs `xl create` on
+    /// `target/xl/faultline.cfg`, our kernel as a PV DomU with the test programs as its ramdisk.
+    /// `cargo xtask run`'s default.
+    Xl,
 }
 
 impl Mode {
     fn name(self) -> &'static str {
         match self {
             Mode::Dom0 => "dom0",
+            Mode::Xl => "domu",
         }
     }
 }
@@ -45,11 +62,15 @@ pub struct RunOptions {
     pub profile: Profile,
     /// The guest's command line, e.g. `selftest=pf` (commas are escaped for QEMU here).
     pub cmdline: String,
-    /// The guest's memory in MiB (Xen's `dom0_mem`); QEMU gets this plus Xen's share.
+    /// The guest's memory in MiB: Xen's `dom0_mem` on the dom0 path, xl's `memory` on the DomU
+    /// path. QEMU gets this plus what Xen (and the Linux dom0) need.
     pub memory_mib: u32,
-    /// The run is stopped and judged a timeout after this long.
+    /// Dom0 path: the run is stopped and judged a timeout after this long. DomU path: each
+    /// guest's budget (the Linux dom0 destroys a guest past it); the run's own limit adds the
+    /// dom0's boot.
     pub timeout: Duration,
-    /// A second boot module (dom0's "initrd"), e.g. an archive of test programs.
+    /// A second boot module (dom0's "initrd"; a DomU's `ramdisk`), e.g. an archive of test
+    /// programs.
     pub module: Option<PathBuf>,
     /// Build the test programs (tests/programs) and boot with their archive as the module,
     /// unless `module` is set. `cargo xtask run` does; the library default does not.
@@ -60,12 +81,26 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Where to save the log; `None` means `target/faultline-logs`.
     pub log_dir: Option<PathBuf>,
+    /// DomU path: how many guests the Linux dom0 creates from the same cfg, one after another.
+    pub guests: u32,
+    /// DomU path: `xl create -c` (live) or xenconsoled's log printed when each guest is gone.
+    pub xl_console: XlConsole,
+    /// DomU path: where faultline.cfg, the kernel and the ramdisk are written; `None` means
+    /// `target/xl`.
+    pub xl_dir: Option<PathBuf>,
 }
 
-/// dom0's default memory, in MiB.
+/// dom0's default memory on the dom0 path, in MiB.
 pub const DEFAULT_MEMORY_MIB: u32 = 8;
+/// A DomU's default memory on the DomU path, in MiB.
+pub const DEFAULT_DOMU_MEMORY_MIB: u32 = 32;
 /// The default timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// DomU path: the run's limit on top of the guests' timeouts, for Xen and the Linux dom0 to boot
+/// (~7 s alone, more when boots share the cores).
+const DOM0_BOOT_BUDGET: Duration = Duration::from_secs(60);
+/// DomU path: per guest on top of its timeout (xl's set-up, the dom0's kill after a timeout).
+const GUEST_SLACK: Duration = Duration::from_secs(15);
 
 impl Default for RunOptions {
     fn default() -> Self {
@@ -81,6 +116,9 @@ impl Default for RunOptions {
             extra_programs: Vec::new(),
             quiet: false,
             log_dir: None,
+            guests: 1,
+            xl_console: XlConsole::Log,
+            xl_dir: None,
         }
     }
 }
@@ -93,8 +131,14 @@ pub struct RunOutcome {
     pub shutdown: ShutdownReason,
     /// 0 SUCCESS, 1 FAILURE, 2 ERROR, 3 SKIP, 4 crash, 5 timeout (see [`crate::outcome`]).
     pub exit_code: i32,
-    /// Every console line (Xen's and the guest's), backtraces symbolized, `\n`-terminated.
+    /// Every console line (Xen's, the Linux dom0's, the guests'), backtraces symbolized,
+    /// `\n`-terminated.
     pub log: String,
+    /// The guests' console lines only (backtraces symbolized): on the dom0 path every line that
+    /// is not Xen's, on the DomU path what the guests wrote on their consoles.
+    pub guest_log: String,
+    /// DomU path: each guest's outcome, in the order the dom0 ran them (empty on the dom0 path).
+    pub guests: Vec<GuestOutcome>,
     /// The saved copy of the log.
     pub log_path: PathBuf,
     /// One line saying why the run ended so.
@@ -106,9 +150,9 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
-    /// The guest's lines (everything that is not Xen's own).
+    /// The guests' lines (see [`RunOutcome::guest_log`]).
     pub fn guest_lines(&self) -> impl Iterator<Item = &str> {
-        self.log.lines().filter(|line| !is_xen_line(line))
+        self.guest_log.lines()
     }
 
     /// Whether the run passed (SUCCESS and powered off).
@@ -122,6 +166,11 @@ impl RunOutcome {
 /// `Err` means a set-up or build problem (exit status 6); every boot that started gives `Ok`, with
 /// the verdict in [`RunOutcome::exit_code`].
 pub fn run(options: &RunOptions) -> Result<RunOutcome> {
+    if options.guests == 0 || (options.mode == Mode::Dom0 && options.guests != 1) {
+        return Err(Error::new(
+            "more than one guest (--guests) needs the DomU path, and at least one is needed",
+        ));
+    }
     let kernel = match &options.kernel {
         Some(kernel) if kernel.is_file() => kernel.clone(),
         Some(kernel) => {
@@ -133,9 +182,9 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome> {
         None => build_kernel(options.profile)?,
     };
     let built_module = match &options.module {
-        None if options.programs || !options.extra_programs.is_empty() => {
-            Some(crate::programs::build_archive(&options.extra_programs, options.quiet)?)
-        }
+        None if options.programs || !options.extra_programs.is_empty() => Some(
+            crate::programs::build_archive(&options.extra_programs, options.quiet)?,
+        ),
         _ => None,
     };
     let module = options.module.clone().or(built_module);
@@ -148,11 +197,14 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome> {
         }
     }
     let qemu = host::ensure_qemu()?;
-    let hypervisor = xen::ensure_hypervisor()?;
     let say = |message: &str| {
         if !options.quiet {
             eprintln!("xtask: {message}");
         }
+    };
+    let prepared = match options.mode {
+        Mode::Dom0 => prepare_dom0(options, &kernel, module, &qemu.version)?,
+        Mode::Xl => prepare_xl(options, &kernel, module.as_deref(), &qemu.version)?,
     };
     let symbolizer = match Symbolizer::load(&kernel, &workspace::root()) {
         Ok(symbolizer) => Some(symbolizer),
@@ -161,29 +213,17 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome> {
             None
         }
     };
-    let config = BootConfig {
-        xen: hypervisor.elf.clone(),
-        kernel: kernel.clone(),
-        cmdline: options.cmdline.clone(),
-        module,
-        dom0_mib: options.memory_mib,
-    };
-    let args = qemu_args(&config)?;
+    let args = prepared.args;
     let log_dir = options.log_dir.clone().unwrap_or_else(workspace::log_dir);
     let mut log = RunLog::create(&log_dir, options.mode.name(), &options.cmdline)?;
     let command_line = shell_line(&qemu.path, &args);
     log.line(&format!("xtask: {command_line}"));
 
     let _permit = BootPermit::acquire();
-    say(&format!(
-        "booting {} as {} under Xen {} (QEMU {}, {} MiB, timeout {} s)",
-        kernel.display(),
-        options.mode.name(),
-        hypervisor.package_version,
-        qemu.version,
-        options.memory_mib,
-        options.timeout.as_secs()
-    ));
+    for line in &prepared.banner {
+        say(line);
+        log.line(&format!("xtask: {line}"));
+    }
     let started = Instant::now();
     let mut process = QemuProcess::spawn(&qemu.path, &args)?;
     let (sender, events) = mpsc::channel();
@@ -200,19 +240,27 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome> {
         symbolizer: symbolizer.as_ref(),
         log: &mut log,
         text: String::new(),
+        guest_log: String::new(),
+        follower: (options.mode == Mode::Xl).then(Follower::default),
         qemu_errors: Vec::new(),
         verdict: None,
         panic: None,
+        dom0_done: None,
         started,
         first_guest_line_after: None,
         console_lines: 0,
         color: !options.quiet && std::io::stdout().is_terminal(),
     };
-    let deadline = started + options.timeout;
-    let shutdown = watcher.watch(&events, &mut process, deadline);
+    let shutdown = watcher.watch(
+        &events,
+        &mut process,
+        started + prepared.limit,
+        prepared.limit,
+    );
     let elapsed = started.elapsed();
     process.kill();
     watcher.drain(&events);
+    drop(prepared.run_image);
 
     if let ShutdownReason::QemuExited(code) = shutdown {
         if watcher.console_lines == 0 {
@@ -222,11 +270,31 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome> {
             )));
         }
     }
-    let (exit_code, reason) = judge(watcher.verdict, &shutdown);
+    let (exit_code, reason, shutdown, verdict, guests) = match watcher.follower.take() {
+        None => {
+            let (exit_code, reason) = judge(watcher.verdict, &shutdown);
+            (exit_code, reason, shutdown, watcher.verdict, Vec::new())
+        }
+        Some(follower) => {
+            let judgement = follower.judge(&shutdown, options.guests, options.timeout);
+            (
+                judgement.exit_code,
+                judgement.reason,
+                judgement.shutdown,
+                judgement.verdict,
+                judgement.guests,
+            )
+        }
+    };
     let reason = format!("{reason} after {:.1} s", elapsed.as_secs_f64());
-    let verdict = watcher.verdict;
     let first_guest_line_after = watcher.first_guest_line_after;
     let text = std::mem::take(&mut watcher.text);
+    let guest_log = std::mem::take(&mut watcher.guest_log);
+    for guest in &guests {
+        let line = guest_summary(guest);
+        say(&line);
+        log.line(&format!("xtask: {line}"));
+    }
     log.line(&format!("xtask: {reason} (exit status {exit_code})"));
     if let Some(after) = first_guest_line_after {
         say(&format!(
@@ -240,11 +308,177 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome> {
         shutdown,
         exit_code,
         log: text,
+        guest_log,
+        guests,
         log_path: log.path().to_path_buf(),
         reason,
         elapsed,
         first_guest_line_after,
     })
+}
+
+/// `guest 1 (domid 1): the domain powered off, Test result: SUCCESS`.
+fn guest_summary(guest: &GuestOutcome) -> String {
+    let domid = guest
+        .domid
+        .map_or_else(|| "no domid".to_string(), |domid| format!("domid {domid}"));
+    let verdict = guest.verdict.map_or_else(
+        || "no verdict line".to_string(),
+        |verdict| format!("Test result: {verdict}"),
+    );
+    format!(
+        "guest {} ({domid}): shutdown reason: {}; {verdict}",
+        guest.number, guest.shutdown
+    )
+}
+
+/// What a boot needs besides QEMU itself.
+struct Prepared {
+    args: Vec<OsString>,
+    /// Status lines to print before QEMU starts.
+    banner: Vec<String>,
+    /// The run's own time limit.
+    limit: Duration,
+    /// The DomU path's dom0 initramfs for this run (removed when dropped).
+    run_image: Option<RunImage>,
+}
+
+/// The fast path: Xen's hypervisor package, our kernel as dom0.
+fn prepare_dom0(
+    options: &RunOptions,
+    kernel: &Path,
+    module: Option<PathBuf>,
+    qemu_version: &str,
+) -> Result<Prepared> {
+    let hypervisor = xen::ensure_hypervisor()?;
+    let config = BootConfig {
+        xen: hypervisor.elf.clone(),
+        kernel: kernel.to_path_buf(),
+        cmdline: options.cmdline.clone(),
+        module,
+        dom0_mib: options.memory_mib,
+    };
+    Ok(Prepared {
+        args: qemu_args(&config)?,
+        banner: vec![format!(
+            "booting {} as dom0 under Xen {} (QEMU {qemu_version}, {} MiB, timeout {} s)",
+            kernel.display(),
+            hypervisor.package_version,
+            options.memory_mib,
+            options.timeout.as_secs()
+        )],
+        limit: options.timeout,
+        run_image: None,
+    })
+}
+
+/// The DomU path: the Linux dom0 image, the xl folder, the payload with that folder.
+fn prepare_xl(
+    options: &RunOptions,
+    kernel: &Path,
+    module: Option<&Path>,
+    qemu_version: &str,
+) -> Result<Prepared> {
+    let image = dom0_image::ensure_dom0_image(options.quiet)?;
+    let dir = options
+        .xl_dir
+        .clone()
+        .unwrap_or_else(|| workspace::target_dir().join("xl"));
+    let timeout_secs = options.timeout.as_secs().max(1);
+    let mut files = Vec::new();
+    let bytes = xl::with_xl_dir(
+        &dir,
+        kernel,
+        module,
+        options.memory_mib,
+        &options.cmdline,
+        |folder| {
+            files = folder.files.clone();
+            xl::payload(
+                &image.initramfs,
+                folder,
+                options.guests,
+                timeout_secs,
+                options.xl_console,
+            )
+        },
+    )?;
+    let run_image = RunImage::write(&bytes)?;
+    let args = xl::qemu_args(&image, run_image.path(), options.memory_mib)?;
+    let qemu_mib = xl::qemu_memory_mib(image.dom0_mib, options.memory_mib);
+    let guests = match options.guests {
+        1 => "one guest".to_string(),
+        n => format!("{n} guests one after another"),
+    };
+    let banner = vec![
+        format!(
+            "booting faultline as a DomU: xl create -F{} {} in {} ({})",
+            if options.xl_console == XlConsole::Live { " -c" } else { "" },
+            xl::CFG_NAME,
+            dir.display(),
+            files.join(", ")
+        ),
+        format!(
+            "Xen {}, Linux {} dom0 ({} MiB); guest {} MiB, {guests}, timeout {timeout_secs} s each; QEMU {qemu_version}, {qemu_mib} MiB",
+            image.xen_version, image.kernel_version, image.dom0_mib, options.memory_mib
+        ),
+    ];
+    let per_guest = Duration::from_secs(timeout_secs) + GUEST_SLACK;
+    Ok(Prepared {
+        args,
+        banner,
+        limit: DOM0_BOOT_BUDGET + per_guest * options.guests,
+        run_image: Some(run_image),
+    })
+}
+
+/// One run's dom0 initramfs, `target/dom0/runs/run-<pid>-<n>.img`, removed when dropped. Files
+/// left by runner processes that are gone are removed when the next one is written.
+struct RunImage {
+    path: PathBuf,
+}
+
+impl RunImage {
+    fn write(bytes: &[u8]) -> Result<RunImage> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = workspace::target_dir().join("dom0").join("runs");
+        std::fs::create_dir_all(&dir).context(|| format!("cannot create {}", dir.display()))?;
+        remove_orphans(&dir);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("run-{}-{n}.img", std::process::id()));
+        std::fs::write(&path, bytes).context(|| format!("cannot write {}", path.display()))?;
+        Ok(RunImage { path })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for RunImage {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Removes `run-<pid>-*.img` files whose process is gone.
+fn remove_orphans(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|name| name.strip_prefix("run-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 /// Which pipe a line came from.
@@ -289,10 +523,15 @@ struct Watcher<'a> {
     symbolizer: Option<&'a Symbolizer>,
     log: &'a mut RunLog,
     text: String,
+    guest_log: String,
+    /// DomU path: follows the Linux dom0's lines and the guests' sections.
+    follower: Option<Follower>,
     qemu_errors: Vec<String>,
     verdict: Option<Verdict>,
     /// Set while Xen prints a panic report: the reason so far, and when to stop waiting for more.
     panic: Option<(String, Instant)>,
+    /// DomU path: once the dom0 printed its verdict, how long QEMU may take to exit.
+    dom0_done: Option<Instant>,
     started: Instant,
     first_guest_line_after: Option<Duration>,
     console_lines: usize,
@@ -301,6 +540,8 @@ struct Watcher<'a> {
 
 /// How long to keep reading after `Panic on CPU` for the reason and the closing line.
 const PANIC_GRACE: Duration = Duration::from_secs(2);
+/// How long QEMU may take to exit after the Linux dom0's verdict line.
+const VERDICT_GRACE: Duration = Duration::from_secs(3);
 
 impl Watcher<'_> {
     fn watch(
@@ -308,6 +549,7 @@ impl Watcher<'_> {
         events: &Receiver<Event>,
         process: &mut QemuProcess,
         deadline: Instant,
+        limit: Duration,
     ) -> ShutdownReason {
         loop {
             let now = Instant::now();
@@ -316,13 +558,21 @@ impl Watcher<'_> {
                     return ShutdownReason::XenPanic(detail.clone());
                 }
             }
-            if now >= deadline {
-                return ShutdownReason::Timeout(self.options.timeout);
+            if self.dom0_done.is_some_and(|until| now >= until) {
+                // The verdict is in; QEMU did not exit through the debug port.
+                return ShutdownReason::QemuExited(None);
             }
-            let wait = match &self.panic {
-                Some((_, until)) => (*until).min(deadline) - now,
-                None => deadline - now,
-            };
+            if now >= deadline {
+                return ShutdownReason::Timeout(limit);
+            }
+            let mut wake = deadline;
+            if let Some((_, until)) = &self.panic {
+                wake = wake.min(*until);
+            }
+            if let Some(until) = self.dom0_done {
+                wake = wake.min(until);
+            }
+            let wait = wake - now;
             match events.recv_timeout(wait) {
                 Ok(Event::Line(Stream::Console, line)) => {
                     if let Some(reason) = self.console_line(&line) {
@@ -355,35 +605,28 @@ impl Watcher<'_> {
     }
 
     /// Records one console line; returns the shutdown reason if the line ends the run.
+    ///
+    /// On both paths Xen's reports end the run: a panic, and the hardware domain shutting down
+    /// (on the DomU path that is the Linux dom0, which normally exits QEMU before).
     fn console_line(&mut self, line: &str) -> Option<ShutdownReason> {
         self.console_lines += 1;
-        let xen = is_xen_line(line);
-        let line = match (xen, self.symbolizer) {
-            (false, Some(symbolizer)) => symbolizer.annotate(line).into_owned(),
-            _ => line.to_string(),
-        };
-        self.record(&line, xen);
-        if !xen {
-            if self.first_guest_line_after.is_none() && !line.trim().is_empty() {
-                self.first_guest_line_after = Some(self.started.elapsed());
-            }
-            if let Some(verdict) = parse_verdict(&line) {
-                self.verdict = Some(verdict);
-            }
+        if !is_xen_line(line) {
+            self.other_line(line);
             return None;
         }
+        self.record(line, Source::Xen);
         if let Some((detail, _)) = &mut self.panic {
-            if ends_xen_panic(&line) {
+            if ends_xen_panic(line) {
                 return Some(ShutdownReason::XenPanic(detail.clone()));
             }
             if detail.is_empty() {
-                if let Some(text) = xen_panic_detail(&line) {
+                if let Some(text) = xen_panic_detail(line) {
                     *detail = text.to_string();
                 }
             }
             return None;
         }
-        match parse_xen_event(&line)? {
+        match parse_xen_event(line)? {
             XenEvent::DomainPoweredOff => Some(ShutdownReason::Poweroff),
             XenEvent::DomainRebooted => Some(ShutdownReason::Reboot),
             XenEvent::DomainCrashed => Some(ShutdownReason::Crash),
@@ -397,6 +640,46 @@ impl Watcher<'_> {
         }
     }
 
+    /// A line that is not Xen's: the guest's (dom0 path), or the dom0's or a guest's (DomU path).
+    fn other_line(&mut self, line: &str) {
+        let source = match &mut self.follower {
+            Some(follower) => follower.line(line),
+            None => Source::Guest,
+        };
+        if source != Source::Guest {
+            // The dom0's own lines are prefixed already; Linux's get `dom0: `.
+            let shown = match parse_dom0_line(line) {
+                Some(_) => line.to_string(),
+                None => format!("dom0: {line}"),
+            };
+            self.record(&shown, Source::Dom0);
+            let verdict_in = self
+                .follower
+                .as_ref()
+                .is_some_and(|f| f.dom0_verdict().is_some());
+            if verdict_in && self.dom0_done.is_none() {
+                self.dom0_done = Some(Instant::now() + VERDICT_GRACE);
+            }
+            return;
+        }
+        let line = match self.symbolizer {
+            Some(symbolizer) => symbolizer.annotate(line).into_owned(),
+            None => line.to_string(),
+        };
+        if let Some(follower) = &mut self.follower {
+            follower.guest_line(&line);
+        }
+        if self.first_guest_line_after.is_none() && !line.trim().is_empty() {
+            self.first_guest_line_after = Some(self.started.elapsed());
+        }
+        if let Some(verdict) = parse_verdict(&line) {
+            self.verdict = Some(verdict);
+        }
+        self.guest_log.push_str(&line);
+        self.guest_log.push('\n');
+        self.record(&line, Source::Guest);
+    }
+
     fn qemu_line(&mut self, line: &str) {
         if line.trim().is_empty() {
             return;
@@ -408,8 +691,9 @@ impl Watcher<'_> {
         }
     }
 
-    /// Saves a line and shows it: Xen's dimmed on a terminal, the verdict in colour.
-    fn record(&mut self, line: &str, xen: bool) {
+    /// Saves a line and shows it: on a terminal Xen's dimmed, the Linux dom0's in cyan, the
+    /// verdict in colour.
+    fn record(&mut self, line: &str, source: Source) {
         self.text.push_str(line);
         self.text.push('\n');
         self.log.line(line);
@@ -419,8 +703,10 @@ impl Watcher<'_> {
         let mut stdout = std::io::stdout().lock();
         let style = if !self.color {
             None
-        } else if xen {
+        } else if source == Source::Xen {
             Some("2")
+        } else if source == Source::Dom0 {
+            Some("36")
         } else {
             match parse_verdict(line) {
                 Some(Verdict::Success) => Some("1;32"),
@@ -440,10 +726,10 @@ impl Watcher<'_> {
         let until = Instant::now() + Duration::from_millis(500);
         while let Some(wait) = until.checked_duration_since(Instant::now()) {
             match events.recv_timeout(wait) {
-                Ok(Event::Line(Stream::Console, line)) => {
-                    let xen = is_xen_line(&line);
-                    self.record(&line, xen);
+                Ok(Event::Line(Stream::Console, line)) if is_xen_line(&line) => {
+                    self.record(&line, Source::Xen);
                 }
+                Ok(Event::Line(Stream::Console, line)) => self.other_line(&line),
                 Ok(Event::Line(Stream::Qemu, line)) => self.qemu_line(&line),
                 Ok(Event::Closed(_)) => {}
                 Err(_) => break,

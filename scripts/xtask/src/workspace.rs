@@ -41,15 +41,8 @@ pub fn cache_dir() -> PathBuf {
     }
 }
 
-/// The lock file that pins each Debian package's version and sha256 (`cargo xtask lock` writes it).
+/// The one lock file that pins each Debian package's version and sha256, for the runner and for
+/// scripts/dom0 (`cargo xtask lock` and scripts/dom0/lock.sh write it).
 pub fn packages_lock() -> PathBuf {
     root().join("scripts").join("packages.lock")
-}
-
-/// Every lock file, in the order they are read: ours, then the Linux dom0 image's.
-pub fn packages_locks() -> [PathBuf; 2] {
-    [
-        packages_lock(),
-        root().join("scripts").join("dom0").join("packages.lock"),
-    ]
 }
