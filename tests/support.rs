@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use xtask::console::parse_backtrace_line;
-use xtask::{Profile, RunOptions, RunOutcome};
+use xtask::{Mode, Profile, RunOptions, RunOutcome, XlConsole};
 
 pub use xtask::{ShutdownReason, Verdict};
 pub use xtask::{EXIT_CRASH, EXIT_ERROR, EXIT_FAILURE, EXIT_SKIP, EXIT_SUCCESS, EXIT_TIMEOUT};
@@ -33,10 +33,31 @@ pub fn boot(cmdline: &str) -> Boot {
     })
 }
 
-/// Boots with these options (the kernel and quiet mode are filled in).
+/// Boots the kernel as a Xen PV DomU: a Linux dom0 runs `xl create` on it, with the test
+/// programs as its ramdisk, `cmdline` as its command line and the DomU path's default memory.
+pub fn boot_domu(cmdline: &str) -> Boot {
+    boot_with(domu_options(cmdline))
+}
+
+/// The options of [`boot_domu`], to adjust: the DomU path, the test programs, xl's console log
+/// (faster than a live console), and an xl folder of the tests' own (`target/xl-tests`), so that
+/// `target/xl` stays the one `cargo xtask run` wrote.
+pub fn domu_options(cmdline: &str) -> RunOptions {
+    RunOptions {
+        mode: Mode::Xl,
+        cmdline: cmdline.to_string(),
+        programs: true,
+        memory_mib: xtask::DEFAULT_DOMU_MEMORY_MIB,
+        xl_console: XlConsole::Log,
+        xl_dir: Some(xtask::workspace::target_dir().join("xl-tests")),
+        ..RunOptions::default()
+    }
+}
+
+/// Boots with these options (quiet; the kernel built once unless the options name one).
 pub fn boot_with(options: RunOptions) -> Boot {
     let options = RunOptions {
-        kernel: Some(kernel().to_path_buf()),
+        kernel: Some(options.kernel.clone().unwrap_or_else(|| kernel().to_path_buf())),
         quiet: true,
         ..options
     };
