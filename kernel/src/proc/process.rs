@@ -442,6 +442,14 @@ fn resolve(addr: u64, access: Access, present: bool) -> Result<(), Refusal> {
     }
 }
 
+/// Counts a shared file page mapped, remembering the run's first.
+fn note_shared(pfn: Pfn) {
+    COUNTERS.shared_file_maps.fetch_add(1, Ordering::Relaxed);
+    if COUNTERS.first_shared_pfn.load(Ordering::Relaxed) == 0 {
+        COUNTERS.first_shared_pfn.store(pfn.0, Ordering::Relaxed);
+    }
+}
+
 fn user_flags(writable: bool, exec: bool) -> PteFlags {
     let mut flags = PteFlags::PRESENT | PteFlags::USER_ACCESSIBLE;
     if writable {
@@ -473,11 +481,8 @@ fn map_page(mm: &mut KernelMm, process: &Process, page: u64, source: Source<'_>,
     let result = match source {
         Source::SharedFile { file_offset } => {
             let first = process.image.file_first_pfn.expect("shared only when page-aligned");
-            COUNTERS.shared_file_maps.fetch_add(1, Ordering::Relaxed);
             let pfn = Pfn(first.0 + file_offset / PAGE_SIZE);
-            if COUNTERS.first_shared_pfn.load(Ordering::Relaxed) == 0 {
-                COUNTERS.first_shared_pfn.store(pfn.0, Ordering::Relaxed);
-            }
+            note_shared(pfn);
             mm.tables.map(root, va, pfn, flags, &mut mm.frames)
         }
         Source::Zero => {
@@ -486,7 +491,7 @@ fn map_page(mm: &mut KernelMm, process: &Process, page: u64, source: Source<'_>,
         }
         Source::PrivateFile(_) if !flags.contains(PteFlags::WRITABLE) && PAGE_CACHE.lock().find(page).is_some() => {
             let pfn = PAGE_CACHE.lock().find(page).expect("checked above");
-            COUNTERS.shared_file_maps.fetch_add(1, Ordering::Relaxed);
+            note_shared(pfn);
             mm.tables.map(root, va, pfn, flags, &mut mm.frames)
         }
         Source::PrivateFile(contents) => {
