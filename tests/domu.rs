@@ -5,7 +5,8 @@
 //! exit status; a DomU crash gives a complete, symbolized crash report and exit status 4; 5000
 //! console lines through the live `xl create -c` console arrive whole and in order; several guests
 //! run one after another from the same cfg; a kernel xl cannot build is a toolstack failure with
-//! xl's own reason. The cfg the runner boots is the one it leaves in the xl folder.
+//! xl's own reason; a 1 GiB DomU fits (QEMU is sized for dom0 and the guest). The cfg the runner
+//! boots is the one it leaves in the xl folder.
 
 use faultline_tests::{boot_domu, boot_with, domu_options, ShutdownReason, Verdict, EXIT_SUCCESS};
 use xtask::{XlConsole, EXIT_SETUP};
@@ -155,4 +156,15 @@ fn a_kernel_xl_cannot_build_is_a_toolstack_failure() {
         run.outcome.reason
     );
     assert!(matches!(run.outcome.shutdown, ShutdownReason::Toolstack(_)));
+}
+
+#[test]
+fn a_one_gib_domu_runs_the_memory_tests() {
+    let run = boot_with(xtask::RunOptions {
+        memory_mib: 1024,
+        ..domu_options("selftest=mm")
+    });
+    run.assert_exit(EXIT_SUCCESS)
+        .assert_guest_contains("nr_pages 262144 (1024 MiB)")
+        .assert_last_line_is_verdict(Verdict::Success);
 }
