@@ -90,8 +90,9 @@ pub fn render_cfg(config: &GuestConfig<'_>) -> Result<String> {
 }
 
 /// Writes the folder: the kernel as `faultline`, the ramdisk under its own file name, and
-/// `faultline.cfg` naming both relatively. Holds `<dir>/.lock` while it writes and while
-/// `then` runs (e.g. packs the payload), so concurrent runs into the same folder take turns.
+/// `faultline.cfg` naming both relatively. Holds `<dir>.lock` (next to the folder, so that the
+/// folder holds only what xl needs) while it writes and while `then` runs (e.g. packs the
+/// payload), so concurrent runs into the same folder take turns.
 pub fn with_xl_dir<T>(
     dir: &Path,
     kernel: &Path,
@@ -101,7 +102,9 @@ pub fn with_xl_dir<T>(
     then: impl FnOnce(&XlDir) -> Result<T>,
 ) -> Result<T> {
     fs::create_dir_all(dir).context(|| format!("cannot create {}", dir.display()))?;
-    let lock_path = dir.join(".lock");
+    let mut lock_name = dir.file_name().unwrap_or_default().to_os_string();
+    lock_name.push(".lock");
+    let lock_path = dir.with_file_name(lock_name);
     let lock = File::options()
         .create(true)
         .truncate(false)
