@@ -14,8 +14,11 @@ use crate::xen::xenstore::Xenstore;
 use crate::xen::{console, console_io, console_ring, events, hypercall, shared_info, XenError};
 
 /// Entered from boot/head.S on the boot stack with start_info's virtual address.
+///
+/// # Safety
+/// Only Xen's entry path calls this, once, with the start_info pointer Xen passed in %rsi.
 #[no_mangle]
-pub extern "C" fn kernel_start(start_info: *const start_info) -> ! {
+pub unsafe extern "C" fn kernel_start(start_info: *const start_info) -> ! {
     if !hypercall::page_is_written() {
         // No hypercall can work, so nothing can be printed: crash loudly with an undefined
         // instruction before the trap table exists (Xen then crashes the domain).
@@ -181,7 +184,7 @@ fn boot_module(info: &StartInfo<'_>) -> Option<suite::Module> {
     let (va, first_pfn) = if raw.flags & xen_sys::SIF_MOD_START_PFN != 0 {
         (mm::DIRECT_MAP_BASE + raw.mod_start * 4096, Some(raw.mod_start))
     } else {
-        let aligned = raw.mod_start >= base && raw.mod_start % 4096 == 0;
+        let aligned = raw.mod_start >= base && raw.mod_start.is_multiple_of(4096);
         (raw.mod_start, aligned.then(|| (raw.mod_start - base) / 4096))
     };
     // SAFETY: Xen maps the module (mod_len bytes) writable at that address for the life of

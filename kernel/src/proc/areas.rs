@@ -53,7 +53,7 @@ impl Areas {
 
     /// The lowest free `len` bytes at or above `MMAP_BASE` (or the hint, if free).
     pub fn find_free(&self, len: u64, hint: u64) -> Option<u64> {
-        if hint != 0 && hint % PAGE_SIZE == 0 && is_mappable(hint, len) && !self.overlaps(&(hint..hint + len)) {
+        if hint != 0 && hint.is_multiple_of(PAGE_SIZE) && is_mappable(hint, len) && !self.overlaps(&(hint..hint + len)) {
             return Some(hint);
         }
         let mut start = MMAP_BASE;

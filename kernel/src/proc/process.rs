@@ -543,9 +543,9 @@ fn copy_on_write(mm: &mut KernelMm, process: &Process, page: u64, flags: PteFlag
 /// Copies user memory at `addr` into `out`, faulting pages in as a read would.
 pub fn copy_from_user(addr: u64, out: &mut [u8]) -> Result<(), Errno> {
     walk_user(addr, out.len(), Access::Read, |pfn, offset, range| {
+        let dst = &mut out[range];
         // SAFETY: `pfn` is mapped for the program, readable through the direct map; the range
         // stays inside the page.
-        let dst = &mut out[range];
         unsafe { core::ptr::copy_nonoverlapping(frame_ptr(pfn).add(offset), dst.as_mut_ptr(), dst.len()) };
     })
 }

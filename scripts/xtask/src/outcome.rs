@@ -24,32 +24,9 @@ pub const EXIT_TIMEOUT: i32 = 5;
 /// Linux dom0 or its toolstack (`xl create` could not build the domain, a bad payload).
 pub const EXIT_SETUP: i32 = 6;
 
-/// The guest's verdict, ordered as XTF orders them: Success < Skip < Error < Failure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Verdict {
-    Success,
-    Skip,
-    Error,
-    Failure,
-}
-
-impl Verdict {
-    /// The word the guest prints after `Test result: `.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Success => "SUCCESS",
-            Verdict::Skip => "SKIP",
-            Verdict::Error => "ERROR",
-            Verdict::Failure => "FAILURE",
-        }
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The guest's verdict, ordered as XTF orders them (Success < Skip < Error < Failure): the
+/// kernel's own type, so the word the guest prints and the word the runner reads are one.
+pub use faultline::testing::verdict::Verdict;
 
 /// Why the run (or, on the DomU path, one guest) stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@ pub const MAX_FRAMES: usize = 32;
 pub fn walk(mut rbp: u64, stack: Range<u64>, read: impl Fn(u64) -> u64, mut visit: impl FnMut(u64)) -> usize {
     let mut frames = 0;
     while frames < MAX_FRAMES {
-        if rbp == 0 || rbp % 8 != 0 || rbp < stack.start || rbp.saturating_add(16) > stack.end {
+        if rbp == 0 || !rbp.is_multiple_of(8) || rbp < stack.start || rbp.saturating_add(16) > stack.end {
             break;
         }
         let next = read(rbp);
