@@ -132,35 +132,26 @@ pub fn update_va_mapping(va: u64, pte: u64, flags: u64) -> Result<(), XenError> 
 /// HYPERVISOR_mmu_update on our own tables. On failure returns how many entries Xen applied
 /// before the first one it refused (Xen public/xen.h: the batch stops at the first failure).
 pub fn mmu_update(updates: &[MmuUpdate]) -> Result<(), (u32, XenError)> {
-    let mut done: u32 = 0;
-    // SAFETY: Xen reads `len` entries from `updates` and writes the count of applied entries
-    // to `done`; both live for the call.
-    let ret = unsafe {
-        raw(
-            abi::__HYPERVISOR_mmu_update,
-            updates.as_ptr() as u64,
-            updates.len() as u64,
-            core::ptr::addr_of_mut!(done) as u64,
-            u64::from(abi::DOMID_SELF),
-            0,
-        )
-    };
-    XenError::check(ret).map(drop).map_err(|e| (done, e))
+    // SAFETY: `MmuUpdate` is `struct mmu_update` (layout asserted in mm::backend).
+    unsafe { batch(abi::__HYPERVISOR_mmu_update, updates) }
 }
 
 /// HYPERVISOR_mmuext_op on our own tables (pin/unpin, base pointers, TLB flushes).
 pub fn mmuext_op(ops: &[mmuext_op]) -> Result<(), (u32, XenError)> {
+    // SAFETY: `mmuext_op` is xen-sys's `struct mmuext_op` (layout asserted in xen::abi).
+    unsafe { batch(abi::__HYPERVISOR_mmuext_op, ops) }
+}
+
+/// A batched MMU hypercall on DOMID_SELF: `(items, count, &done, domid)`.
+///
+/// # Safety
+/// `T` must be the structure hypercall `nr` reads, with the C layout.
+unsafe fn batch<T>(nr: u32, items: &[T]) -> Result<(), (u32, XenError)> {
     let mut done: u32 = 0;
-    // SAFETY: as for `mmu_update`: Xen reads `len` ops and writes the count done.
+    // SAFETY: Xen reads `len` items from `items` (of the type the caller guarantees) and
+    // writes the count applied to `done`; both live for the call.
     let ret = unsafe {
-        raw(
-            abi::__HYPERVISOR_mmuext_op,
-            ops.as_ptr() as u64,
-            ops.len() as u64,
-            core::ptr::addr_of_mut!(done) as u64,
-            u64::from(abi::DOMID_SELF),
-            0,
-        )
+        raw(nr, items.as_ptr() as u64, items.len() as u64, core::ptr::addr_of_mut!(done) as u64, u64::from(abi::DOMID_SELF), 0)
     };
     XenError::check(ret).map(drop).map_err(|e| (done, e))
 }

@@ -358,13 +358,7 @@ fn apt_get_download(folder: &Path, pin: &Pin) -> Result<()> {
     if output.status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let last = stderr
-        .lines()
-        .rev()
-        .find(|line| !line.trim().is_empty())
-        .unwrap_or("")
-        .trim();
+    let last = last_error_line(&output);
     Err(Error::new(format!(
         "apt-get download {spec} failed ({last}); if the archive no longer has this version, re-pin it with `cargo xtask lock {}`",
         pin.package
@@ -439,17 +433,23 @@ fn require_success(what: &str, output: &Output) -> Result<()> {
     if output.status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let last = stderr
-        .lines()
-        .rev()
-        .find(|line| !line.trim().is_empty())
-        .unwrap_or("")
-        .trim();
+    let last = last_error_line(output);
     Err(Error::new(format!(
         "{what} failed ({}): {last}",
         output.status
     )))
+}
+
+/// The last non-blank line a command wrote on stderr (usually its error).
+fn last_error_line(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    stderr
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
 
 /// Fails unless `apt-get`, `apt-cache` and `dpkg-deb` are on PATH.
