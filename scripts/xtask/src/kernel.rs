@@ -37,6 +37,7 @@ impl Profile {
 ///
 /// Cargo's own progress and error messages go to stderr as usual.
 pub fn build_kernel(profile: Profile) -> Result<PathBuf> {
+    ensure_target()?;
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(&cargo);
     command
@@ -89,6 +90,82 @@ pub fn build_kernel(profile: Profile) -> Result<PathBuf> {
     Ok(image)
 }
 
+/// Makes sure the toolchain has the standard library of [`KERNEL_TARGET`].
+///
+/// rustup installs the `targets` of rust-toolchain.toml only when it installs the toolchain
+/// itself; a toolchain that was already there keeps lacking the target. So: when the target's
+/// library folder is missing and rustup is there, add the target (one line says so); without
+/// rustup, say what to install.
+fn ensure_target() -> Result<()> {
+    let root = workspace::root();
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = Command::new(&rustc)
+        .current_dir(&root)
+        .args(["--print", "target-libdir", "--target", KERNEL_TARGET])
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .context(|| format!("cannot start {}", rustc.to_string_lossy()))?;
+    let libdir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    if output.status.success() && libdir.is_dir() {
+        return Ok(());
+    }
+    let toolchain = pinned_toolchain()?;
+    let has_rustup = Command::new("rustup")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !has_rustup {
+        return Err(Error::new(format!(
+            "the Rust toolchain has no standard library for {KERNEL_TARGET} and rustup is not installed: install rustup (Debian: `apt-get install rustup`), then `rustup toolchain install {toolchain} --target {KERNEL_TARGET}`; or install that toolchain's rust-std for {KERNEL_TARGET} by other means"
+        )));
+    }
+    crate::packages::status(&format!(
+        "toolchain {toolchain} lacks the {KERNEL_TARGET} target: rustup target add {KERNEL_TARGET} --toolchain {toolchain}"
+    ));
+    let output = Command::new("rustup")
+        .current_dir(&root)
+        .args(["target", "add", KERNEL_TARGET, "--toolchain", &toolchain])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .context(|| "cannot run rustup".to_string())?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("");
+        return Err(Error::new(format!(
+            "rustup target add {KERNEL_TARGET} --toolchain {toolchain} failed ({}): {last}",
+            output.status
+        )));
+    }
+    Ok(())
+}
+
+/// The toolchain this build runs on: rustup's `RUSTUP_TOOLCHAIN` (set by its proxies), else the
+/// `channel` of rust-toolchain.toml.
+fn pinned_toolchain() -> Result<String> {
+    if let Some(toolchain) = env::var("RUSTUP_TOOLCHAIN").ok().filter(|t| !t.is_empty()) {
+        return Ok(toolchain);
+    }
+    let path = workspace::root().join("rust-toolchain.toml");
+    let text =
+        std::fs::read_to_string(&path).context(|| format!("cannot read {}", path.display()))?;
+    toolchain_channel(&text)
+        .ok_or_else(|| Error::new(format!("{} names no channel", path.display())))
+}
+
+/// The `channel = "..."` of a rust-toolchain.toml.
+fn toolchain_channel(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let value = line.trim().strip_prefix("channel")?.trim().strip_prefix('=')?;
+        Some(value.trim().trim_matches('"').to_string())
+    })
+}
+
 /// The executable of the kernel binary from one of cargo's JSON messages, if it is that message.
 fn artifact_executable(line: &str) -> Option<PathBuf> {
     let message: serde_json::Value = serde_json::from_str(line).ok()?;
@@ -111,6 +188,15 @@ fn artifact_executable(line: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_pinned_channel() {
+        let text = "[toolchain]\nchannel = \"1.95.0\"\ntargets = [\"x86_64-unknown-none\"]\n";
+        assert_eq!(toolchain_channel(text), Some("1.95.0".to_string()));
+        assert_eq!(toolchain_channel("[toolchain]\n"), None);
+        let ours = std::fs::read_to_string(workspace::root().join("rust-toolchain.toml")).unwrap();
+        assert!(toolchain_channel(&ours).is_some());
+    }
 
     #[test]
     fn finds_the_kernel_artifact() {

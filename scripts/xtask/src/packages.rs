@@ -19,7 +19,8 @@ use std::io::Write as _;
 use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use sha2::{Digest as _, Sha256};
 
@@ -115,15 +116,23 @@ impl Lock {
 /// Makes sure every package in `packages` is downloaded, verified and unpacked, and returns the
 /// one folder they are all unpacked into.
 pub fn ensure(packages: &[&str]) -> Result<PathBuf> {
+    ensure_in(&workspace::cache_dir(), packages)
+}
+
+/// [`ensure`] into the cache folder `cache`.
+///
+/// Concurrency: the whole check, fetch and unpack runs under the cache's lock, into a temporary
+/// folder of a name no other caller uses, renamed into place only once complete (the stamp file
+/// last). A caller killed halfway leaves only a temporary folder, which the next caller sweeps.
+pub fn ensure_in(cache: &Path, packages: &[&str]) -> Result<PathBuf> {
     check_debian_tools()?;
     let lock = Lock::load()?;
     let pins = packages
         .iter()
         .map(|package| lock.get(package).cloned())
         .collect::<Result<Vec<Pin>>>()?;
-    let cache = workspace::cache_dir();
-    fs::create_dir_all(&cache).context(|| format!("cannot create {}", cache.display()))?;
-    let _cache_lock = lock_cache(&cache)?;
+    fs::create_dir_all(cache).context(|| format!("cannot create {}", cache.display()))?;
+    let _cache_lock = lock_cache(cache)?;
 
     let name = root_name(&pins);
     let root = cache.join("roots").join(&name);
@@ -133,12 +142,10 @@ pub fn ensure(packages: &[&str]) -> Result<PathBuf> {
     }
     let debs = pins
         .iter()
-        .map(|pin| fetch_deb(&cache, pin))
+        .map(|pin| fetch_deb(cache, pin))
         .collect::<Result<Vec<PathBuf>>>()?;
-    let partial = cache
-        .join("roots")
-        .join(format!(".{name}.partial-{}", std::process::id()));
-    remove_dir_if_present(&partial)?;
+    sweep_partials(&cache.join("roots"))?;
+    let partial = partial_path(&cache.join("roots").join(&name));
     fs::create_dir_all(&partial).context(|| format!("cannot create {}", partial.display()))?;
     for deb in &debs {
         status(&format!("unpacking {}", file_name(deb)));
@@ -300,8 +307,8 @@ fn fetch_deb(cache: &Path, pin: &Pin) -> Result<PathBuf> {
     if deb.is_file() && sha256_of(&deb)? == pin.sha256 {
         return Ok(deb);
     }
-    let download = debs.join(format!(".download-{}", std::process::id()));
-    remove_dir_if_present(&download)?;
+    sweep_partials(&debs)?;
+    let download = partial_path(&debs.join("download"));
     fs::create_dir_all(&download).context(|| format!("cannot create {}", download.display()))?;
     status(&format!("downloading {} {}", pin.package, pin.version));
     apt_get_download(&download, pin)?;
@@ -348,10 +355,13 @@ fn apt_get_download(folder: &Path, pin: &Pin) -> Result<()> {
             .context(|| "cannot run apt-get".to_string())
     };
     let mut output = attempt()?;
-    if !output.status.success() && !UPDATED.load(Ordering::SeqCst) {
-        status(&format!(
-            "apt does not offer {spec} yet; updating the package lists"
-        ));
+    if !output.status.success() {
+        // Another thread may be updating the lists right now: apt_get_update waits for it.
+        if !*UPDATED.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+            status(&format!(
+                "apt does not offer {spec} yet; updating the package lists"
+            ));
+        }
         apt_get_update()?;
         output = attempt()?;
     }
@@ -365,14 +375,19 @@ fn apt_get_download(folder: &Path, pin: &Pin) -> Result<()> {
     )))
 }
 
-/// Whether this process already ran `apt-get update`.
-static UPDATED: AtomicBool = AtomicBool::new(false);
+/// Whether this process already ran (or tried) `apt-get update`; held while it runs, so a second
+/// thread that needs fresh lists waits for the first one's update instead of skipping it.
+static UPDATED: Mutex<bool> = Mutex::new(false);
 
 /// Runs `apt-get update` (as root), at most once per process.
 pub(crate) fn apt_get_update() -> Result<()> {
-    if UPDATED.swap(true, Ordering::SeqCst) {
+    let mut updated = UPDATED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if *updated {
         return Ok(());
     }
+    *updated = true;
     if !is_root() {
         return Err(Error::new(
             "apt's package lists are empty or stale: run `sudo apt-get update`, then try again",
@@ -390,7 +405,9 @@ pub(crate) fn apt_get_update() -> Result<()> {
 }
 
 /// Holds an exclusive lock on the cache while packages are fetched and unpacked, so concurrent
-/// runs (parallel tests) do not download the same file twice.
+/// runs (parallel tests, threads of one test binary too: each call opens the file anew, and
+/// flock(2) locks belong to the open file) do not download the same file twice or read a
+/// half-written one.
 pub(crate) fn lock_cache(cache: &Path) -> Result<File> {
     let path = cache.join(".lock");
     let file = File::options()
@@ -402,6 +419,39 @@ pub(crate) fn lock_cache(cache: &Path) -> Result<File> {
     file.lock()
         .context(|| format!("cannot lock {}", path.display()))?;
     Ok(file)
+}
+
+/// A temporary name next to `path` that no other thread or process uses:
+/// `.<name>.partial-<pid>-<n>`. Readers look only at final names; a rename makes it one.
+pub(crate) fn partial_path(path: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let serial = NEXT.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(
+        ".{}.partial-{}-{serial}",
+        file_name(path),
+        std::process::id()
+    ))
+}
+
+/// Removes the temporary files and folders ([`partial_path`]) left in `folder` by callers that
+/// were killed halfway. Only call it with the cache's lock held: then no live caller owns one.
+pub(crate) fn sweep_partials(folder: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(folder) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(".partial-") {
+            let path = entry.path();
+            if path.is_dir() {
+                remove_dir_if_present(&path)?;
+            } else {
+                fs::remove_file(&path).context(|| format!("cannot remove {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The cache folder name for a set of pins: readable, and unique per set and versions.
@@ -494,7 +544,7 @@ pub(crate) fn progress_stdio() -> Stdio {
 }
 
 /// A status line from the runner (stderr, prefixed).
-pub(crate) fn status(message: &str) {
+pub fn status(message: &str) {
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "xtask: {message}");
 }

@@ -2,12 +2,12 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 
 use crate::error::{Context, Error, Result};
-use crate::packages;
+use crate::{packages, workspace};
 
 /// The Debian package that holds the hypervisor.
 pub const XEN_PACKAGE: &str = "xen-hypervisor-4.17-amd64";
@@ -24,27 +24,23 @@ pub struct Hypervisor {
 
 /// Fetches and unpacks the hypervisor package if needed and returns the gunzipped image.
 pub fn ensure_hypervisor() -> Result<Hypervisor> {
-    let root = packages::ensure(&[XEN_PACKAGE])?;
+    ensure_hypervisor_in(&workspace::cache_dir())
+}
+
+/// [`ensure_hypervisor`] with the cache folder `cache`.
+///
+/// The gunzip runs under the cache's lock into a name no other caller uses and is renamed into
+/// place complete, so parallel callers (threads or processes) never read half an image.
+pub fn ensure_hypervisor_in(cache: &Path) -> Result<Hypervisor> {
+    let root = packages::ensure_in(cache, &[XEN_PACKAGE])?;
     let package_version = packages::Lock::load()?.get(XEN_PACKAGE)?.version.clone();
     let gz = root.join(XEN_GZ);
     let elf = gz.with_extension("");
     if !is_elf(&elf) {
-        let partial = elf.with_file_name(format!(".xen.partial-{}", std::process::id()));
-        let mut input =
-            GzDecoder::new(File::open(&gz).context(|| format!("cannot open {}", gz.display()))?);
-        let mut output =
-            File::create(&partial).context(|| format!("cannot create {}", partial.display()))?;
-        io::copy(&mut input, &mut output).context(|| format!("cannot gunzip {}", gz.display()))?;
-        drop(output);
-        if !is_elf(&partial) {
-            let _ = fs::remove_file(&partial);
-            return Err(Error::new(format!(
-                "{} does not hold an ELF image",
-                gz.display()
-            )));
+        let _cache_lock = packages::lock_cache(cache)?;
+        if !is_elf(&elf) {
+            gunzip_into_place(&gz, &elf)?;
         }
-        fs::rename(&partial, &elf)
-            .context(|| format!("cannot move {} into place", elf.display()))?;
     }
     Ok(Hypervisor {
         elf,
@@ -52,7 +48,29 @@ pub fn ensure_hypervisor() -> Result<Hypervisor> {
     })
 }
 
-fn is_elf(path: &std::path::Path) -> bool {
+/// Gunzips `gz` into `elf` through a temporary file; the caller holds the cache's lock.
+fn gunzip_into_place(gz: &Path, elf: &Path) -> Result<()> {
+    if let Some(folder) = elf.parent() {
+        packages::sweep_partials(folder)?;
+    }
+    let partial = packages::partial_path(elf);
+    let mut input =
+        GzDecoder::new(File::open(gz).context(|| format!("cannot open {}", gz.display()))?);
+    let mut output =
+        File::create(&partial).context(|| format!("cannot create {}", partial.display()))?;
+    io::copy(&mut input, &mut output).context(|| format!("cannot gunzip {}", gz.display()))?;
+    drop(output);
+    if !is_elf(&partial) {
+        let _ = fs::remove_file(&partial);
+        return Err(Error::new(format!(
+            "{} does not hold an ELF image",
+            gz.display()
+        )));
+    }
+    fs::rename(&partial, elf).context(|| format!("cannot move {} into place", elf.display()))
+}
+
+fn is_elf(path: &Path) -> bool {
     use std::io::Read as _;
     let mut magic = [0u8; 4];
     File::open(path)

@@ -163,11 +163,7 @@ fn copy_into(dir: &Path, name: &str, from: &Path) -> Result<()> {
 
 /// Writes a file through a temporary name and a rename, so that no reader sees half of it.
 fn write_replacing(path: &Path, bytes: &[u8]) -> Result<()> {
-    let partial = path.with_file_name(format!(
-        ".{}.partial-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
+    let partial = crate::packages::partial_path(path);
     fs::write(&partial, bytes).context(|| format!("cannot write {}", partial.display()))?;
     fs::rename(&partial, path).context(|| format!("cannot move {} into place", path.display()))
 }
