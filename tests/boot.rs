@@ -71,10 +71,7 @@ fn selftest_panic_reports_location_and_backtrace() {
         .assert_guest_contains("panicked at")
         .assert_guest_contains(".rs:")
         .assert_symbolized_backtrace();
-    assert!(
-        run.outcome.verdict.is_none(),
-        "a panic must not print a verdict line"
-    );
+    assert!(run.outcome.verdict.is_none(), "a panic must not print a verdict line");
 }
 
 #[test]
@@ -92,8 +89,7 @@ fn eight_mib_of_memory_are_all_given_to_dom0() {
         memory_mib: 8,
         ..RunOptions::default()
     });
-    run.assert_exit(EXIT_SUCCESS)
-        .assert_guest_contains("nr_pages 2048 ");
+    run.assert_exit(EXIT_SUCCESS).assert_guest_contains("nr_pages 2048 ");
 }
 
 #[test]
@@ -103,6 +99,5 @@ fn four_gib_of_memory_are_all_given_to_dom0() {
         memory_mib: 4096,
         ..RunOptions::default()
     });
-    run.assert_exit(EXIT_SUCCESS)
-        .assert_guest_contains("nr_pages 1048576 ");
+    run.assert_exit(EXIT_SUCCESS).assert_guest_contains("nr_pages 1048576 ");
 }

@@ -36,10 +36,7 @@ fn the_suite_passes_as_a_domu() {
         .and_then(|n| n.parse().ok())
         .expect("a TAP plan line");
     let oks = lines.iter().filter(|line| line.starts_with("ok ")).count();
-    let not_oks: Vec<_> = lines
-        .iter()
-        .filter(|line| line.starts_with("not ok"))
-        .collect();
+    let not_oks: Vec<_> = lines.iter().filter(|line| line.starts_with("not ok")).collect();
     assert!(not_oks.is_empty(), "failed programs: {not_oks:#?}");
     assert_eq!(oks, plan, "one ok line per planned run");
     assert!(plan >= 28, "the catalogue has {plan} runs");
@@ -50,18 +47,10 @@ fn the_suite_passes_as_a_domu() {
     assert_eq!(outcome.guests[0].domid, Some(xenstore_domid(&lines)));
     // The whole console is kept: Xen's, the dom0's progress and xl's messages, the guest's.
     let saved = std::fs::read_to_string(&outcome.log_path).unwrap();
-    for text in [
-        "(XEN) ",
-        "faultline-dom0: ",
-        "xl: ",
-        "FAULTLINE-DOM0-GUEST 1 ",
-        "Test result: SUCCESS",
-    ] {
-        assert!(
-            saved.contains(text),
-            "no {text:?} in {}",
-            outcome.log_path.display()
-        );
+    for text in
+        ["(XEN) ", "faultline-dom0: ", "xl: ", "FAULTLINE-DOM0-GUEST 1 ", "Test result: SUCCESS"]
+    {
+        assert!(saved.contains(text), "no {text:?} in {}", outcome.log_path.display());
     }
     // xl booted the cfg the runner left in the xl folder, whose paths are relative.
     let cfg = domu_options("").xl_dir.unwrap().join("faultline.cfg");
@@ -76,17 +65,10 @@ fn the_suite_passes_as_a_domu() {
 #[test]
 fn a_domu_crash_is_reported_and_symbolized() {
     let run = boot_domu("selftest=pf");
-    run.assert_crash_report("#PF")
-        .assert_guest_contains("cr2=0x0");
+    run.assert_crash_report("#PF").assert_guest_contains("cr2=0x0");
     let saved = std::fs::read_to_string(&run.outcome.log_path).unwrap();
-    assert!(
-        saved.contains("#PF") && saved.contains("cr2=0x0"),
-        "the saved log has the report"
-    );
-    assert!(
-        saved.contains("faultline::testing::selftest::"),
-        "the saved log is symbolized"
-    );
+    assert!(saved.contains("#PF") && saved.contains("cr2=0x0"), "the saved log has the report");
+    assert!(saved.contains("faultline::testing::selftest::"), "the saved log is symbolized");
     assert!(saved.contains("FAULTLINE-DOM0-GUEST 1 1 crash"));
 }
 
@@ -96,8 +78,7 @@ fn five_thousand_lines_arrive_in_order_through_the_live_console() {
         xl_console: XlConsole::Live,
         ..domu_options("selftest=flood")
     });
-    run.assert_exit(EXIT_SUCCESS)
-        .assert_last_line_is_verdict(Verdict::Success);
+    run.assert_exit(EXIT_SUCCESS).assert_last_line_is_verdict(Verdict::Success);
     let numbers: Vec<u32> = run
         .guest_lines()
         .iter()
@@ -107,24 +88,16 @@ fn five_thousand_lines_arrive_in_order_through_the_live_console() {
                 rest.ends_with(": the quick brown fox jumps over the lazy dog"),
                 "cut line: {rest:?}"
             );
-            rest[..5]
-                .parse()
-                .unwrap_or_else(|_| panic!("bad number in {rest:?}"))
+            rest[..5].parse().unwrap_or_else(|_| panic!("bad number in {rest:?}"))
         })
         .collect();
     assert_eq!(numbers.len(), 5000, "every flood line arrives");
-    assert!(
-        numbers.iter().enumerate().all(|(i, n)| *n as usize == i),
-        "in order, none twice"
-    );
+    assert!(numbers.iter().enumerate().all(|(i, n)| *n as usize == i), "in order, none twice");
 }
 
 #[test]
 fn two_guests_run_one_after_another() {
-    let run = boot_with(xtask::RunOptions {
-        guests: 2,
-        ..domu_options("selftest=none")
-    });
+    let run = boot_with(xtask::RunOptions { guests: 2, ..domu_options("selftest=none") });
     run.assert_exit(EXIT_SUCCESS);
     let guests = &run.outcome.guests;
     assert_eq!(guests.len(), 2, "{}", run.outcome.reason);
@@ -150,20 +123,13 @@ fn a_kernel_xl_cannot_build_is_a_toolstack_failure() {
         ..domu_options("selftest=none")
     });
     run.assert_exit(EXIT_SETUP);
-    assert!(
-        run.outcome.reason.contains("xl create failed: "),
-        "{}",
-        run.outcome.reason
-    );
+    assert!(run.outcome.reason.contains("xl create failed: "), "{}", run.outcome.reason);
     assert!(matches!(run.outcome.shutdown, ShutdownReason::Toolstack(_)));
 }
 
 #[test]
 fn a_one_gib_domu_runs_the_memory_tests() {
-    let run = boot_with(xtask::RunOptions {
-        memory_mib: 1024,
-        ..domu_options("selftest=mm")
-    });
+    let run = boot_with(xtask::RunOptions { memory_mib: 1024, ..domu_options("selftest=mm") });
     run.assert_exit(EXIT_SUCCESS)
         .assert_guest_contains("nr_pages 262144 (1024 MiB)")
         .assert_last_line_is_verdict(Verdict::Success);

@@ -26,11 +26,17 @@ fn field(run: &faultline_tests::Boot, prefix: &str, key: &str) -> u64 {
 }
 
 fn memory_tests_pass(memory_mib: u32) {
-    let run = boot_with(RunOptions { cmdline: "selftest=mm".into(), memory_mib, ..RunOptions::default() });
+    let run = boot_with(RunOptions {
+        cmdline: "selftest=mm".into(),
+        memory_mib,
+        ..RunOptions::default()
+    });
     run.assert_exit(EXIT_SUCCESS)
         .assert_guest_contains("[ok] demand: 5 faults, new tables L3=2 L2=3 L1=4")
         .assert_guest_contains("= 1.00 per fault")
-        .assert_guest_contains("[ok] dense demand: 600 faults over 600 pages, 2 new L1 tables, 600 hypercalls")
+        .assert_guest_contains(
+            "[ok] dense demand: 600 faults over 600 pages, 2 new L1 tables, 600 hypercalls",
+        )
         .assert_guest_contains("[ok] writable table: Xen refused")
         .assert_guest_contains("[ok] release:")
         .assert_guest_contains("[ok] heap:")

@@ -20,7 +20,11 @@ fn counter(line: &str, key: &str) -> u64 {
 
 #[test]
 fn the_catalogue_runs_as_every_program_expects() {
-    let run = boot_with(RunOptions { programs: true, timeout: std::time::Duration::from_secs(180), ..RunOptions::default() });
+    let run = boot_with(RunOptions {
+        programs: true,
+        timeout: std::time::Duration::from_secs(180),
+        ..RunOptions::default()
+    });
     run.assert_exit(EXIT_SUCCESS).assert_last_line_is_verdict(Verdict::Success);
     let lines = run.guest_lines();
     let plan: usize = lines
@@ -33,15 +37,32 @@ fn the_catalogue_runs_as_every_program_expects() {
     assert!(not_oks.is_empty(), "failed programs: {not_oks:#?}");
     assert_eq!(oks, plan, "one ok line per planned run");
     assert!(plan >= 28, "the catalogue has {plan} runs");
-    for name in ["null_read", "write_text", "exec_stack", "read_kernel", "write_page_table", "stack_overflow", "out_of_memory", "infinite_loop", "c_hello", "c_demand", "shared_text (run 2 of 2)", "cow_data (run 2 of 2)"] {
-        assert!(lines.iter().any(|l| l.starts_with("ok ") && l.contains(&format!(" - {name}"))), "no ok line for {name}");
+    for name in [
+        "null_read",
+        "write_text",
+        "exec_stack",
+        "read_kernel",
+        "write_page_table",
+        "stack_overflow",
+        "out_of_memory",
+        "infinite_loop",
+        "c_hello",
+        "c_demand",
+        "shared_text (run 2 of 2)",
+        "cow_data (run 2 of 2)",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with("ok ") && l.contains(&format!(" - {name}"))),
+            "no ok line for {name}"
+        );
     }
     assert!(!run.outcome.log.contains("LEAK"), "a program leaked frames");
     let programs = lines.iter().find(|l| l.starts_with("programs:")).expect("a programs: line");
     assert!(counter(programs, "shared_file_maps") > 0, "file pages are mapped from the module");
     assert!(counter(programs, "cow_copies") >= 2, "each cow_data run copies on write");
     // Both runs of shared_text map the same number of pages from the module and copy the same.
-    let shared: Vec<_> = lines.iter().filter(|l| l.starts_with("# shared_text: pages shared")).collect();
+    let shared: Vec<_> =
+        lines.iter().filter(|l| l.starts_with("# shared_text: pages shared")).collect();
     assert_eq!(shared.len(), 2);
     assert_eq!(shared[0], shared[1]);
 }
@@ -54,7 +75,12 @@ fn an_ordinary_musl_program_runs_with_program() {
     let binary: PathBuf = out.join("mmap_touch");
     // tests/programs/build.sh installs musl-tools when it is missing; build the catalogue first.
     xtask::programs::build_archive(&[], true).expect("the test programs build");
-    let status = Command::new("musl-gcc").args(["-static", "-O2", "-o"]).arg(&binary).arg(&source).status().expect("musl-gcc runs");
+    let status = Command::new("musl-gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .expect("musl-gcc runs");
     assert!(status.success(), "musl-gcc failed on {}", source.display());
     let run = boot_with(RunOptions {
         cmdline: "tests=mmap_touch".into(),
@@ -82,7 +108,9 @@ fn boot_archive(file: &str, bytes: &[u8]) -> faultline_tests::Boot {
 fn a_malformed_program_is_rejected_by_name_and_the_others_still_run() {
     let hello = built("hello");
     let truncated = hello[..100].to_vec();
-    let archive = pack(&[("hello", &hello), ("truncated", &truncated), ("c_hello", &built("c_hello"))]).unwrap();
+    let archive =
+        pack(&[("hello", &hello), ("truncated", &truncated), ("c_hello", &built("c_hello"))])
+            .unwrap();
     let run = boot_archive("with-truncated.tar", &archive);
     run.assert_exit(EXIT_FAILURE)
         .assert_guest_contains("ok 1 - hello: exited with status 0, as expected")

@@ -27,10 +27,7 @@ pub fn kernel() -> &'static Path {
 
 /// Boots the kernel as dom0 with `cmdline` and the default memory and timeout.
 pub fn boot(cmdline: &str) -> Boot {
-    boot_with(RunOptions {
-        cmdline: cmdline.to_string(),
-        ..RunOptions::default()
-    })
+    boot_with(RunOptions { cmdline: cmdline.to_string(), ..RunOptions::default() })
 }
 
 /// Boots the kernel as a Xen PV DomU: a Linux dom0 runs `xl create` on it, with the test
@@ -80,11 +77,7 @@ impl Boot {
 
     /// The guest's last non-blank line.
     pub fn last_guest_line(&self) -> &str {
-        self.guest_lines()
-            .into_iter()
-            .rev()
-            .find(|line| !line.trim().is_empty())
-            .unwrap_or("")
+        self.guest_lines().into_iter().rev().find(|line| !line.trim().is_empty()).unwrap_or("")
     }
 
     /// Fails with the log unless the run ended with this exit status.
@@ -92,10 +85,7 @@ impl Boot {
     pub fn assert_exit(&self, expected: i32) -> &Self {
         self.check(
             self.outcome.exit_code == expected,
-            &format!(
-                "expected exit status {expected}, got {}",
-                self.outcome.exit_code
-            ),
+            &format!("expected exit status {expected}, got {}", self.outcome.exit_code),
         )
     }
 
@@ -109,10 +99,7 @@ impl Boot {
     /// Fails with the log unless some guest line starts with `prefix`.
     #[track_caller]
     pub fn assert_guest_line_starts_with(&self, prefix: &str) -> &Self {
-        let found = self
-            .guest_lines()
-            .iter()
-            .any(|line| line.starts_with(prefix));
+        let found = self.guest_lines().iter().any(|line| line.starts_with(prefix));
         self.check(found, &format!("no guest line starts with {prefix:?}"))
     }
 
@@ -122,10 +109,7 @@ impl Boot {
         let expected = format!("Test result: {verdict}");
         self.check(
             self.last_guest_line().trim() == expected && self.outcome.verdict == Some(verdict),
-            &format!(
-                "the guest's last line is {:?}, not {expected:?}",
-                self.last_guest_line()
-            ),
+            &format!("the guest's last line is {:?}, not {expected:?}", self.last_guest_line()),
         )
     }
 
@@ -135,16 +119,12 @@ impl Boot {
     #[track_caller]
     pub fn assert_crash_report(&self, mnemonic: &str) -> &Self {
         self.assert_exit(EXIT_CRASH);
-        self.check(
-            self.outcome.verdict.is_none(),
-            "a crash must not print a verdict line",
-        );
+        self.check(self.outcome.verdict.is_none(), "a crash must not print a verdict line");
         self.check(
             self.outcome.shutdown == ShutdownReason::Crash,
             &format!("expected a crash shutdown, got {}", self.outcome.shutdown),
         );
-        self.assert_guest_contains(mnemonic)
-            .assert_guest_contains("rip=0x");
+        self.assert_guest_contains(mnemonic).assert_guest_contains("rip=0x");
         for register in [
             "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
             "r12", "r13", "r14", "r15",
@@ -160,15 +140,9 @@ impl Boot {
     pub fn assert_symbolized_backtrace(&self) -> &Self {
         self.assert_guest_contains("backtrace:");
         let frames = self.backtrace();
-        self.check(
-            frames.first().is_some_and(|(number, _)| *number == 0),
-            "no `#0 0x...` frame",
-        );
+        self.check(frames.first().is_some_and(|(number, _)| *number == 0), "no `#0 0x...` frame");
         let symbolized = frames.iter().any(|(_, line)| line.contains("faultline::"));
-        self.check(
-            symbolized,
-            "no backtrace frame was symbolized into a faultline:: function",
-        )
+        self.check(symbolized, "no backtrace frame was symbolized into a faultline:: function")
     }
 
     /// The backtrace frames: their numbers and whole (symbolized) lines.

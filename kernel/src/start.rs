@@ -4,8 +4,8 @@ use crate::arch::x86_64::{traps, user};
 use crate::check;
 use crate::cmdline;
 use crate::mm;
-use crate::proc::{process, suite};
 use crate::println;
+use crate::proc::{process, suite};
 use crate::testing::{report, selftest};
 use crate::xen::abi::start_info;
 use crate::xen::start_info::StartInfo;
@@ -39,7 +39,10 @@ pub unsafe extern "C" fn kernel_start(start_info: *const start_info) -> ! {
         boot_error(format_args!("mapping the console ring: {e}"));
     }
     if let Err(e) = shared_info::map(raw.shared_info) {
-        boot_error(format_args!("mapping shared_info at machine address {:#x}: {e}", raw.shared_info));
+        boot_error(format_args!(
+            "mapping shared_info at machine address {:#x}: {e}",
+            raw.shared_info
+        ));
     }
     if let Err(e) = traps::install() {
         boot_error(format_args!("HYPERVISOR_set_trap_table: {e}"));
@@ -191,7 +194,8 @@ fn boot_module(info: &StartInfo<'_>) -> Option<suite::Module> {
     // the domain (or the direct map covers its frames); its frames are reserved, and this is
     // the only reference made to them (the suite owns the archive from here on).
     let bytes = unsafe { core::slice::from_raw_parts_mut(va as *mut u8, raw.mod_len as usize) };
-    let frames = first_pfn.map(|pfn| mm::PfnRange { start: mm::Pfn(pfn), count_frames: raw.mod_len.div_ceil(4096) });
+    let frames = first_pfn
+        .map(|pfn| mm::PfnRange { start: mm::Pfn(pfn), count_frames: raw.mod_len.div_ceil(4096) });
     Some(suite::Module { bytes, frames })
 }
 

@@ -130,7 +130,12 @@ pub trait XenMmu {
     /// `HYPERVISOR_mmuext_op(ops, count, &done, DOMID_SELF)`.
     fn mmuext_op(&mut self, ops: &[MmuExtOp]) -> Result<(), BatchFailure>;
     /// `HYPERVISOR_update_va_mapping(va, pte, flags)`: the L1 entry of `va` in the current tables.
-    fn update_va_mapping(&mut self, va: VirtAddr, pte: Pte, flush: UvmFlush) -> Result<(), XenErrno>;
+    fn update_va_mapping(
+        &mut self,
+        va: VirtAddr,
+        pte: Pte,
+        flush: UvmFlush,
+    ) -> Result<(), XenErrno>;
 }
 
 /// Plain access to the contents of this domain's frames (in the kernel: through the direct map).

@@ -64,7 +64,10 @@ impl BootLayout {
             push(PfnRange { start: Pfn(self.first_p2m_pfn), count_frames: self.nr_p2m_frames });
         }
         if self.mod_start_is_pfn && self.mod_len != 0 {
-            push(PfnRange { start: Pfn(self.mod_start), count_frames: self.mod_len.div_ceil(PAGE_SIZE_BYTES) });
+            push(PfnRange {
+                start: Pfn(self.mod_start),
+                count_frames: self.mod_len.div_ceil(PAGE_SIZE_BYTES),
+            });
         }
         for pfn in [self.console_pfn, self.store_pfn].into_iter().flatten() {
             push(PfnRange { start: pfn, count_frames: 1 });

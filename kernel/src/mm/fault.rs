@@ -90,10 +90,14 @@ pub fn classify(cr2: VirtAddr, error: PageFaultErrorCode, regions: &[Region]) ->
         RegionKind::StackGuard => FaultAction::KernelStackOverflow { region: name },
         RegionKind::Fixed => Unexpected(UnexpectedFault::MissingInFixedRegion { region: name }),
         RegionKind::DemandZero { flags } => {
-            if error.contains(PageFaultErrorCode::CAUSED_BY_WRITE) && !flags.contains(PteFlags::WRITABLE) {
+            if error.contains(PageFaultErrorCode::CAUSED_BY_WRITE)
+                && !flags.contains(PteFlags::WRITABLE)
+            {
                 return Unexpected(UnexpectedFault::WriteToReadOnly { region: name });
             }
-            if error.contains(PageFaultErrorCode::INSTRUCTION_FETCH) && flags.contains(PteFlags::NO_EXECUTE) {
+            if error.contains(PageFaultErrorCode::INSTRUCTION_FETCH)
+                && flags.contains(PteFlags::NO_EXECUTE)
+            {
                 return Unexpected(UnexpectedFault::FetchFromNoExecute { region: name });
             }
             FaultAction::MapZeroed { page: cr2.align_down(PAGE_SIZE_BYTES), flags }
@@ -105,7 +109,8 @@ pub fn classify(cr2: VirtAddr, error: PageFaultErrorCode, regions: &[Region]) ->
 mod tests {
     use super::*;
 
-    const HEAP_FLAGS: PteFlags = PteFlags::PRESENT.union(PteFlags::WRITABLE).union(PteFlags::NO_EXECUTE);
+    const HEAP_FLAGS: PteFlags =
+        PteFlags::PRESENT.union(PteFlags::WRITABLE).union(PteFlags::NO_EXECUTE);
 
     fn regions() -> [Region; 4] {
         [
@@ -134,7 +139,9 @@ mod tests {
                 name: "user-text",
                 start: VirtAddr::new(0x40_0000),
                 size_bytes: 1 << 20,
-                kind: RegionKind::DemandZero { flags: PteFlags::PRESENT.union(PteFlags::USER_ACCESSIBLE) },
+                kind: RegionKind::DemandZero {
+                    flags: PteFlags::PRESENT.union(PteFlags::USER_ACCESSIBLE),
+                },
                 user: true,
             },
         ]
@@ -146,13 +153,27 @@ mod tests {
 
     #[test]
     fn a_not_present_heap_access_maps_a_zeroed_page() {
-        let action = classify(VirtAddr::new(0xffff_c000_0001_2345), code(&[PageFaultErrorCode::CAUSED_BY_WRITE]), &regions());
-        assert_eq!(action, FaultAction::MapZeroed { page: VirtAddr::new(0xffff_c000_0001_2000), flags: HEAP_FLAGS });
+        let action = classify(
+            VirtAddr::new(0xffff_c000_0001_2345),
+            code(&[PageFaultErrorCode::CAUSED_BY_WRITE]),
+            &regions(),
+        );
+        assert_eq!(
+            action,
+            FaultAction::MapZeroed {
+                page: VirtAddr::new(0xffff_c000_0001_2000),
+                flags: HEAP_FLAGS
+            }
+        );
     }
 
     #[test]
     fn touching_a_stack_guard_is_a_kernel_stack_overflow() {
-        let action = classify(VirtAddr::new(0xffff_d000_0000_0ff8), code(&[PageFaultErrorCode::CAUSED_BY_WRITE]), &regions());
+        let action = classify(
+            VirtAddr::new(0xffff_d000_0000_0ff8),
+            code(&[PageFaultErrorCode::CAUSED_BY_WRITE]),
+            &regions(),
+        );
         assert_eq!(action, FaultAction::KernelStackOverflow { region: "stack0-guard" });
     }
 
@@ -164,34 +185,68 @@ mod tests {
 
     #[test]
     fn protection_violations_are_never_demand_faults() {
-        let e = code(&[PageFaultErrorCode::PROTECTION_VIOLATION, PageFaultErrorCode::CAUSED_BY_WRITE]);
+        let e =
+            code(&[PageFaultErrorCode::PROTECTION_VIOLATION, PageFaultErrorCode::CAUSED_BY_WRITE]);
         let action = classify(VirtAddr::new(0xffff_c000_0000_0000), e, &regions());
-        assert_eq!(action, FaultAction::Unexpected(UnexpectedFault::ProtectionViolation { region: Some("heap") }));
+        assert_eq!(
+            action,
+            FaultAction::Unexpected(UnexpectedFault::ProtectionViolation { region: Some("heap") })
+        );
     }
 
     #[test]
     fn user_mode_may_not_demand_kernel_pages_or_hit_a_kernel_guard() {
         for va in [0xffff_c000_0000_0000, 0xffff_d000_0000_0000] {
-            let action = classify(VirtAddr::new(va), code(&[PageFaultErrorCode::USER_MODE]), &regions());
-            assert!(matches!(action, FaultAction::Unexpected(UnexpectedFault::UserAccessToKernel { .. })), "{action:?}");
+            let action =
+                classify(VirtAddr::new(va), code(&[PageFaultErrorCode::USER_MODE]), &regions());
+            assert!(
+                matches!(
+                    action,
+                    FaultAction::Unexpected(UnexpectedFault::UserAccessToKernel { .. })
+                ),
+                "{action:?}"
+            );
         }
-        let user = classify(VirtAddr::new(0x40_0010), code(&[PageFaultErrorCode::USER_MODE]), &regions());
+        let user =
+            classify(VirtAddr::new(0x40_0010), code(&[PageFaultErrorCode::USER_MODE]), &regions());
         assert!(matches!(user, FaultAction::MapZeroed { .. }));
     }
 
     #[test]
     fn region_permissions_are_enforced_on_demand_faults() {
-        let write = classify(VirtAddr::new(0x40_0000), code(&[PageFaultErrorCode::CAUSED_BY_WRITE]), &regions());
-        assert_eq!(write, FaultAction::Unexpected(UnexpectedFault::WriteToReadOnly { region: "user-text" }));
-        let fetch = classify(VirtAddr::new(0xffff_c000_0000_0000), code(&[PageFaultErrorCode::INSTRUCTION_FETCH]), &regions());
-        assert_eq!(fetch, FaultAction::Unexpected(UnexpectedFault::FetchFromNoExecute { region: "heap" }));
+        let write = classify(
+            VirtAddr::new(0x40_0000),
+            code(&[PageFaultErrorCode::CAUSED_BY_WRITE]),
+            &regions(),
+        );
+        assert_eq!(
+            write,
+            FaultAction::Unexpected(UnexpectedFault::WriteToReadOnly { region: "user-text" })
+        );
+        let fetch = classify(
+            VirtAddr::new(0xffff_c000_0000_0000),
+            code(&[PageFaultErrorCode::INSTRUCTION_FETCH]),
+            &regions(),
+        );
+        assert_eq!(
+            fetch,
+            FaultAction::Unexpected(UnexpectedFault::FetchFromNoExecute { region: "heap" })
+        );
     }
 
     #[test]
     fn missing_pages_in_fixed_regions_and_malformed_tables_are_bugs() {
-        let fixed = classify(VirtAddr::new(0xffff_ffff_8000_1000), PageFaultErrorCode::empty(), &regions());
-        assert_eq!(fixed, FaultAction::Unexpected(UnexpectedFault::MissingInFixedRegion { region: "image" }));
-        let rsvd = classify(VirtAddr::new(0xffff_c000_0000_0000), code(&[PageFaultErrorCode::MALFORMED_TABLE]), &regions());
+        let fixed =
+            classify(VirtAddr::new(0xffff_ffff_8000_1000), PageFaultErrorCode::empty(), &regions());
+        assert_eq!(
+            fixed,
+            FaultAction::Unexpected(UnexpectedFault::MissingInFixedRegion { region: "image" })
+        );
+        let rsvd = classify(
+            VirtAddr::new(0xffff_c000_0000_0000),
+            code(&[PageFaultErrorCode::MALFORMED_TABLE]),
+            &regions(),
+        );
         assert_eq!(rsvd, FaultAction::Unexpected(UnexpectedFault::MalformedTable));
     }
 

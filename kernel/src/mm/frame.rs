@@ -45,9 +45,14 @@ pub struct FrameAllocator<'a> {
 
 impl<'a> FrameAllocator<'a> {
     /// Tracks frames `0..nr_pages` in `buffer`; frames in `reserved` start in use.
-    pub fn new(buffer: &'a mut [u64], nr_pages: u64, reserved: &[PfnRange]) -> Result<Self, FrameError> {
+    pub fn new(
+        buffer: &'a mut [u64],
+        nr_pages: u64,
+        reserved: &[PfnRange],
+    ) -> Result<Self, FrameError> {
         let needed_words = words_for_bits(nr_pages);
-        let mut in_use = Bitmap::new_cleared(buffer, nr_pages).ok_or(FrameError::BufferTooSmall { needed_words })?;
+        let mut in_use = Bitmap::new_cleared(buffer, nr_pages)
+            .ok_or(FrameError::BufferTooSmall { needed_words })?;
         for range in reserved {
             for pfn in range.start.0..range.end().0.min(nr_pages) {
                 in_use.set(pfn, true);
@@ -102,7 +107,10 @@ mod tests {
     #[test]
     fn hands_out_every_unreserved_frame_once_then_reports_exhaustion() {
         let mut buf = [0u64; 2];
-        let reserved = [PfnRange { start: Pfn(0), count_frames: 3 }, PfnRange { start: Pfn(10), count_frames: 2 }];
+        let reserved = [
+            PfnRange { start: Pfn(0), count_frames: 3 },
+            PfnRange { start: Pfn(10), count_frames: 2 },
+        ];
         let mut frames = FrameAllocator::new(&mut buf, 70, &reserved).unwrap();
         assert_eq!((frames.free_frames(), frames.used_frames()), (65, 5));
         let mut got: Vec<u64> = (0..65).map(|_| frames.allocate_frame().unwrap().0).collect();
@@ -137,7 +145,10 @@ mod tests {
     #[test]
     fn rejects_a_buffer_too_small_for_nr_pages() {
         let mut buf = [0u64; 1];
-        assert_eq!(FrameAllocator::new(&mut buf, 65, &[]).unwrap_err(), FrameError::BufferTooSmall { needed_words: 2 });
+        assert_eq!(
+            FrameAllocator::new(&mut buf, 65, &[]).unwrap_err(),
+            FrameError::BufferTooSmall { needed_words: 2 }
+        );
     }
 
     #[test]

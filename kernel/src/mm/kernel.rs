@@ -15,7 +15,9 @@ use core::fmt;
 
 use super::addr::{Pfn, VirtAddr, PAGE_SIZE_BYTES};
 use super::boot_layout::BootLayout;
-use super::fault::{classify, FaultAction, PageFaultErrorCode, Region, RegionKind, UnexpectedFault};
+use super::fault::{
+    classify, FaultAction, PageFaultErrorCode, Region, RegionKind, UnexpectedFault,
+};
 use super::frame::{FrameAllocator, FrameError, FrameSource, BITMAP_WORDS_4GIB, MAX_FRAMES_4GIB};
 use super::layout::{AliasWindow, DIRECT_MAP_BASE, KERNEL_VIRT_BASE};
 use super::p2m::P2m;
@@ -41,7 +43,8 @@ pub const DEMAND_TEST_SIZE_BYTES: u64 = 2 << 39;
 /// Xen leaves after the bootstrap region (at least 512 KiB).
 const DIRECT_MAP_PART_FRAMES: u64 = 32 * 1024;
 
-const DATA_FLAGS: PteFlags = PteFlags::PRESENT.union(PteFlags::WRITABLE).union(PteFlags::NO_EXECUTE);
+const DATA_FLAGS: PteFlags =
+    PteFlags::PRESENT.union(PteFlags::WRITABLE).union(PteFlags::NO_EXECUTE);
 
 /// Page faults by outcome.
 #[derive(Clone, Copy, Debug, Default)]
@@ -78,8 +81,13 @@ impl KernelMm {
         let root = self.tables.kernel_root();
         let pfn = self.tables.unmap_flushed(root, va)?;
         self.frames.free_frame(pfn)?;
-        self.regions[self.region_count] =
-            Region { name, start: va, size_bytes: PAGE_SIZE_BYTES, kind: RegionKind::StackGuard, user: false };
+        self.regions[self.region_count] = Region {
+            name,
+            start: va,
+            size_bytes: PAGE_SIZE_BYTES,
+            kind: RegionKind::StackGuard,
+            user: false,
+        };
         self.region_count += 1;
         Ok(())
     }
@@ -92,7 +100,8 @@ struct Bitmaps {
     frames: [u64; BITMAP_WORDS_4GIB],
     tables: [u64; BITMAP_WORDS_4GIB],
 }
-static mut BITMAPS: Bitmaps = Bitmaps { frames: [0; BITMAP_WORDS_4GIB], tables: [0; BITMAP_WORDS_4GIB] };
+static mut BITMAPS: Bitmaps =
+    Bitmaps { frames: [0; BITMAP_WORDS_4GIB], tables: [0; BITMAP_WORDS_4GIB] };
 
 extern "C" {
     static boot_stack_guard: u8;
@@ -118,7 +127,9 @@ pub enum InitError {
 impl fmt::Display for InitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::TooMuchMemory(n) => write!(f, "{n} pages is more than the {MAX_FRAMES_4GIB} this kernel tracks"),
+            Self::TooMuchMemory(n) => {
+                write!(f, "{n} pages is more than the {MAX_FRAMES_4GIB} this kernel tracks")
+            }
             Self::Xen(what, e) => write!(f, "{what}: {e}"),
             Self::Frames(e) => write!(f, "frame allocator: {e:?}"),
             Self::Tables(what, e) => write!(f, "{what}: {e:?}"),
@@ -134,10 +145,12 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), InitError> {
         return Err(InitError::TooMuchMemory(nr_pages));
     }
     P2M_LIST.store(raw.mfn_list, core::sync::atomic::Ordering::Relaxed);
-    let machphys = hypercall::machphys_mapping().map_err(|e| InitError::Xen("XENMEM_machphys_mapping", e))?;
+    let machphys =
+        hypercall::machphys_mapping().map_err(|e| InitError::Xen("XENMEM_machphys_mapping", e))?;
     // SAFETY: Xen maps the p2m list (nr_pages u64 entries) at mfn_list for the life of the
     // domain, and we never write it.
-    let p2m_list = unsafe { core::slice::from_raw_parts(raw.mfn_list as *const u64, nr_pages as usize) };
+    let p2m_list =
+        unsafe { core::slice::from_raw_parts(raw.mfn_list as *const u64, nr_pages as usize) };
     // SAFETY: we run as a 64-bit PV guest; Xen maps m2p entries up to max_mfn.
     let m2p = unsafe { machine_to_phys_table(machphys.max_mfn as usize + 1) };
     let p2m = P2m::new(p2m_list, m2p);
@@ -156,7 +169,11 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), InitError> {
         first_p2m_pfn: raw.first_p2m_pfn,
         nr_p2m_frames: raw.nr_p2m_frames,
         console_pfn: if info.is_dom0() { None } else { ring_pfn(info.domu_console().0) },
-        store_pfn: if info.is_dom0() || info.store().0 == 0 { None } else { ring_pfn(info.store().0) },
+        store_pfn: if info.is_dom0() || info.store().0 == 0 {
+            None
+        } else {
+            ring_pfn(info.store().0)
+        },
     };
     let (reserved, reserved_count) = layout.reserved();
     let reserved = &reserved[..reserved_count];
@@ -164,11 +181,16 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), InitError> {
     // SAFETY: `init` runs once, at boot, before anything else uses BITMAPS.
     let bitmaps = unsafe { &mut *core::ptr::addr_of_mut!(BITMAPS) };
     let words = (nr_pages as usize).div_ceil(64);
-    let frames = FrameAllocator::new(&mut bitmaps.frames[..words], nr_pages, reserved).map_err(InitError::Frames)?;
+    let frames = FrameAllocator::new(&mut bitmaps.frames[..words], nr_pages, reserved)
+        .map_err(InitError::Frames)?;
     let boot_reserved_frames = nr_pages - frames.free_frames();
 
     // Until we know how far Xen's initial mapping reaches, only the bootstrap region is used.
-    let bootstrap = AliasWindow { virt_base: VirtAddr::new(KERNEL_VIRT_BASE), first_pfn: Pfn(0), count_frames: layout.bootstrap_end().0 };
+    let bootstrap = AliasWindow {
+        virt_base: VirtAddr::new(KERNEL_VIRT_BASE),
+        first_pfn: Pfn(0),
+        count_frames: layout.bootstrap_end().0,
+    };
     // SAFETY: Xen's initial mapping maps pfn N at KERNEL_VIRT_BASE + N pages, writable, for at
     // least the bootstrap region (Xen public/xen.h start_info comment), except our slot pages,
     // whose pfns are reserved image frames that the page-table code never touches.
@@ -181,7 +203,9 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), InitError> {
     // SAFETY: `initial_mapping` checked that every page of the window maps its own pfn (or is
     // a slot, see above).
     unsafe { tables.memory_mut().replace_newest(boot_window) };
-    tables.add_alias_window(boot_window).map_err(|e| InitError::Tables("recording the boot mapping", e))?;
+    tables
+        .add_alias_window(boot_window)
+        .map_err(|e| InitError::Tables("recording the boot mapping", e))?;
 
     let mut mm = KernelMm {
         tables,
@@ -189,7 +213,13 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), InitError> {
         faults: FaultCounts::default(),
         boot_reserved_frames,
         boot_window,
-        regions: [Region { name: "", start: VirtAddr::zero(), size_bytes: 0, kind: RegionKind::Fixed, user: false }; MAX_REGIONS],
+        regions: [Region {
+            name: "",
+            start: VirtAddr::zero(),
+            size_bytes: 0,
+            kind: RegionKind::Fixed,
+            user: false,
+        }; MAX_REGIONS],
         region_count: 0,
     };
     for region in boot_regions() {
@@ -217,15 +247,22 @@ fn initial_mapping(tables: &KernelTables, nr_pages: u64) -> AliasWindow {
         }
         count += 1;
     }
-    AliasWindow { virt_base: VirtAddr::new(KERNEL_VIRT_BASE), first_pfn: Pfn(0), count_frames: count }
+    AliasWindow {
+        virt_base: VirtAddr::new(KERNEL_VIRT_BASE),
+        first_pfn: Pfn(0),
+        count_frames: count,
+    }
 }
 
 fn build_direct_map(mm: &mut KernelMm, nr_pages: u64) -> Result<(), InitError> {
     let direct = AliasWindow::direct_map(nr_pages);
-    mm.tables.add_alias_window(direct).map_err(|e| InitError::Tables("recording the direct map", e))?;
+    mm.tables
+        .add_alias_window(direct)
+        .map_err(|e| InitError::Tables("recording the direct map", e))?;
     let empty = AliasWindow { count_frames: 0, ..direct };
     // SAFETY: an empty window covers nothing yet; it grows below as parts get mapped.
-    unsafe { mm.tables.memory_mut().add_window(empty) }.map_err(|e| InitError::Tables("direct map window", e))?;
+    unsafe { mm.tables.memory_mut().add_window(empty) }
+        .map_err(|e| InitError::Tables("direct map window", e))?;
     let mut done = 0;
     while done < nr_pages {
         mm.tables
@@ -234,7 +271,9 @@ fn build_direct_map(mm: &mut KernelMm, nr_pages: u64) -> Result<(), InitError> {
         done = (done + DIRECT_MAP_PART_FRAMES).min(nr_pages);
         // SAFETY: frames 0..done are now mapped at DIRECT_MAP_BASE, writable unless they are
         // tables (map_window_part maps table frames read-only).
-        unsafe { mm.tables.memory_mut().replace_newest(AliasWindow { count_frames: done, ..direct }) };
+        unsafe {
+            mm.tables.memory_mut().replace_newest(AliasWindow { count_frames: done, ..direct })
+        };
     }
     Ok(())
 }
@@ -242,7 +281,10 @@ fn build_direct_map(mm: &mut KernelMm, nr_pages: u64) -> Result<(), InitError> {
 fn unmap_boot_stack_guard(mm: &mut KernelMm) -> Result<(), InitError> {
     let guard = VirtAddr::new(core::ptr::addr_of!(boot_stack_guard) as u64);
     let root = mm.tables.kernel_root();
-    let pfn = mm.tables.unmap_flushed(root, guard).map_err(|e| InitError::Tables("unmapping the boot stack guard", e))?;
+    let pfn = mm
+        .tables
+        .unmap_flushed(root, guard)
+        .map_err(|e| InitError::Tables("unmapping the boot stack guard", e))?;
     // The guard's frame is still ours (and in the direct map): give it to the allocator.
     mm.frames.free_frame(pfn).map_err(InitError::Frames)?;
     Ok(())
@@ -252,7 +294,13 @@ fn boot_regions() -> [Region; 5] {
     let guard = core::ptr::addr_of!(boot_stack_guard) as u64;
     let stack_bottom = core::ptr::addr_of!(boot_stack_bottom) as u64;
     [
-        Region { name: "heap", start: VirtAddr::new(HEAP_BASE), size_bytes: HEAP_SIZE_BYTES, kind: RegionKind::DemandZero { flags: DATA_FLAGS }, user: false },
+        Region {
+            name: "heap",
+            start: VirtAddr::new(HEAP_BASE),
+            size_bytes: HEAP_SIZE_BYTES,
+            kind: RegionKind::DemandZero { flags: DATA_FLAGS },
+            user: false,
+        },
         Region {
             name: "demand-test",
             start: VirtAddr::new(DEMAND_TEST_BASE),
@@ -260,9 +308,27 @@ fn boot_regions() -> [Region; 5] {
             kind: RegionKind::DemandZero { flags: DATA_FLAGS },
             user: false,
         },
-        Region { name: "boot-stack-guard", start: VirtAddr::new(guard), size_bytes: stack_bottom - guard, kind: RegionKind::StackGuard, user: false },
-        Region { name: "direct-map", start: VirtAddr::new(DIRECT_MAP_BASE), size_bytes: MAX_FRAMES_4GIB * PAGE_SIZE_BYTES, kind: RegionKind::Fixed, user: false },
-        Region { name: "kernel-image", start: VirtAddr::new(KERNEL_VIRT_BASE), size_bytes: 1 << 30, kind: RegionKind::Fixed, user: false },
+        Region {
+            name: "boot-stack-guard",
+            start: VirtAddr::new(guard),
+            size_bytes: stack_bottom - guard,
+            kind: RegionKind::StackGuard,
+            user: false,
+        },
+        Region {
+            name: "direct-map",
+            start: VirtAddr::new(DIRECT_MAP_BASE),
+            size_bytes: MAX_FRAMES_4GIB * PAGE_SIZE_BYTES,
+            kind: RegionKind::Fixed,
+            user: false,
+        },
+        Region {
+            name: "kernel-image",
+            start: VirtAddr::new(KERNEL_VIRT_BASE),
+            size_bytes: 1 << 30,
+            kind: RegionKind::Fixed,
+            user: false,
+        },
     ]
 }
 
@@ -287,10 +353,16 @@ impl fmt::Display for FatalFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoMemoryManager => write!(f, "page fault before the memory manager exists"),
-            Self::InsideMemoryManager => write!(f, "page fault inside the memory manager (its lock is held)"),
-            Self::StackOverflow(region) => write!(f, "kernel stack overflow: hit the guard page {region}"),
+            Self::InsideMemoryManager => {
+                write!(f, "page fault inside the memory manager (its lock is held)")
+            }
+            Self::StackOverflow(region) => {
+                write!(f, "kernel stack overflow: hit the guard page {region}")
+            }
             Self::Unexpected(reason) => write!(f, "unexpected page fault: {reason:?}"),
-            Self::OutOfFrames(region) => write!(f, "out of memory: no free frame to back a page of {region}"),
+            Self::OutOfFrames(region) => {
+                write!(f, "out of memory: no free frame to back a page of {region}")
+            }
             Self::MapFailed(e) => write!(f, "mapping the page failed: {e:?}"),
         }
     }
@@ -300,7 +372,9 @@ impl fmt::Display for FatalFault {
 /// the error code from the frame, then `classify` decides.
 pub fn handle_page_fault(frame: &TrapFrame) -> PageFault {
     let cr2 = shared_info::cr2().unwrap_or(0);
-    let Some(mut guard) = MM.try_lock() else { return PageFault::Fatal(FatalFault::InsideMemoryManager) };
+    let Some(mut guard) = MM.try_lock() else {
+        return PageFault::Fatal(FatalFault::InsideMemoryManager);
+    };
     let Some(mm) = guard.as_mut() else { return PageFault::Fatal(FatalFault::NoMemoryManager) };
     let error = PageFaultErrorCode::from_bits_truncate(frame.error_code);
     let Ok(va) = VirtAddr::try_new(cr2) else {
@@ -317,7 +391,8 @@ pub fn handle_page_fault(frame: &TrapFrame) -> PageFault {
                 }
                 Err(MmError::Frame(FrameError::Exhausted)) => {
                     mm.faults.unexpected += 1;
-                    let region = mm.regions().iter().find(|r| r.contains(page)).map_or("?", |r| r.name);
+                    let region =
+                        mm.regions().iter().find(|r| r.contains(page)).map_or("?", |r| r.name);
                     PageFault::Fatal(FatalFault::OutOfFrames(region))
                 }
                 Err(e) => {

@@ -46,7 +46,11 @@ pub struct AliasWindow {
 impl AliasWindow {
     /// The direct map of `nr_pages` frames at [`DIRECT_MAP_BASE`].
     pub const fn direct_map(nr_pages: u64) -> Self {
-        AliasWindow { virt_base: VirtAddr::new_truncate(DIRECT_MAP_BASE), first_pfn: Pfn(0), count_frames: nr_pages }
+        AliasWindow {
+            virt_base: VirtAddr::new_truncate(DIRECT_MAP_BASE),
+            first_pfn: Pfn(0),
+            count_frames: nr_pages,
+        }
     }
 
     /// The virtual address of `pfn` in this window, if the window covers it.
@@ -76,7 +80,11 @@ mod tests {
 
     #[test]
     fn windows_translate_both_ways() {
-        let w = AliasWindow { virt_base: VirtAddr::new(0x4000_0000), first_pfn: Pfn(16), count_frames: 4 };
+        let w = AliasWindow {
+            virt_base: VirtAddr::new(0x4000_0000),
+            first_pfn: Pfn(16),
+            count_frames: 4,
+        };
         assert_eq!(w.virt_of(Pfn(17)), Some(VirtAddr::new(0x4000_1000)));
         assert_eq!(w.virt_of(Pfn(20)), None);
         assert_eq!(w.virt_of(Pfn(15)), None);

@@ -172,7 +172,9 @@ impl Machine {
         };
         let va = VirtAddr::new(KERNEL_VIRT_BASE);
         let [l4, l3, l2, l1] = BOOT_TABLES.map(|pfn| m.mfn_of(pfn));
-        let link = |child: Mfn| Pte::new(child, PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::USER_ACCESSIBLE).0;
+        let link = |child: Mfn| {
+            Pte::new(child, PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::USER_ACCESSIBLE).0
+        };
         m.frames[l4.0 as usize].words[Level::L4.index_of(va)] = link(l3);
         m.frames[l3.0 as usize].words[Level::L3.index_of(va)] = link(l2);
         m.frames[l2.0 as usize].words[Level::L2.index_of(va)] = link(l1);
@@ -182,7 +184,8 @@ impl Machine {
                 flags |= PteFlags::WRITABLE;
             }
             let mfn = m.mfn_of(Pfn(pfn));
-            m.frames[l1.0 as usize].words[Level::L1.index_of(va) + pfn as usize] = Pte::new(mfn, flags).0;
+            m.frames[l1.0 as usize].words[Level::L1.index_of(va) + pfn as usize] =
+                Pte::new(mfn, flags).0;
         }
         m.pin(Level::L4, l4).expect("the boot tables validate");
         m.get_type(l4, PageType::Table(Level::L4)).expect("the boot L4 can be the base pointer");
@@ -310,11 +313,17 @@ impl Machine {
         Ok(())
     }
 
-    fn update_va_mapping(&mut self, va: VirtAddr, pte: Pte, flush: UvmFlush) -> Result<(), XenErrno> {
+    fn update_va_mapping(
+        &mut self,
+        va: VirtAddr,
+        pte: Pte,
+        flush: UvmFlush,
+    ) -> Result<(), XenErrno> {
         self.counts.update_va_mapping_calls += 1;
-        let result = self.l1_of(self.baseptr, va).ok_or(Violation::NoL1Table { va }).and_then(|l1| {
-            self.apply_update(&MmuUpdate::normal(l1.entry_addr(Level::L1.index_of(va)), pte))
-        });
+        let result =
+            self.l1_of(self.baseptr, va).ok_or(Violation::NoL1Table { va }).and_then(|l1| {
+                self.apply_update(&MmuUpdate::normal(l1.entry_addr(Level::L1.index_of(va)), pte))
+            });
         if let Err(v) = result {
             self.rejections.push(v);
             return Err(XenErrno::EINVAL);
@@ -421,8 +430,12 @@ impl Machine {
                     frame.type_count += 1;
                     Ok(())
                 }
-                (PageType::Table(_), PageType::Writable) => Err(Violation::TableMappedWritable { mfn }),
-                (PageType::Table(have), PageType::Table(want)) => Err(Violation::LevelMismatch { mfn, have, want }),
+                (PageType::Table(_), PageType::Writable) => {
+                    Err(Violation::TableMappedWritable { mfn })
+                }
+                (PageType::Table(have), PageType::Table(want)) => {
+                    Err(Violation::LevelMismatch { mfn, have, want })
+                }
                 (_, PageType::Table(level)) => Err(Violation::WritableFrameAsTable { mfn, level }),
                 (_, _) => unreachable!("only writable and table references are taken"),
             };
@@ -461,7 +474,12 @@ impl Machine {
         let guest_slot = |index: usize| level != Level::L4 || is_guest_l4_slot(index);
         for (index, &entry) in words.iter().enumerate().filter(|(i, _)| guest_slot(*i)) {
             if let Err(v) = self.take_entry_ref(level, entry) {
-                for &taken in words[..index].iter().enumerate().filter(|(i, _)| guest_slot(*i)).map(|(_, e)| e) {
+                for &taken in words[..index]
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| guest_slot(*i))
+                    .map(|(_, e)| e)
+                {
                     self.drop_entry_ref(level, taken);
                 }
                 return Err(v);
@@ -473,14 +491,22 @@ impl Machine {
     fn take_entry_ref(&mut self, level: Level, entry: u64) -> Result<(), Violation> {
         let pte = Pte(entry);
         if !pte.is_present() {
-            return if entry == 0 { Ok(()) } else { Err(Violation::NonPresentNotZero { value: entry }) };
+            return if entry == 0 {
+                Ok(())
+            } else {
+                Err(Violation::NonPresentNotZero { value: entry })
+            };
         }
         let target = pte.mfn();
         self.check_ours(target)?;
         match level.child() {
-            None if pte.flags().contains(PteFlags::WRITABLE) => self.get_type(target, PageType::Writable),
+            None if pte.flags().contains(PteFlags::WRITABLE) => {
+                self.get_type(target, PageType::Writable)
+            }
             None => Ok(()),
-            Some(_) if pte.flags().contains(PteFlags::HUGE_PAGE) => Err(Violation::Superpage { mfn: target }),
+            Some(_) if pte.flags().contains(PteFlags::HUGE_PAGE) => {
+                Err(Violation::Superpage { mfn: target })
+            }
             Some(child) => self.get_type(target, PageType::Table(child)),
         }
     }
@@ -509,7 +535,15 @@ impl Machine {
     }
 
     /// Collects the virtual bases at which `target` (a table of `target_level`) is reachable.
-    fn find_table(&self, table: Mfn, level: Level, base: u64, target: Mfn, target_level: Level, out: &mut Vec<u64>) {
+    fn find_table(
+        &self,
+        table: Mfn,
+        level: Level,
+        base: u64,
+        target: Mfn,
+        target_level: Level,
+        out: &mut Vec<u64>,
+    ) {
         if level == target_level {
             if table == target {
                 out.push(base);
@@ -540,7 +574,11 @@ impl Machine {
             let end = s.start.wrapping_add(s.len_bytes);
             let after = page + PAGE_SIZE_BYTES;
             if end.wrapping_sub(after) < s.len_bytes && end != after {
-                kept.push(Stale { start: after, len_bytes: end.wrapping_sub(after), old_mfn: s.old_mfn });
+                kept.push(Stale {
+                    start: after,
+                    len_bytes: end.wrapping_sub(after),
+                    old_mfn: s.old_mfn,
+                });
             }
         }
         self.stale = kept;
@@ -604,7 +642,12 @@ impl XenMmu for Xen {
         self.machine().mmuext_op(ops)
     }
 
-    fn update_va_mapping(&mut self, va: VirtAddr, pte: Pte, flush: UvmFlush) -> Result<(), XenErrno> {
+    fn update_va_mapping(
+        &mut self,
+        va: VirtAddr,
+        pte: Pte,
+        flush: UvmFlush,
+    ) -> Result<(), XenErrno> {
         self.machine().update_va_mapping(va, pte, flush)
     }
 }
@@ -635,8 +678,10 @@ impl CheckedFrames {
     pub fn new(xen: &Xen) -> CheckedFrames {
         let nr_pages = xen.machine().p2m().len() as u64;
         let buffer = Box::leak(vec![0u64; nr_pages.div_ceil(64) as usize].into_boxed_slice());
-        let reserved = [super::addr::PfnRange { start: Pfn(0), count_frames: BOOT_RESERVED_FRAMES }];
-        let inner = FrameAllocator::new(buffer, nr_pages, &reserved).expect("buffer sized for nr_pages");
+        let reserved =
+            [super::addr::PfnRange { start: Pfn(0), count_frames: BOOT_RESERVED_FRAMES }];
+        let inner =
+            FrameAllocator::new(buffer, nr_pages, &reserved).expect("buffer sized for nr_pages");
         CheckedFrames { inner, xen: xen.clone() }
     }
 }

@@ -179,7 +179,13 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// Takes over the live tables under `kernel_l4` (Xen's boot L4, already pinned and active).
     /// Walks them once to learn which frames are tables; `table_bitmap` needs
     /// [`PageTables::bitmap_words`] words.
-    pub fn new(mmu: M, mem: R, p2m: P2m<'a>, kernel_l4: Pfn, table_bitmap: &'a mut [u64]) -> Result<Self, MmError> {
+    pub fn new(
+        mmu: M,
+        mem: R,
+        p2m: P2m<'a>,
+        kernel_l4: Pfn,
+        table_bitmap: &'a mut [u64],
+    ) -> Result<Self, MmError> {
         let nr_pages = p2m.nr_pages();
         let needed_words = words_for_bits(nr_pages);
         let table_frames = Bitmap::new_cleared(table_bitmap, nr_pages)
@@ -250,7 +256,11 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         let Some(first) = self.translate(self.kernel_root, virt_base)? else { return Ok(None) };
         let mut count_frames = 1;
         while count_frames < self.p2m.nr_pages() {
-            let Ok(Some(next)) = self.translate(self.kernel_root, virt_base + (count_frames << PAGE_SHIFT)) else { break };
+            let Ok(Some(next)) =
+                self.translate(self.kernel_root, virt_base + (count_frames << PAGE_SHIFT))
+            else {
+                break;
+            };
             if next.pfn.0 != first.pfn.0 + count_frames {
                 break;
             }
@@ -263,7 +273,14 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
 
     /// Maps `va` to `pfn` in `root` with `flags` (PRESENT implied), creating missing tables.
     /// One `mmu_update` batch.
-    pub fn map(&mut self, root: Root, va: VirtAddr, pfn: Pfn, flags: PteFlags, frames: &mut impl FrameSource) -> Result<(), MmError> {
+    pub fn map(
+        &mut self,
+        root: Root,
+        va: VirtAddr,
+        pfn: Pfn,
+        flags: PteFlags,
+        frames: &mut impl FrameSource,
+    ) -> Result<(), MmError> {
         let queued = self.map_queued(root, va, pfn, flags, frames);
         self.finish(queued)
     }
@@ -281,7 +298,8 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     ) -> Result<(), MmError> {
         let mut queued = Ok(());
         for i in 0..count_pages {
-            queued = self.map_queued(root, va + (i << PAGE_SHIFT), Pfn(first_pfn.0 + i), flags, frames);
+            queued =
+                self.map_queued(root, va + (i << PAGE_SHIFT), Pfn(first_pfn.0 + i), flags, frames);
             if queued.is_err() {
                 break;
             }
@@ -290,7 +308,13 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     }
 
     /// Demand paging: takes a frame, zeroes it and maps it at `va`. One `mmu_update` batch.
-    pub fn map_zeroed(&mut self, root: Root, va: VirtAddr, flags: PteFlags, frames: &mut impl FrameSource) -> Result<Pfn, MmError> {
+    pub fn map_zeroed(
+        &mut self,
+        root: Root,
+        va: VirtAddr,
+        flags: PteFlags,
+        frames: &mut impl FrameSource,
+    ) -> Result<Pfn, MmError> {
         let pfn = frames.allocate_frame()?;
         self.mem.zero_frame(pfn);
         match self.map(root, va, pfn, flags, frames) {
@@ -307,7 +331,11 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// Maps every frame of `window` at its place (read-only for table frames, never executable)
     /// and from then on keeps that alias read-only for every new table. Building the direct map
     /// is `map_window(AliasWindow::direct_map(nr_pages), ..)`.
-    pub fn map_window(&mut self, window: AliasWindow, frames: &mut impl FrameSource) -> Result<(), MmError> {
+    pub fn map_window(
+        &mut self,
+        window: AliasWindow,
+        frames: &mut impl FrameSource,
+    ) -> Result<(), MmError> {
         self.add_alias_window(window)?;
         self.map_window_part(window, 0, window.count_frames, frames)
     }
@@ -315,7 +343,13 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// Maps frames `first..first + count` of a window already recorded with
     /// [`PageTables::add_alias_window`]. Building a large direct map in ascending parts lets the
     /// tables of each part be written through the parts mapped before it.
-    pub fn map_window_part(&mut self, window: AliasWindow, first: u64, count: u64, frames: &mut impl FrameSource) -> Result<(), MmError> {
+    pub fn map_window_part(
+        &mut self,
+        window: AliasWindow,
+        first: u64,
+        count: u64,
+        frames: &mut impl FrameSource,
+    ) -> Result<(), MmError> {
         let root = self.kernel_root;
         let mut queued = Ok(());
         for i in first..(first + count).min(window.count_frames) {
@@ -324,7 +358,8 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
             if !self.is_table(pfn) {
                 flags |= PteFlags::WRITABLE;
             }
-            queued = self.map_queued(root, window.virt_base + (i << PAGE_SHIFT), pfn, flags, frames);
+            queued =
+                self.map_queued(root, window.virt_base + (i << PAGE_SHIFT), pfn, flags, frames);
             if queued.is_err() {
                 break;
             }
@@ -341,8 +376,15 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     }
 
     /// Changes the flags of a mapped page. One batch; a flush is owed if access was taken away.
-    pub fn protect(&mut self, root: Root, va: VirtAddr, flags: PteFlags) -> Result<TlbFlush, MmError> {
-        let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else { return Err(MmError::NotMapped(va)) };
+    pub fn protect(
+        &mut self,
+        root: Root,
+        va: VirtAddr,
+        flags: PteFlags,
+    ) -> Result<TlbFlush, MmError> {
+        let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else {
+            return Err(MmError::NotMapped(va));
+        };
         if !pte.is_present() {
             return Err(MmError::NotMapped(va));
         }
@@ -358,7 +400,9 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
 
     /// Removes the mapping of `va`, returning the frame it mapped. One batch; a flush is owed.
     pub fn unmap(&mut self, root: Root, va: VirtAddr) -> Result<(Pfn, TlbFlush), MmError> {
-        let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else { return Err(MmError::NotMapped(va)) };
+        let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else {
+            return Err(MmError::NotMapped(va));
+        };
         if !pte.is_present() {
             return Err(MmError::NotMapped(va));
         }
@@ -371,8 +415,16 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// Points the mapped page `va` at another frame `pfn` with `flags` (copy-on-write): one
     /// `mmu_update` entry instead of an unmap and a map. Returns the old frame; the flush is
     /// owed because a present entry changed its frame.
-    pub fn replace(&mut self, root: Root, va: VirtAddr, pfn: Pfn, flags: PteFlags) -> Result<(Pfn, TlbFlush), MmError> {
-        let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else { return Err(MmError::NotMapped(va)) };
+    pub fn replace(
+        &mut self,
+        root: Root,
+        va: VirtAddr,
+        pfn: Pfn,
+        flags: PteFlags,
+    ) -> Result<(Pfn, TlbFlush), MmError> {
+        let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else {
+            return Err(MmError::NotMapped(va));
+        };
         if !pte.is_present() {
             return Err(MmError::NotMapped(va));
         }
@@ -395,14 +447,31 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
 
     /// [`PageTables::protect`] and, if owed, its INVLPG in one hypercall (see
     /// [`PageTables::unmap_flushed`]).
-    pub fn protect_flushed(&mut self, root: Root, va: VirtAddr, flags: PteFlags) -> Result<(), MmError> {
-        self.update_current_leaf(root, va, |old| Some(Pte::new(old.mfn(), flags | PteFlags::PRESENT))).map(|_| ())
+    pub fn protect_flushed(
+        &mut self,
+        root: Root,
+        va: VirtAddr,
+        flags: PteFlags,
+    ) -> Result<(), MmError> {
+        self.update_current_leaf(root, va, |old| {
+            Some(Pte::new(old.mfn(), flags | PteFlags::PRESENT))
+        })
+        .map(|_| ())
     }
 
-    fn update_current_leaf(&mut self, root: Root, va: VirtAddr, new: impl Fn(Pte) -> Option<Pte>) -> Result<(Pfn, Pte), MmError> {
+    fn update_current_leaf(
+        &mut self,
+        root: Root,
+        va: VirtAddr,
+        new: impl Fn(Pte) -> Option<Pte>,
+    ) -> Result<(Pfn, Pte), MmError> {
         self.commit()?;
-        let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else { return Err(MmError::NotMapped(va)) };
-        let Some(new) = new(pte).filter(|_| pte.is_present()) else { return Err(MmError::NotMapped(va)) };
+        let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else {
+            return Err(MmError::NotMapped(va));
+        };
+        let Some(new) = new(pte).filter(|_| pte.is_present()) else {
+            return Err(MmError::NotMapped(va));
+        };
         let pfn = self.p2m.mfn_to_pfn(pte.mfn())?;
         if new.flags().contains(PteFlags::WRITABLE) && self.is_table(pfn) {
             return Err(MmError::TableFrameWritable(pfn));
@@ -439,7 +508,12 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// Frees the tables on the way to `va` that have become empty (L1, then L2, then L3; never
     /// the root): unlink them, flush the TLB, then make their aliases writable again and give the
     /// frames back. Returns how many tables were freed.
-    pub fn reclaim_empty_tables(&mut self, root: Root, va: VirtAddr, frames: &mut impl FrameSource) -> Result<u64, MmError> {
+    pub fn reclaim_empty_tables(
+        &mut self,
+        root: Root,
+        va: VirtAddr,
+        frames: &mut impl FrameSource,
+    ) -> Result<u64, MmError> {
         let (Walk::Leaf { .. }, path) = self.walk(root, va)? else { return Ok(0) };
         let mut freed = [(Pfn(0), Level::L1); 3];
         let mut count = 0;
@@ -514,7 +588,12 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// unpins it, makes the aliases of all its tables writable again and gives every frame it
     /// maps, and its tables, back to `frames` — except the frames `shared` names (e.g. program
     /// file pages mapped from the boot module, which other runs map too).
-    pub fn destroy_user_root(&mut self, root: Root, frames: &mut impl FrameSource, shared: &dyn Fn(Pfn) -> bool) -> Result<(), MmError> {
+    pub fn destroy_user_root(
+        &mut self,
+        root: Root,
+        frames: &mut impl FrameSource,
+        shared: &dyn Fn(Pfn) -> bool,
+    ) -> Result<(), MmError> {
         self.commit()?;
         self.mmuext(&[MmuExtOp::Unpin(root.mfn)])?;
         let queued = self.restore_subtree_aliases(root.pfn, Level::L4);
@@ -589,7 +668,14 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     // ---- Building subtrees ---------------------------------------------------------------------
 
     /// Queues the mapping of one page, building any missing tables (see the module doc).
-    fn map_queued(&mut self, root: Root, va: VirtAddr, pfn: Pfn, flags: PteFlags, frames: &mut impl FrameSource) -> Result<(), MmError> {
+    fn map_queued(
+        &mut self,
+        root: Root,
+        va: VirtAddr,
+        pfn: Pfn,
+        flags: PteFlags,
+        frames: &mut impl FrameSource,
+    ) -> Result<(), MmError> {
         let mfn = self.p2m.pfn_to_mfn(pfn)?;
         if flags.contains(PteFlags::WRITABLE) && self.is_table(pfn) {
             return Err(MmError::TableFrameWritable(pfn));
@@ -651,7 +737,11 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         for pair in new_tables[..count].windows(2) {
             let ((parent, parent_level), (child, _)) = (pair[0], pair[1]);
             let child_mfn = self.p2m.pfn_to_mfn(child)?;
-            self.mem.write_entry(parent, parent_level.index_of(va), Pte::new(child_mfn, TABLE_FLAGS).0);
+            self.mem.write_entry(
+                parent,
+                parent_level.index_of(va),
+                Pte::new(child_mfn, TABLE_FLAGS).0,
+            );
         }
         self.mem.write_entry(new_tables[count - 1].0, Level::L1.index_of(va), leaf.0);
         for &(_, level) in &new_tables[..count] {
@@ -664,7 +754,9 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     fn downgrade_aliases(&mut self, table: Pfn) -> Result<(), MmError> {
         for window in self.windows {
             let Some(alias) = window.and_then(|w| w.virt_of(table)) else { continue };
-            let Walk::Leaf { l1, index, pte } = self.walk(self.kernel_root, alias)?.0 else { continue };
+            let Walk::Leaf { l1, index, pte } = self.walk(self.kernel_root, alias)?.0 else {
+                continue;
+            };
             if !pte.is_present() || !pte.flags().contains(PteFlags::WRITABLE) {
                 continue;
             }
@@ -689,7 +781,9 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         self.table_frames.set(table.0, false);
         for window in self.windows {
             let Some(alias) = window.and_then(|w| w.virt_of(table)) else { continue };
-            let Walk::Leaf { l1, index, pte } = self.walk(self.kernel_root, alias)?.0 else { continue };
+            let Walk::Leaf { l1, index, pte } = self.walk(self.kernel_root, alias)?.0 else {
+                continue;
+            };
             if pte.is_present() && !pte.flags().contains(PteFlags::WRITABLE) {
                 self.set_entry(l1, index, Pte(pte.0 | PteFlags::WRITABLE.bits()))?;
             }
@@ -710,7 +804,13 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         self.restore_aliases(table)
     }
 
-    fn free_subtree(&mut self, table: Pfn, level: Level, frames: &mut impl FrameSource, shared: &dyn Fn(Pfn) -> bool) -> Result<(), MmError> {
+    fn free_subtree(
+        &mut self,
+        table: Pfn,
+        level: Level,
+        frames: &mut impl FrameSource,
+        shared: &dyn Fn(Pfn) -> bool,
+    ) -> Result<(), MmError> {
         for index in 0..ENTRIES_PER_TABLE {
             let pte = Pte(self.mem.read_entry(table, index));
             if !pte.is_present() || (level == Level::L4 && !is_guest_l4_slot(index)) {
@@ -726,7 +826,12 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         self.release_table_frame(table, level, frames)
     }
 
-    fn release_table_frame(&mut self, table: Pfn, level: Level, frames: &mut impl FrameSource) -> Result<(), MmError> {
+    fn release_table_frame(
+        &mut self,
+        table: Pfn,
+        level: Level,
+        frames: &mut impl FrameSource,
+    ) -> Result<(), MmError> {
         self.table_frames.set(table.0, false);
         frames.free_frame(table)?;
         self.stats.table_freed(level);

@@ -102,7 +102,8 @@ mod tests {
 
     #[test]
     fn entries_round_trip_mfn_and_flags() {
-        let pte = Pte::new(Mfn(0xabcde), PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::NO_EXECUTE);
+        let pte =
+            Pte::new(Mfn(0xabcde), PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::NO_EXECUTE);
         assert_eq!(pte.mfn(), Mfn(0xabcde));
         assert!(pte.is_present());
         assert_eq!(pte.flags(), PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::NO_EXECUTE);

@@ -30,7 +30,11 @@ impl Default for UpdateQueue {
 impl UpdateQueue {
     /// An empty queue.
     pub const fn new() -> Self {
-        UpdateQueue { entries: [MmuUpdate { ptr: 0, val: 0 }; QUEUE_CAPACITY], len: 0, front_len: 0 }
+        UpdateQueue {
+            entries: [MmuUpdate { ptr: 0, val: 0 }; QUEUE_CAPACITY],
+            len: 0,
+            front_len: 0,
+        }
     }
 
     /// The batch as it should be sent.

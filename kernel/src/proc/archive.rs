@@ -138,8 +138,12 @@ pub struct ArchiveError {
 pub enum ArchiveErrorKind {
     Empty,
     /// Not a whole number of 512-byte blocks: cut short, or not a tar file.
-    PartialBlock { len_bytes: usize },
-    TooShort { len_bytes: usize },
+    PartialBlock {
+        len_bytes: usize,
+    },
+    TooShort {
+        len_bytes: usize,
+    },
     BadChecksum,
     UnsupportedType,
     BadSize,
@@ -153,7 +157,9 @@ impl fmt::Display for ArchiveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("test archive: ")?;
         match (self.entry, self.block) {
-            (Some(name), Some(block)) => write!(f, "entry '{name}' (header at byte {:#x}): ", block * BLOCK_SIZE)?,
+            (Some(name), Some(block)) => {
+                write!(f, "entry '{name}' (header at byte {:#x}): ", block * BLOCK_SIZE)?
+            }
             (None, Some(block)) => write!(f, "header at byte {:#x}: ", block * BLOCK_SIZE)?,
             _ => {}
         }
@@ -162,11 +168,17 @@ impl fmt::Display for ArchiveError {
             ArchiveErrorKind::PartialBlock { len_bytes } => {
                 write!(f, "{len_bytes} bytes is not a whole number of {BLOCK_SIZE}-byte tar blocks (cut short, or not a tar file)")
             }
-            ArchiveErrorKind::TooShort { len_bytes } => write!(f, "{len_bytes} bytes is too short for a tar file"),
-            ArchiveErrorKind::BadChecksum => f.write_str("header checksum is wrong (corrupt, or not a tar file)"),
+            ArchiveErrorKind::TooShort { len_bytes } => {
+                write!(f, "{len_bytes} bytes is too short for a tar file")
+            }
+            ArchiveErrorKind::BadChecksum => {
+                f.write_str("header checksum is wrong (corrupt, or not a tar file)")
+            }
             ArchiveErrorKind::UnsupportedType => f.write_str("unknown entry type"),
             ArchiveErrorKind::BadSize => f.write_str("the size field is not an octal number"),
-            ArchiveErrorKind::Truncated => f.write_str("its data runs past the end of the archive (truncated)"),
+            ArchiveErrorKind::Truncated => {
+                f.write_str("its data runs past the end of the archive (truncated)")
+            }
             ArchiveErrorKind::MissingEndMarker => {
                 f.write_str("no end marker (two zero blocks) after the last entry (truncated?)")
             }
@@ -188,7 +200,9 @@ pub enum EntryErrorKind {
     BadName(NameError),
     NameNotUtf8,
     /// An earlier entry has the same name.
-    Duplicate { first_index: usize },
+    Duplicate {
+        first_index: usize,
+    },
     EmptyFile,
     /// More than [`ENTRIES_MAX`] entries.
     TooMany,
@@ -200,7 +214,9 @@ impl fmt::Display for EntryError<'_> {
         match self.reason {
             EntryErrorKind::BadName(e) => write!(f, "not a valid program name: {e}"),
             EntryErrorKind::NameNotUtf8 => f.write_str("the name is not UTF-8"),
-            EntryErrorKind::Duplicate { first_index } => write!(f, "same name as entry {first_index}"),
+            EntryErrorKind::Duplicate { first_index } => {
+                write!(f, "same name as entry {first_index}")
+            }
             EntryErrorKind::EmptyFile => f.write_str("the file is empty"),
             EntryErrorKind::TooMany => write!(f, "more than {ENTRIES_MAX} entries"),
         }
@@ -329,7 +345,8 @@ fn offset_in(outer: &[u8], inner: &[u8]) -> usize {
 /// `prefix` field, a directory, is not included: such names are rejected anyway.)
 fn raw_name_of(bytes: &[u8], data_offset: usize) -> &str {
     const NAME_FIELD: usize = 100;
-    let Some(header) = data_offset.checked_sub(BLOCK_SIZE).and_then(|start| bytes.get(start..start + NAME_FIELD))
+    let Some(header) =
+        data_offset.checked_sub(BLOCK_SIZE).and_then(|start| bytes.get(start..start + NAME_FIELD))
     else {
         return "";
     };
@@ -340,11 +357,21 @@ fn raw_name_of(bytes: &[u8], data_offset: usize) -> &str {
 fn archive_error(bytes: &[u8], e: CorruptDataError) -> ArchiveError {
     let (reason, block) = match e {
         CorruptDataError::EmptyArchive => (ArchiveErrorKind::Empty, None),
-        CorruptDataError::InvalidBlockSize => (ArchiveErrorKind::PartialBlock { len_bytes: bytes.len() }, None),
-        CorruptDataError::TooShort { byte_count, .. } => (ArchiveErrorKind::TooShort { len_bytes: byte_count }, None),
-        CorruptDataError::InvalidChecksum { block_index } => (ArchiveErrorKind::BadChecksum, Some(block_index)),
-        CorruptDataError::InvalidTypeFlag { block_index } => (ArchiveErrorKind::UnsupportedType, Some(block_index)),
-        CorruptDataError::InvalidPayloadSize { block_index } => (ArchiveErrorKind::BadSize, Some(block_index)),
+        CorruptDataError::InvalidBlockSize => {
+            (ArchiveErrorKind::PartialBlock { len_bytes: bytes.len() }, None)
+        }
+        CorruptDataError::TooShort { byte_count, .. } => {
+            (ArchiveErrorKind::TooShort { len_bytes: byte_count }, None)
+        }
+        CorruptDataError::InvalidChecksum { block_index } => {
+            (ArchiveErrorKind::BadChecksum, Some(block_index))
+        }
+        CorruptDataError::InvalidTypeFlag { block_index } => {
+            (ArchiveErrorKind::UnsupportedType, Some(block_index))
+        }
+        CorruptDataError::InvalidPayloadSize { block_index } => {
+            (ArchiveErrorKind::BadSize, Some(block_index))
+        }
         CorruptDataError::PayloadExtendsBeyondArchive { block_index } => {
             (ArchiveErrorKind::Truncated, Some(block_index))
         }
@@ -358,22 +385,38 @@ fn archive_error(bytes: &[u8], e: CorruptDataError) -> ArchiveError {
 #[cfg(not(target_os = "none"))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PackError {
-    BadName { name: String, reason: NameError },
-    Duplicate { name: String },
-    EmptyFile { name: String },
+    BadName {
+        name: String,
+        reason: NameError,
+    },
+    Duplicate {
+        name: String,
+    },
+    EmptyFile {
+        name: String,
+    },
     /// Larger than the 11 octal digits of a ustar size field.
-    TooLarge { name: String, len_bytes: usize },
-    TooMany { count: usize },
+    TooLarge {
+        name: String,
+        len_bytes: usize,
+    },
+    TooMany {
+        count: usize,
+    },
 }
 
 #[cfg(not(target_os = "none"))]
 impl fmt::Display for PackError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PackError::BadName { name, reason } => write!(f, "program {name:?}: not a valid program name: {reason}"),
+            PackError::BadName { name, reason } => {
+                write!(f, "program {name:?}: not a valid program name: {reason}")
+            }
             PackError::Duplicate { name } => write!(f, "program {name:?} given twice"),
             PackError::EmptyFile { name } => write!(f, "program {name:?} is empty"),
-            PackError::TooLarge { name, len_bytes } => write!(f, "program {name:?} is too large ({len_bytes} bytes)"),
+            PackError::TooLarge { name, len_bytes } => {
+                write!(f, "program {name:?} is too large ({len_bytes} bytes)")
+            }
             PackError::TooMany { count } => write!(f, "{count} programs (at most {ENTRIES_MAX})"),
         }
     }
@@ -423,7 +466,8 @@ fn pad_so_next_data_is_aligned(out: &mut Vec<u8>) {
         return;
     }
     // The padding entry takes one header block plus at least one payload block.
-    let payload_blocks = if gap_blocks >= 2 { gap_blocks - 1 } else { gap_blocks - 1 + DATA_ALIGN / BLOCK_SIZE };
+    let payload_blocks =
+        if gap_blocks >= 2 { gap_blocks - 1 } else { gap_blocks - 1 + DATA_ALIGN / BLOCK_SIZE };
     let record = pax_comment_record(payload_blocks * BLOCK_SIZE);
     out.extend_from_slice(&ustar_header("PaxHeader/faultline-padding", b'x', record.len()));
     out.extend_from_slice(&record);
@@ -461,8 +505,8 @@ fn ustar_header(name: &str, type_flag: u8, size: usize) -> [u8; BLOCK_SIZE] {
     h[263..265].copy_from_slice(b"00");
     h[265..274].copy_from_slice(b"faultline"); // uname
     h[297..306].copy_from_slice(b"faultline"); // gname
-    // The checksum is summed with its own field read as spaces, then stored as 6 octal
-    // digits, NUL, space.
+                                               // The checksum is summed with its own field read as spaces, then stored as 6 octal
+                                               // digits, NUL, space.
     h[148..156].fill(b' ');
     let sum: usize = h.iter().map(|&b| usize::from(b)).sum();
     h[148..154].copy_from_slice(format!("{sum:06o}").as_bytes());
@@ -475,7 +519,12 @@ mod tests {
     use super::*;
 
     fn sample() -> Vec<u8> {
-        pack(&[("hello", b"\x7fELF one".as_slice()), ("null_read", &[7u8; 5000]), ("c_hello", &[1u8; 512])]).unwrap()
+        pack(&[
+            ("hello", b"\x7fELF one".as_slice()),
+            ("null_read", &[7u8; 5000]),
+            ("c_hello", &[1u8; 512]),
+        ])
+        .unwrap()
     }
 
     fn valid_names(bytes: &[u8]) -> Vec<String> {
@@ -507,7 +556,8 @@ mod tests {
         for blocks in 0..9usize {
             let first = vec![1u8; blocks * BLOCK_SIZE + 1];
             let bytes = pack(&[("a", &first), ("b", b"x"), ("c", b"yy")]).unwrap();
-            let entries: Vec<_> = Archive::open(&bytes).unwrap().entries().map(Result::unwrap).collect();
+            let entries: Vec<_> =
+                Archive::open(&bytes).unwrap().entries().map(Result::unwrap).collect();
             assert_eq!(entries.len(), 3);
             assert!(entries.iter().all(Entry::is_page_aligned));
             assert_eq!(entries[0].data, &first[..]);
@@ -601,7 +651,10 @@ mod tests {
         let mut cut = bytes[..h + BLOCK_SIZE + 3000].to_vec();
         let salvaged = Archive::open_salvaging(&mut cut);
         let error = salvaged.error.unwrap();
-        assert_eq!(error.reason, ArchiveErrorKind::PartialBlock { len_bytes: h + BLOCK_SIZE + 3000 });
+        assert_eq!(
+            error.reason,
+            ArchiveErrorKind::PartialBlock { len_bytes: h + BLOCK_SIZE + 3000 }
+        );
         let archive = salvaged.archive.unwrap();
         assert_eq!(valid_names(archive.bytes), ["hello"]);
     }
@@ -633,7 +686,10 @@ mod tests {
         bytes.resize(bytes.len() + 2 * BLOCK_SIZE, 0);
         let archive = Archive::open(&bytes).unwrap();
         let e = archive.entries().next().unwrap().unwrap_err();
-        assert_eq!(e.reason, EntryErrorKind::BadName(NameError::BadByte { byte: b'/', position: 3 }));
+        assert_eq!(
+            e.reason,
+            EntryErrorKind::BadName(NameError::BadByte { byte: b'/', position: 3 })
+        );
         assert_eq!(e.raw_name, "prog");
     }
 
@@ -642,7 +698,9 @@ mod tests {
     #[test]
     fn bad_entries_are_rejected_one_by_one() {
         let mut bytes = Vec::new();
-        for (name, data) in [("ok1", &b"a"[..]), ("bad name", b"b"), ("ok1", b"c"), ("empty", b""), ("ok2", b"d")] {
+        for (name, data) in
+            [("ok1", &b"a"[..]), ("bad name", b"b"), ("ok1", b"c"), ("empty", b""), ("ok2", b"d")]
+        {
             bytes.extend_from_slice(&ustar_header(name, b'0', data.len()));
             bytes.extend_from_slice(data);
             bytes.resize(bytes.len().next_multiple_of(BLOCK_SIZE), 0);
@@ -654,10 +712,20 @@ mod tests {
         assert_eq!(results[0].as_ref().unwrap().name.as_str(), "ok1");
         assert!(!results[0].as_ref().unwrap().is_page_aligned());
         let e = results[1].unwrap_err();
-        assert!(matches!(e.reason, EntryErrorKind::BadName(NameError::BadByte { byte: b' ', position: 3 })));
-        assert!(e.to_string().starts_with("test archive: entry 1 ('bad name'): not a valid program name"), "{e}");
+        assert!(matches!(
+            e.reason,
+            EntryErrorKind::BadName(NameError::BadByte { byte: b' ', position: 3 })
+        ));
+        assert!(
+            e.to_string()
+                .starts_with("test archive: entry 1 ('bad name'): not a valid program name"),
+            "{e}"
+        );
         assert_eq!(results[2].unwrap_err().reason, EntryErrorKind::Duplicate { first_index: 0 });
-        assert_eq!(results[3].unwrap_err().to_string(), "test archive: entry 3 ('empty'): the file is empty");
+        assert_eq!(
+            results[3].unwrap_err().to_string(),
+            "test archive: entry 3 ('empty'): the file is empty"
+        );
         assert_eq!(results[4].as_ref().unwrap().name.as_str(), "ok2");
         assert_eq!(results[4].as_ref().unwrap().index, 4);
     }

@@ -53,7 +53,11 @@ impl Areas {
 
     /// The lowest free `len` bytes at or above `MMAP_BASE` (or the hint, if free).
     pub fn find_free(&self, len: u64, hint: u64) -> Option<u64> {
-        if hint != 0 && hint.is_multiple_of(PAGE_SIZE) && is_mappable(hint, len) && !self.overlaps(&(hint..hint + len)) {
+        if hint != 0
+            && hint.is_multiple_of(PAGE_SIZE)
+            && is_mappable(hint, len)
+            && !self.overlaps(&(hint..hint + len))
+        {
             return Some(hint);
         }
         let mut start = MMAP_BASE;
@@ -62,7 +66,12 @@ impl Areas {
             if end > STACK_RESERVED_START {
                 return None;
             }
-            match self.iter().filter(|a| a.range.start < end && start < a.range.end).map(|a| a.range.end).max() {
+            match self
+                .iter()
+                .filter(|a| a.range.start < end && start < a.range.end)
+                .map(|a| a.range.end)
+                .max()
+            {
                 None => return Some(start),
                 Some(next) => start = next,
             }
@@ -150,7 +159,11 @@ mod tests {
         let b = areas.find_free(PAGE_SIZE, 0).unwrap();
         assert_eq!(b, MMAP_BASE + 3 * PAGE_SIZE);
         assert_eq!(areas.find_free(PAGE_SIZE, 0x40_0000), Some(0x40_0000));
-        assert_eq!(areas.find_free(PAGE_SIZE, MMAP_BASE), Some(MMAP_BASE + 3 * PAGE_SIZE), "a taken hint is ignored");
+        assert_eq!(
+            areas.find_free(PAGE_SIZE, MMAP_BASE),
+            Some(MMAP_BASE + 3 * PAGE_SIZE),
+            "a taken hint is ignored"
+        );
         assert_eq!(areas.insert(a..a + PAGE_SIZE, RW), Err(AreaError::Exists));
         assert_eq!(areas.insert(0..PAGE_SIZE, RW), Err(AreaError::Outside));
     }

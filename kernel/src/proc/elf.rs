@@ -39,7 +39,11 @@ pub struct Perms {
 
 impl Perms {
     fn from_p_flags(flags: u32) -> Perms {
-        Perms { read: flags & abi::PF_R != 0, write: flags & abi::PF_W != 0, execute: flags & abi::PF_X != 0 }
+        Perms {
+            read: flags & abi::PF_R != 0,
+            write: flags & abi::PF_W != 0,
+            execute: flags & abi::PF_X != 0,
+        }
     }
 }
 
@@ -96,7 +100,10 @@ impl Segment {
             return PageContents { offset_in_page: 0, bytes: &[] };
         }
         let in_file = (self.file_offset + (start - self.vaddr)) as usize;
-        PageContents { offset_in_page: (start - page) as usize, bytes: &file[in_file..in_file + (end - start) as usize] }
+        PageContents {
+            offset_in_page: (start - page) as usize,
+            bytes: &file[in_file..in_file + (end - start) as usize],
+        }
     }
 }
 
@@ -166,35 +173,70 @@ impl LoadPlan {
 pub enum ElfError {
     /// The `elf` crate could not read it (truncated, bad magic, bad table sizes, ...).
     Parse(Unreadable),
-    FileTooLarge { len_bytes: usize },
+    FileTooLarge {
+        len_bytes: usize,
+    },
     NotElf64,
-    NotX86_64 { machine: u16 },
+    NotX86_64 {
+        machine: u16,
+    },
     PositionIndependent,
-    NotExecutable { e_type: u16 },
+    NotExecutable {
+        e_type: u16,
+    },
     NoProgramHeaders,
-    TooManyProgramHeaders { count: usize },
+    TooManyProgramHeaders {
+        count: usize,
+    },
     Interpreter,
     Dynamic,
     NoLoadableSegment,
-    TooManySegments { count: usize },
-    Segment { index: usize, problem: SegmentProblem },
+    TooManySegments {
+        count: usize,
+    },
+    Segment {
+        index: usize,
+        problem: SegmentProblem,
+    },
     /// Two segments touch the same page.
-    Overlap { first: usize, second: usize, page: u64 },
-    EntryNotExecutable { entry: u64 },
+    Overlap {
+        first: usize,
+        second: usize,
+        page: u64,
+    },
+    EntryNotExecutable {
+        entry: u64,
+    },
     /// The program header table is said to be somewhere no segment loads it.
-    ProgramHeadersNotLoaded { vaddr: u64 },
+    ProgramHeadersNotLoaded {
+        vaddr: u64,
+    },
     /// Two notes with the same name and type.
     DuplicateNote,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SegmentProblem {
-    FileSizeAboveMemSize { file_size: u64, mem_size: u64 },
-    FileRangeOutside { end: u64, file_len: u64 },
-    Misaligned { vaddr: u64, offset: u64 },
-    TooLarge { mem_size: u64 },
+    FileSizeAboveMemSize {
+        file_size: u64,
+        mem_size: u64,
+    },
+    FileRangeOutside {
+        end: u64,
+        file_len: u64,
+    },
+    Misaligned {
+        vaddr: u64,
+        offset: u64,
+    },
+    TooLarge {
+        mem_size: u64,
+    },
     /// Below the first page, into the stack's reservation, or into the upper half.
-    OutsideUserSpace { start: u64, end: u64 },
+    OutsideUserSpace {
+        start: u64,
+        end: u64,
+    },
     WritableAndExecutable,
 }
 
@@ -206,9 +248,15 @@ pub enum Unreadable {
     Endianness(u8),
     Version,
     /// A structure lies (partly) past the end of the file.
-    Truncated { start: usize, end: usize },
+    Truncated {
+        start: usize,
+        end: usize,
+    },
     BadOffset(u64),
-    BadEntrySize { found: u64, expected: u64 },
+    BadEntrySize {
+        found: u64,
+        expected: u64,
+    },
     Overflow,
     BadAlignment(usize),
     Other,
@@ -224,7 +272,9 @@ impl From<ParseError> for ElfError {
             ParseError::SliceReadError((start, end)) => Unreadable::Truncated { start, end },
             ParseError::TryFromSliceError(_) => Unreadable::Truncated { start: 0, end: 0 },
             ParseError::BadOffset(o) => Unreadable::BadOffset(o),
-            ParseError::BadEntsize((found, expected)) => Unreadable::BadEntrySize { found, expected },
+            ParseError::BadEntsize((found, expected)) => {
+                Unreadable::BadEntrySize { found, expected }
+            }
             ParseError::IntegerOverflow | ParseError::TryFromIntError(_) => Unreadable::Overflow,
             ParseError::UnexpectedAlignment(a) => Unreadable::BadAlignment(a),
             _ => Unreadable::Other,
@@ -240,9 +290,13 @@ impl fmt::Display for Unreadable {
             Unreadable::Endianness(d) => write!(f, "not little-endian (EI_DATA {d})"),
             Unreadable::Version => f.write_str("unknown ELF version"),
             Unreadable::Truncated { start: 0, end: 0 } => f.write_str("truncated"),
-            Unreadable::Truncated { start, end } => write!(f, "truncated: bytes {start:#x}..{end:#x} are past the end"),
+            Unreadable::Truncated { start, end } => {
+                write!(f, "truncated: bytes {start:#x}..{end:#x} are past the end")
+            }
             Unreadable::BadOffset(o) => write!(f, "bad offset {o:#x}"),
-            Unreadable::BadEntrySize { found, expected } => write!(f, "table entry size {found} (expected {expected})"),
+            Unreadable::BadEntrySize { found, expected } => {
+                write!(f, "table entry size {found} (expected {expected})")
+            }
             Unreadable::Overflow => f.write_str("sizes overflow"),
             Unreadable::BadAlignment(a) => write!(f, "bad alignment {a}"),
             Unreadable::Other => f.write_str("malformed"),
@@ -258,16 +312,22 @@ impl fmt::Display for ElfError {
                 write!(f, "the file is {len_bytes} bytes (at most {FILE_SIZE_MAX})")
             }
             ElfError::NotElf64 => f.write_str("not a 64-bit ELF file"),
-            ElfError::NotX86_64 { machine } => write!(f, "built for machine {machine}, not x86_64 (62)"),
+            ElfError::NotX86_64 { machine } => {
+                write!(f, "built for machine {machine}, not x86_64 (62)")
+            }
             ElfError::PositionIndependent => {
                 f.write_str("a position-independent executable (ET_DYN): link with -static -no-pie")
             }
-            ElfError::NotExecutable { e_type } => write!(f, "ELF type {e_type} is not an executable (ET_EXEC)"),
+            ElfError::NotExecutable { e_type } => {
+                write!(f, "ELF type {e_type} is not an executable (ET_EXEC)")
+            }
             ElfError::NoProgramHeaders => f.write_str("no program headers"),
             ElfError::TooManyProgramHeaders { count } => {
                 write!(f, "{count} program headers (at most {PROGRAM_HEADERS_MAX})")
             }
-            ElfError::Interpreter => f.write_str("dynamically linked (PT_INTERP): link with -static"),
+            ElfError::Interpreter => {
+                f.write_str("dynamically linked (PT_INTERP): link with -static")
+            }
             ElfError::Dynamic => f.write_str("has a PT_DYNAMIC segment: link with -static -no-pie"),
             ElfError::NoLoadableSegment => f.write_str("no loadable segment"),
             ElfError::TooManySegments { count } => {
@@ -280,7 +340,10 @@ impl fmt::Display for ElfError {
                         write!(f, "file size {file_size:#x} is above memory size {mem_size:#x}")
                     }
                     SegmentProblem::FileRangeOutside { end, file_len } => {
-                        write!(f, "file bytes end at {end:#x}, past the end of the file ({file_len:#x})")
+                        write!(
+                            f,
+                            "file bytes end at {end:#x}, past the end of the file ({file_len:#x})"
+                        )
                     }
                     SegmentProblem::Misaligned { vaddr, offset } => write!(
                         f,
@@ -295,17 +358,25 @@ impl fmt::Display for ElfError {
                         layout::USER_START,
                         layout::STACK_RESERVED_START
                     ),
-                    SegmentProblem::WritableAndExecutable => f.write_str("both writable and executable"),
+                    SegmentProblem::WritableAndExecutable => {
+                        f.write_str("both writable and executable")
+                    }
                 }
             }
             ElfError::Overlap { first, second, page } => {
                 write!(f, "segments {first} and {second} overlap (both use page {page:#x})")
             }
             ElfError::EntryNotExecutable { entry } => {
-                write!(f, "entry point {entry:#x} is not in the file bytes of an executable segment")
+                write!(
+                    f,
+                    "entry point {entry:#x} is not in the file bytes of an executable segment"
+                )
             }
             ElfError::ProgramHeadersNotLoaded { vaddr } => {
-                write!(f, "PT_PHDR says {vaddr:#x}, which no segment loads from the program headers")
+                write!(
+                    f,
+                    "PT_PHDR says {vaddr:#x}, which no segment loads from the program headers"
+                )
             }
             ElfError::DuplicateNote => f.write_str("two expectation notes"),
         }
@@ -335,7 +406,12 @@ pub fn load_plan(file: &[u8]) -> Result<LoadPlan, ElfError> {
         return Err(ElfError::TooManyProgramHeaders { count: headers.len() });
     }
 
-    let mut plan = LoadPlan { entry: header.e_entry, segments: [Segment::default(); SEGMENTS_MAX], count: 0, program_headers: None };
+    let mut plan = LoadPlan {
+        entry: header.e_entry,
+        segments: [Segment::default(); SEGMENTS_MAX],
+        count: 0,
+        program_headers: None,
+    };
     let mut load_count = 0;
     let mut phdr_vaddr = None;
     for (index, ph) in headers.iter().enumerate() {
@@ -362,25 +438,42 @@ pub fn load_plan(file: &[u8]) -> Result<LoadPlan, ElfError> {
     }
     check_overlaps(plan.segments())?;
     let entry = plan.entry;
-    let entry_ok = plan.segments().iter().any(|s| s.perms.execute && (s.vaddr..s.vaddr + s.file_size).contains(&entry));
+    let entry_ok = plan
+        .segments()
+        .iter()
+        .any(|s| s.perms.execute && (s.vaddr..s.vaddr + s.file_size).contains(&entry));
     if !entry_ok {
         return Err(ElfError::EntryNotExecutable { entry });
     }
-    plan.program_headers = program_headers(&plan, header.e_phoff, u64::from(header.e_phentsize), headers.len() as u64, phdr_vaddr)?;
+    plan.program_headers = program_headers(
+        &plan,
+        header.e_phoff,
+        u64::from(header.e_phentsize),
+        headers.len() as u64,
+        phdr_vaddr,
+    )?;
     Ok(plan)
 }
 
 fn check_segment(index: usize, ph: &ProgramHeader, file_len: u64) -> Result<Segment, ElfError> {
     let fail = |problem| Err(ElfError::Segment { index, problem });
     if ph.p_filesz > ph.p_memsz {
-        return fail(SegmentProblem::FileSizeAboveMemSize { file_size: ph.p_filesz, mem_size: ph.p_memsz });
+        return fail(SegmentProblem::FileSizeAboveMemSize {
+            file_size: ph.p_filesz,
+            mem_size: ph.p_memsz,
+        });
     }
     if ph.p_memsz > SEGMENT_SIZE_MAX {
         return fail(SegmentProblem::TooLarge { mem_size: ph.p_memsz });
     }
     match ph.p_offset.checked_add(ph.p_filesz) {
         Some(end) if end <= file_len => {}
-        end => return fail(SegmentProblem::FileRangeOutside { end: end.unwrap_or(u64::MAX), file_len }),
+        end => {
+            return fail(SegmentProblem::FileRangeOutside {
+                end: end.unwrap_or(u64::MAX),
+                file_len,
+            })
+        }
     }
     if ph.p_filesz > 0 && ph.p_vaddr % PAGE_SIZE != ph.p_offset % PAGE_SIZE {
         return fail(SegmentProblem::Misaligned { vaddr: ph.p_vaddr, offset: ph.p_offset });
@@ -400,7 +493,14 @@ fn check_segment(index: usize, ph: &ProgramHeader, file_len: u64) -> Result<Segm
     if perms.write && perms.execute {
         return fail(SegmentProblem::WritableAndExecutable);
     }
-    Ok(Segment { vaddr: ph.p_vaddr, mem_size: ph.p_memsz, file_offset: ph.p_offset, file_size: ph.p_filesz, perms, header_index: index })
+    Ok(Segment {
+        vaddr: ph.p_vaddr,
+        mem_size: ph.p_memsz,
+        file_offset: ph.p_offset,
+        file_size: ph.p_filesz,
+        perms,
+        header_index: index,
+    })
 }
 
 fn check_overlaps(segments: &[Segment]) -> Result<(), ElfError> {
@@ -408,7 +508,11 @@ fn check_overlaps(segments: &[Segment]) -> Result<(), ElfError> {
         for b in &segments[i + 1..] {
             let (pa, pb) = (a.pages(), b.pages());
             if pa.start < pb.end && pb.start < pa.end {
-                return Err(ElfError::Overlap { first: a.header_index, second: b.header_index, page: pa.start.max(pb.start) });
+                return Err(ElfError::Overlap {
+                    first: a.header_index,
+                    second: b.header_index,
+                    page: pa.start.max(pb.start),
+                });
             }
         }
     }
@@ -417,7 +521,13 @@ fn check_overlaps(segments: &[Segment]) -> Result<(), ElfError> {
 
 /// The program header table's address: PT_PHDR's if there is one (it must be loaded),
 /// otherwise wherever the segment holding file offset `e_phoff` loads it.
-fn program_headers(plan: &LoadPlan, phoff: u64, entry_size: u64, count: u64, phdr_vaddr: Option<u64>) -> Result<Option<ProgramHeaders>, ElfError> {
+fn program_headers(
+    plan: &LoadPlan,
+    phoff: u64,
+    entry_size: u64,
+    count: u64,
+    phdr_vaddr: Option<u64>,
+) -> Result<Option<ProgramHeaders>, ElfError> {
     let size = entry_size * count;
     let loaded_at = plan.segments().iter().find_map(|s| {
         let inside = phoff >= s.file_offset && phoff + size <= s.file_offset + s.file_size;
@@ -434,7 +544,11 @@ fn program_headers(plan: &LoadPlan, phoff: u64, entry_size: u64, count: u64, phd
 
 /// The descriptor of the note called `name` with type `n_type`, looked for in PT_NOTE segments
 /// and, if none has it, in SHT_NOTE sections. Two such notes are an error.
-pub fn find_note<'f>(file: &'f [u8], name: &str, n_type: u64) -> Result<Option<&'f [u8]>, ElfError> {
+pub fn find_note<'f>(
+    file: &'f [u8],
+    name: &str,
+    n_type: u64,
+) -> Result<Option<&'f [u8]>, ElfError> {
     let elf = ElfBytes::<LittleEndian>::minimal_parse(file)?;
     let mut found = None;
     let take = |found: &mut Option<&'f [u8]>, note: Note<'f>| -> Result<(), ElfError> {
@@ -512,13 +626,30 @@ pub(crate) mod tests {
             n.resize(n.len().next_multiple_of(4), 0);
             fx.bytes[note_at..note_at + n.len()].copy_from_slice(&n);
             let note_type = if note.is_some() { abi::PT_NOTE } else { abi::PT_NULL };
-            fx.set_phdr(2, note_type, abi::PF_R, note_at as u64, 0x400000 + note_at as u64, n.len() as u64, n.len() as u64);
+            fx.set_phdr(
+                2,
+                note_type,
+                abi::PF_R,
+                note_at as u64,
+                0x400000 + note_at as u64,
+                n.len() as u64,
+                n.len() as u64,
+            );
             put64(&mut fx.bytes, EHDR + 2 * PHDR + 48, 4); // p_align of the note
             fx
         }
 
         #[allow(clippy::too_many_arguments)]
-        pub(crate) fn set_phdr(&mut self, i: usize, p_type: u32, flags: u32, offset: u64, vaddr: u64, filesz: u64, memsz: u64) {
+        pub(crate) fn set_phdr(
+            &mut self,
+            i: usize,
+            p_type: u32,
+            flags: u32,
+            offset: u64,
+            vaddr: u64,
+            filesz: u64,
+            memsz: u64,
+        ) {
             let at = EHDR + i * PHDR;
             put32(&mut self.bytes, at, p_type);
             put32(&mut self.bytes, at + 4, flags);
@@ -557,11 +688,20 @@ pub(crate) mod tests {
         assert_eq!(plan.entry, 0x400800);
         assert_eq!(plan.segments().len(), 2);
         let text = plan.segments()[0];
-        assert_eq!((text.vaddr, text.mem_size, text.perms.to_string().as_str()), (0x400000, 0x900, "r-x"));
+        assert_eq!(
+            (text.vaddr, text.mem_size, text.perms.to_string().as_str()),
+            (0x400000, 0x900, "r-x")
+        );
         let data = plan.segments()[1];
-        assert_eq!((data.vaddr, data.file_offset, data.file_size, data.mem_size), (0x401000, 0x1000, 0x10, 0x3000));
+        assert_eq!(
+            (data.vaddr, data.file_offset, data.file_size, data.mem_size),
+            (0x401000, 0x1000, 0x10, 0x3000)
+        );
         assert_eq!(data.perms.to_string(), "rw-");
-        assert_eq!(plan.program_headers, Some(ProgramHeaders { vaddr: 0x400040, entry_size: 56, count: 3 }));
+        assert_eq!(
+            plan.program_headers,
+            Some(ProgramHeaders { vaddr: 0x400040, entry_size: 56, count: 3 })
+        );
         assert_eq!(plan.image_end(), 0x404000);
         assert_eq!(plan.segment_for_page(0x400fff).unwrap().vaddr, 0x400000);
         assert!(plan.segment_at(0x400fff).is_none());
@@ -595,12 +735,22 @@ pub(crate) mod tests {
             let cut = Fixture { bytes: fx.bytes[..len].to_vec() };
             let e = rejected(&cut);
             assert!(
-                matches!(e, ElfError::Parse(_) | ElfError::Segment { problem: SegmentProblem::FileRangeOutside { .. }, .. }),
+                matches!(
+                    e,
+                    ElfError::Parse(_)
+                        | ElfError::Segment {
+                            problem: SegmentProblem::FileRangeOutside { .. },
+                            ..
+                        }
+                ),
                 "{len}: {e}"
             );
         }
         let e = rejected(&Fixture { bytes: fx.bytes[..0x1008].to_vec() });
-        assert_eq!(e.to_string(), "segment 1: file bytes end at 0x1010, past the end of the file (0x1008)");
+        assert_eq!(
+            e.to_string(),
+            "segment 1: file bytes end at 0x1010, past the end of the file (0x1008)"
+        );
     }
 
     #[test]
@@ -618,11 +768,23 @@ pub(crate) mod tests {
 
     #[test]
     fn addresses_outside_user_space_are_rejected() {
-        for vaddr in [0xffff_ffff_8000_0000, 0x0, 0x0000_7fff_ffff_0000, 0x0000_8000_0000_0000, u64::MAX - 0xfff] {
+        for vaddr in [
+            0xffff_ffff_8000_0000,
+            0x0,
+            0x0000_7fff_ffff_0000,
+            0x0000_8000_0000_0000,
+            u64::MAX - 0xfff,
+        ] {
             let mut fx = Fixture::new(None);
             fx.field64(1, P_VADDR, vaddr);
             assert!(
-                matches!(rejected(&fx), ElfError::Segment { index: 1, problem: SegmentProblem::OutsideUserSpace { .. } }),
+                matches!(
+                    rejected(&fx),
+                    ElfError::Segment {
+                        index: 1,
+                        problem: SegmentProblem::OutsideUserSpace { .. }
+                    }
+                ),
                 "{vaddr:#x}: {}",
                 rejected(&fx)
             );
@@ -633,17 +795,32 @@ pub(crate) mod tests {
     fn absurd_sizes_are_rejected() {
         let mut fx = Fixture::new(None);
         fx.field64(1, P_MEMSZ, 1 << 40);
-        assert_eq!(rejected(&fx), ElfError::Segment { index: 1, problem: SegmentProblem::TooLarge { mem_size: 1 << 40 } });
+        assert_eq!(
+            rejected(&fx),
+            ElfError::Segment { index: 1, problem: SegmentProblem::TooLarge { mem_size: 1 << 40 } }
+        );
         let mut fx = Fixture::new(None);
         fx.field64(1, P_FILESZ, u64::MAX);
         fx.field64(1, P_MEMSZ, u64::MAX);
-        assert!(matches!(rejected(&fx), ElfError::Segment { index: 1, problem: SegmentProblem::TooLarge { .. } }));
+        assert!(matches!(
+            rejected(&fx),
+            ElfError::Segment { index: 1, problem: SegmentProblem::TooLarge { .. } }
+        ));
         let mut fx = Fixture::new(None);
         fx.field64(1, P_FILESZ, 0x4000);
-        assert!(matches!(rejected(&fx), ElfError::Segment { problem: SegmentProblem::FileSizeAboveMemSize { .. }, .. }));
+        assert!(matches!(
+            rejected(&fx),
+            ElfError::Segment { problem: SegmentProblem::FileSizeAboveMemSize { .. }, .. }
+        ));
         let mut fx = Fixture::new(None);
         fx.field64(1, P_OFFSET, u64::MAX - 4);
-        assert!(matches!(rejected(&fx), ElfError::Segment { problem: SegmentProblem::FileRangeOutside { end: u64::MAX, .. }, .. }));
+        assert!(matches!(
+            rejected(&fx),
+            ElfError::Segment {
+                problem: SegmentProblem::FileRangeOutside { end: u64::MAX, .. },
+                ..
+            }
+        ));
         let mut fx = Fixture::new(None);
         put16(&mut fx.bytes, 56, 0xfff0); // e_phnum: the table runs past the file
         assert!(matches!(rejected(&fx), ElfError::Parse(_)));
@@ -662,7 +839,10 @@ pub(crate) mod tests {
     fn other_shapes_are_rejected() {
         let mut fx = Fixture::new(None);
         fx.field64(1, P_OFFSET, 0x800);
-        assert!(matches!(rejected(&fx), ElfError::Segment { problem: SegmentProblem::Misaligned { .. }, .. }));
+        assert!(matches!(
+            rejected(&fx),
+            ElfError::Segment { problem: SegmentProblem::Misaligned { .. }, .. }
+        ));
         let mut fx = Fixture::new(None);
         put32(&mut fx.bytes, EHDR + PHDR + 4, abi::PF_R | abi::PF_W | abi::PF_X);
         assert_eq!(rejected(&fx).to_string(), "segment 1: both writable and executable");

@@ -87,7 +87,9 @@ pub enum Cause {
     DivideError,
     Breakpoint,
     /// Any other exception, by vector.
-    Exception { vector: u8 },
+    Exception {
+        vector: u8,
+    },
     Watchdog,
     OutOfMemory,
 }
@@ -97,7 +99,10 @@ pub enum Cause {
 pub enum Outcome {
     /// `exit`/`exit_group` with this status (the low 8 bits, as Linux keeps).
     Exited(u8),
-    Killed { cause: Cause, rip: u64 },
+    Killed {
+        cause: Cause,
+        rip: u64,
+    },
 }
 
 /// What a program declares.
@@ -284,13 +289,18 @@ impl Expectation {
 }
 
 fn parse_decimal(word: &str) -> Option<u64> {
-    if word.is_empty() || !word.bytes().all(|b| b.is_ascii_digit()) || (word.len() > 1 && word.starts_with('0')) {
+    if word.is_empty()
+        || !word.bytes().all(|b| b.is_ascii_digit())
+        || (word.len() > 1 && word.starts_with('0'))
+    {
         return None;
     }
     word.parse().ok()
 }
 
-fn parse_page_fault<'a>(words: &mut impl Iterator<Item = &'a str>) -> Result<Expected, Problem<'a>> {
+fn parse_page_fault<'a>(
+    words: &mut impl Iterator<Item = &'a str>,
+) -> Result<Expected, Problem<'a>> {
     let (mut access, mut present, mut place) = (None, None, None);
     // The parts come in grammar order; each may be left out.
     let mut stage = 0;
@@ -373,7 +383,9 @@ impl fmt::Display for Outcome {
             Outcome::Killed { cause, rip } => {
                 f.write_str("killed by ")?;
                 match cause {
-                    Cause::PageFault(pf) if pf.region == Region::Guard => f.write_str("stack overflow: ")?,
+                    Cause::PageFault(pf) if pf.region == Region::Guard => {
+                        f.write_str("stack overflow: ")?
+                    }
                     _ => {}
                 }
                 match cause {
@@ -411,13 +423,21 @@ pub struct TapLine<'a> {
 
 #[derive(Clone, Copy)]
 pub enum TapVerdict<'a> {
-    Compared { expected: Expectation, outcome: Outcome },
+    Compared {
+        expected: Expectation,
+        outcome: Outcome,
+    },
     /// The program never ran: a bad archive entry, ELF or note.
     Rejected(&'a dyn fmt::Display),
 }
 
 impl<'a> TapLine<'a> {
-    pub fn compared(number: usize, name: &'a str, expected: Expectation, outcome: Outcome) -> TapLine<'a> {
+    pub fn compared(
+        number: usize,
+        name: &'a str,
+        expected: Expectation,
+        outcome: Outcome,
+    ) -> TapLine<'a> {
         TapLine { number, name, run: None, verdict: TapVerdict::Compared { expected, outcome } }
     }
 
@@ -448,7 +468,9 @@ impl fmt::Display for TapLine<'_> {
             TapVerdict::Compared { expected, outcome } if expected.matches(&outcome) => {
                 write!(f, ": {outcome}, as expected")
             }
-            TapVerdict::Compared { expected, outcome } => write!(f, ": expected {expected}, got {outcome}"),
+            TapVerdict::Compared { expected, outcome } => {
+                write!(f, ": expected {expected}, got {outcome}")
+            }
             TapVerdict::Rejected(reason) => write!(f, ": rejected: {reason}"),
         }
     }
@@ -472,7 +494,10 @@ mod tests {
     }
 
     fn pf(access: Access, present: bool, address: u64, region: Region) -> Outcome {
-        Outcome::Killed { cause: Cause::PageFault(PageFault { access, present, address, region }), rip: 0x401000 }
+        Outcome::Killed {
+            cause: Cause::PageFault(PageFault { access, present, address, region }),
+            rip: 0x401000,
+        }
     }
 
     #[test]
@@ -501,9 +526,15 @@ mod tests {
 
     #[test]
     fn spacing_and_nuls_are_forgiven() {
-        assert_eq!(parse("  exit   3 \0\0").unwrap(), Expectation { outcome: Expected::Exit(3), runs: 1 });
+        assert_eq!(
+            parse("  exit   3 \0\0").unwrap(),
+            Expectation { outcome: Expected::Exit(3), runs: 1 }
+        );
         assert_eq!(parse("exit 0 ;runs 3").unwrap().runs, 3);
-        assert_eq!(parse("killed #PF read at 0x0").unwrap(), parse("killed #PF read at 0x0").unwrap());
+        assert_eq!(
+            parse("killed #PF read at 0x0").unwrap(),
+            parse("killed #PF read at 0x0").unwrap()
+        );
     }
 
     #[test]
@@ -537,7 +568,10 @@ mod tests {
             assert!(e.contains(message), "{text:?}: {e}");
             assert!(e.starts_with("bad expectation note"), "{e}");
         }
-        assert!(Expectation::parse("exit 0 é".as_bytes()).unwrap_err().to_string().contains("not ASCII"));
+        assert!(Expectation::parse("exit 0 é".as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("not ASCII"));
     }
 
     #[test]
@@ -561,7 +595,9 @@ mod tests {
         let ud = Outcome::Killed { cause: Cause::InvalidOpcode, rip: 1 };
         assert!(parse("killed #UD").unwrap().matches(&ud));
         assert!(!parse("killed #DE").unwrap().matches(&ud));
-        assert!(!parse("killed #UD").unwrap().matches(&Outcome::Killed { cause: Cause::Exception { vector: 6 }, rip: 1 }));
+        assert!(!parse("killed #UD")
+            .unwrap()
+            .matches(&Outcome::Killed { cause: Cause::Exception { vector: 6 }, rip: 1 }));
     }
 
     #[test]
@@ -585,10 +621,24 @@ mod tests {
             line.to_string(),
             "not ok 4 - exit_status: expected exit 3, got killed by #PF read not-present at 0x0 in null, rip 0x401000"
         );
-        let line = TapLine::compared(5, "shared_text", parse("exit 0; runs 2").unwrap(), Outcome::Exited(0)).with_run(2, 2);
-        assert_eq!(line.to_string(), "ok 5 - shared_text (run 2 of 2): exited with status 0, as expected");
+        let line = TapLine::compared(
+            5,
+            "shared_text",
+            parse("exit 0; runs 2").unwrap(),
+            Outcome::Exited(0),
+        )
+        .with_run(2, 2);
+        assert_eq!(
+            line.to_string(),
+            "ok 5 - shared_text (run 2 of 2): exited with status 0, as expected"
+        );
         let overflow = pf(Access::Write, false, 0x7fff_ffee_f000, Region::Guard);
-        let line = TapLine::compared(6, "stack_overflow", parse("killed stack-overflow").unwrap(), overflow);
+        let line = TapLine::compared(
+            6,
+            "stack_overflow",
+            parse("killed stack-overflow").unwrap(),
+            overflow,
+        );
         assert_eq!(
             line.to_string(),
             "ok 6 - stack_overflow: killed by stack overflow: #PF write not-present at 0x7fffffeef000 in guard, rip 0x401000, as expected"
@@ -596,7 +646,10 @@ mod tests {
         let reason = "segment 1: both writable and executable";
         let line = TapLine::rejected(7, "rwx", &reason);
         assert!(!line.passed());
-        assert_eq!(line.to_string(), "not ok 7 - rwx: rejected: segment 1: both writable and executable");
+        assert_eq!(
+            line.to_string(),
+            "not ok 7 - rwx: rejected: segment 1: both writable and executable"
+        );
         assert_eq!(TapPlan(7).to_string(), "1..7");
     }
 }

@@ -75,7 +75,10 @@ pub struct StackImage<'b> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StackError {
     /// The buffer is smaller than the image.
-    TooBig { needed_bytes: usize, room_bytes: usize },
+    TooBig {
+        needed_bytes: usize,
+        room_bytes: usize,
+    },
     /// A string holds a NUL byte.
     NulInString,
     TooManyExtraAux,
@@ -89,15 +92,23 @@ impl fmt::Display for StackError {
             StackError::TooBig { needed_bytes, room_bytes } => {
                 write!(f, "the initial stack needs {needed_bytes} bytes, {room_bytes} available")
             }
-            StackError::NulInString => f.write_str("an argument or environment string holds a NUL byte"),
-            StackError::TooManyExtraAux => write!(f, "more than {EXTRA_AUX_MAX} extra auxv entries"),
+            StackError::NulInString => {
+                f.write_str("an argument or environment string holds a NUL byte")
+            }
+            StackError::TooManyExtraAux => {
+                write!(f, "more than {EXTRA_AUX_MAX} extra auxv entries")
+            }
             StackError::BadTop => f.write_str("the stack top is not page-aligned"),
         }
     }
 }
 
 /// Builds the stack image into `buf`, which stands for the bytes just below `stack_top`.
-pub fn build<'b>(buf: &'b mut [u8], stack_top: u64, spec: &StackSpec<'_>) -> Result<StackImage<'b>, StackError> {
+pub fn build<'b>(
+    buf: &'b mut [u8],
+    stack_top: u64,
+    spec: &StackSpec<'_>,
+) -> Result<StackImage<'b>, StackError> {
     if !stack_top.is_multiple_of(PAGE_SIZE) || (buf.len() as u64) > stack_top {
         return Err(StackError::BadTop);
     }
@@ -116,7 +127,10 @@ pub fn build<'b>(buf: &'b mut [u8], stack_top: u64, spec: &StackSpec<'_>) -> Res
     let mut cursor = stack_top - 8;
     let string_at = |w: &mut Writer<'_>, cursor: &mut u64, s: &str| -> Result<u64, StackError> {
         let len = s.len() as u64 + 1;
-        *cursor = cursor.checked_sub(len).filter(|c| *c >= w.base).ok_or(too_big((stack_top - *cursor + len) as usize))?;
+        *cursor = cursor
+            .checked_sub(len)
+            .filter(|c| *c >= w.base)
+            .ok_or(too_big((stack_top - *cursor + len) as usize))?;
         w.put_bytes(*cursor, s.as_bytes());
         w.put_bytes(*cursor + s.len() as u64, &[0]);
         Ok(*cursor)
@@ -133,7 +147,8 @@ pub fn build<'b>(buf: &'b mut [u8], stack_top: u64, spec: &StackSpec<'_>) -> Res
         env_addrs[i] = string_at(&mut w, &mut cursor, e)?;
     }
     let platform = string_at(&mut w, &mut cursor, PLATFORM)?;
-    let random = (cursor & !15).checked_sub(16).filter(|c| *c >= base).ok_or(too_big(usize::MAX))?;
+    let random =
+        (cursor & !15).checked_sub(16).filter(|c| *c >= base).ok_or(too_big(usize::MAX))?;
     w.put_bytes(random, &spec.random);
     w.fill_zero(random + 16, cursor);
 
@@ -235,7 +250,9 @@ mod tests {
     }
 
     fn parse(image: &StackImage<'_>) -> Parsed {
-        let word = |addr: u64| u64::from_le_bytes(image.bytes[(addr - image.rsp) as usize..][..8].try_into().unwrap());
+        let word = |addr: u64| {
+            u64::from_le_bytes(image.bytes[(addr - image.rsp) as usize..][..8].try_into().unwrap())
+        };
         let string = |addr: u64| {
             let at = &image.bytes[(addr - image.rsp) as usize..];
             String::from_utf8(at[..at.iter().position(|&b| b == 0).unwrap()].to_vec()).unwrap()
@@ -314,9 +331,16 @@ mod tests {
         for argc in 0..names.len() {
             for envc in 0..3 {
                 for extra in 0..3 {
-                    let extra_aux = [(AT_FAULTLINE_KERNEL_ADDRESS, 1), (AT_FAULTLINE_PAGE_TABLE, 2)];
+                    let extra_aux =
+                        [(AT_FAULTLINE_KERNEL_ADDRESS, 1), (AT_FAULTLINE_PAGE_TABLE, 2)];
                     let mut buf = [0u8; 2048];
-                    let spec = StackSpec { args: &names[..argc], env: &names[..envc], plan: &plan, random: [7; 16], extra_aux: &extra_aux[..extra.min(2)] };
+                    let spec = StackSpec {
+                        args: &names[..argc],
+                        env: &names[..envc],
+                        plan: &plan,
+                        random: [7; 16],
+                        extra_aux: &extra_aux[..extra.min(2)],
+                    };
                     let image = build(&mut buf, STACK_TOP, &spec).unwrap();
                     assert_eq!(image.rsp % 16, 0, "argc {argc} envc {envc}");
                     let p = parse(&image);
@@ -333,7 +357,8 @@ mod tests {
         let mut plan = load_plan(&Fixture::new(None).bytes).unwrap();
         plan.program_headers = None;
         let mut buf = [0u8; 1024];
-        let spec = StackSpec { args: &["x"], env: &[], plan: &plan, random: [0; 16], extra_aux: &[] };
+        let spec =
+            StackSpec { args: &["x"], env: &[], plan: &plan, random: [0; 16], extra_aux: &[] };
         let p = parse(&build(&mut buf, STACK_TOP, &spec).unwrap());
         assert_eq!(aux_value(&p, AT_PHDR), None);
         assert_eq!(aux_value(&p, AT_PHNUM), None);
@@ -342,7 +367,8 @@ mod tests {
     #[test]
     fn bad_requests_are_refused() {
         let plan = load_plan(&Fixture::new(None).bytes).unwrap();
-        let spec = StackSpec { args: &["x"], env: &[], plan: &plan, random: [0; 16], extra_aux: &[] };
+        let spec =
+            StackSpec { args: &["x"], env: &[], plan: &plan, random: [0; 16], extra_aux: &[] };
         let mut small = [0u8; 64];
         assert!(matches!(build(&mut small, STACK_TOP, &spec), Err(StackError::TooBig { .. })));
         let long = "y".repeat(5000);
@@ -350,10 +376,16 @@ mod tests {
         let mut buf = [0u8; 4096];
         let e = build(&mut buf, STACK_TOP, &StackSpec { args: &args, ..spec }).unwrap_err();
         assert!(e.to_string().starts_with("the initial stack needs"), "{e}");
-        assert_eq!(build(&mut buf, STACK_TOP, &StackSpec { args: &["a\0b"], ..spec }), Err(StackError::NulInString));
+        assert_eq!(
+            build(&mut buf, STACK_TOP, &StackSpec { args: &["a\0b"], ..spec }),
+            Err(StackError::NulInString)
+        );
         assert_eq!(build(&mut buf, STACK_TOP + 8, &spec), Err(StackError::BadTop));
         assert_eq!(build(&mut buf, 0, &spec), Err(StackError::BadTop));
         let many = [(AT_FAULTLINE_P2M, 0); 9];
-        assert_eq!(build(&mut buf, STACK_TOP, &StackSpec { extra_aux: &many, ..spec }), Err(StackError::TooManyExtraAux));
+        assert_eq!(
+            build(&mut buf, STACK_TOP, &StackSpec { extra_aux: &many, ..spec }),
+            Err(StackError::TooManyExtraAux)
+        );
     }
 }

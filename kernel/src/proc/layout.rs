@@ -35,7 +35,8 @@ pub const STACK_RESERVED_START: u64 = STACK_TOP - STACK_SIZE_MAX - STACK_GUARD_S
 pub const BRK_SIZE_MAX: u64 = 64 << 20;
 
 const _: () = assert!(MMAP_BASE < STACK_RESERVED_START && STACK_TOP < USER_END);
-const _: () = assert!(STACK_TOP.is_multiple_of(PAGE_SIZE) && STACK_RESERVED_START.is_multiple_of(PAGE_SIZE));
+const _: () =
+    assert!(STACK_TOP.is_multiple_of(PAGE_SIZE) && STACK_RESERVED_START.is_multiple_of(PAGE_SIZE));
 
 /// The stack's pages (may be mapped on demand).
 pub const STACK: Range<u64> = STACK_TOP - STACK_SIZE_MAX..STACK_TOP;

@@ -1,20 +1,20 @@
 //! Processes: test-program archives, ELF images, expectations, user mode.
 
 pub mod archive;
+pub mod areas;
 pub mod elf;
 pub mod expect;
 pub mod initial_stack;
 pub mod layout;
-pub mod program;
-pub mod run_options;
-pub mod syscall_abi;
-pub mod areas;
-pub mod user_fault;
-#[cfg(test)]
-mod real_programs;
 #[cfg(target_os = "none")]
 pub mod process;
+pub mod program;
+#[cfg(test)]
+mod real_programs;
+pub mod run_options;
 #[cfg(target_os = "none")]
 pub mod suite;
 #[cfg(target_os = "none")]
 pub mod syscall;
+pub mod syscall_abi;
+pub mod user_fault;

@@ -11,7 +11,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::areas::Areas;
 use super::elf::LoadPlan;
 use super::expect::{Access, Cause, Outcome, PageFault};
-use super::initial_stack::{self, StackSpec, AT_FAULTLINE_KERNEL_ADDRESS, AT_FAULTLINE_P2M, AT_FAULTLINE_PAGE_TABLE};
+use super::initial_stack::{
+    self, StackSpec, AT_FAULTLINE_KERNEL_ADDRESS, AT_FAULTLINE_P2M, AT_FAULTLINE_PAGE_TABLE,
+};
 use super::layout::{self, page_floor, Region, PAGE_SIZE, STACK_TOP};
 use super::syscall_abi::Errno;
 use super::user_fault::{decide, Decision, Source, Space};
@@ -19,7 +21,9 @@ use crate::arch::x86_64::exception;
 use crate::arch::x86_64::trap_frame::TrapFrame;
 use crate::arch::x86_64::user::{self, UserEntry, USER_RFLAGS};
 use crate::mm::kernel::{KernelMm, MM};
-use crate::mm::{FrameSource, MmError, Pfn, PfnRange, PteFlags, Root, TlbFlush, VirtAddr, DIRECT_MAP_BASE};
+use crate::mm::{
+    FrameSource, MmError, Pfn, PfnRange, PteFlags, Root, TlbFlush, VirtAddr, DIRECT_MAP_BASE,
+};
 use crate::xen::{abi, events, hypercall, shared_info, time};
 
 /// A program image to run: its file in the boot module and where that lies in frames.
@@ -66,7 +70,8 @@ struct PageCache {
 }
 const PAGE_CACHE_PAGES: usize = 32;
 
-static PAGE_CACHE: spin::Mutex<PageCache> = spin::Mutex::new(PageCache { pages: [(0, Pfn(0)); PAGE_CACHE_PAGES], len: 0 });
+static PAGE_CACHE: spin::Mutex<PageCache> =
+    spin::Mutex::new(PageCache { pages: [(0, Pfn(0)); PAGE_CACHE_PAGES], len: 0 });
 
 impl PageCache {
     fn find(&self, page: u64) -> Option<Pfn> {
@@ -88,9 +93,14 @@ pub fn load(image: &Image) -> Result<(), StartError> {
         let mut page = seg.pages().start;
         while page < seg.pages().end && cache.len < PAGE_CACHE_PAGES {
             let contents = seg.page_contents(image.file, page);
-            let shared_whole = contents.is_whole_file_page() && image.file_first_pfn.is_some() && page >= seg.vaddr;
+            let shared_whole = contents.is_whole_file_page()
+                && image.file_first_pfn.is_some()
+                && page >= seg.vaddr;
             if !shared_whole && !contents.bytes.is_empty() {
-                let pfn = mm.frames.allocate_frame().map_err(|e| StartError::Memory(MmError::Frame(e)))?;
+                let pfn = mm
+                    .frames
+                    .allocate_frame()
+                    .map_err(|e| StartError::Memory(MmError::Frame(e)))?;
                 // SAFETY: `pfn` was just allocated and is ours alone; the direct map maps it
                 // writable (it is not a table); the copy stays inside the page.
                 unsafe { fill_frame(pfn, contents.offset_in_page, contents.bytes) };
@@ -307,7 +317,10 @@ pub fn run(image: Image, limits: Limits) -> Result<RunReport, StartError> {
             let code = user::run(&entry);
             check_xen("cancelling the watchdog timer", events::set_timer(0));
             events::set_timer_hook(None);
-            ENDING.lock().take().unwrap_or(Outcome::Killed { cause: Cause::Exception { vector: code as u8 }, rip: 0 })
+            ENDING.lock().take().unwrap_or(Outcome::Killed {
+                cause: Cause::Exception { vector: code as u8 },
+                rip: 0,
+            })
         }
         Err(e) => {
             teardown();
@@ -331,7 +344,13 @@ fn start_user(image: Image, aux: &[(u64, u64)], deadline_ns: u64) -> Result<User
     let mut random16 = [0u8; 16];
     random16[..8].copy_from_slice(&random);
     random16[8..].copy_from_slice(&time::now_ns().to_le_bytes());
-    let spec = StackSpec { args: &[image.name], env: &[], plan: &image.plan, random: random16, extra_aux: aux };
+    let spec = StackSpec {
+        args: &[image.name],
+        env: &[],
+        plan: &image.plan,
+        random: random16,
+        extra_aux: aux,
+    };
     let stack = initial_stack::build(buf, STACK_TOP, &spec).map_err(StartError::Stack)?;
     copy_to_user(stack.rsp, stack.bytes).map_err(|_| StartError::StackCopy)?;
     {
@@ -355,7 +374,9 @@ fn teardown() -> i64 {
     let module = process.image.module_frames;
     check_mm("clearing the user base pointer", mm.tables.set_user_root(None));
     let cache = PAGE_CACHE.lock();
-    if let Err(e) = mm.tables.destroy_user_root(process.root, &mut mm.frames, &|pfn| module.contains(pfn) || cache.holds(pfn)) {
+    if let Err(e) = mm.tables.destroy_user_root(process.root, &mut mm.frames, &|pfn| {
+        module.contains(pfn) || cache.holds(pfn)
+    }) {
         crate::println!("# teardown of {}: {e:?}", process.image.name);
     }
     mm.frames.used_frames() as i64 - process.frames_at_start as i64
@@ -370,7 +391,9 @@ pub fn end(outcome: Outcome) -> ! {
 /// The timer hook: past the deadline, a program caught in user mode is killed; otherwise the
 /// timer is re-armed (a timer event may come early, or while the kernel works for the program).
 fn watchdog(frame: &mut TrapFrame) {
-    let Some(deadline) = CURRENT.try_lock().and_then(|p| p.as_ref().map(|p| p.deadline_ns)) else { return };
+    let Some(deadline) = CURRENT.try_lock().and_then(|p| p.as_ref().map(|p| p.deadline_ns)) else {
+        return;
+    };
     let now = time::now_ns();
     if now >= deadline && !frame.from_kernel() {
         end(Outcome::Killed { cause: Cause::Watchdog, rip: frame.rip });
@@ -393,7 +416,10 @@ pub fn user_exception(frame: &mut TrapFrame) {
         let present = frame.error_code & 1 != 0;
         match resolve(cr2, access, present) {
             Ok(()) => return,
-            Err(cause) => end(Outcome::Killed { cause: fault_cause(cause, frame.error_code, cr2), rip: frame.rip }),
+            Err(cause) => end(Outcome::Killed {
+                cause: fault_cause(cause, frame.error_code, cr2),
+                rip: frame.rip,
+            }),
         }
     }
     let cause = match frame.vector {
@@ -416,7 +442,9 @@ pub enum Refusal {
 
 fn fault_cause(refusal: Refusal, error_code: u64, cr2: u64) -> Cause {
     match refusal {
-        Refusal::Forbidden(region) => Cause::PageFault(PageFault::from_error_code(error_code, cr2, region)),
+        Refusal::Forbidden(region) => {
+            Cause::PageFault(PageFault::from_error_code(error_code, cr2, region))
+        }
         Refusal::OutOfMemory => Cause::OutOfMemory,
     }
 }
@@ -437,8 +465,12 @@ fn resolve(addr: u64, access: Access, present: bool) -> Result<(), Refusal> {
     };
     match decide(&space, addr, access, present) {
         Decision::Kill(region) => Err(Refusal::Forbidden(region)),
-        Decision::Map { page, source, writable, exec } => map_page(mm, process, page, source, user_flags(writable, exec)),
-        Decision::CopyOnWrite { page, exec } => copy_on_write(mm, process, page, user_flags(true, exec)),
+        Decision::Map { page, source, writable, exec } => {
+            map_page(mm, process, page, source, user_flags(writable, exec))
+        }
+        Decision::CopyOnWrite { page, exec } => {
+            copy_on_write(mm, process, page, user_flags(true, exec))
+        }
     }
 }
 
@@ -474,7 +506,13 @@ fn frame_ptr(pfn: Pfn) -> *mut u8 {
     (DIRECT_MAP_BASE + pfn.0 * PAGE_SIZE) as *mut u8
 }
 
-fn map_page(mm: &mut KernelMm, process: &Process, page: u64, source: Source<'_>, flags: PteFlags) -> Result<(), Refusal> {
+fn map_page(
+    mm: &mut KernelMm,
+    process: &Process,
+    page: u64,
+    source: Source<'_>,
+    flags: PteFlags,
+) -> Result<(), Refusal> {
     check_limit(mm, process)?;
     let root = process.root;
     let va = VirtAddr::new(page);
@@ -489,7 +527,9 @@ fn map_page(mm: &mut KernelMm, process: &Process, page: u64, source: Source<'_>,
             COUNTERS.zero_fills.fetch_add(1, Ordering::Relaxed);
             mm.tables.map_zeroed(root, va, flags, &mut mm.frames).map(drop)
         }
-        Source::PrivateFile(_) if !flags.contains(PteFlags::WRITABLE) && PAGE_CACHE.lock().find(page).is_some() => {
+        Source::PrivateFile(_)
+            if !flags.contains(PteFlags::WRITABLE) && PAGE_CACHE.lock().find(page).is_some() =>
+        {
             let pfn = PAGE_CACHE.lock().find(page).expect("checked above");
             note_shared(pfn);
             mm.tables.map(root, va, pfn, flags, &mut mm.frames)
@@ -515,20 +555,32 @@ fn map_page(mm: &mut KernelMm, process: &Process, page: u64, source: Source<'_>,
 
 /// The first write to a shared file page: copy it to a private frame and point the entry at
 /// that, writable: one mmu_update entry and the flush the changed frame owes.
-fn copy_on_write(mm: &mut KernelMm, process: &Process, page: u64, flags: PteFlags) -> Result<(), Refusal> {
+fn copy_on_write(
+    mm: &mut KernelMm,
+    process: &Process,
+    page: u64,
+    flags: PteFlags,
+) -> Result<(), Refusal> {
     check_limit(mm, process)?;
     let root = process.root;
     let va = VirtAddr::new(page);
-    let Ok(Some(shared)) = mm.tables.translate(root, va) else { return Err(Refusal::Forbidden(Region::Unmapped)) };
+    let Ok(Some(shared)) = mm.tables.translate(root, va) else {
+        return Err(Refusal::Forbidden(Region::Unmapped));
+    };
     let new = mm.frames.allocate_frame().map_err(|_| Refusal::OutOfMemory)?;
     // SAFETY: `new` is ours alone and writable in the direct map; `shared.pfn` is a mapped
     // frame we only read; both copies stay inside one page.
-    unsafe { core::ptr::copy_nonoverlapping(frame_ptr(shared.pfn), frame_ptr(new), PAGE_SIZE as usize) };
+    unsafe {
+        core::ptr::copy_nonoverlapping(frame_ptr(shared.pfn), frame_ptr(new), PAGE_SIZE as usize)
+    };
     match mm.tables.replace(root, va, new, flags) {
         Ok((_shared, flush)) => {
             // The user's TLB may keep the old entry across the switch to the kernel's tables
             // (Xen may use PCIDs), so flush everything local, not just one address.
-            check_mm("flushing the TLB after copy-on-write", mm.tables.flush_tlb(flush.merge(TlbFlush::everything())));
+            check_mm(
+                "flushing the TLB after copy-on-write",
+                mm.tables.flush_tlb(flush.merge(TlbFlush::everything())),
+            );
             COUNTERS.cow_copies.fetch_add(1, Ordering::Relaxed);
             Ok(())
         }
@@ -546,7 +598,9 @@ pub fn copy_from_user(addr: u64, out: &mut [u8]) -> Result<(), Errno> {
         let dst = &mut out[range];
         // SAFETY: `pfn` is mapped for the program, readable through the direct map; the range
         // stays inside the page.
-        unsafe { core::ptr::copy_nonoverlapping(frame_ptr(pfn).add(offset), dst.as_mut_ptr(), dst.len()) };
+        unsafe {
+            core::ptr::copy_nonoverlapping(frame_ptr(pfn).add(offset), dst.as_mut_ptr(), dst.len())
+        };
     })
 }
 
@@ -562,13 +616,24 @@ pub fn copy_to_user(addr: u64, bytes: &[u8]) -> Result<(), Errno> {
     walk_user(addr, bytes.len(), Access::Write, |pfn, offset, range| {
         // SAFETY: `pfn` is a private writable frame of the program (resolved for a write),
         // writable through the direct map; the range stays inside the page.
-        unsafe { core::ptr::copy_nonoverlapping(bytes[range.clone()].as_ptr(), frame_ptr(pfn).add(offset), range.len()) };
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                bytes[range.clone()].as_ptr(),
+                frame_ptr(pfn).add(offset),
+                range.len(),
+            )
+        };
     })
 }
 
 /// Calls `each(pfn, offset_in_page, range_in_buffer)` for every page of `[addr, addr+len)`,
 /// after making it accessible for `access`.
-fn walk_user(addr: u64, len: usize, access: Access, mut each: impl FnMut(Pfn, usize, Range<usize>)) -> Result<(), Errno> {
+fn walk_user(
+    addr: u64,
+    len: usize,
+    access: Access,
+    mut each: impl FnMut(Pfn, usize, Range<usize>),
+) -> Result<(), Errno> {
     let end = addr.checked_add(len as u64).ok_or(Errno::EFAULT)?;
     if end > layout::USER_END {
         return Err(Errno::EFAULT);
@@ -594,7 +659,9 @@ fn user_frame(page: u64, access: Access) -> Option<Pfn> {
             guard.as_ref()?.tables.translate(root, VirtAddr::new(page)).ok()?
         };
         match mapping {
-            Some(m) if access != Access::Write || m.flags.contains(PteFlags::WRITABLE) => return Some(m.pfn),
+            Some(m) if access != Access::Write || m.flags.contains(PteFlags::WRITABLE) => {
+                return Some(m.pfn)
+            }
             Some(_) => resolve(page, Access::Write, true).ok()?,
             None => resolve(page, access, false).ok()?,
         }
@@ -608,7 +675,8 @@ pub fn brk(requested: u64) -> u64 {
     let Some(process) = current.as_mut() else { return 0 };
     let new = super::syscall_abi::decide_brk(requested, &process.heap, process.brk);
     if new < process.brk {
-        let range = layout::page_ceil(new).unwrap_or(new)..layout::page_ceil(process.brk).unwrap_or(process.brk);
+        let range = layout::page_ceil(new).unwrap_or(new)
+            ..layout::page_ceil(process.brk).unwrap_or(process.brk);
         unmap_range(process, range);
     }
     process.brk = new;

@@ -32,8 +32,14 @@ impl<'a> Program<'a> {
 pub enum Rejection<'a> {
     /// The archive entry itself is bad (name, duplicate, empty).
     Entry(EntryError<'a>),
-    Elf { name: Name, error: ElfError },
-    Note { name: Name, error: ExpectError<'a> },
+    Elf {
+        name: Name,
+        error: ElfError,
+    },
+    Note {
+        name: Name,
+        error: ExpectError<'a>,
+    },
 }
 
 impl Rejection<'_> {
@@ -61,7 +67,8 @@ impl fmt::Display for Rejection<'_> {
 pub fn inspect(entry: Entry<'_>) -> Result<Program<'_>, Rejection<'_>> {
     let name = entry.name;
     let plan = elf::load_plan(entry.data).map_err(|error| Rejection::Elf { name, error })?;
-    let note = elf::find_note(entry.data, NOTE_NAME, u64::from(NOTE_TYPE_EXPECT)).map_err(|error| Rejection::Elf { name, error })?;
+    let note = elf::find_note(entry.data, NOTE_NAME, u64::from(NOTE_TYPE_EXPECT))
+        .map_err(|error| Rejection::Elf { name, error })?;
     let expectation = match note {
         None => Expectation::default(),
         Some(desc) => Expectation::parse(desc).map_err(|error| Rejection::Note { name, error })?,
@@ -70,7 +77,9 @@ pub fn inspect(entry: Entry<'_>) -> Result<Program<'_>, Rejection<'_>> {
 }
 
 /// Every program of the archive, checked, in archive order.
-pub fn programs<'a>(archive: &Archive<'a>) -> impl Iterator<Item = Result<Program<'a>, Rejection<'a>>> {
+pub fn programs<'a>(
+    archive: &Archive<'a>,
+) -> impl Iterator<Item = Result<Program<'a>, Rejection<'a>>> {
     archive.entries().map(|entry| inspect(entry.map_err(Rejection::Entry)?))
 }
 
@@ -107,7 +116,13 @@ mod tests {
         assert!(e.to_string().starts_with("bad ELF: segment 1: 0xffffffff80000000.."), "{e}");
         assert_eq!(results[2].as_ref().unwrap().expectation, Expectation::default());
         let e = results[3].as_ref().unwrap_err();
-        assert_eq!(e.to_string(), "bad expectation note \"exit 300\": '300' is not an exit status (0..=255)");
-        assert_eq!(results[4].as_ref().unwrap_err().to_string(), "bad ELF: not a readable ELF file: no ELF magic");
+        assert_eq!(
+            e.to_string(),
+            "bad expectation note \"exit 300\": '300' is not an exit status (0..=255)"
+        );
+        assert_eq!(
+            results[4].as_ref().unwrap_err().to_string(),
+            "bad ELF: not a readable ELF file: no ELF magic"
+        );
     }
 }

@@ -48,7 +48,10 @@ fn expectation(f: &[u8]) -> Expectation {
 fn the_rust_program_loads_as_linked() {
     let plan = load_plan(RUST_EXIT_STATUS).unwrap();
     let text = plan.segments()[0];
-    assert_eq!((text.vaddr, text.file_offset, text.perms.to_string().as_str()), (0x400000, 0, "r-x"));
+    assert_eq!(
+        (text.vaddr, text.file_offset, text.perms.to_string().as_str()),
+        (0x400000, 0, "r-x")
+    );
     assert!(text.contains(plan.entry));
     assert_eq!(plan.program_headers.unwrap().vaddr, 0x400040);
     assert_eq!(expectation(RUST_EXIT_STATUS).outcome, Expected::Exit(3));
@@ -61,9 +64,16 @@ fn the_musl_program_loads_and_gets_its_phdr() {
     assert!(plan.segments().iter().any(|s| s.perms.write && !s.perms.execute));
     assert_eq!(expectation(C_NULL_DEREF).to_string(), "killed #PF read not-present at 0x0");
     let mut buf = [0u8; 1024];
-    let spec = StackSpec { args: &["c_null_deref"], env: &[], plan: &plan, random: [1; 16], extra_aux: &[] };
+    let spec = StackSpec {
+        args: &["c_null_deref"],
+        env: &[],
+        plan: &plan,
+        random: [1; 16],
+        extra_aux: &[],
+    };
     let image = build(&mut buf, STACK_TOP, &spec).unwrap();
-    let words: Vec<u64> = image.bytes.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+    let words: Vec<u64> =
+        image.bytes.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
     // argc, argv[0], NULL, NULL (no environment), then the auxv pairs.
     let aux = |key| words[4..].chunks(2).find(|pair| pair[0] == key).map(|pair| pair[1]);
     let phdr = plan.program_headers.unwrap();
@@ -77,7 +87,11 @@ fn the_musl_program_loads_and_gets_its_phdr() {
 fn every_truncation_is_rejected_without_panic() {
     for f in [RUST_EXIT_STATUS, C_NULL_DEREF] {
         for len in (0..f.len()).step_by(37) {
-            assert!(load_plan(&f[..len]).is_err(), "accepted a file cut to {len} of {} bytes", f.len());
+            assert!(
+                load_plan(&f[..len]).is_err(),
+                "accepted a file cut to {len} of {} bytes",
+                f.len()
+            );
         }
     }
 }
@@ -91,10 +105,18 @@ fn edited_segments_are_rejected_by_name() {
         let mut overlapping = f.to_vec();
         let base = u64_at(f, first + P_VADDR);
         set_u64(&mut overlapping, second + P_VADDR, base + (u64_at(f, second + P_VADDR) & 0xfff));
-        assert!(matches!(load_plan(&overlapping), Err(ElfError::Overlap { .. })), "{:?}", load_plan(&overlapping));
+        assert!(
+            matches!(load_plan(&overlapping), Err(ElfError::Overlap { .. })),
+            "{:?}",
+            load_plan(&overlapping)
+        );
 
         let mut kernel = f.to_vec();
-        set_u64(&mut kernel, second + P_VADDR, 0xffff_8000_0000_0000 + (u64_at(f, second + P_VADDR) & 0xfff));
+        set_u64(
+            &mut kernel,
+            second + P_VADDR,
+            0xffff_8000_0000_0000 + (u64_at(f, second + P_VADDR) & 0xfff),
+        );
         assert!(matches!(
             load_plan(&kernel),
             Err(ElfError::Segment { problem: SegmentProblem::OutsideUserSpace { .. }, .. })
@@ -102,7 +124,10 @@ fn edited_segments_are_rejected_by_name() {
 
         let mut huge = f.to_vec();
         set_u64(&mut huge, second + P_MEMSZ, 1 << 40);
-        assert!(matches!(load_plan(&huge), Err(ElfError::Segment { problem: SegmentProblem::TooLarge { .. }, .. })));
+        assert!(matches!(
+            load_plan(&huge),
+            Err(ElfError::Segment { problem: SegmentProblem::TooLarge { .. }, .. })
+        ));
 
         let mut bad_entry = f.to_vec();
         set_u64(&mut bad_entry, 24, 0x10);
@@ -142,7 +167,12 @@ fn an_archive_of_real_programs_runs_the_good_ones() {
     let mut broken = C_NULL_DEREF.to_vec();
     let second = load_headers(&broken)[1];
     set_u64(&mut broken, second + P_MEMSZ, 1 << 40);
-    let bytes = pack(&[("exit_status", RUST_EXIT_STATUS), ("broken", &broken), ("c_null_deref", C_NULL_DEREF)]).unwrap();
+    let bytes = pack(&[
+        ("exit_status", RUST_EXIT_STATUS),
+        ("broken", &broken),
+        ("c_null_deref", C_NULL_DEREF),
+    ])
+    .unwrap();
     let archive = Archive::open(&bytes).unwrap();
     let results: Vec<_> = programs(&archive).collect();
     assert_eq!(results[0].as_ref().unwrap().expectation.outcome, Expected::Exit(3));
@@ -157,8 +187,12 @@ fn an_archive_of_real_programs_runs_the_good_ones() {
 #[test]
 fn scrambled_archives_never_panic() {
     let bytes = pack(&[("exit_status", RUST_EXIT_STATUS), ("c_null_deref", C_NULL_DEREF)]).unwrap();
-    let headers: Vec<usize> =
-        Archive::open(&bytes).unwrap().entries().map(|e| e.unwrap().offset - 512).chain([0, 512]).collect();
+    let headers: Vec<usize> = Archive::open(&bytes)
+        .unwrap()
+        .entries()
+        .map(|e| e.unwrap().offset - 512)
+        .chain([0, 512])
+        .collect();
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     for round in 0..4000 {
         let mut m = bytes.clone();

@@ -46,7 +46,11 @@ pub struct RunOptions<'c> {
 
 impl Default for RunOptions<'_> {
     fn default() -> Self {
-        RunOptions { tests: Selection::All, time_budget_ms: TIME_BUDGET_MS_DEFAULT, memory_limit_bytes: MEMORY_LIMIT_BYTES_DEFAULT }
+        RunOptions {
+            tests: Selection::All,
+            time_budget_ms: TIME_BUDGET_MS_DEFAULT,
+            memory_limit_bytes: MEMORY_LIMIT_BYTES_DEFAULT,
+        }
     }
 }
 
@@ -60,7 +64,9 @@ pub enum RunOptionError<'c> {
 impl fmt::Display for RunOptionError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RunOptionError::BadName { name } => write!(f, "tests=: '{name}' is not a program name (tests=all or tests=a,b)"),
+            RunOptionError::BadName { name } => {
+                write!(f, "tests=: '{name}' is not a program name (tests=all or tests=a,b)")
+            }
             RunOptionError::BadDuration { value } => {
                 write!(f, "test_time=: '{value}' is not a duration (e.g. 5s, 500ms; at least 1ms)")
             }
@@ -86,10 +92,12 @@ impl<'c> RunOptions<'c> {
                 };
             }
             "test_time" => {
-                self.time_budget_ms = parse_duration_ms(value).ok_or(RunOptionError::BadDuration { value })?;
+                self.time_budget_ms =
+                    parse_duration_ms(value).ok_or(RunOptionError::BadDuration { value })?;
             }
             "test_memory" => {
-                self.memory_limit_bytes = parse_size_bytes(value).ok_or(RunOptionError::BadSize { value })?;
+                self.memory_limit_bytes =
+                    parse_size_bytes(value).ok_or(RunOptionError::BadSize { value })?;
             }
             _ => return Ok(false),
         }

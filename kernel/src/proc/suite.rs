@@ -25,7 +25,10 @@ pub fn run(module: Module, options: &RunOptions<'_>) {
     // A damaged archive keeps the programs before the damage: they still run.
     let salvaged = Archive::open_salvaging(module.bytes);
     if let Some(e) = &salvaged.error {
-        crate::check!(Error, "test archive ({len} bytes): {e}; running the programs before the damage");
+        crate::check!(
+            Error,
+            "test archive ({len} bytes): {e}; running the programs before the damage"
+        );
     }
     let Some(archive) = salvaged.archive else { return };
     for missing in options.tests.missing(&archive) {
@@ -41,7 +44,10 @@ pub fn run(module: Module, options: &RunOptions<'_>) {
         })
         .sum();
     crate::println!("{}", TapPlan(total));
-    let limits = Limits { time_budget_ms: options.time_budget_ms, memory_limit_bytes: options.memory_limit_bytes };
+    let limits = Limits {
+        time_budget_ms: options.time_budget_ms,
+        memory_limit_bytes: options.memory_limit_bytes,
+    };
     let mut number = 0;
     for candidate in program::programs(&archive) {
         match candidate {
@@ -59,7 +65,9 @@ pub fn run(module: Module, options: &RunOptions<'_>) {
                         .frames
                         .filter(|_| p.entry.is_page_aligned())
                         .map(|f| Pfn(f.start.0 + p.entry.offset as u64 / 4096)),
-                    module_frames: module.frames.unwrap_or(PfnRange { start: Pfn(0), count_frames: 0 }),
+                    module_frames: module
+                        .frames
+                        .unwrap_or(PfnRange { start: Pfn(0), count_frames: 0 }),
                 };
                 if let Err(e) = process::load(&image) {
                     number += 1;
@@ -94,7 +102,13 @@ fn reject(number: usize, rejection: &Rejection<'_>) {
     report::record(Verdict::Failure);
 }
 
-fn run_once(number: usize, image: Image, expectation: super::expect::Expectation, limits: Limits, (run, runs): (u8, u8)) {
+fn run_once(
+    number: usize,
+    image: Image,
+    expectation: super::expect::Expectation,
+    limits: Limits,
+    (run, runs): (u8, u8),
+) {
     let shared_before = COUNTERS.shared_file_maps.load(Ordering::Relaxed);
     let copies_before = COUNTERS.private_file_copies.load(Ordering::Relaxed);
     COUNTERS.first_shared_pfn.store(0, Ordering::Relaxed);
@@ -117,7 +131,11 @@ fn run_once(number: usize, image: Image, expectation: super::expect::Expectation
                 report::record(Verdict::Error);
             }
             if report.leaked_frames != 0 {
-                crate::println!("not ok {number} - {}: LEAK: {} frames not back in the pool after the run", image.name, report.leaked_frames);
+                crate::println!(
+                    "not ok {number} - {}: LEAK: {} frames not back in the pool after the run",
+                    image.name,
+                    report.leaked_frames
+                );
                 report::record(Verdict::Failure);
             }
         }

@@ -5,7 +5,9 @@ use core::sync::atomic::Ordering;
 use super::areas::AreaError;
 use super::expect::{Access, Outcome};
 use super::process::{self, SegmentBase, COUNTERS};
-use super::syscall_abi::{self, ArchPrctl, Clock, Errno, Iovec, Placement, Syscall, SysResult, Timespec, UnknownSyscall};
+use super::syscall_abi::{
+    self, ArchPrctl, Clock, Errno, Iovec, Placement, SysResult, Syscall, Timespec, UnknownSyscall,
+};
 use crate::arch::x86_64::trap_frame::TrapFrame;
 use crate::xen::{events, hypercall, time};
 
@@ -34,15 +36,13 @@ fn carry_out(call: Syscall) -> SysResult {
         Syscall::Write { buf, count, .. } => write(buf, count),
         Syscall::Writev { iov, iovcnt, .. } => writev(iov, iovcnt),
         Syscall::Mmap(request) => mmap(request),
-        Syscall::Munmap { range } => {
-            process::with_areas(|areas| {
-                let removed = areas.remove(&range);
-                (removed, removed.is_ok().then(|| range.clone()))
-            })
-            .unwrap_or(Err(AreaError::NoRoom))
-            .map(|()| 0)
-            .map_err(|_| Errno::ENOMEM)
-        }
+        Syscall::Munmap { range } => process::with_areas(|areas| {
+            let removed = areas.remove(&range);
+            (removed, removed.is_ok().then(|| range.clone()))
+        })
+        .unwrap_or(Err(AreaError::NoRoom))
+        .map(|()| 0)
+        .map_err(|_| Errno::ENOMEM),
         Syscall::Mprotect { range, prot } => {
             let covered = process::with_areas(|areas| {
                 if !areas.covers(&range) {
@@ -56,13 +56,19 @@ fn carry_out(call: Syscall) -> SysResult {
             Ok(0)
         }
         Syscall::Brk { requested } => Ok(process::brk(requested)),
-        Syscall::ArchPrctl(ArchPrctl::SetFs { base }) => process::set_segment_base(SegmentBase::Fs, base).map(|()| 0),
-        Syscall::ArchPrctl(ArchPrctl::SetGs { base }) => process::set_segment_base(SegmentBase::Gs, base).map(|()| 0),
+        Syscall::ArchPrctl(ArchPrctl::SetFs { base }) => {
+            process::set_segment_base(SegmentBase::Fs, base).map(|()| 0)
+        }
+        Syscall::ArchPrctl(ArchPrctl::SetGs { base }) => {
+            process::set_segment_base(SegmentBase::Gs, base).map(|()| 0)
+        }
         Syscall::ArchPrctl(ArchPrctl::GetFs { out }) => {
-            process::copy_to_user(out, &process::segment_base(SegmentBase::Fs).to_le_bytes()).map(|()| 0)
+            process::copy_to_user(out, &process::segment_base(SegmentBase::Fs).to_le_bytes())
+                .map(|()| 0)
         }
         Syscall::ArchPrctl(ArchPrctl::GetGs { out }) => {
-            process::copy_to_user(out, &process::segment_base(SegmentBase::Gs).to_le_bytes()).map(|()| 0)
+            process::copy_to_user(out, &process::segment_base(SegmentBase::Gs).to_le_bytes())
+                .map(|()| 0)
         }
         Syscall::SetTidAddress { .. } | Syscall::GetPid | Syscall::GetTid => Ok(PID),
         Syscall::SchedYield => {
@@ -73,7 +79,9 @@ fn carry_out(call: Syscall) -> SysResult {
         }
         Syscall::ClockGettime { clock, out } => {
             let ns = match clock {
-                Clock::Realtime => crate::xen::shared_info::wallclock_ns().unwrap_or(0) + time::now_ns(),
+                Clock::Realtime => {
+                    crate::xen::shared_info::wallclock_ns().unwrap_or(0) + time::now_ns()
+                }
                 Clock::Monotonic | Clock::CpuTime => time::now_ns(),
             };
             process::copy_to_user(out, &Timespec::from_ns(ns).to_bytes()).map(|()| 0)
@@ -123,19 +131,37 @@ fn mmap(request: syscall_abi::MmapRequest) -> SysResult {
     let len = request.len;
     process::with_areas(|areas| match request.placement {
         Placement::Anywhere { hint } => match areas.find_free(len, hint) {
-            Some(start) => (areas.insert(start..start + len, request.prot).map(|()| start).map_err(|_| Errno::ENOMEM), None),
+            Some(start) => (
+                areas
+                    .insert(start..start + len, request.prot)
+                    .map(|()| start)
+                    .map_err(|_| Errno::ENOMEM),
+                None,
+            ),
             None => (Err(Errno::ENOMEM), None),
         },
         Placement::NoReplace { addr } => {
             let inserted = areas.insert(addr..addr + len, request.prot);
-            (inserted.map(|()| addr).map_err(|e| if e == AreaError::Exists { Errno::EEXIST } else { Errno::ENOMEM }), None)
+            (
+                inserted.map(|()| addr).map_err(|e| {
+                    if e == AreaError::Exists {
+                        Errno::EEXIST
+                    } else {
+                        Errno::ENOMEM
+                    }
+                }),
+                None,
+            )
         }
         Placement::Replace { addr } => {
             let range = addr..addr + len;
             if areas.remove(&range).is_err() {
                 return (Err(Errno::ENOMEM), None);
             }
-            (areas.insert(range.clone(), request.prot).map(|()| addr).map_err(|_| Errno::ENOMEM), Some(range))
+            (
+                areas.insert(range.clone(), request.prot).map(|()| addr).map_err(|_| Errno::ENOMEM),
+                Some(range),
+            )
         }
     })
     .unwrap_or(Err(Errno::ENOMEM))

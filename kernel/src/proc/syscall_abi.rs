@@ -93,7 +93,11 @@ impl Prot {
         if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
             return Err(Errno::EINVAL);
         }
-        Ok(Prot { read: prot & PROT_READ != 0, write: prot & PROT_WRITE != 0, exec: prot & PROT_EXEC != 0 })
+        Ok(Prot {
+            read: prot & PROT_READ != 0,
+            write: prot & PROT_WRITE != 0,
+            exec: prot & PROT_EXEC != 0,
+        })
     }
 
     /// Whether the pages are mapped at all (PROT_NONE pages stay unmapped and fault).
@@ -139,9 +143,20 @@ pub struct MmapRequest {
 impl MmapRequest {
     /// Checks mmap's arguments. Only anonymous private mappings exist: MAP_SHARED is EINVAL, a
     /// file mapping EBADF (no file descriptors).
-    pub fn decode(addr: u64, len: u64, prot: u64, flags: u64, _fd: u64, offset: u64) -> Result<MmapRequest, Errno> {
+    pub fn decode(
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        _fd: u64,
+        offset: u64,
+    ) -> Result<MmapRequest, Errno> {
         let known = MAP_TYPE | MAP_FIXED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_IGNORED;
-        if flags & !known != 0 || flags & MAP_TYPE != MAP_PRIVATE || !offset.is_multiple_of(PAGE_SIZE) || len == 0 {
+        if flags & !known != 0
+            || flags & MAP_TYPE != MAP_PRIVATE
+            || !offset.is_multiple_of(PAGE_SIZE)
+            || len == 0
+        {
             return Err(Errno::EINVAL);
         }
         if flags & MAP_ANONYMOUS == 0 {
@@ -177,7 +192,11 @@ pub fn decode_munmap(addr: u64, len: u64) -> Result<Range<u64>, Errno> {
     if !addr.is_multiple_of(PAGE_SIZE) || len == 0 {
         return Err(Errno::EINVAL);
     }
-    let end = addr.checked_add(len).and_then(page_ceil).filter(|end| *end <= USER_END).ok_or(Errno::EINVAL)?;
+    let end = addr
+        .checked_add(len)
+        .and_then(page_ceil)
+        .filter(|end| *end <= USER_END)
+        .ok_or(Errno::EINVAL)?;
     Ok(addr..end)
 }
 
@@ -213,11 +232,19 @@ pub const ARCH_GET_GS: u64 = 0x1004;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ArchPrctl {
     /// Set the FS base (musl's thread pointer): HYPERVISOR_set_segment_base under PV.
-    SetFs { base: u64 },
-    SetGs { base: u64 },
+    SetFs {
+        base: u64,
+    },
+    SetGs {
+        base: u64,
+    },
     /// Store the base at this user address.
-    GetFs { out: u64 },
-    GetGs { out: u64 },
+    GetFs {
+        out: u64,
+    },
+    GetGs {
+        out: u64,
+    },
 }
 
 impl ArchPrctl {
@@ -331,31 +358,58 @@ pub fn user_range(ptr: u64, len: u64) -> Result<Range<u64>, Errno> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Syscall {
     /// Write `count` bytes (cut to [`RW_COUNT_MAX`]) from `buf`; returns the count written.
-    Write { stream: Stream, buf: u64, count: u64 },
+    Write {
+        stream: Stream,
+        buf: u64,
+        count: u64,
+    },
     /// Write `iovcnt` (<= IOV_MAX) iovecs read from `iov`; their total length over isize::MAX
     /// is EINVAL.
-    Writev { stream: Stream, iov: u64, iovcnt: u64 },
+    Writev {
+        stream: Stream,
+        iov: u64,
+        iovcnt: u64,
+    },
     /// Ends the program (one thread = the whole program) with the low 8 bits of the status.
-    Exit { status: u8 },
+    Exit {
+        status: u8,
+    },
     Mmap(MmapRequest),
-    Munmap { range: Range<u64> },
-    Mprotect { range: Range<u64>, prot: Prot },
+    Munmap {
+        range: Range<u64>,
+    },
+    Mprotect {
+        range: Range<u64>,
+        prot: Prot,
+    },
     /// See [`decide_brk`]; returns the break.
-    Brk { requested: u64 },
+    Brk {
+        requested: u64,
+    },
     ArchPrctl(ArchPrctl),
     /// Remember the address (nothing uses it without threads); returns the tid.
-    SetTidAddress { addr: u64 },
+    SetTidAddress {
+        addr: u64,
+    },
     GetPid,
     GetTid,
     SchedYield,
     /// Store a [`Timespec`] at `out`.
-    ClockGettime { clock: Clock, out: u64 },
+    ClockGettime {
+        clock: Clock,
+        out: u64,
+    },
     /// Read a [`Timespec`] at `request`; sleep; 0.
-    Nanosleep { request: u64, remaining: u64 },
+    Nanosleep {
+        request: u64,
+        remaining: u64,
+    },
     /// Always ENOTTY: no file descriptor is a terminal.
     Ioctl,
     /// Anything else: print [`UnknownSyscall`], return ENOSYS.
-    Unknown { nr: u64 },
+    Unknown {
+        nr: u64,
+    },
 }
 
 impl Syscall {
@@ -363,7 +417,9 @@ impl Syscall {
     pub fn decode(nr: u64, args: [u64; 6]) -> Result<Syscall, Errno> {
         let [a0, a1, a2, a3, a4, a5] = args;
         Ok(match nr {
-            SYS_WRITE => Syscall::Write { stream: stream(a0)?, buf: a1, count: a2.min(RW_COUNT_MAX) },
+            SYS_WRITE => {
+                Syscall::Write { stream: stream(a0)?, buf: a1, count: a2.min(RW_COUNT_MAX) }
+            }
             SYS_WRITEV => {
                 let stream = stream(a0)?;
                 if a2 > IOV_MAX {
@@ -423,64 +479,384 @@ pub struct UnknownSyscall {
 
 impl fmt::Display for UnknownSyscall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown syscall {} ({}) from rip {:#x}: -ENOSYS", self.nr, name(self.nr).unwrap_or("no such call"), self.rip)
+        write!(
+            f,
+            "unknown syscall {} ({}) from rip {:#x}: -ENOSYS",
+            self.nr,
+            name(self.nr).unwrap_or("no such call"),
+            self.rip
+        )
     }
 }
 
 /// Linux x86_64 system call names by number, 0..=334 (from the kernel's `asm/unistd_64.h`).
 const NAMES_FROM_0: [&str; 335] = [
-    "read", "write", "open", "close", "stat", "fstat", "lstat", "poll", "lseek", "mmap", "mprotect", "munmap",
-    "brk", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "ioctl", "pread64", "pwrite64", "readv",
-    "writev", "access", "pipe", "select", "sched_yield", "mremap", "msync", "mincore", "madvise", "shmget",
-    "shmat", "shmctl", "dup", "dup2", "pause", "nanosleep", "getitimer", "alarm", "setitimer", "getpid",
-    "sendfile", "socket", "connect", "accept", "sendto", "recvfrom", "sendmsg", "recvmsg", "shutdown", "bind",
-    "listen", "getsockname", "getpeername", "socketpair", "setsockopt", "getsockopt", "clone", "fork",
-    "vfork", "execve", "exit", "wait4", "kill", "uname", "semget", "semop", "semctl", "shmdt", "msgget",
-    "msgsnd", "msgrcv", "msgctl", "fcntl", "flock", "fsync", "fdatasync", "truncate", "ftruncate", "getdents",
-    "getcwd", "chdir", "fchdir", "rename", "mkdir", "rmdir", "creat", "link", "unlink", "symlink", "readlink",
-    "chmod", "fchmod", "chown", "fchown", "lchown", "umask", "gettimeofday", "getrlimit", "getrusage",
-    "sysinfo", "times", "ptrace", "getuid", "syslog", "getgid", "setuid", "setgid", "geteuid", "getegid",
-    "setpgid", "getppid", "getpgrp", "setsid", "setreuid", "setregid", "getgroups", "setgroups", "setresuid",
-    "getresuid", "setresgid", "getresgid", "getpgid", "setfsuid", "setfsgid", "getsid", "capget", "capset",
-    "rt_sigpending", "rt_sigtimedwait", "rt_sigqueueinfo", "rt_sigsuspend", "sigaltstack", "utime", "mknod",
-    "uselib", "personality", "ustat", "statfs", "fstatfs", "sysfs", "getpriority", "setpriority",
-    "sched_setparam", "sched_getparam", "sched_setscheduler", "sched_getscheduler", "sched_get_priority_max",
-    "sched_get_priority_min", "sched_rr_get_interval", "mlock", "munlock", "mlockall", "munlockall",
-    "vhangup", "modify_ldt", "pivot_root", "_sysctl", "prctl", "arch_prctl", "adjtimex", "setrlimit",
-    "chroot", "sync", "acct", "settimeofday", "mount", "umount2", "swapon", "swapoff", "reboot",
-    "sethostname", "setdomainname", "iopl", "ioperm", "create_module", "init_module", "delete_module",
-    "get_kernel_syms", "query_module", "quotactl", "nfsservctl", "getpmsg", "putpmsg", "afs_syscall",
-    "tuxcall", "security", "gettid", "readahead", "setxattr", "lsetxattr", "fsetxattr", "getxattr",
-    "lgetxattr", "fgetxattr", "listxattr", "llistxattr", "flistxattr", "removexattr", "lremovexattr",
-    "fremovexattr", "tkill", "time", "futex", "sched_setaffinity", "sched_getaffinity", "set_thread_area",
-    "io_setup", "io_destroy", "io_getevents", "io_submit", "io_cancel", "get_thread_area", "lookup_dcookie",
-    "epoll_create", "epoll_ctl_old", "epoll_wait_old", "remap_file_pages", "getdents64", "set_tid_address",
-    "restart_syscall", "semtimedop", "fadvise64", "timer_create", "timer_settime", "timer_gettime",
-    "timer_getoverrun", "timer_delete", "clock_settime", "clock_gettime", "clock_getres", "clock_nanosleep",
-    "exit_group", "epoll_wait", "epoll_ctl", "tgkill", "utimes", "vserver", "mbind", "set_mempolicy",
-    "get_mempolicy", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
-    "kexec_load", "waitid", "add_key", "request_key", "keyctl", "ioprio_set", "ioprio_get", "inotify_init",
-    "inotify_add_watch", "inotify_rm_watch", "migrate_pages", "openat", "mkdirat", "mknodat", "fchownat",
-    "futimesat", "newfstatat", "unlinkat", "renameat", "linkat", "symlinkat", "readlinkat", "fchmodat",
-    "faccessat", "pselect6", "ppoll", "unshare", "set_robust_list", "get_robust_list", "splice", "tee",
-    "sync_file_range", "vmsplice", "move_pages", "utimensat", "epoll_pwait", "signalfd", "timerfd_create",
-    "eventfd", "fallocate", "timerfd_settime", "timerfd_gettime", "accept4", "signalfd4", "eventfd2",
-    "epoll_create1", "dup3", "pipe2", "inotify_init1", "preadv", "pwritev", "rt_tgsigqueueinfo",
-    "perf_event_open", "recvmmsg", "fanotify_init", "fanotify_mark", "prlimit64", "name_to_handle_at",
-    "open_by_handle_at", "clock_adjtime", "syncfs", "sendmmsg", "setns", "getcpu", "process_vm_readv",
-    "process_vm_writev", "kcmp", "finit_module", "sched_setattr", "sched_getattr", "renameat2", "seccomp",
-    "getrandom", "memfd_create", "kexec_file_load", "bpf", "execveat", "userfaultfd", "membarrier", "mlock2",
-    "copy_file_range", "preadv2", "pwritev2", "pkey_mprotect", "pkey_alloc", "pkey_free", "statx",
-    "io_pgetevents", "rseq",
+    "read",
+    "write",
+    "open",
+    "close",
+    "stat",
+    "fstat",
+    "lstat",
+    "poll",
+    "lseek",
+    "mmap",
+    "mprotect",
+    "munmap",
+    "brk",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "ioctl",
+    "pread64",
+    "pwrite64",
+    "readv",
+    "writev",
+    "access",
+    "pipe",
+    "select",
+    "sched_yield",
+    "mremap",
+    "msync",
+    "mincore",
+    "madvise",
+    "shmget",
+    "shmat",
+    "shmctl",
+    "dup",
+    "dup2",
+    "pause",
+    "nanosleep",
+    "getitimer",
+    "alarm",
+    "setitimer",
+    "getpid",
+    "sendfile",
+    "socket",
+    "connect",
+    "accept",
+    "sendto",
+    "recvfrom",
+    "sendmsg",
+    "recvmsg",
+    "shutdown",
+    "bind",
+    "listen",
+    "getsockname",
+    "getpeername",
+    "socketpair",
+    "setsockopt",
+    "getsockopt",
+    "clone",
+    "fork",
+    "vfork",
+    "execve",
+    "exit",
+    "wait4",
+    "kill",
+    "uname",
+    "semget",
+    "semop",
+    "semctl",
+    "shmdt",
+    "msgget",
+    "msgsnd",
+    "msgrcv",
+    "msgctl",
+    "fcntl",
+    "flock",
+    "fsync",
+    "fdatasync",
+    "truncate",
+    "ftruncate",
+    "getdents",
+    "getcwd",
+    "chdir",
+    "fchdir",
+    "rename",
+    "mkdir",
+    "rmdir",
+    "creat",
+    "link",
+    "unlink",
+    "symlink",
+    "readlink",
+    "chmod",
+    "fchmod",
+    "chown",
+    "fchown",
+    "lchown",
+    "umask",
+    "gettimeofday",
+    "getrlimit",
+    "getrusage",
+    "sysinfo",
+    "times",
+    "ptrace",
+    "getuid",
+    "syslog",
+    "getgid",
+    "setuid",
+    "setgid",
+    "geteuid",
+    "getegid",
+    "setpgid",
+    "getppid",
+    "getpgrp",
+    "setsid",
+    "setreuid",
+    "setregid",
+    "getgroups",
+    "setgroups",
+    "setresuid",
+    "getresuid",
+    "setresgid",
+    "getresgid",
+    "getpgid",
+    "setfsuid",
+    "setfsgid",
+    "getsid",
+    "capget",
+    "capset",
+    "rt_sigpending",
+    "rt_sigtimedwait",
+    "rt_sigqueueinfo",
+    "rt_sigsuspend",
+    "sigaltstack",
+    "utime",
+    "mknod",
+    "uselib",
+    "personality",
+    "ustat",
+    "statfs",
+    "fstatfs",
+    "sysfs",
+    "getpriority",
+    "setpriority",
+    "sched_setparam",
+    "sched_getparam",
+    "sched_setscheduler",
+    "sched_getscheduler",
+    "sched_get_priority_max",
+    "sched_get_priority_min",
+    "sched_rr_get_interval",
+    "mlock",
+    "munlock",
+    "mlockall",
+    "munlockall",
+    "vhangup",
+    "modify_ldt",
+    "pivot_root",
+    "_sysctl",
+    "prctl",
+    "arch_prctl",
+    "adjtimex",
+    "setrlimit",
+    "chroot",
+    "sync",
+    "acct",
+    "settimeofday",
+    "mount",
+    "umount2",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "sethostname",
+    "setdomainname",
+    "iopl",
+    "ioperm",
+    "create_module",
+    "init_module",
+    "delete_module",
+    "get_kernel_syms",
+    "query_module",
+    "quotactl",
+    "nfsservctl",
+    "getpmsg",
+    "putpmsg",
+    "afs_syscall",
+    "tuxcall",
+    "security",
+    "gettid",
+    "readahead",
+    "setxattr",
+    "lsetxattr",
+    "fsetxattr",
+    "getxattr",
+    "lgetxattr",
+    "fgetxattr",
+    "listxattr",
+    "llistxattr",
+    "flistxattr",
+    "removexattr",
+    "lremovexattr",
+    "fremovexattr",
+    "tkill",
+    "time",
+    "futex",
+    "sched_setaffinity",
+    "sched_getaffinity",
+    "set_thread_area",
+    "io_setup",
+    "io_destroy",
+    "io_getevents",
+    "io_submit",
+    "io_cancel",
+    "get_thread_area",
+    "lookup_dcookie",
+    "epoll_create",
+    "epoll_ctl_old",
+    "epoll_wait_old",
+    "remap_file_pages",
+    "getdents64",
+    "set_tid_address",
+    "restart_syscall",
+    "semtimedop",
+    "fadvise64",
+    "timer_create",
+    "timer_settime",
+    "timer_gettime",
+    "timer_getoverrun",
+    "timer_delete",
+    "clock_settime",
+    "clock_gettime",
+    "clock_getres",
+    "clock_nanosleep",
+    "exit_group",
+    "epoll_wait",
+    "epoll_ctl",
+    "tgkill",
+    "utimes",
+    "vserver",
+    "mbind",
+    "set_mempolicy",
+    "get_mempolicy",
+    "mq_open",
+    "mq_unlink",
+    "mq_timedsend",
+    "mq_timedreceive",
+    "mq_notify",
+    "mq_getsetattr",
+    "kexec_load",
+    "waitid",
+    "add_key",
+    "request_key",
+    "keyctl",
+    "ioprio_set",
+    "ioprio_get",
+    "inotify_init",
+    "inotify_add_watch",
+    "inotify_rm_watch",
+    "migrate_pages",
+    "openat",
+    "mkdirat",
+    "mknodat",
+    "fchownat",
+    "futimesat",
+    "newfstatat",
+    "unlinkat",
+    "renameat",
+    "linkat",
+    "symlinkat",
+    "readlinkat",
+    "fchmodat",
+    "faccessat",
+    "pselect6",
+    "ppoll",
+    "unshare",
+    "set_robust_list",
+    "get_robust_list",
+    "splice",
+    "tee",
+    "sync_file_range",
+    "vmsplice",
+    "move_pages",
+    "utimensat",
+    "epoll_pwait",
+    "signalfd",
+    "timerfd_create",
+    "eventfd",
+    "fallocate",
+    "timerfd_settime",
+    "timerfd_gettime",
+    "accept4",
+    "signalfd4",
+    "eventfd2",
+    "epoll_create1",
+    "dup3",
+    "pipe2",
+    "inotify_init1",
+    "preadv",
+    "pwritev",
+    "rt_tgsigqueueinfo",
+    "perf_event_open",
+    "recvmmsg",
+    "fanotify_init",
+    "fanotify_mark",
+    "prlimit64",
+    "name_to_handle_at",
+    "open_by_handle_at",
+    "clock_adjtime",
+    "syncfs",
+    "sendmmsg",
+    "setns",
+    "getcpu",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "finit_module",
+    "sched_setattr",
+    "sched_getattr",
+    "renameat2",
+    "seccomp",
+    "getrandom",
+    "memfd_create",
+    "kexec_file_load",
+    "bpf",
+    "execveat",
+    "userfaultfd",
+    "membarrier",
+    "mlock2",
+    "copy_file_range",
+    "preadv2",
+    "pwritev2",
+    "pkey_mprotect",
+    "pkey_alloc",
+    "pkey_free",
+    "statx",
+    "io_pgetevents",
+    "rseq",
 ];
 
 /// Names from 424 on (424..=450); 335..=423 are unused on x86_64.
 const NAMES_FROM_424: [&str; 27] = [
-    "pidfd_send_signal", "io_uring_setup", "io_uring_enter", "io_uring_register", "open_tree", "move_mount",
-    "fsopen", "fsconfig", "fsmount", "fspick", "pidfd_open", "clone3", "close_range", "openat2",
-    "pidfd_getfd", "faccessat2", "process_madvise", "epoll_pwait2", "mount_setattr", "quotactl_fd",
-    "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self", "memfd_secret",
-    "process_mrelease", "futex_waitv", "set_mempolicy_home_node",
+    "pidfd_send_signal",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "pidfd_open",
+    "clone3",
+    "close_range",
+    "openat2",
+    "pidfd_getfd",
+    "faccessat2",
+    "process_madvise",
+    "epoll_pwait2",
+    "mount_setattr",
+    "quotactl_fd",
+    "landlock_create_ruleset",
+    "landlock_add_rule",
+    "landlock_restrict_self",
+    "memfd_secret",
+    "process_mrelease",
+    "futex_waitv",
+    "set_mempolicy_home_node",
 ];
 
 #[cfg(test)]
@@ -517,10 +893,15 @@ mod tests {
 
     #[test]
     fn names_match_the_host_header_if_present() {
-        let Ok(header) = std::fs::read_to_string("/usr/include/x86_64-linux-gnu/asm/unistd_64.h") else { return };
+        let Ok(header) = std::fs::read_to_string("/usr/include/x86_64-linux-gnu/asm/unistd_64.h")
+        else {
+            return;
+        };
         for line in header.lines() {
             let mut words = line.split_whitespace();
-            if let (Some("#define"), Some(sym), Some(nr)) = (words.next(), words.next(), words.next()) {
+            if let (Some("#define"), Some(sym), Some(nr)) =
+                (words.next(), words.next(), words.next())
+            {
                 if let (Some(n), Ok(nr)) = (sym.strip_prefix("__NR_"), nr.parse::<u64>()) {
                     assert_eq!(name(nr), Some(n), "{nr}");
                 }
@@ -534,28 +915,43 @@ mod tests {
         assert_eq!(r.len, 8192);
         assert_eq!(r.placement, Placement::Anywhere { hint: 0 });
         assert_eq!(r.prot, Prot { read: true, write: true, exec: false });
-        let r = MmapRequest::decode(0x4000_0000, 4096, 0, ANON | MAP_FIXED | MAP_NORESERVE, 0, 0).unwrap();
+        let r = MmapRequest::decode(0x4000_0000, 4096, 0, ANON | MAP_FIXED | MAP_NORESERVE, 0, 0)
+            .unwrap();
         assert_eq!(r.placement, Placement::Replace { addr: 0x4000_0000 });
         assert!(!r.prot.accessible());
-        let r = MmapRequest::decode(0x4000_0000, 1, PROT_EXEC, ANON | MAP_FIXED_NOREPLACE, 0, 0).unwrap();
+        let r = MmapRequest::decode(0x4000_0000, 1, PROT_EXEC, ANON | MAP_FIXED_NOREPLACE, 0, 0)
+            .unwrap();
         assert_eq!(r.placement, Placement::NoReplace { addr: 0x4000_0000 });
     }
 
     #[test]
     fn mmap_refuses_what_it_cannot_do() {
-        let d = |addr, len, prot, flags, offset| MmapRequest::decode(addr, len, prot, flags, 0, offset);
+        let d =
+            |addr, len, prot, flags, offset| MmapRequest::decode(addr, len, prot, flags, 0, offset);
         assert_eq!(d(0, 0, 0, ANON, 0), Err(Errno::EINVAL), "zero length");
         assert_eq!(d(0, 4096, 0, ANON, 1), Err(Errno::EINVAL), "unaligned offset");
         assert_eq!(d(0, 4096, 0, MAP_SHARED | MAP_ANONYMOUS, 0), Err(Errno::EINVAL), "shared");
-        assert_eq!(d(0, 4096, 0, MAP_ANONYMOUS, 0), Err(Errno::EINVAL), "neither shared nor private");
+        assert_eq!(
+            d(0, 4096, 0, MAP_ANONYMOUS, 0),
+            Err(Errno::EINVAL),
+            "neither shared nor private"
+        );
         assert_eq!(d(0, 4096, 0, MAP_PRIVATE, 0), Err(Errno::EBADF), "file mapping");
         assert_eq!(d(0, 4096, 8, ANON, 0), Err(Errno::EINVAL), "unknown prot");
         assert_eq!(d(0, 4096, 0, ANON | 0x40, 0), Err(Errno::EINVAL), "MAP_32BIT");
         assert_eq!(d(0, u64::MAX, 0, ANON, 0), Err(Errno::ENOMEM), "length overflows");
         assert_eq!(d(0x1001, 4096, 0, ANON | MAP_FIXED, 0), Err(Errno::EINVAL), "unaligned fixed");
         assert_eq!(d(0, 4096, 0, ANON | MAP_FIXED, 0), Err(Errno::EPERM), "page 0");
-        assert_eq!(d(0xffff_8000_0000_0000, 4096, 0, ANON | MAP_FIXED, 0), Err(Errno::ENOMEM), "kernel half");
-        assert_eq!(d(layout::STACK_RESERVED_START, 4096, 0, ANON | MAP_FIXED, 0), Err(Errno::ENOMEM), "stack");
+        assert_eq!(
+            d(0xffff_8000_0000_0000, 4096, 0, ANON | MAP_FIXED, 0),
+            Err(Errno::ENOMEM),
+            "kernel half"
+        );
+        assert_eq!(
+            d(layout::STACK_RESERVED_START, 4096, 0, ANON | MAP_FIXED, 0),
+            Err(Errno::ENOMEM),
+            "stack"
+        );
     }
 
     #[test]
@@ -564,7 +960,10 @@ mod tests {
         assert_eq!(decode_munmap(0x1001, 1), Err(Errno::EINVAL));
         assert_eq!(decode_munmap(0x1000, 0), Err(Errno::EINVAL));
         assert_eq!(decode_munmap(USER_END - 0x1000, 0x2000), Err(Errno::EINVAL));
-        assert_eq!(decode_mprotect(0x2000, 0, PROT_READ), Ok((0x2000..0x2000, Prot { read: true, ..Prot::default() })));
+        assert_eq!(
+            decode_mprotect(0x2000, 0, PROT_READ),
+            Ok((0x2000..0x2000, Prot { read: true, ..Prot::default() }))
+        );
         assert_eq!(decode_mprotect(0x2001, 1, PROT_READ), Err(Errno::EINVAL));
         assert_eq!(decode_mprotect(0x2000, 1, 0x100), Err(Errno::EINVAL));
         assert_eq!(decode_mprotect(0x2000, u64::MAX, 0), Err(Errno::ENOMEM));
@@ -577,15 +976,27 @@ mod tests {
     #[test]
     fn other_calls_decode() {
         let call = |nr, a0, a1, a2| Syscall::decode(nr, [a0, a1, a2, 0, 0, 0]);
-        assert_eq!(call(SYS_WRITE, 1, 0x1000, 5), Ok(Syscall::Write { stream: Stream::Stdout, buf: 0x1000, count: 5 }));
-        assert_eq!(call(SYS_WRITE, 2, 0, u64::MAX), Ok(Syscall::Write { stream: Stream::Stderr, buf: 0, count: RW_COUNT_MAX }));
+        assert_eq!(
+            call(SYS_WRITE, 1, 0x1000, 5),
+            Ok(Syscall::Write { stream: Stream::Stdout, buf: 0x1000, count: 5 })
+        );
+        assert_eq!(
+            call(SYS_WRITE, 2, 0, u64::MAX),
+            Ok(Syscall::Write { stream: Stream::Stderr, buf: 0, count: RW_COUNT_MAX })
+        );
         assert_eq!(call(SYS_WRITE, 3, 0, 1), Err(Errno::EBADF));
         assert_eq!(call(SYS_WRITEV, 1, 0x1000, 1025), Err(Errno::EINVAL));
         assert_eq!(call(SYS_EXIT_GROUP, 0x1ff, 0, 0), Ok(Syscall::Exit { status: 0xff }));
-        assert_eq!(call(SYS_ARCH_PRCTL, ARCH_SET_FS, 0x40_1000, 0), Ok(Syscall::ArchPrctl(ArchPrctl::SetFs { base: 0x40_1000 })));
+        assert_eq!(
+            call(SYS_ARCH_PRCTL, ARCH_SET_FS, 0x40_1000, 0),
+            Ok(Syscall::ArchPrctl(ArchPrctl::SetFs { base: 0x40_1000 }))
+        );
         assert_eq!(call(SYS_ARCH_PRCTL, ARCH_SET_FS, USER_END, 0), Err(Errno::EPERM));
         assert_eq!(call(SYS_ARCH_PRCTL, 0x3001, 0, 0), Err(Errno::EINVAL));
-        assert_eq!(call(SYS_CLOCK_GETTIME, 1, 0x1000, 0), Ok(Syscall::ClockGettime { clock: Clock::Monotonic, out: 0x1000 }));
+        assert_eq!(
+            call(SYS_CLOCK_GETTIME, 1, 0x1000, 0),
+            Ok(Syscall::ClockGettime { clock: Clock::Monotonic, out: 0x1000 })
+        );
         assert_eq!(call(SYS_CLOCK_GETTIME, 11, 0x1000, 0), Err(Errno::EINVAL));
         assert_eq!(call(SYS_IOCTL, 1, 0x5413, 0), Ok(Syscall::Ioctl));
         assert_eq!(call(SYS_IOCTL, 7, 0x5413, 0), Err(Errno::EBADF));
@@ -599,8 +1010,14 @@ mod tests {
         assert_eq!(t, Timespec { sec: 3, nsec: 7 });
         assert_eq!(Timespec::from_bytes(t.to_bytes()), Ok(t));
         assert_eq!(t.to_ns(), 3_000_000_007);
-        assert_eq!(Timespec::from_bytes(Timespec { sec: 0, nsec: 1_000_000_000 }.to_bytes()), Err(Errno::EINVAL));
-        assert_eq!(Timespec::from_bytes(Timespec { sec: -1, nsec: 0 }.to_bytes()), Err(Errno::EINVAL));
+        assert_eq!(
+            Timespec::from_bytes(Timespec { sec: 0, nsec: 1_000_000_000 }.to_bytes()),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            Timespec::from_bytes(Timespec { sec: -1, nsec: 0 }.to_bytes()),
+            Err(Errno::EINVAL)
+        );
         assert_eq!(Timespec { sec: i64::MAX, nsec: 0 }.to_ns(), u64::MAX);
         let mut raw = [0u8; 16];
         raw[..8].copy_from_slice(&0x1234u64.to_le_bytes());

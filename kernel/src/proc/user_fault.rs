@@ -27,9 +27,17 @@ pub enum Source<'f> {
 /// What to do about a fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision<'f> {
-    Map { page: u64, source: Source<'f>, writable: bool, exec: bool },
+    Map {
+        page: u64,
+        source: Source<'f>,
+        writable: bool,
+        exec: bool,
+    },
     /// The page is mapped read-only from the shared file page: give the process its own copy.
-    CopyOnWrite { page: u64, exec: bool },
+    CopyOnWrite {
+        page: u64,
+        exec: bool,
+    },
     /// The access is not allowed; the program is killed (the region names where it was).
     Kill(Region),
 }
@@ -91,10 +99,20 @@ pub fn decide<'f>(space: &Space<'f>, addr: u64, access: Access, present: bool) -
             if contents.is_whole_file_page() && space.file_page_aligned && page >= seg.vaddr {
                 if access == Access::Write {
                     // A write to a fresh writable page: copy at once instead of mapping then copying.
-                    return Decision::Map { page, source: Source::PrivateFile(contents), writable: true, exec };
+                    return Decision::Map {
+                        page,
+                        source: Source::PrivateFile(contents),
+                        writable: true,
+                        exec,
+                    };
                 }
                 let file_offset = seg.file_offset + (page - seg.vaddr);
-                return Decision::Map { page, source: Source::SharedFile { file_offset }, writable: false, exec };
+                return Decision::Map {
+                    page,
+                    source: Source::SharedFile { file_offset },
+                    writable: false,
+                    exec,
+                };
             }
             if contents.bytes.is_empty() {
                 Source::Zero
@@ -107,15 +125,14 @@ pub fn decide<'f>(space: &Space<'f>, addr: u64, access: Access, present: bool) -
     Decision::Map { page, source, writable: write, exec }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proc::elf::tests::Fixture;
     use crate::proc::elf::load_plan;
-    use ::elf::abi;
+    use crate::proc::elf::tests::Fixture;
     use crate::proc::layout::{MMAP_BASE, STACK_GUARD, STACK_TOP};
     use crate::proc::syscall_abi::Prot;
+    use ::elf::abi;
 
     /// The elf fixture with a whole-page text segment and a whole-page writable data page
     /// followed by bss.
@@ -131,8 +148,16 @@ mod tests {
         let file = fixture();
         let plan = load_plan(&file).unwrap();
         let mut areas = Areas::default();
-        areas.insert(MMAP_BASE..MMAP_BASE + 0x2000, Prot { read: true, write: false, exec: false }).unwrap();
-        let space = Space { plan: &plan, file: &file, file_page_aligned: true, heap: 0x404000..0x406000, areas: &areas };
+        areas
+            .insert(MMAP_BASE..MMAP_BASE + 0x2000, Prot { read: true, write: false, exec: false })
+            .unwrap();
+        let space = Space {
+            plan: &plan,
+            file: &file,
+            file_page_aligned: true,
+            heap: 0x404000..0x406000,
+            areas: &areas,
+        };
         f(&space);
     }
 
@@ -141,13 +166,26 @@ mod tests {
         with_space(|s| {
             assert_eq!(
                 decide(s, 0x400123, Access::Execute, false),
-                Decision::Map { page: 0x400000, source: Source::SharedFile { file_offset: 0 }, writable: false, exec: true }
+                Decision::Map {
+                    page: 0x400000,
+                    source: Source::SharedFile { file_offset: 0 },
+                    writable: false,
+                    exec: true
+                }
             );
             assert_eq!(
                 decide(s, 0x401008, Access::Read, false),
-                Decision::Map { page: 0x401000, source: Source::SharedFile { file_offset: 0x1000 }, writable: false, exec: false }
+                Decision::Map {
+                    page: 0x401000,
+                    source: Source::SharedFile { file_offset: 0x1000 },
+                    writable: false,
+                    exec: false
+                }
             );
-            assert_eq!(decide(s, 0x401008, Access::Write, true), Decision::CopyOnWrite { page: 0x401000, exec: false });
+            assert_eq!(
+                decide(s, 0x401008, Access::Write, true),
+                Decision::CopyOnWrite { page: 0x401000, exec: false }
+            );
             assert!(matches!(
                 decide(s, 0x401008, Access::Write, false),
                 Decision::Map { source: Source::PrivateFile(_), writable: true, .. }
@@ -158,13 +196,19 @@ mod tests {
     #[test]
     fn bss_heap_mmap_and_stack_are_zero_filled() {
         with_space(|s| {
-            let zero_rw = |page| Decision::Map { page, source: Source::Zero, writable: true, exec: false };
+            let zero_rw =
+                |page| Decision::Map { page, source: Source::Zero, writable: true, exec: false };
             assert_eq!(decide(s, 0x402010, Access::Write, false), zero_rw(0x402000));
             assert_eq!(decide(s, 0x404000, Access::Read, false), zero_rw(0x404000));
             assert_eq!(decide(s, STACK_TOP - 8, Access::Write, false), zero_rw(STACK_TOP - 4096));
             assert_eq!(
                 decide(s, MMAP_BASE + 0x1000, Access::Read, false),
-                Decision::Map { page: MMAP_BASE + 0x1000, source: Source::Zero, writable: false, exec: false }
+                Decision::Map {
+                    page: MMAP_BASE + 0x1000,
+                    source: Source::Zero,
+                    writable: false,
+                    exec: false
+                }
             );
         });
     }
@@ -176,10 +220,20 @@ mod tests {
             assert_eq!(decide(s, 0x400010, Access::Write, false), Decision::Kill(Region::Text));
             assert_eq!(decide(s, 0x402000, Access::Execute, false), Decision::Kill(Region::Data));
             assert_eq!(decide(s, 0, Access::Read, false), Decision::Kill(Region::Null));
-            assert_eq!(decide(s, 0xffff_ffff_8000_0000, Access::Read, true), Decision::Kill(Region::Kernel));
-            assert_eq!(decide(s, STACK_GUARD.end - 8, Access::Write, false), Decision::Kill(Region::Guard));
+            assert_eq!(
+                decide(s, 0xffff_ffff_8000_0000, Access::Read, true),
+                Decision::Kill(Region::Kernel)
+            );
+            assert_eq!(
+                decide(s, STACK_GUARD.end - 8, Access::Write, false),
+                Decision::Kill(Region::Guard)
+            );
             assert_eq!(decide(s, MMAP_BASE, Access::Write, false), Decision::Kill(Region::Mmap));
-            assert_eq!(decide(s, 0x404000, Access::Write, true), Decision::Kill(Region::Heap), "present heap pages never fault");
+            assert_eq!(
+                decide(s, 0x404000, Access::Write, true),
+                Decision::Kill(Region::Heap),
+                "present heap pages never fault"
+            );
             assert_eq!(decide(s, 0x30_0000, Access::Read, false), Decision::Kill(Region::Unmapped));
         });
     }

@@ -23,7 +23,10 @@ pub fn expect(vector: u64, resume_at: u64) {
 /// Called by the trap path: true if this exception was expected (the frame is then adjusted
 /// to resume), false if it must be reported.
 pub fn consume(frame: &mut TrapFrame) -> bool {
-    if EXPECTED_VECTOR.compare_exchange(frame.vector, NONE, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+    if EXPECTED_VECTOR
+        .compare_exchange(frame.vector, NONE, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
         return false;
     }
     LAST_RIP.store(frame.rip, Ordering::SeqCst);

@@ -23,7 +23,10 @@ pub fn run_all() {
 fn demand_test_pages() -> impl Iterator<Item = u64> {
     const SPARSE: [u64; 5] = [0, 4 << 10, 2 << 20, 1 << 30, 512 << 30];
     let dense_start = DEMAND_TEST_BASE + (64 << 30) - 100 * 4096;
-    SPARSE.into_iter().map(|o| DEMAND_TEST_BASE + o).chain((0..600).map(move |i| dense_start + i * 4096))
+    SPARSE
+        .into_iter()
+        .map(|o| DEMAND_TEST_BASE + o)
+        .chain((0..600).map(move |i| dense_start + i * 4096))
 }
 
 /// Unmaps every page the demand tests mapped, frees their frames and the tables that became
@@ -69,7 +72,12 @@ struct Snapshot {
 fn snapshot() -> Snapshot {
     let guard = MM.lock();
     let mm = guard.as_ref().expect("memory manager initialised at boot");
-    let snap = Snapshot { stats: *mm.tables.stats(), faults: mm.faults, frames_used: mm.frames.used_frames(), hypercalls: 0 };
+    let snap = Snapshot {
+        stats: *mm.tables.stats(),
+        faults: mm.faults,
+        frames_used: mm.frames.used_frames(),
+        hypercalls: 0,
+    };
     drop(guard);
     Snapshot { hypercalls: hypercall::total(), ..snap }
 }
@@ -109,7 +117,8 @@ fn demand_paging_builds_each_table_once() {
         return;
     }
     let faults = after.faults.demand_zero - before.faults.demand_zero;
-    let new = |level: usize| after.stats.tables_allocated[level] - before.stats.tables_allocated[level];
+    let new =
+        |level: usize| after.stats.tables_allocated[level] - before.stats.tables_allocated[level];
     let (l1, l2, l3) = (new(0), new(1), new(2));
     let hypercalls = after.hypercalls - before.hypercalls;
     let mmu_calls = after.stats.mmu_update_calls - before.stats.mmu_update_calls;
@@ -166,11 +175,16 @@ fn xen_refuses_a_writable_table_mapping() {
     let mm = guard.as_mut().expect("memory manager initialised at boot");
     let root = mm.tables.kernel_root();
     let l4_mfn = root.mfn.0;
-    let pte = (l4_mfn << 12) | (PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::NO_EXECUTE).bits();
+    let pte =
+        (l4_mfn << 12) | (PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::NO_EXECUTE).bits();
     let xen_says = hypercall::update_va_mapping(va, pte, crate::xen::abi::UVMF_INVLPG);
     let before_calls = hypercall::total();
     let alias = VirtAddr::new(crate::mm::DIRECT_MAP_BASE + root.pfn.0 * 4096);
-    let ours = mm.tables.protect(root, alias, PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::NO_EXECUTE);
+    let ours = mm.tables.protect(
+        root,
+        alias,
+        PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::NO_EXECUTE,
+    );
     let our_calls = hypercall::total() - before_calls;
     drop(guard);
     let still_there = touch_existing(va);
@@ -219,7 +233,10 @@ fn heap_grows_on_demand() {
     if sum_ok && boxes_ok && reused && faults >= 256 && refaults == 0 {
         check!(Success, "{summary}");
     } else {
-        check!(Failure, "{summary} (contents ok: {sum_ok}/{boxes_ok}/{reused}; want >= 256 faults then 0)");
+        check!(
+            Failure,
+            "{summary} (contents ok: {sum_ok}/{boxes_ok}/{reused}; want >= 256 faults then 0)"
+        );
     }
 }
 
@@ -231,14 +248,19 @@ fn heap_grows_on_demand() {
 /// pointer, which reaches the guard while there is still room to report it.
 pub fn stack_overflow() {
     let depth = recurse(0);
-    check!(Failure, "stack-overflow: recursion to depth {depth} returned without hitting the guard page");
+    check!(
+        Failure,
+        "stack-overflow: recursion to depth {depth} returned without hitting the guard page"
+    );
 }
 
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
     let rsp: u64;
     // SAFETY: reads the stack pointer; no memory access.
-    unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags))
+    };
     // SAFETY: the probe address is below our stack pointer inside the boot stack or its guard
     // page; a read has no effect, and reaching the guard is the point of the test.
     let _probe = unsafe { read_volatile((rsp - 12 * 1024) as *const u8) };

@@ -67,7 +67,9 @@ fn null_read() {
 #[inline(never)]
 fn divide_by_zero() {
     // SAFETY: div by zero raises #DE; the crash report ends the domain.
-    unsafe { asm!("xor edx, edx", "mov eax, 1", "xor ecx, ecx", "div ecx", out("eax") _, out("ecx") _, out("edx") _) };
+    unsafe {
+        asm!("xor edx, edx", "mov eax, 1", "xor ecx, ecx", "div ecx", out("eax") _, out("ecx") _, out("edx") _)
+    };
 }
 
 #[inline(never)]
@@ -97,9 +99,18 @@ fn timer_wakes_a_blocked_vcpu() {
     let elapsed = time::now_ns().saturating_sub(start);
     let (after, upcalls) = events::counts();
     if after == before + 1 && elapsed >= DELAY_NS {
-        check!(Success, "timer: woke after {} us through {upcalls} upcall(s), {blocks} block(s)", elapsed / 1000);
+        check!(
+            Success,
+            "timer: woke after {} us through {upcalls} upcall(s), {blocks} block(s)",
+            elapsed / 1000
+        );
     } else {
-        check!(Failure, "timer: {} timer events, {} us elapsed (wanted 1 event after >= 5000 us)", after - before, elapsed / 1000);
+        check!(
+            Failure,
+            "timer: {} timer events, {} us elapsed (wanted 1 event after >= 5000 us)",
+            after - before,
+            elapsed / 1000
+        );
     }
 }
 
@@ -138,7 +149,7 @@ static mut PROBE_TRAP_STACK: StackPages = StackPages([0; 4 * 4096]);
 /// only proves the transitions), runs `user_probe`, and checks the value it exits with.
 fn user_mode_round_trip(kernel_l4_mfn: u64) {
     use crate::arch::x86_64::user;
-    use crate::mm::{MmuExtOp, Mfn, XenMmu};
+    use crate::mm::{Mfn, MmuExtOp, XenMmu};
     let user_stack_top = core::ptr::addr_of!(PROBE_USER_STACK) as u64 + 4 * 4096;
     let trap_stack_top = core::ptr::addr_of!(PROBE_TRAP_STACK) as u64 + 4 * 4096;
     crate::arch::x86_64::crash::register_stack(trap_stack_top - 4 * 4096..trap_stack_top);
@@ -146,14 +157,23 @@ fn user_mode_round_trip(kernel_l4_mfn: u64) {
         check!(Error, "user: HYPERVISOR_stack_switch: {e}");
         return;
     }
-    if let Err(e) = crate::xen::mmu::HypercallMmu.mmuext_op(&[MmuExtOp::NewUserBaseptr(Mfn(kernel_l4_mfn))]) {
+    if let Err(e) =
+        crate::xen::mmu::HypercallMmu.mmuext_op(&[MmuExtOp::NewUserBaseptr(Mfn(kernel_l4_mfn))])
+    {
         check!(Error, "user: MMUEXT_NEW_USER_BASEPTR: {e:?}");
         return;
     }
     user::set_syscall_handler(user_probe_syscall);
-    let value = user::run(&user::UserEntry { rip: user_probe as *const () as u64, rsp: user_stack_top, rflags: user::USER_RFLAGS });
+    let value = user::run(&user::UserEntry {
+        rip: user_probe as *const () as u64,
+        rsp: user_stack_top,
+        rflags: user::USER_RFLAGS,
+    });
     if value == 42 {
-        check!(Success, "user: iret to user mode, syscall 1000 returned 42 to user mode, exit(42) came back");
+        check!(
+            Success,
+            "user: iret to user mode, syscall 1000 returned 42 to user mode, exit(42) came back"
+        );
     } else {
         check!(Failure, "user: expected exit(42) from user mode, got {value:#x}");
     }

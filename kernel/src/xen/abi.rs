@@ -6,19 +6,23 @@
 //! public/arch-x86/xen-x86_64.h, public/sched.h, public/event_channel.h).
 
 pub use xen_sys::{
-    evtchn_bind_virq, evtchn_send, evtchn_unmask, mmu_update, mmuext_op, mmuext_op__bindgen_ty_1, mmuext_op__bindgen_ty_2, sched_shutdown, shared_info, start_info, trap_info,
-    vcpu_info, vcpu_time_info,
+    evtchn_bind_virq, evtchn_send, evtchn_unmask, mmu_update, mmuext_op, mmuext_op__bindgen_ty_1,
+    mmuext_op__bindgen_ty_2, sched_shutdown, shared_info, start_info, trap_info, vcpu_info,
+    vcpu_time_info,
 };
 
 pub use xen_sys::{
-    CONSOLEIO_write, FLAT_KERNEL_SS, FLAT_USER_CS64, FLAT_USER_SS64, __HYPERVISOR_set_segment_base, __HYPERVISOR_stack_switch, EVTCHNOP_bind_virq, EVTCHNOP_send, EVTCHNOP_unmask, VIRQ_TIMER, FLAT_KERNEL_CS, MMUEXT_INVLPG_LOCAL, MMUEXT_NEW_BASEPTR,
-    MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE,
-    MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE, MMU_NORMAL_PT_UPDATE,
-    SCHEDOP_block, SCHEDOP_shutdown, SCHEDOP_yield, SHUTDOWN_crash, SHUTDOWN_poweroff,
-    SHUTDOWN_reboot, SIF_INITDOMAIN, SIF_PRIVILEGED, __HYPERVISOR_console_io,
-    __HYPERVISOR_event_channel_op, __HYPERVISOR_iret, __HYPERVISOR_memory_op, __HYPERVISOR_mmu_update,
-    __HYPERVISOR_mmuext_op, __HYPERVISOR_physdev_op, __HYPERVISOR_sched_op,
-    __HYPERVISOR_set_timer_op, __HYPERVISOR_set_trap_table, __HYPERVISOR_update_va_mapping, __HYPERVISOR_vcpu_op, __HYPERVISOR_xen_version,
+    __HYPERVISOR_console_io, __HYPERVISOR_event_channel_op, __HYPERVISOR_iret,
+    __HYPERVISOR_memory_op, __HYPERVISOR_mmu_update, __HYPERVISOR_mmuext_op,
+    __HYPERVISOR_physdev_op, __HYPERVISOR_sched_op, __HYPERVISOR_set_segment_base,
+    __HYPERVISOR_set_timer_op, __HYPERVISOR_set_trap_table, __HYPERVISOR_stack_switch,
+    __HYPERVISOR_update_va_mapping, __HYPERVISOR_vcpu_op, __HYPERVISOR_xen_version,
+    CONSOLEIO_write, EVTCHNOP_bind_virq, EVTCHNOP_send, EVTCHNOP_unmask, SCHEDOP_block,
+    SCHEDOP_shutdown, SCHEDOP_yield, SHUTDOWN_crash, SHUTDOWN_poweroff, SHUTDOWN_reboot,
+    FLAT_KERNEL_CS, FLAT_KERNEL_SS, FLAT_USER_CS64, FLAT_USER_SS64, MMUEXT_INVLPG_LOCAL,
+    MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE,
+    MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE,
+    MMU_NORMAL_PT_UPDATE, SIF_INITDOMAIN, SIF_PRIVILEGED, VIRQ_TIMER,
 };
 
 /// Xen public/version.h: XENVER_version returns `major << 16 | minor`.
@@ -110,7 +114,9 @@ mod tests {
 
     #[test]
     fn start_info_console_union_matches() {
-        use xen_sys::{start_info__bindgen_ty_1 as Console, start_info__bindgen_ty_1__bindgen_ty_1 as DomU};
+        use xen_sys::{
+            start_info__bindgen_ty_1 as Console, start_info__bindgen_ty_1__bindgen_ty_1 as DomU,
+        };
         assert_eq!(size_of::<Console>(), 16);
         assert_eq!(offset_of!(DomU, mfn), 0);
         assert_eq!(offset_of!(DomU, evtchn), 8);

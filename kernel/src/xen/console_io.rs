@@ -21,7 +21,10 @@ impl Sink for ConsoleIo {
         let lost = self.refused.swap(0, Ordering::Relaxed);
         if lost != 0 {
             let mut note = [0u8; 64];
-            let len = crate::fmt_buf::format_into(&mut note, format_args!("[console: Xen refused {lost} earlier writes]\n"));
+            let len = crate::fmt_buf::format_into(
+                &mut note,
+                format_args!("[console: Xen refused {lost} earlier writes]\n"),
+            );
             let _ = hypercall::console_write(&note[..len]);
         }
     }

@@ -26,7 +26,8 @@ pub struct ConsoleRing {
 // domain; every write to it happens under the console lock (see `console::Sink`).
 unsafe impl Sync for ConsoleRing {}
 
-pub static CONSOLE_RING: ConsoleRing = ConsoleRing { out: spin::Once::new(), lost_bytes: AtomicU64::new(0) };
+pub static CONSOLE_RING: ConsoleRing =
+    ConsoleRing { out: spin::Once::new(), lost_bytes: AtomicU64::new(0) };
 
 impl ConsoleRing {
     /// Maps the console page from start_info's `console.domU` and remembers its event channel.

@@ -21,8 +21,16 @@ static TIMER_HOOK: AtomicUsize = AtomicUsize::new(0);
 /// Registers the event and failsafe callbacks and binds VIRQ_TIMER. Events stay masked until
 /// someone unmasks them (or blocks).
 pub fn init() -> Result<(), XenError> {
-    hypercall::register_callback(abi::CALLBACKTYPE_EVENT, 0, event_upcall_entry as *const () as u64)?;
-    hypercall::register_callback(abi::CALLBACKTYPE_FAILSAFE, abi::CALLBACKF_MASK_EVENTS, failsafe_entry as *const () as u64)?;
+    hypercall::register_callback(
+        abi::CALLBACKTYPE_EVENT,
+        0,
+        event_upcall_entry as *const () as u64,
+    )?;
+    hypercall::register_callback(
+        abi::CALLBACKTYPE_FAILSAFE,
+        abi::CALLBACKF_MASK_EVENTS,
+        failsafe_entry as *const () as u64,
+    )?;
     // Xen starts every vCPU with a periodic timer (public/vcpu.h); stop it so that a timer
     // event means the one-shot deadline we set.
     hypercall::stop_periodic_timer()?;

@@ -10,8 +10,8 @@ use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::abi::{self, mmuext_op, trap_info};
-use crate::mm::backend::MmuUpdate;
 use super::error::XenError;
+use crate::mm::backend::MmuUpdate;
 
 extern "C" {
     /// The page Xen fills with one 32-byte entry per hypercall (boot/head.S).
@@ -36,7 +36,8 @@ pub fn total() -> u64 {
 pub fn page_is_written() -> bool {
     // SAFETY: the hypercall page is part of our image and always mapped; a volatile read of
     // one byte has no side effect and is not cached across Xen's write.
-    let first = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(hypercall_page).cast::<u8>()) };
+    let first =
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!(hypercall_page).cast::<u8>()) };
     first != 0xc3
 }
 
@@ -76,7 +77,14 @@ pub unsafe fn raw(nr: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
 pub fn console_write(bytes: &[u8]) -> Result<(), XenError> {
     // SAFETY: Xen reads `len` bytes from the buffer, which lives for the call.
     let ret = unsafe {
-        raw(abi::__HYPERVISOR_console_io, u64::from(abi::CONSOLEIO_write), bytes.len() as u64, bytes.as_ptr() as u64, 0, 0)
+        raw(
+            abi::__HYPERVISOR_console_io,
+            u64::from(abi::CONSOLEIO_write),
+            bytes.len() as u64,
+            bytes.as_ptr() as u64,
+            0,
+            0,
+        )
     };
     XenError::check(ret).map(drop)
 }
@@ -91,7 +99,14 @@ pub fn xen_version(cmd: u32) -> Result<u64, XenError> {
 pub fn xen_extraversion(buf: &mut [u8; abi::XEN_EXTRAVERSION_LEN]) -> Result<(), XenError> {
     // SAFETY: Xen writes at most 16 bytes (xen_extraversion_t) into `buf`.
     let ret = unsafe {
-        raw(abi::__HYPERVISOR_xen_version, u64::from(abi::XENVER_EXTRAVERSION), buf.as_mut_ptr() as u64, 0, 0, 0)
+        raw(
+            abi::__HYPERVISOR_xen_version,
+            u64::from(abi::XENVER_EXTRAVERSION),
+            buf.as_mut_ptr() as u64,
+            0,
+            0,
+            0,
+        )
     };
     XenError::check(ret).map(drop)
 }
@@ -102,7 +117,14 @@ pub fn shutdown(reason: u32) -> XenError {
     // SAFETY: Xen reads a `struct sched_shutdown` through the pointer (public/sched.h; the
     // reason is NOT passed by value).
     let ret = unsafe {
-        raw(abi::__HYPERVISOR_sched_op, u64::from(abi::SCHEDOP_shutdown), core::ptr::addr_of!(arg) as u64, 0, 0, 0)
+        raw(
+            abi::__HYPERVISOR_sched_op,
+            u64::from(abi::SCHEDOP_shutdown),
+            core::ptr::addr_of!(arg) as u64,
+            0,
+            0,
+            0,
+        )
     };
     match XenError::check(ret) {
         Err(e) => e,
@@ -113,20 +135,27 @@ pub fn shutdown(reason: u32) -> XenError {
 /// HYPERVISOR_sched_op(SCHEDOP_yield).
 pub fn sched_yield() -> Result<(), XenError> {
     // SAFETY: SCHEDOP_yield takes no argument.
-    XenError::check(unsafe { raw(abi::__HYPERVISOR_sched_op, u64::from(abi::SCHEDOP_yield), 0, 0, 0, 0) }).map(drop)
+    XenError::check(unsafe {
+        raw(abi::__HYPERVISOR_sched_op, u64::from(abi::SCHEDOP_yield), 0, 0, 0, 0)
+    })
+    .map(drop)
 }
 
 /// HYPERVISOR_set_trap_table. The table must end with an entry whose address is 0.
 pub fn set_trap_table(table: &[trap_info]) -> Result<(), XenError> {
     assert!(table.last().is_some_and(|t| t.address == 0), "trap table needs its sentinel");
     // SAFETY: Xen reads entries up to the zero-address sentinel, which is inside `table`.
-    XenError::check(unsafe { raw(abi::__HYPERVISOR_set_trap_table, table.as_ptr() as u64, 0, 0, 0, 0) }).map(drop)
+    XenError::check(unsafe {
+        raw(abi::__HYPERVISOR_set_trap_table, table.as_ptr() as u64, 0, 0, 0, 0)
+    })
+    .map(drop)
 }
 
 /// HYPERVISOR_update_va_mapping: writes the L1 entry that maps `va` (the L1 must exist).
 pub fn update_va_mapping(va: u64, pte: u64, flags: u64) -> Result<(), XenError> {
     // SAFETY: no pointer arguments; Xen validates the new entry.
-    XenError::check(unsafe { raw(abi::__HYPERVISOR_update_va_mapping, va, pte, flags, 0, 0) }).map(drop)
+    XenError::check(unsafe { raw(abi::__HYPERVISOR_update_va_mapping, va, pte, flags, 0, 0) })
+        .map(drop)
 }
 
 /// HYPERVISOR_mmu_update on our own tables. On failure returns how many entries Xen applied
@@ -151,7 +180,14 @@ unsafe fn batch<T>(nr: u32, items: &[T]) -> Result<(), (u32, XenError)> {
     // SAFETY: Xen reads `len` items from `items` (of the type the caller guarantees) and
     // writes the count applied to `done`; both live for the call.
     let ret = unsafe {
-        raw(nr, items.as_ptr() as u64, items.len() as u64, core::ptr::addr_of_mut!(done) as u64, u64::from(abi::DOMID_SELF), 0)
+        raw(
+            nr,
+            items.as_ptr() as u64,
+            items.len() as u64,
+            core::ptr::addr_of_mut!(done) as u64,
+            u64::from(abi::DOMID_SELF),
+            0,
+        )
     };
     XenError::check(ret).map(drop).map_err(|e| (done, e))
 }
@@ -161,7 +197,14 @@ pub fn evtchn_send(port: u32) -> Result<(), XenError> {
     let arg = abi::evtchn_send { port };
     // SAFETY: Xen reads a `struct evtchn_send` through the pointer.
     let ret = unsafe {
-        raw(abi::__HYPERVISOR_event_channel_op, u64::from(abi::EVTCHNOP_send), core::ptr::addr_of!(arg) as u64, 0, 0, 0)
+        raw(
+            abi::__HYPERVISOR_event_channel_op,
+            u64::from(abi::EVTCHNOP_send),
+            core::ptr::addr_of!(arg) as u64,
+            0,
+            0,
+            0,
+        )
     };
     XenError::check(ret).map(drop)
 }
@@ -172,7 +215,14 @@ pub fn register_callback(kind: u16, flags: u16, address: u64) -> Result<(), XenE
     let arg = abi::CallbackRegister { kind, flags, address };
     // SAFETY: Xen reads a `struct callback_register` through the pointer.
     let ret = unsafe {
-        raw(abi::HYPERVISOR_CALLBACK_OP, u64::from(abi::CALLBACKOP_REGISTER), core::ptr::addr_of!(arg) as u64, 0, 0, 0)
+        raw(
+            abi::HYPERVISOR_CALLBACK_OP,
+            u64::from(abi::CALLBACKOP_REGISTER),
+            core::ptr::addr_of!(arg) as u64,
+            0,
+            0,
+            0,
+        )
     };
     XenError::check(ret).map(drop)
 }
@@ -182,7 +232,14 @@ pub fn bind_virq(virq: u32) -> Result<u32, XenError> {
     let mut arg = abi::evtchn_bind_virq { virq, vcpu: 0, port: 0 };
     // SAFETY: Xen reads virq/vcpu and writes `port` through the pointer.
     let ret = unsafe {
-        raw(abi::__HYPERVISOR_event_channel_op, u64::from(abi::EVTCHNOP_bind_virq), core::ptr::addr_of_mut!(arg) as u64, 0, 0, 0)
+        raw(
+            abi::__HYPERVISOR_event_channel_op,
+            u64::from(abi::EVTCHNOP_bind_virq),
+            core::ptr::addr_of_mut!(arg) as u64,
+            0,
+            0,
+            0,
+        )
     };
     XenError::check(ret).map(|_| arg.port)
 }
@@ -192,7 +249,14 @@ pub fn evtchn_unmask(port: u32) -> Result<(), XenError> {
     let arg = abi::evtchn_unmask { port };
     // SAFETY: Xen reads a `struct evtchn_unmask` through the pointer.
     let ret = unsafe {
-        raw(abi::__HYPERVISOR_event_channel_op, u64::from(abi::EVTCHNOP_unmask), core::ptr::addr_of!(arg) as u64, 0, 0, 0)
+        raw(
+            abi::__HYPERVISOR_event_channel_op,
+            u64::from(abi::EVTCHNOP_unmask),
+            core::ptr::addr_of!(arg) as u64,
+            0,
+            0,
+            0,
+        )
     };
     XenError::check(ret).map(drop)
 }
@@ -200,14 +264,18 @@ pub fn evtchn_unmask(port: u32) -> Result<(), XenError> {
 /// HYPERVISOR_set_timer_op: a one-shot timer at absolute system time `deadline_ns` (0 cancels).
 pub fn set_timer_op(deadline_ns: u64) -> Result<(), XenError> {
     // SAFETY: no pointer arguments.
-    XenError::check(unsafe { raw(abi::__HYPERVISOR_set_timer_op, deadline_ns, 0, 0, 0, 0) }).map(drop)
+    XenError::check(unsafe { raw(abi::__HYPERVISOR_set_timer_op, deadline_ns, 0, 0, 0, 0) })
+        .map(drop)
 }
 
 /// HYPERVISOR_sched_op(SCHEDOP_block): sleeps until an event is pending. Called with events
 /// masked, Xen unmasks them atomically with the check (public/sched.h), so no wake-up is lost.
 pub fn sched_block() -> Result<(), XenError> {
     // SAFETY: SCHEDOP_block takes no argument.
-    XenError::check(unsafe { raw(abi::__HYPERVISOR_sched_op, u64::from(abi::SCHEDOP_block), 0, 0, 0, 0) }).map(drop)
+    XenError::check(unsafe {
+        raw(abi::__HYPERVISOR_sched_op, u64::from(abi::SCHEDOP_block), 0, 0, 0, 0)
+    })
+    .map(drop)
 }
 
 /// HYPERVISOR_stack_switch: the stack (ss:rsp) Xen uses when user mode enters the kernel.
@@ -219,7 +287,10 @@ pub fn stack_switch(ss: u64, rsp: u64) -> Result<(), XenError> {
 /// HYPERVISOR_set_segment_base: e.g. SEGBASE_FS for arch_prctl(ARCH_SET_FS).
 pub fn set_segment_base(which: u32, base: u64) -> Result<(), XenError> {
     // SAFETY: no pointer arguments.
-    XenError::check(unsafe { raw(abi::__HYPERVISOR_set_segment_base, u64::from(which), base, 0, 0, 0) }).map(drop)
+    XenError::check(unsafe {
+        raw(abi::__HYPERVISOR_set_segment_base, u64::from(which), base, 0, 0, 0)
+    })
+    .map(drop)
 }
 
 /// HYPERVISOR_memory_op(XENMEM_machphys_mapping): where the m2p is and the highest machine
@@ -228,7 +299,14 @@ pub fn machphys_mapping() -> Result<abi::MachphysMapping, XenError> {
     let mut arg = abi::MachphysMapping { v_start: 0, v_end: 0, max_mfn: 0 };
     // SAFETY: Xen writes a `struct xen_machphys_mapping` through the pointer.
     let ret = unsafe {
-        raw(abi::__HYPERVISOR_memory_op, u64::from(abi::XENMEM_MACHPHYS_MAPPING), core::ptr::addr_of_mut!(arg) as u64, 0, 0, 0)
+        raw(
+            abi::__HYPERVISOR_memory_op,
+            u64::from(abi::XENMEM_MACHPHYS_MAPPING),
+            core::ptr::addr_of_mut!(arg) as u64,
+            0,
+            0,
+            0,
+        )
     };
     XenError::check(ret).map(|_| arg)
 }
@@ -236,5 +314,8 @@ pub fn machphys_mapping() -> Result<abi::MachphysMapping, XenError> {
 /// HYPERVISOR_vcpu_op(VCPUOP_stop_periodic_timer) on vcpu 0 (Xen public/vcpu.h).
 pub fn stop_periodic_timer() -> Result<(), XenError> {
     // SAFETY: this command takes no argument structure.
-    XenError::check(unsafe { raw(abi::__HYPERVISOR_vcpu_op, u64::from(abi::VCPUOP_STOP_PERIODIC_TIMER), 0, 0, 0, 0) }).map(drop)
+    XenError::check(unsafe {
+        raw(abi::__HYPERVISOR_vcpu_op, u64::from(abi::VCPUOP_STOP_PERIODIC_TIMER), 0, 0, 0, 0)
+    })
+    .map(drop)
 }

@@ -14,7 +14,8 @@ const EXT_CHUNK: usize = 16;
 
 impl XenMmu for HypercallMmu {
     fn mmu_update(&mut self, updates: &[MmuUpdate]) -> Result<(), BatchFailure> {
-        hypercall::mmu_update(updates).map_err(|(done, e)| BatchFailure { done: done as usize, errno: XenErrno(-e.0) })
+        hypercall::mmu_update(updates)
+            .map_err(|(done, e)| BatchFailure { done: done as usize, errno: XenErrno(-e.0) })
     }
 
     fn mmuext_op(&mut self, ops: &[MmuExtOp]) -> Result<(), BatchFailure> {
@@ -25,14 +26,21 @@ impl XenMmu for HypercallMmu {
                 slot.cmd = op.command();
                 slot.arg1 = abi::mmuext_op__bindgen_ty_1 { mfn: op.arg1() };
             }
-            hypercall::mmuext_op(&raw[..chunk.len()])
-                .map_err(|(done, e)| BatchFailure { done: base + done as usize, errno: XenErrno(-e.0) })?;
+            hypercall::mmuext_op(&raw[..chunk.len()]).map_err(|(done, e)| BatchFailure {
+                done: base + done as usize,
+                errno: XenErrno(-e.0),
+            })?;
             base += chunk.len();
         }
         Ok(())
     }
 
-    fn update_va_mapping(&mut self, va: VirtAddr, pte: Pte, flush: UvmFlush) -> Result<(), XenErrno> {
+    fn update_va_mapping(
+        &mut self,
+        va: VirtAddr,
+        pte: Pte,
+        flush: UvmFlush,
+    ) -> Result<(), XenErrno> {
         hypercall::update_va_mapping(va.as_u64(), pte.0, flush.flags()).map_err(|e| XenErrno(-e.0))
     }
 }

@@ -55,7 +55,7 @@ impl Ring {
             unsafe { write_volatile(self.data.add(index as usize), b) };
         }
         fence(Ordering::Release); // bytes before the index that publishes them
-        // SAFETY: as in `load`.
+                                  // SAFETY: as in `load`.
         unsafe { write_volatile(self.prod, prod.wrapping_add(n as u32)) };
         n
     }
@@ -76,7 +76,7 @@ impl Ring {
             *slot = unsafe { read_volatile(self.data.add(index as usize)) };
         }
         fence(Ordering::Release); // finish reading before freeing the space
-        // SAFETY: as in `load`.
+                                  // SAFETY: as in `load`.
         unsafe { write_volatile(self.cons, cons.wrapping_add(n as u32)) };
         n
     }
@@ -146,7 +146,12 @@ mod tests {
     }
 
     fn ring(shared: &mut Shared) -> Ring {
-        Ring { data: shared.data.as_mut_ptr(), size: shared.data.len() as u32, cons: &mut shared.cons, prod: &mut shared.prod }
+        Ring {
+            data: shared.data.as_mut_ptr(),
+            size: shared.data.len() as u32,
+            cons: &mut shared.cons,
+            prod: &mut shared.prod,
+        }
     }
 
     /// A peer that consumes a few bytes each time it is given a turn.
@@ -187,7 +192,14 @@ mod tests {
         let r = ring(&mut shared);
         assert_eq!(r.produce(b"abcdefghij"), 8, "a full ring takes no more");
         assert_eq!(r.produce(b"x"), 0);
-        let peer = Consumer { ring: r, taken: RefCell::new(vec![]), per_turn: 3, turns: Cell::new(0), budget: 100, _life: Default::default() };
+        let peer = Consumer {
+            ring: r,
+            taken: RefCell::new(vec![]),
+            per_turn: 3,
+            turns: Cell::new(0),
+            budget: 100,
+            _life: Default::default(),
+        };
         let message: Vec<u8> = (0..200u8).collect();
         assert_eq!(r.produce_all(&message, &peer), 0);
         assert!(r.drain(&peer));
@@ -200,7 +212,14 @@ mod tests {
     fn a_stuck_peer_reports_what_was_not_written() {
         let mut shared = Shared { data: vec![0; 8], cons: 0, prod: 0 };
         let r = ring(&mut shared);
-        let stuck = Consumer { ring: r, taken: RefCell::new(vec![]), per_turn: 0, turns: Cell::new(0), budget: 5, _life: Default::default() };
+        let stuck = Consumer {
+            ring: r,
+            taken: RefCell::new(vec![]),
+            per_turn: 0,
+            turns: Cell::new(0),
+            budget: 5,
+            _life: Default::default(),
+        };
         assert_eq!(r.produce_all(&[1u8; 20], &stuck), 12);
         assert!(!r.drain(&stuck));
     }

@@ -72,7 +72,8 @@ pub fn take_pending(mut each: impl FnMut(u32)) {
     // the documented protocol.
     unsafe {
         core::ptr::write_volatile(addr_of_mut!((*vcpu).evtchn_upcall_pending), 0);
-        let sel = AtomicU64::from_ptr(addr_of_mut!((*vcpu).evtchn_pending_sel)).swap(0, Ordering::AcqRel);
+        let sel =
+            AtomicU64::from_ptr(addr_of_mut!((*vcpu).evtchn_pending_sel)).swap(0, Ordering::AcqRel);
         for word in 0..64 {
             if sel & (1 << word) == 0 {
                 continue;

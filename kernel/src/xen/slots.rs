@@ -41,6 +41,10 @@ pub fn contains(va: u64) -> bool {
 /// Maps the machine frame at `machine_addr` over `slot`; returns the slot's address.
 pub fn map(slot: Slot, machine_addr: u64) -> Result<*mut u8, XenError> {
     let va = address(slot);
-    hypercall::update_va_mapping(va, (machine_addr & !0xfff) | PTE_PRESENT_RW_AD, abi::UVMF_INVLPG)?;
+    hypercall::update_va_mapping(
+        va,
+        (machine_addr & !0xfff) | PTE_PRESENT_RW_AD,
+        abi::UVMF_INVLPG,
+    )?;
     Ok(va as *mut u8)
 }

@@ -20,7 +20,9 @@ impl fmt::Display for StartInfoError {
         match self {
             Self::BadMagic => write!(f, "magic is not \"xen-3.0-x86_64\""),
             Self::NoPages => write!(f, "nr_pages is 0"),
-            Self::TooManyPages(n) => write!(f, "nr_pages {n} exceeds what this kernel maps (2^{MAX_PAGES_LOG2})"),
+            Self::TooManyPages(n) => {
+                write!(f, "nr_pages {n} exceeds what this kernel maps (2^{MAX_PAGES_LOG2})")
+            }
             Self::Misaligned(what, v) => write!(f, "{what} {v:#x} is misaligned"),
             Self::Missing(what) => write!(f, "{what} is 0"),
             Self::CommandLineNotTerminated => write!(f, "cmd_line has no NUL within 1024 bytes"),
@@ -169,7 +171,10 @@ mod tests {
         assert!(matches!(StartInfo::validate(&si), Err(StartInfoError::TooManyPages(_))));
         let mut si = good();
         si.shared_info = 0x1234_5008;
-        assert!(matches!(StartInfo::validate(&si), Err(StartInfoError::Misaligned("shared_info", _))));
+        assert!(matches!(
+            StartInfo::validate(&si),
+            Err(StartInfoError::Misaligned("shared_info", _))
+        ));
         let mut si = good();
         si.pt_base = 0;
         assert!(matches!(StartInfo::validate(&si), Err(StartInfoError::Missing(_))));

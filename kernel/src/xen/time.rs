@@ -44,7 +44,9 @@ pub fn now_ns() -> u64 {
 pub fn rdtsc() -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: rdtsc reads a counter into edx:eax and has no other effect.
-    unsafe { core::arch::asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
@@ -62,6 +64,9 @@ mod tests {
         let mul = ((1u64 << 32) / 3) as u32;
         assert!((scale_delta(3_000_000_000, mul, 0) as i64 - 1_000_000_000).abs() < 2);
         // No overflow for a large delta.
-        assert_eq!(scale_delta(u64::MAX >> 1, u32::MAX, 0), ((u128::from(u64::MAX >> 1) * u128::from(u32::MAX)) >> 32) as u64);
+        assert_eq!(
+            scale_delta(u64::MAX >> 1, u32::MAX, 0),
+            ((u128::from(u64::MAX >> 1) * u128::from(u32::MAX)) >> 32) as u64
+        );
     }
 }

@@ -44,7 +44,9 @@ impl fmt::Display for StoreError {
         match self {
             Self::Map(e) => write!(f, "mapping the store page: {e}"),
             Self::PathTooLong => write!(f, "path too long"),
-            Self::Refused(text, len) => write!(f, "xenstored said {}", core::str::from_utf8(&text[..*len]).unwrap_or("?")),
+            Self::Refused(text, len) => {
+                write!(f, "xenstored said {}", core::str::from_utf8(&text[..*len]).unwrap_or("?"))
+            }
             Self::Timeout => write!(f, "no answer from xenstored"),
             Self::Protocol(what) => write!(f, "protocol error: {what}"),
         }
@@ -66,8 +68,18 @@ impl Xenstore {
         // index fields are 4-byte aligned.
         let (req, rsp) = unsafe {
             (
-                Ring { data: page.add(REQ_OFFSET), size: RING_SIZE, cons: page.add(REQ_CONS).cast(), prod: page.add(REQ_PROD).cast() },
-                Ring { data: page.add(RSP_OFFSET), size: RING_SIZE, cons: page.add(RSP_CONS).cast(), prod: page.add(RSP_PROD).cast() },
+                Ring {
+                    data: page.add(REQ_OFFSET),
+                    size: RING_SIZE,
+                    cons: page.add(REQ_CONS).cast(),
+                    prod: page.add(REQ_PROD).cast(),
+                },
+                Ring {
+                    data: page.add(RSP_OFFSET),
+                    size: RING_SIZE,
+                    cons: page.add(RSP_CONS).cast(),
+                    prod: page.add(RSP_PROD).cast(),
+                },
             )
         };
         Ok(Xenstore { req, rsp, peer: EventPeer { port, budget: WAIT_BUDGET }, next_id: 1 })

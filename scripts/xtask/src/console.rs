@@ -90,9 +90,7 @@ pub fn parse_xen_event(line: &str) -> Option<XenEvent> {
         Some(XenEvent::DomainRebooted)
     } else if let Some(reason) = rest.strip_prefix(" shutdown (unknown reason ") {
         let digits: String = reason.chars().take_while(char::is_ascii_digit).collect();
-        Some(XenEvent::DomainUnknownShutdown(
-            digits.parse().unwrap_or(u32::MAX),
-        ))
+        Some(XenEvent::DomainUnknownShutdown(digits.parse().unwrap_or(u32::MAX)))
     } else {
         None
     }
@@ -136,10 +134,7 @@ pub fn parse_backtrace_line(line: &str) -> Option<(u32, u64)> {
 /// The address in a `rip=0x...` field of a guest line (the crash report's faulting instruction).
 pub fn find_rip(line: &str) -> Option<u64> {
     let start = line.find("rip=0x")? + "rip=0x".len();
-    let hex: String = line[start..]
-        .chars()
-        .take_while(char::is_ascii_hexdigit)
-        .collect();
+    let hex: String = line[start..].chars().take_while(char::is_ascii_hexdigit).collect();
     if hex.is_empty() || hex.len() > 16 {
         return None;
     }
@@ -157,11 +152,7 @@ pub enum Dom0Line<'a> {
     /// `faultline-dom0: [uptime] guest N: xl create ...`: guest N starts; its console follows.
     GuestStarts(u32),
     /// `FAULTLINE-DOM0-GUEST N DOMID|- HOW`: guest N is gone.
-    GuestEnded {
-        number: u32,
-        domid: Option<u32>,
-        end: GuestEnd,
-    },
+    GuestEnded { number: u32, domid: Option<u32>, end: GuestEnd },
     /// `FAULTLINE-DOM0-VERDICT B`: dom0 is about to exit QEMU with status `(B << 1) | 1`.
     Verdict(u8),
     /// Any other `faultline-dom0:` line: its message, after the uptime stamp.
@@ -250,16 +241,10 @@ mod tests {
 
     #[test]
     fn verdict_lines() {
-        assert_eq!(
-            parse_verdict("Test result: SUCCESS"),
-            Some(Verdict::Success)
-        );
+        assert_eq!(parse_verdict("Test result: SUCCESS"), Some(Verdict::Success));
         assert_eq!(parse_verdict("Test result: SKIP\r"), Some(Verdict::Skip));
         assert_eq!(parse_verdict("  Test result: ERROR"), Some(Verdict::Error));
-        assert_eq!(
-            parse_verdict("Test result: FAILURE"),
-            Some(Verdict::Failure)
-        );
+        assert_eq!(parse_verdict("Test result: FAILURE"), Some(Verdict::Failure));
         assert_eq!(parse_verdict("Test result: success"), None);
         assert_eq!(parse_verdict("Test result: SUCCESSFUL"), None);
         assert_eq!(parse_verdict("expecting Test result: SUCCESS"), None);
@@ -269,10 +254,7 @@ mod tests {
     #[test]
     fn xen_shutdown_lines() {
         let cases = [
-            (
-                "(XEN) Hardware Dom0 halted: halting machine",
-                XenEvent::DomainPoweredOff,
-            ),
+            ("(XEN) Hardware Dom0 halted: halting machine", XenEvent::DomainPoweredOff),
             (
                 "(XEN) Hardware Dom0 crashed: rebooting machine in 5 seconds.",
                 XenEvent::DomainCrashed,
@@ -281,14 +263,8 @@ mod tests {
                 "(XEN) Hardware Dom0 crashed: 'noreboot' set - not rebooting.",
                 XenEvent::DomainCrashed,
             ),
-            (
-                "(XEN) Hardware Dom0 shutdown: rebooting machine",
-                XenEvent::DomainRebooted,
-            ),
-            (
-                "(XEN) Hardware Dom0 shutdown: watchdog rebooting machine",
-                XenEvent::DomainWatchdog,
-            ),
+            ("(XEN) Hardware Dom0 shutdown: rebooting machine", XenEvent::DomainRebooted),
+            ("(XEN) Hardware Dom0 shutdown: watchdog rebooting machine", XenEvent::DomainWatchdog),
             (
                 "(XEN) Hardware domain 0 did unsupported soft reset, rebooting.",
                 XenEvent::DomainSoftReset,
@@ -306,10 +282,7 @@ mod tests {
         for (line, event) in cases {
             assert_eq!(parse_xen_event(line), Some(event), "{line}");
         }
-        assert_eq!(
-            parse_xen_event("Hardware Dom0 halted: halting machine"),
-            None
-        );
+        assert_eq!(parse_xen_event("Hardware Dom0 halted: halting machine"), None);
         assert_eq!(parse_xen_event("(XEN) *** Building a PV Dom0 ***"), None);
         assert_eq!(parse_xen_event("(XEN) Hardware Dom0 is alive"), None);
     }
@@ -317,14 +290,9 @@ mod tests {
     #[test]
     fn xen_panic_report() {
         assert!(ends_xen_panic("(XEN) Reboot in five seconds..."));
-        assert!(ends_xen_panic(
-            "(XEN) Manual reset required ('noreboot' specified)"
-        ));
+        assert!(ends_xen_panic("(XEN) Manual reset required ('noreboot' specified)"));
         assert!(!ends_xen_panic("Reboot in five seconds..."));
-        assert_eq!(
-            xen_panic_detail("(XEN) ****************************************"),
-            None
-        );
+        assert_eq!(xen_panic_detail("(XEN) ****************************************"), None);
         assert_eq!(xen_panic_detail("(XEN) "), None);
         assert_eq!(
             xen_panic_detail("(XEN) Could not construct domain 0"),
@@ -338,10 +306,7 @@ mod tests {
             parse_backtrace_line("    #0 0xffffffff80001234"),
             Some((0, 0xffff_ffff_8000_1234))
         );
-        assert_eq!(
-            parse_backtrace_line("#12 0x0000000000401000\r"),
-            Some((12, 0x40_1000))
-        );
+        assert_eq!(parse_backtrace_line("#12 0x0000000000401000\r"), Some((12, 0x40_1000)));
         assert_eq!(
             parse_backtrace_line("\t#3 0xffffffff80001234"),
             Some((3, 0xffff_ffff_8000_1234))
@@ -357,10 +322,7 @@ mod tests {
 
     #[test]
     fn rip_field() {
-        assert_eq!(
-            find_rip("#PF rip=0xffffffff80001234 rsp=0x10"),
-            Some(0xffff_ffff_8000_1234)
-        );
+        assert_eq!(find_rip("#PF rip=0xffffffff80001234 rsp=0x10"), Some(0xffff_ffff_8000_1234));
         assert_eq!(find_rip("rip=0x"), None);
         assert_eq!(find_rip("no register here"), None);
     }
@@ -381,24 +343,13 @@ mod tests {
         );
         assert_eq!(
             parse_dom0_line("FAULTLINE-DOM0-GUEST 2 7 crash"),
-            Some(Dom0Line::GuestEnded {
-                number: 2,
-                domid: Some(7),
-                end: GuestEnd::Crash
-            })
+            Some(Dom0Line::GuestEnded { number: 2, domid: Some(7), end: GuestEnd::Crash })
         );
         assert_eq!(
             parse_dom0_line("FAULTLINE-DOM0-GUEST 1 - toolstack-error"),
-            Some(Dom0Line::GuestEnded {
-                number: 1,
-                domid: None,
-                end: GuestEnd::ToolstackError
-            })
+            Some(Dom0Line::GuestEnded { number: 1, domid: None, end: GuestEnd::ToolstackError })
         );
-        assert_eq!(
-            parse_dom0_line("FAULTLINE-DOM0-VERDICT 4"),
-            Some(Dom0Line::Verdict(4))
-        );
+        assert_eq!(parse_dom0_line("FAULTLINE-DOM0-VERDICT 4"), Some(Dom0Line::Verdict(4)));
         assert_eq!(
             parse_dom0_line("xl: Parsing config from faultline.cfg"),
             Some(Dom0Line::Xl("Parsing config from faultline.cfg"))

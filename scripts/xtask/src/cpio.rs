@@ -21,10 +21,7 @@ pub struct Writer {
 impl Writer {
     /// An archive that continues `base` (e.g. a compressed initramfs), padded to 4 bytes.
     pub fn after(base: Vec<u8>) -> Writer {
-        let mut writer = Writer {
-            bytes: base,
-            next_inode: 1,
-        };
+        let mut writer = Writer { bytes: base, next_inode: 1 };
         writer.pad();
         writer
     }
@@ -51,25 +48,10 @@ impl Writer {
         let name_size = u32::try_from(name.len() + 1).expect("a short name");
         // magic, then 13 eight-digit hex fields: ino, mode, uid, gid, nlink, mtime, filesize,
         // devmajor, devminor, rdevmajor, rdevminor, namesize, check.
-        let fields = [
-            self.next_inode,
-            mode,
-            0,
-            0,
-            1,
-            0,
-            size,
-            0,
-            0,
-            0,
-            0,
-            name_size,
-            0,
-        ];
+        let fields = [self.next_inode, mode, 0, 0, 1, 0, size, 0, 0, 0, 0, name_size, 0];
         self.bytes.extend_from_slice(b"070701");
         for field in fields {
-            self.bytes
-                .extend_from_slice(format!("{field:08X}").as_bytes());
+            self.bytes.extend_from_slice(format!("{field:08X}").as_bytes());
         }
         self.bytes.extend_from_slice(name.as_bytes());
         self.bytes.push(0);

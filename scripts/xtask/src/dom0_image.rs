@@ -39,9 +39,7 @@ pub struct Dom0Image {
 /// `quiet` keeps build.sh's progress to itself unless it fails.
 pub fn ensure_dom0_image(quiet: bool) -> Result<Dom0Image> {
     static BUILT: Mutex<Option<Dom0Image>> = Mutex::new(None);
-    let mut built = BUILT
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(image) = built.as_ref() {
         return Ok(image.clone());
     }
@@ -81,15 +79,9 @@ fn build_failed() -> Error {
 fn run_build(cache: &Path, out: &Path, quiet: bool) -> Result<Option<i32>> {
     let script = workspace::root().join("scripts/dom0/build.sh");
     let mut command = Command::new("bash");
-    command
-        .arg(&script)
-        .arg(cache)
-        .arg(out)
-        .stdin(Stdio::null());
+    command.arg(&script).arg(cache).arg(out).stdin(Stdio::null());
     if quiet {
-        let output = command
-            .output()
-            .context(|| format!("cannot run {}", script.display()))?;
+        let output = command.output().context(|| format!("cannot run {}", script.display()))?;
         if !output.status.success() {
             eprint!("{}", String::from_utf8_lossy(&output.stdout));
             eprint!("{}", String::from_utf8_lossy(&output.stderr));
@@ -114,17 +106,13 @@ pub fn parse_env(text: &str) -> Result<Dom0Image> {
         let Some((key, value)) = line.split_once('=') else {
             return Err(Error::new(format!("not a KEY=value line: {line:?}")));
         };
-        let value = value
-            .strip_prefix('\'')
-            .and_then(|value| value.strip_suffix('\''))
-            .unwrap_or(value);
+        let value =
+            value.strip_prefix('\'').and_then(|value| value.strip_suffix('\'')).unwrap_or(value);
         values.insert(key.to_string(), value.to_string());
     }
     let get = |key: &str| {
         values.get(key).cloned().ok_or_else(|| {
-            Error::new(format!(
-                "no {key}=: rerun scripts/dom0/build.sh (or delete target/dom0)"
-            ))
+            Error::new(format!("no {key}=: rerun scripts/dom0/build.sh (or delete target/dom0)"))
         })
     };
     let xen_args = get("XEN_ARGS")?;
@@ -172,10 +160,7 @@ mod tests {
         assert_eq!(image.xen, PathBuf::from("/t/dom0/xen"));
         assert_eq!(image.kernel, PathBuf::from("/t/dom0/vmlinux"));
         assert_eq!(image.dom0_mib, 192);
-        assert_eq!(
-            image.dom0_args,
-            "console=hvc0 quiet swiotlb=1024 cryptomgr.notests"
-        );
+        assert_eq!(image.dom0_args, "console=hvc0 quiet swiotlb=1024 cryptomgr.notests");
         assert_eq!(image.xen_version, "4.17.7+13-g2445b30a44-0+deb12u1");
         assert!(parse_env("XEN=/x\n").is_err());
     }
@@ -183,10 +168,7 @@ mod tests {
     #[test]
     fn the_last_dom0_mem_wins() {
         assert_eq!(dom0_mem_mib("dom0_mem=192M,max:192M"), Some(192));
-        assert_eq!(
-            dom0_mem_mib("dom0_mem=192M x dom0_mem=256M,max:256M"),
-            Some(256)
-        );
+        assert_eq!(dom0_mem_mib("dom0_mem=192M x dom0_mem=256M,max:256M"), Some(256));
         assert_eq!(dom0_mem_mib("console=com1"), None);
     }
 }

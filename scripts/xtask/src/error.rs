@@ -14,9 +14,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// An error with this message (one line; say what is missing and the command that fixes it).
     pub fn new(message: impl Into<String>) -> Self {
-        Error {
-            message: message.into(),
-        }
+        Error { message: message.into() }
     }
 
     /// The message.

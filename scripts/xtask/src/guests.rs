@@ -81,10 +81,7 @@ impl Follower {
     pub fn line(&mut self, line: &str) -> Source {
         match parse_dom0_line(line) {
             Some(Dom0Line::GuestStarts(number)) => {
-                self.guests.push(GuestRecord {
-                    number,
-                    ..GuestRecord::default()
-                });
+                self.guests.push(GuestRecord { number, ..GuestRecord::default() });
                 self.current = Some(self.guests.len() - 1);
             }
             Some(Dom0Line::GuestEnded { number, domid, end }) => {
@@ -135,11 +132,8 @@ impl Follower {
     pub fn judge(self, end: &ShutdownReason, expected: u32, guest_timeout: Duration) -> Judgement {
         let running = self.running_guest();
         let last_progress = self.last_progress.clone().unwrap_or_default();
-        let guests: Vec<GuestOutcome> = self
-            .guests
-            .into_iter()
-            .map(|guest| judge_guest(guest, end, guest_timeout))
-            .collect();
+        let guests: Vec<GuestOutcome> =
+            self.guests.into_iter().map(|guest| judge_guest(guest, end, guest_timeout)).collect();
         let stopped = |exit_code: i32, reason: String, shutdown: ShutdownReason| Judgement {
             exit_code,
             reason,
@@ -177,10 +171,8 @@ impl Follower {
             }
         };
         if byte == 5 || (byte == 2 && guests.is_empty()) {
-            let why = format!(
-                "dom0 verdict {byte}, {}: {last_progress}",
-                dom0_verdict_meaning(byte)
-            );
+            let why =
+                format!("dom0 verdict {byte}, {}: {last_progress}", dom0_verdict_meaning(byte));
             return stopped(
                 EXIT_SETUP,
                 format!("toolstack failure: {why}"),
@@ -252,10 +244,9 @@ fn judge_guest(guest: GuestRecord, run_end: &ShutdownReason, timeout: Duration) 
         Some(GuestEnd::Watchdog) => ShutdownReason::Watchdog,
         Some(GuestEnd::SoftReset) => ShutdownReason::SoftReset,
         Some(GuestEnd::Timeout) => ShutdownReason::Timeout(timeout),
-        Some(GuestEnd::ToolstackError) => ShutdownReason::Toolstack(format!(
-            "xl create failed: {}",
-            xl_error(&guest.xl_messages)
-        )),
+        Some(GuestEnd::ToolstackError) => {
+            ShutdownReason::Toolstack(format!("xl create failed: {}", xl_error(&guest.xl_messages)))
+        }
         Some(GuestEnd::Other(word)) => {
             ShutdownReason::Toolstack(format!("dom0 reported {word:?} for guest {}", guest.number))
         }
@@ -329,11 +320,7 @@ FAULTLINE-DOM0-VERDICT 1
     #[test]
     fn lines_are_told_apart() {
         let mut follower = Follower::default();
-        let sources: Vec<Source> = TWO_GUESTS
-            .lines()
-            .take(8)
-            .map(|l| follower.line(l))
-            .collect();
+        let sources: Vec<Source> = TWO_GUESTS.lines().take(8).map(|l| follower.line(l)).collect();
         use Source::{Dom0, Guest};
         assert_eq!(sources, [Dom0, Dom0, Dom0, Dom0, Guest, Guest, Guest, Dom0]);
     }
@@ -343,35 +330,20 @@ FAULTLINE-DOM0-VERDICT 1
         let judgement = follow(TWO_GUESTS).judge(&ShutdownReason::QemuExited(Some(3)), 2, MINUTE);
         assert_eq!(judgement.guests.len(), 2);
         let first = &judgement.guests[0];
-        assert_eq!(
-            (first.number, first.domid, first.exit_code),
-            (1, Some(1), EXIT_SUCCESS)
-        );
+        assert_eq!((first.number, first.domid, first.exit_code), (1, Some(1), EXIT_SUCCESS));
         assert!(first.log.starts_with("faultline 0.1.0"), "{}", first.log);
-        assert!(
-            first.log.ends_with("Test result: SUCCESS\n"),
-            "{}",
-            first.log
-        );
+        assert!(first.log.ends_with("Test result: SUCCESS\n"), "{}", first.log);
         assert!(!first.log.contains("xl:"));
         let second = &judgement.guests[1];
         assert_eq!((second.domid, second.exit_code), (Some(2), EXIT_CRASH));
         assert_eq!(second.shutdown, ShutdownReason::Crash);
         assert_eq!(judgement.exit_code, EXIT_CRASH);
-        assert!(
-            judgement.reason.starts_with("guest 2 of 2: "),
-            "{}",
-            judgement.reason
-        );
+        assert!(judgement.reason.starts_with("guest 2 of 2: "), "{}", judgement.reason);
     }
 
     #[test]
     fn one_passing_guest_passes() {
-        let one: String = TWO_GUESTS
-            .lines()
-            .take(11)
-            .map(|l| format!("{l}\n"))
-            .collect();
+        let one: String = TWO_GUESTS.lines().take(11).map(|l| format!("{l}\n")).collect();
         let text = one + "FAULTLINE-DOM0-VERDICT 0\n";
         let judgement = follow(&text).judge(&ShutdownReason::QemuExited(Some(1)), 1, MINUTE);
         assert_eq!(judgement.exit_code, EXIT_SUCCESS, "{}", judgement.reason);
@@ -393,30 +365,18 @@ FAULTLINE-DOM0-VERDICT 2
 ";
         let judgement = follow(text).judge(&ShutdownReason::QemuExited(Some(5)), 1, MINUTE);
         assert_eq!(judgement.exit_code, EXIT_SETUP);
-        assert!(
-            judgement.reason.contains("can't allocate low memory"),
-            "{}",
-            judgement.reason
-        );
+        assert!(judgement.reason.contains("can't allocate low memory"), "{}", judgement.reason);
 
         let insmod =
             "faultline-dom0: [4.1] init\nfaultline-dom0: [4.2] FAILED: insmod xen-evtchn\n";
         let judgement = follow(insmod).judge(&ShutdownReason::QemuExited(Some(5)), 1, MINUTE);
         assert_eq!(judgement.exit_code, EXIT_SETUP);
-        assert!(
-            judgement.reason.contains("FAILED: insmod xen-evtchn"),
-            "{}",
-            judgement.reason
-        );
+        assert!(judgement.reason.contains("FAILED: insmod xen-evtchn"), "{}", judgement.reason);
 
         let crashed =
             follow("faultline-dom0: [4.1] init\n").judge(&ShutdownReason::Crash, 1, MINUTE);
         assert_eq!(crashed.exit_code, EXIT_SETUP);
-        assert!(
-            crashed.reason.contains("without a verdict"),
-            "{}",
-            crashed.reason
-        );
+        assert!(crashed.reason.contains("without a verdict"), "{}", crashed.reason);
     }
 
     #[test]
@@ -427,25 +387,14 @@ faultline-dom0: [8.5] guest 1: timeout after 3s, destroying it
 FAULTLINE-DOM0-GUEST 1 1 timeout
 FAULTLINE-DOM0-VERDICT 4
 ";
-        let judgement = follow(text).judge(
-            &ShutdownReason::QemuExited(Some(9)),
-            1,
-            Duration::from_secs(3),
-        );
+        let judgement =
+            follow(text).judge(&ShutdownReason::QemuExited(Some(9)), 1, Duration::from_secs(3));
         assert_eq!(judgement.exit_code, EXIT_TIMEOUT);
-        assert!(
-            judgement.reason.contains("dom0 destroyed it"),
-            "{}",
-            judgement.reason
-        );
+        assert!(judgement.reason.contains("dom0 destroyed it"), "{}", judgement.reason);
 
         let stuck = follow("faultline-dom0: [5.45] guest 1: xl create -F x.cfg\nfaultline 0.1.0\n");
         let judgement = stuck.judge(&ShutdownReason::Timeout(MINUTE), 1, MINUTE);
         assert_eq!(judgement.exit_code, EXIT_TIMEOUT);
-        assert!(
-            judgement.reason.ends_with("while guest 1 ran"),
-            "{}",
-            judgement.reason
-        );
+        assert!(judgement.reason.ends_with("while guest 1 ran"), "{}", judgement.reason);
     }
 }

@@ -38,9 +38,7 @@ pub fn ensure_qemu() -> Result<Qemu> {
         None => {
             install_qemu()?;
             find_in_path(QEMU_BINARY).ok_or_else(|| {
-                Error::new(format!(
-                    "{QEMU_PACKAGE} is installed but {QEMU_BINARY} is not on PATH"
-                ))
+                Error::new(format!("{QEMU_PACKAGE} is installed but {QEMU_BINARY} is not on PATH"))
             })?
         }
     };
@@ -51,16 +49,9 @@ pub fn ensure_qemu() -> Result<Qemu> {
         .context(|| format!("cannot run {}", path.display()))?;
     let text = String::from_utf8_lossy(&output.stdout);
     let version = parse_qemu_version(&text).ok_or_else(|| {
-        Error::new(format!(
-            "cannot read the version of {}: {text:?}",
-            path.display()
-        ))
+        Error::new(format!("cannot read the version of {}: {text:?}", path.display()))
     })?;
-    let major = version
-        .split('.')
-        .next()
-        .and_then(|major| major.parse::<u32>().ok())
-        .unwrap_or(0);
+    let major = version.split('.').next().and_then(|major| major.parse::<u32>().ok()).unwrap_or(0);
     if major < QEMU_MIN_MAJOR {
         return Err(Error::new(format!(
             "{} is version {version}, the runner needs {QEMU_MIN_MAJOR} or newer: run `apt-get install -y {QEMU_PACKAGE}` from Debian 12",
@@ -80,9 +71,7 @@ fn install_qemu() -> Result<()> {
         )));
     }
     let install = || {
-        status(&format!(
-            "{QEMU_BINARY} is missing: apt-get install -y {QEMU_PACKAGE}"
-        ));
+        status(&format!("{QEMU_BINARY} is missing: apt-get install -y {QEMU_PACKAGE}"));
         Command::new("apt-get")
             .args(["install", "-y", "--no-install-recommends", QEMU_PACKAGE])
             .env("DEBIAN_FRONTEND", "noninteractive")
@@ -115,10 +104,7 @@ fn install_qemu() -> Result<()> {
 /// The version in `QEMU emulator version 7.2.22 (Debian ...)`.
 fn parse_qemu_version(text: &str) -> Option<String> {
     let rest = text.lines().next()?.split("version ").nth(1)?;
-    let version: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
+    let version: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
     (!version.is_empty()).then_some(version)
 }
 
@@ -126,13 +112,11 @@ fn parse_qemu_version(text: &str) -> Option<String> {
 pub fn find_in_path(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt as _;
     let path = env::var_os("PATH")?;
-    env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| {
-            candidate
-                .metadata()
-                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-        })
+    env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| {
+        candidate
+            .metadata()
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    })
 }
 
 #[cfg(test)]
@@ -143,10 +127,7 @@ mod tests {
     fn reads_qemu_versions() {
         let text = "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\nCopyright (c) 2003-2022";
         assert_eq!(parse_qemu_version(text).as_deref(), Some("7.2.22"));
-        assert_eq!(
-            parse_qemu_version("QEMU emulator version 10.0.0").as_deref(),
-            Some("10.0.0")
-        );
+        assert_eq!(parse_qemu_version("QEMU emulator version 10.0.0").as_deref(), Some("10.0.0"));
         assert_eq!(parse_qemu_version("something else"), None);
     }
 }

@@ -42,13 +42,7 @@ pub fn build_kernel(profile: Profile) -> Result<PathBuf> {
     let mut command = Command::new(&cargo);
     command
         .current_dir(workspace::root())
-        .args([
-            "build",
-            "--package",
-            KERNEL_PACKAGE,
-            "--bin",
-            KERNEL_PACKAGE,
-        ])
+        .args(["build", "--package", KERNEL_PACKAGE, "--bin", KERNEL_PACKAGE])
         .args(["--target", KERNEL_TARGET])
         .arg("--message-format=json-render-diagnostics")
         .stdin(Stdio::null())
@@ -57,9 +51,8 @@ pub fn build_kernel(profile: Profile) -> Result<PathBuf> {
     if profile == Profile::Release {
         command.arg("--release");
     }
-    let mut child = command
-        .spawn()
-        .context(|| format!("cannot start {}", cargo.to_string_lossy()))?;
+    let mut child =
+        command.spawn().context(|| format!("cannot start {}", cargo.to_string_lossy()))?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut executable = None;
     for line in BufReader::new(stdout).lines() {
@@ -68,18 +61,14 @@ pub fn build_kernel(profile: Profile) -> Result<PathBuf> {
             executable = Some(path);
         }
     }
-    let status = child
-        .wait()
-        .context(|| "cannot wait for cargo".to_string())?;
+    let status = child.wait().context(|| "cannot wait for cargo".to_string())?;
     if !status.success() {
         return Err(Error::new(format!(
             "the kernel did not build (cargo build --package {KERNEL_PACKAGE} --target {KERNEL_TARGET} failed: {status}; cargo's messages are above; a missing target is fixed by `rustup target add {KERNEL_TARGET}`)"
         )));
     }
-    let fallback = workspace::target_dir()
-        .join(KERNEL_TARGET)
-        .join(profile.dir_name())
-        .join(KERNEL_PACKAGE);
+    let fallback =
+        workspace::target_dir().join(KERNEL_TARGET).join(profile.dir_name()).join(KERNEL_PACKAGE);
     let image = executable.unwrap_or(fallback);
     if !image.is_file() {
         return Err(Error::new(format!(
@@ -174,11 +163,7 @@ fn artifact_executable(line: &str) -> Option<PathBuf> {
     }
     let target = message.get("target")?;
     let is_kernel_bin = target.get("name")?.as_str()? == KERNEL_PACKAGE
-        && target
-            .get("kind")?
-            .as_array()?
-            .iter()
-            .any(|kind| kind.as_str() == Some("bin"));
+        && target.get("kind")?.as_array()?.iter().any(|kind| kind.as_str() == Some("bin"));
     if !is_kernel_bin {
         return None;
     }

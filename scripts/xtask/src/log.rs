@@ -25,25 +25,14 @@ impl RunLog {
             };
             let path = dir.join(name);
             match File::options().write(true).create_new(true).open(&path) {
-                Ok(file) => {
-                    return Ok(RunLog {
-                        path,
-                        file: BufWriter::new(file),
-                    })
-                }
+                Ok(file) => return Ok(RunLog { path, file: BufWriter::new(file) }),
                 Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(error) => {
-                    return Err(Error::new(format!(
-                        "cannot create {}: {error}",
-                        path.display()
-                    )))
+                    return Err(Error::new(format!("cannot create {}: {error}", path.display())))
                 }
             }
         }
-        Err(Error::new(format!(
-            "cannot find a free log file name in {}",
-            dir.display()
-        )))
+        Err(Error::new(format!("cannot find a free log file name in {}", dir.display())))
     }
 
     /// Where the log is.
@@ -81,10 +70,7 @@ fn slug(cmdline: &str) -> String {
 
 /// `YYYYMMDD-HHMMSS` in UTC.
 fn utc_stamp(time: SystemTime) -> String {
-    let seconds = time
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let seconds = time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, day_seconds) = (seconds / 86_400, seconds % 86_400);
     let (year, month, day) = civil_from_days(days as i64);
     format!(
@@ -105,11 +91,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    } as u32;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -124,10 +106,7 @@ mod tests {
         assert_eq!(utc_stamp(UNIX_EPOCH), "19700101-000000");
         let time = UNIX_EPOCH + Duration::from_secs(1_764_043_512); // 2025-11-25 04:05:12 UTC
         assert_eq!(utc_stamp(time), "20251125-040512");
-        assert_eq!(
-            utc_stamp(UNIX_EPOCH + Duration::from_secs(951_782_400)),
-            "20000229-000000"
-        );
+        assert_eq!(utc_stamp(UNIX_EPOCH + Duration::from_secs(951_782_400)), "20000229-000000");
         assert_eq!(slug("selftest=pf"), "-selftest-pf");
         assert_eq!(slug(""), "");
         assert_eq!(slug("  a,,b  "), "-a-b");

@@ -116,18 +116,12 @@ fn dispatch(args: &[String]) -> Result<u8, String> {
             print!("{HELP}");
             Ok(0)
         }
-        other => Err(format!(
-            "unknown command {other:?}; see `cargo xtask --help`"
-        )),
+        other => Err(format!("unknown command {other:?}; see `cargo xtask --help`")),
     }
 }
 
 fn run_command(args: &[String]) -> Result<u8, String> {
-    if args
-        .iter()
-        .take_while(|arg| *arg != "--")
-        .any(|arg| arg == "--help" || arg == "-h")
-    {
+    if args.iter().take_while(|arg| *arg != "--").any(|arg| arg == "--help" || arg == "-h") {
         print!("{HELP}");
         return Ok(0);
     }
@@ -136,10 +130,7 @@ fn run_command(args: &[String]) -> Result<u8, String> {
     if outcome.passed() {
         eprintln!("xtask: {}", outcome.reason);
     } else {
-        eprintln!(
-            "xtask: {} (exit status {})",
-            outcome.reason, outcome.exit_code
-        );
+        eprintln!("xtask: {} (exit status {})", outcome.reason, outcome.exit_code);
     }
     Ok(u8::try_from(outcome.exit_code).unwrap_or(EXIT_SETUP as u8))
 }
@@ -158,11 +149,8 @@ fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
     let mut console = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
+        let mut value =
+            |name: &str| args.next().cloned().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
             "--dom0" => options.mode = Mode::Dom0,
             "--release" => options.profile = Profile::Release,
@@ -205,30 +193,21 @@ fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
             }
             "--kernel" => options.kernel = Some(PathBuf::from(value("--kernel")?)),
             "--module" => options.module = Some(PathBuf::from(value("--module")?)),
-            "--program" => options
-                .extra_programs
-                .push(PathBuf::from(value("--program")?)),
+            "--program" => options.extra_programs.push(PathBuf::from(value("--program")?)),
             "--no-programs" => options.programs = false,
             "--" => {
                 options.cmdline = args.cloned().collect::<Vec<_>>().join(" ");
                 break;
             }
-            other => {
-                return Err(format!(
-                    "unknown option {other:?}; see `cargo xtask --help`"
-                ))
-            }
+            other => return Err(format!("unknown option {other:?}; see `cargo xtask --help`")),
         }
     }
     let xl = options.mode == Mode::Xl;
     if !xl && (guests.is_some() || console.is_some()) {
         return Err("--guests and --console are for the DomU path, not --dom0".to_string());
     }
-    options.memory_mib = memory_mib.unwrap_or(if xl {
-        DEFAULT_DOMU_MEMORY_MIB
-    } else {
-        DEFAULT_MEMORY_MIB
-    });
+    options.memory_mib =
+        memory_mib.unwrap_or(if xl { DEFAULT_DOMU_MEMORY_MIB } else { DEFAULT_MEMORY_MIB });
     options.guests = guests.unwrap_or(1);
     options.xl_console = console.unwrap_or(XlConsole::Live);
     Ok(options)

@@ -72,10 +72,7 @@ impl fmt::Display for ShutdownReason {
             ShutdownReason::XenPanic(text) if text.is_empty() => f.write_str("Xen panicked"),
             ShutdownReason::XenPanic(text) => write!(f, "Xen panicked: {text}"),
             ShutdownReason::QemuExited(Some(code)) => {
-                write!(
-                    f,
-                    "QEMU exited with status {code} before Xen reported a shutdown"
-                )
+                write!(f, "QEMU exited with status {code} before Xen reported a shutdown")
             }
             ShutdownReason::QemuExited(None) => {
                 f.write_str("QEMU was killed by a signal before Xen reported a shutdown")
@@ -102,10 +99,9 @@ pub fn judge(verdict: Option<Verdict>, shutdown: &ShutdownReason) -> (i32, Strin
         (ShutdownReason::Poweroff, Some(Verdict::Success)) => {
             (EXIT_SUCCESS, "SUCCESS: the domain powered off".to_string())
         }
-        (_, Some(Verdict::Success)) => (
-            EXIT_CRASH,
-            format!("verdict SUCCESS, but {shutdown} instead of powering off"),
-        ),
+        (_, Some(Verdict::Success)) => {
+            (EXIT_CRASH, format!("verdict SUCCESS, but {shutdown} instead of powering off"))
+        }
         (_, Some(verdict)) => {
             let code = match verdict {
                 Verdict::Failure => EXIT_FAILURE,
@@ -136,10 +132,7 @@ mod tests {
         assert_eq!(code(Some(Verdict::Failure), S::Reboot), 1);
         assert_eq!(code(None, S::XenPanic("x".into())), 4);
         assert_eq!(code(None, S::QemuExited(Some(0))), 4);
-        assert_eq!(
-            code(Some(Verdict::Success), S::Timeout(Duration::from_secs(60))),
-            5
-        );
+        assert_eq!(code(Some(Verdict::Success), S::Timeout(Duration::from_secs(60))), 5);
         assert_eq!(code(None, S::Timeout(Duration::from_secs(60))), 5);
         assert_eq!(code(None, S::Toolstack("xl create failed".into())), 6);
         assert_eq!(code(Some(Verdict::Success), S::Suspend), 4);

@@ -69,13 +69,7 @@ impl Lock {
                     let size = size.parse::<u64>().map_err(|_| {
                         Error::new(format!("line {}: bad size {size:?}", number + 1))
                     })?;
-                    (
-                        package,
-                        version,
-                        sha256,
-                        Some(size),
-                        Some(pool_path.to_string()),
-                    )
+                    (package, version, sha256, Some(size), Some(pool_path.to_string()))
                 }
                 _ => {
                     return Err(Error::new(format!(
@@ -86,10 +80,7 @@ impl Lock {
             };
             let is_sha256 = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
             if !is_sha256 {
-                return Err(Error::new(format!(
-                    "line {}: bad sha256 {sha256:?}",
-                    number + 1
-                )));
+                return Err(Error::new(format!("line {}: bad sha256 {sha256:?}", number + 1)));
             }
             let pin = Pin {
                 package: package.to_string(),
@@ -127,10 +118,8 @@ pub fn ensure(packages: &[&str]) -> Result<PathBuf> {
 pub fn ensure_in(cache: &Path, packages: &[&str]) -> Result<PathBuf> {
     check_debian_tools()?;
     let lock = Lock::load()?;
-    let pins = packages
-        .iter()
-        .map(|package| lock.get(package).cloned())
-        .collect::<Result<Vec<Pin>>>()?;
+    let pins =
+        packages.iter().map(|package| lock.get(package).cloned()).collect::<Result<Vec<Pin>>>()?;
     fs::create_dir_all(cache).context(|| format!("cannot create {}", cache.display()))?;
     let _cache_lock = lock_cache(cache)?;
 
@@ -140,10 +129,7 @@ pub fn ensure_in(cache: &Path, packages: &[&str]) -> Result<PathBuf> {
     if stamp.is_file() {
         return Ok(root);
     }
-    let debs = pins
-        .iter()
-        .map(|pin| fetch_deb(cache, pin))
-        .collect::<Result<Vec<PathBuf>>>()?;
+    let debs = pins.iter().map(|pin| fetch_deb(cache, pin)).collect::<Result<Vec<PathBuf>>>()?;
     sweep_partials(&cache.join("roots"))?;
     let partial = partial_path(&cache.join("roots").join(&name));
     fs::create_dir_all(&partial).context(|| format!("cannot create {}", partial.display()))?;
@@ -158,10 +144,8 @@ pub fn ensure_in(cache: &Path, packages: &[&str]) -> Result<PathBuf> {
             .context(|| "cannot run dpkg-deb".to_string())?;
         require_success("dpkg-deb -x", &output)?;
     }
-    let listing: String = pins
-        .iter()
-        .map(|pin| format!("{} {}\n", pin.package, pin.version))
-        .collect();
+    let listing: String =
+        pins.iter().map(|pin| format!("{} {}\n", pin.package, pin.version)).collect();
     fs::write(partial.join(".faultline-unpacked"), listing)
         .context(|| format!("cannot write into {}", partial.display()))?;
     remove_dir_if_present(&root)?;
@@ -178,10 +162,7 @@ pub fn lock(packages: &[String]) -> Result<()> {
     let mut new_pins = Vec::new();
     for package in packages {
         let pin = candidate_pin(package)?;
-        status(&format!(
-            "pinning {} {} sha256 {}",
-            pin.package, pin.version, pin.sha256
-        ));
+        status(&format!("pinning {} {} sha256 {}", pin.package, pin.version, pin.sha256));
         new_pins.push(pin);
     }
     let text = merge_pins(&old_text, &new_pins);
@@ -200,16 +181,8 @@ fn merge_pins(old_text: &str, pins: &[Pin]) -> String {
         );
     }
     for line in old_text.lines() {
-        let package = line
-            .split('#')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .next();
-        match remaining
-            .iter()
-            .position(|pin| Some(pin.package.as_str()) == package)
-        {
+        let package = line.split('#').next().unwrap_or("").split_whitespace().next();
+        match remaining.iter().position(|pin| Some(pin.package.as_str()) == package) {
             Some(index) => text.push_str(&pin_line(remaining.remove(index))),
             None => text.push_str(line),
         }
@@ -225,10 +198,7 @@ fn merge_pins(old_text: &str, pins: &[Pin]) -> String {
 fn pin_line(pin: &Pin) -> String {
     match (pin.size, &pin.pool_path) {
         (Some(size), Some(pool_path)) => {
-            format!(
-                "{} {} {} {size} {pool_path}",
-                pin.package, pin.version, pin.sha256
-            )
+            format!("{} {} {} {size} {pool_path}", pin.package, pin.version, pin.sha256)
         }
         _ => format!("{} {} {}", pin.package, pin.version, pin.sha256),
     }
@@ -254,9 +224,7 @@ fn candidate_pin(package: &str) -> Result<Pin> {
     require_success("apt-cache show", &output)?;
     let text = String::from_utf8_lossy(&output.stdout);
     let stanza = text.split("\n\n").find(|stanza| {
-        stanza
-            .lines()
-            .any(|line| line.strip_prefix("Version: ") == Some(version.as_str()))
+        stanza.lines().any(|line| line.strip_prefix("Version: ") == Some(version.as_str()))
     });
     let field = |name: &str| {
         stanza.and_then(|stanza| {
@@ -266,11 +234,8 @@ fn candidate_pin(package: &str) -> Result<Pin> {
                 .map(|value| value.trim().to_string())
         })
     };
-    let sha256 = field("SHA256: ").ok_or_else(|| {
-        Error::new(format!(
-            "apt-cache show {package}={version} gives no SHA256"
-        ))
-    })?;
+    let sha256 = field("SHA256: ")
+        .ok_or_else(|| Error::new(format!("apt-cache show {package}={version} gives no SHA256")))?;
     Ok(Pin {
         package: package.to_string(),
         version,
@@ -299,11 +264,7 @@ fn candidate_version(package: &str) -> Result<Option<String>> {
 /// The cached .deb of `pin`, downloaded and verified on first use.
 fn fetch_deb(cache: &Path, pin: &Pin) -> Result<PathBuf> {
     let debs = cache.join("debs");
-    let deb = debs.join(format!(
-        "{}_{}_amd64.deb",
-        pin.package,
-        pin.version.replace(':', "%3a")
-    ));
+    let deb = debs.join(format!("{}_{}_amd64.deb", pin.package, pin.version.replace(':', "%3a")));
     if deb.is_file() && sha256_of(&deb)? == pin.sha256 {
         return Ok(deb);
     }
@@ -358,9 +319,7 @@ fn apt_get_download(folder: &Path, pin: &Pin) -> Result<()> {
     if !output.status.success() {
         // Another thread may be updating the lists right now: apt_get_update waits for it.
         if !*UPDATED.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) {
-            status(&format!(
-                "apt does not offer {spec} yet; updating the package lists"
-            ));
+            status(&format!("apt does not offer {spec} yet; updating the package lists"));
         }
         apt_get_update()?;
         output = attempt()?;
@@ -381,9 +340,7 @@ static UPDATED: Mutex<bool> = Mutex::new(false);
 
 /// Runs `apt-get update` (as root), at most once per process.
 pub(crate) fn apt_get_update() -> Result<()> {
-    let mut updated = UPDATED
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut updated = UPDATED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if *updated {
         return Ok(());
     }
@@ -416,8 +373,7 @@ pub(crate) fn lock_cache(cache: &Path) -> Result<File> {
         .write(true)
         .open(&path)
         .context(|| format!("cannot open {}", path.display()))?;
-    file.lock()
-        .context(|| format!("cannot lock {}", path.display()))?;
+    file.lock().context(|| format!("cannot lock {}", path.display()))?;
     Ok(file)
 }
 
@@ -426,11 +382,7 @@ pub(crate) fn lock_cache(cache: &Path) -> Result<File> {
 pub(crate) fn partial_path(path: &Path) -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let serial = NEXT.fetch_add(1, Ordering::Relaxed);
-    path.with_file_name(format!(
-        ".{}.partial-{}-{serial}",
-        file_name(path),
-        std::process::id()
-    ))
+    path.with_file_name(format!(".{}.partial-{}-{serial}", file_name(path), std::process::id()))
 }
 
 /// Removes the temporary files and folders ([`partial_path`]) left in `folder` by callers that
@@ -461,10 +413,7 @@ fn root_name(pins: &[Pin]) -> String {
         hasher.update(format!("{} {} {}\n", pin.package, pin.version, pin.sha256));
     }
     let digest = hex(&hasher.finalize());
-    let first = pins
-        .first()
-        .map(|pin| pin.package.as_str())
-        .unwrap_or("empty");
+    let first = pins.first().map(|pin| pin.package.as_str()).unwrap_or("empty");
     format!("{first}-{}", &digest[..12])
 }
 
@@ -484,22 +433,13 @@ fn require_success(what: &str, output: &Output) -> Result<()> {
         return Ok(());
     }
     let last = last_error_line(output);
-    Err(Error::new(format!(
-        "{what} failed ({}): {last}",
-        output.status
-    )))
+    Err(Error::new(format!("{what} failed ({}): {last}", output.status)))
 }
 
 /// The last non-blank line a command wrote on stderr (usually its error).
 fn last_error_line(output: &Output) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr);
-    stderr
-        .lines()
-        .rev()
-        .find(|line| !line.trim().is_empty())
-        .unwrap_or("")
-        .trim()
-        .to_string()
+    stderr.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("").trim().to_string()
 }
 
 /// Fails unless `apt-get`, `apt-cache` and `dpkg-deb` are on PATH.
@@ -516,18 +456,15 @@ fn check_debian_tools() -> Result<()> {
 
 fn remove_dir_if_present(path: &Path) -> Result<()> {
     match fs::remove_dir_all(path) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(Error::new(format!(
-            "cannot remove {}: {error}",
-            path.display()
-        ))),
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::new(format!("cannot remove {}: {error}", path.display())))
+        }
         _ => Ok(()),
     }
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Whether this process runs as root (apt-get install/update need it).
@@ -597,10 +534,7 @@ mod tests {
             },
         ];
         let merged = merge_pins(&old, &pins);
-        assert_eq!(
-            merged,
-            format!("# header\na 1 {SHA}\nb 3 {SHA}\nc 4 {SHA} 9 pool/c.deb\n")
-        );
+        assert_eq!(merged, format!("# header\na 1 {SHA}\nb 3 {SHA}\nc 4 {SHA} 9 pool/c.deb\n"));
         let lock = Lock::parse(&merged).unwrap();
         assert_eq!(lock.get("b").unwrap().version, "3");
     }

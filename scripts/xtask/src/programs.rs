@@ -22,7 +22,8 @@ pub fn build_archive(extra: &[PathBuf], quiet: bool) -> Result<PathBuf> {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let with_extra = catalogue.with_file_name(format!("programs-{}-{n}.tar", std::process::id()));
     let bytes = archive_with(&catalogue, extra)?;
-    std::fs::write(&with_extra, bytes).map_err(|e| Error::new(format!("writing {}: {e}", with_extra.display())))?;
+    std::fs::write(&with_extra, bytes)
+        .map_err(|e| Error::new(format!("writing {}: {e}", with_extra.display())))?;
     Ok(with_extra)
 }
 
@@ -44,7 +45,10 @@ fn build_catalogue(quiet: bool) -> Result<PathBuf> {
         .status()
         .map_err(|e| Error::new(format!("could not run {}: {e}", script.display())))?;
     if !status.success() {
-        return Err(Error::new(format!("{} failed ({status}); its messages are above", script.display())));
+        return Err(Error::new(format!(
+            "{} failed ({status}); its messages are above",
+            script.display()
+        )));
     }
     let catalogue = out.join("programs.tar");
     *built = Some(catalogue.clone());
@@ -53,19 +57,31 @@ fn build_catalogue(quiet: bool) -> Result<PathBuf> {
 
 /// The catalogue's entries followed by `extra`, packed again.
 fn archive_with(catalogue: &Path, extra: &[PathBuf]) -> Result<Vec<u8>> {
-    let base = std::fs::read(catalogue).map_err(|e| Error::new(format!("reading {}: {e}", catalogue.display())))?;
-    let archive = Archive::open(&base).map_err(|e| Error::new(format!("{}: {e}", catalogue.display())))?;
-    let mut files: Vec<(String, Vec<u8>)> = archive.entries().filter_map(|e| e.ok()).map(|e| (e.name.as_str().to_string(), e.data.to_vec())).collect();
+    let base = std::fs::read(catalogue)
+        .map_err(|e| Error::new(format!("reading {}: {e}", catalogue.display())))?;
+    let archive =
+        Archive::open(&base).map_err(|e| Error::new(format!("{}: {e}", catalogue.display())))?;
+    let mut files: Vec<(String, Vec<u8>)> = archive
+        .entries()
+        .filter_map(|e| e.ok())
+        .map(|e| (e.name.as_str().to_string(), e.data.to_vec()))
+        .collect();
     for path in extra {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::new(format!("--program {}: the file name is not UTF-8", path.display())))?
+            .ok_or_else(|| {
+                Error::new(format!("--program {}: the file name is not UTF-8", path.display()))
+            })?
             .to_string();
         if files.iter().any(|(n, _)| *n == name) {
-            return Err(Error::new(format!("--program {}: a program named {name} is already in the archive", path.display())));
+            return Err(Error::new(format!(
+                "--program {}: a program named {name} is already in the archive",
+                path.display()
+            )));
         }
-        let data = std::fs::read(path).map_err(|e| Error::new(format!("--program {}: {e}", path.display())))?;
+        let data = std::fs::read(path)
+            .map_err(|e| Error::new(format!("--program {}: {e}", path.display())))?;
         files.push((name, data));
     }
     let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();

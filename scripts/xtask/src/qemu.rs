@@ -108,9 +108,7 @@ pub fn qemu_args(config: &BootConfig) -> Result<Vec<OsString>> {
 pub fn shell_line(program: &Path, args: &[OsString]) -> String {
     let quote = |text: &str| {
         let plain = !text.is_empty()
-            && text
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+            && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
         if plain {
             text.to_string()
         } else {
@@ -147,24 +145,12 @@ impl QemuProcess {
             None => Command::new(qemu),
         };
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut live = LIVE_GROUPS
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let child = command
-            .spawn()
-            .context(|| format!("cannot start {}", qemu.display()))?;
+        command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut live = LIVE_GROUPS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let child = command.spawn().context(|| format!("cannot start {}", qemu.display()))?;
         let group = i32::try_from(child.id()).expect("process ids fit in i32");
         live.push(group);
-        Ok(QemuProcess {
-            child,
-            group,
-            finished: false,
-        })
+        Ok(QemuProcess { child, group, finished: false })
     }
 
     /// QEMU's stdout (the serial console), once.
@@ -193,9 +179,7 @@ impl QemuProcess {
         }
         let status = self.child.wait().ok();
         self.finished = true;
-        let mut live = LIVE_GROUPS
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut live = LIVE_GROUPS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         live.retain(|group| *group != self.group);
         status
     }
@@ -215,9 +199,7 @@ fn install_interrupt_handler() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         let _ = ctrlc::set_handler(|| {
-            let live = LIVE_GROUPS
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let live = LIVE_GROUPS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             for group in live.iter() {
                 let _ = killpg(Pid::from_raw(*group), Signal::SIGKILL);
             }
@@ -235,10 +217,7 @@ mod tests {
     fn commas_in_the_guest_command_line_are_doubled() {
         let kernel = Path::new("/t/faultline");
         assert_eq!(modules_arg(kernel, "", None).unwrap(), "/t/faultline");
-        assert_eq!(
-            modules_arg(kernel, "selftest=pf", None).unwrap(),
-            "/t/faultline selftest=pf"
-        );
+        assert_eq!(modules_arg(kernel, "selftest=pf", None).unwrap(), "/t/faultline selftest=pf");
         assert_eq!(
             modules_arg(kernel, "list=a,b,c", Some(Path::new("/t/progs.cpio"))).unwrap(),
             "/t/faultline list=a,,b,,c,/t/progs.cpio"
@@ -260,14 +239,8 @@ mod tests {
         let line = shell_line(Path::new("qemu-system-x86_64"), &args);
         assert!(line.contains("-accel tcg -cpu max,-smap"), "{line}");
         assert!(line.contains("-kernel /c/xen"), "{line}");
-        assert!(
-            line.contains("'console=com1 loglvl=all guest_loglvl=all dom0_mem=8M'"),
-            "{line}"
-        );
-        assert!(
-            line.contains("-initrd '/t/faultline selftest=none'"),
-            "{line}"
-        );
+        assert!(line.contains("'console=com1 loglvl=all guest_loglvl=all dom0_mem=8M'"), "{line}");
+        assert!(line.contains("-initrd '/t/faultline selftest=none'"), "{line}");
         assert!(line.ends_with("-no-reboot -nodefaults"), "{line}");
     }
 

@@ -173,27 +173,19 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome> {
     }
     let kernel = match &options.kernel {
         Some(kernel) if kernel.is_file() => kernel.clone(),
-        Some(kernel) => {
-            return Err(Error::new(format!(
-                "no kernel image at {}",
-                kernel.display()
-            )))
-        }
+        Some(kernel) => return Err(Error::new(format!("no kernel image at {}", kernel.display()))),
         None => build_kernel(options.profile)?,
     };
     let built_module = match &options.module {
-        None if options.programs || !options.extra_programs.is_empty() => Some(
-            crate::programs::build_archive(&options.extra_programs, options.quiet)?,
-        ),
+        None if options.programs || !options.extra_programs.is_empty() => {
+            Some(crate::programs::build_archive(&options.extra_programs, options.quiet)?)
+        }
         _ => None,
     };
     let module = options.module.clone().or(built_module);
     if let Some(module) = &module {
         if !module.is_file() {
-            return Err(Error::new(format!(
-                "no boot module at {}",
-                module.display()
-            )));
+            return Err(Error::new(format!("no boot module at {}", module.display())));
         }
     }
     let qemu = host::ensure_qemu()?;
@@ -251,12 +243,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome> {
         console_lines: 0,
         color: !options.quiet && std::io::stdout().is_terminal(),
     };
-    let shutdown = watcher.watch(
-        &events,
-        &mut process,
-        started + prepared.limit,
-        prepared.limit,
-    );
+    let shutdown = watcher.watch(&events, &mut process, started + prepared.limit, prepared.limit);
     let elapsed = started.elapsed();
     process.kill();
     watcher.drain(&events);
@@ -297,10 +284,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome> {
     }
     log.line(&format!("xtask: {reason} (exit status {exit_code})"));
     if let Some(after) = first_guest_line_after {
-        say(&format!(
-            "first guest line {:.2} s after QEMU started",
-            after.as_secs_f64()
-        ));
+        say(&format!("first guest line {:.2} s after QEMU started", after.as_secs_f64()));
     }
     say(&format!("log: {}", log.path().display()));
     Ok(RunOutcome {
@@ -319,17 +303,12 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome> {
 
 /// `guest 1 (domid 1): the domain powered off, Test result: SUCCESS`.
 fn guest_summary(guest: &GuestOutcome) -> String {
-    let domid = guest
-        .domid
-        .map_or_else(|| "no domid".to_string(), |domid| format!("domid {domid}"));
-    let verdict = guest.verdict.map_or_else(
-        || "no verdict line".to_string(),
-        |verdict| format!("Test result: {verdict}"),
-    );
-    format!(
-        "guest {} ({domid}): shutdown reason: {}; {verdict}",
-        guest.number, guest.shutdown
-    )
+    let domid =
+        guest.domid.map_or_else(|| "no domid".to_string(), |domid| format!("domid {domid}"));
+    let verdict = guest
+        .verdict
+        .map_or_else(|| "no verdict line".to_string(), |verdict| format!("Test result: {verdict}"));
+    format!("guest {} ({domid}): shutdown reason: {}; {verdict}", guest.number, guest.shutdown)
 }
 
 /// What a boot needs besides QEMU itself.
@@ -380,29 +359,14 @@ fn prepare_xl(
     qemu_version: &str,
 ) -> Result<Prepared> {
     let image = dom0_image::ensure_dom0_image(options.quiet)?;
-    let dir = options
-        .xl_dir
-        .clone()
-        .unwrap_or_else(|| workspace::target_dir().join("xl"));
+    let dir = options.xl_dir.clone().unwrap_or_else(|| workspace::target_dir().join("xl"));
     let timeout_secs = options.timeout.as_secs().max(1);
     let mut files = Vec::new();
-    let bytes = xl::with_xl_dir(
-        &dir,
-        kernel,
-        module,
-        options.memory_mib,
-        &options.cmdline,
-        |folder| {
+    let bytes =
+        xl::with_xl_dir(&dir, kernel, module, options.memory_mib, &options.cmdline, |folder| {
             files = folder.files.clone();
-            xl::payload(
-                &image.initramfs,
-                folder,
-                options.guests,
-                timeout_secs,
-                options.xl_console,
-            )
-        },
-    )?;
+            xl::payload(&image.initramfs, folder, options.guests, timeout_secs, options.xl_console)
+        })?;
     let run_image = RunImage::write(&bytes)?;
     let args = xl::qemu_args(&image, run_image.path(), options.memory_mib)?;
     let qemu_mib = xl::qemu_memory_mib(image.dom0_mib, options.memory_mib);
@@ -653,10 +617,7 @@ impl Watcher<'_> {
                 None => format!("dom0: {line}"),
             };
             self.record(&shown, Source::Dom0);
-            let verdict_in = self
-                .follower
-                .as_ref()
-                .is_some_and(|f| f.dom0_verdict().is_some());
+            let verdict_in = self.follower.as_ref().is_some_and(|f| f.dom0_verdict().is_some());
             if verdict_in && self.dom0_done.is_none() {
                 self.dom0_done = Some(Instant::now() + VERDICT_GRACE);
             }
@@ -753,13 +714,9 @@ impl BootPermit {
             .or_else(|| thread::available_parallelism().ok().map(usize::from))
             .unwrap_or(1)
             .max(1);
-        let mut running = BOOTS_RUNNING
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut running = BOOTS_RUNNING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         while *running >= limit {
-            running = BOOT_FINISHED
-                .wait(running)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            running = BOOT_FINISHED.wait(running).unwrap_or_else(|poisoned| poisoned.into_inner());
         }
         *running += 1;
         BootPermit
@@ -768,9 +725,7 @@ impl BootPermit {
 
 impl Drop for BootPermit {
     fn drop(&mut self) {
-        let mut running = BOOTS_RUNNING
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut running = BOOTS_RUNNING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         *running -= 1;
         BOOT_FINISHED.notify_one();
     }

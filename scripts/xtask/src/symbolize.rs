@@ -47,11 +47,7 @@ impl Symbolizer {
         if !source_root.ends_with('/') {
             source_root.push('/');
         }
-        Ok(Symbolizer {
-            symbols,
-            lines,
-            source_root,
-        })
+        Ok(Symbolizer { symbols, lines, source_root })
     }
 
     /// `name+0xoff (file:line)` for an address, or `None` if no function contains it.
@@ -67,11 +63,7 @@ impl Symbolizer {
             None => (self.symbol_at(address.checked_sub(1)?)?, true),
         };
         let mut text = format!("{}+{:#x}", symbol.name, address - symbol.start);
-        let probe = if return_address {
-            address.saturating_sub(1)
-        } else {
-            address
-        };
+        let probe = if return_address { address.saturating_sub(1) } else { address };
         if let Some(location) = self.location(probe, &symbol.name) {
             text.push_str(" (");
             text.push_str(&location);
@@ -99,17 +91,13 @@ impl Symbolizer {
     }
 
     fn symbol_at(&self, address: u64) -> Option<&FunctionSymbol> {
-        let index = self
-            .symbols
-            .partition_point(|symbol| symbol.start <= address);
+        let index = self.symbols.partition_point(|symbol| symbol.start <= address);
         let symbol = self.symbols.get(index.checked_sub(1)?)?;
         let inside = if symbol.size > 0 {
             address < symbol.start + symbol.size
         } else {
             // An assembly label without a size: accept it up to the next symbol.
-            self.symbols
-                .get(index)
-                .is_none_or(|next| address < next.start)
+            self.symbols.get(index).is_none_or(|next| address < next.start)
         };
         inside.then_some(symbol)
     }
@@ -170,10 +158,7 @@ fn function_symbols(file: &object::File<'_>) -> Vec<FunctionSymbol> {
         .symbols()
         .filter(|symbol| symbol.is_definition() || symbol.kind() == SymbolKind::Label)
         .filter(|symbol| {
-            matches!(
-                symbol.kind(),
-                SymbolKind::Text | SymbolKind::Label | SymbolKind::Unknown
-            )
+            matches!(symbol.kind(), SymbolKind::Text | SymbolKind::Label | SymbolKind::Unknown)
         })
         .filter(|symbol| {
             symbol
@@ -235,11 +220,7 @@ mod tests {
     #[test]
     fn symbolizes_an_address_in_this_test_binary() {
         let exe = std::env::current_exe().unwrap();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().parent().unwrap();
         let symbolizer = Symbolizer::load(&exe, root).unwrap();
         assert_eq!(a_function_to_find(), 42);
         // The test binary is position independent: find the function's link-time address.
@@ -252,16 +233,10 @@ mod tests {
         let line = format!("    #0 0x{:016x}", symbol.start + 1);
         let annotated = symbolizer.annotate(&line);
         assert!(annotated.starts_with(&line), "{annotated}");
-        assert!(
-            annotated.contains("symbolize::tests::a_function_to_find+0x1"),
-            "{annotated}"
-        );
+        assert!(annotated.contains("symbolize::tests::a_function_to_find+0x1"), "{annotated}");
         assert!(annotated.contains("symbolize.rs:"), "{annotated}");
         // An address nowhere in the image stays as it is.
-        assert_eq!(
-            symbolizer.annotate("    #1 0x0000000000000010"),
-            "    #1 0x0000000000000010"
-        );
+        assert_eq!(symbolizer.annotate("    #1 0x0000000000000010"), "    #1 0x0000000000000010");
         assert_eq!(symbolizer.annotate("an ordinary line"), "an ordinary line");
     }
 }

@@ -42,10 +42,7 @@ pub fn ensure_hypervisor_in(cache: &Path) -> Result<Hypervisor> {
             gunzip_into_place(&gz, &elf)?;
         }
     }
-    Ok(Hypervisor {
-        elf,
-        package_version,
-    })
+    Ok(Hypervisor { elf, package_version })
 }
 
 /// Gunzips `gz` into `elf` through a temporary file; the caller holds the cache's lock.
@@ -62,10 +59,7 @@ fn gunzip_into_place(gz: &Path, elf: &Path) -> Result<()> {
     drop(output);
     if !is_elf(&partial) {
         let _ = fs::remove_file(&partial);
-        return Err(Error::new(format!(
-            "{} does not hold an ELF image",
-            gz.display()
-        )));
+        return Err(Error::new(format!("{} does not hold an ELF image", gz.display())));
     }
     fs::rename(&partial, elf).context(|| format!("cannot move {} into place", elf.display()))
 }
@@ -73,8 +67,6 @@ fn gunzip_into_place(gz: &Path, elf: &Path) -> Result<()> {
 fn is_elf(path: &Path) -> bool {
     use std::io::Read as _;
     let mut magic = [0u8; 4];
-    File::open(path)
-        .and_then(|mut file| file.read_exact(&mut magic))
-        .is_ok()
+    File::open(path).and_then(|mut file| file.read_exact(&mut magic)).is_ok()
         && magic == *b"\x7fELF"
 }

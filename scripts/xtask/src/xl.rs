@@ -111,8 +111,7 @@ pub fn with_xl_dir<T>(
         .write(true)
         .open(&lock_path)
         .context(|| format!("cannot open {}", lock_path.display()))?;
-    lock.lock()
-        .context(|| format!("cannot lock {}", lock_path.display()))?;
+    lock.lock().context(|| format!("cannot lock {}", lock_path.display()))?;
     let ramdisk_name = ramdisk.map(ramdisk_name);
     let text = render_cfg(&GuestConfig {
         name: DOMAIN_NAME,
@@ -129,26 +128,17 @@ pub fn with_xl_dir<T>(
     }
     let cfg = dir.join(CFG_NAME);
     write_replacing(&cfg, text.as_bytes())?;
-    then(&XlDir {
-        dir: dir.to_path_buf(),
-        cfg,
-        files,
-    })
+    then(&XlDir { dir: dir.to_path_buf(), cfg, files })
 }
 
 /// The ramdisk's name in the folder: its own file name when that is plain, else `ramdisk`.
 fn ramdisk_name(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .and_then(|name| name.to_str())
-        .unwrap_or("");
+    let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("");
     let plain = !name.is_empty()
         && name != CFG_NAME
         && name != KERNEL_NAME
         && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c));
     if plain {
         name.to_string()
     } else {
@@ -198,17 +188,11 @@ pub fn payload(
     console: XlConsole,
 ) -> Result<Vec<u8>> {
     let base = fs::read(base).context(|| {
-        format!(
-            "cannot read the dom0 initramfs {} (rerun scripts/dom0/build.sh)",
-            base.display()
-        )
+        format!("cannot read the dom0 initramfs {} (rerun scripts/dom0/build.sh)", base.display())
     })?;
     let mut writer = cpio::Writer::after(base);
     writer.directory("payload");
-    let line = format!(
-        "/{PAYLOAD_DIR}/{CFG_NAME} {timeout_secs} {}\n",
-        console.as_str()
-    );
+    let line = format!("/{PAYLOAD_DIR}/{CFG_NAME} {timeout_secs} {}\n", console.as_str());
     writer.file("payload/guests", line.repeat(guests as usize).as_bytes());
     writer.directory(PAYLOAD_DIR);
     for name in std::iter::once(CFG_NAME).chain(xl.files.iter().map(String::as_str)) {
@@ -299,13 +283,7 @@ mod tests {
         assert!(!text.lines().any(|l| l.starts_with("extra")), "{text}");
         let quoted = GuestConfig {
             cmdline: "a\"b",
-            ..GuestConfig {
-                name: "f",
-                kernel: "f",
-                ramdisk: None,
-                memory_mib: 8,
-                cmdline: "",
-            }
+            ..GuestConfig { name: "f", kernel: "f", ramdisk: None, memory_mib: 8, cmdline: "" }
         };
         assert!(render_cfg(&quoted).is_err());
     }

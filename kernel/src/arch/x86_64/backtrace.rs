@@ -10,10 +10,19 @@ pub const MAX_FRAMES: usize = 32;
 /// misaligned, out-of-bounds or non-ascending frame pointer, so a corrupt stack ends the
 /// backtrace instead of faulting inside the crash report. `read` loads a word that is known to
 /// lie inside `stack`. Calls `visit` with each return address; returns the number of frames.
-pub fn walk(mut rbp: u64, stack: Range<u64>, read: impl Fn(u64) -> u64, mut visit: impl FnMut(u64)) -> usize {
+pub fn walk(
+    mut rbp: u64,
+    stack: Range<u64>,
+    read: impl Fn(u64) -> u64,
+    mut visit: impl FnMut(u64),
+) -> usize {
     let mut frames = 0;
     while frames < MAX_FRAMES {
-        if rbp == 0 || !rbp.is_multiple_of(8) || rbp < stack.start || rbp.saturating_add(16) > stack.end {
+        if rbp == 0
+            || !rbp.is_multiple_of(8)
+            || rbp < stack.start
+            || rbp.saturating_add(16) > stack.end
+        {
             break;
         }
         let next = read(rbp);
@@ -38,8 +47,15 @@ mod tests {
 
     #[test]
     fn follows_the_chain_and_stops_at_null() {
-        let mem: HashMap<u64, u64> =
-            [(0x1000, 0x1040), (0x1008, 0xaaa), (0x1040, 0x1100), (0x1048, 0xbbb), (0x1100, 0), (0x1108, 0xccc)].into();
+        let mem: HashMap<u64, u64> = [
+            (0x1000, 0x1040),
+            (0x1008, 0xaaa),
+            (0x1040, 0x1100),
+            (0x1048, 0xbbb),
+            (0x1100, 0),
+            (0x1108, 0xccc),
+        ]
+        .into();
         let mut seen = vec![];
         let n = walk(0x1000, 0x1000..0x2000, |a| mem[&a], |r| seen.push(r));
         assert_eq!(seen, vec![0xaaa, 0xbbb, 0xccc]);

@@ -44,7 +44,8 @@ pub fn register_stack(range: Range<u64>) {
 
 fn stack_containing(rbp: u64) -> Range<u64> {
     // SAFETY: linker-provided symbols; only their addresses are taken.
-    let boot = core::ptr::addr_of!(boot_stack_bottom) as u64..core::ptr::addr_of!(boot_stack_top) as u64;
+    let boot =
+        core::ptr::addr_of!(boot_stack_bottom) as u64..core::ptr::addr_of!(boot_stack_top) as u64;
     if boot.contains(&rbp) {
         return boot;
     }
@@ -62,7 +63,9 @@ static CRASHING: AtomicBool = AtomicBool::new(false);
 
 fn enter_crash() {
     if CRASHING.swap(true, Ordering::SeqCst) {
-        let _ = hypercall::console_write(b"*** faultline: fault while reporting a crash; crashing the domain\n");
+        let _ = hypercall::console_write(
+            b"*** faultline: fault while reporting a crash; crashing the domain\n",
+        );
         let _ = hypercall::shutdown(crate::xen::abi::SHUTDOWN_crash);
         loop {
             let _ = hypercall::sched_yield();
@@ -98,12 +101,20 @@ pub fn fatal_exception(frame: &TrapFrame, reason: Option<core::fmt::Arguments<'_
         let mut con = console::emergency();
         let (mnemonic, name) = exception::name(frame.vector);
         let mode = if frame.from_kernel() { "kernel" } else { "user" };
-        let _ = writeln!(con, "*** faultline: unexpected exception {mnemonic} ({name}, vector {}) in {mode} mode", frame.vector);
+        let _ = writeln!(
+            con,
+            "*** faultline: unexpected exception {mnemonic} ({name}, vector {}) in {mode} mode",
+            frame.vector
+        );
         if let Some(reason) = reason {
             let _ = writeln!(con, "    {reason}");
         }
         if exception::has_error_code(frame.vector) {
-            let _ = writeln!(con, "    error code {}", ErrorCode { vector: frame.vector, code: frame.error_code });
+            let _ = writeln!(
+                con,
+                "    error code {}",
+                ErrorCode { vector: frame.vector, code: frame.error_code }
+            );
         }
         if frame.vector == exception::PAGE_FAULT {
             match shared_info::cr2() {
@@ -142,7 +153,9 @@ fn panic(info: &PanicInfo<'_>) -> ! {
         let _ = writeln!(con, "{info}");
         let rbp: u64;
         // SAFETY: reads the frame pointer register; no memory access.
-        unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags)) };
+        unsafe {
+            core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags))
+        };
         print_backtrace(&mut con, None, rbp);
         let _ = writeln!(con, "*** faultline: crashing the domain");
     }

@@ -42,7 +42,16 @@ struct Saved(UnsafeCell<KernelContext>);
 // and `exit_to_kernel` reads it after, never concurrently.
 unsafe impl Sync for Saved {}
 
-static SAVED: Saved = Saved(UnsafeCell::new(KernelContext { rbx: 0, rbp: 0, r12: 0, r13: 0, r14: 0, r15: 0, rsp: 0, rip: 0 }));
+static SAVED: Saved = Saved(UnsafeCell::new(KernelContext {
+    rbx: 0,
+    rbp: 0,
+    r12: 0,
+    r13: 0,
+    r14: 0,
+    r15: 0,
+    rsp: 0,
+    rip: 0,
+}));
 
 extern "C" {
     fn user_enter(entry: *const UserEntry, saved: *mut KernelContext) -> u64;
@@ -75,7 +84,11 @@ pub const USER_RFLAGS: u64 = 0x202;
 
 /// Registers the syscall entry (events masked on entry) with Xen.
 pub fn init() -> Result<(), XenError> {
-    hypercall::register_callback(abi::CALLBACKTYPE_SYSCALL, abi::CALLBACKF_MASK_EVENTS, syscall_entry as *const () as u64)
+    hypercall::register_callback(
+        abi::CALLBACKTYPE_SYSCALL,
+        abi::CALLBACKF_MASK_EVENTS,
+        syscall_entry as *const () as u64,
+    )
 }
 
 /// Sets the stack Xen switches to when user mode enters the kernel (HYPERVISOR_stack_switch).

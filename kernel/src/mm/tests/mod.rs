@@ -24,7 +24,9 @@ impl Fixture {
         let m2p: &'static [u64] = Box::leak(xen.machine().m2p().to_vec().into_boxed_slice());
         let words = PageTables::<Xen, Xen>::bitmap_words(nr_pages);
         let bitmap: &'static mut [u64] = Box::leak(vec![0; words].into_boxed_slice());
-        let mut pt = PageTables::new(xen.clone(), xen.clone(), P2m::new(p2m, m2p), BOOT_TABLES[0], bitmap).unwrap();
+        let mut pt =
+            PageTables::new(xen.clone(), xen.clone(), P2m::new(p2m, m2p), BOOT_TABLES[0], bitmap)
+                .unwrap();
         let boot_window = pt.discover_window(boot_va(0)).unwrap().expect("Xen mapped the image");
         assert_eq!(boot_window.count_frames, BOOT_WINDOW_FRAMES);
         pt.add_alias_window(boot_window).unwrap();

@@ -5,9 +5,13 @@
 //! KERNEL_VIRT_BASE (tables read-only).
 
 use crate::mm::addr::{Mfn, Pfn, VirtAddr};
-use crate::mm::backend::{BatchFailure, FrameAccess, MmuExtOp, MmuUpdate, UvmFlush, XenErrno, XenMmu};
+use crate::mm::backend::{
+    BatchFailure, FrameAccess, MmuExtOp, MmuUpdate, UvmFlush, XenErrno, XenMmu,
+};
 use crate::mm::frame::FrameSource;
-use crate::mm::model::{boot_va, AccessFault, CheckedFrames, PageType, Violation, Xen, BOOT_TABLES};
+use crate::mm::model::{
+    boot_va, AccessFault, CheckedFrames, PageType, Violation, Xen, BOOT_TABLES,
+};
 use crate::mm::pte::{Level, Pte, PteFlags};
 
 const RW: PteFlags = PteFlags::PRESENT.union(PteFlags::WRITABLE);
@@ -76,7 +80,10 @@ fn linking_a_table_that_still_has_a_writable_mapping_is_rejected() {
     raw.xen.zero_frame(Pfn(FREE));
     let link = MmuUpdate::normal(raw.free_l2_slot(), Pte::new(raw.mfn(FREE), LINK));
     assert_eq!(raw.update(&[link]), rejected(0));
-    assert_eq!(raw.last_rejection(), Some(Violation::WritableFrameAsTable { mfn: raw.mfn(FREE), level: Level::L1 }));
+    assert_eq!(
+        raw.last_rejection(),
+        Some(Violation::WritableFrameAsTable { mfn: raw.mfn(FREE), level: Level::L1 })
+    );
     // The same link is accepted once the alias went read-only earlier in the batch.
     let downgrade = MmuUpdate::normal(raw.alias_entry(FREE), Pte::new(raw.mfn(FREE), RO));
     assert_eq!(raw.update(&[downgrade, link]), Ok(()));
@@ -106,11 +113,17 @@ fn pinning_at_the_wrong_level_is_rejected() {
     let mut raw = Raw::boot();
     let (l4, l1) = (raw.table(Level::L4), raw.table(Level::L1));
     assert_eq!(raw.ext(MmuExtOp::Pin { level: Level::L2, mfn: l1 }), rejected(0));
-    assert_eq!(raw.last_rejection(), Some(Violation::LevelMismatch { mfn: l1, have: Level::L1, want: Level::L2 }));
+    assert_eq!(
+        raw.last_rejection(),
+        Some(Violation::LevelMismatch { mfn: l1, have: Level::L1, want: Level::L2 })
+    );
     assert_eq!(raw.ext(MmuExtOp::Unpin(l4)), Ok(()));
     assert_eq!(raw.xen.machine().frame_state(BOOT_TABLES[0]).1, 1, "still the base pointer");
     assert_eq!(raw.ext(MmuExtOp::Pin { level: Level::L3, mfn: l4 }), rejected(0));
-    assert_eq!(raw.last_rejection(), Some(Violation::LevelMismatch { mfn: l4, have: Level::L4, want: Level::L3 }));
+    assert_eq!(
+        raw.last_rejection(),
+        Some(Violation::LevelMismatch { mfn: l4, have: Level::L4, want: Level::L3 })
+    );
 }
 
 #[test]
@@ -212,7 +225,9 @@ fn unknown_mmu_update_commands_are_rejected() {
 fn mmu_update_applies_in_order_and_stops_at_the_first_failure() {
     let mut raw = Raw::boot();
     let l1 = raw.table(Level::L1);
-    let map = |index: usize, pfn: u64, raw: &Raw| MmuUpdate::normal(l1.entry_addr(index), Pte::new(raw.mfn(pfn), RW));
+    let map = |index: usize, pfn: u64, raw: &Raw| {
+        MmuUpdate::normal(l1.entry_addr(index), Pte::new(raw.mfn(pfn), RW))
+    };
     let bad = MmuUpdate::normal(l1.entry_addr(102), Pte::new(Mfn(0), RO));
     let batch = [map(100, 40, &raw), map(101, 41, &raw), bad, map(103, 43, &raw)];
     assert_eq!(raw.update(&batch), rejected(2));
@@ -225,10 +240,15 @@ fn mmu_update_applies_in_order_and_stops_at_the_first_failure() {
 
 #[test]
 fn a_downgrade_used_before_a_tlb_flush_is_a_bug() {
-    for (new, what) in [(Pte::new(Mfn(0), RO), "read-only"), (Pte::EMPTY, "unmapped"), (Pte::new(Mfn(1), RW), "moved")] {
+    for (new, what) in [
+        (Pte::new(Mfn(0), RO), "read-only"),
+        (Pte::EMPTY, "unmapped"),
+        (Pte::new(Mfn(1), RW), "moved"),
+    ] {
         let mut raw = Raw::boot();
         let root = raw.table(Level::L4);
-        let new = if new.is_present() { Pte::new(raw.mfn(40 + new.mfn().0), new.flags()) } else { new };
+        let new =
+            if new.is_present() { Pte::new(raw.mfn(40 + new.mfn().0), new.flags()) } else { new };
         let entry = raw.alias_entry(FREE);
         assert!(raw.xen.machine().access(root, boot_va(FREE), true).is_ok());
         raw.update(&[MmuUpdate::normal(entry, new)]).unwrap();
@@ -239,10 +259,7 @@ fn a_downgrade_used_before_a_tlb_flush_is_a_bug() {
 
 #[test]
 fn a_flush_after_the_downgrade_settles_the_debt() {
-    let flushes = [
-        MmuExtOp::InvlpgLocal(boot_va(FREE)),
-        MmuExtOp::TlbFlushLocal,
-    ];
+    let flushes = [MmuExtOp::InvlpgLocal(boot_va(FREE)), MmuExtOp::TlbFlushLocal];
     for flush in flushes {
         let mut raw = Raw::boot();
         let root = raw.table(Level::L4);

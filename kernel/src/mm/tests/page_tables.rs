@@ -9,7 +9,8 @@ use crate::mm::page_table::MmError;
 use crate::mm::pte::{Level, PteFlags};
 
 const NR_PAGES: u64 = 256;
-const HEAP_FLAGS: PteFlags = PteFlags::PRESENT.union(PteFlags::WRITABLE).union(PteFlags::NO_EXECUTE);
+const HEAP_FLAGS: PteFlags =
+    PteFlags::PRESENT.union(PteFlags::WRITABLE).union(PteFlags::NO_EXECUTE);
 /// An address under an L4 slot nothing maps yet: a fault there needs L3, L2 and L1.
 const EMPTY_SLOT_VA: u64 = 0xffff_c000_0000_0000;
 
@@ -35,7 +36,10 @@ fn direct_va(pfn: Pfn) -> VirtAddr {
 fn boot_takes_over_xens_tables_and_maps_every_frame_in_the_direct_map() {
     let f = Fixture::boot(NR_PAGES);
     for pfn in (0..NR_PAGES).map(Pfn) {
-        let mapping = f.pt.translate(f.root(), direct_va(pfn)).unwrap().expect("direct map covers every frame");
+        let mapping =
+            f.pt.translate(f.root(), direct_va(pfn))
+                .unwrap()
+                .expect("direct map covers every frame");
         assert_eq!(mapping.pfn, pfn);
         assert_eq!(mapping.flags.contains(PteFlags::WRITABLE), !f.pt.is_table(pfn), "{pfn:?}");
         assert!(mapping.flags.contains(PteFlags::NO_EXECUTE));
@@ -64,12 +68,14 @@ fn a_fault_needing_l3_l2_and_l1_costs_exactly_one_mmu_update() {
     let mut f = Fixture::boot(NR_PAGES);
     let (before, used_before) = (f.counts(), f.frames.inner.used_frames());
     let (root, tables_before) = (f.root(), tables(&f));
-    let pfn = f.pt.map_zeroed(root, va(EMPTY_SLOT_VA + 0x123_4000), HEAP_FLAGS, &mut f.frames).unwrap();
+    let pfn =
+        f.pt.map_zeroed(root, va(EMPTY_SLOT_VA + 0x123_4000), HEAP_FLAGS, &mut f.frames).unwrap();
     let cost = f.counts() - before;
     assert_eq!(cost.mmu_update_calls, 1);
     assert_eq!(cost.mmuext_calls + cost.update_va_mapping_calls, 0);
     // One link plus, per new table, its direct-map alias (and boot alias, if in the boot window).
-    let new_tables: Vec<Pfn> = tables(&f).into_iter().filter(|t| !tables_before.contains(t)).collect();
+    let new_tables: Vec<Pfn> =
+        tables(&f).into_iter().filter(|t| !tables_before.contains(t)).collect();
     assert_eq!(new_tables.len(), 3);
     assert_eq!(cost.mmu_update_entries, 1 + new_tables.iter().map(|&t| aliases(t)).sum::<u64>());
     assert_eq!(f.frames.inner.used_frames() - used_before, 4, "three tables and the page");
@@ -90,11 +96,19 @@ fn a_fault_needing_only_an_l1_or_nothing_costs_one_mmu_update_too() {
     let cost = f.counts() - before;
     let new_l1 = *tables(&f).iter().find(|t| !tables_before.contains(t)).unwrap();
     let expected = (1, 1 + aliases(new_l1), 0);
-    assert_eq!((cost.mmu_update_calls, cost.mmu_update_entries, cost.mmuext_calls), expected, "link + aliases");
+    assert_eq!(
+        (cost.mmu_update_calls, cost.mmu_update_entries, cost.mmuext_calls),
+        expected,
+        "link + aliases"
+    );
     let before = f.counts();
     f.pt.map_zeroed(root, va(EMPTY_SLOT_VA + PAGE_SIZE_BYTES), HEAP_FLAGS, &mut f.frames).unwrap();
     let cost = f.counts() - before;
-    assert_eq!((cost.mmu_update_calls, cost.mmu_update_entries, cost.mmuext_calls), (1, 1, 0), "the leaf alone");
+    assert_eq!(
+        (cost.mmu_update_calls, cost.mmu_update_entries, cost.mmuext_calls),
+        (1, 1, 0),
+        "the leaf alone"
+    );
     f.assert_clean();
 }
 
@@ -149,7 +163,9 @@ fn replacing_a_frame_costs_one_entry_and_owes_a_flush() {
     let mut f = Fixture::boot(NR_PAGES);
     let root = f.root();
     let page = va(EMPTY_SLOT_VA);
-    let first = f.pt.map_zeroed(root, page, PteFlags::PRESENT | PteFlags::NO_EXECUTE, &mut f.frames).unwrap();
+    let first =
+        f.pt.map_zeroed(root, page, PteFlags::PRESENT | PteFlags::NO_EXECUTE, &mut f.frames)
+            .unwrap();
     let copy = f.frames.allocate_frame().unwrap();
     let before = f.counts();
     let (old, flush) = f.pt.replace(root, page, copy, HEAP_FLAGS).unwrap();
@@ -161,7 +177,10 @@ fn replacing_a_frame_costs_one_entry_and_owes_a_flush() {
     assert_eq!((cost.mmu_update_calls, cost.mmu_update_entries, cost.mmuext_calls), (1, 1, 1));
     assert_eq!(f.pt.translate(root, page).unwrap().map(|m| m.pfn), Some(copy));
     f.frames.free_frame(old).unwrap();
-    assert!(matches!(f.pt.replace(root, page, BOOT_TABLES[1], HEAP_FLAGS), Err(MmError::TableFrameWritable(_))));
+    assert!(matches!(
+        f.pt.replace(root, page, BOOT_TABLES[1], HEAP_FLAGS),
+        Err(MmError::TableFrameWritable(_))
+    ));
     let (pfn, flush) = f.pt.unmap(root, page).unwrap();
     f.pt.flush_tlb(flush).unwrap();
     f.frames.free_frame(pfn).unwrap();
@@ -199,13 +218,25 @@ fn bad_requests_are_errors_not_panics() {
     let mut f = Fixture::boot(NR_PAGES);
     let root = f.root();
     let xen_hole = va(0xffff_8000_0000_0000);
-    assert_eq!(f.pt.map_zeroed(root, xen_hole, HEAP_FLAGS, &mut f.frames), Err(MmError::XenSlot(xen_hole)));
+    assert_eq!(
+        f.pt.map_zeroed(root, xen_hole, HEAP_FLAGS, &mut f.frames),
+        Err(MmError::XenSlot(xen_hole))
+    );
     assert_eq!(f.pt.unmap(root, va(EMPTY_SLOT_VA)), Err(MmError::NotMapped(va(EMPTY_SLOT_VA))));
-    assert_eq!(f.pt.protect(root, va(EMPTY_SLOT_VA), HEAP_FLAGS), Err(MmError::NotMapped(va(EMPTY_SLOT_VA))));
+    assert_eq!(
+        f.pt.protect(root, va(EMPTY_SLOT_VA), HEAP_FLAGS),
+        Err(MmError::NotMapped(va(EMPTY_SLOT_VA)))
+    );
     let existing = direct_va(Pfn(100));
-    assert_eq!(f.pt.map(root, existing, Pfn(100), HEAP_FLAGS, &mut f.frames), Err(MmError::AlreadyMapped(existing)));
+    assert_eq!(
+        f.pt.map(root, existing, Pfn(100), HEAP_FLAGS, &mut f.frames),
+        Err(MmError::AlreadyMapped(existing))
+    );
     let beyond = Pfn(NR_PAGES);
-    assert!(matches!(f.pt.map(root, va(EMPTY_SLOT_VA), beyond, HEAP_FLAGS, &mut f.frames), Err(MmError::Translation(_))));
+    assert!(matches!(
+        f.pt.map(root, va(EMPTY_SLOT_VA), beyond, HEAP_FLAGS, &mut f.frames),
+        Err(MmError::Translation(_))
+    ));
     f.assert_clean();
 }
 
@@ -242,7 +273,11 @@ fn emptied_tables_are_unlinked_flushed_made_writable_and_freed() {
     let before = f.counts();
     assert_eq!(f.pt.reclaim_empty_tables(root, page, &mut f.frames), Ok(3));
     let cost = f.counts() - before;
-    assert_eq!((cost.mmu_update_calls, cost.mmuext_calls), (2, 1), "unlinks; flush; aliases writable");
+    assert_eq!(
+        (cost.mmu_update_calls, cost.mmuext_calls),
+        (2, 1),
+        "unlinks; flush; aliases writable"
+    );
     assert_eq!(f.frames.inner.free_frames(), free_before);
     assert_eq!(f.pt.stats().tables_freed, [1, 1, 1, 0]);
     assert_eq!(f.xen.machine().live_tables(), [2, 2, 2, 1]);
@@ -265,8 +300,15 @@ fn tables_still_in_use_are_not_reclaimed() {
     f.pt.map_zeroed(root, va(EMPTY_SLOT_VA + (2 << 20)), HEAP_FLAGS, &mut f.frames).unwrap();
     let (_, flush) = f.pt.unmap(root, va(EMPTY_SLOT_VA)).unwrap();
     f.pt.flush_tlb(flush).unwrap();
-    assert_eq!(f.pt.reclaim_empty_tables(root, va(EMPTY_SLOT_VA), &mut f.frames), Ok(1), "only the empty L1");
-    assert_eq!(f.pt.reclaim_empty_tables(root, va(EMPTY_SLOT_VA + (2 << 20)), &mut f.frames), Ok(0));
+    assert_eq!(
+        f.pt.reclaim_empty_tables(root, va(EMPTY_SLOT_VA), &mut f.frames),
+        Ok(1),
+        "only the empty L1"
+    );
+    assert_eq!(
+        f.pt.reclaim_empty_tables(root, va(EMPTY_SLOT_VA + (2 << 20)), &mut f.frames),
+        Ok(0)
+    );
     assert!(f.pt.translate(root, va(EMPTY_SLOT_VA + (2 << 20))).unwrap().is_some());
     f.assert_clean();
 }
@@ -278,13 +320,21 @@ fn a_user_address_space_is_pinned_used_and_torn_down() {
     let before = f.counts();
     let user = f.pt.new_user_root(&mut f.frames).unwrap();
     let cost = f.counts() - before;
-    assert_eq!((cost.mmu_update_calls, cost.mmuext_calls), (1, 1), "alias downgrade batch, then pin");
+    assert_eq!(
+        (cost.mmu_update_calls, cost.mmuext_calls),
+        (1, 1),
+        "alias downgrade batch, then pin"
+    );
     assert_eq!(f.xen.machine().frame_state(user.pfn), (PageType::Table(Level::L4), 1, true));
     let user_flags = HEAP_FLAGS | PteFlags::USER_ACCESSIBLE;
     for i in 0..3 {
-        f.pt.map_zeroed(user, va(0x40_0000 + i * PAGE_SIZE_BYTES), user_flags, &mut f.frames).unwrap();
+        f.pt.map_zeroed(user, va(0x40_0000 + i * PAGE_SIZE_BYTES), user_flags, &mut f.frames)
+            .unwrap();
     }
-    assert!(f.pt.translate(f.root(), va(0x40_0000)).unwrap().is_none(), "not in the kernel's space");
+    assert!(
+        f.pt.translate(f.root(), va(0x40_0000)).unwrap().is_none(),
+        "not in the kernel's space"
+    );
     f.pt.set_user_root(Some(user)).unwrap();
     assert_eq!(f.xen.machine().access(user.mfn, va(0x40_1000), true).map(|_| ()), Ok(()));
     f.pt.set_user_root(None).unwrap();
@@ -315,8 +365,15 @@ fn a_large_range_is_batched_512_entries_at_a_time() {
         assert!(!f.pt.is_table(Pfn(pfn)));
     }
     let before = f.counts();
-    f.pt.map_range(root, va(EMPTY_SLOT_VA), first, pages, PteFlags::PRESENT | PteFlags::NO_EXECUTE, &mut f.frames)
-        .unwrap();
+    f.pt.map_range(
+        root,
+        va(EMPTY_SLOT_VA),
+        first,
+        pages,
+        PteFlags::PRESENT | PteFlags::NO_EXECUTE,
+        &mut f.frames,
+    )
+    .unwrap();
     let cost = f.counts() - before;
     // 512 pages land in a fresh L1 by plain writes; the second L1 is fresh too: only links and
     // alias downgrades are hypercall entries.
@@ -334,7 +391,15 @@ fn pages_added_to_an_existing_l1_are_queued_and_sent_together() {
     let root = f.root();
     f.pt.map_zeroed(root, va(EMPTY_SLOT_VA), HEAP_FLAGS, &mut f.frames).unwrap();
     let before = f.counts();
-    f.pt.map_range(root, va(EMPTY_SLOT_VA + PAGE_SIZE_BYTES), Pfn(200), 40, PteFlags::PRESENT, &mut f.frames).unwrap();
+    f.pt.map_range(
+        root,
+        va(EMPTY_SLOT_VA + PAGE_SIZE_BYTES),
+        Pfn(200),
+        40,
+        PteFlags::PRESENT,
+        &mut f.frames,
+    )
+    .unwrap();
     let cost = f.counts() - before;
     assert_eq!((cost.mmu_update_calls, cost.mmu_update_entries), (1, 40));
     f.assert_clean();
@@ -348,7 +413,10 @@ fn the_stats_line_agrees_with_what_xen_saw() {
     let (_, flush) = f.pt.unmap(root, va(EMPTY_SLOT_VA)).unwrap();
     f.pt.flush_tlb(flush).unwrap();
     let (s, c) = (*f.pt.stats(), f.counts());
-    assert_eq!((s.mmu_update_calls, s.mmu_update_entries), (c.mmu_update_calls, c.mmu_update_entries));
+    assert_eq!(
+        (s.mmu_update_calls, s.mmu_update_entries),
+        (c.mmu_update_calls, c.mmu_update_entries)
+    );
     assert_eq!((s.mmuext_calls, s.mmuext_ops), (c.mmuext_calls, c.mmuext_ops));
     let line = format!("{}", s.line(f.frames.inner.free_frames(), f.frames.inner.used_frames()));
     assert!(line.starts_with("stats: mmu_update_calls=3 "), "{line}");
@@ -383,7 +451,8 @@ fn unmap_flushed_in_another_address_space_falls_back_to_two_calls() {
     let mut f = Fixture::boot(NR_PAGES);
     let user = f.pt.new_user_root(&mut f.frames).unwrap();
     let page = va(0x40_0000);
-    let pfn = f.pt.map_zeroed(user, page, HEAP_FLAGS | PteFlags::USER_ACCESSIBLE, &mut f.frames).unwrap();
+    let pfn =
+        f.pt.map_zeroed(user, page, HEAP_FLAGS | PteFlags::USER_ACCESSIBLE, &mut f.frames).unwrap();
     f.pt.set_user_root(Some(user)).unwrap();
     let before = f.counts();
     assert_eq!(f.pt.unmap_flushed(user, page), Ok(pfn));

@@ -34,7 +34,9 @@ fn page_va(page: u8) -> VirtAddr {
     let i = u64::from(page);
     let spread = ((i & 3) << 12) + (((i >> 2) & 3) << 21);
     if i < 64 {
-        VirtAddr::new(0xffff_c000_0000_0000 + spread + (((i >> 4) & 1) << 30) + (((i >> 5) & 1) << 39))
+        VirtAddr::new(
+            0xffff_c000_0000_0000 + spread + (((i >> 4) & 1) << 30) + (((i >> 5) & 1) << 39),
+        )
     } else {
         VirtAddr::new(0xffff_ffff_8040_0000 + spread + (((i >> 4) & 3) << 23))
     }
@@ -60,13 +62,19 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// Runs one operation on the page tables and on the intentions; checks the immediate result.
-fn apply(f: &mut Fixture, intended: &mut HashMap<u8, (Pfn, bool)>, op: Op) -> Result<(), TestCaseError> {
+fn apply(
+    f: &mut Fixture,
+    intended: &mut HashMap<u8, (Pfn, bool)>,
+    op: Op,
+) -> Result<(), TestCaseError> {
     let root = f.root();
     match op {
         Op::Map { page, writable } => {
             let result = f.pt.map_zeroed(root, page_va(page), flags(writable), &mut f.frames);
             match (intended.get(&page), result) {
-                (Some(_), result) => prop_assert_eq!(result, Err(MmError::AlreadyMapped(page_va(page)))),
+                (Some(_), result) => {
+                    prop_assert_eq!(result, Err(MmError::AlreadyMapped(page_va(page))))
+                }
                 (None, Ok(pfn)) => {
                     intended.insert(page, (pfn, writable));
                 }
@@ -80,20 +88,33 @@ fn apply(f: &mut Fixture, intended: &mut HashMap<u8, (Pfn, bool)>, op: Op) -> Re
                 f.pt.flush_tlb(flush).unwrap();
                 f.frames.free_frame(pfn).unwrap();
             }
-            (None, result) => prop_assert_eq!(result.map(|_| ()), Err(MmError::NotMapped(page_va(page)))),
+            (None, result) => {
+                prop_assert_eq!(result.map(|_| ()), Err(MmError::NotMapped(page_va(page))))
+            }
             (Some(_), Err(e)) => prop_assert!(false, "unmap failed: {:?}", e),
         },
-        Op::Protect { page, writable } => match (intended.get_mut(&page), f.pt.protect(root, page_va(page), flags(writable))) {
-            (Some(entry), Ok(flush)) => {
-                prop_assert_eq!(flush.is_needed(), entry.1 && !writable, "a flush is owed exactly for RW -> RO");
-                f.pt.flush_tlb(flush).unwrap();
-                entry.1 = writable;
+        Op::Protect { page, writable } => {
+            match (intended.get_mut(&page), f.pt.protect(root, page_va(page), flags(writable))) {
+                (Some(entry), Ok(flush)) => {
+                    prop_assert_eq!(
+                        flush.is_needed(),
+                        entry.1 && !writable,
+                        "a flush is owed exactly for RW -> RO"
+                    );
+                    f.pt.flush_tlb(flush).unwrap();
+                    entry.1 = writable;
+                }
+                (None, result) => {
+                    prop_assert_eq!(result.map(|_| ()), Err(MmError::NotMapped(page_va(page))))
+                }
+                (Some(_), Err(e)) => prop_assert!(false, "protect failed: {:?}", e),
             }
-            (None, result) => prop_assert_eq!(result.map(|_| ()), Err(MmError::NotMapped(page_va(page)))),
-            (Some(_), Err(e)) => prop_assert!(false, "protect failed: {:?}", e),
-        },
+        }
         Op::Translate { page } => {
-            let got = f.pt.translate(root, page_va(page)).unwrap().map(|m| (m.pfn, m.flags.contains(PteFlags::WRITABLE)));
+            let got =
+                f.pt.translate(root, page_va(page))
+                    .unwrap()
+                    .map(|m| (m.pfn, m.flags.contains(PteFlags::WRITABLE)));
             prop_assert_eq!(got, intended.get(&page).copied());
         }
         Op::Reclaim { page } => {
@@ -116,7 +137,11 @@ fn check(f: &Fixture, intended: &HashMap<u8, (Pfn, bool)>) -> Result<(), TestCas
     prop_assert_eq!(m.bugs(), &[] as &[_], "the model caught a guest bug");
     prop_assert!(!m.owes_tlb_flush());
     let live: u64 = m.live_tables().iter().sum();
-    prop_assert_eq!(live, f.pt.stats().tables_live() + BOOT_TABLES.len() as u64, "every table is accounted");
+    prop_assert_eq!(
+        live,
+        f.pt.stats().tables_live() + BOOT_TABLES.len() as u64,
+        "every table is accounted"
+    );
     let used = BOOT_RESERVED_FRAMES + f.pt.stats().tables_live() + intended.len() as u64;
     prop_assert_eq!(f.frames.inner.used_frames(), used, "every frame is accounted");
     Ok(())
