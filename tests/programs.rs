@@ -65,6 +65,21 @@ fn the_catalogue_runs_as_every_program_expects() {
         lines.iter().filter(|l| l.starts_with("# shared_text: pages shared")).collect();
     assert_eq!(shared.len(), 2);
     assert_eq!(shared[0], shared[1]);
+
+    // `--junit`: the same run as a JUnit file, written and read back.
+    let dir = xtask::workspace::target_dir().join("junit-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("catalogue.xml");
+    xtask::junit::write(&path, "faultline", &run.outcome).unwrap();
+    let xml = std::fs::read_to_string(&path).unwrap();
+    let checks = lines.iter().filter(|l| l.starts_with("[ok] ")).count();
+    assert!(checks > 0, "the memory tests print [ok] lines");
+    let cases = xml.matches("<testcase ").count();
+    assert_eq!(cases, plan + checks + 1, "one testcase per program, check and the verdict:\n{xml}");
+    assert!(xml.contains(&format!("tests=\"{cases}\" failures=\"0\" errors=\"0\"")), "{xml}");
+    assert!(xml.contains("classname=\"faultline.programs\" name=\"null_read\""), "{xml}");
+    assert!(xml.contains("classname=\"faultline.run\" name=\"verdict\""), "{xml}");
+    assert!(!xml.contains("<failure"), "{xml}");
 }
 
 #[test]

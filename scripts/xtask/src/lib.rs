@@ -10,6 +10,7 @@ pub mod dom0_image;
 pub mod error;
 pub mod guests;
 pub mod host;
+pub mod junit;
 pub mod kernel;
 pub mod log;
 pub mod outcome;

@@ -56,6 +56,8 @@ RUN OPTIONS:
     --program <PATH>    Add a static x86_64 ELF program to the archive, after the catalogue
                         (repeatable; see docs/abi.md). It runs under its file name.
     --no-programs       Don't build or pass the test programs (self-tests only).
+    --junit PATH        Write the results as JUnit XML to PATH (one testcase per self-test
+                        check and per program, and one for the verdict), for CI.
     --quiet             Don't stream the console (the log file is still written).
     -- <args>...        The guest's command line, e.g. `-- selftest=pf` (commas are fine; for a
                         DomU no quotes or backslashes: it goes into the cfg's extra = \"...\").
@@ -125,14 +127,40 @@ fn run_command(args: &[String]) -> Result<u8, String> {
         print!("{HELP}");
         return Ok(0);
     }
-    let options = parse_run_options(args)?;
+    let (junit, rest) = take_junit(args)?;
+    let options = parse_run_options(&rest)?;
     let outcome = run(&options).map_err(|error| error.to_string())?;
+    if let Some(path) = junit {
+        xtask::junit::write(&path, "faultline", &outcome).map_err(|error| error.to_string())?;
+        eprintln!("xtask: JUnit report: {}", path.display());
+    }
     if outcome.passed() {
         eprintln!("xtask: {}", outcome.reason);
     } else {
         eprintln!("xtask: {} (exit status {})", outcome.reason, outcome.exit_code);
     }
     Ok(u8::try_from(outcome.exit_code).unwrap_or(EXIT_SETUP as u8))
+}
+
+/// Takes `--junit PATH` out of `run`'s options (before `--`).
+fn take_junit(args: &[String]) -> Result<(Option<PathBuf>, Vec<String>), String> {
+    let mut junit = None;
+    let mut rest = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            rest.push(arg.clone());
+            rest.extend(args.cloned());
+            break;
+        }
+        if arg == "--junit" {
+            let path = args.next().ok_or_else(|| "--junit needs a value".to_string())?;
+            junit = Some(PathBuf::from(path));
+        } else {
+            rest.push(arg.clone());
+        }
+    }
+    Ok((junit, rest))
 }
 
 /// Parses the options of `run` (and `build`, which only looks at the profile).
