@@ -265,10 +265,10 @@ fn candidate_version(package: &str) -> Result<Option<String>> {
 fn fetch_deb(cache: &Path, pin: &Pin) -> Result<PathBuf> {
     let debs = cache.join("debs");
     let deb = debs.join(format!("{}_{}_amd64.deb", pin.package, pin.version.replace(':', "%3a")));
+    sweep_partials(&debs)?;
     if deb.is_file() && sha256_of(&deb)? == pin.sha256 {
         return Ok(deb);
     }
-    sweep_partials(&debs)?;
     let download = partial_path(&debs.join("download"));
     fs::create_dir_all(&download).context(|| format!("cannot create {}", download.display()))?;
     status(&format!("downloading {} {}", pin.package, pin.version));
