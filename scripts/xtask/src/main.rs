@@ -98,7 +98,7 @@ fn dispatch(args: &[String]) -> Result<u8, String> {
     match command.as_str() {
         "run" => run_command(rest),
         "build" => {
-            let options = parse_run_options(rest)?;
+            let (options, _) = parse_run_options(rest)?;
             let image = build_kernel(options.profile).map_err(|error| error.to_string())?;
             println!("{}", image.display());
             Ok(0)
@@ -127,8 +127,7 @@ fn run_command(args: &[String]) -> Result<u8, String> {
         print!("{HELP}");
         return Ok(0);
     }
-    let (junit, rest) = take_junit(args)?;
-    let options = parse_run_options(&rest)?;
+    let (options, junit) = parse_run_options(args)?;
     let outcome = run(&options).map_err(|error| error.to_string())?;
     if let Some(path) = junit {
         xtask::junit::write(&path, "faultline", &outcome).map_err(|error| error.to_string())?;
@@ -142,29 +141,9 @@ fn run_command(args: &[String]) -> Result<u8, String> {
     Ok(u8::try_from(outcome.exit_code).unwrap_or(EXIT_SETUP as u8))
 }
 
-/// Takes `--junit PATH` out of `run`'s options (before `--`).
-fn take_junit(args: &[String]) -> Result<(Option<PathBuf>, Vec<String>), String> {
-    let mut junit = None;
-    let mut rest = Vec::new();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        if arg == "--" {
-            rest.push(arg.clone());
-            rest.extend(args.cloned());
-            break;
-        }
-        if arg == "--junit" {
-            let path = args.next().ok_or_else(|| "--junit needs a value".to_string())?;
-            junit = Some(PathBuf::from(path));
-        } else {
-            rest.push(arg.clone());
-        }
-    }
-    Ok((junit, rest))
-}
-
-/// Parses the options of `run` (and `build`, which only looks at the profile).
-fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
+/// Parses the options of `run` (and `build`, which only looks at the profile): the run's options
+/// and the `--junit` report's path.
+fn parse_run_options(args: &[String]) -> Result<(RunOptions, Option<PathBuf>), String> {
     let mut options = RunOptions {
         mode: Mode::Xl,
         programs: true,
@@ -175,6 +154,7 @@ fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
     let mut memory_mib = None;
     let mut guests = None;
     let mut console = None;
+    let mut junit = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value =
@@ -223,6 +203,7 @@ fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
             "--module" => options.module = Some(PathBuf::from(value("--module")?)),
             "--program" => options.extra_programs.push(PathBuf::from(value("--program")?)),
             "--no-programs" => options.programs = false,
+            "--junit" => junit = Some(PathBuf::from(value("--junit")?)),
             "--" => {
                 options.cmdline = args.cloned().collect::<Vec<_>>().join(" ");
                 break;
@@ -238,7 +219,7 @@ fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
         memory_mib.unwrap_or(if xl { DEFAULT_DOMU_MEMORY_MIB } else { DEFAULT_MEMORY_MIB });
     options.guests = guests.unwrap_or(1);
     options.xl_console = console.unwrap_or(XlConsole::Live);
-    Ok(options)
+    Ok((options, junit))
 }
 
 fn setup() -> Result<u8, String> {
