@@ -1,7 +1,6 @@
 //! faultline: a Xen PV guest kernel that handles page faults the PV way and runs fault-injection tests.
 #![cfg_attr(target_os = "none", no_std)]
 
-#[cfg(target_os = "none")]
 extern crate alloc;
 
 pub mod arch;

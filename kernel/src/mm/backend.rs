@@ -9,7 +9,7 @@
 //! (a new table before Xen validates it), through the direct map in the kernel.
 #![deny(unsafe_code)]
 
-use super::addr::{MachineAddr, Mfn, Pfn, VirtAddr};
+use super::addr::{MachineAddr, Mfn, Pfn, VirtAddr, PAGE_SIZE_BYTES};
 use super::pte::{Level, Pte};
 
 /// A negative errno as Xen returns it (e.g. -22 for EINVAL).
@@ -150,6 +150,19 @@ pub trait FrameAccess {
     fn write_entry(&mut self, pfn: Pfn, index: usize, value: u64);
     /// Fills frame `pfn`, which must be ordinary writable memory, with zeros.
     fn zero_frame(&mut self, pfn: Pfn);
+    /// Reads `out.len()` bytes of frame `pfn` from byte `offset` (within the page).
+    fn read_bytes(&self, pfn: Pfn, offset: usize, out: &mut [u8]);
+    /// Writes `bytes` into frame `pfn`, which must be ordinary writable memory, at byte `offset`
+    /// (within the page).
+    fn write_bytes(&mut self, pfn: Pfn, offset: usize, bytes: &[u8]);
+    /// Copies all of frame `from` into frame `to`, which must be ordinary writable memory.
+    fn copy_frame(&mut self, from: Pfn, to: Pfn) {
+        let mut chunk = [0u8; 512];
+        for offset in (0..PAGE_SIZE_BYTES as usize).step_by(chunk.len()) {
+            self.read_bytes(from, offset, &mut chunk);
+            self.write_bytes(to, offset, &chunk);
+        }
+    }
 }
 
 #[cfg(test)]

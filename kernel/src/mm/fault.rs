@@ -10,7 +10,7 @@
 use super::addr::{VirtAddr, PAGE_SIZE_BYTES};
 use super::pte::PteFlags;
 
-pub use x86_64::structures::idt::PageFaultErrorCode;
+use crate::arch::x86_64::page_fault::{Access, PageFault};
 
 /// What the handler should do about one region of the address space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,33 +71,29 @@ pub enum UnexpectedFault {
     MissingInFixedRegion { region: &'static str },
 }
 
-/// Decides what the fault at `cr2` with `error` means, given the kernel's `regions`.
-pub fn classify(cr2: VirtAddr, error: PageFaultErrorCode, regions: &[Region]) -> FaultAction {
+/// Decides what `fault` at `cr2` (its address, canonical) means, given the kernel's `regions`.
+pub fn classify(cr2: VirtAddr, fault: PageFault, regions: &[Region]) -> FaultAction {
     use FaultAction::Unexpected;
     let region = regions.iter().find(|r| r.contains(cr2));
-    if error.contains(PageFaultErrorCode::MALFORMED_TABLE) {
+    if fault.reserved_bit {
         return Unexpected(UnexpectedFault::MalformedTable);
     }
-    if error.contains(PageFaultErrorCode::PROTECTION_VIOLATION) {
+    if fault.present {
         return Unexpected(UnexpectedFault::ProtectionViolation { region: region.map(|r| r.name) });
     }
     let Some(region) = region else { return Unexpected(UnexpectedFault::OutsideRegions) };
     let name = region.name;
-    if error.contains(PageFaultErrorCode::USER_MODE) && !region.user {
+    if fault.user_mode && !region.user {
         return Unexpected(UnexpectedFault::UserAccessToKernel { region: name });
     }
     match region.kind {
         RegionKind::StackGuard => FaultAction::KernelStackOverflow { region: name },
         RegionKind::Fixed => Unexpected(UnexpectedFault::MissingInFixedRegion { region: name }),
         RegionKind::DemandZero { flags } => {
-            if error.contains(PageFaultErrorCode::CAUSED_BY_WRITE)
-                && !flags.contains(PteFlags::WRITABLE)
-            {
+            if fault.access == Access::Write && !flags.contains(PteFlags::WRITABLE) {
                 return Unexpected(UnexpectedFault::WriteToReadOnly { region: name });
             }
-            if error.contains(PageFaultErrorCode::INSTRUCTION_FETCH)
-                && flags.contains(PteFlags::NO_EXECUTE)
-            {
+            if fault.access == Access::Execute && flags.contains(PteFlags::NO_EXECUTE) {
                 return Unexpected(UnexpectedFault::FetchFromNoExecute { region: name });
             }
             FaultAction::MapZeroed { page: cr2.align_down(PAGE_SIZE_BYTES), flags }
@@ -108,6 +104,7 @@ pub fn classify(cr2: VirtAddr, error: PageFaultErrorCode, regions: &[Region]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use x86_64::structures::idt::PageFaultErrorCode;
 
     const HEAP_FLAGS: PteFlags =
         PteFlags::PRESENT.union(PteFlags::WRITABLE).union(PteFlags::NO_EXECUTE);
@@ -147,8 +144,8 @@ mod tests {
         ]
     }
 
-    fn code(bits: &[PageFaultErrorCode]) -> PageFaultErrorCode {
-        bits.iter().fold(PageFaultErrorCode::empty(), |a, b| a | *b)
+    fn code(bits: &[PageFaultErrorCode]) -> PageFault {
+        PageFault::decode(bits.iter().fold(PageFaultErrorCode::empty(), |a, b| a | *b).bits(), 0)
     }
 
     #[test]
@@ -179,7 +176,7 @@ mod tests {
 
     #[test]
     fn faults_outside_every_region_are_unexpected() {
-        let action = classify(VirtAddr::new(0x1000), PageFaultErrorCode::empty(), &regions());
+        let action = classify(VirtAddr::new(0x1000), code(&[]), &regions());
         assert_eq!(action, FaultAction::Unexpected(UnexpectedFault::OutsideRegions));
     }
 
@@ -236,8 +233,7 @@ mod tests {
 
     #[test]
     fn missing_pages_in_fixed_regions_and_malformed_tables_are_bugs() {
-        let fixed =
-            classify(VirtAddr::new(0xffff_ffff_8000_1000), PageFaultErrorCode::empty(), &regions());
+        let fixed = classify(VirtAddr::new(0xffff_ffff_8000_1000), code(&[]), &regions());
         assert_eq!(
             fixed,
             FaultAction::Unexpected(UnexpectedFault::MissingInFixedRegion { region: "image" })

@@ -15,9 +15,7 @@ use core::fmt;
 
 use super::addr::{Pfn, VirtAddr, PAGE_SIZE_BYTES};
 use super::boot_layout::BootLayout;
-use super::fault::{
-    classify, FaultAction, PageFaultErrorCode, Region, RegionKind, UnexpectedFault,
-};
+use super::fault::{classify, FaultAction, Region, RegionKind, UnexpectedFault};
 use super::frame::{FrameAllocator, FrameError, FrameSource, BITMAP_WORDS_4GIB, MAX_FRAMES_4GIB};
 use super::layout::{AliasWindow, DIRECT_MAP_BASE, KERNEL_VIRT_BASE};
 use super::p2m::P2m;
@@ -376,12 +374,12 @@ pub fn handle_page_fault(frame: &TrapFrame) -> PageFault {
         return PageFault::Fatal(FatalFault::InsideMemoryManager);
     };
     let Some(mm) = guard.as_mut() else { return PageFault::Fatal(FatalFault::NoMemoryManager) };
-    let error = PageFaultErrorCode::from_bits_truncate(frame.error_code);
+    let fault = crate::arch::x86_64::page_fault::PageFault::decode(frame.error_code, cr2);
     let Ok(va) = VirtAddr::try_new(cr2) else {
         mm.faults.unexpected += 1;
         return PageFault::Fatal(FatalFault::Unexpected(UnexpectedFault::OutsideRegions));
     };
-    match classify(va, error, mm.regions()) {
+    match classify(va, fault, mm.regions()) {
         FaultAction::MapZeroed { page, flags } => {
             let root = mm.tables.kernel_root();
             match mm.tables.map_zeroed(root, page, flags, &mut mm.frames) {

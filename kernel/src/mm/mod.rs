@@ -19,6 +19,8 @@
 //!    `pt.map_zeroed(pt.kernel_root(), page, flags, &mut frames)`: one `mmu_update`.
 
 pub mod addr;
+pub mod address_space;
+pub mod areas;
 pub mod backend;
 pub mod bitmap;
 pub mod boot_layout;
@@ -30,6 +32,7 @@ pub mod page_table;
 pub mod pte;
 pub mod queue;
 pub mod stats;
+pub mod user_layout;
 pub mod window_access;
 
 #[cfg(target_os = "none")]

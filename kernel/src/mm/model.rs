@@ -598,6 +598,22 @@ impl Machine {
 
     // ---- Plain memory ------------------------------------------------------------------------
 
+    fn plain_write_bytes(&mut self, pfn: Pfn, offset: usize, bytes: &[u8]) {
+        assert!(offset + bytes.len() <= PAGE_SIZE_BYTES as usize, "write past the page");
+        let mfn = self.mfn_of(pfn);
+        let frame = &mut self.frames[mfn.0 as usize];
+        if matches!(frame.ty, PageType::Table(_)) && frame.type_count > 0 {
+            self.bugs.push(Violation::WriteToLiveTable { pfn });
+            return;
+        }
+        for (i, &byte) in bytes.iter().enumerate() {
+            let at = offset + i;
+            let mut word = frame.words[at / 8].to_le_bytes();
+            word[at % 8] = byte;
+            frame.words[at / 8] = u64::from_le_bytes(word);
+        }
+    }
+
     fn plain_write(&mut self, pfn: Pfn, index: Option<usize>, value: u64) {
         let mfn = self.mfn_of(pfn);
         let frame = &mut self.frames[mfn.0 as usize];
@@ -664,6 +680,19 @@ impl FrameAccess for Xen {
 
     fn zero_frame(&mut self, pfn: Pfn) {
         self.machine().plain_write(pfn, None, 0);
+    }
+
+    fn read_bytes(&self, pfn: Pfn, offset: usize, out: &mut [u8]) {
+        let m = self.0.borrow();
+        let words = &m.frames[m.mfn_of(pfn).0 as usize].words;
+        for (i, byte) in out.iter_mut().enumerate() {
+            let at = offset + i;
+            *byte = words[at / 8].to_le_bytes()[at % 8];
+        }
+    }
+
+    fn write_bytes(&mut self, pfn: Pfn, offset: usize, bytes: &[u8]) {
+        self.machine().plain_write_bytes(pfn, offset, bytes);
     }
 }
 

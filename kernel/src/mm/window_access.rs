@@ -87,6 +87,23 @@ impl FrameAccess for WindowAccess {
         // SAFETY: as in `write_entry`, for the whole page that starts at `start`.
         unsafe { ptr::write_bytes(start, 0, PAGE_SIZE_BYTES as usize) }
     }
+
+    fn read_bytes(&self, pfn: Pfn, offset: usize, out: &mut [u8]) {
+        assert!(offset + out.len() <= PAGE_SIZE_BYTES as usize, "read past the page");
+        let start = self.entry_ptr(pfn, 0).cast::<u8>();
+        // SAFETY: `new`/`add_window` promise the window maps `pfn` readable; the range stays
+        // inside that page (asserted), and `out` is ours to write, so they cannot overlap.
+        unsafe { ptr::copy_nonoverlapping(start.add(offset), out.as_mut_ptr(), out.len()) }
+    }
+
+    fn write_bytes(&mut self, pfn: Pfn, offset: usize, bytes: &[u8]) {
+        assert!(offset + bytes.len() <= PAGE_SIZE_BYTES as usize, "write past the page");
+        let start = self.entry_ptr(pfn, 0).cast::<u8>();
+        // SAFETY: the trait only writes frames that are ordinary memory, which `new`/`add_window`
+        // promise are mapped writable; the range stays inside that page (asserted); `bytes` is
+        // a Rust slice, which a frame the kernel writes as memory cannot alias.
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), start.add(offset), bytes.len()) }
+    }
 }
 
 /// Xen's read-only machine-to-phys table, `entries` long, for [`P2m::new`](super::P2m::new).

@@ -18,7 +18,7 @@ use ::elf::parse::ParseError;
 use ::elf::segment::ProgramHeader;
 use ::elf::ElfBytes;
 
-use super::layout::{self, page_ceil, page_floor, PAGE_SIZE};
+use crate::mm::user_layout::{self as layout, page_ceil, page_floor, PAGE_SIZE};
 
 /// Most loadable segments in one program.
 pub const SEGMENTS_MAX: usize = 8;

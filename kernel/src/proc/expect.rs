@@ -26,7 +26,8 @@
 
 use core::fmt;
 
-use super::layout::Region;
+pub use crate::arch::x86_64::page_fault::{Access, PageFault};
+use crate::mm::user_layout::Region;
 
 /// The note's name.
 pub const NOTE_NAME: &str = "faultline";
@@ -35,53 +36,11 @@ pub const NOTE_TYPE_EXPECT: u32 = 1;
 /// Most runs one program may ask for.
 pub const RUNS_MAX: u8 = 8;
 
-/// The kind of access that faulted, from the #PF error code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    Read,
-    Write,
-    Execute,
-}
-
-impl Access {
-    pub const fn word(self) -> &'static str {
-        match self {
-            Access::Read => "read",
-            Access::Write => "write",
-            Access::Execute => "exec",
-        }
-    }
-}
-
-/// A page fault as the kernel saw it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PageFault {
-    pub access: Access,
-    /// Whether the page was present (a protection fault) rather than not present.
-    pub present: bool,
-    /// The faulting address (Xen's `arch.cr2`).
-    pub address: u64,
-    pub region: Region,
-}
-
-impl PageFault {
-    /// Decodes the x86 #PF error code: bit 0 present, bit 1 write, bit 4 instruction fetch.
-    pub fn from_error_code(error_code: u64, address: u64, region: Region) -> PageFault {
-        let access = if error_code & (1 << 4) != 0 {
-            Access::Execute
-        } else if error_code & (1 << 1) != 0 {
-            Access::Write
-        } else {
-            Access::Read
-        };
-        PageFault { access, present: error_code & 1 != 0, address, region }
-    }
-}
-
 /// Why the kernel ended a program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cause {
-    PageFault(PageFault),
+    /// A page fault the address space refused, and the region its address lies in.
+    PageFault(PageFault, Region),
     InvalidOpcode,
     GeneralProtection,
     DivideError,
@@ -268,15 +227,15 @@ impl Expectation {
             (_, Outcome::Killed { cause, .. }) => cause,
         };
         match (self.outcome, cause) {
-            (Expected::PageFault { access, present, place }, Cause::PageFault(pf)) => {
+            (Expected::PageFault { access, present, place }, Cause::PageFault(pf, region)) => {
                 access.is_none_or(|a| a == pf.access)
                     && present.is_none_or(|p| p == pf.present)
                     && place.is_none_or(|place| match place {
                         Place::At(address) => address == pf.address,
-                        Place::In(region) => region == pf.region,
+                        Place::In(want) => want == *region,
                     })
             }
-            (Expected::StackOverflow, Cause::PageFault(pf)) => pf.region == Region::Guard,
+            (Expected::StackOverflow, Cause::PageFault(_, region)) => *region == Region::Guard,
             (Expected::InvalidOpcode, Cause::InvalidOpcode)
             | (Expected::GeneralProtection, Cause::GeneralProtection)
             | (Expected::DivideError, Cause::DivideError)
@@ -382,20 +341,17 @@ impl fmt::Display for Outcome {
             Outcome::Exited(status) => write!(f, "exited with status {status}"),
             Outcome::Killed { cause, rip } => {
                 f.write_str("killed by ")?;
-                match cause {
-                    Cause::PageFault(pf) if pf.region == Region::Guard => {
-                        f.write_str("stack overflow: ")?
-                    }
-                    _ => {}
+                if let Cause::PageFault(_, Region::Guard) = cause {
+                    f.write_str("stack overflow: ")?
                 }
                 match cause {
-                    Cause::PageFault(pf) => write!(
+                    Cause::PageFault(pf, region) => write!(
                         f,
                         "#PF {} {} at {:#x} in {}",
                         pf.access.word(),
                         if pf.present { "protection" } else { "not-present" },
                         pf.address,
-                        pf.region
+                        region
                     ),
                     Cause::InvalidOpcode => f.write_str("#UD"),
                     Cause::GeneralProtection => f.write_str("#GP"),
@@ -495,7 +451,7 @@ mod tests {
 
     fn pf(access: Access, present: bool, address: u64, region: Region) -> Outcome {
         Outcome::Killed {
-            cause: Cause::PageFault(PageFault { access, present, address, region }),
+            cause: Cause::PageFault(PageFault::user(address, access, present), region),
             rip: 0x401000,
         }
     }
@@ -598,14 +554,6 @@ mod tests {
         assert!(!parse("killed #UD")
             .unwrap()
             .matches(&Outcome::Killed { cause: Cause::Exception { vector: 6 }, rip: 1 }));
-    }
-
-    #[test]
-    fn error_codes_decode() {
-        let f = |code| PageFault::from_error_code(code, 0, Region::Null);
-        assert_eq!((f(0b00100).access, f(0b00100).present), (Access::Read, false));
-        assert_eq!((f(0b00111).access, f(0b00111).present), (Access::Write, true));
-        assert_eq!((f(0b10101).access, f(0b10101).present), (Access::Execute, true));
     }
 
     #[test]

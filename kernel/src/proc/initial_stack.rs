@@ -15,7 +15,7 @@
 use core::fmt;
 
 use super::elf::LoadPlan;
-use super::layout::PAGE_SIZE;
+use crate::mm::user_layout::PAGE_SIZE;
 
 pub const AT_NULL: u64 = 0;
 pub const AT_PHDR: u64 = 3;
@@ -238,8 +238,8 @@ impl Writer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mm::user_layout::STACK_TOP;
     use crate::proc::elf::{load_plan, tests::Fixture};
-    use crate::proc::layout::STACK_TOP;
 
     /// Reads a stack image back the way a C runtime would.
     struct Parsed {

@@ -1,11 +1,9 @@
 //! Processes: test-program archives, ELF images, expectations, user mode.
 
 pub mod archive;
-pub mod areas;
 pub mod elf;
 pub mod expect;
 pub mod initial_stack;
-pub mod layout;
 #[cfg(target_os = "none")]
 pub mod process;
 pub mod program;
@@ -17,4 +15,3 @@ pub mod suite;
 #[cfg(target_os = "none")]
 pub mod syscall;
 pub mod syscall_abi;
-pub mod user_fault;

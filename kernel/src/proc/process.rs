@@ -1,29 +1,37 @@
-//! The running program: its address space, demand paging of user memory, and how it ends.
+//! The running program: its address space, how it starts, and how it ends.
 //!
-//! One program runs at a time. Its user L4 is pinned and installed as the user base pointer;
-//! the kernel never dereferences user addresses: it finds the frame through the user tables
-//! and copies through the direct map (`copy_from_user`/`copy_to_user`), faulting pages in on
-//! the way like the CPU would, so a bad pointer is an `EFAULT`, never a kernel fault.
+//! One program runs at a time. Its user memory is an [`AddressSpace`] of the memory manager:
+//! this module only routes to it (faults, syscall buffers, brk, mmap, munmap, mprotect) and never
+//! touches page tables or frames itself. The kernel never dereferences user addresses: a syscall
+//! reads and writes user buffers through the address space, so a bad pointer is an `EFAULT`,
+//! never a kernel fault.
+//!
+//! Lock order: [`CURRENT`] (the process), then `mm::kernel::MM` (the memory manager), then
+//! [`SHARED`] (the frames every run shares). The page-fault handler of the kernel only ever
+//! *tries* MM, and the watchdog only tries CURRENT, so neither can deadlock against a holder.
+#![deny(unsafe_code)]
 
 use core::ops::Range;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::areas::Areas;
-use super::elf::LoadPlan;
-use super::expect::{Access, Cause, Outcome, PageFault};
+use super::elf::{LoadPlan, SEGMENTS_MAX};
+use super::expect::{Cause, Outcome};
 use super::initial_stack::{
     self, StackSpec, AT_FAULTLINE_KERNEL_ADDRESS, AT_FAULTLINE_P2M, AT_FAULTLINE_PAGE_TABLE,
 };
-use super::layout::{self, page_floor, Region, PAGE_SIZE, STACK_TOP};
 use super::syscall_abi::Errno;
-use super::user_fault::{decide, Decision, Source, Space};
 use crate::arch::x86_64::exception;
+use crate::arch::x86_64::page_fault::{Access, PageFault};
 use crate::arch::x86_64::trap_frame::TrapFrame;
 use crate::arch::x86_64::user::{self, UserEntry, USER_RFLAGS};
-use crate::mm::kernel::{KernelMm, MM};
-use crate::mm::{
-    FrameSource, MmError, Pfn, PfnRange, PteFlags, Root, TlbFlush, VirtAddr, DIRECT_MAP_BASE,
+use crate::mm::address_space::{
+    AddressSpace, BadAddress, Bookkeeping, MapError, Placement, ProgramImage, Refusal, Resolved,
+    SegmentSpec, SharedPages, SpaceLimits,
 };
+use crate::mm::areas::{Prot, AREAS_MAX};
+use crate::mm::kernel::{KernelMm, KernelTables, MM};
+use crate::mm::user_layout::{PAGE_SIZE, STACK_TOP};
+use crate::mm::{FrameAllocator, MmError, Pfn, PfnRange, VirtAddr, DIRECT_MAP_BASE};
 use crate::xen::{abi, events, hypercall, shared_info, time};
 
 /// A program image to run: its file in the boot module and where that lies in frames.
@@ -39,6 +47,28 @@ pub struct Image {
     pub module_frames: PfnRange,
 }
 
+impl Image {
+    /// The segments as the address space takes them, and how many there are.
+    fn segment_specs(&self) -> ([SegmentSpec; SEGMENTS_MAX], usize) {
+        let mut specs = [SegmentSpec::default(); SEGMENTS_MAX];
+        let segments = self.plan.segments();
+        for (spec, seg) in specs.iter_mut().zip(segments) {
+            *spec = SegmentSpec {
+                vaddr: seg.vaddr,
+                mem_size: seg.mem_size,
+                file_offset: seg.file_offset,
+                file_size: seg.file_size,
+                prot: Prot {
+                    read: seg.perms.read,
+                    write: seg.perms.write,
+                    exec: seg.perms.execute,
+                },
+            };
+        }
+        (specs, segments.len())
+    }
+}
+
 /// Limits for one run.
 #[derive(Clone, Copy)]
 pub struct Limits {
@@ -48,12 +78,8 @@ pub struct Limits {
 
 struct Process {
     image: Image,
-    root: Root,
-    heap: Range<u64>,
-    brk: u64,
-    areas: Areas,
+    space: AddressSpace<'static>,
     frames_at_start: u64,
-    limit_frames: u64,
     deadline_ns: u64,
     fs_base: u64,
     gs_base: u64,
@@ -61,84 +87,40 @@ struct Process {
 
 static CURRENT: spin::Mutex<Option<Process>> = spin::Mutex::new(None);
 
-/// Read-only file pages that are not whole pages of the module (the last page of a segment,
-/// a segment that starts mid-page): copied once when the program is loaded, then mapped by
-/// every run like the module's own frames.
-struct PageCache {
-    pages: [(u64, Pfn); PAGE_CACHE_PAGES],
-    len: usize,
-}
-const PAGE_CACHE_PAGES: usize = 32;
+/// The frames every run of the loaded program shares: the boot module's and the page cache's.
+static SHARED: spin::Mutex<SharedPages> = spin::Mutex::new(SharedPages::new());
 
-static PAGE_CACHE: spin::Mutex<PageCache> =
-    spin::Mutex::new(PageCache { pages: [(0, Pfn(0)); PAGE_CACHE_PAGES], len: 0 });
-
-impl PageCache {
-    fn find(&self, page: u64) -> Option<Pfn> {
-        self.pages[..self.len].iter().find(|(p, _)| *p == page).map(|(_, pfn)| *pfn)
-    }
-
-    fn holds(&self, pfn: Pfn) -> bool {
-        self.pages[..self.len].iter().any(|(_, p)| *p == pfn)
-    }
-}
-
-/// Loads `image`: copies its partial read-only file pages into the page cache, once for all
-/// of its runs. Pages past the cache's capacity are copied per run instead.
+/// Loads `image`: copies its partial read-only file pages into the page cache, once for all of
+/// its runs.
 pub fn load(image: &Image) -> Result<(), StartError> {
     let mut guard = MM.lock();
-    let mut cache = PAGE_CACHE.lock();
     let mm = guard.as_mut().expect("memory manager initialised at boot");
-    for seg in image.plan.segments().iter().filter(|s| !s.perms.write) {
-        let mut page = seg.pages().start;
-        while page < seg.pages().end && cache.len < PAGE_CACHE_PAGES {
-            let contents = seg.page_contents(image.file, page);
-            let shared_whole = contents.is_whole_file_page()
-                && image.file_first_pfn.is_some()
-                && page >= seg.vaddr;
-            if !shared_whole && !contents.bytes.is_empty() {
-                let pfn = mm
-                    .frames
-                    .allocate_frame()
-                    .map_err(|e| StartError::Memory(MmError::Frame(e)))?;
-                // SAFETY: `pfn` was just allocated and is ours alone; the direct map maps it
-                // writable (it is not a table); the copy stays inside the page.
-                unsafe { fill_frame(pfn, contents.offset_in_page, contents.bytes) };
-                let len = cache.len;
-                cache.pages[len] = (page, pfn);
-                cache.len += 1;
-            }
-            page += PAGE_SIZE;
-        }
-    }
-    Ok(())
+    let (segments, count) = image.segment_specs();
+    let program = program_image(image, &segments[..count]);
+    SHARED
+        .lock()
+        .load(&mut mm.tables, &mut mm.frames, image.module_frames, &program)
+        .map_err(|e| StartError::Memory(MmError::Frame(e)))
 }
 
 /// Frees the page cache of the program loaded last.
 pub fn unload() {
     let mut guard = MM.lock();
-    let mut cache = PAGE_CACHE.lock();
     let mm = guard.as_mut().expect("memory manager initialised at boot");
-    for i in 0..cache.len {
-        let pfn = cache.pages[i].1;
-        give_back(mm, pfn);
+    if SHARED.lock().unload(&mut mm.frames).is_err() {
+        kernel_error("freeing the page cache", 0);
     }
-    cache.len = 0;
 }
 
-/// Zeroes frame `pfn` and copies `bytes` into it at `offset`.
-///
-/// # Safety
-/// `pfn` must be a frame nothing else uses, mapped writable in the direct map, and
-/// `offset + bytes.len()` must not pass the page.
-unsafe fn fill_frame(pfn: Pfn, offset: usize, bytes: &[u8]) {
-    // SAFETY: the caller's contract.
-    unsafe {
-        let dst = frame_ptr(pfn);
-        core::ptr::write_bytes(dst, 0, PAGE_SIZE as usize);
-        core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.add(offset), bytes.len());
+fn program_image<'s>(image: &Image, segments: &'s [SegmentSpec]) -> ProgramImage<'static, 's> {
+    ProgramImage {
+        file: image.file,
+        segments,
+        file_first_pfn: image.file_first_pfn,
+        heap: image.plan.heap_reservation(),
     }
 }
+
 /// How the program ended; set just before leaving user mode for good.
 static ENDING: spin::Mutex<Option<Outcome>> = spin::Mutex::new(None);
 
@@ -190,12 +172,6 @@ fn check_xen(what: &'static str, result: Result<(), crate::xen::XenError>) {
     }
 }
 
-fn check_mm<T>(what: &'static str, result: Result<T, MmError>) {
-    if let Err(e) = result {
-        kernel_error(what, mm_errno(e));
-    }
-}
-
 fn mm_errno(e: MmError) -> i64 {
     match e {
         MmError::Hypervisor(failure) => failure.errno.0,
@@ -204,24 +180,9 @@ fn mm_errno(e: MmError) -> i64 {
     }
 }
 
-/// Gives a frame back, recording a refusal (a double free would be a kernel bug).
-fn give_back(mm: &mut KernelMm, pfn: Pfn) {
-    if mm.frames.free_frame(pfn).is_err() {
-        kernel_error("freeing a program frame", 0);
-    }
-}
-
-/// The stack Xen switches to when the program enters the kernel, with a guard page below it.
-#[repr(C, align(4096))]
-struct TrapStack {
-    guard: [u8; 4096],
-    stack: [u8; TRAP_STACK_BYTES],
-}
-const TRAP_STACK_BYTES: usize = 64 * 1024;
-#[link_section = ".bss.page_aligned"]
-static mut TRAP_STACK: TrapStack = TrapStack { guard: [0; 4096], stack: [0; TRAP_STACK_BYTES] };
-
-static mut STACK_IMAGE: [u8; 16 * 1024] = [0; 16 * 1024];
+/// Where the initial stack is built before it is copied into user memory: a static keeps the
+/// kernel heap (whose growth would count as the program's frames) out of the run.
+static STACK_IMAGE: spin::Mutex<[u8; 16 * 1024]> = spin::Mutex::new([0; 16 * 1024]);
 
 /// What one run left behind.
 pub struct RunReport {
@@ -254,13 +215,12 @@ impl core::fmt::Display for StartError {
 /// guard page.
 pub fn init() -> Result<(), InitError> {
     user::set_syscall_handler(super::syscall::dispatch);
-    let guard = core::ptr::addr_of!(TRAP_STACK) as u64;
-    let bottom = guard + 4096;
+    let (guard, stack) = user::trap_stack();
     let mut mm = MM.lock();
     let mm = mm.as_mut().ok_or(InitError::NoMemoryManager)?;
     mm.add_stack_guard("trap-stack-guard", VirtAddr::new(guard)).map_err(InitError::Guard)?;
-    crate::arch::x86_64::crash::register_stack(bottom..bottom + TRAP_STACK_BYTES as u64);
-    user::set_kernel_stack(bottom + TRAP_STACK_BYTES as u64).map_err(InitError::StackSwitch)
+    crate::arch::x86_64::crash::register_stack(stack.clone());
+    user::set_kernel_stack(stack.end).map_err(InitError::StackSwitch)
 }
 
 /// Why user mode could not be set up.
@@ -283,33 +243,31 @@ impl core::fmt::Display for InitError {
 
 /// Runs `image` once in a fresh address space and tears it down again.
 pub fn run(image: Image, limits: Limits) -> Result<RunReport, StartError> {
-    let (root, frames_at_start, aux) = {
+    let space_limits =
+        SpaceLimits { frames: limits.memory_limit_bytes / PAGE_SIZE, areas: AREAS_MAX };
+    // Allocated and touched before MM is locked: growing the heap takes a page fault.
+    let bookkeeping = Bookkeeping::new(space_limits);
+    let (space, frames_at_start, aux) = {
         let mut guard = MM.lock();
         let mm = guard.as_mut().expect("memory manager initialised at boot");
         let frames_at_start = mm.frames.used_frames();
-        let root = mm.tables.new_user_root(&mut mm.frames).map_err(StartError::Memory)?;
+        let (segments, count) = image.segment_specs();
+        let program = program_image(&image, &segments[..count]);
+        let space =
+            AddressSpace::new(&mut mm.tables, &mut mm.frames, &program, bookkeeping, space_limits)
+                .map_err(StartError::Memory)?;
         let kernel_root = mm.tables.kernel_root();
         let aux = [
             (AT_FAULTLINE_KERNEL_ADDRESS, crate::mm::layout::KERNEL_VIRT_BASE),
             (AT_FAULTLINE_PAGE_TABLE, DIRECT_MAP_BASE + kernel_root.pfn.0 * PAGE_SIZE),
-            (AT_FAULTLINE_P2M, p2m_address()),
+            (AT_FAULTLINE_P2M, crate::mm::kernel::p2m_list_address()),
         ];
-        (root, frames_at_start, aux)
+        (space, frames_at_start, aux)
     };
-    let heap = image.plan.heap_reservation();
-    let deadline_ns = time::now_ns() + limits.time_budget_ms * 1_000_000;
-    *CURRENT.lock() = Some(Process {
-        image,
-        root,
-        brk: heap.start,
-        heap,
-        areas: Areas::default(),
-        frames_at_start,
-        limit_frames: limits.memory_limit_bytes / PAGE_SIZE,
-        deadline_ns,
-        fs_base: 0,
-        gs_base: 0,
-    });
+    let deadline_ns =
+        time::now_ns().saturating_add(limits.time_budget_ms.saturating_mul(1_000_000));
+    *CURRENT.lock() =
+        Some(Process { image, space, frames_at_start, deadline_ns, fs_base: 0, gs_base: 0 });
     let started = start_user(image, &aux, deadline_ns);
     *ENDING.lock() = None;
     let outcome = match started {
@@ -331,15 +289,9 @@ pub fn run(image: Image, limits: Limits) -> Result<RunReport, StartError> {
     Ok(RunReport { outcome, leaked_frames })
 }
 
-fn p2m_address() -> u64 {
-    crate::mm::kernel::p2m_list_address()
-}
-
 /// Builds the initial stack in user memory, installs the user tables and arms the watchdog.
 fn start_user(image: Image, aux: &[(u64, u64)], deadline_ns: u64) -> Result<UserEntry, StartError> {
-    // SAFETY: one program starts at a time, and only here; a static keeps the kernel heap
-    // (whose growth would count as the program's frames) out of the run.
-    let buf = unsafe { &mut *core::ptr::addr_of_mut!(STACK_IMAGE) };
+    let mut image_buf = STACK_IMAGE.lock();
     let random = time::rdtsc().to_le_bytes();
     let mut random16 = [0u8; 16];
     random16[..8].copy_from_slice(&random);
@@ -351,19 +303,37 @@ fn start_user(image: Image, aux: &[(u64, u64)], deadline_ns: u64) -> Result<User
         random: random16,
         extra_aux: aux,
     };
-    let stack = initial_stack::build(buf, STACK_TOP, &spec).map_err(StartError::Stack)?;
+    let stack =
+        initial_stack::build(&mut image_buf[..], STACK_TOP, &spec).map_err(StartError::Stack)?;
     copy_to_user(stack.rsp, stack.bytes).map_err(|_| StartError::StackCopy)?;
-    {
-        let mut guard = MM.lock();
-        let mm = guard.as_mut().expect("memory manager initialised at boot");
-        let root = CURRENT.lock().as_ref().expect("set by run").root;
-        mm.tables.set_user_root(Some(root)).map_err(StartError::Memory)?;
-    }
+    let rsp = stack.rsp;
+    drop(image_buf);
+    with_space(|space, mm, _| space.activate(&mut mm.tables))
+        .expect("set by run")
+        .map_err(StartError::Memory)?;
     hypercall::set_segment_base(abi::SEGBASE_FS, 0).map_err(StartError::Xen)?;
     hypercall::set_segment_base(abi::SEGBASE_GS_USER, 0).map_err(StartError::Xen)?;
     events::set_timer_hook(Some(watchdog));
     events::set_timer(deadline_ns).map_err(StartError::Xen)?;
-    Ok(UserEntry { rip: image.plan.entry, rsp: stack.rsp, rflags: USER_RFLAGS })
+    Ok(UserEntry { rip: image.plan.entry, rsp, rflags: USER_RFLAGS })
+}
+
+/// Runs `f` on the running program's address space and the memory manager (lock order: the
+/// process, MM, the shared frames).
+fn with_space<T>(
+    f: impl FnOnce(&mut AddressSpace<'static>, &mut KernelMm, &SharedPages) -> T,
+) -> Option<T> {
+    let mut current = CURRENT.lock();
+    let process = current.as_mut()?;
+    let mut guard = MM.lock();
+    let mm = guard.as_mut()?;
+    let shared = SHARED.lock();
+    Some(f(&mut process.space, mm, &shared))
+}
+
+/// The tables and the frames of the memory manager, borrowed apart.
+fn split(mm: &mut KernelMm) -> (&mut KernelTables, &mut FrameAllocator<'static>) {
+    (&mut mm.tables, &mut mm.frames)
 }
 
 /// Removes the address space; returns how many frames did not come back.
@@ -371,13 +341,17 @@ fn teardown() -> i64 {
     let Some(process) = CURRENT.lock().take() else { return 0 };
     let mut guard = MM.lock();
     let mm = guard.as_mut().expect("memory manager initialised at boot");
-    let module = process.image.module_frames;
-    check_mm("clearing the user base pointer", mm.tables.set_user_root(None));
-    let cache = PAGE_CACHE.lock();
-    if let Err(e) = mm.tables.destroy_user_root(process.root, &mut mm.frames, &|pfn| {
-        module.contains(pfn) || cache.holds(pfn)
-    }) {
-        crate::println!("# teardown of {}: {e:?}", process.image.name);
+    let shared = SHARED.lock();
+    let (tables, frames) = split(mm);
+    match process.space.teardown(tables, frames, &shared) {
+        Ok(0) => {}
+        Ok(lost) => {
+            crate::println!("# teardown of {}: {lost} frames unaccounted", process.image.name)
+        }
+        Err(e) => {
+            crate::println!("# teardown of {}: {e:?}", process.image.name);
+            kernel_error("tearing down the address space", mm_errno(e));
+        }
     }
     mm.frames.used_frames() as i64 - process.frames_at_start as i64
 }
@@ -410,17 +384,27 @@ pub fn deadline_ns() -> Option<u64> {
 /// the program is killed (does not return).
 pub fn user_exception(frame: &mut TrapFrame) {
     if frame.vector == exception::PAGE_FAULT {
-        let cr2 = shared_info::cr2().unwrap_or(0);
+        let fault = PageFault::decode(frame.error_code, shared_info::cr2().unwrap_or(0));
         COUNTERS.user_faults.fetch_add(1, Ordering::Relaxed);
-        let access = PageFault::from_error_code(frame.error_code, cr2, Region::Unmapped).access;
-        let present = frame.error_code & 1 != 0;
-        match resolve(cr2, access, present) {
-            Ok(()) => return,
-            Err(cause) => end(Outcome::Killed {
-                cause: fault_cause(cause, frame.error_code, cr2),
-                rip: frame.rip,
-            }),
-        }
+        let resolved = with_space(|space, mm, shared| {
+            let (tables, frames) = split(mm);
+            let resolved = space.fault(tables, frames, shared, &fault);
+            (resolved, space.region(fault.address))
+        });
+        let cause = match resolved {
+            Some((Ok(how), _)) => {
+                count(how);
+                return;
+            }
+            Some((Err(Refusal::Forbidden(region)), _)) => Cause::PageFault(fault, region),
+            Some((Err(Refusal::OutOfMemory), _)) => Cause::OutOfMemory,
+            Some((Err(Refusal::Kernel(e)), region)) => {
+                kernel_error("mapping a user page", mm_errno(e));
+                Cause::PageFault(fault, region)
+            }
+            None => Cause::Exception { vector: frame.vector as u8 },
+        };
+        end(Outcome::Killed { cause, rip: frame.rip })
     }
     let cause = match frame.vector {
         exception::DIVIDE_ERROR => Cause::DivideError,
@@ -432,311 +416,102 @@ pub fn user_exception(frame: &mut TrapFrame) {
     end(Outcome::Killed { cause, rip: frame.rip })
 }
 
-/// Why resolving a user page failed.
-#[derive(Clone, Copy, Debug)]
-pub enum Refusal {
-    /// The access is not allowed there (the region says where).
-    Forbidden(Region),
-    OutOfMemory,
-}
-
-fn fault_cause(refusal: Refusal, error_code: u64, cr2: u64) -> Cause {
-    match refusal {
-        Refusal::Forbidden(region) => {
-            Cause::PageFault(PageFault::from_error_code(error_code, cr2, region))
-        }
-        Refusal::OutOfMemory => Cause::OutOfMemory,
-    }
-}
-
-/// Makes `addr` accessible for `access` as the program's rules allow: maps a page, or copies
-/// a shared one before its first write.
-fn resolve(addr: u64, access: Access, present: bool) -> Result<(), Refusal> {
-    let mut current = CURRENT.lock();
-    let process = current.as_mut().expect("a program is running");
-    let mut guard = MM.lock();
-    let mm = guard.as_mut().expect("memory manager initialised at boot");
-    let space = Space {
-        plan: &process.image.plan,
-        file: process.image.file,
-        file_page_aligned: process.image.file_first_pfn.is_some(),
-        heap: process.heap.start..process.brk,
-        areas: &process.areas,
-    };
-    match decide(&space, addr, access, present) {
-        Decision::Kill(region) => Err(Refusal::Forbidden(region)),
-        Decision::Map { page, source, writable, exec } => {
-            map_page(mm, process, page, source, user_flags(writable, exec))
-        }
-        Decision::CopyOnWrite { page, exec } => {
-            copy_on_write(mm, process, page, user_flags(true, exec))
-        }
-    }
-}
-
-/// Counts a shared file page mapped, remembering the run's first.
-fn note_shared(pfn: Pfn) {
-    COUNTERS.shared_file_maps.fetch_add(1, Ordering::Relaxed);
-    if COUNTERS.first_shared_pfn.load(Ordering::Relaxed) == 0 {
-        COUNTERS.first_shared_pfn.store(pfn.0, Ordering::Relaxed);
-    }
-}
-
-fn user_flags(writable: bool, exec: bool) -> PteFlags {
-    let mut flags = PteFlags::PRESENT | PteFlags::USER_ACCESSIBLE;
-    if writable {
-        flags |= PteFlags::WRITABLE;
-    }
-    if !exec {
-        flags |= PteFlags::NO_EXECUTE;
-    }
-    flags
-}
-
-/// Frames this program may still take (its pages and tables), keeping room for three tables.
-fn check_limit(mm: &KernelMm, process: &Process) -> Result<(), Refusal> {
-    let used = mm.frames.used_frames().saturating_sub(process.frames_at_start);
-    if used + 4 > process.limit_frames || mm.frames.free_frames() < 4 {
-        return Err(Refusal::OutOfMemory);
-    }
-    Ok(())
-}
-
-fn frame_ptr(pfn: Pfn) -> *mut u8 {
-    (DIRECT_MAP_BASE + pfn.0 * PAGE_SIZE) as *mut u8
-}
-
-fn map_page(
-    mm: &mut KernelMm,
-    process: &Process,
-    page: u64,
-    source: Source<'_>,
-    flags: PteFlags,
-) -> Result<(), Refusal> {
-    check_limit(mm, process)?;
-    let root = process.root;
-    let va = VirtAddr::new(page);
-    let result = match source {
-        Source::SharedFile { file_offset } => {
-            let first = process.image.file_first_pfn.expect("shared only when page-aligned");
-            let pfn = Pfn(first.0 + file_offset / PAGE_SIZE);
-            note_shared(pfn);
-            mm.tables.map(root, va, pfn, flags, &mut mm.frames)
-        }
-        Source::Zero => {
-            COUNTERS.zero_fills.fetch_add(1, Ordering::Relaxed);
-            mm.tables.map_zeroed(root, va, flags, &mut mm.frames).map(drop)
-        }
-        Source::PrivateFile(_)
-            if !flags.contains(PteFlags::WRITABLE) && PAGE_CACHE.lock().find(page).is_some() =>
-        {
-            let pfn = PAGE_CACHE.lock().find(page).expect("checked above");
-            note_shared(pfn);
-            mm.tables.map(root, va, pfn, flags, &mut mm.frames)
-        }
-        Source::PrivateFile(contents) => {
-            COUNTERS.private_file_copies.fetch_add(1, Ordering::Relaxed);
-            let pfn = mm.frames.allocate_frame().map_err(|_| Refusal::OutOfMemory)?;
-            // SAFETY: `pfn` was just allocated: nothing else uses it, and the direct map maps
-            // it writable (it is not a table). `PageContents` stays inside the page.
-            unsafe { fill_frame(pfn, contents.offset_in_page, contents.bytes) };
-            let mapped = mm.tables.map(root, va, pfn, flags, &mut mm.frames);
-            if mapped.is_err() {
-                give_back(mm, pfn);
+/// Counts what a resolved fault did.
+fn count(how: Resolved) {
+    let counter = match how {
+        Resolved::ZeroFilled => &COUNTERS.zero_fills,
+        Resolved::FileCopy => &COUNTERS.private_file_copies,
+        Resolved::CopyOnWrite => &COUNTERS.cow_copies,
+        Resolved::Shared(pfn) => {
+            if COUNTERS.first_shared_pfn.load(Ordering::Relaxed) == 0 {
+                COUNTERS.first_shared_pfn.store(pfn.0, Ordering::Relaxed);
             }
-            mapped
+            &COUNTERS.shared_file_maps
         }
+        Resolved::Unparked | Resolved::AlreadyMapped => return,
     };
-    result.map_err(|e| match e {
-        MmError::Frame(_) => Refusal::OutOfMemory,
-        _ => Refusal::Forbidden(Region::Unmapped),
-    })
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The first write to a shared file page: copy it to a private frame and point the entry at
-/// that, writable: one mmu_update entry and the flush the changed frame owes.
-fn copy_on_write(
-    mm: &mut KernelMm,
-    process: &Process,
-    page: u64,
-    flags: PteFlags,
-) -> Result<(), Refusal> {
-    check_limit(mm, process)?;
-    let root = process.root;
-    let va = VirtAddr::new(page);
-    let Ok(Some(shared)) = mm.tables.translate(root, va) else {
-        return Err(Refusal::Forbidden(Region::Unmapped));
-    };
-    let new = mm.frames.allocate_frame().map_err(|_| Refusal::OutOfMemory)?;
-    // SAFETY: `new` is ours alone and writable in the direct map; `shared.pfn` is a mapped
-    // frame we only read; both copies stay inside one page.
-    unsafe {
-        core::ptr::copy_nonoverlapping(frame_ptr(shared.pfn), frame_ptr(new), PAGE_SIZE as usize)
-    };
-    match mm.tables.replace(root, va, new, flags) {
-        Ok((_shared, flush)) => {
-            // The user's TLB may keep the old entry across the switch to the kernel's tables
-            // (Xen may use PCIDs), so flush everything local, not just one address.
-            check_mm(
-                "flushing the TLB after copy-on-write",
-                mm.tables.flush_tlb(flush.merge(TlbFlush::everything())),
-            );
-            COUNTERS.cow_copies.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        }
-        Err(e) => {
-            give_back(mm, new);
-            kernel_error("replacing a shared page for copy-on-write", mm_errno(e));
-            Err(Refusal::OutOfMemory)
-        }
-    }
-}
-
-/// Copies user memory at `addr` into `out`, faulting pages in as a read would.
+/// Copies user memory at `addr` into `out`. Never allocates a frame.
 pub fn copy_from_user(addr: u64, out: &mut [u8]) -> Result<(), Errno> {
-    walk_user(addr, out.len(), Access::Read, |pfn, offset, range| {
-        let dst = &mut out[range];
-        // SAFETY: `pfn` is mapped for the program, readable through the direct map; the range
-        // stays inside the page.
-        unsafe {
-            core::ptr::copy_nonoverlapping(frame_ptr(pfn).add(offset), dst.as_mut_ptr(), dst.len())
-        };
-    })
+    with_space(|space, mm, shared| space.read(&mm.tables, shared, addr, out))
+        .unwrap_or(Err(BadAddress))
+        .map_err(|BadAddress| Errno::EFAULT)
 }
 
-/// Makes every page of `[addr, addr + len)` accessible for `access`, or says EFAULT: lets a
-/// syscall refuse a bad buffer before it has done anything.
+/// Whether `[addr, addr + len)` allows `access`, or EFAULT: lets a syscall refuse a bad buffer
+/// before it has done anything. No side effects.
 pub fn check_user(addr: u64, len: usize, access: Access) -> Result<(), Errno> {
-    walk_user(addr, len, access, |_, _, _| {})
+    with_space(|space, _, _| space.check(addr, len as u64, access))
+        .unwrap_or(Err(BadAddress))
+        .map_err(|BadAddress| Errno::EFAULT)
 }
 
 /// Copies `bytes` into user memory at `addr`, faulting pages in (and copying on write) as a
 /// write would.
 pub fn copy_to_user(addr: u64, bytes: &[u8]) -> Result<(), Errno> {
-    walk_user(addr, bytes.len(), Access::Write, |pfn, offset, range| {
-        // SAFETY: `pfn` is a private writable frame of the program (resolved for a write),
-        // writable through the direct map; the range stays inside the page.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                bytes[range.clone()].as_ptr(),
-                frame_ptr(pfn).add(offset),
-                range.len(),
-            )
-        };
-    })
-}
-
-/// Calls `each(pfn, offset_in_page, range_in_buffer)` for every page of `[addr, addr+len)`,
-/// after making it accessible for `access`.
-fn walk_user(
-    addr: u64,
-    len: usize,
-    access: Access,
-    mut each: impl FnMut(Pfn, usize, Range<usize>),
-) -> Result<(), Errno> {
-    let end = addr.checked_add(len as u64).ok_or(Errno::EFAULT)?;
-    if end > layout::USER_END {
-        return Err(Errno::EFAULT);
-    }
-    let mut at = addr;
-    while at < end {
-        let page = page_floor(at);
-        let chunk_end = end.min(page + PAGE_SIZE);
-        let pfn = user_frame(page, access).ok_or(Errno::EFAULT)?;
-        each(pfn, (at - page) as usize, (at - addr) as usize..(chunk_end - addr) as usize);
-        at = chunk_end;
-    }
-    Ok(())
-}
-
-/// The frame behind user page `page`, made accessible for `access` first.
-fn user_frame(page: u64, access: Access) -> Option<Pfn> {
-    for _ in 0..2 {
-        let mapping = {
-            let current = CURRENT.lock();
-            let root = current.as_ref()?.root;
-            let guard = MM.lock();
-            guard.as_ref()?.tables.translate(root, VirtAddr::new(page)).ok()?
-        };
-        match mapping {
-            Some(m) if access != Access::Write || m.flags.contains(PteFlags::WRITABLE) => {
-                return Some(m.pfn)
-            }
-            Some(_) => resolve(page, Access::Write, true).ok()?,
-            None => resolve(page, access, false).ok()?,
+    match with_space(|space, mm, shared| {
+        let (tables, frames) = split(mm);
+        space.write(tables, frames, shared, addr, bytes)
+    }) {
+        Some(Ok(())) => Ok(()),
+        Some(Err(Refusal::Kernel(e))) => {
+            kernel_error("writing to user memory", mm_errno(e));
+            Err(Errno::EFAULT)
         }
+        _ => Err(Errno::EFAULT),
     }
-    None
 }
 
 /// The program's break: moves it within the heap reservation; returns the break in force.
 pub fn brk(requested: u64) -> u64 {
-    let mut current = CURRENT.lock();
-    let Some(process) = current.as_mut() else { return 0 };
-    let new = super::syscall_abi::decide_brk(requested, &process.heap, process.brk);
-    if new < process.brk {
-        let range = layout::page_ceil(new).unwrap_or(new)
-            ..layout::page_ceil(process.brk).unwrap_or(process.brk);
-        unmap_range(process, range);
-    }
-    process.brk = new;
-    new
+    with_space(|space, mm, shared| {
+        let (tables, frames) = split(mm);
+        space.set_brk(tables, frames, shared, requested).unwrap_or_else(|e| {
+            kernel_error("moving the break", mm_errno(e));
+            space.brk()
+        })
+    })
+    .unwrap_or(0)
 }
 
-/// Unmaps every mapped page of `range`, giving private frames back.
-fn unmap_range(process: &Process, range: Range<u64>) {
-    let mut guard = MM.lock();
-    let Some(mm) = guard.as_mut() else { return };
-    let module = process.image.module_frames;
-    let cache = PAGE_CACHE.lock();
-    let mut owed = TlbFlush::none();
-    let mut page = page_floor(range.start);
-    while page < range.end {
-        if let Ok((pfn, flush)) = mm.tables.unmap(process.root, VirtAddr::new(page)) {
-            owed = owed.merge(flush).merge(TlbFlush::everything());
-            // Shared frames (the module's, the page cache's) belong to every run.
-            if !module.contains(pfn) && !cache.holds(pfn) {
-                give_back(mm, pfn);
-            }
+fn map_errno(e: MapError) -> Errno {
+    match e {
+        MapError::Exists => Errno::EEXIST,
+        MapError::NoRoom | MapError::NotMapped => Errno::ENOMEM,
+        MapError::Kernel(e) => {
+            kernel_error("changing user mappings", mm_errno(e));
+            Errno::ENOMEM
         }
-        page += PAGE_SIZE;
     }
-    check_mm("flushing the TLB after unmapping", mm.tables.flush_tlb(owed));
 }
 
-/// Runs `f` on the running program's mmap areas, and unmaps what it says to.
-pub fn with_areas<T>(f: impl FnOnce(&mut Areas) -> (T, Option<Range<u64>>)) -> Option<T> {
-    let mut current = CURRENT.lock();
-    let process = current.as_mut()?;
-    let (value, unmap) = f(&mut process.areas);
-    if let Some(range) = unmap {
-        unmap_range(process, range);
-    }
-    Some(value)
+/// mmap of anonymous private memory; returns its address.
+pub fn mmap(placement: Placement, len: u64, prot: Prot) -> Result<u64, Errno> {
+    with_space(|space, mm, shared| {
+        let (tables, frames) = split(mm);
+        space.mmap(tables, frames, shared, placement, len, prot)
+    })
+    .unwrap_or(Err(MapError::NoRoom))
+    .map_err(map_errno)
 }
 
-/// Changes the flags of the mapped pages of `range` (after mprotect); PROT_NONE unmaps them.
-pub fn reprotect(range: Range<u64>, writable: bool, exec: bool, readable: bool) {
-    let current = CURRENT.lock();
-    let Some(process) = current.as_ref() else { return };
-    if !readable {
-        unmap_range(process, range);
-        return;
-    }
-    let mut guard = MM.lock();
-    let Some(mm) = guard.as_mut() else { return };
-    let mut owed = TlbFlush::none();
-    let mut page = page_floor(range.start);
-    while page < range.end {
-        // The user's TLB may survive the switch to the kernel's tables: flush everything.
-        match mm.tables.protect(process.root, VirtAddr::new(page), user_flags(writable, exec)) {
-            Ok(flush) => owed = owed.merge(flush).merge(TlbFlush::everything()),
-            Err(MmError::NotMapped(_)) => {}
-            Err(e) => kernel_error("changing a page's protection", mm_errno(e)),
-        }
-        page += PAGE_SIZE;
-    }
-    check_mm("flushing the TLB after mprotect", mm.tables.flush_tlb(owed));
+/// munmap.
+pub fn munmap(range: Range<u64>) -> Result<(), Errno> {
+    with_space(|space, mm, shared| {
+        let (tables, frames) = split(mm);
+        space.munmap(tables, frames, shared, range)
+    })
+    .unwrap_or(Err(MapError::NoRoom))
+    .map_err(map_errno)
+}
+
+/// mprotect.
+pub fn mprotect(range: Range<u64>, prot: Prot) -> Result<(), Errno> {
+    with_space(|space, mm, shared| space.mprotect(&mut mm.tables, shared, range, prot))
+        .unwrap_or(Err(MapError::NoRoom))
+        .map_err(map_errno)
 }
 
 /// Which user segment base arch_prctl sets.

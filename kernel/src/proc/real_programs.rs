@@ -9,8 +9,8 @@ use super::archive::{pack, Archive};
 use super::elf::{find_note, load_plan, ElfError, SegmentProblem};
 use super::expect::{Expectation, Expected, NOTE_NAME, NOTE_TYPE_EXPECT};
 use super::initial_stack::{build, StackSpec, AT_PHDR, AT_PHNUM};
-use super::layout::STACK_TOP;
 use super::program::programs;
+use crate::mm::user_layout::STACK_TOP;
 
 const RUST_EXIT_STATUS: &[u8] = include_bytes!("fixtures/exit_status.elf");
 const C_NULL_DEREF: &[u8] = include_bytes!("fixtures/c_null_deref.elf");

@@ -2,11 +2,10 @@
 
 use core::sync::atomic::Ordering;
 
-use super::areas::AreaError;
 use super::expect::{Access, Outcome};
 use super::process::{self, SegmentBase, COUNTERS};
 use super::syscall_abi::{
-    self, ArchPrctl, Clock, Errno, Iovec, Placement, SysResult, Syscall, Timespec, UnknownSyscall,
+    self, ArchPrctl, Clock, Errno, Iovec, SysResult, Syscall, Timespec, UnknownSyscall,
 };
 use crate::arch::x86_64::trap_frame::TrapFrame;
 use crate::xen::{events, hypercall, time};
@@ -36,25 +35,8 @@ fn carry_out(call: Syscall) -> SysResult {
         Syscall::Write { buf, count, .. } => write(buf, count),
         Syscall::Writev { iov, iovcnt, .. } => writev(iov, iovcnt),
         Syscall::Mmap(request) => mmap(request),
-        Syscall::Munmap { range } => process::with_areas(|areas| {
-            let removed = areas.remove(&range);
-            (removed, removed.is_ok().then(|| range.clone()))
-        })
-        .unwrap_or(Err(AreaError::NoRoom))
-        .map(|()| 0)
-        .map_err(|_| Errno::ENOMEM),
-        Syscall::Mprotect { range, prot } => {
-            let covered = process::with_areas(|areas| {
-                if !areas.covers(&range) {
-                    return (Err(Errno::ENOMEM), None);
-                }
-                (areas.protect(&range, prot).map_err(|_| Errno::ENOMEM), None)
-            })
-            .unwrap_or(Err(Errno::ENOMEM));
-            covered?;
-            process::reprotect(range, prot.write, prot.exec, prot.read || prot.write || prot.exec);
-            Ok(0)
-        }
+        Syscall::Munmap { range } => process::munmap(range).map(|()| 0),
+        Syscall::Mprotect { range, prot } => process::mprotect(range, prot).map(|()| 0),
         Syscall::Brk { requested } => Ok(process::brk(requested)),
         Syscall::ArchPrctl(ArchPrctl::SetFs { base }) => {
             process::set_segment_base(SegmentBase::Fs, base).map(|()| 0)
@@ -128,43 +110,7 @@ fn writev(iov: u64, iovcnt: u64) -> SysResult {
 }
 
 fn mmap(request: syscall_abi::MmapRequest) -> SysResult {
-    let len = request.len;
-    process::with_areas(|areas| match request.placement {
-        Placement::Anywhere { hint } => match areas.find_free(len, hint) {
-            Some(start) => (
-                areas
-                    .insert(start..start + len, request.prot)
-                    .map(|()| start)
-                    .map_err(|_| Errno::ENOMEM),
-                None,
-            ),
-            None => (Err(Errno::ENOMEM), None),
-        },
-        Placement::NoReplace { addr } => {
-            let inserted = areas.insert(addr..addr + len, request.prot);
-            (
-                inserted.map(|()| addr).map_err(|e| {
-                    if e == AreaError::Exists {
-                        Errno::EEXIST
-                    } else {
-                        Errno::ENOMEM
-                    }
-                }),
-                None,
-            )
-        }
-        Placement::Replace { addr } => {
-            let range = addr..addr + len;
-            if areas.remove(&range).is_err() {
-                return (Err(Errno::ENOMEM), None);
-            }
-            (
-                areas.insert(range.clone(), request.prot).map(|()| addr).map_err(|_| Errno::ENOMEM),
-                Some(range),
-            )
-        }
-    })
-    .unwrap_or(Err(Errno::ENOMEM))
+    process::mmap(request.placement, request.len, request.prot)
 }
 
 /// Sleeps on the timer event channel; the watchdog still applies.

@@ -8,7 +8,7 @@
 use core::fmt;
 use core::ops::Range;
 
-use super::layout::{self, page_ceil, PAGE_SIZE, USER_END, USER_START};
+use crate::mm::user_layout::{self as layout, page_ceil, PAGE_SIZE, USER_END, USER_START};
 
 pub const SYS_READ: u64 = 0;
 pub const SYS_WRITE: u64 = 1;
@@ -75,13 +75,9 @@ pub enum Stream {
     Stderr = 2,
 }
 
-/// `PROT_*` bits. On x86 a writable or executable page is also readable.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Prot {
-    pub read: bool,
-    pub write: bool,
-    pub exec: bool,
-}
+/// `PROT_*` bits, as the address space keeps them. On x86 a writable or executable page is
+/// also readable.
+pub use crate::mm::areas::Prot;
 
 pub const PROT_READ: u64 = 1;
 pub const PROT_WRITE: u64 = 2;
@@ -98,11 +94,6 @@ impl Prot {
             write: prot & PROT_WRITE != 0,
             exec: prot & PROT_EXEC != 0,
         })
-    }
-
-    /// Whether the pages are mapped at all (PROT_NONE pages stay unmapped and fault).
-    pub fn accessible(self) -> bool {
-        self.read || self.write || self.exec
     }
 }
 
@@ -121,15 +112,7 @@ pub const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 const MAP_IGNORED: u64 = MAP_DENYWRITE | MAP_EXECUTABLE | MAP_NORESERVE | MAP_POPULATE | MAP_STACK;
 
 /// Where an mmap goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Placement {
-    /// Anywhere free; the address is a hint the kernel may ignore (0: no hint).
-    Anywhere { hint: u64 },
-    /// MAP_FIXED: exactly here, replacing what was there.
-    Replace { addr: u64 },
-    /// MAP_FIXED_NOREPLACE: exactly here, EEXIST if anything is there.
-    NoReplace { addr: u64 },
-}
+pub use crate::mm::address_space::Placement;
 
 /// A checked anonymous private mmap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

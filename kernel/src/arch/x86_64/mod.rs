@@ -2,6 +2,7 @@
 
 pub mod backtrace;
 pub mod exception;
+pub mod page_fault;
 pub mod trap_frame;
 
 #[cfg(target_os = "none")]

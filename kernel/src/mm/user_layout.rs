@@ -1,4 +1,4 @@
-//! The user half of a process's address space: where the image, the heap, mappings and the stack go.
+//! The user half of an address space: where the image, the heap, mappings and the stack go.
 //!
 //! ```text
 //! 0x0000_0000_0000_0000 .. 0x0000_0000_0000_0fff  page 0: never mapped, so NULL faults
@@ -13,8 +13,6 @@
 
 use core::fmt;
 use core::ops::Range;
-
-use super::elf::LoadPlan;
 
 pub const PAGE_SIZE: u64 = 4096;
 /// Lowest address an image or a mapping may use.
@@ -117,34 +115,6 @@ impl Region {
 
     pub fn from_word(word: &str) -> Option<Region> {
         Region::ALL.into_iter().find(|r| r.word() == word)
-    }
-
-    /// Classifies `addr` for a process with image `plan` and brk heap `heap`; `in_mmap` says
-    /// whether one of the process's mmap areas covers it (the kernel's list of areas knows).
-    pub fn classify(addr: u64, plan: &LoadPlan, heap: Range<u64>, in_mmap: bool) -> Region {
-        if addr >= 0xffff_8000_0000_0000 {
-            Region::Kernel
-        } else if addr >= USER_END {
-            Region::NonCanonical
-        } else if addr < PAGE_SIZE {
-            Region::Null
-        } else if let Some(segment) = plan.segment_at(addr) {
-            if segment.perms.execute {
-                Region::Text
-            } else {
-                Region::Data
-            }
-        } else if heap.contains(&addr) {
-            Region::Heap
-        } else if in_mmap {
-            Region::Mmap
-        } else if STACK.contains(&addr) {
-            Region::Stack
-        } else if STACK_GUARD.contains(&addr) {
-            Region::Guard
-        } else {
-            Region::Unmapped
-        }
     }
 }
 

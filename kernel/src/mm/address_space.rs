@@ -1,0 +1,889 @@
+//! A user address space: its pinned root, its areas, and every operation on user memory.
+//!
+//! [`AddressSpace`] owns a process's user L4 (pinned, installed with `NEW_USER_BASEPTR`) and its
+//! layout ([`Areas`]: image segments, brk heap, mmap areas, stack). Every change to user memory
+//! goes through it: resolving a page fault, copy-on-write, brk, mmap (`MAP_FIXED` included),
+//! munmap, mprotect, reading and writing user buffers for syscalls, and teardown. It is generic
+//! over the same hypervisor seam as [`PageTables`], so host tests run all of it against the model
+//! of Xen; the kernel passes its hypercall-backed tables.
+//!
+//! Semantics follow Linux, the reference for the user ABI:
+//! - `mprotect(PROT_NONE)` keeps the pages' contents: the entries go away (a PV guest must keep
+//!   non-present entries zero, see XEN-NOTES on L1TF), and the private frames are *parked* in
+//!   the address space, to be mapped again by the next allowed access.
+//! - `MAP_FIXED` replaces whatever it covers: image segment, heap or mapping.
+//! - Reading a user buffer never allocates: a page not mapped yet is read from its backing
+//!   (zeros or file bytes), as Linux reads an untouched anonymous page through the zero page.
+//!
+//! Frames: a whole read-only page of the program file is the boot module's own frame, shared by
+//! every run; a partial one comes from the [`SharedPages`] cache, copied once per program. Neither
+//! is ever made writable: a write copies it first (copy-on-write). Every other frame is private
+//! and counted against the space's limit, page-table frames included.
+//!
+//! TLB: the user's translations may survive the switch to the kernel's tables (with global pages
+//! or PCIDs, XEN-NOTES section 5), so every operation that removes or downgrades a user entry
+//! owes a full local flush, and a frame goes back to the pool only after that flush.
+#![deny(unsafe_code)]
+
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use super::addr::{Pfn, PfnRange, VirtAddr};
+use super::areas::{Area, AreaError, AreaKind, Areas, Backing, Prot};
+use super::backend::{FrameAccess, XenMmu};
+use super::frame::{FrameError, FrameSource};
+use super::page_table::{Mapping, MmError, PageTables, Root, TlbFlush};
+use super::pte::PteFlags;
+use super::user_layout::{page_ceil, page_floor, Region, PAGE_SIZE, STACK, STACK_GUARD, USER_END};
+use crate::arch::x86_64::page_fault::{Access, PageFault};
+
+/// Frames a fault may need beyond the page itself: L3, L2 and L1 tables.
+const FAULT_RESERVE_FRAMES: u64 = 3;
+/// Frames unmapped and waiting for their flush before they go back to the pool.
+const FREE_BATCH: usize = 64;
+
+/// One loadable segment of a program: `mem_size` bytes at `vaddr`, the first `file_size` from
+/// `file_offset` in the file, the rest zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SegmentSpec {
+    pub vaddr: u64,
+    pub mem_size: u64,
+    pub file_offset: u64,
+    pub file_size: u64,
+    pub prot: Prot,
+}
+
+impl SegmentSpec {
+    fn pages(&self) -> Range<u64> {
+        page_floor(self.vaddr)..page_ceil(self.vaddr + self.mem_size).unwrap_or(u64::MAX)
+    }
+
+    fn backing(&self) -> Backing {
+        Backing::File {
+            vaddr: self.vaddr,
+            file_offset: self.file_offset,
+            file_size: self.file_size,
+        }
+    }
+}
+
+/// A program's file and segments, as an address space maps them.
+#[derive(Clone, Debug)]
+pub struct ProgramImage<'f, 's> {
+    pub file: &'f [u8],
+    pub segments: &'s [SegmentSpec],
+    /// The frame holding the file's first byte, when the file starts on a page boundary of the
+    /// boot module: then its whole pages are mapped from there, never copied, for reading.
+    pub file_first_pfn: Option<Pfn>,
+    /// Where brk may move: from the page after the image up to the end of the reservation.
+    pub heap: Range<u64>,
+}
+
+/// Whole read-only file pages come from the module's frames; a page that is not a whole file page
+/// (the last page of a segment, a segment that starts mid-page) would be copied on every fault,
+/// so up to this many are copied once per program instead.
+pub const PAGE_CACHE_PAGES: usize = 32;
+
+/// Frames every run of a program maps and none owns: the boot module's and the page cache's.
+#[derive(Debug)]
+pub struct SharedPages {
+    module: PfnRange,
+    cache: [(u64, Pfn); PAGE_CACHE_PAGES],
+    cache_len: usize,
+}
+
+impl SharedPages {
+    /// Nothing shared yet.
+    pub const fn new() -> SharedPages {
+        SharedPages {
+            module: PfnRange { start: Pfn(0), count_frames: 0 },
+            cache: [(0, Pfn(0)); PAGE_CACHE_PAGES],
+            cache_len: 0,
+        }
+    }
+
+    /// Whether `pfn` belongs to every run (never freed with one, never made writable).
+    pub fn holds(&self, pfn: Pfn) -> bool {
+        self.module.contains(pfn) || self.cache[..self.cache_len].iter().any(|(_, p)| *p == pfn)
+    }
+
+    /// The cached frame of page `page`.
+    pub fn cached(&self, page: u64) -> Option<Pfn> {
+        self.cache[..self.cache_len].iter().find(|(p, _)| *p == page).map(|(_, pfn)| *pfn)
+    }
+
+    /// Frames the cache holds.
+    pub fn cached_frames(&self) -> usize {
+        self.cache_len
+    }
+
+    /// Prepares `image`, whose file lies in the boot module's frames `module`: copies its partial
+    /// read-only file pages into the cache (past the cache's capacity they are copied per fault).
+    pub fn load<M: XenMmu, R: FrameAccess>(
+        &mut self,
+        pt: &mut PageTables<'_, M, R>,
+        frames: &mut impl FrameSource,
+        module: PfnRange,
+        image: &ProgramImage<'_, '_>,
+    ) -> Result<(), FrameError> {
+        self.module = module;
+        for seg in image.segments.iter().filter(|s| !s.prot.write) {
+            for page in seg.pages().step_by(PAGE_SIZE as usize) {
+                if self.cache_len == PAGE_CACHE_PAGES {
+                    return Ok(());
+                }
+                let contents = seg.backing().page_contents(image.file, page);
+                let shared_whole = contents.is_whole_file_page()
+                    && image.file_first_pfn.is_some()
+                    && page >= seg.vaddr;
+                if shared_whole || contents.bytes.is_empty() {
+                    continue;
+                }
+                let pfn = frames.allocate_frame()?;
+                let mem = pt.memory_mut();
+                mem.zero_frame(pfn);
+                mem.write_bytes(pfn, contents.offset_in_page, contents.bytes);
+                self.cache[self.cache_len] = (page, pfn);
+                self.cache_len += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the cache's frames back (no run may map them any more).
+    pub fn unload(&mut self, frames: &mut impl FrameSource) -> Result<(), FrameError> {
+        let mut result = Ok(());
+        for &(_, pfn) in &self.cache[..self.cache_len] {
+            result = result.and(frames.free_frame(pfn));
+        }
+        self.cache_len = 0;
+        result
+    }
+}
+
+impl Default for SharedPages {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Limits of one address space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpaceLimits {
+    /// Frames it may hold: its pages and its page tables.
+    pub frames: u64,
+    /// Areas it may have at once, after merging.
+    pub areas: usize,
+}
+
+/// Why a fault was not resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The access is not allowed there; the region says where it was.
+    Forbidden(Region),
+    /// The space's frame limit, or the pool, ran out.
+    OutOfMemory,
+    /// The kernel's own call failed (Xen refused, a frame did not translate).
+    Kernel(MmError),
+}
+
+/// What resolving a fault did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolved {
+    /// A fresh zeroed frame.
+    ZeroFilled,
+    /// A frame every run shares (module or page cache), mapped read-only.
+    Shared(Pfn),
+    /// A private frame filled from the file.
+    FileCopy,
+    /// A shared page copied to a private one on its first write.
+    CopyOnWrite,
+    /// A parked frame (kept through PROT_NONE) mapped again.
+    Unparked,
+    /// Nothing to do: the page was already mapped for this access (a spurious fault).
+    AlreadyMapped,
+}
+
+/// Why an mmap, munmap or mprotect failed. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// The areas' capacity or the address space is exhausted (Linux: ENOMEM).
+    NoRoom,
+    /// MAP_FIXED_NOREPLACE met a mapping (Linux: EEXIST).
+    Exists,
+    /// mprotect over pages no area covers (Linux: ENOMEM).
+    NotMapped,
+    /// The page tables could not be changed.
+    Kernel(MmError),
+}
+
+impl From<AreaError> for MapError {
+    fn from(e: AreaError) -> Self {
+        match e {
+            AreaError::Exists => MapError::Exists,
+            AreaError::NoRoom | AreaError::Outside | AreaError::NoSpace => MapError::NoRoom,
+        }
+    }
+}
+
+/// Where an mmap goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Anywhere free; the address is a hint (0: none).
+    Anywhere { hint: u64 },
+    /// MAP_FIXED: exactly here, replacing whatever was there.
+    Replace { addr: u64 },
+    /// MAP_FIXED_NOREPLACE: exactly here, or [`MapError::Exists`].
+    NoReplace { addr: u64 },
+}
+
+/// A user buffer that is not (all) accessible: the syscall's EFAULT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadAddress;
+
+/// The heap memory an address space keeps its records in, allocated and touched before the
+/// memory manager's lock is taken: growing the kernel heap, or touching a fresh heap page, takes
+/// a page fault, whose handler needs that lock.
+#[derive(Debug)]
+pub struct Bookkeeping {
+    areas: Areas,
+    parked: Vec<(u64, Pfn)>,
+}
+
+impl Bookkeeping {
+    /// Room for `limits.areas` areas and a parked frame per frame of the limit, every page of it
+    /// touched now.
+    pub fn new(limits: SpaceLimits) -> Bookkeeping {
+        let mut parked = Vec::with_capacity(limits.frames as usize);
+        parked.resize(limits.frames as usize, (0, Pfn(0)));
+        parked.clear();
+        Bookkeeping { areas: Areas::with_capacity_touched(limits.areas), parked }
+    }
+}
+
+/// A frame source that counts what passes through it.
+struct Counted<'a, F: FrameSource> {
+    inner: &'a mut F,
+    allocated: u64,
+    freed: u64,
+}
+
+impl<F: FrameSource> FrameSource for Counted<'_, F> {
+    fn allocate_frame(&mut self) -> Result<Pfn, FrameError> {
+        let pfn = self.inner.allocate_frame()?;
+        self.allocated += 1;
+        Ok(pfn)
+    }
+
+    fn free_frame(&mut self, pfn: Pfn) -> Result<(), FrameError> {
+        self.inner.free_frame(pfn)?;
+        self.freed += 1;
+        Ok(())
+    }
+}
+
+/// A process's user address space.
+#[derive(Debug)]
+pub struct AddressSpace<'f> {
+    root: Root,
+    file: &'f [u8],
+    file_first_pfn: Option<Pfn>,
+    areas: Areas,
+    heap: Range<u64>,
+    brk: u64,
+    /// Private frames of PROT_NONE pages, by page, sorted: mapped again on the next allowed
+    /// access, freed with the page.
+    parked: Vec<(u64, Pfn)>,
+    held_frames: u64,
+    limits: SpaceLimits,
+}
+
+impl<'f> AddressSpace<'f> {
+    /// A new address space for `image`: a pinned empty root, the segments and the stack as
+    /// areas, an empty heap. Its records live in `bookkeeping` and never grow.
+    pub fn new<M: XenMmu, R: FrameAccess>(
+        pt: &mut PageTables<'_, M, R>,
+        frames: &mut impl FrameSource,
+        image: &ProgramImage<'f, '_>,
+        bookkeeping: Bookkeeping,
+        limits: SpaceLimits,
+    ) -> Result<AddressSpace<'f>, MmError> {
+        let Bookkeeping { mut areas, parked } = bookkeeping;
+        for seg in image.segments {
+            let pages = seg.pages();
+            let kind = if seg.prot.exec { AreaKind::Text } else { AreaKind::Data };
+            let area = Area {
+                start: pages.start,
+                end: pages.end,
+                prot: seg.prot,
+                kind,
+                backing: seg.backing(),
+            };
+            areas.insert(area).map_err(|_| MmError::TooManyWindows)?;
+        }
+        let stack = Area {
+            start: STACK.start,
+            end: STACK.end,
+            prot: Prot::READ_WRITE,
+            kind: AreaKind::Stack,
+            backing: Backing::Zero,
+        };
+        areas.insert_reserved(stack).map_err(|_| MmError::TooManyWindows)?;
+        let mut counted = Counted { inner: frames, allocated: 0, freed: 0 };
+        let root = pt.new_user_root(&mut counted)?;
+        Ok(AddressSpace {
+            root,
+            file: image.file,
+            file_first_pfn: image.file_first_pfn,
+            areas,
+            heap: image.heap.clone(),
+            brk: image.heap.start,
+            parked,
+            held_frames: counted.allocated - counted.freed,
+            limits,
+        })
+    }
+
+    pub const fn root(&self) -> Root {
+        self.root
+    }
+
+    /// Frames this space holds now: private pages, parked pages and page tables.
+    pub const fn held_frames(&self) -> u64 {
+        self.held_frames
+    }
+
+    /// The areas, for inspection.
+    pub const fn areas(&self) -> &Areas {
+        &self.areas
+    }
+
+    /// The program break.
+    pub const fn brk(&self) -> u64 {
+        self.brk
+    }
+
+    /// Makes this the address space Xen uses in user mode.
+    pub fn activate<M: XenMmu, R: FrameAccess>(
+        &self,
+        pt: &mut PageTables<'_, M, R>,
+    ) -> Result<(), MmError> {
+        pt.set_user_root(Some(self.root))
+    }
+
+    /// Where `addr` lies, as fault reports and expectations name it.
+    pub fn region(&self, addr: u64) -> Region {
+        if addr >= 0xffff_8000_0000_0000 {
+            return Region::Kernel;
+        }
+        if addr >= USER_END {
+            return Region::NonCanonical;
+        }
+        if addr < PAGE_SIZE {
+            return Region::Null;
+        }
+        match self.areas.find(addr).map(|a| a.kind) {
+            Some(AreaKind::Text) => Region::Text,
+            Some(AreaKind::Data) => Region::Data,
+            Some(AreaKind::Heap) => Region::Heap,
+            Some(AreaKind::Mmap) => Region::Mmap,
+            Some(AreaKind::Stack) => Region::Stack,
+            None if STACK_GUARD.contains(&addr) => Region::Guard,
+            None => Region::Unmapped,
+        }
+    }
+
+    /// The area `addr` lies in, if the access is allowed there.
+    fn allowed(&self, addr: u64, access: Access) -> Option<&Area> {
+        let area = self.areas.find(addr)?;
+        let ok = match access {
+            Access::Read => area.prot.accessible(),
+            Access::Write => area.prot.write,
+            Access::Execute => area.prot.exec,
+        };
+        ok.then_some(area)
+    }
+
+    // ---- Faults ------------------------------------------------------------------------------
+
+    /// Makes the page of `fault.address` accessible for `fault.access`, as the areas allow:
+    /// maps a page from its backing, maps a parked frame again, or copies a shared page before
+    /// its first write.
+    pub fn fault<M: XenMmu, R: FrameAccess, F: FrameSource>(
+        &mut self,
+        pt: &mut PageTables<'_, M, R>,
+        frames: &mut F,
+        shared: &SharedPages,
+        fault: &PageFault,
+    ) -> Result<Resolved, Refusal> {
+        let addr = fault.address;
+        let Some(area) = self.allowed(addr, fault.access).copied() else {
+            return Err(Refusal::Forbidden(self.region(addr)));
+        };
+        let page = page_floor(addr);
+        let va = VirtAddr::new(page);
+        let mapping = pt.translate(self.root, va).map_err(Refusal::Kernel)?;
+        let mut counted = Counted { inner: frames, allocated: 0, freed: 0 };
+        let result = match mapping {
+            Some(m) => self.fault_present(pt, &mut counted, shared, area, va, m, fault.access),
+            None => self.fault_missing(pt, &mut counted, shared, area, page, fault.access),
+        };
+        self.held_frames = self.held_frames + counted.allocated - counted.freed;
+        result
+    }
+
+    /// A fault on a mapped page: only a write to a shared page the area lets the program write
+    /// is legitimate (copy-on-write).
+    #[allow(clippy::too_many_arguments)]
+    fn fault_present<M: XenMmu, R: FrameAccess, F: FrameSource>(
+        &mut self,
+        pt: &mut PageTables<'_, M, R>,
+        frames: &mut Counted<'_, F>,
+        shared: &SharedPages,
+        area: Area,
+        va: VirtAddr,
+        mapping: Mapping,
+        access: Access,
+    ) -> Result<Resolved, Refusal> {
+        let writable = mapping.flags.contains(PteFlags::WRITABLE);
+        if access != Access::Write || writable {
+            return Ok(Resolved::AlreadyMapped);
+        }
+        if !shared.holds(mapping.pfn) {
+            // A private page mapped read-only in a writable area: give it its write access.
+            let flush =
+                pt.protect(self.root, va, user_flags(area.prot, true)).map_err(Refusal::Kernel)?;
+            pt.flush_tlb(flush).map_err(Refusal::Kernel)?;
+            return Ok(Resolved::AlreadyMapped);
+        }
+        self.check_limit(frames, 1)?;
+        let copy = frames.allocate_frame().map_err(|_| Refusal::OutOfMemory)?;
+        pt.memory_mut().copy_frame(mapping.pfn, copy);
+        match pt.replace(self.root, va, copy, user_flags(area.prot, true)) {
+            Ok((_shared, flush)) => {
+                // The old translation names a frame other runs share: flush before returning.
+                pt.flush_tlb(flush.merge(TlbFlush::everything())).map_err(Refusal::Kernel)?;
+                Ok(Resolved::CopyOnWrite)
+            }
+            Err(e) => {
+                let _ = frames.free_frame(copy);
+                Err(Refusal::Kernel(e))
+            }
+        }
+    }
+
+    fn fault_missing<M: XenMmu, R: FrameAccess, F: FrameSource>(
+        &mut self,
+        pt: &mut PageTables<'_, M, R>,
+        frames: &mut Counted<'_, F>,
+        shared: &SharedPages,
+        area: Area,
+        page: u64,
+        access: Access,
+    ) -> Result<Resolved, Refusal> {
+        let va = VirtAddr::new(page);
+        let root = self.root;
+        if let Ok(i) = self.parked.binary_search_by_key(&page, |&(p, _)| p) {
+            let (_, pfn) = self.parked[i];
+            self.check_limit(frames, 0)?;
+            pt.map(root, va, pfn, user_flags(area.prot, true), frames).map_err(map_refusal)?;
+            self.parked.remove(i);
+            return Ok(Resolved::Unparked);
+        }
+        self.check_limit(frames, 1)?;
+        let contents = area.backing.page_contents(self.file, page);
+        if let Backing::File { vaddr, .. } = area.backing {
+            let whole = contents.is_whole_file_page() && page >= vaddr;
+            if access != Access::Write {
+                let shared_pfn = match self.file_first_pfn {
+                    Some(first) if whole => {
+                        let Backing::File { file_offset, .. } = area.backing else {
+                            unreachable!()
+                        };
+                        Some(Pfn(first.0 + (file_offset + (page - vaddr)) / PAGE_SIZE))
+                    }
+                    _ => shared.cached(page),
+                };
+                if let Some(pfn) = shared_pfn {
+                    pt.map(root, va, pfn, user_flags(area.prot, false), frames)
+                        .map_err(map_refusal)?;
+                    return Ok(Resolved::Shared(pfn));
+                }
+            }
+        }
+        if contents.bytes.is_empty() {
+            pt.map_zeroed(root, va, user_flags(area.prot, true), frames).map_err(map_refusal)?;
+            return Ok(Resolved::ZeroFilled);
+        }
+        let pfn = frames.allocate_frame().map_err(|_| Refusal::OutOfMemory)?;
+        let mem = pt.memory_mut();
+        mem.zero_frame(pfn);
+        mem.write_bytes(pfn, contents.offset_in_page, contents.bytes);
+        if let Err(e) = pt.map(root, va, pfn, user_flags(area.prot, true), frames) {
+            let _ = frames.free_frame(pfn);
+            return Err(map_refusal(e));
+        }
+        Ok(Resolved::FileCopy)
+    }
+
+    /// Room for `pages` more pages and the tables a fault may need, within the space's limit.
+    fn check_limit<F: FrameSource>(
+        &self,
+        frames: &Counted<'_, F>,
+        pages: u64,
+    ) -> Result<(), Refusal> {
+        let held = self.held_frames + frames.allocated - frames.freed;
+        if held + pages + FAULT_RESERVE_FRAMES > self.limits.frames {
+            return Err(Refusal::OutOfMemory);
+        }
+        Ok(())
+    }
+
+    // ---- User buffers ------------------------------------------------------------------------
+
+    /// Whether every page of `[addr, addr + len)` allows `access`. No side effects: a syscall
+    /// checks its buffers with this before it does anything.
+    pub fn check(&self, addr: u64, len: u64, access: Access) -> Result<(), BadAddress> {
+        let end = addr.checked_add(len).filter(|&e| e <= USER_END).ok_or(BadAddress)?;
+        let mut at = addr;
+        while at < end {
+            let area = self.allowed(at, access).ok_or(BadAddress)?;
+            at = area.end;
+        }
+        Ok(())
+    }
+
+    /// Copies user memory at `addr` into `out`. Never allocates: a page not mapped yet is read
+    /// from where it would come from (a parked frame, the file, zeros).
+    pub fn read<M: XenMmu, R: FrameAccess>(
+        &self,
+        pt: &PageTables<'_, M, R>,
+        shared: &SharedPages,
+        addr: u64,
+        out: &mut [u8],
+    ) -> Result<(), BadAddress> {
+        self.check(addr, out.len() as u64, Access::Read)?;
+        for_each_page(addr, out.len(), |page, offset, range| {
+            let chunk = &mut out[range];
+            let mapping = pt.translate(self.root, VirtAddr::new(page)).map_err(|_| BadAddress)?;
+            let parked = self.parked_frame(page);
+            if let Some(pfn) = mapping.map(|m| m.pfn).or(parked) {
+                pt.memory().read_bytes(pfn, offset, chunk);
+                return Ok(());
+            }
+            let area = self.areas.find(page).ok_or(BadAddress)?;
+            if let Some(pfn) = shared.cached(page).filter(|_| area.backing != Backing::Zero) {
+                pt.memory().read_bytes(pfn, offset, chunk);
+                return Ok(());
+            }
+            let contents = area.backing.page_contents(self.file, page);
+            for (i, byte) in chunk.iter_mut().enumerate() {
+                let at = (offset + i).wrapping_sub(contents.offset_in_page);
+                *byte = contents.bytes.get(at).copied().unwrap_or(0);
+            }
+            Ok(())
+        })
+    }
+
+    /// Copies `bytes` into user memory at `addr`, faulting pages in (and copying shared ones)
+    /// as a write would. The whole buffer is checked first: a bad one changes nothing.
+    pub fn write<M: XenMmu, R: FrameAccess, F: FrameSource>(
+        &mut self,
+        pt: &mut PageTables<'_, M, R>,
+        frames: &mut F,
+        shared: &SharedPages,
+        addr: u64,
+        bytes: &[u8],
+    ) -> Result<(), Refusal> {
+        if self.check(addr, bytes.len() as u64, Access::Write).is_err() {
+            return Err(Refusal::Forbidden(self.region(addr)));
+        }
+        for_each_page(addr, bytes.len(), |page, offset, range| {
+            let va = VirtAddr::new(page);
+            for _ in 0..2 {
+                match pt.translate(self.root, va).map_err(Refusal::Kernel)? {
+                    Some(m) if m.flags.contains(PteFlags::WRITABLE) => {
+                        pt.memory_mut().write_bytes(m.pfn, offset, &bytes[range]);
+                        return Ok(());
+                    }
+                    Some(_) => {
+                        self.fault(pt, frames, shared, &PageFault::user(page, Access::Write, true))?
+                    }
+                    None => self.fault(
+                        pt,
+                        frames,
+                        shared,
+                        &PageFault::user(page, Access::Write, false),
+                    )?,
+                };
+            }
+            Err(Refusal::Forbidden(self.region(page)))
+        })
+    }
+
+    fn parked_frame(&self, page: u64) -> Option<Pfn> {
+        self.parked.binary_search_by_key(&page, |&(p, _)| p).ok().map(|i| self.parked[i].1)
+    }
+
+    // ---- Changing the layout -----------------------------------------------------------------
+
+    /// brk: moves the break within the heap's reservation and returns the break in force. Growing
+    /// into another mapping (a MAP_FIXED one) fails and keeps the old break, as on Linux.
+    pub fn set_brk<M: XenMmu, R: FrameAccess, F: FrameSource>(
+        &mut self,
+        pt: &mut PageTables<'_, M, R>,
+        frames: &mut F,
+        shared: &SharedPages,
+        requested: u64,
+    ) -> Result<u64, MmError> {
+        if !(self.heap.start..=self.heap.end).contains(&requested) {
+            return Ok(self.brk);
+        }
+        let old_end = page_ceil(self.brk).unwrap_or(self.brk);
+        let new_end = page_ceil(requested).unwrap_or(requested);
+        if new_end > old_end {
+            let grown = Area {
+                start: old_end,
+                end: new_end,
+                prot: Prot::READ_WRITE,
+                kind: AreaKind::Heap,
+                backing: Backing::Zero,
+            };
+            if self.areas.insert(grown).is_err() {
+                return Ok(self.brk);
+            }
+        } else if new_end < old_end {
+            // Shrinking removes at most the heap's tail and splits at most one area.
+            if self.areas.len() + 1 > self.areas.capacity() {
+                return Ok(self.brk);
+            }
+            self.unmap_pages(pt, frames, shared, new_end..old_end)?;
+            self.areas.remove(&(new_end..old_end)).map_err(|_| MmError::TooManyWindows)?;
+        }
+        self.brk = requested;
+        Ok(self.brk)
+    }
+
+    /// mmap of anonymous private memory: returns where it went.
+    pub fn mmap<M: XenMmu, R: FrameAccess, F: FrameSource>(
+        &mut self,
+        pt: &mut PageTables<'_, M, R>,
+        frames: &mut F,
+        shared: &SharedPages,
+        placement: Placement,
+        len: u64,
+        prot: Prot,
+    ) -> Result<u64, MapError> {
+        let start = match placement {
+            Placement::Anywhere { hint } => {
+                self.areas.find_free(len, hint).ok_or(MapError::NoRoom)?
+            }
+            Placement::Replace { addr } | Placement::NoReplace { addr } => addr,
+        };
+        let end = start.checked_add(len).ok_or(MapError::NoRoom)?;
+        let area = Area { start, end, prot, kind: AreaKind::Mmap, backing: Backing::Zero };
+        if let Placement::Replace { .. } = placement {
+            // The removal may split two areas and the new one needs a slot: make sure of all
+            // three before anything changes.
+            if self.areas.len() + 3 > self.areas.capacity() {
+                return Err(MapError::NoRoom);
+            }
+            self.unmap_pages(pt, frames, shared, start..end).map_err(MapError::Kernel)?;
+            self.areas.remove(&(start..end))?;
+        }
+        self.areas.insert(area)?;
+        Ok(start)
+    }
+
+    /// munmap: removes `range` from the areas and unmaps its pages. Unmapping nothing is fine.
+    pub fn munmap<M: XenMmu, R: FrameAccess, F: FrameSource>(
+        &mut self,
+        pt: &mut PageTables<'_, M, R>,
+        frames: &mut F,
+        shared: &SharedPages,
+        range: Range<u64>,
+    ) -> Result<(), MapError> {
+        // A removal splits at most two areas: check for room before anything changes.
+        if self.areas.len() + 2 > self.areas.capacity() {
+            return Err(MapError::NoRoom);
+        }
+        self.unmap_pages(pt, frames, shared, range.clone()).map_err(MapError::Kernel)?;
+        self.areas.remove(&range)?;
+        Ok(())
+    }
+
+    /// mprotect: every page of `range` must lie in an area. Mapped pages get the new access
+    /// (shared ones stay read-only until copied); PROT_NONE parks private frames.
+    pub fn mprotect<M: XenMmu, R: FrameAccess>(
+        &mut self,
+        pt: &mut PageTables<'_, M, R>,
+        shared: &SharedPages,
+        range: Range<u64>,
+        prot: Prot,
+    ) -> Result<(), MapError> {
+        if !self.areas.covers(&range) {
+            return Err(MapError::NotMapped);
+        }
+        self.areas.protect(&range, prot)?;
+        let root = self.root;
+        let mut owed = TlbFlush::none();
+        let mut result = Ok(());
+        for page in (range.start..range.end).step_by(PAGE_SIZE as usize) {
+            let va = VirtAddr::new(page);
+            let step = match pt.translate(root, va) {
+                Ok(Some(_)) if !prot.accessible() => pt.unmap(root, va).map(|(pfn, flush)| {
+                    owed = core::mem::replace(&mut owed, TlbFlush::none()).merge(flush);
+                    if !shared.holds(pfn) {
+                        let at = self.parked.partition_point(|&(p, _)| p < page);
+                        self.parked.insert(at, (page, pfn));
+                    }
+                }),
+                Ok(Some(m)) => {
+                    pt.protect(root, va, user_flags(prot, !shared.holds(m.pfn))).map(|flush| {
+                        owed = core::mem::replace(&mut owed, TlbFlush::none()).merge(flush)
+                    })
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = step {
+                result = Err(MapError::Kernel(e));
+                break;
+            }
+        }
+        // The user's TLB may survive the switch to the kernel's tables: flush everything.
+        if owed.is_needed() {
+            owed = owed.merge(TlbFlush::everything());
+        }
+        pt.flush_tlb(owed).map_err(MapError::Kernel)?;
+        result
+    }
+
+    /// Unmaps every mapped page of `range` and drops its parked frames; private frames go back
+    /// to the pool once the flush they owe is issued. Call it before the areas lose `range`:
+    /// pages are only ever mapped inside areas, so only their part of `range` is walked.
+    fn unmap_pages<M: XenMmu, R: FrameAccess, F: FrameSource>(
+        &mut self,
+        pt: &mut PageTables<'_, M, R>,
+        frames: &mut F,
+        shared: &SharedPages,
+        range: Range<u64>,
+    ) -> Result<(), MmError> {
+        let mut counted = Counted { inner: frames, allocated: 0, freed: 0 };
+        let mut pending = [Pfn(0); FREE_BATCH];
+        let mut count = 0;
+        let mut owed = TlbFlush::none();
+        let mut result = Ok(());
+        let spans = self
+            .areas
+            .iter()
+            .skip_while(|a| a.end <= range.start)
+            .take_while(|a| a.start < range.end)
+            .map(|a| a.start.max(range.start)..a.end.min(range.end));
+        'spans: for span in spans {
+            for page in span.step_by(PAGE_SIZE as usize) {
+                match pt.unmap(self.root, VirtAddr::new(page)) {
+                    Ok((pfn, flush)) => {
+                        // The user's TLB may survive the switch to the kernel's tables.
+                        owed = owed.merge(flush).merge(TlbFlush::everything());
+                        if !shared.holds(pfn) {
+                            pending[count] = pfn;
+                            count += 1;
+                        }
+                    }
+                    Err(MmError::NotMapped(_)) => {}
+                    Err(e) => {
+                        result = Err(e);
+                        break 'spans;
+                    }
+                }
+                if count == FREE_BATCH {
+                    result = release(pt, &mut counted, owed, &pending[..count]);
+                    owed = TlbFlush::none();
+                    count = 0;
+                    if result.is_err() {
+                        break 'spans;
+                    }
+                }
+            }
+        }
+        result = result.and(release(pt, &mut counted, owed, &pending[..count]));
+        let first = self.parked.partition_point(|&(p, _)| p < range.start);
+        let last = self.parked.partition_point(|&(p, _)| p < range.end);
+        for (_, pfn) in self.parked.drain(first..last) {
+            result = result.and(counted.free_frame(pfn).map_err(MmError::Frame));
+        }
+        self.held_frames -= counted.freed;
+        result
+    }
+
+    /// Removes the address space: clears the user base pointer, unpins and frees every table
+    /// and every private and parked frame. Returns how many frames it held that did not come
+    /// back (0 unless accounting is broken).
+    pub fn teardown<M: XenMmu, R: FrameAccess, F: FrameSource>(
+        mut self,
+        pt: &mut PageTables<'_, M, R>,
+        frames: &mut F,
+        shared: &SharedPages,
+    ) -> Result<i64, MmError> {
+        let mut counted = Counted { inner: frames, allocated: 0, freed: 0 };
+        pt.set_user_root(None)?;
+        let destroyed = pt.destroy_user_root(self.root, &mut counted, &|pfn| shared.holds(pfn));
+        let mut result = destroyed;
+        for (_, pfn) in self.parked.drain(..) {
+            result = result.and(counted.free_frame(pfn).map_err(MmError::Frame));
+        }
+        result.map(|()| self.held_frames as i64 - counted.freed as i64)
+    }
+}
+
+/// Issues `owed`, then gives `frames_to_free` back: never before their translations are gone.
+fn release<M: XenMmu, R: FrameAccess>(
+    pt: &mut PageTables<'_, M, R>,
+    frames: &mut impl FrameSource,
+    owed: TlbFlush,
+    frames_to_free: &[Pfn],
+) -> Result<(), MmError> {
+    pt.flush_tlb(owed)?;
+    let mut result = Ok(());
+    for &pfn in frames_to_free {
+        result = result.and(frames.free_frame(pfn).map_err(MmError::Frame));
+    }
+    result
+}
+
+/// Calls `each(page, offset_in_page, range_in_buffer)` for every page of `[addr, addr + len)`.
+fn for_each_page<E>(
+    addr: u64,
+    len: usize,
+    mut each: impl FnMut(u64, usize, Range<usize>) -> Result<(), E>,
+) -> Result<(), E> {
+    let end = addr + len as u64;
+    let mut at = addr;
+    while at < end {
+        let page = page_floor(at);
+        let chunk_end = end.min(page + PAGE_SIZE);
+        each(page, (at - page) as usize, (at - addr) as usize..(chunk_end - addr) as usize)?;
+        at = chunk_end;
+    }
+    Ok(())
+}
+
+/// The entry flags of a user page with `prot`; writable only if the frame is the space's own.
+fn user_flags(prot: Prot, private: bool) -> PteFlags {
+    let mut flags = PteFlags::PRESENT | PteFlags::USER_ACCESSIBLE;
+    if prot.write && private {
+        flags |= PteFlags::WRITABLE;
+    }
+    if !prot.exec {
+        flags |= PteFlags::NO_EXECUTE;
+    }
+    flags
+}
+
+fn map_refusal(e: MmError) -> Refusal {
+    match e {
+        MmError::Frame(_) => Refusal::OutOfMemory,
+        e => Refusal::Kernel(e),
+    }
+}
