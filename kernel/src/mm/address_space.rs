@@ -653,8 +653,7 @@ impl<'f> AddressSpace<'f> {
                 return Ok(self.brk);
             }
         } else if new_end < old_end {
-            // Shrinking removes at most the heap's tail and splits at most one area.
-            if self.areas.len() + 1 > self.areas.capacity() {
+            if !self.areas.has_room_to_split(&(new_end..old_end)) {
                 return Ok(self.brk);
             }
             self.unmap_pages(pt, frames, shared, new_end..old_end)?;
@@ -684,8 +683,10 @@ impl<'f> AddressSpace<'f> {
         let area = Area { start, end, prot, kind: AreaKind::Mmap, backing: Backing::Zero };
         if let Placement::Replace { .. } = placement {
             // The removal may split two areas and the new one needs a slot: make sure of all
-            // three before anything changes.
-            if self.areas.len() + 3 > self.areas.capacity() {
+            // of them before anything changes.
+            if !self.areas.has_room_to_split(&(start..end))
+                || self.areas.len() + 3 > self.areas.capacity()
+            {
                 return Err(MapError::NoRoom);
             }
             self.unmap_pages(pt, frames, shared, start..end).map_err(MapError::Kernel)?;
@@ -703,8 +704,7 @@ impl<'f> AddressSpace<'f> {
         shared: &SharedPages,
         range: Range<u64>,
     ) -> Result<(), MapError> {
-        // A removal splits at most two areas: check for room before anything changes.
-        if self.areas.len() + 2 > self.areas.capacity() {
+        if !self.areas.has_room_to_split(&range) {
             return Err(MapError::NoRoom);
         }
         self.unmap_pages(pt, frames, shared, range.clone()).map_err(MapError::Kernel)?;

@@ -284,6 +284,15 @@ impl Areas {
         self.retag(range, |a| Some(Area { prot, ..a }))
     }
 
+    /// Whether the list has the slots that cutting `range` out of its areas takes (one for each
+    /// end of `range` that falls inside an area): then [`Areas::remove`] and
+    /// [`Areas::protect`] cannot fail.
+    pub fn has_room_to_split(&self, range: &Range<u64>) -> bool {
+        let inside = |addr: u64| self.find(addr).is_some_and(|a| a.start < addr);
+        let more = usize::from(inside(range.start)) + usize::from(inside(range.end));
+        self.list.len() + more <= self.list.capacity()
+    }
+
     /// Replaces the part of each area inside `range` by what `change` makes of it (`None`:
     /// nothing), keeping the parts outside; then merges around the change.
     fn retag(
@@ -291,6 +300,9 @@ impl Areas {
         range: &Range<u64>,
         change: impl Fn(Area) -> Option<Area>,
     ) -> Result<(), AreaError> {
+        if !self.has_room_to_split(range) {
+            return Err(AreaError::NoRoom);
+        }
         let first = self.first_ending_after(range.start);
         let last = first + self.list[first..].partition_point(|a| a.start < range.end);
         if first == last {
@@ -298,10 +310,6 @@ impl Areas {
         }
         let left = self.list[first].start < range.start;
         let right = self.list[last - 1].end > range.end;
-        // At most two more entries: the pieces left outside at both ends.
-        if self.list.len() + usize::from(left) + usize::from(right) > self.list.capacity() {
-            return Err(AreaError::NoRoom);
-        }
         let old_first = self.list[first];
         let old_last = self.list[last - 1];
         let mut pieces = [None; 2];

@@ -1,4 +1,5 @@
 //! Processes: test-program archives, ELF images, expectations, user mode.
+#![deny(unsafe_code)]
 
 pub mod archive;
 pub mod elf;

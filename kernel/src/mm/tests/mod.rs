@@ -1,5 +1,6 @@
 //! Host tests of the page-table code against the model of Xen: rules, hypercall counts, properties.
 
+mod address_space;
 mod model_rules;
 mod page_tables;
 mod property;

@@ -1,0 +1,661 @@
+//! User address spaces against the model of Xen: faults, copy-on-write, brk, mmap, munmap,
+//! mprotect, user buffers and teardown, each checked through a modelled CPU access, plus a
+//! property test of random sequences against a plain reference of what the program sees.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::Fixture;
+use crate::arch::x86_64::page_fault::{Access, PageFault};
+use crate::mm::addr::{Pfn, PfnRange, VirtAddr};
+use crate::mm::address_space::{
+    AddressSpace, BadAddress, Bookkeeping, MapError, Placement, ProgramImage, Refusal, Resolved,
+    SegmentSpec, SharedPages, SpaceLimits,
+};
+use crate::mm::areas::Prot;
+use crate::mm::backend::FrameAccess;
+use crate::mm::frame::FrameSource;
+use crate::mm::model::AccessFault;
+use crate::mm::user_layout::{Region, MMAP_BASE, PAGE_SIZE, STACK_TOP};
+
+const NR_PAGES: u64 = 512;
+const TEXT: u64 = 0x40_0000;
+const DATA: u64 = 0x40_1000;
+const RX: Prot = Prot { read: true, write: false, exec: true };
+const RO: Prot = Prot { read: true, write: false, exec: false };
+const RW: Prot = Prot::READ_WRITE;
+
+/// A booted guest with a program "module" in its frames: a text page and a data segment whose
+/// second page is partial (copied into the page cache or per fault), then bss.
+struct World {
+    f: Fixture,
+    shared: SharedPages,
+    file: &'static [u8],
+    segments: [SegmentSpec; 2],
+    module: PfnRange,
+}
+
+impl World {
+    fn new() -> World {
+        let mut f = Fixture::boot(NR_PAGES);
+        let file: &'static [u8] =
+            Box::leak((0..3 * PAGE_SIZE).map(|i| (i % 251) as u8 + 1).collect::<Vec<_>>().into());
+        let first = f.frames.allocate_frame().unwrap();
+        for i in 1..3 {
+            assert_eq!(f.frames.allocate_frame().unwrap(), Pfn(first.0 + i), "contiguous module");
+        }
+        for i in 0..3u64 {
+            let bytes = &file[(i * PAGE_SIZE) as usize..((i + 1) * PAGE_SIZE) as usize];
+            f.pt.memory_mut().write_bytes(Pfn(first.0 + i), 0, bytes);
+        }
+        let segments = [
+            SegmentSpec {
+                vaddr: TEXT,
+                mem_size: PAGE_SIZE,
+                file_offset: 0,
+                file_size: PAGE_SIZE,
+                prot: RX,
+            },
+            SegmentSpec {
+                vaddr: DATA,
+                mem_size: 4 * PAGE_SIZE,
+                file_offset: PAGE_SIZE,
+                file_size: PAGE_SIZE + 0x800,
+                prot: RW,
+            },
+        ];
+        let module = PfnRange { start: first, count_frames: 3 };
+        let mut w = World { f, shared: SharedPages::new(), file, segments, module };
+        let image = w.image();
+        let image = ProgramImage { segments: Box::leak(Box::new(w.segments)), ..image };
+        w.shared.load(&mut w.f.pt, &mut w.f.frames, module, &image).unwrap();
+        assert_eq!(w.shared.cached_frames(), 0, "nothing read-only is partial");
+        w
+    }
+
+    fn image(&self) -> ProgramImage<'static, '_> {
+        ProgramImage {
+            file: self.file,
+            segments: &self.segments,
+            file_first_pfn: Some(self.module.start),
+            heap: 0x40_5000..0x40_5000 + (64 << 20),
+        }
+    }
+
+    fn space(&mut self, limits: SpaceLimits) -> AddressSpace<'static> {
+        let image = self.image();
+        let image = ProgramImage { segments: Box::leak(Box::new(self.segments)), ..image };
+        let space = AddressSpace::new(
+            &mut self.f.pt,
+            &mut self.f.frames,
+            &image,
+            Bookkeeping::new(limits),
+            limits,
+        )
+        .unwrap();
+        space.activate(&mut self.f.pt).unwrap();
+        space
+    }
+
+    /// A CPU access from user mode: through the model (TLB included), faulting into the
+    /// address space as Xen would deliver it, then retried once.
+    fn touch(
+        &mut self,
+        space: &mut AddressSpace<'_>,
+        addr: u64,
+        access: Access,
+    ) -> Result<Pfn, Refusal> {
+        let write = access == Access::Write;
+        for _ in 0..2 {
+            let result = self.f.xen.machine().access(space.root().mfn, VirtAddr::new(addr), write);
+            let present = match result {
+                Ok(pfn) => return Ok(pfn),
+                Err(AccessFault::NotPresent) => false,
+                Err(AccessFault::ReadOnly) => true,
+            };
+            let fault = PageFault::user(addr, access, present);
+            space.fault(&mut self.f.pt, &mut self.f.frames, &self.shared, &fault)?;
+        }
+        panic!("the fault at {addr:#x} was resolved but the access still faults");
+    }
+
+    fn read_byte(&mut self, space: &mut AddressSpace<'_>, addr: u64) -> Result<u8, Refusal> {
+        let pfn = self.touch(space, addr, Access::Read)?;
+        let mut byte = [0];
+        self.f.pt.memory().read_bytes(pfn, (addr % PAGE_SIZE) as usize, &mut byte);
+        Ok(byte[0])
+    }
+
+    fn write_byte(
+        &mut self,
+        space: &mut AddressSpace<'_>,
+        addr: u64,
+        value: u8,
+    ) -> Result<(), Refusal> {
+        let pfn = self.touch(space, addr, Access::Write)?;
+        self.f.pt.memory_mut().write_bytes(pfn, (addr % PAGE_SIZE) as usize, &[value]);
+        Ok(())
+    }
+
+    fn used(&self) -> u64 {
+        self.f.frames.inner.used_frames()
+    }
+
+    fn teardown(&mut self, space: AddressSpace<'_>) {
+        let lost = space.teardown(&mut self.f.pt, &mut self.f.frames, &self.shared).unwrap();
+        assert_eq!(lost, 0, "every frame the space held came back");
+    }
+}
+
+fn limits() -> SpaceLimits {
+    SpaceLimits { frames: 200, areas: 64 }
+}
+
+#[test]
+fn zero_fill_file_sharing_and_copy_on_write() {
+    let mut w = World::new();
+    let before = w.used();
+    let mut s = w.space(limits());
+    // Text: the module's own frame, read-only, shared.
+    assert_eq!(w.read_byte(&mut s, TEXT + 5).unwrap(), w.file[5]);
+    let text = w.f.pt.translate(s.root(), VirtAddr::new(TEXT)).unwrap().unwrap();
+    assert_eq!(text.pfn, w.module.start);
+    assert!(matches!(w.write_byte(&mut s, TEXT, 1), Err(Refusal::Forbidden(Region::Text))));
+    // Data, read first: shared; the first write copies it and the module frame stays intact.
+    assert_eq!(w.read_byte(&mut s, DATA + 7).unwrap(), w.file[PAGE_SIZE as usize + 7]);
+    let shared = w.f.pt.translate(s.root(), VirtAddr::new(DATA)).unwrap().unwrap();
+    assert_eq!(shared.pfn, Pfn(w.module.start.0 + 1));
+    w.write_byte(&mut s, DATA + 7, 0xee).unwrap();
+    let private = w.f.pt.translate(s.root(), VirtAddr::new(DATA)).unwrap().unwrap();
+    assert_ne!(private.pfn, shared.pfn, "copied on write");
+    assert_eq!(w.read_byte(&mut s, DATA + 7).unwrap(), 0xee);
+    assert_eq!(w.read_byte(&mut s, DATA + 8).unwrap(), w.file[PAGE_SIZE as usize + 8]);
+    let mut module_byte = [0];
+    w.f.pt.memory().read_bytes(shared.pfn, 7, &mut module_byte);
+    assert_eq!(module_byte[0], w.file[PAGE_SIZE as usize + 7], "the shared frame is untouched");
+    // The partial page: file bytes then zeros, private.
+    assert_eq!(
+        w.read_byte(&mut s, DATA + PAGE_SIZE + 0x7ff).unwrap(),
+        w.file[2 * PAGE_SIZE as usize + 0x7ff]
+    );
+    assert_eq!(w.read_byte(&mut s, DATA + PAGE_SIZE + 0x800).unwrap(), 0);
+    // bss and stack: zero-filled and writable.
+    assert_eq!(w.read_byte(&mut s, DATA + 3 * PAGE_SIZE).unwrap(), 0);
+    w.write_byte(&mut s, STACK_TOP - 8, 3).unwrap();
+    assert_eq!(w.read_byte(&mut s, STACK_TOP - 8).unwrap(), 3);
+    // Outside every area: refused, named.
+    assert_eq!(w.touch(&mut s, 0x10, Access::Read), Err(Refusal::Forbidden(Region::Null)));
+    assert_eq!(w.touch(&mut s, MMAP_BASE, Access::Read), Err(Refusal::Forbidden(Region::Unmapped)));
+    let exec = PageFault::user(DATA, Access::Execute, true);
+    let refused = s.fault(&mut w.f.pt, &mut w.f.frames, &w.shared, &exec);
+    assert_eq!(refused, Err(Refusal::Forbidden(Region::Data)), "data is not executable");
+    w.f.assert_clean();
+    w.teardown(s);
+    assert_eq!(w.used(), before, "teardown gave every frame and table back");
+    w.f.assert_clean();
+}
+
+#[test]
+fn the_page_cache_serves_partial_read_only_pages_to_every_run() {
+    let mut w = World::new();
+    w.segments[1].prot = RO;
+    w.shared = SharedPages::new();
+    let image = w.image();
+    let image = ProgramImage { segments: Box::leak(Box::new(w.segments)), ..image };
+    w.shared.load(&mut w.f.pt, &mut w.f.frames, w.module, &image).unwrap();
+    assert_eq!(w.shared.cached_frames(), 1, "only the partial page is copied");
+    let mut pfns = Vec::new();
+    for _ in 0..2 {
+        let mut s = w.space(limits());
+        assert_eq!(
+            w.read_byte(&mut s, DATA + PAGE_SIZE + 1).unwrap(),
+            w.file[2 * PAGE_SIZE as usize + 1]
+        );
+        pfns.push(
+            w.f.pt.translate(s.root(), VirtAddr::new(DATA + PAGE_SIZE)).unwrap().unwrap().pfn,
+        );
+        w.teardown(s);
+    }
+    assert_eq!(pfns[0], pfns[1], "both runs map the cached frame");
+    assert!(w.shared.holds(pfns[0]));
+    w.shared.unload(&mut w.f.frames).unwrap();
+    w.f.assert_clean();
+}
+
+#[test]
+fn prot_none_keeps_the_contents_and_protection_comes_back() {
+    let mut w = World::new();
+    let mut s = w.space(limits());
+    let a = s
+        .mmap(
+            &mut w.f.pt,
+            &mut w.f.frames,
+            &w.shared,
+            Placement::Anywhere { hint: 0 },
+            2 * PAGE_SIZE,
+            RW,
+        )
+        .unwrap();
+    w.write_byte(&mut s, a, 0x5a).unwrap();
+    w.write_byte(&mut s, a + PAGE_SIZE, 0xa5).unwrap();
+    let held = s.held_frames();
+    s.mprotect(&mut w.f.pt, &w.shared, a..a + 2 * PAGE_SIZE, Prot::NONE).unwrap();
+    assert_eq!(w.touch(&mut s, a, Access::Read), Err(Refusal::Forbidden(Region::Mmap)));
+    assert_eq!(s.read(&w.f.pt, &w.shared, a, &mut [0]), Err(BadAddress));
+    assert_eq!(s.held_frames(), held, "the frames stay with the space");
+    s.mprotect(&mut w.f.pt, &w.shared, a..a + 2 * PAGE_SIZE, RO).unwrap();
+    let mut buf = [0];
+    s.read(&w.f.pt, &w.shared, a + PAGE_SIZE, &mut buf).unwrap();
+    assert_eq!(buf[0], 0xa5, "a syscall reads the parked frame");
+    assert_eq!(w.read_byte(&mut s, a).unwrap(), 0x5a);
+    assert!(matches!(w.write_byte(&mut s, a, 0), Err(Refusal::Forbidden(Region::Mmap))));
+    s.mprotect(&mut w.f.pt, &w.shared, a..a + 2 * PAGE_SIZE, RW).unwrap();
+    w.write_byte(&mut s, a, 0x11).unwrap();
+    assert_eq!(w.read_byte(&mut s, a + PAGE_SIZE).unwrap(), 0xa5);
+    w.f.assert_clean();
+    w.teardown(s);
+    w.f.assert_clean();
+}
+
+#[test]
+fn map_fixed_replaces_segments_heap_and_mappings() {
+    let mut w = World::new();
+    let before = w.used();
+    let mut s = w.space(limits());
+    w.write_byte(&mut s, DATA + 9, 0x77).unwrap();
+    assert_eq!(w.read_byte(&mut s, TEXT).unwrap(), w.file[0]);
+    // Over the text and the written data page, read-only: fresh zeros, not writable, named mmap.
+    let fixed = Placement::Replace { addr: TEXT };
+    let got = s.mmap(&mut w.f.pt, &mut w.f.frames, &w.shared, fixed, 2 * PAGE_SIZE, RO).unwrap();
+    assert_eq!(got, TEXT);
+    assert_eq!(w.read_byte(&mut s, TEXT).unwrap(), 0);
+    assert_eq!(w.read_byte(&mut s, DATA + 9).unwrap(), 0, "the old data is gone");
+    assert_eq!(s.region(DATA + 9), Region::Mmap);
+    assert!(matches!(w.write_byte(&mut s, DATA, 1), Err(Refusal::Forbidden(Region::Mmap))));
+    // The rest of the data segment is still file-backed.
+    assert_eq!(
+        w.read_byte(&mut s, DATA + PAGE_SIZE + 3).unwrap(),
+        w.file[2 * PAGE_SIZE as usize + 3]
+    );
+    // Over the heap: brk grows, the mapping replaces part of it, brk cannot grow into it.
+    let heap = 0x40_5000;
+    assert_eq!(
+        s.set_brk(&mut w.f.pt, &mut w.f.frames, &w.shared, heap + 4 * PAGE_SIZE).unwrap(),
+        heap + 4 * PAGE_SIZE
+    );
+    w.write_byte(&mut s, heap + PAGE_SIZE, 9).unwrap();
+    let over_heap = Placement::Replace { addr: heap + PAGE_SIZE };
+    s.mmap(&mut w.f.pt, &mut w.f.frames, &w.shared, over_heap, PAGE_SIZE, RW).unwrap();
+    assert_eq!(w.read_byte(&mut s, heap + PAGE_SIZE).unwrap(), 0);
+    let over = Placement::NoReplace { addr: heap };
+    assert_eq!(
+        s.mmap(&mut w.f.pt, &mut w.f.frames, &w.shared, over, PAGE_SIZE, RW),
+        Err(MapError::Exists)
+    );
+    assert_eq!(s.set_brk(&mut w.f.pt, &mut w.f.frames, &w.shared, heap).unwrap(), heap);
+    assert_eq!(
+        s.region(heap + PAGE_SIZE),
+        Region::Unmapped,
+        "shrinking brk unmaps what lay there too"
+    );
+    s.mmap(
+        &mut w.f.pt,
+        &mut w.f.frames,
+        &w.shared,
+        Placement::Replace { addr: heap + 2 * PAGE_SIZE },
+        PAGE_SIZE,
+        RW,
+    )
+    .unwrap();
+    assert_eq!(
+        s.set_brk(&mut w.f.pt, &mut w.f.frames, &w.shared, heap + 8 * PAGE_SIZE).unwrap(),
+        heap,
+        "brk does not grow into a mapping"
+    );
+    w.f.assert_clean();
+    w.teardown(s);
+    assert_eq!(w.used(), before);
+    w.f.assert_clean();
+}
+
+#[test]
+fn thousands_of_mappings_merge_and_munmap_gives_frames_back() {
+    let mut w = World::new();
+    let before = w.used();
+    let mut s = w.space(SpaceLimits { frames: 400, areas: 16 });
+    let mut last = 0;
+    for _ in 0..3000 {
+        last = s
+            .mmap(
+                &mut w.f.pt,
+                &mut w.f.frames,
+                &w.shared,
+                Placement::Anywhere { hint: 0 },
+                PAGE_SIZE,
+                RW,
+            )
+            .unwrap();
+    }
+    assert_eq!(last, MMAP_BASE + 2999 * PAGE_SIZE);
+    assert!(s.areas().len() <= 4, "3000 adjacent mappings are one area");
+    let in_use = w.used();
+    for i in 0..100 {
+        w.write_byte(&mut s, MMAP_BASE + i * PAGE_SIZE, i as u8).unwrap();
+    }
+    // Unmapping every other page splits the area 50 times: past 16 areas it is refused, whole.
+    let mut refused = false;
+    for i in (0..100).step_by(2) {
+        let page = MMAP_BASE + i * PAGE_SIZE;
+        match s.munmap(&mut w.f.pt, &mut w.f.frames, &w.shared, page..page + PAGE_SIZE) {
+            Ok(()) => assert_eq!(
+                w.touch(&mut s, page, Access::Read),
+                Err(Refusal::Forbidden(Region::Unmapped))
+            ),
+            Err(MapError::NoRoom) => {
+                refused = true;
+                assert_eq!(
+                    w.read_byte(&mut s, page).unwrap(),
+                    i as u8,
+                    "a refused munmap changed nothing"
+                );
+                break;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(refused);
+    s.munmap(&mut w.f.pt, &mut w.f.frames, &w.shared, MMAP_BASE..MMAP_BASE + 3000 * PAGE_SIZE)
+        .unwrap();
+    // The pages went back; the tables they needed stay until teardown.
+    assert!(w.used() <= in_use + 3, "the touched pages went back: {} > {in_use}", w.used());
+    w.f.assert_clean();
+    w.teardown(s);
+    assert_eq!(w.used(), before);
+}
+
+#[test]
+fn reading_a_user_buffer_never_allocates_and_a_bad_one_changes_nothing() {
+    let mut w = World::new();
+    let mut s = w.space(limits());
+    let len = 4096 * PAGE_SIZE;
+    let a = s
+        .mmap(&mut w.f.pt, &mut w.f.frames, &w.shared, Placement::Anywhere { hint: 0 }, len, RO)
+        .unwrap();
+    let before = w.used();
+    let mut chunk = vec![0xffu8; 64 * 1024];
+    for offset in (0..len).step_by(chunk.len()) {
+        s.read(&w.f.pt, &w.shared, a + offset, &mut chunk).unwrap();
+        assert!(chunk.iter().all(|&b| b == 0));
+    }
+    let mut text = [0u8; 16];
+    s.read(&w.f.pt, &w.shared, TEXT + 100, &mut text).unwrap();
+    assert_eq!(&text, &w.file[100..116], "file pages are read from the file");
+    assert_eq!(w.used(), before, "16 MiB read through the kernel, not one frame taken");
+    assert_eq!(s.check(a, len, Access::Read), Ok(()));
+    assert_eq!(s.check(a, len + 1, Access::Read), Err(BadAddress));
+    assert_eq!(s.check(a, 1, Access::Write), Err(BadAddress));
+    let bss = DATA + 3 * PAGE_SIZE;
+    assert!(s
+        .write(&mut w.f.pt, &mut w.f.frames, &w.shared, bss + PAGE_SIZE - 2, &[1, 2, 3, 4])
+        .is_err());
+    assert_eq!(w.used(), before, "a write past the segment's end took nothing");
+    s.write(&mut w.f.pt, &mut w.f.frames, &w.shared, bss + 10, b"hello").unwrap();
+    let mut back = [0u8; 5];
+    s.read(&w.f.pt, &w.shared, bss + 10, &mut back).unwrap();
+    assert_eq!(&back, b"hello");
+    w.f.assert_clean();
+    w.teardown(s);
+}
+
+#[test]
+fn the_frame_limit_counts_pages_and_tables() {
+    let mut w = World::new();
+    let mut s = w.space(SpaceLimits { frames: 12, areas: 16 });
+    let a = s
+        .mmap(
+            &mut w.f.pt,
+            &mut w.f.frames,
+            &w.shared,
+            Placement::Anywhere { hint: 0 },
+            64 * PAGE_SIZE,
+            RW,
+        )
+        .unwrap();
+    let mut mapped = 0;
+    for i in 0..64 {
+        match w.touch(&mut s, a + i * PAGE_SIZE, Access::Write) {
+            Ok(_) => mapped += 1,
+            Err(Refusal::OutOfMemory) => break,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(s.held_frames() <= 12, "held {}", s.held_frames());
+    assert!((4..12).contains(&mapped), "mapped {mapped}");
+    w.f.assert_clean();
+    w.teardown(s);
+}
+
+#[test]
+fn a_fault_resolves_to_what_it_did() {
+    let mut w = World::new();
+    let mut s = w.space(limits());
+    let fault = |addr, access, present| PageFault::user(addr, access, present);
+    let (pt, frames, shared) = (&mut w.f.pt, &mut w.f.frames, &w.shared);
+    assert_eq!(
+        s.fault(pt, frames, shared, &fault(TEXT, Access::Execute, false)),
+        Ok(Resolved::Shared(w.module.start))
+    );
+    assert_eq!(
+        s.fault(pt, frames, shared, &fault(STACK_TOP - 1, Access::Write, false)),
+        Ok(Resolved::ZeroFilled)
+    );
+    assert_eq!(
+        s.fault(pt, frames, shared, &fault(DATA, Access::Write, false)),
+        Ok(Resolved::FileCopy)
+    );
+    assert_eq!(
+        s.fault(pt, frames, shared, &fault(DATA, Access::Write, true)),
+        Ok(Resolved::AlreadyMapped)
+    );
+    w.teardown(s);
+}
+
+// ---- The property test ---------------------------------------------------------------------
+
+/// Pages the random sequences use: 24 around the mmap base, spread over two L1 tables.
+const PAGES: u64 = 24;
+
+fn page_addr(i: u64) -> u64 {
+    MMAP_BASE + if i < 16 { i * PAGE_SIZE } else { (1 << 21) + (i - 16) * PAGE_SIZE }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Mmap { first: u64, pages: u64, prot: u8, fixed: bool },
+    Munmap { first: u64, pages: u64 },
+    Mprotect { first: u64, pages: u64, prot: u8 },
+    Write { page: u64, value: u8 },
+    Read { page: u64 },
+    NewSpace,
+}
+
+fn prot_of(bits: u8) -> Prot {
+    [Prot::NONE, RO, RW, RX][usize::from(bits % 4)]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let page = 0..PAGES;
+    prop_oneof![
+        3 => (page.clone(), 1..4u64, any::<u8>(), any::<bool>())
+            .prop_map(|(first, pages, prot, fixed)| Op::Mmap { first, pages, prot, fixed }),
+        2 => (page.clone(), 1..4u64).prop_map(|(first, pages)| Op::Munmap { first, pages }),
+        2 => (page.clone(), 1..4u64, any::<u8>())
+            .prop_map(|(first, pages, prot)| Op::Mprotect { first, pages, prot }),
+        5 => (page.clone(), any::<u8>()).prop_map(|(page, value)| Op::Write { page, value }),
+        3 => page.prop_map(|page| Op::Read { page }),
+        1 => Just(Op::NewSpace),
+    ]
+}
+
+/// What the program should see: each page's protection and byte 0 (absent: not mapped).
+type Reference = BTreeMap<u64, (Prot, u8)>;
+
+/// The pages `first..first + pages` that exist (the range is clipped to the page list).
+fn span(first: u64, pages: u64) -> std::ops::Range<u64> {
+    first..(first + pages).min(PAGES)
+}
+
+/// A range of addresses for pages `first..`, if they are contiguous in the address space.
+fn addr_range(first: u64, pages: u64) -> Option<std::ops::Range<u64>> {
+    let r = span(first, pages);
+    let start = page_addr(r.start);
+    let end = page_addr(r.end - 1) + PAGE_SIZE;
+    (end - start == (r.end - r.start) * PAGE_SIZE).then_some(start..end)
+}
+
+fn apply(
+    w: &mut World,
+    s: &mut AddressSpace<'static>,
+    r: &mut Reference,
+    op: Op,
+) -> Result<(), TestCaseError> {
+    match op {
+        Op::Mmap { first, pages, prot, fixed } => {
+            let Some(range) = addr_range(first, pages) else { return Ok(()) };
+            let prot = prot_of(prot);
+            let placement = if fixed {
+                Placement::Replace { addr: range.start }
+            } else {
+                Placement::NoReplace { addr: range.start }
+            };
+            let got = s.mmap(
+                &mut w.f.pt,
+                &mut w.f.frames,
+                &w.shared,
+                placement,
+                range.end - range.start,
+                prot,
+            );
+            let taken = span(first, pages).any(|p| r.contains_key(&p));
+            match got {
+                Ok(addr) => {
+                    prop_assert_eq!(addr, range.start);
+                    prop_assert!(fixed || !taken, "NOREPLACE over a mapping succeeded");
+                    for p in span(first, pages) {
+                        r.insert(p, (prot, 0));
+                    }
+                }
+                Err(MapError::Exists) => prop_assert!(!fixed && taken),
+                Err(e) => prop_assert!(false, "mmap failed: {:?}", e),
+            }
+        }
+        Op::Munmap { first, pages } => {
+            let Some(range) = addr_range(first, pages) else { return Ok(()) };
+            s.munmap(&mut w.f.pt, &mut w.f.frames, &w.shared, range).unwrap();
+            for p in span(first, pages) {
+                r.remove(&p);
+            }
+        }
+        Op::Mprotect { first, pages, prot } => {
+            let Some(range) = addr_range(first, pages) else { return Ok(()) };
+            let prot = prot_of(prot);
+            let covered = span(first, pages).all(|p| r.contains_key(&p));
+            match s.mprotect(&mut w.f.pt, &w.shared, range, prot) {
+                Ok(()) => {
+                    prop_assert!(covered);
+                    for p in span(first, pages) {
+                        r.get_mut(&p).unwrap().0 = prot;
+                    }
+                }
+                Err(MapError::NotMapped) => prop_assert!(!covered),
+                Err(e) => prop_assert!(false, "mprotect failed: {:?}", e),
+            }
+        }
+        Op::Write { page, value } => {
+            let got = w.write_byte(s, page_addr(page), value);
+            match r.get_mut(&page) {
+                Some((prot, byte)) if prot.write => {
+                    prop_assert!(got.is_ok(), "{:?}", got);
+                    *byte = value;
+                }
+                _ => prop_assert!(matches!(got, Err(Refusal::Forbidden(_))), "{:?}", got),
+            }
+        }
+        Op::Read { page } => {
+            let got = w.read_byte(s, page_addr(page));
+            match r.get(&page) {
+                Some((prot, byte)) if prot.accessible() => prop_assert_eq!(got, Ok(*byte)),
+                _ => prop_assert!(matches!(got, Err(Refusal::Forbidden(_))), "{:?}", got),
+            }
+        }
+        Op::NewSpace => {
+            let old = std::mem::replace(s, w.space(limits()));
+            let lost = old.teardown(&mut w.f.pt, &mut w.f.frames, &w.shared).unwrap();
+            prop_assert_eq!(lost, 0);
+            s.activate(&mut w.f.pt).unwrap();
+            r.clear();
+        }
+    }
+    Ok(())
+}
+
+/// After every step: Xen refused nothing and saw no guest bug; every page reads, through a
+/// syscall's read, what the reference says; frames are accounted exactly.
+fn check(
+    w: &mut World,
+    s: &AddressSpace<'static>,
+    r: &Reference,
+    baseline: u64,
+) -> Result<(), TestCaseError> {
+    {
+        let m = w.f.xen.machine();
+        prop_assert_eq!(m.rejections(), &[] as &[_], "Xen rejected something");
+        prop_assert_eq!(m.bugs(), &[] as &[_], "the model caught a guest bug");
+        prop_assert!(!m.owes_tlb_flush(), "a downgrade was left without its flush");
+    }
+    for page in 0..PAGES {
+        let mut byte = [0xff];
+        let got = s.read(&w.f.pt, &w.shared, page_addr(page), &mut byte).map(|()| byte[0]);
+        match r.get(&page) {
+            Some((prot, value)) if prot.accessible() => {
+                prop_assert_eq!(got, Ok(*value), "page {}", page)
+            }
+            _ => prop_assert_eq!(got, Err(BadAddress), "page {}", page),
+        }
+        let mapping = w.f.pt.translate(s.root(), VirtAddr::new(page_addr(page))).unwrap();
+        if let Some(m) = mapping {
+            let (prot, _) = r.get(&page).copied().unwrap_or((Prot::NONE, 0));
+            prop_assert!(prot.accessible(), "page {} mapped without access", page);
+            prop_assert!(
+                prot.write || !m.flags.contains(crate::mm::pte::PteFlags::WRITABLE),
+                "page {} writable",
+                page
+            );
+        }
+    }
+    prop_assert_eq!(w.used(), baseline + s.held_frames(), "every frame is accounted");
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_user_memory_sequences_match_a_plain_reference(ops in prop::collection::vec(op(), 1..60)) {
+        let mut w = World::new();
+        let baseline = w.used();
+        let mut s = w.space(limits());
+        let mut r = Reference::new();
+        for op in ops {
+            apply(&mut w, &mut s, &mut r, op)?;
+            check(&mut w, &s, &r, baseline)?;
+        }
+        let lost = s.teardown(&mut w.f.pt, &mut w.f.frames, &w.shared).unwrap();
+        prop_assert_eq!(lost, 0);
+        prop_assert_eq!(w.used(), baseline, "teardown gave everything back");
+        let m = w.f.xen.machine();
+        prop_assert_eq!(m.rejections(), &[] as &[_]);
+        prop_assert_eq!(m.bugs(), &[] as &[_]);
+    }
+}
