@@ -46,6 +46,12 @@ fn memory_tests_pass(memory_mib: u32) {
     let usable = field(&run, "memory:", "usable");
     assert_eq!(nr_pages, u64::from(memory_mib) * 256);
     assert_eq!(usable, nr_pages - reserved, "usable frames = nr_pages - what boot reserved");
+    // One L1 per 512 pages, one L2 per 512 L1s, one L3 per 512 L2s (the L4 exists already).
+    let l1 = nr_pages.div_ceil(512);
+    let l2 = l1.div_ceil(512);
+    let l3 = l2.div_ceil(512);
+    let direct_map_tables = field(&run, "memory:", "tables_for_direct_map");
+    assert_eq!(direct_map_tables, l1 + l2 + l3, "the direct map's tables, and nothing else");
     let free = field(&run, "stats:", "frames_free");
     let used = field(&run, "stats:", "frames_used");
     assert_eq!(free + used, nr_pages, "every frame is free or used");

@@ -108,7 +108,7 @@ fn print_memory_summary() {
             "memory: nr_pages={nr_pages} boot_reserved={} usable={} tables_for_direct_map={} initial_mapping_pages={} direct_map={:#x}",
             mm.boot_reserved_frames,
             nr_pages - mm.boot_reserved_frames,
-            mm.tables.stats().tables_live(),
+            mm.direct_map_tables,
             mm.boot_window.count_frames,
             mm::DIRECT_MAP_BASE,
         );

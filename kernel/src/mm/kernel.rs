@@ -57,6 +57,9 @@ pub struct KernelMm {
     pub frames: FrameAllocator<'static>,
     pub faults: FaultCounts,
     pub boot_reserved_frames: u64,
+    /// Table pages the direct map took (counted right after it was built: later faults, e.g.
+    /// the heap's first, add their own).
+    pub direct_map_tables: u64,
     pub boot_window: AliasWindow,
     regions: [Region; MAX_REGIONS],
     region_count: usize,
@@ -91,7 +94,14 @@ impl KernelMm {
     }
 }
 
-/// The one memory manager. Locked by the page-fault handler: nothing that holds it may fault.
+/// The one memory manager. Locked by the page-fault handler: nothing that holds it may fault
+/// (hence an address space's records are allocated and touched before it is taken, see
+/// `mm::address_space::Bookkeeping`).
+///
+/// Lock order, everywhere: the running process (`proc::process::CURRENT`), then `MM`, then the
+/// shared program frames (`proc::process::SHARED`). The kernel's #PF handler only *tries* `MM`
+/// (a fault while it is held is reported, never waited on), and the watchdog only tries the
+/// process's lock.
 pub static MM: spin::Mutex<Option<KernelMm>> = spin::Mutex::new(None);
 
 struct Bitmaps {
@@ -210,6 +220,7 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), InitError> {
         frames,
         faults: FaultCounts::default(),
         boot_reserved_frames,
+        direct_map_tables: 0,
         boot_window,
         regions: [Region {
             name: "",
@@ -224,7 +235,9 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), InitError> {
         mm.regions[mm.region_count] = region;
         mm.region_count += 1;
     }
+    let tables_before = mm.tables.stats().tables_live();
     build_direct_map(&mut mm, nr_pages)?;
+    mm.direct_map_tables = mm.tables.stats().tables_live() - tables_before;
     unmap_boot_stack_guard(&mut mm)?;
     *MM.lock() = Some(mm);
     Ok(())
