@@ -80,7 +80,7 @@ impl fmt::Display for CmdlineError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnknownOption(word) => {
-                write!(f, "unknown option '{word}' (known: selftest=<name>, tests=all|a,b, test_time=5s, test_memory=16M)")
+                write!(f, "unknown option '{word}' (known: selftest=<name>, tests=all|a,b, test_time=5s, test_memory=16M, fault_around=16, prefault=16)")
             }
             Self::Run(e) => write!(f, "{e}"),
             Self::MissingValue(key) => write!(f, "option '{key}' needs a value ({key}=...)"),

@@ -176,6 +176,22 @@ pub struct SpaceLimits {
     pub areas: usize,
 }
 
+/// How much a fault maps beyond its own page (both 0: exactly the faulting page).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tuning {
+    /// Fault-around: a read of a shared file page also maps the other shared pages of its aligned
+    /// window of this many pages (a power of two, at most [`WINDOW_PAGES_MAX`]) that are not
+    /// mapped yet, in the same batch.
+    pub fault_around_pages: u64,
+    /// Prefault: a zero-fill fault on the page right after the previous zero-fill fault maps up
+    /// to this many zeroed pages after it too (same area, same L1, within the limit), in the
+    /// same batch.
+    pub prefault_pages: u64,
+}
+
+/// The largest fault-around window or prefault run, in pages.
+pub const WINDOW_PAGES_MAX: u64 = 64;
+
 /// Why a fault was not resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -190,10 +206,11 @@ pub enum Refusal {
 /// What resolving a fault did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resolved {
-    /// A fresh zeroed frame.
-    ZeroFilled,
-    /// A frame every run shares (module or page cache), mapped read-only.
-    Shared(Pfn),
+    /// A fresh zeroed frame, and `ahead` more after it (prefault).
+    ZeroFilled { ahead: u64 },
+    /// A frame every run shares (module or page cache), mapped read-only, and `around` more of
+    /// its window (fault-around).
+    Shared { pfn: Pfn, around: u64 },
     /// A private frame filled from the file.
     FileCopy,
     /// A shared page copied to a private one on its first write.
@@ -235,6 +252,17 @@ pub enum Placement {
     Replace { addr: u64 },
     /// MAP_FIXED_NOREPLACE: exactly here, or [`MapError::Exists`].
     NoReplace { addr: u64 },
+}
+
+/// An anonymous private mapping to make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapRequest {
+    pub placement: Placement,
+    /// Whole pages.
+    pub len: u64,
+    pub prot: Prot,
+    /// MAP_POPULATE: map every page now.
+    pub populate: bool,
 }
 
 /// A user buffer that is not (all) accessible: the syscall's EFAULT.
@@ -296,6 +324,9 @@ pub struct AddressSpace<'f> {
     parked: Vec<(u64, Pfn)>,
     held_frames: u64,
     limits: SpaceLimits,
+    tuning: Tuning,
+    /// The page of the last zero-fill fault (or the last page it prefaulted).
+    last_zero_fill: Option<u64>,
 }
 
 impl<'f> AddressSpace<'f> {
@@ -341,7 +372,20 @@ impl<'f> AddressSpace<'f> {
             parked,
             held_frames: counted.allocated - counted.freed,
             limits,
+            tuning: Tuning::default(),
+            last_zero_fill: None,
         })
+    }
+
+    /// Sets how much a fault maps beyond its page; windows are clipped to
+    /// [`WINDOW_PAGES_MAX`] and the fault-around window to a power of two.
+    pub fn set_tuning(&mut self, tuning: Tuning) {
+        let around = tuning.fault_around_pages.min(WINDOW_PAGES_MAX);
+        let around = if around == 0 { 0 } else { 1 << (63 - around.leading_zeros()) };
+        self.tuning = Tuning {
+            fault_around_pages: around,
+            prefault_pages: tuning.prefault_pages.min(WINDOW_PAGES_MAX),
+        };
     }
 
     pub const fn root(&self) -> Root {
@@ -492,28 +536,13 @@ impl<'f> AddressSpace<'f> {
         }
         self.check_limit(frames, 1)?;
         let contents = area.backing.page_contents(self.file, page);
-        if let Backing::File { vaddr, .. } = area.backing {
-            let whole = contents.is_whole_file_page() && page >= vaddr;
-            if access != Access::Write {
-                let shared_pfn = match self.file_first_pfn {
-                    Some(first) if whole => {
-                        let Backing::File { file_offset, .. } = area.backing else {
-                            unreachable!()
-                        };
-                        Some(Pfn(first.0 + (file_offset + (page - vaddr)) / PAGE_SIZE))
-                    }
-                    _ => shared.cached(page),
-                };
-                if let Some(pfn) = shared_pfn {
-                    pt.map(root, va, pfn, user_flags(area.prot, false), frames)
-                        .map_err(map_refusal)?;
-                    return Ok(Resolved::Shared(pfn));
-                }
+        if access != Access::Write {
+            if let Some(pfn) = self.shared_frame(shared, &area, page) {
+                return self.map_shared(pt, frames, shared, &area, page, pfn);
             }
         }
         if contents.bytes.is_empty() {
-            pt.map_zeroed(root, va, user_flags(area.prot, true), frames).map_err(map_refusal)?;
-            return Ok(Resolved::ZeroFilled);
+            return self.map_zero_fill(pt, frames, &area, page);
         }
         let pfn = frames.allocate_frame().map_err(|_| Refusal::OutOfMemory)?;
         let mem = pt.memory_mut();
@@ -524,6 +553,128 @@ impl<'f> AddressSpace<'f> {
             return Err(map_refusal(e));
         }
         Ok(Resolved::FileCopy)
+    }
+
+    /// The frame every run shares for `page` of `area`, if it has one: the module's own frame
+    /// for a whole file page, else the page cache's.
+    fn shared_frame(&self, shared: &SharedPages, area: &Area, page: u64) -> Option<Pfn> {
+        let Backing::File { vaddr, file_offset, .. } = area.backing else { return None };
+        let contents = area.backing.page_contents(self.file, page);
+        match self.file_first_pfn {
+            Some(first) if contents.is_whole_file_page() && page >= vaddr => {
+                Some(Pfn(first.0 + (file_offset + (page - vaddr)) / PAGE_SIZE))
+            }
+            _ => shared.cached(page),
+        }
+    }
+
+    /// Whether `page` can be mapped by a fault-around or prefault: in `area` and in the same L1
+    /// as `near`, neither mapped nor parked.
+    fn free_neighbour<M: XenMmu, R: FrameAccess>(
+        &self,
+        pt: &PageTables<'_, M, R>,
+        area: &Area,
+        near: u64,
+        page: u64,
+    ) -> bool {
+        const L1_SPAN: u64 = 512 * PAGE_SIZE;
+        area.contains(page)
+            && page / L1_SPAN == near / L1_SPAN
+            && self.parked_frame(page).is_none()
+            && matches!(pt.translate(self.root, VirtAddr::new(page)), Ok(None))
+    }
+
+    /// Maps the shared frame `pfn` at `page`, and with fault-around every other shared page of
+    /// its window that is not mapped yet, all in one batch.
+    fn map_shared<M: XenMmu, R: FrameAccess, F: FrameSource>(
+        &mut self,
+        pt: &mut PageTables<'_, M, R>,
+        frames: &mut Counted<'_, F>,
+        shared: &SharedPages,
+        area: &Area,
+        page: u64,
+        pfn: Pfn,
+    ) -> Result<Resolved, Refusal> {
+        let flags = user_flags(area.prot, false);
+        let mut batch = [(VirtAddr::zero(), Pfn(0), flags); WINDOW_PAGES_MAX as usize];
+        batch[0] = (VirtAddr::new(page), pfn, flags);
+        let mut count = 1;
+        let window = self.tuning.fault_around_pages * PAGE_SIZE;
+        if window > PAGE_SIZE {
+            let start = page - page % window;
+            for other in (start..start + window).step_by(PAGE_SIZE as usize) {
+                if other == page || !self.free_neighbour(pt, area, page, other) {
+                    continue;
+                }
+                if let Some(other_pfn) = self.shared_frame(shared, area, other) {
+                    batch[count] = (VirtAddr::new(other), other_pfn, flags);
+                    count += 1;
+                }
+            }
+        }
+        match pt.map_batch(self.root, batch[..count].iter().copied(), frames) {
+            Ok(()) => Ok(Resolved::Shared { pfn, around: count as u64 - 1 }),
+            // Shared frames are nobody's to free: whatever did not get mapped is simply not.
+            Err((_, e)) => match pt.translate(self.root, VirtAddr::new(page)) {
+                Ok(Some(_)) => Ok(Resolved::Shared { pfn, around: 0 }),
+                _ => Err(map_refusal(e)),
+            },
+        }
+    }
+
+    /// Maps a zeroed frame at `page`, and when the fault continues a sequential run, up to the
+    /// prefault count of zeroed pages after it, all in one batch.
+    fn map_zero_fill<M: XenMmu, R: FrameAccess, F: FrameSource>(
+        &mut self,
+        pt: &mut PageTables<'_, M, R>,
+        frames: &mut Counted<'_, F>,
+        area: &Area,
+        page: u64,
+    ) -> Result<Resolved, Refusal> {
+        let flags = user_flags(area.prot, true);
+        let sequential = self.last_zero_fill.is_some_and(|last| last + PAGE_SIZE == page);
+        let mut wanted = 1;
+        if sequential && area.backing == Backing::Zero {
+            let room = self.limits.frames.saturating_sub(
+                self.held_frames + frames.allocated - frames.freed + FAULT_RESERVE_FRAMES,
+            );
+            let most = (1 + self.tuning.prefault_pages).min(room).max(1);
+            while wanted < most && self.free_neighbour(pt, area, page, page + wanted * PAGE_SIZE) {
+                wanted += 1;
+            }
+        }
+        let mut batch = [(VirtAddr::zero(), Pfn(0), flags); WINDOW_PAGES_MAX as usize + 1];
+        let mut count = 0;
+        while count < wanted as usize {
+            match frames.allocate_frame() {
+                Ok(pfn) => {
+                    pt.memory_mut().zero_frame(pfn);
+                    batch[count] = (VirtAddr::new(page + count as u64 * PAGE_SIZE), pfn, flags);
+                    count += 1;
+                }
+                Err(_) if count > 0 => break,
+                Err(_) => return Err(Refusal::OutOfMemory),
+            }
+        }
+        let mapped = pt.map_batch(self.root, batch[..count].iter().copied(), frames);
+        let mut done = count;
+        if let Err((_, e)) = mapped {
+            // Keep what Xen mapped; give back the frames of the rest.
+            done = 0;
+            for &(va, pfn, _) in &batch[..count] {
+                match pt.translate(self.root, va) {
+                    Ok(Some(m)) if m.pfn == pfn => done += 1,
+                    _ => {
+                        let _ = frames.free_frame(pfn);
+                    }
+                }
+            }
+            if done == 0 || !matches!(pt.translate(self.root, batch[0].0), Ok(Some(_))) {
+                return Err(map_refusal(e));
+            }
+        }
+        self.last_zero_fill = Some(page + (done as u64 - 1) * PAGE_SIZE);
+        Ok(Resolved::ZeroFilled { ahead: done as u64 - 1 })
     }
 
     /// Room for `pages` more pages and the tables a fault may need, within the space's limit.
@@ -663,16 +814,17 @@ impl<'f> AddressSpace<'f> {
         Ok(self.brk)
     }
 
-    /// mmap of anonymous private memory: returns where it went.
+    /// mmap of anonymous private memory: returns where it went. With `populate` (MAP_POPULATE)
+    /// its pages are mapped at once, zeroed, in batches of up to 512 entries, as far as the
+    /// space's limit allows (the rest stays demand-paged, as on Linux).
     pub fn mmap<M: XenMmu, R: FrameAccess, F: FrameSource>(
         &mut self,
         pt: &mut PageTables<'_, M, R>,
         frames: &mut F,
         shared: &SharedPages,
-        placement: Placement,
-        len: u64,
-        prot: Prot,
+        request: MapRequest,
     ) -> Result<u64, MapError> {
+        let MapRequest { placement, len, prot, populate } = request;
         let start = match placement {
             Placement::Anywhere { hint } => {
                 self.areas.find_free(len, hint).ok_or(MapError::NoRoom)?
@@ -693,7 +845,64 @@ impl<'f> AddressSpace<'f> {
             self.areas.remove(&(start..end))?;
         }
         self.areas.insert(area)?;
+        if populate && prot.accessible() {
+            self.populate(pt, frames, &area).map_err(MapError::Kernel)?;
+        }
         Ok(start)
+    }
+
+    /// Maps every page of `area` that is not mapped yet to a zeroed frame, one batch per L1.
+    fn populate<M: XenMmu, R: FrameAccess, F: FrameSource>(
+        &mut self,
+        pt: &mut PageTables<'_, M, R>,
+        frames: &mut F,
+        area: &Area,
+    ) -> Result<(), MmError> {
+        const L1_SPAN: u64 = 512 * PAGE_SIZE;
+        let flags = user_flags(area.prot, true);
+        let mut counted = Counted { inner: frames, allocated: 0, freed: 0 };
+        let mut chunk = [Pfn(0); 512];
+        let mut result = Ok(());
+        let mut start = area.start;
+        'chunks: while start < area.end {
+            let end = (start - start % L1_SPAN + L1_SPAN).min(area.end);
+            let mut count = 0;
+            for page in (start..end).step_by(PAGE_SIZE as usize) {
+                let held = self.held_frames + counted.allocated - counted.freed;
+                if held + FAULT_RESERVE_FRAMES + 1 > self.limits.frames {
+                    break;
+                }
+                if !matches!(pt.translate(self.root, VirtAddr::new(page)), Ok(None)) {
+                    chunk[count] = Pfn(0);
+                    count += 1;
+                    continue;
+                }
+                let Ok(pfn) = counted.allocate_frame() else { break };
+                pt.memory_mut().zero_frame(pfn);
+                chunk[count] = pfn;
+                count += 1;
+            }
+            let pages = (start..).step_by(PAGE_SIZE as usize).zip(&chunk[..count]);
+            let batch = pages
+                .filter(|(_, pfn)| pfn.0 != 0)
+                .map(|(page, &pfn)| (VirtAddr::new(page), pfn, flags));
+            if let Err((_, e)) = pt.map_batch(self.root, batch, &mut counted) {
+                for (page, &pfn) in (start..).step_by(PAGE_SIZE as usize).zip(&chunk[..count]) {
+                    let mapped = pt.translate(self.root, VirtAddr::new(page));
+                    if pfn.0 != 0 && !matches!(mapped, Ok(Some(m)) if m.pfn == pfn) {
+                        let _ = counted.free_frame(pfn);
+                    }
+                }
+                result = Err(e);
+                break 'chunks;
+            }
+            if count as u64 * PAGE_SIZE < end - start {
+                break;
+            }
+            start = end;
+        }
+        self.held_frames = self.held_frames + counted.allocated - counted.freed;
+        result
     }
 
     /// munmap: removes `range` from the areas and unmaps its pages. Unmapping nothing is fine.

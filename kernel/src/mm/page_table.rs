@@ -285,6 +285,31 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         self.finish(queued)
     }
 
+    /// Maps each `(va, pfn, flags)` of `pages` (none mapped yet), building missing tables, in as
+    /// few batches as the queue allows: one for up to 512 entries in one L1, aliases and links of
+    /// new tables included. Stops at the first failure; the pages before it stay mapped, and the
+    /// error says which page failed through `pages`' position (`Err((index, error))`).
+    pub fn map_batch(
+        &mut self,
+        root: Root,
+        pages: impl IntoIterator<Item = (VirtAddr, Pfn, PteFlags)>,
+        frames: &mut impl FrameSource,
+    ) -> Result<(), (usize, MmError)> {
+        let mut queued = Ok(());
+        for (i, (va, pfn, flags)) in pages.into_iter().enumerate() {
+            if let Err(e) = self.map_queued(root, va, pfn, flags, frames) {
+                queued = Err((i, e));
+                break;
+            }
+        }
+        let committed = self.commit();
+        match (queued, committed) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Err(e)) => Err((0, e)),
+            (Ok(()), Ok(())) => Ok(()),
+        }
+    }
+
     /// Maps `count_pages` pages from `va` to consecutive frames from `first_pfn`, in as few
     /// batches as the queue allows.
     pub fn map_range(

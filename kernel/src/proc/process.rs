@@ -25,8 +25,8 @@ use crate::arch::x86_64::page_fault::{Access, PageFault};
 use crate::arch::x86_64::trap_frame::TrapFrame;
 use crate::arch::x86_64::user::{self, UserEntry, USER_RFLAGS};
 use crate::mm::address_space::{
-    AddressSpace, BadAddress, Bookkeeping, MapError, Placement, ProgramImage, Refusal, Resolved,
-    SegmentSpec, SharedPages, SpaceLimits,
+    AddressSpace, BadAddress, Bookkeeping, MapError, MapRequest, ProgramImage, Refusal, Resolved,
+    SegmentSpec, SharedPages, SpaceLimits, Tuning,
 };
 use crate::mm::areas::{Prot, AREAS_MAX};
 use crate::mm::kernel::{KernelMm, KernelTables, MM};
@@ -74,6 +74,8 @@ impl Image {
 pub struct Limits {
     pub time_budget_ms: u64,
     pub memory_limit_bytes: u64,
+    /// Fault-around and prefault windows.
+    pub tuning: Tuning,
 }
 
 struct Process {
@@ -132,6 +134,12 @@ pub struct Counters {
     pub cow_copies: AtomicU64,
     pub user_faults: AtomicU64,
     pub syscalls: AtomicU64,
+    /// Extra shared file pages mapped by fault-around.
+    pub fault_around_pages: AtomicU64,
+    /// Extra zeroed pages mapped ahead of sequential faults.
+    pub prefault_pages: AtomicU64,
+    /// Pages (and their tables) mapped by MAP_POPULATE.
+    pub populated_pages: AtomicU64,
     /// The first frame the running program mapped from the module (0: none yet): two runs of
     /// one program print the same value when they share their text.
     pub first_shared_pfn: AtomicU64,
@@ -144,6 +152,9 @@ pub static COUNTERS: Counters = Counters {
     cow_copies: AtomicU64::new(0),
     user_faults: AtomicU64::new(0),
     syscalls: AtomicU64::new(0),
+    fault_around_pages: AtomicU64::new(0),
+    prefault_pages: AtomicU64::new(0),
+    populated_pages: AtomicU64::new(0),
     first_shared_pfn: AtomicU64::new(0),
 };
 
@@ -253,9 +264,10 @@ pub fn run(image: Image, limits: Limits) -> Result<RunReport, StartError> {
         let frames_at_start = mm.frames.used_frames();
         let (segments, count) = image.segment_specs();
         let program = program_image(&image, &segments[..count]);
-        let space =
+        let mut space =
             AddressSpace::new(&mut mm.tables, &mut mm.frames, &program, bookkeeping, space_limits)
                 .map_err(StartError::Memory)?;
+        space.set_tuning(limits.tuning);
         let kernel_root = mm.tables.kernel_root();
         let aux = [
             (AT_FAULTLINE_KERNEL_ADDRESS, crate::mm::layout::KERNEL_VIRT_BASE),
@@ -419,13 +431,17 @@ pub fn user_exception(frame: &mut TrapFrame) {
 /// Counts what a resolved fault did.
 fn count(how: Resolved) {
     let counter = match how {
-        Resolved::ZeroFilled => &COUNTERS.zero_fills,
+        Resolved::ZeroFilled { ahead } => {
+            COUNTERS.prefault_pages.fetch_add(ahead, Ordering::Relaxed);
+            &COUNTERS.zero_fills
+        }
         Resolved::FileCopy => &COUNTERS.private_file_copies,
         Resolved::CopyOnWrite => &COUNTERS.cow_copies,
-        Resolved::Shared(pfn) => {
+        Resolved::Shared { pfn, around } => {
             if COUNTERS.first_shared_pfn.load(Ordering::Relaxed) == 0 {
                 COUNTERS.first_shared_pfn.store(pfn.0, Ordering::Relaxed);
             }
+            COUNTERS.fault_around_pages.fetch_add(around, Ordering::Relaxed);
             &COUNTERS.shared_file_maps
         }
         Resolved::Unparked | Resolved::AlreadyMapped => return,
@@ -488,10 +504,16 @@ fn map_errno(e: MapError) -> Errno {
 }
 
 /// mmap of anonymous private memory; returns its address.
-pub fn mmap(placement: Placement, len: u64, prot: Prot) -> Result<u64, Errno> {
+pub fn mmap(request: MapRequest) -> Result<u64, Errno> {
     with_space(|space, mm, shared| {
         let (tables, frames) = split(mm);
-        space.mmap(tables, frames, shared, placement, len, prot)
+        let before = space.held_frames();
+        let mapped = space.mmap(tables, frames, shared, request);
+        if request.populate {
+            let populated = space.held_frames().saturating_sub(before);
+            COUNTERS.populated_pages.fetch_add(populated, Ordering::Relaxed);
+        }
+        mapped
     })
     .unwrap_or(Err(MapError::NoRoom))
     .map_err(map_errno)

@@ -8,6 +8,7 @@ use super::process::{self, Image, Limits, COUNTERS};
 use super::program::{self, Rejection};
 use super::run_options::RunOptions;
 use super::syscall::OUTPUT;
+use crate::mm::address_space::Tuning;
 use crate::mm::{Pfn, PfnRange};
 use crate::testing::report;
 use crate::testing::verdict::Verdict;
@@ -47,6 +48,10 @@ pub fn run(module: Module, options: &RunOptions<'_>) {
     let limits = Limits {
         time_budget_ms: options.time_budget_ms,
         memory_limit_bytes: options.memory_limit_bytes,
+        tuning: Tuning {
+            fault_around_pages: options.fault_around_pages,
+            prefault_pages: options.prefault_pages,
+        },
     };
     let mut number = 0;
     for candidate in program::programs(&archive) {
@@ -86,13 +91,16 @@ pub fn run(module: Module, options: &RunOptions<'_>) {
         }
     }
     crate::println!(
-        "programs: user_faults={} shared_file_maps={} private_file_copies={} cow_copies={} zero_fills={} syscalls={}",
+        "programs: user_faults={} shared_file_maps={} private_file_copies={} cow_copies={} zero_fills={} syscalls={} fault_around_pages={} prefault_pages={} populated_pages={}",
         COUNTERS.user_faults.load(Ordering::Relaxed),
         COUNTERS.shared_file_maps.load(Ordering::Relaxed),
         COUNTERS.private_file_copies.load(Ordering::Relaxed),
         COUNTERS.cow_copies.load(Ordering::Relaxed),
         COUNTERS.zero_fills.load(Ordering::Relaxed),
         COUNTERS.syscalls.load(Ordering::Relaxed),
+        COUNTERS.fault_around_pages.load(Ordering::Relaxed),
+        COUNTERS.prefault_pages.load(Ordering::Relaxed),
+        COUNTERS.populated_pages.load(Ordering::Relaxed),
     );
 }
 

@@ -8,6 +8,7 @@ use super::syscall_abi::{
     self, ArchPrctl, Clock, Errno, Iovec, SysResult, Syscall, Timespec, UnknownSyscall,
 };
 use crate::arch::x86_64::trap_frame::TrapFrame;
+use crate::mm::address_space::MapRequest;
 use crate::xen::{events, hypercall, time};
 
 /// The pid and tid every program sees (one program, one thread).
@@ -110,7 +111,12 @@ fn writev(iov: u64, iovcnt: u64) -> SysResult {
 }
 
 fn mmap(request: syscall_abi::MmapRequest) -> SysResult {
-    process::mmap(request.placement, request.len, request.prot)
+    process::mmap(MapRequest {
+        placement: request.placement,
+        len: request.len,
+        prot: request.prot,
+        populate: request.populate,
+    })
 }
 
 /// Sleeps on the timer event channel; the watchdog still applies.

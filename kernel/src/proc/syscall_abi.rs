@@ -109,7 +109,7 @@ pub const MAP_POPULATE: u64 = 0x8000;
 pub const MAP_STACK: u64 = 0x2_0000;
 pub const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 /// Flags accepted and ignored: hints with no effect on a demand-paged private mapping.
-const MAP_IGNORED: u64 = MAP_DENYWRITE | MAP_EXECUTABLE | MAP_NORESERVE | MAP_POPULATE | MAP_STACK;
+const MAP_IGNORED: u64 = MAP_DENYWRITE | MAP_EXECUTABLE | MAP_NORESERVE | MAP_STACK;
 
 /// Where an mmap goes.
 pub use crate::mm::address_space::Placement;
@@ -121,6 +121,8 @@ pub struct MmapRequest {
     /// Rounded up to whole pages.
     pub len: u64,
     pub prot: Prot,
+    /// MAP_POPULATE: map every page at once.
+    pub populate: bool,
 }
 
 impl MmapRequest {
@@ -134,7 +136,8 @@ impl MmapRequest {
         _fd: u64,
         offset: u64,
     ) -> Result<MmapRequest, Errno> {
-        let known = MAP_TYPE | MAP_FIXED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_IGNORED;
+        let known =
+            MAP_TYPE | MAP_FIXED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_POPULATE | MAP_IGNORED;
         if flags & !known != 0
             || flags & MAP_TYPE != MAP_PRIVATE
             || !offset.is_multiple_of(PAGE_SIZE)
@@ -166,7 +169,7 @@ impl MmapRequest {
                 Placement::Replace { addr }
             }
         };
-        Ok(MmapRequest { placement, len, prot })
+        Ok(MmapRequest { placement, len, prot, populate: flags & MAP_POPULATE != 0 })
     }
 }
 

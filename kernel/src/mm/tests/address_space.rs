@@ -10,8 +10,8 @@ use super::Fixture;
 use crate::arch::x86_64::page_fault::{Access, PageFault};
 use crate::mm::addr::{Pfn, PfnRange, VirtAddr};
 use crate::mm::address_space::{
-    AddressSpace, BadAddress, Bookkeeping, MapError, Placement, ProgramImage, Refusal, Resolved,
-    SegmentSpec, SharedPages, SpaceLimits,
+    AddressSpace, BadAddress, Bookkeeping, MapError, MapRequest, Placement, ProgramImage, Refusal,
+    Resolved, SegmentSpec, SharedPages, SpaceLimits, Tuning,
 };
 use crate::mm::areas::Prot;
 use crate::mm::backend::FrameAccess;
@@ -34,39 +34,48 @@ struct World {
     file: &'static [u8],
     segments: [SegmentSpec; 2],
     module: PfnRange,
+    /// Faults the modelled CPU took in [`World::touch`].
+    faults: u64,
 }
 
 impl World {
     fn new() -> World {
+        World::with_text_pages(1)
+    }
+
+    /// A world whose text segment has `text_pages` pages (the data segment follows it).
+    fn with_text_pages(text_pages: u64) -> World {
         let mut f = Fixture::boot(NR_PAGES);
-        let file: &'static [u8] =
-            Box::leak((0..3 * PAGE_SIZE).map(|i| (i % 251) as u8 + 1).collect::<Vec<_>>().into());
+        let file_pages = text_pages + 2;
+        let file: &'static [u8] = Box::leak(
+            (0..file_pages * PAGE_SIZE).map(|i| (i % 251) as u8 + 1).collect::<Vec<_>>().into(),
+        );
         let first = f.frames.allocate_frame().unwrap();
-        for i in 1..3 {
+        for i in 1..file_pages {
             assert_eq!(f.frames.allocate_frame().unwrap(), Pfn(first.0 + i), "contiguous module");
         }
-        for i in 0..3u64 {
+        for i in 0..file_pages {
             let bytes = &file[(i * PAGE_SIZE) as usize..((i + 1) * PAGE_SIZE) as usize];
             f.pt.memory_mut().write_bytes(Pfn(first.0 + i), 0, bytes);
         }
         let segments = [
             SegmentSpec {
                 vaddr: TEXT,
-                mem_size: PAGE_SIZE,
+                mem_size: text_pages * PAGE_SIZE,
                 file_offset: 0,
-                file_size: PAGE_SIZE,
+                file_size: text_pages * PAGE_SIZE,
                 prot: RX,
             },
             SegmentSpec {
-                vaddr: DATA,
+                vaddr: TEXT + text_pages * PAGE_SIZE,
                 mem_size: 4 * PAGE_SIZE,
-                file_offset: PAGE_SIZE,
+                file_offset: text_pages * PAGE_SIZE,
                 file_size: PAGE_SIZE + 0x800,
                 prot: RW,
             },
         ];
-        let module = PfnRange { start: first, count_frames: 3 };
-        let mut w = World { f, shared: SharedPages::new(), file, segments, module };
+        let module = PfnRange { start: first, count_frames: file_pages };
+        let mut w = World { f, shared: SharedPages::new(), file, segments, module, faults: 0 };
         let image = w.image();
         let image = ProgramImage { segments: Box::leak(Box::new(w.segments)), ..image };
         w.shared.load(&mut w.f.pt, &mut w.f.frames, module, &image).unwrap();
@@ -114,6 +123,7 @@ impl World {
                 Err(AccessFault::NotPresent) => false,
                 Err(AccessFault::ReadOnly) => true,
             };
+            self.faults += 1;
             let fault = PageFault::user(addr, access, present);
             space.fault(&mut self.f.pt, &mut self.f.frames, &self.shared, &fault)?;
         }
@@ -136,6 +146,17 @@ impl World {
         let pfn = self.touch(space, addr, Access::Write)?;
         self.f.pt.memory_mut().write_bytes(pfn, (addr % PAGE_SIZE) as usize, &[value]);
         Ok(())
+    }
+
+    fn mmap(
+        &mut self,
+        space: &mut AddressSpace<'_>,
+        placement: Placement,
+        len: u64,
+        prot: Prot,
+    ) -> Result<u64, MapError> {
+        let request = MapRequest { placement, len, prot, populate: false };
+        space.mmap(&mut self.f.pt, &mut self.f.frames, &self.shared, request)
     }
 
     fn used(&self) -> u64 {
@@ -227,16 +248,7 @@ fn the_page_cache_serves_partial_read_only_pages_to_every_run() {
 fn prot_none_keeps_the_contents_and_protection_comes_back() {
     let mut w = World::new();
     let mut s = w.space(limits());
-    let a = s
-        .mmap(
-            &mut w.f.pt,
-            &mut w.f.frames,
-            &w.shared,
-            Placement::Anywhere { hint: 0 },
-            2 * PAGE_SIZE,
-            RW,
-        )
-        .unwrap();
+    let a = w.mmap(&mut s, Placement::Anywhere { hint: 0 }, 2 * PAGE_SIZE, RW).unwrap();
     w.write_byte(&mut s, a, 0x5a).unwrap();
     w.write_byte(&mut s, a + PAGE_SIZE, 0xa5).unwrap();
     let held = s.held_frames();
@@ -267,7 +279,7 @@ fn map_fixed_replaces_segments_heap_and_mappings() {
     assert_eq!(w.read_byte(&mut s, TEXT).unwrap(), w.file[0]);
     // Over the text and the written data page, read-only: fresh zeros, not writable, named mmap.
     let fixed = Placement::Replace { addr: TEXT };
-    let got = s.mmap(&mut w.f.pt, &mut w.f.frames, &w.shared, fixed, 2 * PAGE_SIZE, RO).unwrap();
+    let got = w.mmap(&mut s, fixed, 2 * PAGE_SIZE, RO).unwrap();
     assert_eq!(got, TEXT);
     assert_eq!(w.read_byte(&mut s, TEXT).unwrap(), 0);
     assert_eq!(w.read_byte(&mut s, DATA + 9).unwrap(), 0, "the old data is gone");
@@ -286,28 +298,17 @@ fn map_fixed_replaces_segments_heap_and_mappings() {
     );
     w.write_byte(&mut s, heap + PAGE_SIZE, 9).unwrap();
     let over_heap = Placement::Replace { addr: heap + PAGE_SIZE };
-    s.mmap(&mut w.f.pt, &mut w.f.frames, &w.shared, over_heap, PAGE_SIZE, RW).unwrap();
+    w.mmap(&mut s, over_heap, PAGE_SIZE, RW).unwrap();
     assert_eq!(w.read_byte(&mut s, heap + PAGE_SIZE).unwrap(), 0);
     let over = Placement::NoReplace { addr: heap };
-    assert_eq!(
-        s.mmap(&mut w.f.pt, &mut w.f.frames, &w.shared, over, PAGE_SIZE, RW),
-        Err(MapError::Exists)
-    );
+    assert_eq!(w.mmap(&mut s, over, PAGE_SIZE, RW), Err(MapError::Exists));
     assert_eq!(s.set_brk(&mut w.f.pt, &mut w.f.frames, &w.shared, heap).unwrap(), heap);
     assert_eq!(
         s.region(heap + PAGE_SIZE),
         Region::Unmapped,
         "shrinking brk unmaps what lay there too"
     );
-    s.mmap(
-        &mut w.f.pt,
-        &mut w.f.frames,
-        &w.shared,
-        Placement::Replace { addr: heap + 2 * PAGE_SIZE },
-        PAGE_SIZE,
-        RW,
-    )
-    .unwrap();
+    w.mmap(&mut s, Placement::Replace { addr: heap + 2 * PAGE_SIZE }, PAGE_SIZE, RW).unwrap();
     assert_eq!(
         s.set_brk(&mut w.f.pt, &mut w.f.frames, &w.shared, heap + 8 * PAGE_SIZE).unwrap(),
         heap,
@@ -326,16 +327,7 @@ fn thousands_of_mappings_merge_and_munmap_gives_frames_back() {
     let mut s = w.space(SpaceLimits { frames: 400, areas: 16 });
     let mut last = 0;
     for _ in 0..3000 {
-        last = s
-            .mmap(
-                &mut w.f.pt,
-                &mut w.f.frames,
-                &w.shared,
-                Placement::Anywhere { hint: 0 },
-                PAGE_SIZE,
-                RW,
-            )
-            .unwrap();
+        last = w.mmap(&mut s, Placement::Anywhere { hint: 0 }, PAGE_SIZE, RW).unwrap();
     }
     assert_eq!(last, MMAP_BASE + 2999 * PAGE_SIZE);
     assert!(s.areas().len() <= 4, "3000 adjacent mappings are one area");
@@ -379,9 +371,7 @@ fn reading_a_user_buffer_never_allocates_and_a_bad_one_changes_nothing() {
     let mut w = World::new();
     let mut s = w.space(limits());
     let len = 4096 * PAGE_SIZE;
-    let a = s
-        .mmap(&mut w.f.pt, &mut w.f.frames, &w.shared, Placement::Anywhere { hint: 0 }, len, RO)
-        .unwrap();
+    let a = w.mmap(&mut s, Placement::Anywhere { hint: 0 }, len, RO).unwrap();
     let before = w.used();
     let mut chunk = vec![0xffu8; 64 * 1024];
     for offset in (0..len).step_by(chunk.len()) {
@@ -412,16 +402,7 @@ fn reading_a_user_buffer_never_allocates_and_a_bad_one_changes_nothing() {
 fn the_frame_limit_counts_pages_and_tables() {
     let mut w = World::new();
     let mut s = w.space(SpaceLimits { frames: 12, areas: 16 });
-    let a = s
-        .mmap(
-            &mut w.f.pt,
-            &mut w.f.frames,
-            &w.shared,
-            Placement::Anywhere { hint: 0 },
-            64 * PAGE_SIZE,
-            RW,
-        )
-        .unwrap();
+    let a = w.mmap(&mut s, Placement::Anywhere { hint: 0 }, 64 * PAGE_SIZE, RW).unwrap();
     let mut mapped = 0;
     for i in 0..64 {
         match w.touch(&mut s, a + i * PAGE_SIZE, Access::Write) {
@@ -444,11 +425,11 @@ fn a_fault_resolves_to_what_it_did() {
     let (pt, frames, shared) = (&mut w.f.pt, &mut w.f.frames, &w.shared);
     assert_eq!(
         s.fault(pt, frames, shared, &fault(TEXT, Access::Execute, false)),
-        Ok(Resolved::Shared(w.module.start))
+        Ok(Resolved::Shared { pfn: w.module.start, around: 0 })
     );
     assert_eq!(
         s.fault(pt, frames, shared, &fault(STACK_TOP - 1, Access::Write, false)),
-        Ok(Resolved::ZeroFilled)
+        Ok(Resolved::ZeroFilled { ahead: 0 })
     );
     assert_eq!(
         s.fault(pt, frames, shared, &fault(DATA, Access::Write, false)),
@@ -459,6 +440,124 @@ fn a_fault_resolves_to_what_it_did() {
         Ok(Resolved::AlreadyMapped)
     );
     w.teardown(s);
+}
+
+#[test]
+fn fault_around_maps_the_window_of_shared_file_pages_in_one_batch() {
+    let mut w = World::with_text_pages(40);
+    let mut s = w.space(limits());
+    s.set_tuning(Tuning { fault_around_pages: 16, prefault_pages: 0 });
+    let before = w.f.counts();
+    assert_eq!(
+        s.fault(
+            &mut w.f.pt,
+            &mut w.f.frames,
+            &w.shared,
+            &PageFault::user(TEXT + 5 * PAGE_SIZE, Access::Read, false)
+        ),
+        Ok(Resolved::Shared { pfn: Pfn(w.module.start.0 + 5), around: 15 })
+    );
+    assert_eq!((w.f.counts() - before).mmu_update_calls, 1, "the window costs one batch");
+    for page in 0..40 {
+        assert_eq!(
+            w.read_byte(&mut s, TEXT + page * PAGE_SIZE).unwrap(),
+            w.file[(page * PAGE_SIZE) as usize]
+        );
+    }
+    // Pages 0..16 came with the first fault; 16..32 and 32..40 need one fault each.
+    assert_eq!(w.faults, 2);
+    let text = w.f.pt.translate(s.root(), VirtAddr::new(TEXT + 20 * PAGE_SIZE)).unwrap().unwrap();
+    assert_eq!(text.pfn, Pfn(w.module.start.0 + 20), "mapped from the module, shared");
+    assert!(!text.flags.contains(crate::mm::pte::PteFlags::WRITABLE));
+    // Writable data pages are never mapped around (they would be copied, not shared).
+    let data = TEXT + 40 * PAGE_SIZE;
+    w.read_byte(&mut s, data).unwrap();
+    assert_eq!(w.f.pt.translate(s.root(), VirtAddr::new(data + PAGE_SIZE)).unwrap(), None);
+    // 0 turns it off.
+    let mut off = w.space(limits());
+    w.teardown(s);
+    off.activate(&mut w.f.pt).unwrap();
+    off.set_tuning(Tuning::default());
+    w.faults = 0;
+    for page in 0..40 {
+        w.read_byte(&mut off, TEXT + page * PAGE_SIZE).unwrap();
+    }
+    assert_eq!(w.faults, 40);
+    w.f.assert_clean();
+    w.teardown(off);
+    w.f.assert_clean();
+}
+
+#[test]
+fn prefault_follows_sequential_zero_fill_and_leaves_random_alone() {
+    let mut w = World::new();
+    let mut s = w.space(SpaceLimits { frames: 400, areas: 16 });
+    s.set_tuning(Tuning { fault_around_pages: 0, prefault_pages: 16 });
+    let pages = 256;
+    let a = w.mmap(&mut s, Placement::Anywhere { hint: 0 }, pages * PAGE_SIZE, RW).unwrap();
+    let before = w.f.counts();
+    for page in 0..pages {
+        w.write_byte(&mut s, a + page * PAGE_SIZE, page as u8).unwrap();
+    }
+    let calls = (w.f.counts() - before).mmu_update_calls;
+    // One fault for page 0, then one per 17 pages.
+    assert_eq!(w.faults, 1 + (pages - 1).div_ceil(17), "{} faults", w.faults);
+    assert_eq!(calls, w.faults, "one batch per fault, new tables included");
+    for page in 0..pages {
+        assert_eq!(w.read_byte(&mut s, a + page * PAGE_SIZE).unwrap(), page as u8);
+    }
+    // A random order (no fault right after the previous one) never prefaults.
+    let b = w.mmap(&mut s, Placement::Anywhere { hint: 0 }, 64 * PAGE_SIZE, RW).unwrap();
+    w.faults = 0;
+    for i in 0..64u64 {
+        let page = (i * 37 + 5) % 64;
+        w.write_byte(&mut s, b + page * PAGE_SIZE, 1).unwrap();
+    }
+    assert_eq!(w.faults, 64, "one fault per page");
+    w.f.assert_clean();
+    w.teardown(s);
+    w.f.assert_clean();
+}
+
+#[test]
+fn prefault_stays_within_the_limit_and_the_area() {
+    let mut w = World::new();
+    let mut s = w.space(SpaceLimits { frames: 20, areas: 16 });
+    s.set_tuning(Tuning { fault_around_pages: 0, prefault_pages: 64 });
+    let a = w.mmap(&mut s, Placement::Anywhere { hint: 0 }, 8 * PAGE_SIZE, RW).unwrap();
+    w.write_byte(&mut s, a, 1).unwrap();
+    w.write_byte(&mut s, a + PAGE_SIZE, 1).unwrap();
+    assert_eq!(w.f.pt.translate(s.root(), VirtAddr::new(a + 8 * PAGE_SIZE)).unwrap(), None);
+    assert!(s.held_frames() <= 20);
+    for page in 2..8 {
+        w.write_byte(&mut s, a + page * PAGE_SIZE, 1).unwrap();
+    }
+    assert_eq!(w.faults, 2, "the second fault mapped the rest of the area");
+    w.teardown(s);
+}
+
+#[test]
+fn map_populate_maps_everything_in_few_batches() {
+    let mut w = World::new();
+    let mut s = w.space(SpaceLimits { frames: 400, areas: 16 });
+    let pages = 300;
+    let before = w.f.counts();
+    let request = MapRequest {
+        placement: Placement::Anywhere { hint: 0 },
+        len: pages * PAGE_SIZE,
+        prot: RW,
+        populate: true,
+    };
+    let a = s.mmap(&mut w.f.pt, &mut w.f.frames, &w.shared, request).unwrap();
+    let calls = (w.f.counts() - before).mmu_update_calls;
+    assert!(calls <= 2, "{calls} batches for {pages} pages");
+    for page in 0..pages {
+        assert_eq!(w.read_byte(&mut s, a + page * PAGE_SIZE).unwrap(), 0);
+    }
+    assert_eq!(w.faults, 0, "nothing faults after MAP_POPULATE");
+    w.f.assert_clean();
+    w.teardown(s);
+    w.f.assert_clean();
 }
 
 // ---- The property test ---------------------------------------------------------------------
@@ -529,14 +628,7 @@ fn apply(
             } else {
                 Placement::NoReplace { addr: range.start }
             };
-            let got = s.mmap(
-                &mut w.f.pt,
-                &mut w.f.frames,
-                &w.shared,
-                placement,
-                range.end - range.start,
-                prot,
-            );
+            let got = w.mmap(s, placement, range.end - range.start, prot);
             let taken = span(first, pages).any(|p| r.contains_key(&p));
             match got {
                 Ok(addr) => {
