@@ -98,3 +98,12 @@ fn a_traced_fault_has_every_step_and_matches_the_docs() {
         trace.steps.iter().map(|s| (s.number, s.kind.clone())).collect();
     assert_eq!(walkthrough(&doc), expected, "the walkthrough's numbered steps are not the trace's");
 }
+
+#[test]
+fn an_unknown_trace_is_an_error_verdict() {
+    let run = faultline_tests::boot("trace=faults");
+    run.assert_exit(faultline_tests::EXIT_ERROR)
+        .assert_guest_contains("unknown trace 'faults' (known: fault)")
+        .assert_last_line_is_verdict(Verdict::Error);
+    assert!(!run.outcome.guest_log.contains("trace: "), "nothing may be traced");
+}
