@@ -15,7 +15,7 @@
 #![deny(unsafe_code)]
 
 use core::fmt;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use crate::arch::x86_64::page_fault::PageFault;
 use crate::arch::x86_64::trap_frame::TrapFrame;
@@ -377,6 +377,8 @@ const RECORDING: u8 = 2;
 /// OFF, ARMED (waiting for a fault), RECORDING (inside one); back to OFF once printed.
 static STATE: AtomicU8 = AtomicU8::new(OFF);
 static RECORDER: spin::Mutex<Recorder> = spin::Mutex::new(Recorder::new());
+/// Steps dropped because the recorder was busy.
+static LOST: AtomicUsize = AtomicUsize::new(0);
 
 /// `trace=fault`: trace the first user fault that needs new tables.
 pub fn arm() {
@@ -414,9 +416,13 @@ pub fn batch_done(result: &Result<(), BatchFailure>, count: usize) {
 }
 
 fn with_recorder(f: impl FnOnce(&mut Recorder)) {
-    // Never wait: a hook inside a hook (a fault while recording) drops its step instead.
-    if let Some(mut recorder) = RECORDER.try_lock() {
-        f(&mut recorder);
+    // Never wait: a hook inside a hook (a fault while recording) drops its step instead, and the
+    // trace says so (`trace: truncated`).
+    match RECORDER.try_lock() {
+        Some(mut recorder) => f(&mut recorder),
+        None => {
+            LOST.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -426,6 +432,7 @@ fn with_recorder(f: impl FnOnce(&mut Recorder)) {
 pub fn deliver(frame: &TrapFrame, fault: &PageFault) {
     let state = STATE.load(Ordering::Relaxed);
     if state == ARMED || state == RECORDING {
+        LOST.store(0, Ordering::Relaxed);
         with_recorder(|r| {
             r.start(fault.address);
             r.record(Step::Fault {
@@ -460,6 +467,7 @@ pub fn iret(frame: &TrapFrame) {
 
 fn finish(frame: &TrapFrame) {
     let Some(mut recorder) = RECORDER.try_lock() else { return };
+    recorder.dropped += LOST.swap(0, Ordering::Relaxed);
     recorder.record(Step::Iret {
         rip: frame.rip,
         cs: frame.cs,
