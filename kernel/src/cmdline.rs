@@ -51,6 +51,19 @@ impl SelfTest {
     }
 }
 
+/// What `trace=` asks the kernel to print (see `crate::trace`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trace {
+    /// Nothing (the default).
+    Off,
+    /// `trace=fault`: every step of the first user fault that needs new page tables.
+    Fault,
+}
+
+impl Trace {
+    pub const ALL: [(&'static str, Trace); 1] = [("fault", Trace::Fault)];
+}
+
 /// What the command line asked for. Without `selftest=`, the memory tests run and then the
 /// test programs of the boot module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,11 +72,17 @@ pub struct Options<'a> {
     /// Whether `selftest=` was given (then only that self-test runs).
     pub selftest_chosen: bool,
     pub run: RunOptions<'a>,
+    pub trace: Trace,
 }
 
 impl Default for Options<'_> {
     fn default() -> Self {
-        Options { selftest: SelfTest::Mm, selftest_chosen: false, run: RunOptions::default() }
+        Options {
+            selftest: SelfTest::Mm,
+            selftest_chosen: false,
+            run: RunOptions::default(),
+            trace: Trace::Off,
+        }
     }
 }
 
@@ -73,6 +92,7 @@ pub enum CmdlineError<'a> {
     UnknownOption(&'a str),
     MissingValue(&'a str),
     UnknownSelfTest(&'a str),
+    UnknownTrace(&'a str),
     Run(RunOptionError<'a>),
 }
 
@@ -80,13 +100,20 @@ impl fmt::Display for CmdlineError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnknownOption(word) => {
-                write!(f, "unknown option '{word}' (known: selftest=<name>, tests=all|a,b, test_time=5s, test_memory=16M, fault_around=16, prefault=16)")
+                write!(f, "unknown option '{word}' (known: selftest=<name>, tests=all|a,b, test_time=5s, test_memory=16M, fault_around=16, prefault=16, trace=fault)")
             }
             Self::Run(e) => write!(f, "{e}"),
             Self::MissingValue(key) => write!(f, "option '{key}' needs a value ({key}=...)"),
             Self::UnknownSelfTest(name) => {
                 write!(f, "unknown self-test '{name}' (known:")?;
                 for (known, _) in SelfTest::ALL {
+                    write!(f, " {known}")?;
+                }
+                write!(f, ")")
+            }
+            Self::UnknownTrace(what) => {
+                write!(f, "unknown trace '{what}' (known:")?;
+                for (known, _) in Trace::ALL {
                     write!(f, " {known}")?;
                 }
                 write!(f, ")")
@@ -114,6 +141,16 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
                     .map(|(_, t)| *t)
                     .ok_or(CmdlineError::UnknownSelfTest(value))?;
                 options.selftest_chosen = true;
+            }
+            "trace" => {
+                if value.is_empty() {
+                    return Err(CmdlineError::MissingValue(key));
+                }
+                options.trace = Trace::ALL
+                    .iter()
+                    .find(|(name, _)| *name == value)
+                    .map(|(_, t)| *t)
+                    .ok_or(CmdlineError::UnknownTrace(value))?;
             }
             _ => match options.run.apply(key, value) {
                 Ok(true) => {}
@@ -160,5 +197,19 @@ mod tests {
         assert_eq!(parse("selftest=none bogus=1"), Err(CmdlineError::UnknownOption("bogus=1")));
         let msg = CmdlineError::UnknownSelfTest("x").to_string();
         assert!(msg.contains("int3") && msg.contains("panic"), "{msg}");
+    }
+
+    #[test]
+    fn trace_fault_is_the_one_trace() {
+        assert_eq!(parse("").unwrap().trace, Trace::Off);
+        let o = parse("trace=fault tests=hello").unwrap();
+        assert_eq!(o.trace, Trace::Fault);
+        assert!(!o.selftest_chosen && o.run.tests.selects("hello"));
+        assert_eq!(parse("trace=faults"), Err(CmdlineError::UnknownTrace("faults")));
+        assert_eq!(parse("trace="), Err(CmdlineError::MissingValue("trace")));
+        assert_eq!(parse("trace"), Err(CmdlineError::MissingValue("trace")));
+        let msg = CmdlineError::UnknownTrace("all").to_string();
+        assert_eq!(msg, "unknown trace 'all' (known: fault)");
+        assert!(CmdlineError::UnknownOption("x").to_string().contains("trace=fault"));
     }
 }

@@ -9,6 +9,7 @@ pub mod fmt_buf;
 pub mod mm;
 pub mod proc;
 pub mod testing;
+pub mod trace;
 pub mod xen;
 
 #[cfg(target_os = "none")]

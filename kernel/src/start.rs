@@ -73,6 +73,9 @@ pub unsafe extern "C" fn kernel_start(start_info: *const start_info) -> ! {
     match cmdline::parse(cmdline) {
         Ok(options) => {
             println!("selftest: {}", options.selftest.name());
+            if options.trace == cmdline::Trace::Fault {
+                crate::trace::arm();
+            }
             selftest::run(options.selftest, kernel_l4_mfn(&info));
             if !options.selftest_chosen {
                 match boot_module(&info) {

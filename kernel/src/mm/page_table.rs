@@ -14,7 +14,7 @@
 //! linking it needs none.
 #![deny(unsafe_code)]
 
-use super::addr::{Mfn, Pfn, VirtAddr, PAGE_SHIFT};
+use super::addr::{MachineAddr, Mfn, Pfn, VirtAddr, PAGE_SHIFT};
 use super::backend::{BatchFailure, FrameAccess, MmuExtOp, MmuUpdate, UvmFlush, XenErrno, XenMmu};
 use super::bitmap::{words_for_bits, Bitmap};
 use super::frame::{FrameError, FrameSource};
@@ -23,6 +23,7 @@ use super::p2m::{P2m, P2mError};
 use super::pte::{Level, Pte, PteFlags, ENTRIES_PER_TABLE};
 use super::queue::{UpdateQueue, QUEUE_CAPACITY};
 use super::stats::MmStats;
+use crate::trace::{self, Step};
 
 /// Flags of an entry that points to a lower table. Permissions are decided at the leaf.
 pub const TABLE_FLAGS: PteFlags = PteFlags::PRESENT
@@ -342,6 +343,11 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     ) -> Result<Pfn, MmError> {
         let pfn = frames.allocate_frame()?;
         self.mem.zero_frame(pfn);
+        trace::step(|| Step::Alloc {
+            level: None,
+            pfn,
+            mfn: self.p2m.pfn_to_mfn(pfn).map_or(0, |m| m.0),
+        });
         match self.map(root, va, pfn, flags, frames) {
             Ok(()) => Ok(pfn),
             Err(e) => {
@@ -639,6 +645,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
             path.tables[depth] = table;
             let index = level.index_of(va);
             let pte = self.entry(table, index)?;
+            trace::step(|| Step::Walk { va, level, table, index, entry: pte });
             if level == Level::L1 {
                 return Ok((Walk::Leaf { l1: table, index, pte }, path));
             }
@@ -706,6 +713,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
             return Err(MmError::TableFrameWritable(pfn));
         }
         let leaf = Pte::new(mfn, flags | PteFlags::PRESENT);
+        trace::step(|| Step::Leaf { va, pfn, pte: leaf });
         match self.walk(root, va)?.0 {
             Walk::Leaf { pte, .. } if pte.is_present() => Err(MmError::AlreadyMapped(va)),
             Walk::Leaf { l1, index, .. } => self.set_entry(l1, index, leaf),
@@ -718,7 +726,13 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                 }
                 let (new_tables, count) = self.build_subtree(top_level, va, leaf, frames)?;
                 let top_mfn = self.p2m.pfn_to_mfn(new_tables[0].0)?;
-                self.set_entry(table, index, Pte::new(top_mfn, TABLE_FLAGS))?;
+                let link = Pte::new(top_mfn, TABLE_FLAGS);
+                self.set_entry(table, index, link)?;
+                trace::step(|| {
+                    let ptr =
+                        self.p2m.pfn_to_mfn(table).map_or(MachineAddr(0), |m| m.entry_addr(index));
+                    Step::Link { level, table, index, ptr, value: link }
+                });
                 for &(table, _) in &new_tables[..count] {
                     self.downgrade_aliases(table)?;
                 }
@@ -752,6 +766,11 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                 }
             };
             self.mem.zero_frame(pfn);
+            trace::step(|| Step::Alloc {
+                level: Some(current),
+                pfn,
+                mfn: self.p2m.pfn_to_mfn(pfn).map_or(0, |m| m.0),
+            });
             self.table_frames.set(pfn.0, true);
             self.fresh[self.fresh_len] = pfn;
             self.fresh_len += 1;
@@ -762,13 +781,13 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         for pair in new_tables[..count].windows(2) {
             let ((parent, parent_level), (child, _)) = (pair[0], pair[1]);
             let child_mfn = self.p2m.pfn_to_mfn(child)?;
-            self.mem.write_entry(
-                parent,
-                parent_level.index_of(va),
-                Pte::new(child_mfn, TABLE_FLAGS).0,
-            );
+            let (index, value) = (parent_level.index_of(va), Pte::new(child_mfn, TABLE_FLAGS));
+            self.mem.write_entry(parent, index, value.0);
+            trace::step(|| Step::Store { level: parent_level, table: parent, index, value });
         }
-        self.mem.write_entry(new_tables[count - 1].0, Level::L1.index_of(va), leaf.0);
+        let (l1, index) = (new_tables[count - 1].0, Level::L1.index_of(va));
+        self.mem.write_entry(l1, index, leaf.0);
+        trace::step(|| Step::Store { level: Level::L1, table: l1, index, value: leaf });
         for &(_, level) in &new_tables[..count] {
             self.stats.table_allocated(level);
         }
@@ -788,9 +807,33 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
             let read_only = Pte(pte.0 & !PteFlags::WRITABLE.bits());
             if self.is_fresh(l1) {
                 self.mem.write_entry(l1, index, read_only.0);
+                trace::step(|| {
+                    let ptr =
+                        self.p2m.pfn_to_mfn(l1).map_or(MachineAddr(0), |m| m.entry_addr(index));
+                    Step::ReadOnly {
+                        table,
+                        alias,
+                        l1,
+                        index,
+                        ptr,
+                        old: pte,
+                        new: read_only,
+                        queued: false,
+                    }
+                });
                 continue;
             }
             let addr = self.p2m.pfn_to_mfn(l1)?.entry_addr(index);
+            trace::step(|| Step::ReadOnly {
+                table,
+                alias,
+                l1,
+                index,
+                ptr: addr,
+                old: pte,
+                new: read_only,
+                queued: true,
+            });
             if !self.queue.rewrite_pending(addr, read_only.0) {
                 if self.queue.is_full() {
                     self.commit()?;
@@ -899,7 +942,9 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         }
         self.stats.mmu_update_calls += 1;
         self.stats.mmu_update_entries += self.queue.as_slice().len() as u64;
+        trace::batch(self.queue.as_slice());
         let result = self.mmu.mmu_update(self.queue.as_slice());
+        trace::batch_done(&result, self.queue.as_slice().len());
         self.queue.clear();
         result.map_err(MmError::Hypervisor)
     }

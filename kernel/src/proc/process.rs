@@ -398,6 +398,7 @@ pub fn user_exception(frame: &mut TrapFrame) {
     if frame.vector == exception::PAGE_FAULT {
         let fault = PageFault::decode(frame.error_code, shared_info::cr2().unwrap_or(0));
         COUNTERS.user_faults.fetch_add(1, Ordering::Relaxed);
+        crate::trace::deliver(frame, &fault);
         let resolved = with_space(|space, mm, shared| {
             let (tables, frames) = split(mm);
             let resolved = space.fault(tables, frames, shared, &fault);

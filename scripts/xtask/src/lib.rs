@@ -19,6 +19,7 @@ pub mod programs;
 pub mod qemu;
 pub mod run;
 pub mod symbolize;
+pub mod trace;
 pub mod workspace;
 pub mod xen;
 pub mod xl;

@@ -14,6 +14,7 @@ cargo xtask: build and boot faultline under Xen in QEMU
 
 USAGE:
     cargo xtask run [OPTIONS] [-- <guest command line>...]
+    cargo xtask trace [--out PATH] [--program NAME] [--kernel PATH]
     cargo xtask build [--release|--debug]
     cargo xtask setup
     cargo xtask fetch <debian package>...
@@ -32,6 +33,14 @@ COMMANDS:
              Backtrace lines `#n 0x...` are symbolized. QEMU is stopped when the run ends (the
              dom0's verdict, a Xen panic, the timeout). The console is saved to
              target/faultline-logs/<time>-<domu|dom0>[-<command line>].log, one file per run.
+    trace    Draw one real page fault: boot on the fast dom0 path with the guest command line
+             `trace=fault tests=hello`, read the kernel's `trace:` lines (every step of the
+             program's first fault that needs new page tables: the delivery, the walk, each
+             frame and read-only alias, every mmu_update entry, the iret), check that no step is
+             missing, print the numbered steps and write them as an SVG sequence diagram
+             (lanes: user program, guest kernel, Xen) to docs/page-fault.svg.
+             --out PATH writes it elsewhere; --program NAME traces another catalogue program;
+             --kernel PATH boots that image instead of building one.
     build    Build the kernel and print the image's path.
     setup    Fetch everything (QEMU via apt-get when root, Xen, the Linux dom0 image) and report.
     fetch    Download, verify and unpack pinned Debian packages into the cache; print the folder.
@@ -97,6 +106,7 @@ fn dispatch(args: &[String]) -> Result<u8, String> {
     };
     match command.as_str() {
         "run" => run_command(rest),
+        "trace" => trace_command(rest),
         "build" => {
             let (options, _) = parse_run_options(rest)?;
             let image = build_kernel(options.profile).map_err(|error| error.to_string())?;
@@ -220,6 +230,36 @@ fn parse_run_options(args: &[String]) -> Result<(RunOptions, Option<PathBuf>), S
     options.guests = guests.unwrap_or(1);
     options.xl_console = console.unwrap_or(XlConsole::Live);
     Ok((options, junit))
+}
+
+fn trace_command(args: &[String]) -> Result<u8, String> {
+    let mut out = xtask::workspace::root().join("docs").join("page-fault.svg");
+    let mut program = xtask::trace::DEFAULT_PROGRAM.to_string();
+    let mut kernel = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value =
+            |name: &str| args.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--out" => out = PathBuf::from(value("--out")?),
+            "--program" => program = value("--program")?,
+            "--kernel" => kernel = Some(PathBuf::from(value("--kernel")?)),
+            "--help" | "-h" => {
+                print!("{HELP}");
+                return Ok(0);
+            }
+            other => return Err(format!("unknown option {other:?}; see `cargo xtask --help`")),
+        }
+    }
+    eprintln!("xtask: booting with `{}` (dom0 path)", xtask::trace::cmdline(&program));
+    let (trace, outcome) = xtask::trace::trace_boot(&program, kernel.as_deref(), true)
+        .map_err(|error| error.to_string())?;
+    print!("{}", xtask::trace::step_list(&trace));
+    let caption = xtask::trace::caption(&program, &outcome);
+    xtask::trace::write_svg(&trace, &caption, &out).map_err(|error| error.to_string())?;
+    eprintln!("xtask: log: {}", outcome.log_path.display());
+    eprintln!("xtask: {} steps drawn in {}", trace.steps.len(), out.display());
+    Ok(0)
 }
 
 fn setup() -> Result<u8, String> {

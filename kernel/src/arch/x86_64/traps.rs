@@ -84,6 +84,8 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if !frame.from_kernel() && frame.vector < 32 {
         // The program's exception: map its page, or end it (does not return then).
         crate::proc::process::user_exception(frame);
+        // Handled: the frame goes to trap_return and HYPERVISOR_iret as it is now.
+        crate::trace::iret(frame);
         return;
     }
     if frame.vector == exception::PAGE_FAULT {
