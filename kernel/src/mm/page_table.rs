@@ -716,7 +716,13 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         trace::step(|| Step::Leaf { va, pfn, pte: leaf });
         match self.walk(root, va)?.0 {
             Walk::Leaf { pte, .. } if pte.is_present() => Err(MmError::AlreadyMapped(va)),
-            Walk::Leaf { l1, index, .. } => self.set_entry(l1, index, leaf),
+            Walk::Leaf { l1, index, .. } => {
+                if self.is_fresh(l1) {
+                    // A table built in this batch is still ordinary memory: a plain store.
+                    trace::step(|| Step::Store { level: Level::L1, table: l1, index, value: leaf });
+                }
+                self.set_entry(l1, index, leaf)
+            }
             Walk::Missing { table, level, index } => {
                 let top_level = level.child().expect("only L4..L2 entries can be missing");
                 // The downgrades and the link must land in the same batch.
