@@ -183,11 +183,14 @@ pub struct Tuning {
     /// window of this many pages (a power of two, at most [`WINDOW_PAGES_MAX`]) that are not
     /// mapped yet, in the same batch.
     pub fault_around_pages: u64,
-    /// Prefault: a zero-fill fault on the page right after the previous zero-fill fault maps up
-    /// to this many zeroed pages after it too (same area, same L1, within the limit), in the
-    /// same batch.
+    /// Prefault: a zero-fill fault that continues a sequential run (the page after the previous
+    /// zero-fill fault, [`PREFAULT_AFTER_RUN`] times in a row) maps up to this many zeroed pages
+    /// after it too (same area, same L1, within the limit), in the same batch.
     pub prefault_pages: u64,
 }
+
+/// Zero-fill faults in a row, each on the page after the one before, that start prefaulting.
+pub const PREFAULT_AFTER_RUN: u32 = 2;
 
 /// The largest fault-around window or prefault run, in pages.
 pub const WINDOW_PAGES_MAX: u64 = 64;
@@ -327,6 +330,8 @@ pub struct AddressSpace<'f> {
     tuning: Tuning,
     /// The page of the last zero-fill fault (or the last page it prefaulted).
     last_zero_fill: Option<u64>,
+    /// How many zero-fill faults in a row each continued the one before.
+    sequential_run: u32,
 }
 
 impl<'f> AddressSpace<'f> {
@@ -374,6 +379,7 @@ impl<'f> AddressSpace<'f> {
             limits,
             tuning: Tuning::default(),
             last_zero_fill: None,
+            sequential_run: 0,
         })
     }
 
@@ -632,9 +638,13 @@ impl<'f> AddressSpace<'f> {
         page: u64,
     ) -> Result<Resolved, Refusal> {
         let flags = user_flags(area.prot, true);
-        let sequential = self.last_zero_fill.is_some_and(|last| last + PAGE_SIZE == page);
+        let continues = self.last_zero_fill.is_some_and(|last| last + PAGE_SIZE == page);
+        self.sequential_run = if continues { self.sequential_run + 1 } else { 0 };
         let mut wanted = 1;
-        if sequential && area.backing == Backing::Zero {
+        // Two faults in a row that each continue the one before make a sequential pattern; one
+        // is not enough: malloc touching the end of one block and the start of the next (musl
+        // places large blocks in adjacent mappings) would prefault pages nobody uses.
+        if self.sequential_run >= PREFAULT_AFTER_RUN && area.backing == Backing::Zero {
             let room = self.limits.frames.saturating_sub(
                 self.held_frames + frames.allocated - frames.freed + FAULT_RESERVE_FRAMES,
             );

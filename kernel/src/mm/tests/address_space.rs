@@ -500,12 +500,24 @@ fn prefault_follows_sequential_zero_fill_and_leaves_random_alone() {
         w.write_byte(&mut s, a + page * PAGE_SIZE, page as u8).unwrap();
     }
     let calls = (w.f.counts() - before).mmu_update_calls;
-    // One fault for page 0, then one per 17 pages.
-    assert_eq!(w.faults, 1 + (pages - 1).div_ceil(17), "{} faults", w.faults);
+    // Pages 0 and 1 fault alone, page 2 starts prefaulting, then one fault per 17 pages.
+    assert_eq!(w.faults, 2 + (pages - 2).div_ceil(17), "{} faults", w.faults);
     assert_eq!(calls, w.faults, "one batch per fault, new tables included");
     for page in 0..pages {
         assert_eq!(w.read_byte(&mut s, a + page * PAGE_SIZE).unwrap(), page as u8);
     }
+    // Touching the end of one block and then the start of the next (one step, not a run)
+    // does not prefault.
+    let apart = Placement::Anywhere { hint: MMAP_BASE + (1 << 30) };
+    let c = w.mmap(&mut s, apart, 64 * PAGE_SIZE, RW).unwrap();
+    w.faults = 0;
+    for block in 0..4 {
+        let start = c + block * 16 * PAGE_SIZE;
+        w.write_byte(&mut s, start, 1).unwrap();
+        w.write_byte(&mut s, start + 15 * PAGE_SIZE, 1).unwrap();
+    }
+    assert_eq!(w.faults, 8);
+    assert_eq!(w.f.pt.translate(s.root(), VirtAddr::new(c + 17 * PAGE_SIZE)).unwrap(), None);
     // A random order (no fault right after the previous one) never prefaults.
     let b = w.mmap(&mut s, Placement::Anywhere { hint: 0 }, 64 * PAGE_SIZE, RW).unwrap();
     w.faults = 0;
@@ -525,14 +537,15 @@ fn prefault_stays_within_the_limit_and_the_area() {
     let mut s = w.space(SpaceLimits { frames: 20, areas: 16 });
     s.set_tuning(Tuning { fault_around_pages: 0, prefault_pages: 64 });
     let a = w.mmap(&mut s, Placement::Anywhere { hint: 0 }, 8 * PAGE_SIZE, RW).unwrap();
-    w.write_byte(&mut s, a, 1).unwrap();
-    w.write_byte(&mut s, a + PAGE_SIZE, 1).unwrap();
-    assert_eq!(w.f.pt.translate(s.root(), VirtAddr::new(a + 8 * PAGE_SIZE)).unwrap(), None);
-    assert!(s.held_frames() <= 20);
-    for page in 2..8 {
+    for page in 0..3 {
         w.write_byte(&mut s, a + page * PAGE_SIZE, 1).unwrap();
     }
-    assert_eq!(w.faults, 2, "the second fault mapped the rest of the area");
+    assert_eq!(w.f.pt.translate(s.root(), VirtAddr::new(a + 8 * PAGE_SIZE)).unwrap(), None);
+    assert!(s.held_frames() <= 20);
+    for page in 3..8 {
+        w.write_byte(&mut s, a + page * PAGE_SIZE, 1).unwrap();
+    }
+    assert_eq!(w.faults, 3, "the third fault mapped the rest of the area");
     w.teardown(s);
 }
 
