@@ -19,7 +19,9 @@ catalogue=(
   hello c_hello exit_status syscalls unknown_syscall bad_pointers
   demand_dense demand_sparse c_demand shared_text cow_data
   null_read c_null_deref write_text exec_data exec_stack read_kernel write_page_table write_p2m
-  mprotect_write munmap_read stack_overflow
+  mprotect_write munmap_read
+  mprotect_none_keeps mprotect_none_faults
+  stack_overflow
   out_of_memory
   invalid_opcode privileged divide_error breakpoint
   infinite_loop
