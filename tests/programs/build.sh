@@ -21,7 +21,7 @@ catalogue=(
   null_read c_null_deref write_text exec_data exec_stack read_kernel write_page_table write_p2m
   mprotect_write munmap_read
   mprotect_none_keeps mprotect_none_faults map_fixed_replaces map_fixed_readonly_data map_fixed_readonly_heap
-  many_mappings c_malloc_mappings
+  many_mappings c_malloc_mappings buffer_check_no_alloc
   stack_overflow
   out_of_memory
   invalid_opcode privileged divide_error breakpoint
