@@ -53,3 +53,15 @@ macro_rules! ensure {
         }
     };
 }
+
+/// Checks a condition and carries on: if false, says which on stderr and counts it in `$failed`
+/// (for programs that report every failed check before they exit non-zero).
+#[macro_export]
+macro_rules! check {
+    ($failed:ident, $cond:expr, $($arg:tt)*) => {
+        if !$cond {
+            $crate::eprintln!("FAILED {}: {}", stringify!($cond), format_args!($($arg)*));
+            $failed += 1;
+        }
+    };
+}

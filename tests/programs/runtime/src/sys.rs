@@ -161,6 +161,16 @@ pub fn mmap_at(addr: u64, len: u64, prot: u64) -> Result<*mut u8, u64> {
     Ok(got as *mut u8)
 }
 
+/// mmap with the caller's flags (MAP_FIXED included): the raw result.
+///
+/// # Safety
+/// With MAP_FIXED the new mapping replaces whatever was there: nothing Rust still uses may
+/// live in the range.
+pub unsafe fn mmap(addr: u64, len: u64, prot: u64, flags: u64) -> SysResult {
+    // SAFETY: the caller vouches for the range.
+    unsafe { syscall(SYS_MMAP, [addr, len, prot, flags, u64::MAX, 0]) }
+}
+
 /// # Safety
 /// Nothing Rust still uses may live in the range.
 pub unsafe fn munmap(addr: *mut u8, len: u64) -> SysResult {
