@@ -423,8 +423,17 @@ pub fn handle_page_fault(frame: &TrapFrame) -> PageFault {
     }
 }
 
+/// The `mmu_update` entries and `mmuext_op` operations sent since boot (0 before the memory
+/// manager exists).
+pub fn batch_entries() -> (u64, u64) {
+    MM.lock().as_ref().map_or((0, 0), |mm| {
+        let stats = mm.tables.stats();
+        (stats.mmu_update_entries, stats.mmuext_ops)
+    })
+}
+
 /// Prints the `stats:` line: the memory manager's counters, faults, frames and every hypercall
-/// by kind (the iret return path is not a counted call).
+/// by kind; the returns through HYPERVISOR_iret are counted apart (`hc_iret`).
 pub fn print_stats() {
     let guard = MM.lock();
     let Some(mm) = guard.as_ref() else {
@@ -434,7 +443,7 @@ pub fn print_stats() {
     let line = mm.tables.stats().line(mm.frames.free_frames(), mm.frames.used_frames());
     let f = mm.faults;
     crate::println!(
-        "{line} faults_demand={} faults_stack_overflow={} faults_unexpected={} hypercalls={} hc_mmu_update={} hc_mmuext_op={} hc_update_va_mapping={} hc_console_io={} hc_sched_op={} hc_event_channel_op={}",
+        "{line} faults_demand={} faults_stack_overflow={} faults_unexpected={} hypercalls={} hc_mmu_update={} hc_mmuext_op={} hc_update_va_mapping={} hc_console_io={} hc_sched_op={} hc_event_channel_op={} hc_iret={}",
         f.demand_zero,
         f.stack_overflow,
         f.unexpected,
@@ -445,5 +454,6 @@ pub fn print_stats() {
         hypercall::count(abi::__HYPERVISOR_console_io),
         hypercall::count(abi::__HYPERVISOR_sched_op),
         hypercall::count(abi::__HYPERVISOR_event_channel_op),
+        hypercall::irets(),
     );
 }

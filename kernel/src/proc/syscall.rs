@@ -71,6 +71,7 @@ fn carry_out(call: Syscall) -> SysResult {
         }
         Syscall::Nanosleep { request, .. } => nanosleep(request),
         Syscall::Ioctl => Err(Errno::ENOTTY),
+        Syscall::FaultlineCounters { out, count } => faultline_counters(out, count),
         Syscall::Exit { .. } | Syscall::Unknown { .. } => unreachable!("handled by dispatch"),
     }
 }
@@ -117,6 +118,32 @@ fn mmap(request: syscall_abi::MmapRequest) -> SysResult {
         prot: request.prot,
         populate: request.populate,
     })
+}
+
+/// faultline's counters since boot, for programs that measure what a call cost (docs/abi.md):
+/// hypercalls with the irets, then mmu_update calls and entries, mmuext_op calls and ops,
+/// update_va_mapping calls, irets. Checked whole before anything is written.
+fn faultline_counters(out: u64, count: u64) -> SysResult {
+    let n = count.min(syscall_abi::FAULTLINE_COUNTERS) as usize;
+    let len = n * 8;
+    process::check_user(out, len, Access::Write)?;
+    let (entries, ops) = crate::mm::kernel::batch_entries();
+    let irets = hypercall::irets();
+    let values = [
+        hypercall::total() + irets,
+        hypercall::count(crate::xen::abi::__HYPERVISOR_mmu_update),
+        entries,
+        hypercall::count(crate::xen::abi::__HYPERVISOR_mmuext_op),
+        ops,
+        hypercall::count(crate::xen::abi::__HYPERVISOR_update_va_mapping),
+        irets,
+    ];
+    let mut bytes = [0u8; syscall_abi::FAULTLINE_COUNTERS as usize * 8];
+    for (chunk, value) in bytes.chunks_exact_mut(8).zip(values) {
+        chunk.copy_from_slice(&value.to_le_bytes());
+    }
+    process::copy_to_user(out, &bytes[..len])?;
+    Ok(syscall_abi::FAULTLINE_COUNTERS)
 }
 
 /// Sleeps on the timer event channel; the watchdog still applies.

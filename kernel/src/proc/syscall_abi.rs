@@ -17,6 +17,10 @@ pub const SYS_MPROTECT: u64 = 10;
 pub const SYS_MUNMAP: u64 = 11;
 pub const SYS_BRK: u64 = 12;
 pub const SYS_IOCTL: u64 = 16;
+/// faultline's own call, outside Linux's numbers: `faultline_counters(u64 *out, u64 count)`.
+pub const SYS_FAULTLINE_COUNTERS: u64 = 0x6661_0001;
+/// How many counters `faultline_counters` gives (docs/abi.md lists them).
+pub const FAULTLINE_COUNTERS: u64 = 7;
 pub const SYS_WRITEV: u64 = 20;
 pub const SYS_SCHED_YIELD: u64 = 24;
 pub const SYS_NANOSLEEP: u64 = 35;
@@ -392,6 +396,11 @@ pub enum Syscall {
     },
     /// Always ENOTTY: no file descriptor is a terminal.
     Ioctl,
+    /// faultline's counters: up to `count` u64s stored at `out`; returns how many there are.
+    FaultlineCounters {
+        out: u64,
+        count: u64,
+    },
     /// Anything else: print [`UnknownSyscall`], return ENOSYS.
     Unknown {
         nr: u64,
@@ -428,6 +437,7 @@ impl Syscall {
             SYS_SCHED_YIELD => Syscall::SchedYield,
             SYS_CLOCK_GETTIME => Syscall::ClockGettime { clock: Clock::decode(a0)?, out: a1 },
             SYS_NANOSLEEP => Syscall::Nanosleep { request: a0, remaining: a1 },
+            SYS_FAULTLINE_COUNTERS => Syscall::FaultlineCounters { out: a0, count: a1 },
             SYS_IOCTL => {
                 if a0 > 2 {
                     return Err(Errno::EBADF);

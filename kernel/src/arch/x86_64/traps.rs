@@ -71,9 +71,15 @@ pub fn install() -> Result<(), XenError> {
 }
 
 /// Called by `trap_common` (boot/entry.S) with the saved registers; returning resumes the
-/// interrupted code through HYPERVISOR_iret.
+/// interrupted code through HYPERVISOR_iret (counted here: paths that never return, a program's
+/// end or a crash, issue none).
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    dispatch(frame);
+    crate::xen::hypercall::note_iret();
+}
+
+fn dispatch(frame: &mut TrapFrame) {
     if frame.vector == exception::EVENT_UPCALL {
         crate::xen::events::upcall(frame);
         return;
