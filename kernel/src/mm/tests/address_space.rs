@@ -245,6 +245,33 @@ fn the_page_cache_serves_partial_read_only_pages_to_every_run() {
 }
 
 #[test]
+fn mprotect_never_makes_a_shared_frame_writable() {
+    let mut w = World::new();
+    let mut s = w.space(limits());
+    assert_eq!(w.read_byte(&mut s, TEXT).unwrap(), w.file[0]);
+    assert_eq!(w.read_byte(&mut s, DATA).unwrap(), w.file[PAGE_SIZE as usize]);
+    let rwx = Prot { read: true, write: true, exec: true };
+    s.mprotect(&mut w.f.pt, &w.shared, TEXT..TEXT + 2 * PAGE_SIZE, rwx).unwrap();
+    for page in [TEXT, DATA] {
+        let m = w.f.pt.translate(s.root(), VirtAddr::new(page)).unwrap().unwrap();
+        assert!(w.shared.holds(m.pfn));
+        assert!(
+            !m.flags.contains(crate::mm::pte::PteFlags::WRITABLE),
+            "{page:#x}: shared, writable"
+        );
+    }
+    // The first write copies: the module's text stays what every run sees.
+    w.write_byte(&mut s, TEXT + 1, 0x90).unwrap();
+    let text = w.f.pt.translate(s.root(), VirtAddr::new(TEXT)).unwrap().unwrap();
+    assert!(!w.shared.holds(text.pfn), "copied on write");
+    let mut module = [0];
+    w.f.pt.memory().read_bytes(w.module.start, 1, &mut module);
+    assert_eq!(module[0], w.file[1]);
+    w.f.assert_clean();
+    w.teardown(s);
+}
+
+#[test]
 fn prot_none_keeps_the_contents_and_protection_comes_back() {
     let mut w = World::new();
     let mut s = w.space(limits());
@@ -575,20 +602,50 @@ fn map_populate_maps_everything_in_few_batches() {
 
 // ---- The property test ---------------------------------------------------------------------
 
-/// Pages the random sequences use: 24 around the mmap base, spread over two L1 tables.
-const PAGES: u64 = 24;
+/// Pages the random sequences use: 16 at the mmap base and 8 in the next L1 (anonymous
+/// mappings), then the data segment's 4 pages (a file page, a partial file page, two bss pages:
+/// copy-on-write and file copies) and the heap's first 4 pages, which follow it.
+const PAGES: u64 = 32;
+const HEAP: u64 = DATA + 4 * PAGE_SIZE;
 
 fn page_addr(i: u64) -> u64 {
-    MMAP_BASE + if i < 16 { i * PAGE_SIZE } else { (1 << 21) + (i - 16) * PAGE_SIZE }
+    match i {
+        0..16 => MMAP_BASE + i * PAGE_SIZE,
+        16..24 => MMAP_BASE + (1 << 21) + (i - 16) * PAGE_SIZE,
+        _ => DATA + (i - 24) * PAGE_SIZE,
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
 enum Op {
-    Mmap { first: u64, pages: u64, prot: u8, fixed: bool },
-    Munmap { first: u64, pages: u64 },
-    Mprotect { first: u64, pages: u64, prot: u8 },
-    Write { page: u64, value: u8 },
-    Read { page: u64 },
+    Mmap {
+        first: u64,
+        pages: u64,
+        prot: u8,
+        fixed: bool,
+    },
+    Munmap {
+        first: u64,
+        pages: u64,
+    },
+    Mprotect {
+        first: u64,
+        pages: u64,
+        prot: u8,
+    },
+    Brk {
+        pages: u64,
+    },
+    Write {
+        page: u64,
+        value: u8,
+    },
+    Read {
+        page: u64,
+    },
+    /// Make the other address space the current one.
+    Switch,
+    /// Tear the current address space down and start a new one in its place.
     NewSpace,
 }
 
@@ -604,14 +661,33 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (page.clone(), 1..4u64).prop_map(|(first, pages)| Op::Munmap { first, pages }),
         2 => (page.clone(), 1..4u64, any::<u8>())
             .prop_map(|(first, pages, prot)| Op::Mprotect { first, pages, prot }),
+        2 => (0..=4u64).prop_map(|pages| Op::Brk { pages }),
         5 => (page.clone(), any::<u8>()).prop_map(|(page, value)| Op::Write { page, value }),
         3 => page.prop_map(|page| Op::Read { page }),
+        1 => Just(Op::Switch),
         1 => Just(Op::NewSpace),
     ]
 }
 
-/// What the program should see: each page's protection and byte 0 (absent: not mapped).
-type Reference = BTreeMap<u64, (Prot, u8)>;
+/// What a program should see: each page's protection and byte 0 (absent: nothing there), and
+/// how many heap pages brk gave it.
+#[derive(Clone, Debug, Default)]
+struct Reference {
+    pages: BTreeMap<u64, (Prot, u8)>,
+    brk_pages: u64,
+}
+
+impl Reference {
+    /// A fresh program: the data segment holds the file's bytes, then bss zeros.
+    fn fresh(w: &World) -> Reference {
+        let mut pages = BTreeMap::new();
+        pages.insert(24, (RW, w.file[PAGE_SIZE as usize]));
+        pages.insert(25, (RW, w.file[2 * PAGE_SIZE as usize]));
+        pages.insert(26, (RW, 0));
+        pages.insert(27, (RW, 0));
+        Reference { pages, brk_pages: 0 }
+    }
+}
 
 /// The pages `first..first + pages` that exist (the range is clipped to the page list).
 fn span(first: u64, pages: u64) -> std::ops::Range<u64> {
@@ -623,15 +699,19 @@ fn addr_range(first: u64, pages: u64) -> Option<std::ops::Range<u64>> {
     let r = span(first, pages);
     let start = page_addr(r.start);
     let end = page_addr(r.end - 1) + PAGE_SIZE;
-    (end - start == (r.end - r.start) * PAGE_SIZE).then_some(start..end)
+    (end.checked_sub(start) == Some((r.end - r.start) * PAGE_SIZE)).then_some(start..end)
 }
 
-fn apply(
-    w: &mut World,
-    s: &mut AddressSpace<'static>,
-    r: &mut Reference,
-    op: Op,
-) -> Result<(), TestCaseError> {
+/// Two address spaces, one current, each with its reference.
+struct Spaces {
+    spaces: [AddressSpace<'static>; 2],
+    references: [Reference; 2],
+    current: usize,
+}
+
+fn apply(w: &mut World, all: &mut Spaces, op: Op) -> Result<(), TestCaseError> {
+    let c = all.current;
+    let (s, r) = (&mut all.spaces[c], &mut all.references[c]);
     match op {
         Op::Mmap { first, pages, prot, fixed } => {
             let Some(range) = addr_range(first, pages) else { return Ok(()) };
@@ -642,13 +722,13 @@ fn apply(
                 Placement::NoReplace { addr: range.start }
             };
             let got = w.mmap(s, placement, range.end - range.start, prot);
-            let taken = span(first, pages).any(|p| r.contains_key(&p));
+            let taken = span(first, pages).any(|p| r.pages.contains_key(&p));
             match got {
                 Ok(addr) => {
                     prop_assert_eq!(addr, range.start);
                     prop_assert!(fixed || !taken, "NOREPLACE over a mapping succeeded");
                     for p in span(first, pages) {
-                        r.insert(p, (prot, 0));
+                        r.pages.insert(p, (prot, 0));
                     }
                 }
                 Err(MapError::Exists) => prop_assert!(!fixed && taken),
@@ -659,27 +739,45 @@ fn apply(
             let Some(range) = addr_range(first, pages) else { return Ok(()) };
             s.munmap(&mut w.f.pt, &mut w.f.frames, &w.shared, range).unwrap();
             for p in span(first, pages) {
-                r.remove(&p);
+                r.pages.remove(&p);
             }
         }
         Op::Mprotect { first, pages, prot } => {
             let Some(range) = addr_range(first, pages) else { return Ok(()) };
             let prot = prot_of(prot);
-            let covered = span(first, pages).all(|p| r.contains_key(&p));
+            let covered = span(first, pages).all(|p| r.pages.contains_key(&p));
             match s.mprotect(&mut w.f.pt, &w.shared, range, prot) {
                 Ok(()) => {
                     prop_assert!(covered);
                     for p in span(first, pages) {
-                        r.get_mut(&p).unwrap().0 = prot;
+                        r.pages.get_mut(&p).unwrap().0 = prot;
                     }
                 }
                 Err(MapError::NotMapped) => prop_assert!(!covered),
                 Err(e) => prop_assert!(false, "mprotect failed: {:?}", e),
             }
         }
+        Op::Brk { pages } => {
+            let got = s.set_brk(&mut w.f.pt, &mut w.f.frames, &w.shared, HEAP + pages * PAGE_SIZE);
+            let heap_page = |k: u64| 28 + k;
+            let grows_into_a_mapping =
+                (r.brk_pages..pages).any(|k| r.pages.contains_key(&heap_page(k)));
+            if pages > r.brk_pages && grows_into_a_mapping {
+                prop_assert_eq!(got, Ok(HEAP + r.brk_pages * PAGE_SIZE), "brk grew into a mapping");
+            } else {
+                prop_assert_eq!(got, Ok(HEAP + pages * PAGE_SIZE));
+                for k in r.brk_pages..pages {
+                    r.pages.insert(heap_page(k), (RW, 0));
+                }
+                for k in pages..r.brk_pages {
+                    r.pages.remove(&heap_page(k));
+                }
+                r.brk_pages = pages;
+            }
+        }
         Op::Write { page, value } => {
             let got = w.write_byte(s, page_addr(page), value);
-            match r.get_mut(&page) {
+            match r.pages.get_mut(&page) {
                 Some((prot, byte)) if prot.write => {
                     prop_assert!(got.is_ok(), "{:?}", got);
                     *byte = value;
@@ -689,57 +787,59 @@ fn apply(
         }
         Op::Read { page } => {
             let got = w.read_byte(s, page_addr(page));
-            match r.get(&page) {
+            match r.pages.get(&page) {
                 Some((prot, byte)) if prot.accessible() => prop_assert_eq!(got, Ok(*byte)),
                 _ => prop_assert!(matches!(got, Err(Refusal::Forbidden(_))), "{:?}", got),
             }
         }
+        Op::Switch => {
+            all.current = 1 - c;
+            all.spaces[all.current].activate(&mut w.f.pt).unwrap();
+        }
         Op::NewSpace => {
-            let old = std::mem::replace(s, w.space(limits()));
+            let fresh = w.space(limits());
+            let old = std::mem::replace(&mut all.spaces[c], fresh);
             let lost = old.teardown(&mut w.f.pt, &mut w.f.frames, &w.shared).unwrap();
             prop_assert_eq!(lost, 0);
-            s.activate(&mut w.f.pt).unwrap();
-            r.clear();
+            all.spaces[c].activate(&mut w.f.pt).unwrap();
+            all.references[c] = Reference::fresh(w);
         }
     }
     Ok(())
 }
 
-/// After every step: Xen refused nothing and saw no guest bug; every page reads, through a
-/// syscall's read, what the reference says; frames are accounted exactly.
-fn check(
-    w: &mut World,
-    s: &AddressSpace<'static>,
-    r: &Reference,
-    baseline: u64,
-) -> Result<(), TestCaseError> {
+/// After every step: Xen refused nothing and saw no guest bug, no flush is owed; every page of
+/// both spaces reads, through a syscall's read, what its reference says, and no entry grants
+/// more than its area; frames are accounted exactly.
+fn check(w: &mut World, all: &Spaces, baseline: u64) -> Result<(), TestCaseError> {
     {
         let m = w.f.xen.machine();
         prop_assert_eq!(m.rejections(), &[] as &[_], "Xen rejected something");
         prop_assert_eq!(m.bugs(), &[] as &[_], "the model caught a guest bug");
         prop_assert!(!m.owes_tlb_flush(), "a downgrade was left without its flush");
     }
-    for page in 0..PAGES {
-        let mut byte = [0xff];
-        let got = s.read(&w.f.pt, &w.shared, page_addr(page), &mut byte).map(|()| byte[0]);
-        match r.get(&page) {
-            Some((prot, value)) if prot.accessible() => {
-                prop_assert_eq!(got, Ok(*value), "page {}", page)
+    for (s, r) in all.spaces.iter().zip(&all.references) {
+        for page in 0..PAGES {
+            let mut byte = [0xff];
+            let got = s.read(&w.f.pt, &w.shared, page_addr(page), &mut byte).map(|()| byte[0]);
+            match r.pages.get(&page) {
+                Some((prot, value)) if prot.accessible() => {
+                    prop_assert_eq!(got, Ok(*value), "page {}", page)
+                }
+                _ => prop_assert_eq!(got, Err(BadAddress), "page {}", page),
             }
-            _ => prop_assert_eq!(got, Err(BadAddress), "page {}", page),
-        }
-        let mapping = w.f.pt.translate(s.root(), VirtAddr::new(page_addr(page))).unwrap();
-        if let Some(m) = mapping {
-            let (prot, _) = r.get(&page).copied().unwrap_or((Prot::NONE, 0));
-            prop_assert!(prot.accessible(), "page {} mapped without access", page);
-            prop_assert!(
-                prot.write || !m.flags.contains(crate::mm::pte::PteFlags::WRITABLE),
-                "page {} writable",
-                page
-            );
+            let mapping = w.f.pt.translate(s.root(), VirtAddr::new(page_addr(page))).unwrap();
+            if let Some(m) = mapping {
+                let (prot, _) = r.pages.get(&page).copied().unwrap_or((Prot::NONE, 0));
+                prop_assert!(prot.accessible(), "page {} mapped without access", page);
+                let writable = m.flags.contains(crate::mm::pte::PteFlags::WRITABLE);
+                prop_assert!(prot.write || !writable, "page {} writable", page);
+                prop_assert!(!writable || !w.shared.holds(m.pfn), "a shared frame is writable");
+            }
         }
     }
-    prop_assert_eq!(w.used(), baseline + s.held_frames(), "every frame is accounted");
+    let held: u64 = all.spaces.iter().map(|s| s.held_frames()).sum();
+    prop_assert_eq!(w.used(), baseline + held, "every frame is accounted");
     Ok(())
 }
 
@@ -750,14 +850,22 @@ proptest! {
     fn random_user_memory_sequences_match_a_plain_reference(ops in prop::collection::vec(op(), 1..60)) {
         let mut w = World::new();
         let baseline = w.used();
-        let mut s = w.space(limits());
-        let mut r = Reference::new();
+        let first = w.space(limits());
+        let second = w.space(limits());
+        let mut all = Spaces {
+            spaces: [first, second],
+            references: [Reference::fresh(&w), Reference::fresh(&w)],
+            current: 1,
+        };
         for op in ops {
-            apply(&mut w, &mut s, &mut r, op)?;
-            check(&mut w, &s, &r, baseline)?;
+            apply(&mut w, &mut all, op)?;
+            check(&mut w, &all, baseline)?;
         }
-        let lost = s.teardown(&mut w.f.pt, &mut w.f.frames, &w.shared).unwrap();
-        prop_assert_eq!(lost, 0);
+        let Spaces { spaces: [first, second], .. } = all;
+        for space in [first, second] {
+            let lost = space.teardown(&mut w.f.pt, &mut w.f.frames, &w.shared).unwrap();
+            prop_assert_eq!(lost, 0);
+        }
         prop_assert_eq!(w.used(), baseline, "teardown gave everything back");
         let m = w.f.xen.machine();
         prop_assert_eq!(m.rejections(), &[] as &[_]);
