@@ -63,19 +63,14 @@ impl fmt::Display for ErrorCode {
         write!(f, "{:#x}", self.code)?;
         match self.vector {
             PAGE_FAULT => {
-                // Intel SDM vol. 3, 4.7: P, W/R, U/S, RSVD, I/D, PK, SS.
+                // The decoding is `PageFault`'s; the protection-key and shadow-stack bits
+                // (Intel SDM vol. 3, 4.7) only matter to this report.
                 let c = self.code;
-                let present = if c & 1 != 0 { "protection" } else { "not-present" };
-                let access = if c & 0x10 != 0 {
-                    "exec"
-                } else if c & 2 != 0 {
-                    "write"
-                } else {
-                    "read"
-                };
-                let mode = if c & 4 != 0 { "user" } else { "kernel" };
-                write!(f, " ({access}, {present}, {mode}-mode")?;
-                if c & 8 != 0 {
+                let fault = super::page_fault::PageFault::decode(c, 0);
+                let present = if fault.present { "protection" } else { "not-present" };
+                let mode = if fault.user_mode { "user" } else { "kernel" };
+                write!(f, " ({}, {present}, {mode}-mode", fault.access.word())?;
+                if fault.reserved_bit {
                     write!(f, ", reserved-bit")?;
                 }
                 if c & 0x20 != 0 {
