@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 
 use xtask::workspace;
-use xtask::xen::{ensure_hypervisor_in, XEN_PACKAGE};
+use xtask::xen::{ensure_hypervisor_in, XenVersion};
 
 /// A fresh, empty cache folder under the target folder.
 fn empty_cache(name: &str) -> PathBuf {
@@ -31,7 +31,10 @@ fn seed_deb(cache: &Path) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if name.to_string_lossy().starts_with(&format!("{XEN_PACKAGE}_")) {
+        if name
+            .to_string_lossy()
+            .starts_with(&format!("{}_", XenVersion::V4_17.hypervisor_package()))
+        {
             fs::create_dir_all(cache.join("debs")).unwrap();
             fs::copy(entry.path(), cache.join("debs").join(&name)).unwrap();
         }
@@ -49,7 +52,9 @@ fn parallel_unpacks_of_an_empty_cache_all_see_a_whole_image() {
     let callers: Vec<_> = (0..6)
         .map(|_| {
             let cache = cache.clone();
-            thread::spawn(move || ensure_hypervisor_in(&cache).map_err(|error| error.to_string()))
+            thread::spawn(move || {
+                ensure_hypervisor_in(&cache, XenVersion::V4_17).map_err(|error| error.to_string())
+            })
         })
         .collect();
     let images: Vec<PathBuf> = callers
@@ -85,7 +90,8 @@ fn leftovers_of_a_killed_caller_are_swept_not_read() {
     fs::create_dir_all(roots.join(".xen.partial-999999-0/boot")).unwrap();
     fs::write(roots.join(".xen.partial-999999-0/boot/xen-4.17-amd64"), b"half").unwrap();
     fs::create_dir_all(cache.join("debs/.download.partial-999999-0")).unwrap();
-    let hypervisor = ensure_hypervisor_in(&cache).expect("ensure_hypervisor_in failed");
+    let hypervisor =
+        ensure_hypervisor_in(&cache, XenVersion::V4_17).expect("ensure_hypervisor_in failed");
     assert!(is_elf(&hypervisor.elf));
     let names: Vec<String> = fs::read_dir(&roots)
         .unwrap()

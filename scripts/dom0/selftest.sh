@@ -3,12 +3,13 @@
 # runs four hand-made mini guests (poweroff, crash, fault, hang) and checks
 # every per-guest result and the verdict byte. About 20 s when the cache is warm.
 #
-#   scripts/dom0/selftest.sh [cache-dir] [out-dir]
+#   scripts/dom0/selftest.sh [cache-dir] [out-dir] [xen-version]
+#       xen-version  4.17 (default) or 4.20: see build.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${1:-${FAULTLINE_CACHE:-$HOME/.cache/faultline}}
 out=${2:-target/dom0}
-"$here/build.sh" "$cache" "$out"
+"$here/build.sh" "$cache" "$out" "${3:-4.17}"
 work=$out/selftest
 mkdir -p "$work"
 for m in poweroff crash fault hang; do "$here/mini-guest.sh" "$work/$m" "$m"; done

@@ -2,8 +2,10 @@
 //!
 //! build.sh fetches the pinned Debian packages (scripts/packages.lock) into the cache, checks
 //! their sha256, and builds Xen, the dom0 kernel and the base initramfs once per set of inputs
-//! (its cache key hashes the lock and the scripts); a cached call costs ~0.1 s. It writes the
-//! outputs' paths and the command lines into `<target>/dom0/dom0.env`, read here.
+//! (its cache key hashes the pins it uses, the Xen version and the scripts); a cached call costs
+//! ~0.1 s. It writes the outputs' paths and the command lines into `<target>/dom0/dom0.env`
+//! (Xen 4.17) or `<target>/dom0-4.20/dom0.env` (Xen 4.20: its toolstack and libc from Debian 13,
+//! the same Linux dom0 kernel), read here.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,12 +15,13 @@ use std::sync::Mutex;
 use crate::error::{Context, Error, Result};
 use crate::packages;
 use crate::workspace;
+use crate::xen::XenVersion;
 
 /// What build.sh made: the files QEMU boots and the command lines it suggests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dom0Image {
     /// Xen, gunzipped (QEMU's `-kernel`).
-    pub xen: PathBuf,
+    pub xen_elf: PathBuf,
     /// The dom0 kernel, an ELF vmlinux (the first multiboot module).
     pub kernel: PathBuf,
     /// The base initramfs (busybox, the Xen toolstack, `/init`), gzipped and padded to 4 bytes.
@@ -31,29 +34,40 @@ pub struct Dom0Image {
     pub dom0_mib: u32,
     /// The Linux version of the dom0 kernel (`DOM0_KVER`).
     pub kernel_version: String,
-    /// The Xen package's version (`PKG_xen_hypervisor_4_17_amd64`).
+    /// The Xen version the image was built for (`XEN_VERSION`).
+    pub xen: XenVersion,
+    /// The Xen package's version (`XEN_PACKAGE_VERSION`), e.g. `4.17.7+13-g2445b30a44-0+deb12u1`.
     pub xen_version: String,
 }
 
-/// Builds the dom0 image (or finds it cached) and reads its description. Built once per process;
-/// `quiet` keeps build.sh's progress to itself unless it fails.
-pub fn ensure_dom0_image(quiet: bool) -> Result<Dom0Image> {
-    static BUILT: Mutex<Option<Dom0Image>> = Mutex::new(None);
+/// Where build.sh writes the image of `xen`: `target/dom0` (4.17), `target/dom0-4.20`.
+pub fn out_dir(xen: XenVersion) -> PathBuf {
+    match xen {
+        XenVersion::V4_17 => workspace::target_dir().join("dom0"),
+        other => workspace::target_dir().join(format!("dom0-{other}")),
+    }
+}
+
+/// Builds the dom0 image for Xen `xen` (or finds it cached) and reads its description. Built once
+/// per process and version; `quiet` keeps build.sh's progress to itself unless it fails.
+pub fn ensure_dom0_image(xen: XenVersion, quiet: bool) -> Result<Dom0Image> {
+    static BUILT: Mutex<BTreeMap<XenVersion, Dom0Image>> = Mutex::new(BTreeMap::new());
     let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(image) = built.as_ref() {
+    if let Some(image) = built.get(&xen) {
         return Ok(image.clone());
     }
-    let out = workspace::target_dir().join("dom0");
+    let out = out_dir(xen);
     let cache = workspace::cache_dir();
     std::fs::create_dir_all(&cache).context(|| format!("cannot create {}", cache.display()))?;
     {
         // Another runner process may be building the same image.
         let _cache_lock = packages::lock_cache(&cache)?;
-        let status = run_build(&cache, &out, quiet)?;
+        let status = run_build(&cache, &out, xen, quiet)?;
         if status == Some(3) && packages::is_root() {
-            // apt-get download failed: the package lists may be empty or stale.
+            // apt-get download failed: the host's package lists may be empty or stale (build.sh
+            // updates another release's own lists itself).
             packages::apt_get_update()?;
-            if run_build(&cache, &out, quiet)? != Some(0) {
+            if run_build(&cache, &out, xen, quiet)? != Some(0) {
                 return Err(build_failed());
             }
         } else if status != Some(0) {
@@ -65,7 +79,15 @@ pub fn ensure_dom0_image(quiet: bool) -> Result<Dom0Image> {
         .context(|| format!("cannot read {}", env_path.display()))?;
     let image =
         parse_env(&text).map_err(|error| Error::new(format!("{}: {error}", env_path.display())))?;
-    *built = Some(image.clone());
+    if image.xen != xen {
+        return Err(Error::new(format!(
+            "{} describes an image for Xen {}, not {xen}: delete {} and rerun",
+            env_path.display(),
+            image.xen,
+            out.display()
+        )));
+    }
+    built.insert(xen, image.clone());
     Ok(image)
 }
 
@@ -76,10 +98,10 @@ fn build_failed() -> Error {
 }
 
 /// Runs build.sh; returns its exit status. Quiet: its output is shown only if it fails.
-fn run_build(cache: &Path, out: &Path, quiet: bool) -> Result<Option<i32>> {
+fn run_build(cache: &Path, out: &Path, xen: XenVersion, quiet: bool) -> Result<Option<i32>> {
     let script = workspace::root().join("scripts/dom0/build.sh");
     let mut command = Command::new("bash");
-    command.arg(&script).arg(cache).arg(out).stdin(Stdio::null());
+    command.arg(&script).arg(cache).arg(out).arg(xen.as_str()).stdin(Stdio::null());
     if quiet {
         let output = command.output().context(|| format!("cannot run {}", script.display()))?;
         if !output.status.success() {
@@ -118,14 +140,16 @@ pub fn parse_env(text: &str) -> Result<Dom0Image> {
     let xen_args = get("XEN_ARGS")?;
     let dom0_mib = dom0_mem_mib(&xen_args)
         .ok_or_else(|| Error::new(format!("XEN_ARGS has no dom0_mem=<N>M: {xen_args:?}")))?;
+    let xen = XenVersion::parse(&get("XEN_VERSION")?)?;
     Ok(Dom0Image {
-        xen: get("XEN")?.into(),
+        xen,
+        xen_elf: get("XEN")?.into(),
         kernel: get("DOM0_KERNEL")?.into(),
         initramfs: get("DOM0_INITRAMFS")?.into(),
         dom0_args: get("DOM0_ARGS")?,
         dom0_mib,
         kernel_version: get("DOM0_KVER")?,
-        xen_version: get("PKG_xen_hypervisor_4_17_amd64")?,
+        xen_version: get("XEN_PACKAGE_VERSION")?,
         xen_args,
     })
 }
@@ -150,19 +174,27 @@ mod tests {
         let text = "# Written by scripts/dom0/build.sh (key 1). Paths are absolute.\n\
             DOM0_KEY=852a6c818d2cef90\n\
             XEN=/t/dom0/xen\n\
+            XEN_VERSION=4.17\n\
             DOM0_KERNEL=/t/dom0/vmlinux\n\
             DOM0_INITRAMFS=/t/dom0/dom0-base.cpio.gz\n\
             XEN_ARGS='console=com1 dom0_mem=192M,max:192M dom0_max_vcpus=1'\n\
             DOM0_ARGS='console=hvc0 quiet swiotlb=1024 cryptomgr.notests'\n\
             PKG_xen_hypervisor_4_17_amd64='4.17.7+13-g2445b30a44-0+deb12u1'\n\
+            XEN_PACKAGE_VERSION='4.17.7+13-g2445b30a44-0+deb12u1'\n\
             DOM0_KVER=6.1.0-56-amd64\n";
         let image = parse_env(text).unwrap();
-        assert_eq!(image.xen, PathBuf::from("/t/dom0/xen"));
+        assert_eq!(image.xen_elf, PathBuf::from("/t/dom0/xen"));
+        assert_eq!(image.xen, XenVersion::V4_17);
         assert_eq!(image.kernel, PathBuf::from("/t/dom0/vmlinux"));
         assert_eq!(image.dom0_mib, 192);
         assert_eq!(image.dom0_args, "console=hvc0 quiet swiotlb=1024 cryptomgr.notests");
         assert_eq!(image.xen_version, "4.17.7+13-g2445b30a44-0+deb12u1");
         assert!(parse_env("XEN=/x\n").is_err());
+        // An image of another Xen version is told apart; an unknown one is an error.
+        let newer = text.replace("XEN_VERSION=4.17", "XEN_VERSION=4.20");
+        assert_eq!(parse_env(&newer).unwrap().xen, XenVersion::V4_20);
+        let unknown = text.replace("XEN_VERSION=4.17", "XEN_VERSION=4.19");
+        assert!(parse_env(&unknown).unwrap_err().to_string().contains("4.20"));
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use xtask::xen::XenVersion;
 use xtask::{
     build_kernel, dom0_image, host, packages, run, xen, Mode, Profile, RunOptions, XlConsole,
     DEFAULT_DOMU_MEMORY_MIB, DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT, EXIT_SETUP,
@@ -16,9 +17,9 @@ USAGE:
     cargo xtask run [OPTIONS] [-- <guest command line>...]
     cargo xtask trace [--out PATH] [--program NAME] [--kernel PATH]
     cargo xtask build [--release|--debug]
-    cargo xtask setup
-    cargo xtask fetch <debian package>...
-    cargo xtask lock <debian package>...
+    cargo xtask setup [--xen <VERSION>]
+    cargo xtask fetch [--xen <VERSION>] <debian package>...
+    cargo xtask lock [--xen <VERSION>] <debian package>...
 
 COMMANDS:
     run      Build the kernel and the test programs, fetch what is missing, boot and judge.
@@ -45,8 +46,14 @@ COMMANDS:
     setup    Fetch everything (QEMU via apt-get when root, Xen, the Linux dom0 image) and report.
     fetch    Download, verify and unpack pinned Debian packages into the cache; print the folder.
     lock     Pin Debian packages at apt's candidate version in scripts/packages.lock.
+    With --xen 4.20, setup, fetch and lock work on Debian 13's packages (the lock's [trixie]
+    section, fetched with apt's own lists under the cache), otherwise on Debian 12's.
 
 RUN OPTIONS:
+    --xen <VERSION>     The Xen to boot: 4.17 (default; Debian 12's hypervisor and toolstack)
+                        or 4.20 (Debian 13's hypervisor, and on the DomU path its xl,
+                        xenstored, libraries and glibc in the dom0; the dom0 kernel stays
+                        Debian 12's Linux 6.1). Both are pinned in scripts/packages.lock.
     --dom0              Boot the kernel as dom0 (the fast path) instead of as a DomU.
     --memory <MiB>      The guest's memory. DomU path: xl's memory (default 32); dom0 keeps its
                         192 MiB and QEMU gets both plus Xen's share. --dom0: Xen's dom0_mem
@@ -113,15 +120,25 @@ fn dispatch(args: &[String]) -> Result<u8, String> {
             println!("{}", image.display());
             Ok(0)
         }
-        "setup" => setup(),
-        "fetch" if !rest.is_empty() => {
-            let names: Vec<&str> = rest.iter().map(String::as_str).collect();
-            let root = packages::ensure(&names).map_err(|error| error.to_string())?;
-            println!("{}", root.display());
-            Ok(0)
+        "setup" => {
+            let (xen, rest) = parse_xen_option(rest)?;
+            if let Some(extra) = rest.first() {
+                return Err(format!("setup takes only --xen, not {extra:?}"));
+            }
+            setup(xen)
         }
-        "lock" if !rest.is_empty() => {
-            packages::lock(rest).map_err(|error| error.to_string())?;
+        "fetch" | "lock" => {
+            let (xen, names) = parse_xen_option(rest)?;
+            if names.is_empty() {
+                return Err(format!("{command} needs package names; see `cargo xtask --help`"));
+            }
+            if command == "lock" {
+                packages::lock(xen.suite(), &names).map_err(|error| error.to_string())?;
+                return Ok(0);
+            }
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let root = packages::ensure(xen.suite(), &names).map_err(|error| error.to_string())?;
+            println!("{}", root.display());
             Ok(0)
         }
         "help" | "--help" | "-h" => {
@@ -129,6 +146,18 @@ fn dispatch(args: &[String]) -> Result<u8, String> {
             Ok(0)
         }
         other => Err(format!("unknown command {other:?}; see `cargo xtask --help`")),
+    }
+}
+
+/// Takes a leading `--xen <VERSION>` off `args`: the version (default 4.17) and the rest.
+fn parse_xen_option(args: &[String]) -> Result<(XenVersion, Vec<String>), String> {
+    match args {
+        [flag, rest @ ..] if flag == "--xen" => {
+            let (value, rest) =
+                rest.split_first().ok_or_else(|| "--xen needs a value".to_string())?;
+            Ok((XenVersion::parse(value).map_err(|error| error.to_string())?, rest.to_vec()))
+        }
+        _ => Ok((XenVersion::default(), args.to_vec())),
     }
 }
 
@@ -171,6 +200,10 @@ fn parse_run_options(args: &[String]) -> Result<(RunOptions, Option<PathBuf>), S
             |name: &str| args.next().cloned().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
             "--dom0" => options.mode = Mode::Dom0,
+            "--xen" => {
+                options.xen =
+                    XenVersion::parse(&value("--xen")?).map_err(|error| error.to_string())?;
+            }
             "--release" => options.profile = Profile::Release,
             "--debug" => options.profile = Profile::Debug,
             "--quiet" => options.quiet = true,
@@ -262,17 +295,17 @@ fn trace_command(args: &[String]) -> Result<u8, String> {
     Ok(0)
 }
 
-fn setup() -> Result<u8, String> {
+fn setup(xen: XenVersion) -> Result<u8, String> {
     let qemu = host::ensure_qemu().map_err(|error| error.to_string())?;
     println!("qemu: {} {}", qemu.path.display(), qemu.version);
-    let hypervisor = xen::ensure_hypervisor().map_err(|error| error.to_string())?;
+    let hypervisor = xen::ensure_hypervisor(xen).map_err(|error| error.to_string())?;
     println!(
         "xen: {} {} ({})",
-        xen::XEN_PACKAGE,
+        xen.hypervisor_package(),
         hypervisor.package_version,
         hypervisor.elf.display()
     );
-    let image = dom0_image::ensure_dom0_image(false).map_err(|error| error.to_string())?;
+    let image = dom0_image::ensure_dom0_image(xen, false).map_err(|error| error.to_string())?;
     println!(
         "dom0: Linux {} ({}, {})",
         image.kernel_version,

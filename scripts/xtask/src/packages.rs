@@ -1,17 +1,23 @@
 //! Debian packages unpacked into a private cache, pinned by `scripts/packages.lock`.
 //!
-//! That one lock file pins every package faultline uses: the hypervisor the runner boots, and
-//! everything `scripts/dom0/build.sh` builds the Linux dom0 image from (it reads the same file).
+//! That one lock file pins every package faultline uses: the hypervisors the runner boots, and
+//! everything `scripts/dom0/build.sh` builds the Linux dom0 images from (it reads the same file).
 //!
-//! `ensure(&["xen-hypervisor-4.17-amd64"])` downloads each package at its pinned version with
-//! `apt-get download`, checks the .deb's sha256 against the lock file, unpacks it with
-//! `dpkg-deb -x` (nothing is installed system-wide) and returns the folder that holds the unpacked
-//! files (`<root>/boot/...`, `<root>/usr/...`). Results are cached in `$FAULTLINE_CACHE`
+//! `ensure("bookworm", &["xen-hypervisor-4.17-amd64"])` downloads each package at its pinned
+//! version with `apt-get download`, checks the .deb's sha256 against the lock file, unpacks it
+//! with `dpkg-deb -x` (nothing is installed system-wide) and returns the folder that holds the
+//! unpacked files (`<root>/boot/...`, `<root>/usr/...`). Results are cached in `$FAULTLINE_CACHE`
 //! (default `~/.cache/faultline`); a second call with the same set costs a stat.
 //!
-//! Lock file format, one package a line, `#` starts a comment:
-//! `<package> <version> <sha256 of the .deb>`. `cargo xtask lock <package>...` (re)pins packages
-//! to the version apt offers now, taking the sha256 from `apt-cache show`.
+//! Lock file format, one package a line, `#` starts a comment, `[<suite>] <comment>` starts the
+//! section of a Debian release (lines before the first header are [`HOST_SUITE`]'s):
+//! `<package> <version> <sha256 of the .deb> [<size> <pool path>]`. The same package may be
+//! pinned once per release. `cargo xtask lock [--xen V] <package>...` (re)pins packages to the
+//! version apt offers now, taking the sha256 from `apt-cache show`.
+//!
+//! Packages of [`HOST_SUITE`] come through the host's apt lists; those of another release through
+//! `scripts/dom0/apt-suite.sh`, which gives apt its own sources list (the host's mirror), lists
+//! and cache under `$FAULTLINE_CACHE/apt/<suite>` and leaves the host's lists alone.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -27,9 +33,14 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{Context, Error, Result};
 use crate::workspace;
 
+/// The Debian release whose packages come through the host's own apt lists (Debian 12).
+pub const HOST_SUITE: &str = "bookworm";
+
 /// One pinned package.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pin {
+    /// The Debian release (the lock file's section), e.g. `bookworm`.
+    pub suite: String,
     pub package: String,
     pub version: String,
     pub sha256: String,
@@ -39,10 +50,10 @@ pub struct Pin {
     pub pool_path: Option<String>,
 }
 
-/// The parsed lock file: package name to pin.
+/// The parsed lock file: (suite, package name) to pin.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Lock {
-    pins: BTreeMap<String, Pin>,
+    pins: BTreeMap<(String, String), Pin>,
 }
 
 impl Lock {
@@ -57,9 +68,19 @@ impl Lock {
     /// Parses the lock file's text.
     pub fn parse(text: &str) -> Result<Lock> {
         let mut pins = BTreeMap::new();
+        let mut suite = HOST_SUITE.to_string();
         for (number, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix('[') {
+                suite = section_name(rest).ok_or_else(|| {
+                    Error::new(format!(
+                        "line {}: expected a section header `[<suite>] <comment>`",
+                        number + 1
+                    ))
+                })?;
                 continue;
             }
             let fields: Vec<&str> = line.split_whitespace().collect();
@@ -83,31 +104,54 @@ impl Lock {
                 return Err(Error::new(format!("line {}: bad sha256 {sha256:?}", number + 1)));
             }
             let pin = Pin {
+                suite: suite.clone(),
                 package: package.to_string(),
                 version: version.to_string(),
                 sha256: sha256.to_ascii_lowercase(),
                 size,
                 pool_path,
             };
-            pins.insert(package.to_string(), pin);
+            if pins.insert((suite.clone(), package.to_string()), pin).is_some() {
+                return Err(Error::new(format!(
+                    "line {}: {package} is pinned twice in [{suite}]",
+                    number + 1
+                )));
+            }
         }
         Ok(Lock { pins })
     }
 
-    /// The pin of `package`.
-    pub fn get(&self, package: &str) -> Result<&Pin> {
-        self.pins.get(package).ok_or_else(|| {
+    /// The pin of `package` in the section of `suite`.
+    pub fn get(&self, suite: &str, package: &str) -> Result<&Pin> {
+        self.pins.get(&(suite.to_string(), package.to_string())).ok_or_else(|| {
             Error::new(format!(
-                "{package} is not pinned in scripts/packages.lock: run `cargo xtask lock {package}`"
+                "{package} is not pinned in [{suite}] of scripts/packages.lock: run `cargo xtask lock{} {package}`",
+                lock_flag(suite)
             ))
         })
     }
 }
 
-/// Makes sure every package in `packages` is downloaded, verified and unpacked, and returns the
-/// one folder they are all unpacked into.
-pub fn ensure(packages: &[&str]) -> Result<PathBuf> {
-    ensure_in(&workspace::cache_dir(), packages)
+/// The suite of a section header's text after `[`: `bookworm] comment` gives `bookworm`.
+fn section_name(rest: &str) -> Option<String> {
+    let (name, _) = rest.split_once(']')?;
+    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    valid.then(|| name.to_string())
+}
+
+/// The `cargo xtask lock` option that picks `suite`'s section: ` --xen 4.20`, or none.
+fn lock_flag(suite: &str) -> String {
+    crate::xen::XenVersion::ALL
+        .into_iter()
+        .find(|version| version.suite() == suite && suite != HOST_SUITE)
+        .map(|version| format!(" --xen {version}"))
+        .unwrap_or_default()
+}
+
+/// Makes sure every package in `packages` (pinned in the section of `suite`) is downloaded,
+/// verified and unpacked, and returns the one folder they are all unpacked into.
+pub fn ensure(suite: &str, packages: &[&str]) -> Result<PathBuf> {
+    ensure_in(&workspace::cache_dir(), suite, packages)
 }
 
 /// [`ensure`] into the cache folder `cache`.
@@ -115,11 +159,13 @@ pub fn ensure(packages: &[&str]) -> Result<PathBuf> {
 /// Concurrency: the whole check, fetch and unpack runs under the cache's lock, into a temporary
 /// folder of a name no other caller uses, renamed into place only once complete (the stamp file
 /// last). A caller killed halfway leaves only a temporary folder, which the next caller sweeps.
-pub fn ensure_in(cache: &Path, packages: &[&str]) -> Result<PathBuf> {
+pub fn ensure_in(cache: &Path, suite: &str, packages: &[&str]) -> Result<PathBuf> {
     check_debian_tools()?;
     let lock = Lock::load()?;
-    let pins =
-        packages.iter().map(|package| lock.get(package).cloned()).collect::<Result<Vec<Pin>>>()?;
+    let pins = packages
+        .iter()
+        .map(|package| lock.get(suite, package).cloned())
+        .collect::<Result<Vec<Pin>>>()?;
     fs::create_dir_all(cache).context(|| format!("cannot create {}", cache.display()))?;
     let _cache_lock = lock_cache(cache)?;
 
@@ -154,44 +200,77 @@ pub fn ensure_in(cache: &Path, packages: &[&str]) -> Result<PathBuf> {
     Ok(root)
 }
 
-/// Pins `packages` at the version apt offers now, writing `scripts/packages.lock`.
-pub fn lock(packages: &[String]) -> Result<()> {
+/// Pins `packages` at the version apt offers now in `suite`, writing the section of `suite` in
+/// `scripts/packages.lock`.
+pub fn lock(suite: &str, packages: &[String]) -> Result<()> {
     check_debian_tools()?;
     let path = workspace::packages_lock();
     let old_text = fs::read_to_string(&path).unwrap_or_default();
     let mut new_pins = Vec::new();
     for package in packages {
-        let pin = candidate_pin(package)?;
+        let pin = candidate_pin(&workspace::cache_dir(), suite, package)?;
         status(&format!("pinning {} {} sha256 {}", pin.package, pin.version, pin.sha256));
         new_pins.push(pin);
     }
-    let text = merge_pins(&old_text, &new_pins);
+    let text = merge_pins(&old_text, suite, &new_pins);
     Lock::parse(&text)?;
     fs::write(&path, text).context(|| format!("cannot write {}", path.display()))
 }
 
-/// The lock file's text with `pins` replacing the lines of the same packages (or appended).
-fn merge_pins(old_text: &str, pins: &[Pin]) -> String {
+/// The lock file's text with `pins` replacing the lines of the same packages in the section of
+/// `suite`, or appended at the end of that section (a new section at the end of the file).
+fn merge_pins(old_text: &str, suite: &str, pins: &[Pin]) -> String {
     let mut remaining: Vec<&Pin> = pins.iter().collect();
     let mut text = String::new();
     if old_text.trim().is_empty() {
-        text.push_str("# Every Debian 12 (amd64) package faultline uses: <package> <version> <sha256> <size> <pool path>.\n");
+        text.push_str("# Every Debian (amd64) package faultline uses, one section per release: <package> <version> <sha256> <size> <pool path>.\n");
         text.push_str(
-            "# Regenerate it with scripts/dom0/lock.sh or re-pin some with `cargo xtask lock <package>...`.\n",
+            "# Regenerate it with scripts/dom0/lock.sh or re-pin some with `cargo xtask lock [--xen V] <package>...`.\n",
         );
     }
-    for line in old_text.lines() {
-        let package = line.split('#').next().unwrap_or("").split_whitespace().next();
-        match remaining.iter().position(|pin| Some(pin.package.as_str()) == package) {
-            Some(index) => text.push_str(&pin_line(remaining.remove(index))),
-            None => text.push_str(line),
+    let append_rest = |text: &mut String, remaining: &mut Vec<&Pin>| {
+        for pin in remaining.drain(..) {
+            text.push_str(&pin_line(pin));
+            text.push('\n');
         }
+    };
+    // Lines before the first header belong to HOST_SUITE; new pins go at the end of the
+    // section that has pins (or the header) of `suite`.
+    let mut current = HOST_SUITE.to_string();
+    let mut explicit = false;
+    let mut has_pins = false;
+    let mut seen = false;
+    for line in old_text.lines() {
+        let content = line.split('#').next().unwrap_or("").trim();
+        if let Some(name) = content.strip_prefix('[').and_then(section_name) {
+            if current == suite && (explicit || has_pins) {
+                append_rest(&mut text, &mut remaining);
+            }
+            current = name;
+            explicit = true;
+            has_pins = false;
+            seen |= current == suite;
+        } else if !content.is_empty() {
+            has_pins = true;
+        }
+        if current == suite && !content.is_empty() && !content.starts_with('[') {
+            seen = true;
+            let package = content.split_whitespace().next();
+            if let Some(index) =
+                remaining.iter().position(|pin| Some(pin.package.as_str()) == package)
+            {
+                text.push_str(&pin_line(remaining.remove(index)));
+                text.push('\n');
+                continue;
+            }
+        }
+        text.push_str(line);
         text.push('\n');
     }
-    for pin in remaining {
-        text.push_str(&pin_line(pin));
-        text.push('\n');
+    if !remaining.is_empty() && current != suite && (seen || suite != HOST_SUITE) {
+        text.push_str(&format!("[{suite}]\n"));
     }
+    append_rest(&mut text, &mut remaining);
     text
 }
 
@@ -204,19 +283,19 @@ fn pin_line(pin: &Pin) -> String {
     }
 }
 
-/// The candidate version of `package` and its sha256, from apt-cache.
-fn candidate_pin(package: &str) -> Result<Pin> {
-    let mut version = candidate_version(package)?;
+/// The candidate version of `package` in `suite` and its sha256, from apt-cache.
+fn candidate_pin(cache: &Path, suite: &str, package: &str) -> Result<Pin> {
+    let mut version = candidate_version(cache, suite, package)?;
     if version.is_none() {
-        apt_get_update()?;
-        version = candidate_version(package)?;
+        update_lists(cache, suite)?;
+        version = candidate_version(cache, suite, package)?;
     }
     let version = version.ok_or_else(|| {
         Error::new(format!(
             "apt knows no installable version of {package} (apt-cache policy {package})"
         ))
     })?;
-    let output = Command::new("apt-cache")
+    let output = apt_command(cache, suite, "apt-cache")
         .args(["show", &format!("{package}={version}")])
         .stdin(Stdio::null())
         .output()
@@ -237,6 +316,7 @@ fn candidate_pin(package: &str) -> Result<Pin> {
     let sha256 = field("SHA256: ")
         .ok_or_else(|| Error::new(format!("apt-cache show {package}={version} gives no SHA256")))?;
     Ok(Pin {
+        suite: suite.to_string(),
         package: package.to_string(),
         version,
         sha256,
@@ -245,8 +325,8 @@ fn candidate_pin(package: &str) -> Result<Pin> {
     })
 }
 
-fn candidate_version(package: &str) -> Result<Option<String>> {
-    let output = Command::new("apt-cache")
+fn candidate_version(cache: &Path, suite: &str, package: &str) -> Result<Option<String>> {
+    let output = apt_command(cache, suite, "apt-cache")
         .args(["policy", package])
         .stdin(Stdio::null())
         .output()
@@ -272,7 +352,7 @@ fn fetch_deb(cache: &Path, pin: &Pin) -> Result<PathBuf> {
     let download = partial_path(&debs.join("download"));
     fs::create_dir_all(&download).context(|| format!("cannot create {}", download.display()))?;
     status(&format!("downloading {} {}", pin.package, pin.version));
-    apt_get_download(&download, pin)?;
+    apt_get_download(cache, &download, pin)?;
     let fetched = fs::read_dir(&download)
         .context(|| format!("cannot list {}", download.display()))?
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
@@ -295,12 +375,41 @@ fn fetch_deb(cache: &Path, pin: &Pin) -> Result<PathBuf> {
     Ok(deb)
 }
 
+/// `apt` (apt-get or apt-cache) on the lists of `suite`: the host's for [`HOST_SUITE`], else
+/// apt's own lists under `cache` through `scripts/dom0/apt-suite.sh` (which runs `apt-get update`
+/// for them on first use).
+fn apt_command(cache: &Path, suite: &str, apt: &str) -> Command {
+    if suite == HOST_SUITE {
+        return Command::new(apt);
+    }
+    let mut command = Command::new("bash");
+    command.arg(workspace::root().join("scripts/dom0/apt-suite.sh")).arg(suite).arg(cache).arg(apt);
+    command
+}
+
+/// `apt-get update` for `suite`: the host's lists ([`apt_get_update`]), or the suite's own.
+fn update_lists(cache: &Path, suite: &str) -> Result<()> {
+    if suite == HOST_SUITE {
+        return apt_get_update();
+    }
+    status(&format!("apt-get update for {suite} (its own lists under {})", cache.display()));
+    let output = Command::new("bash")
+        .arg(workspace::root().join("scripts/dom0/apt-suite.sh"))
+        .args([suite.as_ref(), cache.as_os_str(), "update".as_ref()])
+        .stdin(Stdio::null())
+        .stdout(progress_stdio())
+        .stderr(Stdio::piped())
+        .output()
+        .context(|| "cannot run scripts/dom0/apt-suite.sh".to_string())?;
+    require_success(&format!("apt-get update for {suite}"), &output)
+}
+
 /// `apt-get download <package>=<version>` into `folder`; runs `apt-get update` once if apt does not
 /// know that version yet (fresh machines have empty package lists).
-fn apt_get_download(folder: &Path, pin: &Pin) -> Result<()> {
+fn apt_get_download(cache: &Path, folder: &Path, pin: &Pin) -> Result<()> {
     let spec = format!("{}={}", pin.package, pin.version);
     let attempt = || -> Result<Output> {
-        let mut command = Command::new("apt-get");
+        let mut command = apt_command(cache, &pin.suite, "apt-get");
         if is_root() {
             // Root cannot hand the download to the `_apt` user when the cache is under /root; apt
             // would say so ("unsandboxed") and download as root anyway.
@@ -316,7 +425,11 @@ fn apt_get_download(folder: &Path, pin: &Pin) -> Result<()> {
             .context(|| "cannot run apt-get".to_string())
     };
     let mut output = attempt()?;
-    if !output.status.success() {
+    if !output.status.success() && pin.suite != HOST_SUITE {
+        // The suite's own lists (under the cache) may be stale.
+        update_lists(cache, &pin.suite)?;
+        output = attempt()?;
+    } else if !output.status.success() {
         // Another thread may be updating the lists right now: apt_get_update waits for it.
         if !*UPDATED.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) {
             status(&format!("apt does not offer {spec} yet; updating the package lists"));
@@ -329,7 +442,9 @@ fn apt_get_download(folder: &Path, pin: &Pin) -> Result<()> {
     }
     let last = last_error_line(&output);
     Err(Error::new(format!(
-        "apt-get download {spec} failed ({last}); if the archive no longer has this version, re-pin it with `cargo xtask lock {}`",
+        "apt-get download {spec} ({}) failed ({last}); if the archive no longer has this version, re-pin it with `cargo xtask lock{} {}`",
+        pin.suite,
+        lock_flag(&pin.suite),
         pin.package
     )))
 }
@@ -410,6 +525,7 @@ pub(crate) fn sweep_partials(folder: &Path) -> Result<()> {
 fn root_name(pins: &[Pin]) -> String {
     let mut hasher = Sha256::new();
     for pin in pins {
+        // The sha256 tells releases apart: the suite is left out, so caches stay valid.
         hasher.update(format!("{} {} {}\n", pin.package, pin.version, pin.sha256));
     }
     let digest = hex(&hasher.finalize());
@@ -491,16 +607,29 @@ mod tests {
     use super::*;
 
     const SHA: &str = "fc074298a677325306662eea382cc4503339b8e1f4db54b24702b0b07cf6741d";
+    const SHB: &str = "c38498c5696b29a854d67955a5ad18ef02daf856ddc718322ce61388afeeffd8";
+
+    fn pin(suite: &str, package: &str, version: &str) -> Pin {
+        Pin {
+            suite: suite.into(),
+            package: package.into(),
+            version: version.into(),
+            sha256: SHA.into(),
+            size: None,
+            pool_path: None,
+        }
+    }
 
     #[test]
     fn parses_the_lock_file() {
         let text = format!("# comment\n\nxen-hypervisor-4.17-amd64 4.17.7+13-g2445b30a44-0+deb12u1 {SHA} # pinned\n");
         let lock = Lock::parse(&text).unwrap();
-        let pin = lock.get("xen-hypervisor-4.17-amd64").unwrap();
+        let pin = lock.get("bookworm", "xen-hypervisor-4.17-amd64").unwrap();
         assert_eq!(pin.version, "4.17.7+13-g2445b30a44-0+deb12u1");
         assert_eq!(pin.sha256, SHA);
+        assert_eq!(pin.suite, "bookworm");
         assert!(lock
-            .get("busybox-static")
+            .get("bookworm", "busybox-static")
             .unwrap_err()
             .message()
             .contains("cargo xtask lock busybox-static"));
@@ -510,44 +639,92 @@ mod tests {
             "zlib1g 1:1.2.13.dfsg-1 {SHA} 86684 pool/main/z/zlib/zlib1g.deb\n"
         ))
         .unwrap();
-        assert_eq!(five.get("zlib1g").unwrap().size, Some(86684));
+        assert_eq!(five.get("bookworm", "zlib1g").unwrap().size, Some(86684));
         assert!(Lock::parse(&format!("zlib1g 1 {SHA} 86684\n")).is_err());
+    }
+
+    #[test]
+    fn parses_one_section_per_release() {
+        let text = format!(
+            "# header\n[bookworm] Debian 12\nlibc6 2.36 {SHA}\n[trixie] Debian 13: Xen 4.20\nlibc6 2.41 {SHB}\nxen-utils-4.20 4.20.4 {SHB}\n"
+        );
+        let lock = Lock::parse(&text).unwrap();
+        assert_eq!(lock.get("bookworm", "libc6").unwrap().version, "2.36");
+        assert_eq!(lock.get("trixie", "libc6").unwrap().version, "2.41");
+        assert_eq!(lock.get("trixie", "libc6").unwrap().sha256, SHB);
+        assert!(lock.get("bookworm", "xen-utils-4.20").is_err());
+        // The error names the option that re-pins into that section.
+        let message = lock.get("trixie", "busybox-static").unwrap_err().to_string();
+        assert!(message.contains("[trixie]"), "{message}");
+        assert!(message.contains("cargo xtask lock --xen 4.20 busybox-static"), "{message}");
+        // A package pinned twice in one section, and a malformed header, are errors.
+        assert!(Lock::parse(&format!("[trixie]\nlibc6 1 {SHA}\nlibc6 2 {SHA}\n")).is_err());
+        assert!(Lock::parse(&format!("[trixie\nlibc6 1 {SHA}\n")).is_err());
+        assert!(Lock::parse(&format!("[] x\nlibc6 1 {SHA}\n")).is_err());
     }
 
     #[test]
     fn merges_new_pins() {
         let old = format!("# header\na 1 {SHA}\nb 2 {SHA}\n");
-        let pins = [
-            Pin {
-                package: "b".into(),
-                version: "3".into(),
-                sha256: SHA.into(),
-                size: None,
-                pool_path: None,
-            },
-            Pin {
-                package: "c".into(),
-                version: "4".into(),
-                sha256: SHA.into(),
-                size: Some(9),
-                pool_path: Some("pool/c.deb".into()),
-            },
-        ];
-        let merged = merge_pins(&old, &pins);
+        let mut c = pin("bookworm", "c", "4");
+        c.size = Some(9);
+        c.pool_path = Some("pool/c.deb".into());
+        let pins = [pin("bookworm", "b", "3"), c];
+        let merged = merge_pins(&old, "bookworm", &pins);
         assert_eq!(merged, format!("# header\na 1 {SHA}\nb 3 {SHA}\nc 4 {SHA} 9 pool/c.deb\n"));
         let lock = Lock::parse(&merged).unwrap();
-        assert_eq!(lock.get("b").unwrap().version, "3");
+        assert_eq!(lock.get("bookworm", "b").unwrap().version, "3");
+    }
+
+    #[test]
+    fn merges_new_pins_into_their_section() {
+        let old = format!("# h\n[bookworm] 12\na 1 {SHA}\n[trixie] 13\na 5 {SHA}\n");
+        // Into the first section: replaced there, new ones at its end (before the next header).
+        let merged =
+            merge_pins(&old, "bookworm", &[pin("bookworm", "a", "2"), pin("bookworm", "z", "9")]);
+        assert_eq!(
+            merged,
+            format!("# h\n[bookworm] 12\na 2 {SHA}\nz 9 {SHA}\n[trixie] 13\na 5 {SHA}\n")
+        );
+        // Into the last section.
+        let merged =
+            merge_pins(&old, "trixie", &[pin("trixie", "a", "6"), pin("trixie", "b", "7")]);
+        assert_eq!(
+            merged,
+            format!("# h\n[bookworm] 12\na 1 {SHA}\n[trixie] 13\na 6 {SHA}\nb 7 {SHA}\n")
+        );
+        // A section the file lacks is added at its end.
+        let merged = merge_pins(&format!("a 1 {SHA}\n"), "trixie", &[pin("trixie", "a", "6")]);
+        assert_eq!(merged, format!("a 1 {SHA}\n[trixie]\na 6 {SHA}\n"));
+        let lock = Lock::parse(&merged).unwrap();
+        assert_eq!(lock.get("bookworm", "a").unwrap().version, "1");
+        assert_eq!(lock.get("trixie", "a").unwrap().version, "6");
+    }
+
+    #[test]
+    fn the_committed_lock_pins_both_xen_versions() {
+        let lock = Lock::load().unwrap();
+        for version in crate::xen::XenVersion::ALL {
+            let suite = version.suite();
+            for package in [
+                version.hypervisor_package(),
+                format!("xen-utils-{version}"),
+                format!("libxenmisc{version}"),
+                "xenstore-utils".to_string(),
+                "libc6".to_string(),
+                "libgcc-s1".to_string(),
+                "busybox-static".to_string(),
+            ] {
+                let pin = lock.get(suite, &package).unwrap();
+                assert!(pin.size.is_some() && pin.pool_path.is_some(), "{pin:?}");
+            }
+        }
+        assert!(lock.get("trixie", "libc6").unwrap().version.starts_with("2.41"));
     }
 
     #[test]
     fn root_names_depend_on_versions() {
-        let pin = |version: &str| Pin {
-            package: "xen".into(),
-            version: version.into(),
-            sha256: SHA.into(),
-            size: None,
-            pool_path: None,
-        };
+        let pin = |version: &str| pin("bookworm", "xen", version);
         assert_ne!(root_name(&[pin("1")]), root_name(&[pin("2")]));
         assert!(root_name(&[pin("1")]).starts_with("xen-"));
     }

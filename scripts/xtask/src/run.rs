@@ -29,7 +29,7 @@ use crate::outcome::{judge, ShutdownReason, Verdict};
 use crate::qemu::{qemu_args, shell_line, BootConfig, QemuProcess};
 use crate::symbolize::Symbolizer;
 use crate::workspace;
-use crate::xen;
+use crate::xen::{self, XenVersion};
 use crate::xl::{self, XlConsole};
 
 /// How the kernel is booted.
@@ -57,6 +57,9 @@ impl Mode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunOptions {
     pub mode: Mode,
+    /// The Xen version to boot (Debian 12's 4.17 by default, or Debian 13's 4.20): the
+    /// hypervisor, and on the DomU path the dom0's toolstack and libc.
+    pub xen: XenVersion,
     /// A kernel image to boot; `None` builds one with `profile`.
     pub kernel: Option<PathBuf>,
     pub profile: Profile,
@@ -106,6 +109,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             mode: Mode::Dom0,
+            xen: XenVersion::default(),
             kernel: None,
             profile: Profile::Release,
             cmdline: String::new(),
@@ -329,7 +333,7 @@ fn prepare_dom0(
     module: Option<PathBuf>,
     qemu_version: &str,
 ) -> Result<Prepared> {
-    let hypervisor = xen::ensure_hypervisor()?;
+    let hypervisor = xen::ensure_hypervisor(options.xen)?;
     let config = BootConfig {
         xen: hypervisor.elf.clone(),
         kernel: kernel.to_path_buf(),
@@ -358,7 +362,7 @@ fn prepare_xl(
     module: Option<&Path>,
     qemu_version: &str,
 ) -> Result<Prepared> {
-    let image = dom0_image::ensure_dom0_image(options.quiet)?;
+    let image = dom0_image::ensure_dom0_image(options.xen, options.quiet)?;
     let dir = options.xl_dir.clone().unwrap_or_else(|| workspace::target_dir().join("xl"));
     let timeout_secs = options.timeout.as_secs().max(1);
     let mut files = Vec::new();

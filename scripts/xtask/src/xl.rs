@@ -228,7 +228,7 @@ pub fn qemu_args(image: &Dom0Image, run_image: &Path, guest_mib: u32) -> Result<
     push(&["-accel", "tcg", "-cpu", "max,-smap"]);
     push(&["-m", &memory, "-smp", "1"]);
     args.push("-kernel".into());
-    args.push(image.xen.clone().into_os_string());
+    args.push(image.xen_elf.clone().into_os_string());
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     push(&["-append", &image.xen_args]);
     push(&["-initrd", &modules]);
