@@ -17,6 +17,8 @@
 # and the one listed for <release>-security serves <suite>-security. The first
 # command on an empty lists folder runs `apt-get update` for it (under a lock,
 # so parallel callers update once). Exit status: the command's; 1 on a set-up error.
+# Environment (for tests): APT_SUITE_ETC, the folder of the host's sources
+# (default /etc/apt); APT_SUITE_HOST, the host's release (default: os-release's).
 set -euo pipefail
 
 [ $# -ge 3 ] || { echo "usage: $0 <suite> <cache-dir> update|mirror|apt-get|apt-cache [args...]" >&2; exit 1; }
@@ -24,7 +26,8 @@ suite=$1 cache=$2 command=$3
 shift 3
 die() { echo "apt-suite: error: $*" >&2; exit 1; }
 
-host=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+host=${APT_SUITE_HOST:-$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")}
+etc=${APT_SUITE_ETC:-/etc/apt}
 [ -n "$host" ] || die "/etc/os-release names no VERSION_CODENAME (Debian 12 is expected)"
 sandbox=()
 [ "$(id -u)" -ne 0 ] || sandbox=(-o APT::Sandbox::User=root) # root cannot hand a /root folder to _apt
@@ -32,7 +35,7 @@ sandbox=()
 # The archive URIs the host's sources give for its release and its security suite.
 host_uris() {
 	local files=() f
-	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+	for f in "$etc/sources.list" "$etc"/sources.list.d/*.list "$etc"/sources.list.d/*.sources; do
 		[ -r "$f" ] && files+=("$f")
 	done
 	[ ${#files[@]} -gt 0 ] || return 0
@@ -76,17 +79,17 @@ if [ "$suite" = "$host" ]; then
 fi
 
 { read -r main_uri; read -r security_uri; } < <(host_uris; echo; echo)
-[ -n "$main_uri" ] || die "the host's apt sources list no archive for $host (deb <uri> $host main): cannot tell which mirror serves $suite"
+[ -n "$main_uri" ] || die "the host's apt sources ($etc/sources.list, $etc/sources.list.d) list no archive for $host (deb <uri> $host main): cannot tell which mirror serves $suite"
 # Without a security entry on the host, the same host's -security archive (Debian's layout).
 [ -n "$security_uri" ] || security_uri=$main_uri-security
-keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-[ -r "$keyring" ] || die "$keyring missing: apt-get install debian-archive-keyring"
-
 if [ "$command" = mirror ]; then
 	echo "$main_uri"
 	echo "$security_uri"
 	exit 0
 fi
+# Debian 12's keyring holds Debian 13's archive keys too.
+keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+[ -r "$keyring" ] || die "$keyring missing: apt-get install debian-archive-keyring"
 
 dir=$cache/apt/$suite
 mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"

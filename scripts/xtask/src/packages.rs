@@ -729,3 +729,76 @@ mod tests {
         assert!(root_name(&[pin("1")]).starts_with("xen-"));
     }
 }
+
+/// scripts/dom0/apt-suite.sh: which archive hosts another release is fetched from.
+#[cfg(test)]
+mod apt_suite_tests {
+    use std::path::Path;
+    use std::process::Command;
+
+    /// Runs `apt-suite.sh trixie <cache> mirror` on the host sources written into a temporary
+    /// folder: its stdout lines on success, its stderr on failure.
+    fn mirror(files: &[(&str, &str)]) -> Result<Vec<String>, String> {
+        let dir = std::env::temp_dir().join(format!(
+            "faultline-apt-suite-{}-{}",
+            std::process::id(),
+            files.len()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("etc/sources.list.d")).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join("etc").join(name), text).unwrap();
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dom0/apt-suite.sh");
+        let output = Command::new("bash")
+            .arg(script)
+            .args(["trixie".as_ref(), dir.join("cache").as_os_str(), "mirror".as_ref()])
+            .env("APT_SUITE_ETC", dir.join("etc"))
+            .env("APT_SUITE_HOST", "bookworm")
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+
+    #[test]
+    fn takes_the_hosts_mirror_from_deb822_sources() {
+        let sources =
+            "Types: deb\n# http://snapshot.example/archive\nURIs: http://mirror.example/debian/\n\
+            Suites: bookworm bookworm-updates\nComponents: main\n\n\
+            Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n\
+            Components: main\n";
+        let other = "Types: deb\nURIs: https://vendor.example/apt\nSuites: nodistro\n";
+        let found = mirror(&[
+            ("sources.list.d/debian.sources", sources),
+            ("sources.list.d/vendor.sources", other),
+        ]);
+        assert_eq!(
+            found.unwrap(),
+            ["http://mirror.example/debian", "http://security.example/debian-security"]
+        );
+    }
+
+    #[test]
+    fn takes_the_hosts_mirror_from_one_line_sources() {
+        let list = "# deb http://old.example/debian bookworm main\n\
+            deb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian bookworm main contrib\n\
+            deb-src http://src.example/debian bookworm main\n";
+        // Without a security entry: the same host's -security archive (Debian's layout).
+        assert_eq!(
+            mirror(&[("sources.list", list)]).unwrap(),
+            ["http://mirror.example/debian", "http://mirror.example/debian-security"]
+        );
+    }
+
+    #[test]
+    fn refuses_to_guess_without_a_host_mirror() {
+        let list = "deb https://vendor.example/apt nodistro main\n";
+        let error = mirror(&[("sources.list", list)]).unwrap_err();
+        assert!(error.contains("list no archive for bookworm"), "{error}");
+    }
+}
