@@ -58,7 +58,8 @@ impl SegmentSpec {
         page_floor(self.vaddr)..page_ceil(self.vaddr + self.mem_size).unwrap_or(u64::MAX)
     }
 
-    fn backing(&self) -> Backing {
+    /// Where the segment's pages come from.
+    pub fn backing(&self) -> Backing {
         Backing::File {
             vaddr: self.vaddr,
             file_offset: self.file_offset,

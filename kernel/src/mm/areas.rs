@@ -15,7 +15,7 @@
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use super::user_layout::{is_mappable, MMAP_BASE, PAGE_SIZE, STACK_RESERVED_START};
+use super::user_layout::{is_mappable, page_floor, MMAP_BASE, PAGE_SIZE, STACK_RESERVED_START};
 
 /// Areas one address space may have at once (after merging), unless made with another capacity.
 pub const AREAS_MAX: usize = 4096;
@@ -79,11 +79,12 @@ impl PageContents<'_> {
 }
 
 impl Backing {
-    /// What page `page` holds, taken from `file`.
-    pub fn page_contents<'f>(&self, file: &'f [u8], page: u64) -> PageContents<'f> {
+    /// What the page holding `addr` holds, taken from `file`.
+    pub fn page_contents<'f>(&self, file: &'f [u8], addr: u64) -> PageContents<'f> {
         let Backing::File { vaddr, file_offset, file_size } = *self else {
             return PageContents { offset_in_page: 0, bytes: &[] };
         };
+        let page = page_floor(addr);
         let start = vaddr.max(page);
         let end = (vaddr + file_size).min(page + PAGE_SIZE);
         if start >= end {

@@ -18,6 +18,8 @@ use ::elf::parse::ParseError;
 use ::elf::segment::ProgramHeader;
 use ::elf::ElfBytes;
 
+use crate::mm::address_space::SegmentSpec;
+use crate::mm::areas::Prot;
 use crate::mm::user_layout::{self as layout, page_ceil, page_floor, PAGE_SIZE};
 
 /// Most loadable segments in one program.
@@ -87,37 +89,15 @@ impl Segment {
         &file[self.file_offset as usize..(self.file_offset + self.file_size) as usize]
     }
 
-    /// What page `page_vaddr` of this segment holds: the file bytes that land in it (at
-    /// `offset_in_page`), the rest being zero. The kernel fills a fresh frame from this on a
-    /// demand fault, or maps the archive frame itself when the page is read-only, whole and
-    /// page-aligned in the archive.
-    pub fn page_contents<'f>(&self, file: &'f [u8], page_vaddr: u64) -> PageContents<'f> {
-        let page = page_floor(page_vaddr);
-        let file_range = self.vaddr..self.vaddr + self.file_size;
-        let start = file_range.start.max(page);
-        let end = file_range.end.min(page + PAGE_SIZE);
-        if start >= end {
-            return PageContents { offset_in_page: 0, bytes: &[] };
+    /// The segment as an address space maps it (its pages' contents come from there).
+    pub fn spec(&self) -> SegmentSpec {
+        SegmentSpec {
+            vaddr: self.vaddr,
+            mem_size: self.mem_size,
+            file_offset: self.file_offset,
+            file_size: self.file_size,
+            prot: Prot { read: self.perms.read, write: self.perms.write, exec: self.perms.execute },
         }
-        let in_file = (self.file_offset + (start - self.vaddr)) as usize;
-        PageContents {
-            offset_in_page: (start - page) as usize,
-            bytes: &file[in_file..in_file + (end - start) as usize],
-        }
-    }
-}
-
-/// The file bytes of one page of a segment; see [`Segment::page_contents`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PageContents<'f> {
-    pub offset_in_page: usize,
-    pub bytes: &'f [u8],
-}
-
-impl PageContents<'_> {
-    /// Whether the page is exactly one file page (no zero fill, no partial bytes).
-    pub fn is_whole_file_page(&self) -> bool {
-        self.offset_in_page == 0 && self.bytes.len() == PAGE_SIZE as usize
     }
 }
 
@@ -715,12 +695,13 @@ pub(crate) mod tests {
         let fx = Fixture::new(None);
         let plan = load_plan(&fx.bytes).unwrap();
         let text = plan.segments()[0];
-        let page = text.page_contents(&fx.bytes, 0x400123);
+        let page = text.spec().backing().page_contents(&fx.bytes, 0x400123);
         assert_eq!((page.offset_in_page, page.bytes.len()), (0, 0x900));
         assert!(!page.is_whole_file_page());
         let data = plan.segments()[1];
-        assert_eq!(data.page_contents(&fx.bytes, 0x401000).bytes.len(), 0x10);
-        assert!(data.page_contents(&fx.bytes, 0x402000).bytes.is_empty());
+        let contents = |page| data.spec().backing().page_contents(&fx.bytes, page);
+        assert_eq!(contents(0x401000).bytes.len(), 0x10);
+        assert!(contents(0x402000).bytes.is_empty());
         assert_eq!(data.file_bytes(&fx.bytes).len(), 0x10);
     }
 

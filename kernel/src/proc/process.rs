@@ -53,17 +53,7 @@ impl Image {
         let mut specs = [SegmentSpec::default(); SEGMENTS_MAX];
         let segments = self.plan.segments();
         for (spec, seg) in specs.iter_mut().zip(segments) {
-            *spec = SegmentSpec {
-                vaddr: seg.vaddr,
-                mem_size: seg.mem_size,
-                file_offset: seg.file_offset,
-                file_size: seg.file_size,
-                prot: Prot {
-                    read: seg.perms.read,
-                    write: seg.perms.write,
-                    exec: seg.perms.execute,
-                },
-            };
+            *spec = seg.spec();
         }
         (specs, segments.len())
     }

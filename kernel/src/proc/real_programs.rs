@@ -154,7 +154,7 @@ fn scrambled_headers_never_panic() {
             if let Ok(plan) = load_plan(&m) {
                 for s in plan.segments() {
                     let _ = s.file_bytes(&m);
-                    let _ = s.page_contents(&m, s.vaddr);
+                    let _ = s.spec().backing().page_contents(&m, s.vaddr);
                 }
             }
             let _ = find_note(&m, NOTE_NAME, u64::from(NOTE_TYPE_EXPECT));
