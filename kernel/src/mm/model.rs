@@ -12,12 +12,18 @@
 //! must be zero (L1TF). `mmu_update` applies entries in order and stops at the first failure,
 //! reporting how many were done.
 //!
-//! On top, the model watches for guest bugs Xen cannot see: a present entry downgraded (removed,
-//! moved, made read-only) and then used before a TLB flush, a plain write to a live table, and a
-//! pinned or linked table handed back to the frame allocator. Those are recorded as bugs.
+//! On top, the model watches for guest bugs Xen cannot see: a plain write to a live table, a pinned
+//! or linked table handed back to the frame allocator, and a missing TLB flush. For the last, each
+//! vCPU has a TLB (leaf translations and paging-structure caches, filled by the accesses tests
+//! make) that behaves like hardware with global pages or PCID: entries survive mode switches and
+//! base-pointer changes and go only with `INVLPG_LOCAL`, `TLB_FLUSH_LOCAL`, the
+//! `update_va_mapping` flush flags, and Xen's own flush when a frame becomes a table. An access
+//! that hits an entry granting more than the tables do now is recorded as a bug. Tests can also
+//! make Xen refuse any entry of a batch ([`Machine::refuse_step`]).
 #![deny(unsafe_code)]
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::addr::{Mfn, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE_BYTES};
@@ -51,7 +57,8 @@ pub enum Violation {
     BadCommand { ptr: u64 },
     /// `update_va_mapping` on an address without an L1 table.
     NoL1Table { va: VirtAddr },
-    /// Guest bug: a downgraded translation used before the TLB was flushed.
+    /// Guest bug: a cached translation that grants more than the tables (another frame, no
+    /// mapping, fewer rights) was used: a flush is missing.
     StaleTlb { va: VirtAddr },
     /// Guest bug: a plain store into a live page table (would fault).
     WriteToLiveTable { pfn: Pfn },
@@ -115,13 +122,54 @@ struct Frame {
     pinned: bool,
 }
 
-/// A TLB range that may still hold a translation taken away without a flush.
-#[derive(Clone, Copy, Debug)]
-struct Stale {
-    start: u64,
-    len_bytes: u64,
-    /// For leaf changes, the frame the old translation named.
-    old_mfn: Option<Mfn>,
+/// Which of a vCPU's two address spaces a cached translation belongs to. On 64-bit PV the guest
+/// kernel and guest user mode run on two base pointers; Xen tags them apart with two PCIDs
+/// (`PCID_PV_PRIV`, `PCID_PV_USER`) or, without PCID, maps user pages global
+/// (`adjust_guest_l1e` in xen/arch/x86/pv/mm.h adds `_PAGE_GLOBAL` to every user L1 entry).
+/// Either way one user translation is shared by every user L4 loaded in turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Space {
+    Kernel,
+    User,
+}
+
+/// A cached leaf translation: what the walk found when it was filled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Cached {
+    mfn: Mfn,
+    flags: PteFlags,
+    /// The L4 the walk started from.
+    root: Mfn,
+}
+
+/// One virtual CPU's translation caches.
+///
+/// `leaves` is the TLB proper: (space, page) -> the translation. `walks` are the paging-structure
+/// caches: (space, level, virtual base of the entry) -> the table that entry named, and the root.
+/// Both are filled by accesses only (the model never fills speculatively, so a test that wants
+/// to catch a missing flush touches the page first, as the code under test would have).
+#[derive(Clone, Debug, Default)]
+struct Vcpu {
+    leaves: HashMap<(Space, u64), Cached>,
+    walks: HashMap<(Space, Level, u64), (Mfn, Mfn)>,
+}
+
+impl Vcpu {
+    fn flush_all(&mut self) {
+        self.leaves.clear();
+        self.walks.clear();
+    }
+
+    /// `INVLPG`: the page's translation in both spaces (Xen's INVLPG_LOCAL reaches both PCIDs, or
+    /// the global entry, xen/arch/x86/flushtlb.c `flush_area_local`), and the paging-structure
+    /// entries on its way. (The SDM lets INVLPG drop every paging-structure entry; the model drops
+    /// only those the page's walk used, so nothing relies on the wider effect.)
+    fn invlpg(&mut self, va: VirtAddr) {
+        let page = va.as_u64() & !(PAGE_SIZE_BYTES - 1);
+        self.leaves.retain(|&(_, p), _| p != page);
+        self.walks
+            .retain(|&(_, level, base), _| page.wrapping_sub(base) >= level.entry_span_bytes());
+    }
 }
 
 /// The modelled host: machine frames, the domain's p2m/m2p, base pointers, TLB debts.
@@ -132,7 +180,12 @@ pub struct Machine {
     m2p: Vec<u64>,
     baseptr: Mfn,
     user_baseptr: Option<Mfn>,
-    stale: Vec<Stale>,
+    /// One vCPU today; per vCPU so that a second one only needs an index.
+    vcpus: Vec<Vcpu>,
+    /// Injected refusals: (step, errno), see [`Machine::refuse_step`].
+    refusals: Vec<(u64, XenErrno)>,
+    /// Fallible steps so far: each `mmu_update` entry, `mmuext_op` op, `update_va_mapping` call.
+    steps: u64,
     rejections: Vec<Violation>,
     bugs: Vec<Violation>,
     counts: HypercallCounts,
@@ -165,7 +218,9 @@ impl Machine {
             m2p,
             baseptr: Mfn(0),
             user_baseptr: None,
-            stale: Vec::new(),
+            vcpus: vec![Vcpu::default()],
+            refusals: Vec::new(),
+            steps: 0,
             rejections: Vec::new(),
             bugs: Vec::new(),
             counts: HypercallCounts::default(),
@@ -228,9 +283,56 @@ impl Machine {
         &self.bugs
     }
 
-    /// Whether some translation was taken away and not flushed yet.
+    /// Whether some cached translation grants more than the tables do now (a flush is owed).
     pub fn owes_tlb_flush(&self) -> bool {
-        !self.stale.is_empty()
+        !self.stale_translations().is_empty()
+    }
+
+    /// The pages whose cached translations (leaf or paging-structure) disagree with the tables
+    /// in a way that grants more than they do, each compared with the tables of the root its
+    /// space has loaded now (or, with no user root loaded, the root it was filled from).
+    pub fn stale_translations(&self) -> Vec<VirtAddr> {
+        let vcpu = &self.vcpus[CURRENT_VCPU];
+        let mut stale = Vec::new();
+        for (&(space, page), cached) in &vcpu.leaves {
+            let root = self.root_of(space).unwrap_or(cached.root);
+            let va = VirtAddr::new_truncate(page);
+            if grants_more(cached, self.walk_tables(root, va)) {
+                stale.push(va);
+            }
+        }
+        for (&(space, level, base), &(table, filled_root)) in &vcpu.walks {
+            let root = self.root_of(space).unwrap_or(filled_root);
+            let va = VirtAddr::new_truncate(base);
+            if self.table_entry_names(root, level, va) != Some(table) {
+                stale.push(va);
+            }
+        }
+        stale.sort_by_key(|va| va.as_u64());
+        stale.dedup();
+        stale
+    }
+
+    /// Forgets every cached translation, as if the vCPU had been flushed (tests use it to start a
+    /// scenario from a clean TLB).
+    pub fn flush_every_tlb(&mut self) {
+        for vcpu in &mut self.vcpus {
+            vcpu.flush_all();
+        }
+    }
+
+    /// Makes the `n`-th fallible step from now (0-based; an `mmu_update` entry, an `mmuext_op`
+    /// op or an `update_va_mapping` call) fail with `errno`, as Xen fails an entry it cannot
+    /// apply (e.g. -ENOMEM while validating a new table). Earlier entries of its batch stay
+    /// applied and the call reports how many were done.
+    pub fn refuse_step(&mut self, n: u64, errno: XenErrno) {
+        self.refusals.push((self.steps + n, errno));
+    }
+
+    /// Fallible steps taken so far (see [`Machine::refuse_step`]): the difference over an
+    /// operation is how many positions a refusal can hit.
+    pub const fn steps(&self) -> u64 {
+        self.steps
     }
 
     /// The type, type count and pin state of frame `pfn`.
@@ -266,17 +368,106 @@ impl Machine {
         None
     }
 
-    /// A CPU access to `va` in the address space `root`: records a stale-TLB bug if the
-    /// translation was downgraded and not flushed, then walks the tables.
+    /// A CPU access to `va` in the address space `root`, through the vCPU's TLB.
+    ///
+    /// The access runs in the kernel space if `root` is the kernel base pointer, else in the user
+    /// space (as if `root` were the user base pointer: the user space's cached translations are
+    /// shared by every user L4, see [`Space`]). A cached translation that allows the access is
+    /// used even if the tables changed since it was filled; if it grants more than the tables
+    /// do now (another frame, no mapping, fewer rights), that is a missing flush and is recorded
+    /// as [`Violation::StaleTlb`]. A cached translation that does not allow the access is
+    /// dropped and the tables are walked again (the spurious fault the guest would retry).
+    /// Paging-structure entries cached on the way are checked the same way.
     pub fn access(&mut self, root: Mfn, va: VirtAddr, write: bool) -> Result<Pfn, AccessFault> {
-        if self.stale.iter().any(|s| va.as_u64().wrapping_sub(s.start) < s.len_bytes) {
-            self.bugs.push(Violation::StaleTlb { va });
+        let space = if root == self.baseptr { Space::Kernel } else { Space::User };
+        let page = va.as_u64() & !(PAGE_SIZE_BYTES - 1);
+        let now = self.walk_tables(root, va);
+        if let Some(cached) = self.vcpus[CURRENT_VCPU].leaves.get(&(space, page)).copied() {
+            if !write || cached.flags.contains(PteFlags::WRITABLE) {
+                if grants_more(&cached, now) {
+                    self.bugs.push(Violation::StaleTlb { va });
+                }
+                return Ok(Pfn(self.m2p[cached.mfn.0 as usize]));
+            }
+            self.vcpus[CURRENT_VCPU].leaves.remove(&(space, page));
         }
-        let (pfn, flags) = self.translate(root, va).ok_or(AccessFault::NotPresent)?;
+        self.walk_through_caches(space, root, va);
+        let (mfn, flags) = now.ok_or(AccessFault::NotPresent)?;
         if write && !flags.contains(PteFlags::WRITABLE) {
             return Err(AccessFault::ReadOnly);
         }
-        Ok(pfn)
+        self.vcpus[CURRENT_VCPU].leaves.insert((space, page), Cached { mfn, flags, root });
+        Ok(Pfn(self.m2p[mfn.0 as usize]))
+    }
+
+    /// The page walk of a TLB miss: uses (and checks) cached paging-structure entries, and caches
+    /// the present ones it reads.
+    fn walk_through_caches(&mut self, space: Space, root: Mfn, va: VirtAddr) {
+        let mut table = root;
+        for level in [Level::L4, Level::L3, Level::L2] {
+            let base = va.as_u64() & !(level.entry_span_bytes() - 1);
+            let pte = Pte(self.frames[table.0 as usize].words[level.index_of(va)]);
+            let key = (space, level, base);
+            if let Some(&(cached, _)) = self.vcpus[CURRENT_VCPU].walks.get(&key) {
+                if !pte.is_present() || pte.mfn() != cached {
+                    self.bugs.push(Violation::StaleTlb { va });
+                    self.vcpus[CURRENT_VCPU].walks.remove(&key);
+                }
+            }
+            if !pte.is_present() {
+                return;
+            }
+            self.vcpus[CURRENT_VCPU].walks.insert(key, (pte.mfn(), root));
+            table = pte.mfn();
+        }
+    }
+
+    /// The leaf translation of `va` under `root` as (mfn, flags), straight from the tables.
+    fn walk_tables(&self, root: Mfn, va: VirtAddr) -> Option<(Mfn, PteFlags)> {
+        let mut table = root;
+        for level in Level::TOP_DOWN {
+            let pte = Pte(self.frames[table.0 as usize].words[level.index_of(va)]);
+            if !pte.is_present() {
+                return None;
+            }
+            if level == Level::L1 {
+                return Some((pte.mfn(), pte.flags()));
+            }
+            table = pte.mfn();
+        }
+        None
+    }
+
+    /// The table the entry of `level` on `va`'s walk from `root` names, if present.
+    fn table_entry_names(&self, root: Mfn, level: Level, va: VirtAddr) -> Option<Mfn> {
+        let mut table = root;
+        for current in Level::TOP_DOWN {
+            let pte = Pte(self.frames[table.0 as usize].words[current.index_of(va)]);
+            if !pte.is_present() {
+                return None;
+            }
+            if current == level {
+                return Some(pte.mfn());
+            }
+            table = pte.mfn();
+        }
+        None
+    }
+
+    /// The root the vCPU has loaded for `space`.
+    fn root_of(&self, space: Space) -> Option<Mfn> {
+        match space {
+            Space::Kernel => Some(self.baseptr),
+            Space::User => self.user_baseptr,
+        }
+    }
+
+    /// Consumes one fallible step; `Some(errno)` if a refusal was planned for it.
+    fn next_step_refused(&mut self) -> Option<XenErrno> {
+        let step = self.steps;
+        self.steps += 1;
+        let at = self.refusals.iter().position(|&(n, _)| n == step)?;
+        Some(self.refusals.remove(at).1)
     }
 
     /// Called when the guest gives `pfn` back to its allocator: a live table must not be.
@@ -293,6 +484,9 @@ impl Machine {
         self.counts.mmu_update_calls += 1;
         self.counts.mmu_update_entries += updates.len() as u64;
         for (done, update) in updates.iter().enumerate() {
+            if let Some(errno) = self.next_step_refused() {
+                return Err(BatchFailure { done, errno });
+            }
             if let Err(v) = self.apply_update(update) {
                 self.rejections.push(v);
                 return Err(BatchFailure { done, errno: XenErrno::EINVAL });
@@ -305,6 +499,9 @@ impl Machine {
         self.counts.mmuext_calls += 1;
         self.counts.mmuext_ops += ops.len() as u64;
         for (done, op) in ops.iter().enumerate() {
+            if let Some(errno) = self.next_step_refused() {
+                return Err(BatchFailure { done, errno });
+            }
             if let Err(v) = self.apply_ext(*op) {
                 self.rejections.push(v);
                 return Err(BatchFailure { done, errno: XenErrno::EINVAL });
@@ -320,6 +517,9 @@ impl Machine {
         flush: UvmFlush,
     ) -> Result<(), XenErrno> {
         self.counts.update_va_mapping_calls += 1;
+        if let Some(errno) = self.next_step_refused() {
+            return Err(errno);
+        }
         let result =
             self.l1_of(self.baseptr, va).ok_or(Violation::NoL1Table { va }).and_then(|l1| {
                 self.apply_update(&MmuUpdate::normal(l1.entry_addr(Level::L1.index_of(va)), pte))
@@ -330,8 +530,8 @@ impl Machine {
         }
         match flush {
             UvmFlush::None => {}
-            UvmFlush::InvlpgLocal => self.invlpg(va),
-            UvmFlush::TlbFlushLocal => self.stale.clear(),
+            UvmFlush::InvlpgLocal => self.vcpus[CURRENT_VCPU].invlpg(va),
+            UvmFlush::TlbFlushLocal => self.vcpus[CURRENT_VCPU].flush_all(),
         }
         Ok(())
     }
@@ -356,9 +556,6 @@ impl Machine {
         self.take_entry_ref(level, update.val)?;
         self.frames[mfn.0 as usize].words[index] = update.val;
         self.drop_entry_ref(level, old);
-        if Pte(old).downgraded_by(Pte(update.val)) {
-            self.note_downgrade(mfn, level, index, Pte(old));
-        }
         Ok(())
     }
 
@@ -377,8 +574,9 @@ impl Machine {
             MmuExtOp::NewBaseptr(mfn) => {
                 self.get_type(mfn, PageType::Table(Level::L4))?;
                 self.put_type(self.baseptr);
+                // Real Xen reloads CR3 here (write_ptbase), which flushes; faultline never moves
+                // the kernel's base pointer, so the model does not credit it with a flush.
                 self.baseptr = mfn;
-                self.stale.clear();
                 Ok(())
             }
             MmuExtOp::NewUserBaseptr(mfn) => {
@@ -388,15 +586,20 @@ impl Machine {
                 if let Some(old) = self.user_baseptr.take() {
                     self.put_type(old);
                 }
+                // Xen only records the L4 (xen/arch/x86/mm.c, MMUEXT_NEW_USER_BASEPTR), and the
+                // switch to user mode keeps user global mappings (_toggle_guest_pt in
+                // xen/arch/x86/pv/domain.c: "Don't flush user global mappings"): nothing flushed.
                 self.user_baseptr = (mfn.0 != 0).then_some(mfn);
                 Ok(())
             }
+            // flush_tlb_local() flushes global entries too (do_tlb_flush toggles CR4.PGE or
+            // uses INVPCID all-contexts, xen/arch/x86/flushtlb.c).
             MmuExtOp::TlbFlushLocal => {
-                self.stale.clear();
+                self.vcpus[CURRENT_VCPU].flush_all();
                 Ok(())
             }
             MmuExtOp::InvlpgLocal(va) => {
-                self.invlpg(va);
+                self.vcpus[CURRENT_VCPU].invlpg(va);
                 Ok(())
             }
         }
@@ -440,12 +643,22 @@ impl Machine {
                 (_, _) => unreachable!("only writable and table references are taken"),
             };
         }
-        if frame.ty != want {
-            // Xen flushes TLBs on a type change, so leftovers naming this frame are gone.
-            self.stale.retain(|s| s.old_mfn != Some(mfn));
-        }
+        let becomes_table = frame.ty != want && matches!(want, PageType::Table(_));
         frame.ty = want;
         frame.type_count = 1;
+        if becomes_table {
+            // Xen's own flush on a type change (_get_page_type, xen/arch/x86/mm.c: "On type
+            // change we check to flush stale TLB entries. It is vital that no other CPUs are left
+            // with writeable mappings to a frame which is intending to become pgtable"). faultline
+            // relies on it for exactly that: a new table's alias goes read-only in the batch that
+            // links it, with no flush of its own. Xen flushes the whole TLB of every dirty CPU
+            // (unless the frame's timestamp is old enough); the model drops only the cached
+            // translations of this frame, so nothing else can lean on it unnoticed. The flush
+            // on the way back (table -> writable) is not modelled: the code flushes itself there.
+            for vcpu in &mut self.vcpus {
+                vcpu.leaves.retain(|_, cached| cached.mfn != mfn);
+            }
+        }
         if let PageType::Table(level) = want {
             if let Err(v) = self.validate(mfn, level) {
                 self.frames[mfn.0 as usize].type_count = 0;
@@ -518,72 +731,6 @@ impl Machine {
         }
     }
 
-    // ---- The TLB -----------------------------------------------------------------------------
-
-    /// Records that the translations under entry `index` of `table` may be stale in the TLB.
-    fn note_downgrade(&mut self, table: Mfn, level: Level, index: usize, old: Pte) {
-        let mut bases = Vec::new();
-        let roots = [Some(self.baseptr), self.user_baseptr];
-        for root in roots.into_iter().flatten() {
-            self.find_table(root, Level::L4, 0, table, level, &mut bases);
-        }
-        let old_mfn = (level == Level::L1).then_some(old.mfn());
-        for base in bases {
-            let start = sign_extend(base + ((index as u64) << level.entry_shift()));
-            self.stale.push(Stale { start, len_bytes: level.entry_span_bytes(), old_mfn });
-        }
-    }
-
-    /// Collects the virtual bases at which `target` (a table of `target_level`) is reachable.
-    fn find_table(
-        &self,
-        table: Mfn,
-        level: Level,
-        base: u64,
-        target: Mfn,
-        target_level: Level,
-        out: &mut Vec<u64>,
-    ) {
-        if level == target_level {
-            if table == target {
-                out.push(base);
-            }
-            return;
-        }
-        let Some(child_level) = level.child() else { return };
-        for (index, &entry) in self.frames[table.0 as usize].words.iter().enumerate() {
-            let pte = Pte(entry);
-            if pte.is_present() && (level != Level::L4 || is_guest_l4_slot(index)) {
-                let child_base = base + ((index as u64) << level.entry_shift());
-                self.find_table(pte.mfn(), child_level, child_base, target, target_level, out);
-            }
-        }
-    }
-
-    fn invlpg(&mut self, va: VirtAddr) {
-        let page = va.as_u64() & !(PAGE_SIZE_BYTES - 1);
-        let mut kept = Vec::new();
-        for s in self.stale.drain(..) {
-            if page.wrapping_sub(s.start) >= s.len_bytes {
-                kept.push(s);
-                continue;
-            }
-            if page > s.start {
-                kept.push(Stale { start: s.start, len_bytes: page - s.start, old_mfn: s.old_mfn });
-            }
-            let end = s.start.wrapping_add(s.len_bytes);
-            let after = page + PAGE_SIZE_BYTES;
-            if end.wrapping_sub(after) < s.len_bytes && end != after {
-                kept.push(Stale {
-                    start: after,
-                    len_bytes: end.wrapping_sub(after),
-                    old_mfn: s.old_mfn,
-                });
-            }
-        }
-        self.stale = kept;
-    }
-
     fn l1_of(&self, root: Mfn, va: VirtAddr) -> Option<Mfn> {
         let mut table = root;
         for level in [Level::L4, Level::L3, Level::L2] {
@@ -628,8 +775,17 @@ impl Machine {
     }
 }
 
-fn sign_extend(va: u64) -> u64 {
-    VirtAddr::new_truncate(va).as_u64()
+/// The vCPU every access and flush happens on (one today).
+const CURRENT_VCPU: usize = 0;
+
+/// Whether a cached translation grants more than the tables' current one (`None`: unmapped).
+fn grants_more(cached: &Cached, now: Option<(Mfn, PteFlags)>) -> bool {
+    let Some((mfn, flags)) = now else { return true };
+    let lost = |flag: PteFlags| cached.flags.contains(flag) && !flags.contains(flag);
+    mfn != cached.mfn
+        || lost(PteFlags::WRITABLE)
+        || lost(PteFlags::USER_ACCESSIBLE)
+        || (flags.contains(PteFlags::NO_EXECUTE) && !cached.flags.contains(PteFlags::NO_EXECUTE))
 }
 
 /// A shared handle on a [`Machine`]: it is both the `XenMmu` and the `FrameAccess` of the

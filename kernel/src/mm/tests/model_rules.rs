@@ -264,6 +264,7 @@ fn a_flush_after_the_downgrade_settles_the_debt() {
         let mut raw = Raw::boot();
         let root = raw.table(Level::L4);
         let entry = raw.alias_entry(FREE);
+        assert!(raw.xen.machine().access(root, boot_va(FREE), true).is_ok(), "cached RW");
         raw.update(&[MmuUpdate::normal(entry, Pte::new(raw.mfn(FREE), RO))]).unwrap();
         assert!(raw.xen.machine().owes_tlb_flush());
         raw.ext(flush).unwrap();
@@ -277,6 +278,9 @@ fn invlpg_only_settles_its_own_page() {
     let mut raw = Raw::boot();
     let root = raw.table(Level::L4);
     let l2_entry = raw.table(Level::L2).entry_addr(Level::L2.index_of(boot_va(0)));
+    for page in [FREE, FREE + 1] {
+        raw.xen.machine().access(root, boot_va(page), false).unwrap();
+    }
     // Unlinking the boot L1 takes away 2 MiB of translations at once.
     raw.update(&[MmuUpdate::normal(l2_entry, Pte::EMPTY)]).unwrap();
     raw.ext(MmuExtOp::InvlpgLocal(boot_va(FREE))).unwrap();
@@ -305,6 +309,7 @@ fn xens_own_flush_on_type_change_covers_a_new_tables_alias() {
     raw.xen.zero_frame(Pfn(FREE));
     let downgrade = MmuUpdate::normal(raw.alias_entry(FREE), Pte::new(raw.mfn(FREE), RO));
     let link = MmuUpdate::normal(raw.free_l2_slot(), Pte::new(raw.mfn(FREE), LINK));
+    raw.xen.machine().access(root, boot_va(FREE), true).unwrap();
     raw.update(&[downgrade]).unwrap();
     assert!(raw.xen.machine().owes_tlb_flush(), "a read-only alias alone is a debt");
     raw.update(&[link]).unwrap();
@@ -333,4 +338,99 @@ fn update_va_mapping_needs_an_l1_and_flushes_as_asked() {
     assert_eq!(raw.xen.update_va_mapping(boot_va(FREE), ro, UvmFlush::InvlpgLocal), Ok(()));
     assert!(!raw.xen.machine().owes_tlb_flush());
     assert_eq!(raw.xen.machine().access(root, boot_va(FREE), true), Err(AccessFault::ReadOnly));
+}
+
+#[test]
+fn a_stale_hit_serves_the_old_frame_and_survives_base_pointer_changes() {
+    let mut raw = Raw::boot();
+    let root = raw.table(Level::L4);
+    let entry = raw.table(Level::L1).entry_addr(100);
+    raw.update(&[MmuUpdate::normal(entry, Pte::new(raw.mfn(40), RW))]).unwrap();
+    assert_eq!(raw.xen.machine().access(root, boot_va(100), true), Ok(Pfn(40)));
+    // Move the page to another frame without a flush, then switch user base pointers and reload
+    // the kernel's: the cached translation stays (global pages / PCID).
+    raw.update(&[MmuUpdate::normal(entry, Pte::new(raw.mfn(41), RW))]).unwrap();
+    raw.ext(MmuExtOp::NewUserBaseptr(Mfn(0))).unwrap();
+    raw.ext(MmuExtOp::NewBaseptr(root)).unwrap();
+    assert_eq!(raw.xen.machine().access(root, boot_va(100), true), Ok(Pfn(40)), "stale frame");
+    assert_eq!(raw.bugs(), [Violation::StaleTlb { va: boot_va(100) }]);
+    raw.ext(MmuExtOp::InvlpgLocal(boot_va(100))).unwrap();
+    assert_eq!(raw.xen.machine().access(root, boot_va(100), true), Ok(Pfn(41)));
+    assert_eq!(raw.bugs().len(), 1);
+}
+
+#[test]
+fn a_read_only_hit_does_not_hide_a_later_upgrade() {
+    let mut raw = Raw::boot();
+    let root = raw.table(Level::L4);
+    let entry = raw.table(Level::L1).entry_addr(100);
+    raw.update(&[MmuUpdate::normal(entry, Pte::new(raw.mfn(40), RO))]).unwrap();
+    assert_eq!(raw.xen.machine().access(root, boot_va(100), true), Err(AccessFault::ReadOnly));
+    assert!(raw.xen.machine().access(root, boot_va(100), false).is_ok());
+    raw.update(&[MmuUpdate::normal(entry, Pte::new(raw.mfn(40), RW))]).unwrap();
+    assert_eq!(raw.xen.machine().access(root, boot_va(100), true), Ok(Pfn(40)), "re-walked");
+    assert_eq!(raw.bugs(), []);
+}
+
+#[test]
+fn an_unlinked_table_left_in_the_paging_structure_cache_is_a_bug() {
+    let mut raw = Raw::boot();
+    let root = raw.table(Level::L4);
+    let l2_entry = raw.table(Level::L2).entry_addr(Level::L2.index_of(boot_va(0)));
+    // A walk that ends in a non-present leaf still caches the L4, L3 and L2 entries on its way.
+    assert_eq!(raw.xen.machine().access(root, boot_va(200), false), Err(AccessFault::NotPresent));
+    raw.update(&[MmuUpdate::normal(l2_entry, Pte::EMPTY)]).unwrap();
+    assert!(raw.xen.machine().owes_tlb_flush());
+    let _ = raw.xen.machine().access(root, boot_va(201), false);
+    assert_eq!(raw.bugs(), [Violation::StaleTlb { va: boot_va(201) }]);
+}
+
+#[test]
+fn user_translations_are_shared_by_every_user_root() {
+    let mut raw = Raw::boot();
+    let kernel = raw.table(Level::L4);
+    // Two user L4s that both reuse the boot L3 (so both map boot_va(FREE)), one of them loaded.
+    let l3 = Pte::new(raw.table(Level::L3), LINK);
+    let slot = Level::L4.index_of(boot_va(0));
+    let mut users = Vec::new();
+    for pfn in [FREE, FREE + 1] {
+        raw.xen.zero_frame(Pfn(pfn));
+        raw.xen.write_entry(Pfn(pfn), slot, l3.0);
+        let ro = MmuUpdate::normal(raw.alias_entry(pfn), Pte::new(raw.mfn(pfn), RO));
+        raw.update(&[ro]).unwrap();
+        raw.ext(MmuExtOp::Pin { level: Level::L4, mfn: raw.mfn(pfn) }).unwrap();
+        users.push(raw.mfn(pfn));
+    }
+    raw.ext(MmuExtOp::NewUserBaseptr(users[0])).unwrap();
+    const PAGE: u64 = 24;
+    assert!(raw.xen.machine().access(users[0], boot_va(PAGE), true).is_ok());
+    // The entry changes behind the user space's back; the other user root hits the same entry.
+    let entry = raw.alias_entry(PAGE);
+    raw.update(&[MmuUpdate::normal(entry, Pte::new(raw.mfn(PAGE), RO))]).unwrap();
+    raw.ext(MmuExtOp::NewUserBaseptr(users[1])).unwrap();
+    assert!(raw.xen.machine().access(users[1], boot_va(PAGE), true).is_ok(), "stale RW hit");
+    assert_eq!(raw.bugs(), [Violation::StaleTlb { va: boot_va(PAGE) }]);
+    // The kernel space has its own entries: its first access walks the tables.
+    let kernel_write = raw.xen.machine().access(kernel, boot_va(PAGE), true);
+    assert_eq!(kernel_write, Err(AccessFault::ReadOnly));
+}
+
+#[test]
+fn a_refused_step_fails_its_batch_there_with_the_chosen_errno() {
+    let mut raw = Raw::boot();
+    let l1 = raw.table(Level::L1);
+    let map = |index: usize, raw: &Raw| {
+        MmuUpdate::normal(l1.entry_addr(index), Pte::new(raw.mfn(40), RO))
+    };
+    let batch = [map(100, &raw), map(101, &raw), map(102, &raw)];
+    let start = raw.xen.machine().steps();
+    raw.xen.machine().refuse_step(1, XenErrno::ENOMEM);
+    assert_eq!(raw.update(&batch), Err(BatchFailure { done: 1, errno: XenErrno::ENOMEM }));
+    assert_eq!(raw.xen.machine().steps() - start, 2, "the refused entry counts, the rest not");
+    let m = raw.xen.machine();
+    assert!(m.translate(m.baseptr(), boot_va(100)).is_some());
+    assert!(m.translate(m.baseptr(), boot_va(101)).is_none());
+    assert_eq!(m.rejections(), [], "an injected refusal is not a rule Xen enforced");
+    drop(m);
+    assert_eq!(raw.update(&batch[1..]), Ok(()), "a refusal is used up once");
 }

@@ -141,6 +141,7 @@ fn only_downgrades_owe_a_tlb_flush() {
     let upgrade = f.pt.protect(root, page, HEAP_FLAGS).unwrap();
     assert!(!upgrade.is_needed(), "RO -> RW");
     f.pt.flush_tlb(upgrade).unwrap();
+    f.xen.machine().access(root.mfn, page, true).unwrap();
     let before = f.counts();
     let downgrade = f.pt.protect(root, page, PteFlags::PRESENT | PteFlags::NO_EXECUTE).unwrap();
     assert!(downgrade.is_needed());
@@ -167,6 +168,7 @@ fn replacing_a_frame_costs_one_entry_and_owes_a_flush() {
         f.pt.map_zeroed(root, page, PteFlags::PRESENT | PteFlags::NO_EXECUTE, &mut f.frames)
             .unwrap();
     let copy = f.frames.allocate_frame().unwrap();
+    f.xen.machine().access(root.mfn, page, false).unwrap();
     let before = f.counts();
     let (old, flush) = f.pt.replace(root, page, copy, HEAP_FLAGS).unwrap();
     assert_eq!(old, first);
@@ -193,6 +195,7 @@ fn a_forgotten_flush_is_caught_by_the_model() {
     let root = f.root();
     let page = va(EMPTY_SLOT_VA);
     f.pt.map_zeroed(root, page, HEAP_FLAGS, &mut f.frames).unwrap();
+    f.xen.machine().access(root.mfn, page, true).unwrap();
     let (_pfn, flush) = f.pt.unmap(root, page).unwrap();
     let _ = f.xen.machine().access(root.mfn, page, false);
     assert_eq!(f.xen.machine().bugs(), [Violation::StaleTlb { va: page }]);
