@@ -186,6 +186,8 @@ pub struct Machine {
     refusals: Vec<(u64, XenErrno)>,
     /// Fallible steps so far: each `mmu_update` entry, `mmuext_op` op, `update_va_mapping` call.
     steps: u64,
+    /// Whether the TLB fills itself after every page-table hypercall (see [`Machine::speculate`]).
+    speculative: bool,
     rejections: Vec<Violation>,
     bugs: Vec<Violation>,
     counts: HypercallCounts,
@@ -221,6 +223,7 @@ impl Machine {
             vcpus: vec![Vcpu::default()],
             refusals: Vec::new(),
             steps: 0,
+            speculative: false,
             rejections: Vec::new(),
             bugs: Vec::new(),
             counts: HypercallCounts::default(),
@@ -319,6 +322,15 @@ impl Machine {
         for vcpu in &mut self.vcpus {
             vcpu.flush_all();
         }
+    }
+
+    /// From now on, after every `mmu_update` and `update_va_mapping` call (applied or refused),
+    /// caches every present translation of the loaded base pointers that is not cached yet, as
+    /// speculative page walks may (SDM vol. 3, 4.10.2.3: translations may be cached for accesses
+    /// the code path never makes). The strictest TLB: a translation that exists for an instant,
+    /// e.g. between a refused batch and its undo, is then cached and needs its flush.
+    pub fn speculate(&mut self, on: bool) {
+        self.speculative = on;
     }
 
     /// Makes the `n`-th fallible step from now (0-based; an `mmu_update` entry, an `mmuext_op`
@@ -462,6 +474,40 @@ impl Machine {
         }
     }
 
+    /// Caches every present translation under the loaded roots that is not cached already.
+    fn speculate_now(&mut self) {
+        let roots = [(Space::Kernel, Some(self.baseptr)), (Space::User, self.user_baseptr)];
+        for (space, root) in roots {
+            if let Some(root) = root {
+                self.fill_below(space, root, root, Level::L4, 0);
+            }
+        }
+    }
+
+    fn fill_below(&mut self, space: Space, root: Mfn, table: Mfn, level: Level, base: u64) {
+        for index in 0..ENTRIES_PER_TABLE {
+            if level == Level::L4 && !is_guest_l4_slot(index) {
+                continue;
+            }
+            let pte = Pte(self.frames[table.0 as usize].words[index]);
+            if !pte.is_present() {
+                continue;
+            }
+            let va = sign_extend(base + ((index as u64) << level.entry_shift()));
+            let vcpu = &mut self.vcpus[CURRENT_VCPU];
+            match level.child() {
+                None => {
+                    let cached = Cached { mfn: pte.mfn(), flags: pte.flags(), root };
+                    vcpu.leaves.entry((space, va)).or_insert(cached);
+                }
+                Some(child) => {
+                    vcpu.walks.entry((space, level, va)).or_insert((pte.mfn(), root));
+                    self.fill_below(space, root, pte.mfn(), child, va);
+                }
+            }
+        }
+    }
+
     /// Consumes one fallible step; `Some(errno)` if a refusal was planned for it.
     fn next_step_refused(&mut self) -> Option<XenErrno> {
         let step = self.steps;
@@ -481,6 +527,14 @@ impl Machine {
     // ---- The hypercalls --------------------------------------------------------------------
 
     fn mmu_update(&mut self, updates: &[MmuUpdate]) -> Result<(), BatchFailure> {
+        let result = self.apply_batch(updates);
+        if self.speculative {
+            self.speculate_now();
+        }
+        result
+    }
+
+    fn apply_batch(&mut self, updates: &[MmuUpdate]) -> Result<(), BatchFailure> {
         self.counts.mmu_update_calls += 1;
         self.counts.mmu_update_entries += updates.len() as u64;
         for (done, update) in updates.iter().enumerate() {
@@ -511,6 +565,19 @@ impl Machine {
     }
 
     fn update_va_mapping(
+        &mut self,
+        va: VirtAddr,
+        pte: Pte,
+        flush: UvmFlush,
+    ) -> Result<(), XenErrno> {
+        let result = self.apply_update_va_mapping(va, pte, flush);
+        if self.speculative {
+            self.speculate_now();
+        }
+        result
+    }
+
+    fn apply_update_va_mapping(
         &mut self,
         va: VirtAddr,
         pte: Pte,
@@ -773,6 +840,10 @@ impl Machine {
             None => frame.words.fill(value),
         }
     }
+}
+
+fn sign_extend(va: u64) -> u64 {
+    VirtAddr::new_truncate(va).as_u64()
 }
 
 /// The vCPU every access and flush happens on (one today).

@@ -14,7 +14,7 @@
 //! linking it needs none.
 #![deny(unsafe_code)]
 
-use super::addr::{MachineAddr, Mfn, Pfn, VirtAddr, PAGE_SHIFT};
+use super::addr::{MachineAddr, Mfn, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE_BYTES};
 use super::backend::{BatchFailure, FrameAccess, MmuExtOp, MmuUpdate, UvmFlush, XenErrno, XenMmu};
 use super::bitmap::{words_for_bits, Bitmap};
 use super::frame::{FrameError, FrameSource};
@@ -88,6 +88,18 @@ pub struct Mapping {
     pub flags: PteFlags,
 }
 
+/// Up to this many pages, a flush names each page (one `INVLPG_LOCAL` op per page, all in one
+/// `mmuext_op`); a flush of more pages is one `TLB_FLUSH_LOCAL`.
+///
+/// Why 8: an INVLPG costs Xen one op to copy and check plus the instruction (a few hundred cycles
+/// each), while a full flush costs one op but then a page walk for every translation the kernel
+/// and the process touch next (their hot set is a few dozen pages, and each walk after a full
+/// flush misses the paging-structure caches too). Linux measured the crossover natively at 33
+/// pages (`tlb_single_page_flush_ceiling`); under PV every INVLPG also pays Xen's op decoding,
+/// so the crossover is lower. 8 also bounds the ops of one flush to a small fixed array, and
+/// covers the common small cases (a page or two of COW, a small munmap) exactly.
+pub const INVLPG_MAX_PAGES: u64 = 8;
+
 /// A TLB flush still owed after a present entry was removed or downgraded.
 #[must_use = "a downgraded mapping stays usable through the TLB until the flush is issued"]
 #[derive(Debug, PartialEq, Eq)]
@@ -98,8 +110,18 @@ pub struct TlbFlush {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum FlushScope {
     Nothing,
-    Page(VirtAddr),
+    /// `count` (1..=INVLPG_MAX_PAGES) consecutive pages from the page-aligned `first`.
+    Pages {
+        first: u64,
+        count: u64,
+    },
     Everything,
+}
+
+/// The `mmuext_op` ops that carry out one [`TlbFlush`].
+struct FlushOps {
+    ops: [MmuExtOp; INVLPG_MAX_PAGES as usize],
+    len: usize,
 }
 
 impl TlbFlush {
@@ -110,7 +132,19 @@ impl TlbFlush {
 
     /// The page at `va` must be invalidated.
     pub const fn page(va: VirtAddr) -> Self {
-        TlbFlush { scope: FlushScope::Page(va) }
+        TlbFlush::range(va, 1)
+    }
+
+    /// The `count_pages` pages from `va` must be invalidated: INVLPG each for up to
+    /// [`INVLPG_MAX_PAGES`], else the whole TLB.
+    pub const fn range(va: VirtAddr, count_pages: u64) -> Self {
+        let first = va.as_u64() & !(PAGE_SIZE_BYTES - 1);
+        let scope = match count_pages {
+            0 => FlushScope::Nothing,
+            count if count <= INVLPG_MAX_PAGES => FlushScope::Pages { first, count },
+            _ => FlushScope::Everything,
+        };
+        TlbFlush { scope }
     }
 
     /// The whole (local) TLB must be flushed.
@@ -123,22 +157,41 @@ impl TlbFlush {
         !matches!(self.scope, FlushScope::Nothing)
     }
 
-    /// One obligation covering both.
+    /// One obligation covering both: the pages between them if that is few enough, else all.
     pub fn merge(self, other: TlbFlush) -> TlbFlush {
         let scope = match (self.scope, other.scope) {
             (FlushScope::Nothing, s) | (s, FlushScope::Nothing) => s,
-            (FlushScope::Page(a), FlushScope::Page(b)) if a == b => FlushScope::Page(a),
+            (
+                FlushScope::Pages { first: a, count: a_count },
+                FlushScope::Pages { first: b, count: b_count },
+            ) => {
+                let start = a.min(b);
+                let end = (a + a_count * PAGE_SIZE_BYTES).max(b + b_count * PAGE_SIZE_BYTES);
+                return TlbFlush::range(
+                    VirtAddr::new_truncate(start),
+                    (end - start) / PAGE_SIZE_BYTES,
+                );
+            }
             _ => FlushScope::Everything,
         };
         TlbFlush { scope }
     }
 
-    fn into_op(self) -> Option<MmuExtOp> {
+    fn into_ops(self) -> FlushOps {
+        let mut out =
+            FlushOps { ops: [MmuExtOp::TlbFlushLocal; INVLPG_MAX_PAGES as usize], len: 0 };
         match self.scope {
-            FlushScope::Nothing => None,
-            FlushScope::Page(va) => Some(MmuExtOp::InvlpgLocal(va)),
-            FlushScope::Everything => Some(MmuExtOp::TlbFlushLocal),
+            FlushScope::Nothing => {}
+            FlushScope::Pages { first, count } => {
+                for i in 0..count {
+                    let va = VirtAddr::new_truncate(first + i * PAGE_SIZE_BYTES);
+                    out.ops[out.len] = MmuExtOp::InvlpgLocal(va);
+                    out.len += 1;
+                }
+            }
+            FlushScope::Everything => out.len = 1,
         }
+        out
     }
 }
 
@@ -166,8 +219,16 @@ pub struct PageTables<'a, M: XenMmu, R: FrameAccess> {
     table_frames: Bitmap<'a>,
     windows: [Option<AliasWindow>; MAX_ALIAS_WINDOWS],
     queue: UpdateQueue,
-    fresh: [Pfn; FRESH_CAPACITY],
+    /// Tables built since the last batch Xen applied: plain-writable, freed if the batch fails.
+    fresh: [(Pfn, Level); FRESH_CAPACITY],
     fresh_len: usize,
+    /// Frames a range unmap took out of the pending batch, handed over after its flush.
+    released: [Pfn; QUEUE_CAPACITY],
+    released_len: usize,
+    /// The user base pointer, and the user root whose translations the TLB may still hold (user
+    /// pages are global under Xen, so they outlive `NEW_USER_BASEPTR`).
+    user_root: Option<Mfn>,
+    user_tlb_root: Option<Mfn>,
     stats: MmStats,
 }
 
@@ -200,8 +261,12 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
             table_frames,
             windows: [None; MAX_ALIAS_WINDOWS],
             queue: UpdateQueue::new(),
-            fresh: [Pfn(0); FRESH_CAPACITY],
+            fresh: [(Pfn(0), Level::L1); FRESH_CAPACITY],
             fresh_len: 0,
+            released: [Pfn(0); QUEUE_CAPACITY],
+            released_len: 0,
+            user_root: None,
+            user_tlb_root: None,
             stats: MmStats::default(),
         };
         tables.mark_tables(kernel_l4, Level::L4)?;
@@ -283,7 +348,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         frames: &mut impl FrameSource,
     ) -> Result<(), MmError> {
         let queued = self.map_queued(root, va, pfn, flags, frames);
-        self.finish(queued)
+        self.finish_building(queued, frames)
     }
 
     /// Maps each `(va, pfn, flags)` of `pages` (none mapped yet), building missing tables, in as
@@ -330,7 +395,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                 break;
             }
         }
-        self.finish(queued)
+        self.finish_building(queued, frames)
     }
 
     /// Demand paging: takes a frame, zeroes it and maps it at `va`. One `mmu_update` batch.
@@ -395,7 +460,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                 break;
             }
         }
-        self.finish(queued)
+        self.finish_building(queued, frames)
     }
 
     /// Records an existing writable alias window (e.g. Xen's boot mapping, found with
@@ -469,6 +534,149 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         Ok((old, TlbFlush::page(va)))
     }
 
+    /// Unmaps every mapped page of the `count_pages` pages from `start` (holes are skipped),
+    /// walking once per L1 table and sending one `mmu_update` per up to 512 entries. After each
+    /// batch it issues that batch's flush (INVLPG per page up to [`INVLPG_MAX_PAGES`] pages,
+    /// else one full flush) and only then hands the batch's frames to `release`, so a frame is
+    /// never reused while a TLB may still reach it. Returns how many pages were unmapped.
+    ///
+    /// Empty tables are left in place (see [`PageTables::reclaim_empty_tables`]). On an error,
+    /// the batches before it are done; if Xen refused a batch it was undone (its pages stay
+    /// mapped). If Xen refuses a flush, that batch's frames are not released (never reused while
+    /// maybe cached; Xen fails TLB_FLUSH_LOCAL only for a foreign owner, which is never asked).
+    pub fn unmap_range(
+        &mut self,
+        root: Root,
+        start: VirtAddr,
+        count_pages: u64,
+        release: &mut impl FnMut(Pfn),
+    ) -> Result<u64, MmError> {
+        self.update_range(root, start, count_pages, &mut |_| Some(Pte::EMPTY), Some(release))
+    }
+
+    /// Gives every mapped page of the `count_pages` pages from `start` the flags `flags`
+    /// (PRESENT implied), batched and flushed as [`PageTables::unmap_range`]; pages whose entry
+    /// would not change cost nothing. Returns how many entries changed. Refused before anything
+    /// is queued for a page if `flags` are writable and the page's frame is a table.
+    pub fn protect_range(
+        &mut self,
+        root: Root,
+        start: VirtAddr,
+        count_pages: u64,
+        flags: PteFlags,
+    ) -> Result<u64, MmError> {
+        let leaf_flags = flags | PteFlags::PRESENT;
+        let mut change = |old: Pte| Some(Pte::new(old.mfn(), leaf_flags)).filter(|&new| new != old);
+        self.update_range(root, start, count_pages, &mut change, None::<&mut fn(Pfn)>)
+    }
+
+    /// The engine of the range operations: `change` maps a present leaf to its new value (or
+    /// `None`: leave it); with `release`, the pages' frames are handed over after the flush.
+    fn update_range(
+        &mut self,
+        root: Root,
+        start: VirtAddr,
+        count_pages: u64,
+        change: &mut dyn FnMut(Pte) -> Option<Pte>,
+        mut release: Option<&mut impl FnMut(Pfn)>,
+    ) -> Result<u64, MmError> {
+        self.commit()?;
+        let mut owed = TlbFlush::none();
+        let mut changed = 0;
+        let mut page = 0;
+        let queued = loop {
+            if page >= count_pages {
+                break Ok(());
+            }
+            let va = VirtAddr::new_truncate(start.as_u64() + (page << PAGE_SHIFT));
+            let (l1, first_index) = match self.walk(root, va) {
+                Ok((Walk::Leaf { l1, index, .. }, _)) => (l1, index),
+                Ok((Walk::Missing { level, .. }, _)) => {
+                    // Nothing mapped under the missing entry: skip what it would cover.
+                    let span = level.entry_span_bytes() >> PAGE_SHIFT;
+                    page += span - ((va.as_u64() >> PAGE_SHIFT) % span);
+                    continue;
+                }
+                Err(e) => break Err(e),
+            };
+            let in_this_l1 = (ENTRIES_PER_TABLE - first_index) as u64;
+            let mut failed = None;
+            for i in 0..in_this_l1.min(count_pages - page) {
+                let index = first_index + i as usize;
+                let page_va = VirtAddr::new_truncate(va.as_u64() + (i << PAGE_SHIFT));
+                match self.change_leaf(l1, index, page_va, change, &mut owed, &mut release) {
+                    Ok(true) => changed += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                break Err(e);
+            }
+            page += in_this_l1;
+        };
+        // The last batch (or the part queued before an error) is sent, flushed and released.
+        let ended = self.end_range_batch(&mut owed, &mut release);
+        queued.and(ended).map(|()| changed)
+    }
+
+    /// Queues one leaf change of a range operation, ending the batch first if it is full.
+    /// Returns whether the entry changed.
+    fn change_leaf(
+        &mut self,
+        l1: Pfn,
+        index: usize,
+        va: VirtAddr,
+        change: &mut dyn FnMut(Pte) -> Option<Pte>,
+        owed: &mut TlbFlush,
+        release: &mut Option<&mut impl FnMut(Pfn)>,
+    ) -> Result<bool, MmError> {
+        let old = self.entry(l1, index)?;
+        if !old.is_present() {
+            return Ok(false);
+        }
+        let Some(new) = change(old) else { return Ok(false) };
+        let pfn = self.p2m.mfn_to_pfn(old.mfn())?;
+        if new.flags().contains(PteFlags::WRITABLE) && self.is_table(pfn) {
+            return Err(MmError::TableFrameWritable(pfn));
+        }
+        if self.queue.is_full() {
+            self.end_range_batch(owed, release)?;
+        }
+        self.set_entry(l1, index, new)?;
+        if old.downgraded_by(new) {
+            let flush = core::mem::replace(owed, TlbFlush::none());
+            *owed = flush.merge(TlbFlush::page(va));
+        }
+        if release.is_some() {
+            self.released[self.released_len] = pfn;
+            self.released_len += 1;
+        }
+        Ok(true)
+    }
+
+    /// Sends a range operation's batch, issues its one flush, then releases its frames.
+    fn end_range_batch(
+        &mut self,
+        owed: &mut TlbFlush,
+        release: &mut Option<&mut impl FnMut(Pfn)>,
+    ) -> Result<(), MmError> {
+        let flush = core::mem::replace(owed, TlbFlush::none());
+        let released = core::mem::replace(&mut self.released_len, 0);
+        // Undone by commit if refused: the pages stay mapped, nothing to flush or release.
+        self.commit()?;
+        self.flush_tlb(flush)?;
+        if let Some(release) = release {
+            for &pfn in &self.released[..released] {
+                release(pfn);
+            }
+        }
+        Ok(())
+    }
+
     /// [`PageTables::unmap`] and its INVLPG in one hypercall: `update_va_mapping` with
     /// UVMF_INVLPG, which Xen applies to the current (kernel) address space. Other roots take
     /// the two-call path.
@@ -525,26 +733,22 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// Issues an owed flush (sending any pending batch first). `mmuext_op` INVLPG or TLB flush.
     pub fn flush_tlb(&mut self, flush: TlbFlush) -> Result<(), MmError> {
         self.commit()?;
-        match flush.into_op() {
-            Some(op) => {
-                self.stats.tlb_flushes += 1;
-                self.mmuext(&[op])
-            }
-            None => Ok(()),
-        }
+        self.mmuext_then_flush(&[], flush)
     }
 
     // ---- Freeing tables ----------------------------------------------------------------------
 
     /// Frees the tables on the way to `va` that have become empty (L1, then L2, then L3; never
     /// the root): unlink them, flush the TLB, then make their aliases writable again and give the
-    /// frames back. Returns how many tables were freed.
+    /// frames back. Returns how many tables were freed. If Xen refuses any step, the tables are
+    /// linked again with read-only aliases, as they were, and nothing is freed.
     pub fn reclaim_empty_tables(
         &mut self,
         root: Root,
         va: VirtAddr,
         frames: &mut impl FrameSource,
     ) -> Result<u64, MmError> {
+        self.commit()?;
         let (Walk::Leaf { .. }, path) = self.walk(root, va)? else { return Ok(0) };
         let mut freed = [(Pfn(0), Level::L1); 3];
         let mut count = 0;
@@ -568,30 +772,68 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
             freed[count] = (table, Level::TOP_DOWN[depth]);
             count += 1;
         }
-        self.finish(queued)?;
+        if let Err(e) = queued {
+            self.queue.clear(); // nothing sent: the tables stay as they were
+            return Err(e);
+        }
+        self.commit()?;
         if count == 0 {
             return Ok(0);
         }
         // Unlinking dropped entries that paging-structure caches may still hold.
-        self.flush_tlb(TlbFlush::everything())?;
+        if let Err(e) = self.flush_tlb(TlbFlush::everything()) {
+            self.relink(root, va, &freed[..count])?;
+            return Err(e);
+        }
         // Xen may finish tearing down an unlinked table's type only at the end of the hypercall
         // that unlinked it, so the aliases go writable in a batch of their own.
         let mut queued = Ok(());
         for &(table, _) in &freed[..count] {
             queued = queued.and_then(|()| self.restore_aliases(table));
         }
-        self.finish(queued)?;
+        if let Err(e) = self.finish(queued) {
+            // The batch was undone (or never sent): the aliases are read-only, relink.
+            for &(table, _) in &freed[..count] {
+                self.table_frames.set(table.0, true);
+            }
+            self.queue.clear();
+            self.relink(root, va, &freed[..count])?;
+            return Err(e);
+        }
         for &(table, level) in &freed[..count] {
             self.release_table_frame(table, level, frames)?;
         }
         Ok(count as u64)
     }
 
+    /// Links `tables` (found empty on `va`'s walk, L1 first, and unlinked) back, top first.
+    fn relink(&mut self, root: Root, va: VirtAddr, tables: &[(Pfn, Level)]) -> Result<(), MmError> {
+        let mut queued = Ok(());
+        for &(table, level) in tables.iter().rev() {
+            let (parent, index) = match self.walk(root, va)? {
+                (Walk::Missing { table: parent, level: parent_level, index }, _)
+                    if parent_level.child() == Some(level) =>
+                {
+                    (parent, index)
+                }
+                _ => return Err(MmError::AlreadyMapped(va)),
+            };
+            let mfn = self.p2m.pfn_to_mfn(table)?;
+            queued = self.set_entry(parent, index, Pte::new(mfn, TABLE_FLAGS));
+            if queued.is_err() {
+                break;
+            }
+        }
+        self.finish(queued)
+    }
+
     // ---- Other address spaces ------------------------------------------------------------------
 
     /// A new empty L4 for a process, pinned so that Xen keeps it validated while no CPU uses it.
-    /// One `mmu_update` batch (alias downgrades) and one `mmuext_op` (pin).
+    /// One `mmu_update` batch (alias downgrades) and one `mmuext_op` (pin). If Xen refuses
+    /// either, the aliases are writable again and the frame is back in `frames`.
     pub fn new_user_root(&mut self, frames: &mut impl FrameSource) -> Result<Root, MmError> {
+        self.commit()?;
         let pfn = frames.allocate_frame()?;
         let mfn = match self.p2m.pfn_to_mfn(pfn) {
             Ok(mfn) => mfn,
@@ -602,23 +844,49 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         };
         self.mem.zero_frame(pfn);
         self.table_frames.set(pfn.0, true);
-        let queued = self.downgrade_aliases(pfn);
-        self.finish(queued)?;
-        self.mmuext(&[MmuExtOp::Pin { level: Level::L4, mfn }])?;
         self.stats.table_allocated(Level::L4);
+        self.fresh[0] = (pfn, Level::L4);
+        self.fresh_len = 1;
+        let queued = self.downgrade_aliases(pfn);
+        self.finish_building(queued, frames)?;
+        if let Err(e) = self.mmuext(&[MmuExtOp::Pin { level: Level::L4, mfn }]) {
+            // Never pinned nor linked: the frame is ordinary memory once its aliases are back.
+            let queued = self.restore_aliases(pfn);
+            self.finish(queued)?;
+            self.table_frames.set(pfn.0, true);
+            self.release_table_frame(pfn, Level::L4, frames)?;
+            return Err(e);
+        }
         Ok(Root { pfn, mfn })
     }
 
-    /// Makes `root` the L4 Xen uses in user mode (`None`: no user address space).
+    /// Makes `root` the L4 Xen uses in user mode (`None`: no user address space). Switching to
+    /// another root also flushes the TLB, in the same hypercall: Xen maps user pages global and
+    /// `NEW_USER_BASEPTR` flushes nothing, so the previous root's translations would otherwise
+    /// stay usable under the new one.
     pub fn set_user_root(&mut self, root: Option<Root>) -> Result<(), MmError> {
         self.commit()?;
-        self.mmuext(&[MmuExtOp::NewUserBaseptr(root.map_or(Mfn(0), |r| r.mfn))])
+        let mfn = root.map(|r| r.mfn);
+        let switch = matches!((self.user_tlb_root, mfn), (Some(old), Some(new)) if old != new);
+        let flush = if switch { TlbFlush::everything() } else { TlbFlush::none() };
+        self.mmuext_then_flush(&[MmuExtOp::NewUserBaseptr(mfn.unwrap_or(Mfn(0)))], flush)?;
+        self.user_root = mfn;
+        if mfn.is_some() {
+            self.user_tlb_root = mfn;
+        }
+        Ok(())
     }
 
     /// Tears down a process's address space that is no longer in use (not the user base pointer):
-    /// unpins it, makes the aliases of all its tables writable again and gives every frame it
-    /// maps, and its tables, back to `frames` — except the frames `shared` names (e.g. program
-    /// file pages mapped from the boot module, which other runs map too).
+    /// unpins it, makes the aliases of all its tables writable again, flushes the TLB (the user
+    /// space may still cache the root's pages: they are global under Xen) and only then gives
+    /// every frame it maps, and its tables, back to `frames` — except the frames `shared` names
+    /// (e.g. program file pages mapped from the boot module, which other runs map too).
+    ///
+    /// No entry is cleared: once unpinned and unreachable the tables are ordinary memory, so the
+    /// whole teardown is one unpin, one batch of alias upgrades (one entry per table, not per
+    /// page) and one flush. If Xen refuses the batch or the flush, the root is pinned again with
+    /// its aliases read-only, as it was.
     pub fn destroy_user_root(
         &mut self,
         root: Root,
@@ -628,7 +896,21 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         self.commit()?;
         self.mmuext(&[MmuExtOp::Unpin(root.mfn)])?;
         let queued = self.restore_subtree_aliases(root.pfn, Level::L4);
-        self.finish(queued)?;
+        let restored = self.finish(queued);
+        let flushed = restored.and_then(|()| self.flush_tlb(TlbFlush::everything()));
+        if let Err(e) = flushed {
+            // The failed batch was undone, but restore_aliases already forgot the tables.
+            self.mark_tables(root.pfn, Level::L4)?;
+            if restored.is_ok() {
+                let queued = self.downgrade_subtree_aliases(root.pfn, Level::L4);
+                self.finish(queued)?;
+            }
+            self.mmuext(&[MmuExtOp::Pin { level: Level::L4, mfn: root.mfn }])?;
+            return Err(e);
+        }
+        if self.user_tlb_root == Some(root.mfn) {
+            self.user_tlb_root = None;
+        }
         self.free_subtree(root.pfn, Level::L4, frames, shared)
     }
 
@@ -760,17 +1042,8 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         let mut count = 0;
         let mut level = Some(top_level);
         while let Some(current) = level {
-            let pfn = match frames.allocate_frame() {
-                Ok(pfn) => pfn,
-                Err(e) => {
-                    for &(pfn, _) in &new_tables[..count] {
-                        self.table_frames.set(pfn.0, false);
-                        self.fresh_len -= 1;
-                        let _ = frames.free_frame(pfn);
-                    }
-                    return Err(e.into());
-                }
-            };
+            // On failure the tables taken so far are fresh: the failed operation frees them.
+            let pfn = frames.allocate_frame()?;
             self.mem.zero_frame(pfn);
             trace::step(|| Step::Alloc {
                 level: Some(current),
@@ -778,7 +1051,8 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                 mfn: self.p2m.pfn_to_mfn(pfn).map_or(0, |m| m.0),
             });
             self.table_frames.set(pfn.0, true);
-            self.fresh[self.fresh_len] = pfn;
+            self.stats.table_allocated(current);
+            self.fresh[self.fresh_len] = (pfn, current);
             self.fresh_len += 1;
             new_tables[count] = (pfn, current);
             count += 1;
@@ -794,9 +1068,6 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         let (l1, index) = (new_tables[count - 1].0, Level::L1.index_of(va));
         self.mem.write_entry(l1, index, leaf.0);
         trace::step(|| Step::Store { level: Level::L1, table: l1, index, value: leaf });
-        for &(_, level) in &new_tables[..count] {
-            self.stats.table_allocated(level);
-        }
         Ok((new_tables, count))
     }
 
@@ -844,7 +1115,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                 if self.queue.is_full() {
                     self.commit()?;
                 }
-                self.queue.push_front(MmuUpdate::normal(addr, read_only));
+                self.queue.push_front(MmuUpdate::normal(addr, read_only), pte.0);
             }
         }
         Ok(())
@@ -876,6 +1147,20 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
             }
         }
         self.restore_aliases(table)
+    }
+
+    /// Makes the aliases of `table` and every table below it read-only again.
+    fn downgrade_subtree_aliases(&mut self, table: Pfn, level: Level) -> Result<(), MmError> {
+        if let Some(child_level) = level.child() {
+            for index in 0..ENTRIES_PER_TABLE {
+                let pte = Pte(self.mem.read_entry(table, index));
+                if pte.is_present() && (level != Level::L4 || is_guest_l4_slot(index)) {
+                    let child = self.p2m.mfn_to_pfn(pte.mfn())?;
+                    self.downgrade_subtree_aliases(child, child_level)?;
+                }
+            }
+        }
+        self.downgrade_aliases(table)
     }
 
     fn free_subtree(
@@ -924,7 +1209,8 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         if self.queue.is_full() {
             self.commit()?;
         }
-        self.queue.push_back(MmuUpdate::normal(addr, pte));
+        let replaced = self.entry(table, index)?;
+        self.queue.push_back(MmuUpdate::normal(addr, pte), replaced.0);
         Ok(())
     }
 
@@ -937,13 +1223,15 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     }
 
     fn is_fresh(&self, table: Pfn) -> bool {
-        self.fresh[..self.fresh_len].contains(&table)
+        self.fresh[..self.fresh_len].iter().any(|&(pfn, _)| pfn == table)
     }
 
-    /// Sends the pending batch (if any). Tables stop being fresh: from now on Xen may own them.
+    /// Sends the pending batch (if any). Once Xen applied it, its new tables stop being fresh:
+    /// from now on Xen owns them. If Xen stops part-way, the applied entries are undone
+    /// ([`PageTables::undo_applied`]) and the new tables stay fresh, for the operation to free.
     fn commit(&mut self) -> Result<(), MmError> {
-        self.fresh_len = 0;
         if self.queue.is_empty() {
+            self.fresh_len = 0;
             return Ok(());
         }
         self.stats.mmu_update_calls += 1;
@@ -951,8 +1239,62 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         trace::batch(self.queue.as_slice());
         let result = self.mmu.mmu_update(self.queue.as_slice());
         trace::batch_done(&result, self.queue.as_slice().len());
-        self.queue.clear();
-        result.map_err(MmError::Hypervisor)
+        match result {
+            Ok(()) => {
+                self.queue.clear();
+                self.fresh_len = 0;
+                Ok(())
+            }
+            Err(failure) => {
+                // If the undo itself fails the tables are in an unknown state: report the first
+                // error anyway; nothing is freed then (leaked, never reused while reachable).
+                let undone = self.undo_applied(failure.done);
+                self.queue.clear();
+                if undone.is_err() {
+                    self.fresh_len = 0;
+                }
+                Err(MmError::Hypervisor(failure))
+            }
+        }
+    }
+
+    /// Puts back what entries `0..done` of the pending batch changed, so that a batch Xen stopped
+    /// at entry `done` leaves the tables as they were. Two steps, as when tables are freed: the
+    /// non-downgrade entries first (links undone: new tables unreachable again), then, in a
+    /// hypercall of its own, the alias downgrades (aliases writable again, once Xen has torn down
+    /// the unlinked tables' types at the end of the previous call). Then, if an undo removed or
+    /// narrowed a present entry, one full flush, so that no frame the batch mapped stays cached.
+    fn undo_applied(&mut self, done: usize) -> Result<(), MmError> {
+        const CHUNK: usize = 32;
+        let front = self.queue.front_len();
+        let mut owed = false;
+        for (from, to) in [(front, done), (0, done.min(front))] {
+            if from >= to {
+                continue;
+            }
+            let mut chunk = [MmuUpdate::default(); CHUNK];
+            let mut len = 0;
+            for (undo, applied) in self.queue.undo(from, to) {
+                owed |= Pte(applied).downgraded_by(Pte(undo.val));
+                chunk[len] = undo;
+                len += 1;
+                if len == CHUNK {
+                    self.stats.mmu_update_calls += 1;
+                    self.stats.mmu_update_entries += len as u64;
+                    self.mmu.mmu_update(&chunk[..len]).map_err(MmError::Hypervisor)?;
+                    len = 0;
+                }
+            }
+            if len > 0 {
+                self.stats.mmu_update_calls += 1;
+                self.stats.mmu_update_entries += len as u64;
+                self.mmu.mmu_update(&chunk[..len]).map_err(MmError::Hypervisor)?;
+            }
+        }
+        if owed {
+            self.mmuext_then_flush(&[], TlbFlush::everything())?;
+        }
+        Ok(())
     }
 
     /// Ends a public operation: sends what was queued even if queuing stopped on an error (so the
@@ -960,6 +1302,61 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     fn finish(&mut self, queued: Result<(), MmError>) -> Result<(), MmError> {
         let committed = self.commit();
         queued.and(committed)
+    }
+
+    /// Ends an operation that may have built tables: one whole batch or nothing. If queuing
+    /// failed the batch is dropped unsent (a subtree may be half queued); if Xen refused it,
+    /// [`PageTables::commit`] undid it. Either way the tables built since the last applied batch
+    /// are unreachable, their aliases writable: they go back to `frames`.
+    fn finish_building(
+        &mut self,
+        queued: Result<(), MmError>,
+        frames: &mut impl FrameSource,
+    ) -> Result<(), MmError> {
+        let result = match queued {
+            Ok(()) => self.commit(),
+            Err(e) => {
+                self.queue.clear();
+                Err(e)
+            }
+        };
+        if result.is_err() {
+            self.release_fresh(frames);
+        }
+        result
+    }
+
+    /// Frees the fresh tables (never applied, or undone).
+    fn release_fresh(&mut self, frames: &mut impl FrameSource) {
+        for i in 0..self.fresh_len {
+            let (table, level) = self.fresh[i];
+            // A frame the allocator refuses back was not ours to begin with: nothing to leak.
+            let _ = self.release_table_frame(table, level, frames);
+        }
+        self.fresh_len = 0;
+    }
+
+    /// One `mmuext_op` with `ops` and then the ops of `flush` (nothing sent if both are empty).
+    fn mmuext_then_flush(&mut self, ops: &[MmuExtOp], flush: TlbFlush) -> Result<(), MmError> {
+        const MAX_OPS: usize = 2;
+        debug_assert!(ops.len() <= MAX_OPS);
+        let full = flush.scope == FlushScope::Everything;
+        let flush_ops = flush.into_ops();
+        let mut all = [MmuExtOp::TlbFlushLocal; MAX_OPS + INVLPG_MAX_PAGES as usize];
+        all[..ops.len()].copy_from_slice(ops);
+        let len = ops.len() + flush_ops.len;
+        all[ops.len()..len].copy_from_slice(&flush_ops.ops[..flush_ops.len]);
+        if len == 0 {
+            return Ok(());
+        }
+        self.mmuext(&all[..len])?;
+        if flush_ops.len > 0 {
+            self.stats.tlb_flushes += 1;
+        }
+        if full {
+            self.user_tlb_root = self.user_root;
+        }
+        Ok(())
     }
 
     fn mmuext(&mut self, ops: &[MmuExtOp]) -> Result<(), MmError> {

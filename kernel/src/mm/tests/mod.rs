@@ -4,11 +4,18 @@ mod address_space;
 mod model_rules;
 mod page_tables;
 mod property;
+mod ranges;
+mod rollback;
+mod tlb;
 
+use super::addr::Pfn;
 use super::layout::AliasWindow;
-use super::model::{boot_va, CheckedFrames, HypercallCounts, Xen, BOOT_TABLES, BOOT_WINDOW_FRAMES};
+use super::model::{
+    boot_va, CheckedFrames, HypercallCounts, PageType, Xen, BOOT_TABLES, BOOT_WINDOW_FRAMES,
+};
 use super::p2m::P2m;
 use super::page_table::{PageTables, Root};
+use super::pte::PteFlags;
 
 /// A booted guest: the model machine, the page tables built on it (boot window recorded, direct
 /// map built) and the frame allocator.
@@ -16,6 +23,19 @@ pub struct Fixture {
     pub xen: Xen,
     pub pt: PageTables<'static, Xen, Xen>,
     pub frames: CheckedFrames,
+    pub nr_pages: u64,
+}
+
+/// What must be the same before an operation Xen refused and after it: which frames are free,
+/// which are tables (to the page-table code and to Xen), and which direct-map aliases are
+/// writable.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Accounting {
+    pub free: Vec<bool>,
+    pub tables: Vec<Pfn>,
+    pub typed_or_pinned: Vec<Pfn>,
+    pub read_only_aliases: Vec<Pfn>,
+    pub live_tables: [u64; 4],
 }
 
 impl Fixture {
@@ -33,7 +53,7 @@ impl Fixture {
         pt.add_alias_window(boot_window).unwrap();
         let mut frames = CheckedFrames::new(&xen);
         pt.map_window(AliasWindow::direct_map(nr_pages), &mut frames).unwrap();
-        let fixture = Fixture { xen, pt, frames };
+        let fixture = Fixture { xen, pt, frames, nr_pages };
         fixture.assert_clean();
         fixture
     }
@@ -44,6 +64,40 @@ impl Fixture {
 
     pub fn counts(&self) -> HypercallCounts {
         self.xen.machine().counts()
+    }
+
+    /// The frame, table, pin and alias state (see [`Accounting`]).
+    pub fn accounting(&self) -> Accounting {
+        let m = self.xen.machine();
+        let pfns = || (0..self.nr_pages).map(Pfn);
+        let direct = AliasWindow::direct_map(self.nr_pages);
+        Accounting {
+            free: pfns().map(|p| self.frames.inner.is_free(p)).collect(),
+            tables: pfns().filter(|&p| self.pt.is_table(p)).collect(),
+            typed_or_pinned: pfns()
+                .filter(|&p| {
+                    let (ty, count, pinned) = m.frame_state(p);
+                    pinned || (matches!(ty, PageType::Table(_)) && count > 0)
+                })
+                .collect(),
+            read_only_aliases: pfns()
+                .filter(|&p| {
+                    let alias = direct.virt_of(p).unwrap();
+                    let (_, flags) = m.translate(m.baseptr(), alias).expect("direct map");
+                    !flags.contains(PteFlags::WRITABLE)
+                })
+                .collect(),
+            live_tables: m.live_tables(),
+        }
+    }
+
+    /// Tables, live tables and read-only aliases are the same frames, and every table is counted.
+    pub fn assert_tables_agree(&self) {
+        let a = self.accounting();
+        assert_eq!(a.tables, a.typed_or_pinned, "the code's tables are Xen's live tables");
+        assert_eq!(a.tables, a.read_only_aliases, "exactly the tables have read-only aliases");
+        let live: u64 = a.live_tables.iter().sum();
+        assert_eq!(live, self.pt.stats().tables_live() + BOOT_TABLES.len() as u64);
     }
 
     /// Xen refused nothing and the model caught no bug.
