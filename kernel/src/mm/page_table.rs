@@ -11,7 +11,14 @@
 //!
 //! TLB flushes are [`TlbFlush`] obligations returned by operations that downgrade a present entry;
 //! Xen itself flushes when a frame changes type, so making a new table's alias read-only before
-//! linking it needs none.
+//! linking it needs none. Range operations ([`PageTables::unmap_range`],
+//! [`PageTables::protect_range`]) walk once per L1, send one batch per 512 entries and issue one
+//! flush per batch themselves, handing unmapped frames to the caller only after it.
+//!
+//! Errors roll back: when Xen stops a batch at entry `done`, the applied entries are undone from
+//! the values the queue recorded (links first, then alias downgrades, then a flush if anything
+//! present was taken away), and the tables built for the batch go back to the frame allocator.
+//! Multi-step operations (new user root, reclaim, teardown) put back their earlier steps too.
 #![deny(unsafe_code)]
 
 use super::addr::{MachineAddr, Mfn, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE_BYTES};
@@ -1342,7 +1349,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         debug_assert!(ops.len() <= MAX_OPS);
         let full = flush.scope == FlushScope::Everything;
         let flush_ops = flush.into_ops();
-        let mut all = [MmuExtOp::TlbFlushLocal; MAX_OPS + INVLPG_MAX_PAGES as usize];
+        let mut all = [flush_ops.ops[0]; MAX_OPS + INVLPG_MAX_PAGES as usize];
         all[..ops.len()].copy_from_slice(ops);
         let len = ops.len() + flush_ops.len;
         all[ops.len()..len].copy_from_slice(&flush_ops.ops[..flush_ops.len]);
