@@ -271,6 +271,11 @@ impl Machine {
         self.baseptr
     }
 
+    /// The user base pointer, if one is loaded.
+    pub const fn user_baseptr(&self) -> Option<Mfn> {
+        self.user_baseptr
+    }
+
     /// Hypercalls made so far.
     pub const fn counts(&self) -> HypercallCounts {
         self.counts

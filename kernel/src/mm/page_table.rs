@@ -229,9 +229,6 @@ pub struct PageTables<'a, M: XenMmu, R: FrameAccess> {
     /// Tables built since the last batch Xen applied: plain-writable, freed if the batch fails.
     fresh: [(Pfn, Level); FRESH_CAPACITY],
     fresh_len: usize,
-    /// Frames a range unmap took out of the pending batch, handed over after its flush.
-    released: [Pfn; QUEUE_CAPACITY],
-    released_len: usize,
     /// The user base pointer, and the user root whose translations the TLB may still hold (user
     /// pages are global under Xen, so they outlive `NEW_USER_BASEPTR`).
     user_root: Option<Mfn>,
@@ -270,8 +267,6 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
             queue: UpdateQueue::new(),
             fresh: [(Pfn(0), Level::L1); FRESH_CAPACITY],
             fresh_len: 0,
-            released: [Pfn(0); QUEUE_CAPACITY],
-            released_len: 0,
             user_root: None,
             user_tlb_root: None,
             stats: MmStats::default(),
@@ -549,8 +544,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     ///
     /// Empty tables are left in place (see [`PageTables::reclaim_empty_tables`]). On an error,
     /// the batches before it are done; if Xen refused a batch it was undone (its pages stay
-    /// mapped). If Xen refuses a flush, that batch's frames are not released (never reused while
-    /// maybe cached; Xen fails TLB_FLUSH_LOCAL only for a foreign owner, which is never asked).
+    /// mapped). If Xen refuses a flush, that batch is undone too.
     pub fn unmap_range(
         &mut self,
         root: Root,
@@ -658,30 +652,38 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
             let flush = core::mem::replace(owed, TlbFlush::none());
             *owed = flush.merge(TlbFlush::page(va));
         }
-        if release.is_some() {
-            self.released[self.released_len] = pfn;
-            self.released_len += 1;
-        }
         Ok(true)
     }
 
-    /// Sends a range operation's batch, issues its one flush, then releases its frames.
+    /// Sends a range operation's batch, issues its one flush, then releases its frames: the
+    /// frames the batch's entries named before it (every entry of the batch is this operation's).
     fn end_range_batch(
         &mut self,
         owed: &mut TlbFlush,
         release: &mut Option<&mut impl FnMut(Pfn)>,
     ) -> Result<(), MmError> {
         let flush = core::mem::replace(owed, TlbFlush::none());
-        let released = core::mem::replace(&mut self.released_len, 0);
-        // Undone by commit if refused: the pages stay mapped, nothing to flush or release.
-        self.commit()?;
-        self.flush_tlb(flush)?;
-        if let Some(release) = release {
-            for &pfn in &self.released[..released] {
-                release(pfn);
+        // Undone if refused: the pages stay mapped, nothing to flush or release.
+        self.send_batch()?;
+        let flushed = self.mmuext_then_flush(&[], flush);
+        match (&flushed, release) {
+            (Ok(()), Some(release)) => {
+                for replaced in self.queue.replaced_values() {
+                    if let Ok(pfn) = self.p2m.mfn_to_pfn(Pte(replaced).mfn()) {
+                        release(pfn);
+                    }
+                }
+            }
+            (Ok(()), None) => {}
+            // No flush: the old translations may be cached, so the batch is put back (the pages
+            // mapped as before, nothing released).
+            (Err(_), _) => {
+                let applied = self.queue.as_slice().len();
+                let _ = self.undo_applied(applied);
             }
         }
-        Ok(())
+        self.queue.clear();
+        flushed
     }
 
     /// [`PageTables::unmap`] and its INVLPG in one hypercall: `update_va_mapping` with
@@ -876,7 +878,15 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         let mfn = root.map(|r| r.mfn);
         let switch = matches!((self.user_tlb_root, mfn), (Some(old), Some(new)) if old != new);
         let flush = if switch { TlbFlush::everything() } else { TlbFlush::none() };
-        self.mmuext_then_flush(&[MmuExtOp::NewUserBaseptr(mfn.unwrap_or(Mfn(0)))], flush)?;
+        let new = MmuExtOp::NewUserBaseptr(mfn.unwrap_or(Mfn(0)));
+        if let Err(e) = self.mmuext_then_flush(&[new], flush) {
+            if matches!(e, MmError::Hypervisor(BatchFailure { done: 1.., .. })) {
+                // Switched but not flushed: the old root's pages would be reachable. Back.
+                let old = MmuExtOp::NewUserBaseptr(self.user_root.unwrap_or(Mfn(0)));
+                self.mmuext(&[old])?;
+            }
+            return Err(e);
+        }
         self.user_root = mfn;
         if mfn.is_some() {
             self.user_tlb_root = mfn;
@@ -1237,6 +1247,14 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// from now on Xen owns them. If Xen stops part-way, the applied entries are undone
     /// ([`PageTables::undo_applied`]) and the new tables stay fresh, for the operation to free.
     fn commit(&mut self) -> Result<(), MmError> {
+        self.send_batch()?;
+        self.queue.clear();
+        Ok(())
+    }
+
+    /// [`PageTables::commit`], but an applied batch stays in the queue (for the caller to read
+    /// what it replaced, then clear).
+    fn send_batch(&mut self) -> Result<(), MmError> {
         if self.queue.is_empty() {
             self.fresh_len = 0;
             return Ok(());
@@ -1248,7 +1266,6 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         trace::batch_done(&result, self.queue.as_slice().len());
         match result {
             Ok(()) => {
-                self.queue.clear();
                 self.fresh_len = 0;
                 Ok(())
             }

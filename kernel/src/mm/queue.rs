@@ -130,6 +130,11 @@ impl UpdateQueue {
         })
     }
 
+    /// The value each queued entry replaced, in batch order.
+    pub fn replaced_values(&self) -> impl Iterator<Item = u64> + '_ {
+        self.replaced[..self.len].iter().copied()
+    }
+
     /// Forgets everything (after the batch was sent).
     pub fn clear(&mut self) {
         self.len = 0;

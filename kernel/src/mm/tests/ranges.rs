@@ -182,8 +182,9 @@ fn a_table_frame_is_never_made_writable_by_a_range() {
 }
 
 #[test]
-fn a_refused_batch_leaves_its_pages_mapped_and_hands_nothing_back() {
-    for step in 0..4 {
+fn a_refused_batch_or_flush_leaves_its_pages_mapped_and_hands_nothing_back() {
+    // Four entries, then one mmuext_op with four INVLPGs: a refusal at any of the eight steps.
+    for step in 0..8 {
         let mut f = Fixture::boot(256);
         let root = f.root();
         let frames = map_and_touch(&mut f, &[0, 1, 2, 3]);

@@ -4,6 +4,7 @@
 
 use super::Fixture;
 use crate::mm::addr::{Pfn, VirtAddr};
+use crate::mm::backend::XenErrno;
 use crate::mm::frame::FrameSource;
 use crate::mm::model::{AccessFault, Violation};
 use crate::mm::page_table::Root;
@@ -46,6 +47,21 @@ fn switching_to_another_user_root_does_not_leave_the_previous_ones_pages_usable(
     let before = f.counts();
     f.pt.set_user_root(Some(b)).unwrap();
     assert_eq!((f.counts() - before).mmuext_ops, 1);
+    f.assert_clean();
+}
+
+#[test]
+fn a_refused_flush_on_a_switch_keeps_the_previous_user_root() {
+    let mut f = Fixture::boot(NR_PAGES);
+    let (a, a_page) = user_with_a_page(&mut f);
+    let (b, b_page) = user_with_a_page(&mut f);
+    f.pt.set_user_root(Some(a)).unwrap();
+    assert_eq!(f.xen.machine().access(a.mfn, va(USER_VA), true), Ok(a_page));
+    f.xen.machine().refuse_step(1, XenErrno::ENOMEM);
+    assert!(f.pt.set_user_root(Some(b)).is_err());
+    assert_eq!(f.xen.machine().user_baseptr(), Some(a.mfn), "not switched without the flush");
+    f.pt.set_user_root(Some(b)).unwrap();
+    assert_eq!(f.xen.machine().access(b.mfn, va(USER_VA), true), Ok(b_page));
     f.assert_clean();
 }
 
