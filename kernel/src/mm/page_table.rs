@@ -229,6 +229,9 @@ pub struct PageTables<'a, M: XenMmu, R: FrameAccess> {
     /// Tables built since the last batch Xen applied: plain-writable, freed if the batch fails.
     fresh: [(Pfn, Level); FRESH_CAPACITY],
     fresh_len: usize,
+    /// The fresh tables' batch was refused (and undone) or dropped: they are unreachable and
+    /// wait for the operation to free them ([`PageTables::finish_building`]).
+    fresh_orphaned: bool,
     /// The user base pointer, and the user root whose translations the TLB may still hold (user
     /// pages are global under Xen, so they outlive `NEW_USER_BASEPTR`).
     user_root: Option<Mfn>,
@@ -267,6 +270,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
             queue: UpdateQueue::new(),
             fresh: [(Pfn(0), Level::L1); FRESH_CAPACITY],
             fresh_len: 0,
+            fresh_orphaned: false,
             user_root: None,
             user_tlb_root: None,
             stats: MmStats::default(),
@@ -371,6 +375,9 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
             }
         }
         let committed = self.commit();
+        if self.fresh_orphaned {
+            self.release_fresh_from(0, frames);
+        }
         match (queued, committed) {
             (Err(e), _) => Err(e),
             (Ok(()), Err(e)) => Err((0, e)),
@@ -857,6 +864,10 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         self.fresh[0] = (pfn, Level::L4);
         self.fresh_len = 1;
         let queued = self.downgrade_aliases(pfn);
+        if queued.is_err() {
+            self.queue.clear();
+            self.fresh_orphaned = true;
+        }
         self.finish_building(queued, frames)?;
         if let Err(e) = self.mmuext(&[MmuExtOp::Pin { level: Level::L4, mfn }]) {
             // Never pinned nor linked: the frame is ordinary memory once its aliases are back.
@@ -1029,21 +1040,46 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                 if self.fresh_len + 3 > FRESH_CAPACITY {
                     self.commit()?;
                 }
-                let (new_tables, count) = self.build_subtree(top_level, va, leaf, frames)?;
-                let top_mfn = self.p2m.pfn_to_mfn(new_tables[0].0)?;
-                let link = Pte::new(top_mfn, TABLE_FLAGS);
-                self.set_entry(table, index, link)?;
-                trace::step(|| {
-                    let ptr =
-                        self.p2m.pfn_to_mfn(table).map_or(MachineAddr(0), |m| m.entry_addr(index));
-                    Step::Link { level, table, index, ptr, value: link }
-                });
-                for &(table, _) in &new_tables[..count] {
-                    self.downgrade_aliases(table)?;
+                let built_before = self.fresh_len;
+                let (new_tables, count) = match self.build_subtree(top_level, va, leaf, frames) {
+                    Ok(built) => built,
+                    Err(e) => {
+                        // Nothing queued refers to this page's tables yet: free just them.
+                        self.release_fresh_from(built_before, frames);
+                        return Err(e);
+                    }
+                };
+                let linked = self.link_subtree(table, level, index, &new_tables[..count]);
+                if linked.is_err() {
+                    // The batch may hold a link without its downgrades: drop it whole, unsent.
+                    self.queue.clear();
+                    self.fresh_orphaned = true;
                 }
-                Ok(())
+                linked
             }
         }
+    }
+
+    /// Queues the link of a new subtree (top table first in `new_tables`) into entry `index` of
+    /// `table` (a table of `level`), and the downgrades of the new tables' aliases.
+    fn link_subtree(
+        &mut self,
+        table: Pfn,
+        level: Level,
+        index: usize,
+        new_tables: &[(Pfn, Level)],
+    ) -> Result<(), MmError> {
+        let top_mfn = self.p2m.pfn_to_mfn(new_tables[0].0)?;
+        let link = Pte::new(top_mfn, TABLE_FLAGS);
+        self.set_entry(table, index, link)?;
+        trace::step(|| {
+            let ptr = self.p2m.pfn_to_mfn(table).map_or(MachineAddr(0), |m| m.entry_addr(index));
+            Step::Link { level, table, index, ptr, value: link }
+        });
+        for &(table, _) in new_tables {
+            self.downgrade_aliases(table)?;
+        }
+        Ok(())
     }
 
     /// Allocates, zeroes and chains fresh tables from `top_level` down to L1 for `va`, with `leaf`
@@ -1256,7 +1292,9 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// what it replaced, then clear).
     fn send_batch(&mut self) -> Result<(), MmError> {
         if self.queue.is_empty() {
-            self.fresh_len = 0;
+            if !self.fresh_orphaned {
+                self.fresh_len = 0;
+            }
             return Ok(());
         }
         self.stats.mmu_update_calls += 1;
@@ -1274,7 +1312,9 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                 // error anyway; nothing is freed then (leaked, never reused while reachable).
                 let undone = self.undo_applied(failure.done);
                 self.queue.clear();
-                if undone.is_err() {
+                if undone.is_ok() {
+                    self.fresh_orphaned = true;
+                } else {
                     self.fresh_len = 0;
                 }
                 Err(MmError::Hypervisor(failure))
@@ -1328,36 +1368,33 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         queued.and(committed)
     }
 
-    /// Ends an operation that may have built tables: one whole batch or nothing. If queuing
-    /// failed the batch is dropped unsent (a subtree may be half queued); if Xen refused it,
-    /// [`PageTables::commit`] undid it. Either way the tables built since the last applied batch
-    /// are unreachable, their aliases writable: they go back to `frames`.
+    /// Ends an operation that may have built tables: sends what was queued (even if queuing
+    /// stopped on an error: the pages before it stay mapped), then frees the tables whose batch
+    /// Xen refused (undone by [`PageTables::commit`]) or that were dropped unsent: they are
+    /// unreachable and their aliases writable again.
     fn finish_building(
         &mut self,
         queued: Result<(), MmError>,
         frames: &mut impl FrameSource,
     ) -> Result<(), MmError> {
-        let result = match queued {
-            Ok(()) => self.commit(),
-            Err(e) => {
-                self.queue.clear();
-                Err(e)
-            }
-        };
-        if result.is_err() {
-            self.release_fresh(frames);
+        let committed = self.commit();
+        if self.fresh_orphaned {
+            self.release_fresh_from(0, frames);
         }
-        result
+        queued.and(committed)
     }
 
-    /// Frees the fresh tables (never applied, or undone).
-    fn release_fresh(&mut self, frames: &mut impl FrameSource) {
-        for i in 0..self.fresh_len {
+    /// Frees the fresh tables from position `from` on (never applied, or undone).
+    fn release_fresh_from(&mut self, from: usize, frames: &mut impl FrameSource) {
+        for i in from..self.fresh_len {
             let (table, level) = self.fresh[i];
             // A frame the allocator refuses back was not ours to begin with: nothing to leak.
             let _ = self.release_table_frame(table, level, frames);
         }
-        self.fresh_len = 0;
+        self.fresh_len = from;
+        if from == 0 {
+            self.fresh_orphaned = false;
+        }
     }
 
     /// One `mmuext_op` with `ops` and then the ops of `flush` (nothing sent if both are empty).

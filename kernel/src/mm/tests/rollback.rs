@@ -161,3 +161,37 @@ fn a_refused_teardown_keeps_the_root_pinned_and_a_retry_frees_everything() {
         |f, &user: &Root| f.pt.destroy_user_root(user, &mut f.frames, &|_| false),
     );
 }
+
+#[test]
+fn running_out_of_frames_mid_batch_keeps_the_pages_before_and_frees_the_failing_pages_tables() {
+    let mut f = Fixture::boot(NR_PAGES);
+    let root = f.root();
+    let flags = PteFlags::PRESENT | PteFlags::NO_EXECUTE;
+    // Page 0 needs L3, L2 and L1; page 1, in the next 1 GiB, an L2 and an L1: one frame short.
+    while f.frames.inner.free_frames() > 3 + 1 {
+        f.frames.allocate_frame().unwrap();
+    }
+    let pages =
+        [(va(EMPTY_SLOT_VA), Pfn(100), flags), (va(EMPTY_SLOT_VA + (1 << 30)), Pfn(101), flags)];
+    let result = f.pt.map_batch(root, pages, &mut f.frames);
+    assert!(matches!(result, Err((1, MmError::Frame(_)))), "{result:?}");
+    assert_eq!(f.pt.translate(root, va(EMPTY_SLOT_VA)).unwrap().map(|m| m.pfn), Some(Pfn(100)));
+    assert_eq!(f.pt.translate(root, va(EMPTY_SLOT_VA + (1 << 30))).unwrap(), None);
+    assert_eq!(f.frames.inner.free_frames(), 1, "the failing page's L2 went back");
+    f.assert_tables_agree();
+    f.assert_clean();
+}
+
+#[test]
+fn a_refused_map_batch_gives_its_new_tables_back() {
+    let flags = PteFlags::PRESENT | PteFlags::NO_EXECUTE;
+    let pages =
+        [(va(EMPTY_SLOT_VA), Pfn(100), flags), (va(EMPTY_SLOT_VA + (1 << 30)), Pfn(101), flags)];
+    refuse_each_step(
+        |_| (),
+        |f, ()| {
+            let root = f.root();
+            f.pt.map_batch(root, pages, &mut f.frames).map_err(|(_, e)| e)
+        },
+    );
+}
