@@ -160,6 +160,16 @@ impl Vcpu {
         self.walks.clear();
     }
 
+    /// What a page fault on `va` drops: the page's entry and the paging-structure entries on its
+    /// way, in the faulting space.
+    fn fault_invalidates(&mut self, space: Space, va: VirtAddr) {
+        let page = va.as_u64() & !(PAGE_SIZE_BYTES - 1);
+        self.leaves.remove(&(space, page));
+        self.walks.retain(|&(s, level, base), _| {
+            s != space || page.wrapping_sub(base) >= level.entry_span_bytes()
+        });
+    }
+
     /// `INVLPG`: the page's translation in both spaces (Xen's INVLPG_LOCAL reaches both PCIDs, or
     /// the global entry, xen/arch/x86/flushtlb.c `flush_area_local`), and the paging-structure
     /// entries on its way. (The SDM lets INVLPG drop every paging-structure entry; the model drops
@@ -392,9 +402,11 @@ impl Machine {
     /// shared by every user L4, see [`Space`]). A cached translation that allows the access is
     /// used even if the tables changed since it was filled; if it grants more than the tables
     /// do now (another frame, no mapping, fewer rights), that is a missing flush and is recorded
-    /// as [`Violation::StaleTlb`]. A cached translation that does not allow the access is
-    /// dropped and the tables are walked again (the spurious fault the guest would retry).
-    /// Paging-structure entries cached on the way are checked the same way.
+    /// as [`Violation::StaleTlb`]. Paging-structure entries cached on the way are checked the
+    /// same way. An access that faults invalidates the page's TLB entry and the paging-structure
+    /// entries on its way (SDM vol. 3A, 4.10.4.1: "page faults invalidate entries in the TLBs and
+    /// paging-structure caches"), so a cached translation that does not allow the access is
+    /// dropped and the tables are walked again: the spurious fault the guest would retry.
     pub fn access(&mut self, root: Mfn, va: VirtAddr, write: bool) -> Result<Pfn, AccessFault> {
         let space = if root == self.baseptr { Space::Kernel } else { Space::User };
         let page = va.as_u64() & !(PAGE_SIZE_BYTES - 1);
@@ -406,13 +418,21 @@ impl Machine {
                 }
                 return Ok(Pfn(self.m2p[cached.mfn.0 as usize]));
             }
-            self.vcpus[CURRENT_VCPU].leaves.remove(&(space, page));
+            self.vcpus[CURRENT_VCPU].fault_invalidates(space, va);
         }
         self.walk_through_caches(space, root, va);
-        let (mfn, flags) = now.ok_or(AccessFault::NotPresent)?;
-        if write && !flags.contains(PteFlags::WRITABLE) {
-            return Err(AccessFault::ReadOnly);
+        let fault = match now {
+            None => Some(AccessFault::NotPresent),
+            Some((_, flags)) if write && !flags.contains(PteFlags::WRITABLE) => {
+                Some(AccessFault::ReadOnly)
+            }
+            Some(_) => None,
+        };
+        if let Some(fault) = fault {
+            self.vcpus[CURRENT_VCPU].fault_invalidates(space, va);
+            return Err(fault);
         }
+        let (mfn, flags) = now.expect("no fault: mapped");
         self.vcpus[CURRENT_VCPU].leaves.insert((space, page), Cached { mfn, flags, root });
         Ok(Pfn(self.m2p[mfn.0 as usize]))
     }

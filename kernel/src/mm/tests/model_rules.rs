@@ -377,8 +377,10 @@ fn an_unlinked_table_left_in_the_paging_structure_cache_is_a_bug() {
     let mut raw = Raw::boot();
     let root = raw.table(Level::L4);
     let l2_entry = raw.table(Level::L2).entry_addr(Level::L2.index_of(boot_va(0)));
-    // A walk that ends in a non-present leaf still caches the L4, L3 and L2 entries on its way.
+    // A walk to a mapped page caches the L4, L3 and L2 entries on its way; a faulting one would
+    // not keep them (the fault invalidates them).
     assert_eq!(raw.xen.machine().access(root, boot_va(200), false), Err(AccessFault::NotPresent));
+    raw.xen.machine().access(root, boot_va(FREE), false).unwrap();
     raw.update(&[MmuUpdate::normal(l2_entry, Pte::EMPTY)]).unwrap();
     assert!(raw.xen.machine().owes_tlb_flush());
     let _ = raw.xen.machine().access(root, boot_va(201), false);
