@@ -356,6 +356,11 @@ impl Machine {
         self.refusals.push((self.steps + n, errno));
     }
 
+    /// Refusals planned and not reached yet.
+    pub fn pending_refusals(&self) -> usize {
+        self.refusals.len()
+    }
+
     /// Fallible steps taken so far (see [`Machine::refuse_step`]): the difference over an
     /// operation is how many positions a refusal can hit.
     pub const fn steps(&self) -> u64 {

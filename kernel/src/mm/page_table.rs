@@ -41,6 +41,9 @@ pub const TABLE_FLAGS: PteFlags = PteFlags::PRESENT
 /// How many alias windows (direct map, Xen's boot mapping) can be tracked.
 pub const MAX_ALIAS_WINDOWS: usize = 2;
 
+/// How often an undo (or its flush) is resent after Xen stopped it.
+const UNDO_RETRIES: usize = 3;
+
 /// New tables that may still be written with plain stores (created since the last batch was sent).
 const FRESH_CAPACITY: usize = 64;
 
@@ -1343,20 +1346,42 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                 chunk[len] = undo;
                 len += 1;
                 if len == CHUNK {
-                    self.stats.mmu_update_calls += 1;
-                    self.stats.mmu_update_entries += len as u64;
-                    self.mmu.mmu_update(&chunk[..len]).map_err(MmError::Hypervisor)?;
+                    Self::send_undo(&mut self.mmu, &mut self.stats, &chunk[..len])?;
                     len = 0;
                 }
             }
-            if len > 0 {
-                self.stats.mmu_update_calls += 1;
-                self.stats.mmu_update_entries += len as u64;
-                self.mmu.mmu_update(&chunk[..len]).map_err(MmError::Hypervisor)?;
-            }
+            Self::send_undo(&mut self.mmu, &mut self.stats, &chunk[..len])?;
         }
         if owed {
-            self.mmuext_then_flush(&[], TlbFlush::everything())?;
+            let mut flushed = self.mmuext_then_flush(&[], TlbFlush::everything());
+            for _ in 0..UNDO_RETRIES {
+                if flushed.is_ok() {
+                    break;
+                }
+                flushed = self.mmuext_then_flush(&[], TlbFlush::everything());
+            }
+            flushed?;
+        }
+        Ok(())
+    }
+
+    /// Sends undo entries, resending from where Xen stopped a few times: each entry puts back a
+    /// value Xen accepted before, so only a transient failure (e.g. -ENOMEM while revalidating a
+    /// table) can stop one, and giving up would leave the tables half undone.
+    fn send_undo(mmu: &mut M, stats: &mut MmStats, updates: &[MmuUpdate]) -> Result<(), MmError> {
+        let mut from = 0;
+        let mut retries = 0;
+        while from < updates.len() {
+            stats.mmu_update_calls += 1;
+            stats.mmu_update_entries += (updates.len() - from) as u64;
+            match mmu.mmu_update(&updates[from..]) {
+                Ok(()) => return Ok(()),
+                Err(failure) if retries < UNDO_RETRIES => {
+                    from += failure.done;
+                    retries += 1;
+                }
+                Err(failure) => return Err(MmError::Hypervisor(failure)),
+            }
         }
         Ok(())
     }

@@ -1,19 +1,22 @@
-//! Random map/unmap/protect/translate/reclaim sequences against the model and a plain map of intentions.
+//! Random map/unmap/protect/range/translate/reclaim sequences, with Xen refusing random steps,
+//! against the model and a plain map of intentions.
 //!
 //! The property: after every operation (and its owed TLB flush) Xen rejected nothing, the model
 //! caught no guest bug and no flush is owed; every intended mapping is what a CPU access through
 //! the model reaches, with the intended write permission; translate agrees with the intentions;
-//! and every table and frame is accounted for.
+//! and every table and frame is accounted for. An operation Xen refused (an injected -ENOMEM)
+//! fails with that errno and changes nothing.
 
 use std::collections::HashMap;
 
 use proptest::prelude::*;
 
 use super::Fixture;
-use crate::mm::addr::{Pfn, VirtAddr};
+use crate::mm::addr::{Pfn, VirtAddr, PAGE_SIZE_BYTES};
+use crate::mm::backend::{BatchFailure, XenErrno};
 use crate::mm::frame::{FrameError, FrameSource};
 use crate::mm::model::{AccessFault, BOOT_RESERVED_FRAMES, BOOT_TABLES};
-use crate::mm::page_table::MmError;
+use crate::mm::page_table::{MmError, TlbFlush};
 use crate::mm::pte::PteFlags;
 
 /// Few enough frames that a long sequence can run out.
@@ -21,11 +24,37 @@ const NR_PAGES: u64 = 160;
 
 #[derive(Clone, Copy, Debug)]
 enum Op {
-    Map { page: u8, writable: bool },
-    Unmap { page: u8 },
-    Protect { page: u8, writable: bool },
-    Translate { page: u8 },
-    Reclaim { page: u8 },
+    Map {
+        page: u8,
+        writable: bool,
+    },
+    Unmap {
+        page: u8,
+    },
+    Protect {
+        page: u8,
+        writable: bool,
+    },
+    Translate {
+        page: u8,
+    },
+    Reclaim {
+        page: u8,
+    },
+    UnmapRange {
+        page: u8,
+        count: u8,
+    },
+    ProtectRange {
+        page: u8,
+        count: u8,
+        writable: bool,
+    },
+    /// Xen refuses the `step`-th fallible step from now (it may land in a later operation), if
+    /// no other refusal is pending.
+    Refuse {
+        step: u8,
+    },
 }
 
 /// 128 pages spread so that they share or need L1, L2, L3 and L4 entries: 64 in two empty L4
@@ -57,8 +86,45 @@ fn op() -> impl Strategy<Value = Op> {
         2 => page.clone().prop_map(|page| Op::Unmap { page }),
         2 => (page.clone(), any::<bool>()).prop_map(|(page, writable)| Op::Protect { page, writable }),
         1 => page.clone().prop_map(|page| Op::Translate { page }),
-        1 => page.prop_map(|page| Op::Reclaim { page }),
+        1 => page.clone().prop_map(|page| Op::Reclaim { page }),
+        1 => (page.clone(), 1u8..40).prop_map(|(page, count)| Op::UnmapRange { page, count }),
+        1 => (page, 1u8..40, any::<bool>())
+            .prop_map(|(page, count, writable)| Op::ProtectRange { page, count, writable }),
+        1 => (0u8..8).prop_map(|step| Op::Refuse { step }),
     ]
+}
+
+/// Whether `e` is the refusal a test injected.
+fn refused(e: &MmError) -> bool {
+    matches!(
+        e,
+        MmError::Hypervisor(BatchFailure { errno: XenErrno::ENOMEM, .. })
+            | MmError::HypervisorCall(XenErrno::ENOMEM)
+    )
+}
+
+/// Issues an owed flush; if Xen refused it, the caller still owes it: a full flush, again.
+fn flush(f: &mut Fixture, owed: TlbFlush) -> Result<(), TestCaseError> {
+    let mut result = f.pt.flush_tlb(owed);
+    for _ in 0..8 {
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) => prop_assert!(refused(&e), "flush failed: {:?}", e),
+        }
+        result = f.pt.flush_tlb(TlbFlush::everything());
+    }
+    prop_assert!(result.is_ok(), "flush failed: {:?}", result);
+    Ok(())
+}
+
+/// The intended pages whose address lies in the `count` pages from `page_va(page)`.
+fn pages_in_range(intended: &HashMap<u8, (Pfn, bool)>, page: u8, count: u8) -> Vec<u8> {
+    let start = page_va(page).as_u64();
+    let end = start + u64::from(count) * PAGE_SIZE_BYTES;
+    let mut pages: Vec<u8> =
+        intended.keys().copied().filter(|&p| (start..end).contains(&page_va(p).as_u64())).collect();
+    pages.sort_unstable();
+    pages
 }
 
 /// Runs one operation on the page tables and on the intentions; checks the immediate result.
@@ -79,34 +145,39 @@ fn apply(
                     intended.insert(page, (pfn, writable));
                 }
                 (None, Err(MmError::Frame(FrameError::Exhausted))) => {}
+                (None, Err(e)) if refused(&e) => {}
                 (None, Err(e)) => prop_assert!(false, "map failed: {:?}", e),
             }
         }
-        Op::Unmap { page } => match (intended.remove(&page), f.pt.unmap(root, page_va(page))) {
-            (Some((pfn, _)), Ok((got, flush))) => {
+        Op::Unmap { page } => match (intended.get(&page).copied(), f.pt.unmap(root, page_va(page)))
+        {
+            (Some((pfn, _)), Ok((got, owed))) => {
                 prop_assert_eq!(got, pfn);
-                f.pt.flush_tlb(flush).unwrap();
+                intended.remove(&page);
+                flush(f, owed)?;
                 f.frames.free_frame(pfn).unwrap();
             }
             (None, result) => {
                 prop_assert_eq!(result.map(|_| ()), Err(MmError::NotMapped(page_va(page))))
             }
+            (Some(_), Err(e)) if refused(&e) => {}
             (Some(_), Err(e)) => prop_assert!(false, "unmap failed: {:?}", e),
         },
         Op::Protect { page, writable } => {
             match (intended.get_mut(&page), f.pt.protect(root, page_va(page), flags(writable))) {
-                (Some(entry), Ok(flush)) => {
+                (Some(entry), Ok(owed)) => {
                     prop_assert_eq!(
-                        flush.is_needed(),
+                        owed.is_needed(),
                         entry.1 && !writable,
                         "a flush is owed exactly for RW -> RO"
                     );
-                    f.pt.flush_tlb(flush).unwrap();
                     entry.1 = writable;
+                    flush(f, owed)?;
                 }
                 (None, result) => {
                     prop_assert_eq!(result.map(|_| ()), Err(MmError::NotMapped(page_va(page))))
                 }
+                (Some(_), Err(e)) if refused(&e) => {}
                 (Some(_), Err(e)) => prop_assert!(false, "protect failed: {:?}", e),
             }
         }
@@ -118,7 +189,55 @@ fn apply(
             prop_assert_eq!(got, intended.get(&page).copied());
         }
         Op::Reclaim { page } => {
-            f.pt.reclaim_empty_tables(root, page_va(page), &mut f.frames).unwrap();
+            if let Err(e) = f.pt.reclaim_empty_tables(root, page_va(page), &mut f.frames) {
+                prop_assert!(refused(&e), "reclaim failed: {:?}", e);
+            }
+        }
+        Op::UnmapRange { page, count } => {
+            let covered = pages_in_range(intended, page, count);
+            let mut released = Vec::new();
+            let result = f
+                .pt
+                .unmap_range(root, page_va(page), u64::from(count), &mut |pfn| released.push(pfn));
+            match result {
+                Ok(unmapped) => {
+                    prop_assert_eq!(unmapped, covered.len() as u64);
+                    let mut expected: Vec<Pfn> = covered.iter().map(|p| intended[p].0).collect();
+                    expected.sort_unstable();
+                    released.sort_unstable();
+                    prop_assert_eq!(&released, &expected);
+                    for p in covered {
+                        intended.remove(&p);
+                    }
+                    for pfn in released {
+                        f.frames.free_frame(pfn).unwrap();
+                    }
+                }
+                // Fewer than 512 entries: one batch, undone whole.
+                Err(e) if refused(&e) => prop_assert_eq!(released, []),
+                Err(e) => prop_assert!(false, "unmap_range failed: {:?}", e),
+            }
+        }
+        Op::ProtectRange { page, count, writable } => {
+            let covered = pages_in_range(intended, page, count);
+            match f.pt.protect_range(root, page_va(page), u64::from(count), flags(writable)) {
+                Ok(changed) => {
+                    let expected = covered.iter().filter(|p| intended[p].1 != writable).count();
+                    prop_assert_eq!(changed, expected as u64);
+                    for p in covered {
+                        intended.get_mut(&p).unwrap().1 = writable;
+                    }
+                }
+                Err(e) if refused(&e) => {}
+                Err(e) => prop_assert!(false, "protect_range failed: {:?}", e),
+            }
+        }
+        // One refusal at a time: a rollback resends its undo a few times, not indefinitely.
+        Op::Refuse { step } => {
+            let mut m = f.xen.machine();
+            if m.pending_refusals() == 0 {
+                m.refuse_step(u64::from(step), XenErrno::ENOMEM);
+            }
         }
     }
     Ok(())
@@ -144,6 +263,8 @@ fn check(f: &Fixture, intended: &HashMap<u8, (Pfn, bool)>) -> Result<(), TestCas
     );
     let used = BOOT_RESERVED_FRAMES + f.pt.stats().tables_live() + intended.len() as u64;
     prop_assert_eq!(f.frames.inner.used_frames(), used, "every frame is accounted");
+    drop(m);
+    f.assert_tables_agree();
     Ok(())
 }
 
