@@ -671,8 +671,9 @@ impl Machine {
             MmuExtOp::NewBaseptr(mfn) => {
                 self.get_type(mfn, PageType::Table(Level::L4))?;
                 self.put_type(self.baseptr);
-                // Real Xen reloads CR3 here (write_ptbase), which flushes; faultline never moves
-                // the kernel's base pointer, so the model does not credit it with a flush.
+                // Real Xen reloads CR3 here (new_guest_cr3 -> write_ptbase -> switch_cr3_cr4,
+                // xen/arch/x86/mm.c), which flushes; faultline never moves the kernel's base
+                // pointer, so the model does not credit it with a flush.
                 self.baseptr = mfn;
                 Ok(())
             }

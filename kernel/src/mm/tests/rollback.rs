@@ -195,3 +195,46 @@ fn a_refused_map_batch_gives_its_new_tables_back() {
         },
     );
 }
+
+#[test]
+fn a_refused_undo_or_undo_flush_is_resent() {
+    // The batch of a_refused_range_map_over_two_new_l1s_gives_every_table_back, refused at its
+    // second link (step 5): the first link is undone, then a flush. Refuse the undo's first
+    // entry and its flush too; the rollback must still end with everything as it was.
+    let setup = |f: &mut Fixture| {
+        let root = f.root();
+        f.pt.map_zeroed(root, va(EMPTY_SLOT_VA), HEAP_FLAGS, &mut f.frames).unwrap();
+    };
+    let op = |f: &mut Fixture| {
+        let root = f.root();
+        let flags = PteFlags::PRESENT | PteFlags::NO_EXECUTE;
+        let start = va(EMPTY_SLOT_VA + (4 << 20) - 0x1000);
+        f.pt.map_range(root, start, Pfn(100), 2, flags, &mut f.frames)
+    };
+    let steps_with = |refusals: &[u64]| {
+        let mut f = Fixture::boot(NR_PAGES);
+        setup(&mut f);
+        for &step in refusals {
+            f.xen.machine().refuse_step(step, XenErrno::ENOMEM);
+        }
+        let before = f.xen.machine().steps();
+        assert!(op(&mut f).is_err());
+        let after = f.xen.machine().steps();
+        after - before
+    };
+    let flush_step = steps_with(&[5, 6]) - 1;
+    let mut f = Fixture::boot(NR_PAGES);
+    setup(&mut f);
+    let before = f.accounting();
+    f.xen.machine().speculate(true);
+    for step in [5, 6, flush_step] {
+        f.xen.machine().refuse_step(step, XenErrno::ENOMEM);
+    }
+    let result = op(&mut f);
+    assert!(matches!(result, Err(MmError::Hypervisor(_))), "{result:?}");
+    assert_eq!(f.xen.machine().pending_refusals(), 0, "all three refusals were reached");
+    assert_eq!(f.accounting(), before);
+    assert_eq!(f.xen.machine().stale_translations(), []);
+    f.assert_tables_agree();
+    f.assert_clean();
+}
