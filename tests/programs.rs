@@ -158,8 +158,6 @@ fn a_damaged_archive_keeps_the_programs_before_the_damage() {
 /// 128 MiB of frames plus tables, so it is not in the default archive: it runs alone here, in a
 /// 256 MiB dom0 with a 160 MiB program limit.
 #[test]
-#[ignore = "issue 9: munmap costs 1.0 hypercall per page today, and the kernel has no \
-            faultline_counters call (0x66610001) to give the program its count"]
 fn one_munmap_of_32768_pages_costs_at_most_a_hypercall_per_100_pages() {
     const PAGES: u64 = 32768;
     let archive = xtask::programs::build_archive(&[], true).expect("the test programs build");

@@ -32,15 +32,13 @@ use super::addr::{Pfn, PfnRange, VirtAddr};
 use super::areas::{Area, AreaError, AreaKind, Areas, Backing, Prot};
 use super::backend::{FrameAccess, XenMmu};
 use super::frame::{FrameError, FrameSource};
-use super::page_table::{Mapping, MmError, PageTables, Root, TlbFlush};
+use super::page_table::{Mapping, MmError, PageTables, Root};
 use super::pte::PteFlags;
 use super::user_layout::{page_ceil, page_floor, Region, PAGE_SIZE, STACK, STACK_GUARD, USER_END};
 use crate::arch::x86_64::page_fault::{Access, PageFault};
 
 /// Frames a fault may need beyond the page itself: L3, L2 and L1 tables.
 const FAULT_RESERVE_FRAMES: u64 = 3;
-/// Frames unmapped and waiting for their flush before they go back to the pool.
-const FREE_BATCH: usize = 64;
 
 /// One loadable segment of a program: `mem_size` bytes at `vaddr`, the first `file_size` from
 /// `file_offset` in the file, the rest zero.
@@ -501,10 +499,10 @@ impl<'f> AddressSpace<'f> {
             return Ok(Resolved::AlreadyMapped);
         }
         if !shared.holds(mapping.pfn) {
-            // A private page mapped read-only in a writable area: give it its write access.
-            let flush =
-                pt.protect(self.root, va, user_flags(area.prot, true)).map_err(Refusal::Kernel)?;
-            pt.flush_tlb(flush).map_err(Refusal::Kernel)?;
+            // A private page mapped read-only in a writable area: give it its write access (an
+            // upgrade: nothing to flush).
+            pt.protect_range(self.root, va, 1, user_flags(area.prot, true))
+                .map_err(Refusal::Kernel)?;
             return Ok(Resolved::AlreadyMapped);
         }
         self.check_limit(frames, 1)?;
@@ -512,8 +510,10 @@ impl<'f> AddressSpace<'f> {
         pt.memory_mut().copy_frame(mapping.pfn, copy);
         match pt.replace(self.root, va, copy, user_flags(area.prot, true)) {
             Ok((_shared, flush)) => {
-                // The old translation names a frame other runs share: flush before returning.
-                pt.flush_tlb(flush.merge(TlbFlush::everything())).map_err(Refusal::Kernel)?;
+                // The old translation names a frame other runs share. The write fault already
+                // dropped it from this vCPU's TLB (Intel SDM vol. 3A, 4.10.4.1); the INVLPG is for
+                // any other vCPU that ran this address space.
+                pt.flush_tlb(flush).map_err(Refusal::Kernel)?;
                 Ok(Resolved::CopyOnWrite)
             }
             Err(e) => {
@@ -945,38 +945,43 @@ impl<'f> AddressSpace<'f> {
             return Err(MapError::NotMapped);
         }
         self.areas.protect(&range, prot)?;
+        let (start, pages) = (VirtAddr::new(range.start), (range.end - range.start) / PAGE_SIZE);
+        let result = if prot.accessible() {
+            // Shared frames stay read-only whatever the area allows: a write copies them first.
+            let flags_of = |pfn| user_flags(prot, !shared.holds(pfn));
+            pt.protect_range_by(self.root, start, pages, &flags_of)
+        } else {
+            self.park(pt, shared, range)
+        };
+        result.map(drop).map_err(MapError::Kernel)
+    }
+
+    /// PROT_NONE: the entries of `range` go (after their flush), and the private frames they
+    /// named are parked, to be mapped again when access comes back.
+    fn park<M: XenMmu, R: FrameAccess>(
+        &mut self,
+        pt: &mut PageTables<'_, M, R>,
+        shared: &SharedPages,
+        range: Range<u64>,
+    ) -> Result<u64, MmError> {
         let root = self.root;
-        let mut owed = TlbFlush::none();
-        let mut result = Ok(());
-        for page in (range.start..range.end).step_by(PAGE_SIZE as usize) {
-            let va = VirtAddr::new(page);
-            let step = match pt.translate(root, va) {
-                Ok(Some(_)) if !prot.accessible() => pt.unmap(root, va).map(|(pfn, flush)| {
-                    owed = core::mem::replace(&mut owed, TlbFlush::none()).merge(flush);
-                    if !shared.holds(pfn) {
-                        let at = self.parked.partition_point(|&(p, _)| p < page);
-                        self.parked.insert(at, (page, pfn));
-                    }
-                }),
-                Ok(Some(m)) => {
-                    pt.protect(root, va, user_flags(prot, !shared.holds(m.pfn))).map(|flush| {
-                        owed = core::mem::replace(&mut owed, TlbFlush::none()).merge(flush)
-                    })
+        for page in range.clone().step_by(PAGE_SIZE as usize) {
+            if let Some(m) = pt.translate(root, VirtAddr::new(page))? {
+                if !shared.holds(m.pfn) {
+                    let at = self.parked.partition_point(|&(p, _)| p < page);
+                    self.parked.insert(at, (page, m.pfn));
                 }
-                Ok(None) => Ok(()),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = step {
-                result = Err(MapError::Kernel(e));
-                break;
             }
         }
-        // The user's TLB may survive the switch to the kernel's tables: flush everything.
-        if owed.is_needed() {
-            owed = owed.merge(TlbFlush::everything());
+        let unmapped = unmap_range_at(pt, root, range.clone(), &mut |_| {});
+        if unmapped.is_err() {
+            // Xen refused a batch, which was undone: what is still mapped is not parked.
+            self.parked.retain(|&(page, pfn)| {
+                let still = pt.translate(root, VirtAddr::new(page));
+                !(range.contains(&page) && matches!(still, Ok(Some(m)) if m.pfn == pfn))
+            });
         }
-        pt.flush_tlb(owed).map_err(MapError::Kernel)?;
-        result
+        unmapped
     }
 
     /// Unmaps every mapped page of `range` and drops its parked frames; private frames go back
@@ -990,9 +995,6 @@ impl<'f> AddressSpace<'f> {
         range: Range<u64>,
     ) -> Result<(), MmError> {
         let mut counted = Counted { inner: frames, allocated: 0, freed: 0 };
-        let mut pending = [Pfn(0); FREE_BATCH];
-        let mut count = 0;
-        let mut owed = TlbFlush::none();
         let mut result = Ok(());
         let spans = self
             .areas
@@ -1000,34 +1002,20 @@ impl<'f> AddressSpace<'f> {
             .skip_while(|a| a.end <= range.start)
             .take_while(|a| a.start < range.end)
             .map(|a| a.start.max(range.start)..a.end.min(range.end));
-        'spans: for span in spans {
-            for page in span.step_by(PAGE_SIZE as usize) {
-                match pt.unmap(self.root, VirtAddr::new(page)) {
-                    Ok((pfn, flush)) => {
-                        // The user's TLB may survive the switch to the kernel's tables.
-                        owed = owed.merge(flush).merge(TlbFlush::everything());
-                        if !shared.holds(pfn) {
-                            pending[count] = pfn;
-                            count += 1;
-                        }
-                    }
-                    Err(MmError::NotMapped(_)) => {}
-                    Err(e) => {
-                        result = Err(e);
-                        break 'spans;
-                    }
-                }
-                if count == FREE_BATCH {
-                    result = release(pt, &mut counted, owed, &pending[..count]);
-                    owed = TlbFlush::none();
-                    count = 0;
-                    if result.is_err() {
-                        break 'spans;
-                    }
-                }
+        let mut release = |pfn: Pfn| {
+            // Shared frames (the module's, the page cache's) belong to every run.
+            if !shared.holds(pfn) && counted.free_frame(pfn).is_err() {
+                result = Err(MmError::Frame(FrameError::DoubleFree(pfn)));
+            }
+        };
+        let mut unmapped = Ok(());
+        for span in spans {
+            unmapped = unmap_range_at(pt, self.root, span, &mut release).map(drop);
+            if unmapped.is_err() {
+                break;
             }
         }
-        result = result.and(release(pt, &mut counted, owed, &pending[..count]));
+        result = unmapped.and(result);
         let first = self.parked.partition_point(|&(p, _)| p < range.start);
         let last = self.parked.partition_point(|&(p, _)| p < range.end);
         for (_, pfn) in self.parked.drain(first..last) {
@@ -1057,19 +1045,16 @@ impl<'f> AddressSpace<'f> {
     }
 }
 
-/// Issues `owed`, then gives `frames_to_free` back: never before their translations are gone.
-fn release<M: XenMmu, R: FrameAccess>(
+/// Unmaps the pages of `range` in batches ([`PageTables::unmap_range`]: one walk per L1, one
+/// `mmu_update` per 512 entries, each batch's flush before its frames are released) and hands
+/// each frame to `release` once its translation is gone from every TLB.
+fn unmap_range_at<M: XenMmu, R: FrameAccess>(
     pt: &mut PageTables<'_, M, R>,
-    frames: &mut impl FrameSource,
-    owed: TlbFlush,
-    frames_to_free: &[Pfn],
-) -> Result<(), MmError> {
-    pt.flush_tlb(owed)?;
-    let mut result = Ok(());
-    for &pfn in frames_to_free {
-        result = result.and(frames.free_frame(pfn).map_err(MmError::Frame));
-    }
-    result
+    root: Root,
+    range: Range<u64>,
+    release: &mut impl FnMut(Pfn),
+) -> Result<u64, MmError> {
+    pt.unmap_range(root, VirtAddr::new(range.start), (range.end - range.start) / PAGE_SIZE, release)
 }
 
 /// Calls `each(page, offset_in_page, range_in_buffer)` for every page of `[addr, addr + len)`.

@@ -581,6 +581,23 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         self.update_range(root, start, count_pages, &mut change, None::<&mut fn(Pfn)>)
     }
 
+    /// [`PageTables::protect_range`] with flags chosen per page from the frame it maps (e.g.
+    /// writable only where the frame is private to one address space).
+    pub fn protect_range_by(
+        &mut self,
+        root: Root,
+        start: VirtAddr,
+        count_pages: u64,
+        flags_of: &dyn Fn(Pfn) -> PteFlags,
+    ) -> Result<u64, MmError> {
+        let p2m = self.p2m;
+        let mut change = |old: Pte| {
+            let pfn = p2m.mfn_to_pfn(old.mfn()).ok()?;
+            Some(Pte::new(old.mfn(), flags_of(pfn) | PteFlags::PRESENT)).filter(|&new| new != old)
+        };
+        self.update_range(root, start, count_pages, &mut change, None::<&mut fn(Pfn)>)
+    }
+
     /// The engine of the range operations: `change` maps a present leaf to its new value (or
     /// `None`: leave it); with `release`, the pages' frames are handed over after the flush.
     fn update_range(
