@@ -510,9 +510,10 @@ impl<'f> AddressSpace<'f> {
         pt.memory_mut().copy_frame(mapping.pfn, copy);
         match pt.replace(self.root, va, copy, user_flags(area.prot, true)) {
             Ok((_shared, flush)) => {
-                // The old translation names a frame other runs share. The write fault already
-                // dropped it from this vCPU's TLB (Intel SDM vol. 3A, 4.10.4.1); the INVLPG is for
-                // any other vCPU that ran this address space.
+                // The old translation names a frame other runs share. A CPU write fault drops it
+                // from the faulting vCPU's TLB (Intel SDM vol. 3A, 4.10.4.1), but the kernel's
+                // own write into a user buffer (`write`) copies without any fault, and the
+                // program's earlier reads may have cached it: INVLPG.
                 pt.flush_tlb(flush).map_err(Refusal::Kernel)?;
                 Ok(Resolved::CopyOnWrite)
             }

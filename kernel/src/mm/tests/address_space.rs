@@ -218,6 +218,19 @@ fn zero_fill_file_sharing_and_copy_on_write() {
 }
 
 #[test]
+fn a_syscall_writing_into_a_shared_page_copies_it_and_the_program_sees_the_copy() {
+    let mut w = World::new();
+    let mut s = w.space(limits());
+    // The program reads the data page: its TLB now holds the shared frame's translation.
+    assert_eq!(w.read_byte(&mut s, DATA + 3).unwrap(), w.file[PAGE_SIZE as usize + 3]);
+    // A syscall writes into it (no CPU fault on the way: the kernel copies the page itself).
+    s.write(&mut w.f.pt, &mut w.f.frames, &w.shared, DATA + 3, &[0xab]).unwrap();
+    assert_eq!(w.read_byte(&mut s, DATA + 3).unwrap(), 0xab, "the program sees what was written");
+    w.f.assert_clean();
+    w.teardown(s);
+}
+
+#[test]
 fn the_page_cache_serves_partial_read_only_pages_to_every_run() {
     let mut w = World::new();
     w.segments[1].prot = RO;
