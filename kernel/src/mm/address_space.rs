@@ -494,14 +494,20 @@ impl<'f> AddressSpace<'f> {
         mapping: Mapping,
         access: Access,
     ) -> Result<Resolved, Refusal> {
-        let writable = mapping.flags.contains(PteFlags::WRITABLE);
-        if access != Access::Write || writable {
+        let private = !shared.holds(mapping.pfn);
+        let lacks = match access {
+            Access::Read => false,
+            Access::Write => !mapping.flags.contains(PteFlags::WRITABLE),
+            Access::Execute => mapping.flags.contains(PteFlags::NO_EXECUTE),
+        };
+        if !lacks {
             return Ok(Resolved::AlreadyMapped);
         }
-        if !shared.holds(mapping.pfn) {
-            // A private page mapped read-only in a writable area: give it its write access (an
-            // upgrade: nothing to flush).
-            pt.protect_range(self.root, va, 1, user_flags(area.prot, true))
+        if private || access != Access::Write {
+            // The entry grants less than its area (an mprotect that Xen stopped halfway leaves
+            // entries narrower than their areas): give it what the area allows. An upgrade owes
+            // no flush.
+            pt.protect_range(self.root, va, 1, user_flags(area.prot, private))
                 .map_err(Refusal::Kernel)?;
             return Ok(Resolved::AlreadyMapped);
         }
@@ -945,16 +951,38 @@ impl<'f> AddressSpace<'f> {
         if !self.areas.covers(&range) {
             return Err(MapError::NotMapped);
         }
-        self.areas.protect(&range, prot)?;
+        if !self.areas.has_room_to_split(&range) {
+            return Err(MapError::NoRoom);
+        }
+        // Entries never grant more than their area, even when Xen stops an update halfway: what
+        // is taken away goes from the tables before the areas, what is granted goes to the areas
+        // first. An entry left narrower than its area is widened by its next fault.
+        if !prot.accessible() {
+            self.park(pt, shared, range.clone()).map_err(MapError::Kernel)?;
+            self.areas.protect(&range, prot)?;
+            return Ok(());
+        }
+        let overlapping = self.areas.iter().skip_while(|a| a.end <= range.start);
+        let overlapping = overlapping.take_while(|a| a.start < range.end);
+        let common = overlapping.fold(prot, |p, a| Prot {
+            read: p.read && a.prot.read,
+            write: p.write && a.prot.write,
+            exec: p.exec && a.prot.exec,
+        });
+        let widens = common != prot;
         let (start, pages) = (VirtAddr::new(range.start), (range.end - range.start) / PAGE_SIZE);
-        let result = if prot.accessible() {
-            // Shared frames stay read-only whatever the area allows: a write copies them first.
+        let root = self.root;
+        // Shared frames stay read-only whatever the area allows: a write copies them first.
+        let set = |pt: &mut PageTables<'_, M, R>, prot: Prot| {
             let flags_of = |pfn| user_flags(prot, !shared.holds(pfn));
-            pt.protect_range_by(self.root, start, pages, &flags_of)
-        } else {
-            self.park(pt, shared, range)
+            pt.protect_range_by(root, start, pages, &flags_of).map(drop).map_err(MapError::Kernel)
         };
-        result.map(drop).map_err(MapError::Kernel)
+        set(pt, common)?;
+        self.areas.protect(&range, prot)?;
+        if widens {
+            set(pt, prot)?;
+        }
+        Ok(())
     }
 
     /// PROT_NONE: the entries of `range` go (after their flush), and the private frames they

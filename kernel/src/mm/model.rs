@@ -356,6 +356,11 @@ impl Machine {
         self.refusals.push((self.steps + n, errno));
     }
 
+    /// Drops the refusals planned and not reached yet.
+    pub fn cancel_refusals(&mut self) {
+        self.refusals.clear();
+    }
+
     /// Refusals planned and not reached yet.
     pub fn pending_refusals(&self) -> usize {
         self.refusals.len()

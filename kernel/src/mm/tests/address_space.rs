@@ -14,7 +14,7 @@ use crate::mm::address_space::{
     Resolved, SegmentSpec, SharedPages, SpaceLimits, Tuning,
 };
 use crate::mm::areas::Prot;
-use crate::mm::backend::FrameAccess;
+use crate::mm::backend::{FrameAccess, XenErrno};
 use crate::mm::frame::FrameSource;
 use crate::mm::model::AccessFault;
 use crate::mm::user_layout::{Region, MMAP_BASE, PAGE_SIZE, STACK_TOP};
@@ -660,6 +660,10 @@ enum Op {
     Switch,
     /// Tear the current address space down and start a new one in its place.
     NewSpace,
+    /// Xen refuses the `step`-th hypercall step from now (an entry, an op or a call).
+    Refuse {
+        step: u64,
+    },
 }
 
 fn prot_of(bits: u8) -> Prot {
@@ -679,6 +683,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => page.prop_map(|page| Op::Read { page }),
         1 => Just(Op::Switch),
         1 => Just(Op::NewSpace),
+        2 => (0..6u64).prop_map(|step| Op::Refuse { step }),
     ]
 }
 
@@ -722,7 +727,126 @@ struct Spaces {
     current: usize,
 }
 
+/// Runs `op`; when a refusal Xen was told to make is used up by it and the operation fails,
+/// the failure must be the kernel's error (nothing else), and the reference is brought back in
+/// line with what the space now holds for the pages the operation touched: a refused operation
+/// may have done part of its work (Linux's munmap and MAP_FIXED may too), but never breaks a rule,
+/// leaks a frame or leaves a stale translation (`check` runs after it either way).
 fn apply(w: &mut World, all: &mut Spaces, op: Op) -> Result<(), TestCaseError> {
+    let armed = w.f.xen.machine().pending_refusals();
+    if armed == 0 {
+        return apply_exactly(w, all, op);
+    }
+    let c = all.current;
+    let outcome = apply_refusable(w, all, op);
+    let refused = w.f.xen.machine().pending_refusals() < armed;
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(failure) if refused => {
+            prop_assert!(failure, "a refused operation failed some other way");
+            resync(w, all, c, op);
+            Ok(())
+        }
+        Err(_) => Err(TestCaseError::fail(format!("{op:?} failed with no refusal used"))),
+    }
+}
+
+/// An operation whose failure is allowed: `Err(true)` if it failed with the kernel's error.
+fn apply_refusable(w: &mut World, all: &mut Spaces, op: Op) -> Result<(), bool> {
+    let c = all.current;
+    let s = &mut all.spaces[c];
+    let kernel = |e: MapError| matches!(e, MapError::Kernel(_));
+    let result = match op {
+        Op::Mmap { first, pages, prot, fixed } => match addr_range(first, pages) {
+            Some(range) if fixed => w
+                .mmap(
+                    s,
+                    Placement::Replace { addr: range.start },
+                    range.end - range.start,
+                    prot_of(prot),
+                )
+                .map(drop)
+                .map_err(kernel),
+            _ => Ok(()),
+        },
+        Op::Munmap { first, pages } => match addr_range(first, pages) {
+            Some(range) => s.munmap(&mut w.f.pt, &mut w.f.frames, &w.shared, range).map_err(kernel),
+            None => Ok(()),
+        },
+        Op::Mprotect { first, pages, prot } => match addr_range(first, pages) {
+            Some(range) if span(first, pages).all(|p| all.references[c].pages.contains_key(&p)) => {
+                s.mprotect(&mut w.f.pt, &w.shared, range, prot_of(prot)).map_err(kernel)
+            }
+            _ => Ok(()),
+        },
+        Op::Brk { pages } => s
+            .set_brk(&mut w.f.pt, &mut w.f.frames, &w.shared, HEAP + pages * PAGE_SIZE)
+            .map(drop)
+            .map_err(|_| true),
+        Op::Write { page, .. } | Op::Read { page } => {
+            let allowed = all.references[c].pages.get(&page).is_some_and(|(prot, _)| match op {
+                Op::Write { .. } => prot.write,
+                _ => prot.accessible(),
+            });
+            if !allowed {
+                return Ok(());
+            }
+            let got = match op {
+                Op::Write { value, .. } => w.write_byte(s, page_addr(page), value),
+                _ => w.read_byte(s, page_addr(page)).map(drop),
+            };
+            match got {
+                Ok(()) => {
+                    if let Op::Write { value, .. } = op {
+                        all.references[c].pages.get_mut(&page).unwrap().1 = value;
+                    }
+                    Ok(())
+                }
+                Err(Refusal::Kernel(_)) => Err(true),
+                Err(_) => Err(false),
+            }
+        }
+        Op::Switch | Op::NewSpace | Op::Refuse { .. } => return Ok(()),
+    };
+    if result.is_ok() {
+        // It went through whole: do it again on the reference, as the exact path would.
+        resync(w, all, c, op);
+    }
+    result
+}
+
+/// Brings the reference of space `c` back in line with the space for the pages `op` touched:
+/// protection from the areas, contents from a syscall's read where readable (a page made
+/// inaccessible keeps the byte the reference had), and the break.
+fn resync(w: &World, all: &mut Spaces, c: usize, op: Op) {
+    let (s, r) = (&all.spaces[c], &mut all.references[c]);
+    let pages = match op {
+        Op::Mmap { first, pages, .. }
+        | Op::Munmap { first, pages }
+        | Op::Mprotect { first, pages, .. } => span(first, pages),
+        Op::Write { page, .. } | Op::Read { page } => page..page + 1,
+        Op::Brk { .. } => 28..32,
+        Op::Switch | Op::NewSpace | Op::Refuse { .. } => 0..0,
+    };
+    r.brk_pages = (s.brk() - HEAP) / PAGE_SIZE;
+    for page in pages {
+        let addr = page_addr(page);
+        let Some(area) = s.areas().find(addr).copied() else {
+            r.pages.remove(&page);
+            continue;
+        };
+        let mut byte = [0];
+        let old = r.pages.get(&page).map(|&(_, b)| b);
+        let value = if area.prot.accessible() {
+            s.read(&w.f.pt, &w.shared, addr, &mut byte).map(|()| byte[0]).unwrap_or(0)
+        } else {
+            old.unwrap_or(0)
+        };
+        r.pages.insert(page, (area.prot, value));
+    }
+}
+
+fn apply_exactly(w: &mut World, all: &mut Spaces, op: Op) -> Result<(), TestCaseError> {
     let c = all.current;
     let (s, r) = (&mut all.spaces[c], &mut all.references[c]);
     match op {
@@ -809,6 +933,7 @@ fn apply(w: &mut World, all: &mut Spaces, op: Op) -> Result<(), TestCaseError> {
             all.current = 1 - c;
             all.spaces[all.current].activate(&mut w.f.pt).unwrap();
         }
+        Op::Refuse { step } => w.f.xen.machine().refuse_step(step, XenErrno::ENOMEM),
         Op::NewSpace => {
             let fresh = w.space(limits());
             let old = std::mem::replace(&mut all.spaces[c], fresh);
@@ -857,7 +982,7 @@ fn check(w: &mut World, all: &Spaces, baseline: u64) -> Result<(), TestCaseError
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn random_user_memory_sequences_match_a_plain_reference(ops in prop::collection::vec(op(), 1..60)) {
@@ -874,6 +999,7 @@ proptest! {
             apply(&mut w, &mut all, op)?;
             check(&mut w, &all, baseline)?;
         }
+        w.f.xen.machine().cancel_refusals();
         let Spaces { spaces: [first, second], .. } = all;
         for space in [first, second] {
             let lost = space.teardown(&mut w.f.pt, &mut w.f.frames, &w.shared).unwrap();
