@@ -68,7 +68,9 @@ _start:
     ud2
 .popsection
 
-/* The boot stack, with its guard page right below it (unmapped by the memory manager). */
+/* The boot stack (256 KiB: building the memory manager moves its page tables, ~20 KiB with the
+   update queue, by value a few times), with its guard page right below it (unmapped by the
+   memory manager once it exists; until then an overflow would run into .data). */
 .pushsection .bss.page_aligned, "aw", @nobits
 .balign 4096
 .global boot_stack_guard
@@ -76,7 +78,7 @@ boot_stack_guard:
     .skip 4096
 .global boot_stack_bottom
 boot_stack_bottom:
-    .skip 16 * 4096
+    .skip 64 * 4096
 .global boot_stack_top
 boot_stack_top:
 .popsection

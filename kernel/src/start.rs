@@ -13,6 +13,14 @@ use crate::xen::version::XenVersion;
 use crate::xen::xenstore::Xenstore;
 use crate::xen::{console, console_io, console_ring, events, hypercall, shared_info, XenError};
 
+extern "C" {
+    /// The lowest byte of the boot stack (boot/head.S).
+    static boot_stack_bottom: u8;
+}
+
+/// Written at the boot stack's bottom before the memory manager is built, checked after.
+const BOOT_STACK_CANARY: u64 = 0x6661_756c_746c_696e;
+
 /// Entered from boot/head.S on the boot stack with start_info's virtual address.
 ///
 /// # Safety
@@ -54,8 +62,18 @@ pub unsafe extern "C" fn kernel_start(start_info: *const start_info) -> ! {
         boot_error(format_args!("event channels (callbacks, VIRQ_TIMER): {e}"));
     }
     print_summary(&info);
+    // Until the memory manager unmaps the guard page, a boot stack overflow would run silently
+    // into .data (it once corrupted the event channels' state): a canary at the stack's bottom.
+    let canary = core::ptr::addr_of!(boot_stack_bottom) as *mut u64;
+    // SAFETY: the stack's lowest word is ours (boot/head.S) and far below anything live now;
+    // a volatile write so that the later check reads memory, not a remembered value.
+    unsafe { canary.write_volatile(BOOT_STACK_CANARY) };
     if let Err(e) = mm::kernel::init(&info) {
         boot_error(format_args!("memory manager: {e}"));
+    }
+    // SAFETY: as above; a read of our own stack's lowest word.
+    if unsafe { canary.read_volatile() } != BOOT_STACK_CANARY {
+        boot_error(format_args!("boot stack overflow while building the memory manager"));
     }
     mm::heap::init();
     if let Err(e) = process::init() {
