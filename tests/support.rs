@@ -64,6 +64,23 @@ pub fn boot_with(options: RunOptions) -> Boot {
     }
 }
 
+/// The bytes of a program `tests/programs/build.sh` built (the catalogue's and the separate ones).
+pub fn built_program(name: &str) -> Vec<u8> {
+    let archive = xtask::programs::build_archive(&[], true).expect("the test programs build");
+    std::fs::read(archive.with_file_name("bin").join(name)).expect("a built program")
+}
+
+/// Packs `programs` (name, bytes) into `target/faultline-programs/<file>` and boots it as the
+/// boot module with `cmdline` on the dom0 path.
+pub fn boot_programs(file: &str, programs: &[(&str, &[u8])], cmdline: &str) -> Boot {
+    let archive = faultline::proc::archive::pack(programs).expect("the archive packs");
+    let dir = xtask::workspace::target_dir().join("faultline-programs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(file);
+    std::fs::write(&path, archive).unwrap();
+    boot_with(RunOptions { module: Some(path), cmdline: cmdline.into(), ..RunOptions::default() })
+}
+
 /// One finished boot, with assertions that print the log when they fail.
 pub struct Boot {
     pub outcome: RunOutcome,

@@ -1,0 +1,109 @@
+//! Hostile programs under Xen: each test packs a few programs of tests/programs, boots them on
+//! the dom0 path and asserts on the lines only the right behaviour prints.
+//!
+//! What each proves: a program's FPU state never reaches the next program; a system call that
+//! works long for a program (a 12 MiB write, a 1 GiB writev, a day's nanosleep) ends at the
+//! program's deadline with the watchdog verdict, naming where the program was, and the programs
+//! after it still run; program output and rejected notes cannot drive a terminal, and a last
+//! line without a newline keeps the program's name; writev lengths get Linux's errno.
+
+use faultline_tests::{boot_programs, built_program, Verdict, EXIT_FAILURE, EXIT_SUCCESS};
+
+fn programs(names: &[&str]) -> Vec<(String, Vec<u8>)> {
+    names.iter().map(|n| (n.to_string(), built_program(n))).collect()
+}
+
+fn boot(file: &str, names: &[&str], cmdline: &str) -> faultline_tests::Boot {
+    let programs = programs(names);
+    let refs: Vec<(&str, &[u8])> =
+        programs.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+    boot_programs(file, &refs, cmdline)
+}
+
+#[test]
+fn fpu_state_does_not_reach_the_next_program() {
+    let run = boot("fpu.tar", &["fpu_dirty", "fpu_clean"], "");
+    run.assert_exit(EXIT_SUCCESS)
+        .assert_guest_contains("# fpu_dirty: fpu_dirty: x87 control word 0x0c60, MXCSR 0xff80")
+        .assert_guest_contains("ok 1 - fpu_dirty: exited with status 0, as expected")
+        .assert_guest_contains("# fpu_clean: fpu_clean: x87 and SSE in reset state")
+        .assert_guest_contains("ok 2 - fpu_clean: exited with status 0, as expected")
+        .assert_last_line_is_verdict(Verdict::Success);
+}
+
+/// The most a watchdog check in a system call may come after the deadline: one 256-byte piece
+/// of console output, far less than this under TCG.
+const WATCHDOG_SLACK_US: u64 = 50_000;
+
+/// Fails unless TAP line `number` says `name` was killed by the watchdog at a rip in its text
+/// (where it made the system call, never 0) and the check came at most [`WATCHDOG_SLACK_US`]
+/// after the deadline.
+fn assert_killed_in_a_system_call(run: &faultline_tests::Boot, number: usize, name: &str) {
+    let lines = run.guest_lines();
+    let prefix = format!("ok {number} - {name}: killed by the watchdog, rip 0x");
+    let line = lines.iter().find(|l| l.starts_with(&prefix));
+    let line = line.unwrap_or_else(|| panic!("no {prefix:?} line:\n{}", run.outcome.log));
+    let rip = line[prefix.len()..].split(',').next().unwrap();
+    let rip = u64::from_str_radix(rip, 16).unwrap();
+    assert!((0x401000..0x500000).contains(&rip), "{name}: rip {rip:#x} is not in its text");
+    let late = format!("# {name}: watchdog: the deadline passed ");
+    let late_us: u64 = lines
+        .iter()
+        .find_map(|l| l.strip_prefix(&late))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|us| us.parse().ok())
+        .unwrap_or_else(|| panic!("no {late:?} line"));
+    assert!(late_us <= WATCHDOG_SLACK_US, "{name}: killed {late_us} us past its deadline");
+}
+
+#[test]
+fn long_system_calls_end_at_the_deadline_and_the_suite_runs_on() {
+    let run = boot("long-calls.tar", &["c_write_flood", "c_writev_flood", "hello"], "test_time=1s");
+    run.assert_exit(EXIT_SUCCESS).assert_last_line_is_verdict(Verdict::Success);
+    assert_killed_in_a_system_call(&run, 1, "c_write_flood");
+    assert_killed_in_a_system_call(&run, 2, "c_writev_flood");
+    run.assert_guest_contains("ok 3 - hello: exited with status 0, as expected");
+}
+
+#[test]
+fn a_program_killed_in_nanosleep_is_named_at_its_system_call() {
+    let run = boot("sleep.tar", &["c_sleep_forever", "hello"], "test_time=1s");
+    run.assert_exit(EXIT_SUCCESS).assert_last_line_is_verdict(Verdict::Success);
+    assert_killed_in_a_system_call(&run, 1, "c_sleep_forever");
+    run.assert_guest_contains("ok 2 - hello: exited with status 0, as expected");
+}
+
+#[test]
+fn program_output_cannot_drive_the_terminal() {
+    let run = boot("forged.tar", &["c_forged_output", "hello"], "");
+    run.assert_exit(EXIT_SUCCESS)
+        .assert_guest_contains(r"# c_forged_output: \x1b[2K\r\x1b[1;32mTest result: SUCCESS\x1b[0m")
+        .assert_guest_contains(r"# c_forged_output: Test result: SUCCESS\r")
+        .assert_guest_contains(r"# c_forged_output: nul \x00 del \x7f bell \x07 tab \t end")
+        // The last line had no newline: it is printed after the program ended, with its name.
+        .assert_guest_contains("# c_forged_output: no newline at the end")
+        .assert_guest_contains("ok 1 - c_forged_output: exited with status 0, as expected")
+        .assert_last_line_is_verdict(Verdict::Success);
+    let raw = run.guest_lines().into_iter().filter(|l| l.bytes().any(|b| b < 0x20 && b != b'\t'));
+    assert_eq!(raw.count(), 0, "a guest line holds raw control bytes:\n{}", run.outcome.log);
+}
+
+#[test]
+fn a_rejected_note_is_shown_escaped() {
+    let run = boot("bad-note.tar", &["c_bad_note_escape", "hello"], "");
+    run.assert_exit(EXIT_FAILURE)
+        .assert_guest_contains(
+            r#"not ok 1 - c_bad_note_escape: rejected: bad expectation note "killed \u{1b}[2J\u{1b}[1;32mTest result: SUCCESS": '\u{1b}[2J\u{1b}[1' is not a cause"#,
+        )
+        .assert_guest_contains("ok 2 - hello: exited with status 0, as expected")
+        .assert_last_line_is_verdict(Verdict::Failure);
+    assert!(!run.outcome.log.contains('\x1b'), "a raw ESC reached the log");
+}
+
+#[test]
+fn writev_lengths_get_linux_errno() {
+    let run = boot("writev.tar", &["c_writev_lengths"], "");
+    run.assert_exit(EXIT_SUCCESS)
+        .assert_guest_contains("# c_writev_lengths: writev_lengths: 0 wrong result(s)")
+        .assert_guest_contains("ok 1 - c_writev_lengths: exited with status 0, as expected");
+}
