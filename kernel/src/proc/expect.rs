@@ -125,33 +125,47 @@ pub enum Problem<'a> {
 }
 
 impl fmt::Display for ExpectError<'_> {
+    /// The note's text and its words come from the program: shown escaped (`escape_debug`), so
+    /// that control characters in them cannot drive a terminal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "bad expectation note \"{}\": ", self.text.escape_debug())?;
         match self.problem {
             Problem::NotAscii => f.write_str("not ASCII text"),
             Problem::Empty => f.write_str("empty (say \"exit 0\", or leave the note out)"),
-            Problem::UnknownOutcome(w) => write!(f, "'{w}' is not an outcome (exit, killed)"),
+            Problem::UnknownOutcome(w) => {
+                write!(f, "'{}' is not an outcome (exit, killed)", w.escape_debug())
+            }
             Problem::MissingStatus => f.write_str("'exit' needs a status"),
-            Problem::BadStatus(w) => write!(f, "'{w}' is not an exit status (0..=255)"),
+            Problem::BadStatus(w) => {
+                write!(f, "'{}' is not an exit status (0..=255)", w.escape_debug())
+            }
             Problem::MissingCause => f.write_str("'killed' needs a cause"),
             Problem::UnknownCause(w) => {
-                write!(f, "'{w}' is not a cause (#PF #UD #GP #DE #BP stack-overflow watchdog oom)")
+                write!(
+                    f,
+                    "'{}' is not a cause (#PF #UD #GP #DE #BP stack-overflow watchdog oom)",
+                    w.escape_debug()
+                )
             }
-            Problem::Unexpected(w) => write!(f, "unexpected '{w}'"),
-            Problem::MissingAfter(w) => write!(f, "'{w}' needs a value"),
-            Problem::BadAddress(w) => write!(f, "'{w}' is not a 0x-prefixed hex address"),
+            Problem::Unexpected(w) => write!(f, "unexpected '{}'", w.escape_debug()),
+            Problem::MissingAfter(w) => write!(f, "'{}' needs a value", w.escape_debug()),
+            Problem::BadAddress(w) => {
+                write!(f, "'{}' is not a 0x-prefixed hex address", w.escape_debug())
+            }
             Problem::UnknownRegion(w) => {
-                f.write_str("'")?;
-                f.write_str(w)?;
-                f.write_str("' is not a region (")?;
+                write!(f, "'{}' is not a region (", w.escape_debug())?;
                 for (i, r) in Region::ALL.iter().enumerate() {
                     write!(f, "{}{r}", if i == 0 { "" } else { " " })?;
                 }
                 f.write_str(")")
             }
-            Problem::UnknownOption(w) => write!(f, "'{w}' is not an option (runs)"),
-            Problem::BadRuns(w) => write!(f, "'{w}' is not a run count (1..={RUNS_MAX})"),
-            Problem::RepeatedOption(w) => write!(f, "'{w}' given twice"),
+            Problem::UnknownOption(w) => {
+                write!(f, "'{}' is not an option (runs)", w.escape_debug())
+            }
+            Problem::BadRuns(w) => {
+                write!(f, "'{}' is not a run count (1..={RUNS_MAX})", w.escape_debug())
+            }
+            Problem::RepeatedOption(w) => write!(f, "'{}' given twice", w.escape_debug()),
         }
     }
 }
@@ -491,6 +505,17 @@ mod tests {
             parse("killed #PF read at 0x0").unwrap(),
             parse("killed #PF read at 0x0").unwrap()
         );
+    }
+
+    #[test]
+    fn control_characters_in_a_note_are_shown_escaped() {
+        for text in
+            ["killed \x1b[32mSUCCESS", "exit \x1b[2J", "exit 0; \r\x1b[1m 2", "killed #PF in \x07"]
+        {
+            let e = parse(text).unwrap_err();
+            assert!(!e.chars().any(|c| c.is_control()), "{e:?}");
+            assert!(e.contains("\\u{1b}") || e.contains("\\u{7}"), "{e:?}");
+        }
     }
 
     #[test]

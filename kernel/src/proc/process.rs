@@ -275,6 +275,7 @@ pub fn run(image: Image, limits: Limits) -> Result<RunReport, StartError> {
     let outcome = match started {
         Ok(entry) => {
             let code = user::run(&entry);
+            super::syscall::OUTPUT.lock().finish();
             check_xen("cancelling the watchdog timer", events::set_timer(0));
             events::set_timer_hook(None);
             ENDING.lock().take().unwrap_or(Outcome::Killed {

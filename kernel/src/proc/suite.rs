@@ -7,7 +7,6 @@ use super::expect::{TapLine, TapPlan};
 use super::process::{self, Image, Limits, COUNTERS};
 use super::program::{self, Rejection};
 use super::run_options::RunOptions;
-use super::syscall::OUTPUT;
 use crate::mm::address_space::Tuning;
 use crate::mm::{Pfn, PfnRange};
 use crate::testing::report;
@@ -122,7 +121,6 @@ fn run_once(
     COUNTERS.first_shared_pfn.store(0, Ordering::Relaxed);
     match process::run(image, limits) {
         Ok(report) => {
-            OUTPUT.lock().finish();
             let mut line = TapLine::compared(number, image.name, expectation, report.outcome);
             if runs > 1 {
                 line = line.with_run(run, runs);
