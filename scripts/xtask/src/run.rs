@@ -652,7 +652,7 @@ impl Watcher<'_> {
         self.qemu_errors.push(line.to_string());
         self.log.line(&format!("qemu: {line}"));
         if !self.options.quiet {
-            eprintln!("qemu: {line}");
+            eprintln!("qemu: {}", crate::console::for_terminal(line));
         }
     }
 
@@ -680,6 +680,8 @@ impl Watcher<'_> {
                 None => None,
             }
         };
+        // Never a control sequence from the console itself: only the runner's colours.
+        let line = crate::console::for_terminal(line);
         let _ = match style {
             Some(style) => writeln!(stdout, "\x1b[{style}m{line}\x1b[0m"),
             None => writeln!(stdout, "{line}"),
