@@ -67,6 +67,21 @@ fn selftest_de_crashes_with_a_report() {
 }
 
 #[test]
+fn selftest_nmi_arrives_through_the_nmi_callback_and_resumes() {
+    let run = boot("selftest=nmi");
+    run.assert_exit(EXIT_SUCCESS)
+        .assert_guest_line_starts_with("[ok] nmi: NMI delivered through the NMI callback at rip 0x")
+        .assert_last_line_is_verdict(Verdict::Success);
+}
+
+#[test]
+fn selftest_int80_a_vector_no_exception_uses_crashes_with_a_report() {
+    boot("selftest=int80").assert_crash_report(
+        "unexpected exception INT n (software interrupt, vector 128) in kernel mode",
+    );
+}
+
+#[test]
 fn selftest_panic_reports_location_and_backtrace() {
     let run = boot("selftest=panic");
     run.assert_exit(EXIT_CRASH)

@@ -107,3 +107,28 @@ fn writev_lengths_get_linux_errno() {
         .assert_guest_contains("# c_writev_lengths: writev_lengths: 0 wrong result(s)")
         .assert_guest_contains("ok 1 - c_writev_lengths: exited with status 0, as expected");
 }
+
+#[test]
+fn software_interrupts_are_killed_by_name() {
+    let names = ["c_int_closed", "c_int_overflow", "c_int_0x80", "c_int_hypercall", "hello"];
+    let run = boot("vectors.tar", &names, "");
+    run.assert_guest_contains(
+        "ok 1 - c_int_closed: killed by #GP (int $0x20: a vector closed to user mode), rip 0x",
+    )
+    .assert_guest_contains(
+        "ok 2 - c_int_overflow: killed by #OF (overflow, vector 0x4) raised by int $0x4, rip 0x",
+    )
+    .assert_guest_contains(
+        "ok 3 - c_int_0x80: killed by INT n (software interrupt, vector 0x80) raised by int $0x80, rip 0x",
+    )
+    .assert_guest_contains("ok 5 - hello: exited with status 0, as expected");
+    // int $0x82 has no expectation note (its vector depends on the CPU, see the program): the
+    // line is `not ok`, and it must name the instruction whichever vector arrived.
+    let line = run.guest_lines().into_iter().find(|l| l.starts_with("not ok 4 - c_int_hypercall:"));
+    let line = line.unwrap_or_else(|| panic!("no line for c_int_hypercall:\n{}", run.outcome.log));
+    assert!(
+        line.contains("#GP (int $0x82: a vector closed to user mode)")
+            || line.contains("#OF (overflow, vector 0x4) raised by int $0x82"),
+        "{line}"
+    );
+}

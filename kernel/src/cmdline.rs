@@ -26,12 +26,16 @@ pub enum SelfTest {
     Timer,
     /// A round trip through user mode: iret to ring-3 user mode, syscalls back.
     User,
+    /// An NMI sent to ourselves arrives through the NMI callback and is handled and resumed.
+    Nmi,
+    /// `int $0x80` in the kernel, a vector no exception uses: must produce a crash report.
+    SoftwareInterrupt,
     /// A burst of console output: 5000 numbered lines, none may be lost (the DomU ring).
     Flood,
 }
 
 impl SelfTest {
-    pub const ALL: [(&'static str, SelfTest); 12] = [
+    pub const ALL: [(&'static str, SelfTest); 14] = [
         ("none", SelfTest::None),
         ("mm", SelfTest::Mm),
         ("stack-overflow", SelfTest::StackOverflow),
@@ -44,6 +48,8 @@ impl SelfTest {
         ("timer", SelfTest::Timer),
         ("user", SelfTest::User),
         ("flood", SelfTest::Flood),
+        ("nmi", SelfTest::Nmi),
+        ("int80", SelfTest::SoftwareInterrupt),
     ];
 
     pub fn name(self) -> &'static str {

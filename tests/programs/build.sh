@@ -26,14 +26,14 @@ catalogue=(
   out_of_memory
   invalid_opcode privileged divide_error breakpoint
   infinite_loop
-  fpu_dirty fpu_clean c_forged_output c_writev_lengths
+  fpu_dirty fpu_clean c_forged_output c_writev_lengths c_int_closed c_int_overflow c_int_0x80
 )
 # Built into OUT/bin and run by --native, but not packed into the archive: they need more memory
 # than a default boot gives (each one's header says how to run it; tests/programs.rs does).
 large=( munmap_batch )
 # Built into bin/ but left out of the archive: programs that only make sense with a short
 # test_time, which tests/hostile.rs packs and runs with one.
-separate=(c_write_flood c_writev_flood c_sleep_forever c_bad_note_escape)
+separate=(c_write_flood c_writev_flood c_sleep_forever c_bad_note_escape c_int_hypercall)
 
 if ! command -v musl-gcc >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

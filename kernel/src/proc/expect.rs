@@ -42,12 +42,16 @@ pub enum Cause {
     /// A page fault the address space refused, and the region its address lies in.
     PageFault(PageFault, Region),
     InvalidOpcode,
-    GeneralProtection,
+    /// #GP; `int_vector` when an `int $n` through a gate closed to user mode raised it.
+    GeneralProtection {
+        int_vector: Option<u8>,
+    },
     DivideError,
     Breakpoint,
-    /// Any other exception, by vector.
+    /// Any other vector; `int_vector` when the program's `int $n` raised it.
     Exception {
         vector: u8,
+        int_vector: Option<u8>,
     },
     Watchdog,
     OutOfMemory,
@@ -75,7 +79,11 @@ pub struct Expectation {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expected {
     Exit(u8),
-    PageFault { access: Option<Access>, present: Option<bool>, place: Option<Place> },
+    PageFault {
+        access: Option<Access>,
+        present: Option<bool>,
+        place: Option<Place>,
+    },
     InvalidOpcode,
     GeneralProtection,
     DivideError,
@@ -83,6 +91,8 @@ pub enum Expected {
     StackOverflow,
     Watchdog,
     OutOfMemory,
+    /// Any other vector by number (e.g. #OF is 4), whatever raised it.
+    Vector(u8),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +132,7 @@ pub enum Problem<'a> {
     UnknownOption(&'a str),
     BadRuns(&'a str),
     RepeatedOption(&'a str),
+    BadVector(&'a str),
 }
 
 impl fmt::Display for ExpectError<'_> {
@@ -166,6 +177,9 @@ impl fmt::Display for ExpectError<'_> {
                 write!(f, "'{}' is not a run count (1..={RUNS_MAX})", w.escape_debug())
             }
             Problem::RepeatedOption(w) => write!(f, "'{}' given twice", w.escape_debug()),
+            Problem::BadVector(w) => {
+                write!(f, "'{}' is not a vector (0..=255, decimal or 0x hex)", w.escape_debug())
+            }
         }
     }
 }
@@ -202,6 +216,13 @@ impl Expectation {
                 Some("stack-overflow") => Expected::StackOverflow,
                 Some("watchdog") => Expected::Watchdog,
                 Some("oom") => Expected::OutOfMemory,
+                Some(w @ "vector") => match words.next() {
+                    None => return fail(Problem::MissingAfter(w)),
+                    Some(n) => match parse_vector(n) {
+                        Some(vector) => Expected::Vector(vector),
+                        None => return fail(Problem::BadVector(n)),
+                    },
+                },
                 Some(w) => return fail(Problem::UnknownCause(w)),
             },
             Some(w) => return fail(Problem::UnknownOutcome(w)),
@@ -251,14 +272,27 @@ impl Expectation {
             }
             (Expected::StackOverflow, Cause::PageFault(_, region)) => *region == Region::Guard,
             (Expected::InvalidOpcode, Cause::InvalidOpcode)
-            | (Expected::GeneralProtection, Cause::GeneralProtection)
+            | (Expected::GeneralProtection, Cause::GeneralProtection { .. })
             | (Expected::DivideError, Cause::DivideError)
             | (Expected::Breakpoint, Cause::Breakpoint)
             | (Expected::Watchdog, Cause::Watchdog)
             | (Expected::OutOfMemory, Cause::OutOfMemory) => true,
+            (Expected::Vector(want), Cause::Exception { vector, .. }) => want == *vector,
             _ => false,
         }
     }
+}
+
+/// A vector number: decimal or 0x-prefixed hex, 0..=255.
+fn parse_vector(word: &str) -> Option<u8> {
+    let value = match word.strip_prefix("0x") {
+        Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            u64::from_str_radix(hex, 16).ok()
+        }
+        Some(_) => None,
+        None => parse_decimal(word),
+    };
+    value.and_then(|v| u8::try_from(v).ok())
 }
 
 fn parse_decimal(word: &str) -> Option<u64> {
@@ -340,6 +374,7 @@ impl fmt::Display for Expectation {
             Expected::StackOverflow => f.write_str("killed stack-overflow")?,
             Expected::Watchdog => f.write_str("killed watchdog")?,
             Expected::OutOfMemory => f.write_str("killed oom")?,
+            Expected::Vector(vector) => write!(f, "killed vector {vector:#x}")?,
         }
         if self.runs != 1 {
             write!(f, "; runs {}", self.runs)?;
@@ -368,10 +403,21 @@ impl fmt::Display for Outcome {
                         region
                     ),
                     Cause::InvalidOpcode => f.write_str("#UD"),
-                    Cause::GeneralProtection => f.write_str("#GP"),
+                    Cause::GeneralProtection { int_vector: None } => f.write_str("#GP"),
+                    Cause::GeneralProtection { int_vector: Some(n) } => {
+                        write!(f, "#GP (int ${n:#x}: a vector closed to user mode)")
+                    }
                     Cause::DivideError => f.write_str("#DE"),
                     Cause::Breakpoint => f.write_str("#BP"),
-                    Cause::Exception { vector } => write!(f, "exception {vector}"),
+                    Cause::Exception { vector, int_vector } => {
+                        let (mnemonic, name) =
+                            crate::arch::x86_64::exception::name(u64::from(*vector));
+                        write!(f, "{mnemonic} ({name}, vector {vector:#x})")?;
+                        match int_vector {
+                            Some(n) => write!(f, " raised by int ${n:#x}"),
+                            None => Ok(()),
+                        }
+                    }
                     Cause::Watchdog => f.write_str("the watchdog"),
                     Cause::OutOfMemory => f.write_str("running out of memory"),
                 }?;
@@ -488,6 +534,8 @@ mod tests {
             "killed stack-overflow",
             "killed watchdog",
             "killed oom",
+            "killed vector 0x4",
+            "killed vector 0x80",
             "exit 0; runs 2",
         ] {
             assert_eq!(parse(text).unwrap().to_string(), text);
@@ -576,9 +624,10 @@ mod tests {
         let ud = Outcome::Killed { cause: Cause::InvalidOpcode, rip: 1 };
         assert!(parse("killed #UD").unwrap().matches(&ud));
         assert!(!parse("killed #DE").unwrap().matches(&ud));
-        assert!(!parse("killed #UD")
-            .unwrap()
-            .matches(&Outcome::Killed { cause: Cause::Exception { vector: 6 }, rip: 1 }));
+        assert!(!parse("killed #UD").unwrap().matches(&Outcome::Killed {
+            cause: Cause::Exception { vector: 6, int_vector: None },
+            rip: 1
+        }));
     }
 
     #[test]
