@@ -132,3 +132,30 @@ fn software_interrupts_are_killed_by_name() {
         "{line}"
     );
 }
+
+#[test]
+fn a_boot_module_too_large_for_the_memory_is_refused_before_booting() {
+    // A valid archive: hello and a 50 MiB program (hello with zeros after it).
+    let hello = built_program("hello");
+    let mut big = hello.clone();
+    big.resize(hello.len() + (50 << 20), 0);
+    let archive = faultline::proc::archive::pack(&[("hello", &hello), ("big", &big)]).unwrap();
+    let dir = xtask::workspace::target_dir().join("faultline-programs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("big.tar");
+    std::fs::write(&path, archive).unwrap();
+    let started = std::time::Instant::now();
+    let result = xtask::run(&xtask::RunOptions {
+        module: Some(path),
+        kernel: Some(faultline_tests::kernel().to_path_buf()),
+        quiet: true,
+        ..xtask::RunOptions::default()
+    });
+    let error = match result {
+        Err(error) => error.to_string(),
+        Ok(outcome) => panic!("booted (exit {}): {}", outcome.exit_code, outcome.reason),
+    };
+    assert!(error.contains("does not fit in 8 MiB of guest memory"), "{error}");
+    assert!(error.contains("run with --memory 57 or more"), "{error}");
+    assert!(started.elapsed().as_secs() < 10, "refused only after {:?}", started.elapsed());
+}
