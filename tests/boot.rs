@@ -6,7 +6,7 @@
 //! a crash shutdown the runner sees; a bad command line an ERROR verdict rather than a guess.
 //! The memory tests check that the runner sizes QEMU so that Xen gives dom0 all it asked for.
 
-use faultline_tests::{boot, boot_with, Verdict, EXIT_CRASH, EXIT_ERROR, EXIT_SUCCESS};
+use faultline_tests::{boot, boot_with, Verdict, EXIT_CRASH, EXIT_ERROR, EXIT_SKIP, EXIT_SUCCESS};
 use xtask::RunOptions;
 
 #[test]
@@ -26,12 +26,18 @@ fn selftest_none_prints_a_boot_summary_and_succeeds() {
 }
 
 #[test]
-fn empty_command_line_boots_and_succeeds() {
+fn empty_command_line_without_programs_runs_the_memory_tests_and_skips() {
+    // No boot module: the memory tests pass, the programs are skipped, so the verdict is SKIP
+    // (XTF's order SUCCESS < SKIP < ERROR < FAILURE), never SUCCESS.
     let run = boot("");
-    run.assert_exit(EXIT_SUCCESS)
+    run.assert_exit(EXIT_SKIP)
         .assert_guest_line_starts_with("faultline")
         .assert_guest_line_starts_with("domain: dom0")
-        .assert_last_line_is_verdict(Verdict::Success);
+        .assert_guest_line_starts_with("[ok] heap: ")
+        .assert_guest_line_starts_with(
+            "[skip] programs: none (no boot module): the test programs were skipped",
+        )
+        .assert_last_line_is_verdict(Verdict::Skip);
 }
 
 #[test]

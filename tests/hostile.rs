@@ -97,6 +97,8 @@ fn a_rejected_note_is_shown_escaped() {
         )
         .assert_guest_contains("ok 2 - hello: exited with status 0, as expected")
         .assert_last_line_is_verdict(Verdict::Failure);
+    // A rejection is a failed test, not a malformed stream.
+    assert_eq!(run.assert_tap_parses(), "Result: FAIL");
     assert!(!run.outcome.log.contains('\x1b'), "a raw ESC reached the log");
 }
 

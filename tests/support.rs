@@ -130,6 +130,36 @@ impl Boot {
         )
     }
 
+    /// Reads the guest's console with a real TAP parser (`prove` from Debian's perl, which is
+    /// TAP::Harness) and fails with its report unless it finds no parse error: one plan, test
+    /// numbers in sequence without repeats, as many as planned. Returns prove's summary line
+    /// (`Result: PASS` or `Result: FAIL`), for callers that also want every test to pass.
+    #[track_caller]
+    pub fn assert_tap_parses(&self) -> String {
+        let dir = xtask::workspace::target_dir().join("tap-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = format!(
+            "{}-{}.tap",
+            std::process::id(),
+            self.outcome.log_path.file_name().unwrap().to_string_lossy()
+        );
+        let path = dir.join(name);
+        std::fs::write(&path, self.guest_lines().join("\n") + "\n").unwrap();
+        let output = std::process::Command::new("prove")
+            .arg("--exec")
+            .arg("cat")
+            .arg(&path)
+            .output()
+            .unwrap_or_else(|e| panic!("prove (Debian package perl) does not run: {e}"));
+        let report = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        self.check(
+            !report.contains("Parse errors") && report.contains("Result: "),
+            &format!("prove found the TAP stream malformed:\n{report}"),
+        );
+        report.lines().find(|l| l.starts_with("Result: ")).unwrap_or("").to_string()
+    }
+
     /// Fails with the log unless this is a crash report for `mnemonic` (e.g. `#PF`) that ended
     /// in a crash shutdown: no verdict, the faulting rip, all general registers, and a backtrace
     /// whose lines the runner symbolized with at least one `faultline::` function.

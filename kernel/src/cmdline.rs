@@ -12,8 +12,11 @@ pub enum SelfTest {
     /// The in-guest memory tests: demand paging across new L3/L2/L1 tables, a table frame
     /// mapped writable refused by Xen, heap growth (the default).
     Mm,
-    /// Kernel stack overflow into the guard page: must produce a crash report naming it.
-    StackOverflow,
+    /// A read 12 KiB below the stack pointer reaches the guard page below the boot stack: must
+    /// produce a crash report naming it. Not a real overflow: once the stack pointer itself is in
+    /// the guard, Xen cannot write the exception frame and crashes the domain without a report
+    /// (docs/page-fault.md, "A limit of PV").
+    StackGuard,
     /// A breakpoint that is handled and resumed: proves the iret path.
     Int3,
     /// Unexpected faults that must produce a crash report.
@@ -38,7 +41,7 @@ impl SelfTest {
     pub const ALL: [(&'static str, SelfTest); 14] = [
         ("none", SelfTest::None),
         ("mm", SelfTest::Mm),
-        ("stack-overflow", SelfTest::StackOverflow),
+        ("stack-guard", SelfTest::StackGuard),
         ("int3", SelfTest::Int3),
         ("ud", SelfTest::InvalidOpcode),
         ("gp", SelfTest::GeneralProtection),

@@ -435,6 +435,9 @@ pub struct TapLine<'a> {
     /// `(this run, of how many)` when the program runs more than once.
     pub run: Option<(u8, u8)>,
     pub verdict: TapVerdict<'a>,
+    /// What went wrong around the run (frames leaked, a kernel call that failed): makes the
+    /// line `not ok` whatever the outcome, on the same test number.
+    pub problem: Option<&'a dyn fmt::Display>,
 }
 
 #[derive(Clone, Copy)]
@@ -454,11 +457,17 @@ impl<'a> TapLine<'a> {
         expected: Expectation,
         outcome: Outcome,
     ) -> TapLine<'a> {
-        TapLine { number, name, run: None, verdict: TapVerdict::Compared { expected, outcome } }
+        TapLine {
+            number,
+            name,
+            run: None,
+            verdict: TapVerdict::Compared { expected, outcome },
+            problem: None,
+        }
     }
 
     pub fn rejected(number: usize, name: &'a str, reason: &'a dyn fmt::Display) -> TapLine<'a> {
-        TapLine { number, name, run: None, verdict: TapVerdict::Rejected(reason) }
+        TapLine { number, name, run: None, verdict: TapVerdict::Rejected(reason), problem: None }
     }
 
     /// Marks the line as run `this` of `of` (shown only when `of > 1`).
@@ -466,11 +475,21 @@ impl<'a> TapLine<'a> {
         TapLine { run: (of > 1).then_some((this, of)), ..self }
     }
 
-    pub fn passed(&self) -> bool {
+    /// Marks the line `not ok` for `problem`, which it appends.
+    pub fn with_problem(self, problem: Option<&'a dyn fmt::Display>) -> TapLine<'a> {
+        TapLine { problem, ..self }
+    }
+
+    /// Whether the outcome was the expected one (a problem aside).
+    pub fn outcome_passed(&self) -> bool {
         match self.verdict {
             TapVerdict::Compared { expected, outcome } => expected.matches(&outcome),
             TapVerdict::Rejected(_) => false,
         }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.outcome_passed() && self.problem.is_none()
     }
 }
 
@@ -488,6 +507,10 @@ impl fmt::Display for TapLine<'_> {
                 write!(f, ": expected {expected}, got {outcome}")
             }
             TapVerdict::Rejected(reason) => write!(f, ": rejected: {reason}"),
+        }?;
+        match self.problem {
+            Some(problem) => write!(f, "; {problem}"),
+            None => Ok(()),
         }
     }
 }
@@ -637,6 +660,11 @@ mod tests {
         let line = TapLine::compared(3, "null_read", expected, null);
         assert!(line.passed());
         assert_eq!(line.to_string(), "ok 3 - null_read: killed by #PF read not-present at 0x0 in null, rip 0x401000, as expected");
+        // A leak turns the same line (same number) into `not ok`.
+        let leak = "LEAK: 2 frames not back in the pool after the run";
+        let leaked = line.with_problem(Some(&leak));
+        assert!(leaked.outcome_passed() && !leaked.passed());
+        assert_eq!(leaked.to_string(), "not ok 3 - null_read: killed by #PF read not-present at 0x0 in null, rip 0x401000, as expected; LEAK: 2 frames not back in the pool after the run");
         let line = TapLine::compared(4, "exit_status", parse("exit 3").unwrap(), null);
         assert!(!line.passed());
         assert_eq!(

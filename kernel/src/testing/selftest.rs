@@ -23,7 +23,7 @@ pub fn run(test: SelfTest, kernel_l4_mfn: u64) {
         SelfTest::Flood => console_flood(),
         SelfTest::Nmi => nmi_is_handled_and_resumed(),
         SelfTest::SoftwareInterrupt => software_interrupt(),
-        SelfTest::StackOverflow => super::mm_tests::stack_overflow(),
+        SelfTest::StackGuard => super::mm_tests::stack_overflow(),
     }
 }
 
