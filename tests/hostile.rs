@@ -5,7 +5,10 @@
 //! works long for a program (a 12 MiB write, a 1 GiB writev, a day's nanosleep) ends at the
 //! program's deadline with the watchdog verdict, naming where the program was, and the programs
 //! after it still run; program output and rejected notes cannot drive a terminal, and a last
-//! line without a newline keeps the program's name; writev lengths get Linux's errno.
+//! line without a newline keeps the program's name; writev lengths get Linux's errno; `int $n`
+//! kills name the instruction; a boot module too large for the memory is refused before
+//! booting; malformed executables are rejected by name while the others run. Streams with
+//! rejections still read cleanly with `prove`.
 
 use faultline_tests::{boot_programs, built_program, Verdict, EXIT_FAILURE, EXIT_SUCCESS};
 
@@ -160,4 +163,37 @@ fn a_boot_module_too_large_for_the_memory_is_refused_before_booting() {
     assert!(error.contains("does not fit in 8 MiB of guest memory"), "{error}");
     assert!(error.contains("run with --memory 57 or more"), "{error}");
     assert!(started.elapsed().as_secs() < 10, "refused only after {:?}", started.elapsed());
+}
+
+#[test]
+fn malformed_executables_are_rejected_by_name_and_the_others_run() {
+    let hello = built_program("hello");
+    let patched = |at: usize, bytes: &[u8]| {
+        let mut file = hello.clone();
+        file[at..at + bytes.len()].copy_from_slice(bytes);
+        file
+    };
+    // ELF64 header fields (System V gABI): e_type at 16, e_machine at 18, e_entry at 24,
+    // e_phoff at 32, e_phnum at 56.
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        ("elf_dyn", patched(16, &3u16.to_le_bytes()), "a position-independent executable (ET_DYN)"),
+        ("elf_arm", patched(18, &40u16.to_le_bytes()), "built for machine 40, not x86_64 (62)"),
+        ("elf_entry", patched(24, &0u64.to_le_bytes()), "entry point 0x0 is not in the file bytes"),
+        ("elf_phoff", patched(32, &(u64::MAX - 7).to_le_bytes()), "not a readable ELF file"),
+        // 0xffff is PN_XNUM: the count is in section 0, which says 0.
+        ("elf_phnum", patched(56, &0xffffu16.to_le_bytes()), "no loadable segment"),
+    ];
+    let mut programs: Vec<(&str, &[u8])> =
+        cases.iter().map(|(n, b, _)| (*n, b.as_slice())).collect();
+    programs.push(("hello", &hello));
+    let run = boot_programs("malformed.tar", &programs, "");
+    run.assert_exit(EXIT_FAILURE).assert_last_line_is_verdict(Verdict::Failure);
+    for (number, (name, _, reason)) in cases.iter().enumerate() {
+        let prefix = format!("not ok {} - {name}: rejected: bad ELF: ", number + 1);
+        let line = run.guest_lines().into_iter().find(|l| l.starts_with(&prefix));
+        let line = line.unwrap_or_else(|| panic!("no {prefix:?} line:\n{}", run.outcome.log));
+        assert!(line.contains(reason), "{line}");
+    }
+    run.assert_guest_contains("ok 6 - hello: exited with status 0, as expected");
+    assert_eq!(run.assert_tap_parses(), "Result: FAIL");
 }
