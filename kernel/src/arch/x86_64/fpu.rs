@@ -5,9 +5,16 @@
 //! restore from a clean image puts everything back: XRSTOR with an all-zero XSTATE_BV brings
 //! every component enabled in XCR0 to its initial state (x87 as after FNINIT with zeroed
 //! registers, XMM and the upper halves of YMM/ZMM zero, ...) and loads MXCSR from the image;
-//! without XSAVE, FXRSTOR from the same image does it for x87 and SSE, which is all there is
-//! then. Intel SDM vol. 1, 13.6 ("Processor tracking of XSAVE-managed state": init state) and
+//! FXRSTOR from the same image does it for x87 and SSE, which is all there is without XSAVE.
+//! Intel SDM vol. 1, 13.6 ("Processor tracking of XSAVE-managed state": init state) and
 //! 13.8.1 (XRSTOR: "If RFBM[1] = 1 or RFBM[2] = 1, MXCSR is loaded from the legacy region").
+//!
+//! FXRSTOR always goes first. Xen restores a PV vCPU's FPU lazily: after the vCPU was switched
+//! out, CR0.TS is set and the first FPU instruction raises #NM, on which Xen loads the saved
+//! state and runs the instruction again. Measured here (faultline as a DomU, QEMU 7.2 TCG, Xen
+//! 4.17): an XRSTOR issued then went through without that #NM, and the next x87 instruction
+//! made Xen load the previous program's state over the reset one. FXRSTOR takes the #NM, so
+//! Xen's restore happens before, not after, the reset.
 
 /// MXCSR at reset: all exceptions masked, round to nearest, no FTZ/DAZ.
 pub const MXCSR_RESET: u32 = 0x1f80;
@@ -39,6 +46,11 @@ const CPUID_1_ECX_OSXSAVE: u32 = 1 << 27;
 /// Puts x87, SSE and every XSAVE component enabled in XCR0 into its reset state.
 pub fn reset() {
     let image = CLEAN.0.as_ptr();
+    // SAFETY: `image` is 512+ bytes, 16-byte aligned, with a valid MXCSR; only x87 and SSE
+    // registers change, which no kernel code uses.
+    unsafe {
+        core::arch::asm!("fxrstor64 [{}]", in(reg) image, options(readonly, nostack, preserves_flags));
+    }
     if core::arch::x86_64::__cpuid(1).ecx & CPUID_1_ECX_OSXSAVE != 0 {
         let (xcr0_low, xcr0_high): (u32, u32);
         // SAFETY: OSXSAVE is set, so XGETBV is enabled (it is not privileged); it only reads
@@ -54,12 +66,6 @@ pub fn reset() {
         unsafe {
             core::arch::asm!("xrstor64 [{}]", in(reg) image, in("eax") xcr0_low,
                 in("edx") xcr0_high, options(readonly, nostack, preserves_flags));
-        }
-    } else {
-        // SAFETY: `image` is 512+ bytes, 16-byte aligned, with a valid MXCSR; only x87 and SSE
-        // registers change, which no kernel code uses.
-        unsafe {
-            core::arch::asm!("fxrstor64 [{}]", in(reg) image, options(readonly, nostack, preserves_flags));
         }
     }
 }
