@@ -59,6 +59,27 @@ trap_entry trap_alignment_check,     17, 1
 trap_entry trap_machine_check,       18, 0
 trap_entry trap_simd_floating_point, 19, 0
 
+/* Vectors 20-255: no exception of the CPU's (Xen forwards none of them), but a guest must be
+ * able to report any vector that reaches it. One stub each, 16 bytes apart (pop, pop, push $0,
+ * push $imm32, jmp rel32: at most 15 bytes), so that `trap_other_vectors + (vector - 20) * 16`
+ * is the stub of `vector`; traps.rs checks the stride against trap_other_vectors_end. */
+.balign 16
+.global trap_other_vectors
+trap_other_vectors:
+.set other_vector, 20
+.rept 236
+    .balign 16
+    pop %rcx
+    pop %r11
+    push $0
+    push $other_vector
+    jmp trap_common
+    .set other_vector, other_vector + 1
+.endr
+.balign 16
+.global trap_other_vectors_end
+trap_other_vectors_end:
+
 trap_common:
     push %rax
     push %rbx

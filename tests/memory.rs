@@ -3,8 +3,9 @@
 //! What each proves: `mm` (the default) that demand faults build each missing L3/L2/L1 once and
 //! cost one hypercall each, that Xen refuses a writable mapping of a page-table frame while the
 //! kernel survives, that the demand pages and tables go back to the pool, and that the heap grows
-//! on demand, at the smallest (8 MiB) and a large (4 GiB) domain; `stack-overflow` that the guard
-//! page below the boot stack turns an overflow into a named crash; `timer` that a one-shot timer
+//! on demand, at the smallest (8 MiB) and a large (4 GiB) domain; `stack-guard` that the guard
+//! page below the boot stack turns an access into it into a named crash (not a real overflow,
+//! which Xen ends without a report: docs/page-fault.md); `timer` that a one-shot timer
 //! event wakes a blocked vCPU through the event upcall; `user` a round trip through user mode.
 
 use faultline_tests::{boot, boot_with, Verdict, EXIT_CRASH, EXIT_SUCCESS};
@@ -45,16 +46,16 @@ fn memory_tests_pass(memory_mib: u32) {
     let reserved = field(&run, "memory:", "boot_reserved");
     let usable = field(&run, "memory:", "usable");
     assert_eq!(nr_pages, u64::from(memory_mib) * 256);
-    assert_eq!(usable, nr_pages - reserved, "usable frames = nr_pages - what boot reserved");
+    // (free + used = nr_pages and usable = nr_pages - reserved hold by how the kernel prints
+    // them; what can fail is that the boot reserves less than the kernel, the module and Xen's
+    // first mapping need, or nearly everything.)
+    assert!(usable >= 1024 && reserved < nr_pages / 2, "usable {usable}, reserved {reserved}");
     // One L1 per 512 pages, one L2 per 512 L1s, one L3 per 512 L2s (the L4 exists already).
     let l1 = nr_pages.div_ceil(512);
     let l2 = l1.div_ceil(512);
     let l3 = l2.div_ceil(512);
     let direct_map_tables = field(&run, "memory:", "tables_for_direct_map");
     assert_eq!(direct_map_tables, l1 + l2 + l3, "the direct map's tables, and nothing else");
-    let free = field(&run, "stats:", "frames_free");
-    let used = field(&run, "stats:", "frames_used");
-    assert_eq!(free + used, nr_pages, "every frame is free or used");
     let faults = field(&run, "stats:", "faults_demand");
     let unexpected = field(&run, "stats:", "faults_unexpected");
     assert!(faults >= 605 && unexpected == 0, "{faults} demand faults, {unexpected} unexpected");
@@ -71,8 +72,8 @@ fn memory_tests_pass_in_4_gib() {
 }
 
 #[test]
-fn kernel_stack_overflow_hits_the_guard_page() {
-    let run = boot("selftest=stack-overflow");
+fn a_read_below_the_kernel_stack_hits_the_guard_page() {
+    let run = boot("selftest=stack-guard");
     run.assert_crash_report("#PF")
         .assert_guest_contains("kernel stack overflow: hit the guard page boot-stack-guard")
         .assert_guest_contains("mm_tests::recurse");

@@ -59,6 +59,8 @@ fn the_catalogue_runs_as_every_program_expects() {
         );
     }
     assert!(!run.outcome.log.contains("LEAK"), "a program leaked frames");
+    // The stream as a TAP consumer sees it: no parse error, no repeated number, all passed.
+    assert_eq!(run.assert_tap_parses(), "Result: PASS");
     let programs = lines.iter().find(|l| l.starts_with("programs:")).expect("a programs: line");
     assert!(counter(programs, "shared_file_maps") > 0, "file pages are mapped from the module");
     assert!(counter(programs, "cow_copies") >= 2, "each cow_data run copies on write");

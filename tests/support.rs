@@ -64,6 +64,23 @@ pub fn boot_with(options: RunOptions) -> Boot {
     }
 }
 
+/// The bytes of a program `tests/programs/build.sh` built (the catalogue's and the separate ones).
+pub fn built_program(name: &str) -> Vec<u8> {
+    let archive = xtask::programs::build_archive(&[], true).expect("the test programs build");
+    std::fs::read(archive.with_file_name("bin").join(name)).expect("a built program")
+}
+
+/// Packs `programs` (name, bytes) into `target/faultline-programs/<file>` and boots it as the
+/// boot module with `cmdline` on the dom0 path.
+pub fn boot_programs(file: &str, programs: &[(&str, &[u8])], cmdline: &str) -> Boot {
+    let archive = faultline::proc::archive::pack(programs).expect("the archive packs");
+    let dir = xtask::workspace::target_dir().join("faultline-programs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(file);
+    std::fs::write(&path, archive).unwrap();
+    boot_with(RunOptions { module: Some(path), cmdline: cmdline.into(), ..RunOptions::default() })
+}
+
 /// One finished boot, with assertions that print the log when they fail.
 pub struct Boot {
     pub outcome: RunOutcome,
@@ -111,6 +128,36 @@ impl Boot {
             self.last_guest_line().trim() == expected && self.outcome.verdict == Some(verdict),
             &format!("the guest's last line is {:?}, not {expected:?}", self.last_guest_line()),
         )
+    }
+
+    /// Reads the guest's console with a real TAP parser (`prove` from Debian's perl, which is
+    /// TAP::Harness) and fails with its report unless it finds no parse error: one plan, test
+    /// numbers in sequence without repeats, as many as planned. Returns prove's summary line
+    /// (`Result: PASS` or `Result: FAIL`), for callers that also want every test to pass.
+    #[track_caller]
+    pub fn assert_tap_parses(&self) -> String {
+        let dir = xtask::workspace::target_dir().join("tap-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = format!(
+            "{}-{}.tap",
+            std::process::id(),
+            self.outcome.log_path.file_name().unwrap().to_string_lossy()
+        );
+        let path = dir.join(name);
+        std::fs::write(&path, self.guest_lines().join("\n") + "\n").unwrap();
+        let output = std::process::Command::new("prove")
+            .arg("--exec")
+            .arg("cat")
+            .arg(&path)
+            .output()
+            .unwrap_or_else(|e| panic!("prove (Debian package perl) does not run: {e}"));
+        let report = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        self.check(
+            !report.contains("Parse errors") && report.contains("Result: "),
+            &format!("prove found the TAP stream malformed:\n{report}"),
+        );
+        report.lines().find(|l| l.starts_with("Result: ")).unwrap_or("").to_string()
     }
 
     /// Fails with the log unless this is a crash report for `mnemonic` (e.g. `#PF`) that ended

@@ -12,8 +12,11 @@ pub enum SelfTest {
     /// The in-guest memory tests: demand paging across new L3/L2/L1 tables, a table frame
     /// mapped writable refused by Xen, heap growth (the default).
     Mm,
-    /// Kernel stack overflow into the guard page: must produce a crash report naming it.
-    StackOverflow,
+    /// A read 12 KiB below the stack pointer reaches the guard page below the boot stack: must
+    /// produce a crash report naming it. Not a real overflow: once the stack pointer itself is in
+    /// the guard, Xen cannot write the exception frame and crashes the domain without a report
+    /// (docs/page-fault.md, "A limit of PV").
+    StackGuard,
     /// A breakpoint that is handled and resumed: proves the iret path.
     Int3,
     /// Unexpected faults that must produce a crash report.
@@ -26,15 +29,19 @@ pub enum SelfTest {
     Timer,
     /// A round trip through user mode: iret to ring-3 user mode, syscalls back.
     User,
+    /// An NMI sent to ourselves arrives through the NMI callback and is handled and resumed.
+    Nmi,
+    /// `int $0x80` in the kernel, a vector no exception uses: must produce a crash report.
+    SoftwareInterrupt,
     /// A burst of console output: 5000 numbered lines, none may be lost (the DomU ring).
     Flood,
 }
 
 impl SelfTest {
-    pub const ALL: [(&'static str, SelfTest); 12] = [
+    pub const ALL: [(&'static str, SelfTest); 14] = [
         ("none", SelfTest::None),
         ("mm", SelfTest::Mm),
-        ("stack-overflow", SelfTest::StackOverflow),
+        ("stack-guard", SelfTest::StackGuard),
         ("int3", SelfTest::Int3),
         ("ud", SelfTest::InvalidOpcode),
         ("gp", SelfTest::GeneralProtection),
@@ -44,6 +51,8 @@ impl SelfTest {
         ("timer", SelfTest::Timer),
         ("user", SelfTest::User),
         ("flood", SelfTest::Flood),
+        ("nmi", SelfTest::Nmi),
+        ("int80", SelfTest::SoftwareInterrupt),
     ];
 
     pub fn name(self) -> &'static str {

@@ -42,12 +42,16 @@ pub enum Cause {
     /// A page fault the address space refused, and the region its address lies in.
     PageFault(PageFault, Region),
     InvalidOpcode,
-    GeneralProtection,
+    /// #GP; `int_vector` when an `int $n` through a gate closed to user mode raised it.
+    GeneralProtection {
+        int_vector: Option<u8>,
+    },
     DivideError,
     Breakpoint,
-    /// Any other exception, by vector.
+    /// Any other vector; `int_vector` when the program's `int $n` raised it.
     Exception {
         vector: u8,
+        int_vector: Option<u8>,
     },
     Watchdog,
     OutOfMemory,
@@ -75,7 +79,11 @@ pub struct Expectation {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expected {
     Exit(u8),
-    PageFault { access: Option<Access>, present: Option<bool>, place: Option<Place> },
+    PageFault {
+        access: Option<Access>,
+        present: Option<bool>,
+        place: Option<Place>,
+    },
     InvalidOpcode,
     GeneralProtection,
     DivideError,
@@ -83,6 +91,8 @@ pub enum Expected {
     StackOverflow,
     Watchdog,
     OutOfMemory,
+    /// Any other vector by number (e.g. #OF is 4), whatever raised it.
+    Vector(u8),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,36 +132,54 @@ pub enum Problem<'a> {
     UnknownOption(&'a str),
     BadRuns(&'a str),
     RepeatedOption(&'a str),
+    BadVector(&'a str),
 }
 
 impl fmt::Display for ExpectError<'_> {
+    /// The note's text and its words come from the program: shown escaped (`escape_debug`), so
+    /// that control characters in them cannot drive a terminal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "bad expectation note \"{}\": ", self.text.escape_debug())?;
         match self.problem {
             Problem::NotAscii => f.write_str("not ASCII text"),
             Problem::Empty => f.write_str("empty (say \"exit 0\", or leave the note out)"),
-            Problem::UnknownOutcome(w) => write!(f, "'{w}' is not an outcome (exit, killed)"),
+            Problem::UnknownOutcome(w) => {
+                write!(f, "'{}' is not an outcome (exit, killed)", w.escape_debug())
+            }
             Problem::MissingStatus => f.write_str("'exit' needs a status"),
-            Problem::BadStatus(w) => write!(f, "'{w}' is not an exit status (0..=255)"),
+            Problem::BadStatus(w) => {
+                write!(f, "'{}' is not an exit status (0..=255)", w.escape_debug())
+            }
             Problem::MissingCause => f.write_str("'killed' needs a cause"),
             Problem::UnknownCause(w) => {
-                write!(f, "'{w}' is not a cause (#PF #UD #GP #DE #BP stack-overflow watchdog oom)")
+                write!(
+                    f,
+                    "'{}' is not a cause (#PF #UD #GP #DE #BP stack-overflow watchdog oom)",
+                    w.escape_debug()
+                )
             }
-            Problem::Unexpected(w) => write!(f, "unexpected '{w}'"),
-            Problem::MissingAfter(w) => write!(f, "'{w}' needs a value"),
-            Problem::BadAddress(w) => write!(f, "'{w}' is not a 0x-prefixed hex address"),
+            Problem::Unexpected(w) => write!(f, "unexpected '{}'", w.escape_debug()),
+            Problem::MissingAfter(w) => write!(f, "'{}' needs a value", w.escape_debug()),
+            Problem::BadAddress(w) => {
+                write!(f, "'{}' is not a 0x-prefixed hex address", w.escape_debug())
+            }
             Problem::UnknownRegion(w) => {
-                f.write_str("'")?;
-                f.write_str(w)?;
-                f.write_str("' is not a region (")?;
+                write!(f, "'{}' is not a region (", w.escape_debug())?;
                 for (i, r) in Region::ALL.iter().enumerate() {
                     write!(f, "{}{r}", if i == 0 { "" } else { " " })?;
                 }
                 f.write_str(")")
             }
-            Problem::UnknownOption(w) => write!(f, "'{w}' is not an option (runs)"),
-            Problem::BadRuns(w) => write!(f, "'{w}' is not a run count (1..={RUNS_MAX})"),
-            Problem::RepeatedOption(w) => write!(f, "'{w}' given twice"),
+            Problem::UnknownOption(w) => {
+                write!(f, "'{}' is not an option (runs)", w.escape_debug())
+            }
+            Problem::BadRuns(w) => {
+                write!(f, "'{}' is not a run count (1..={RUNS_MAX})", w.escape_debug())
+            }
+            Problem::RepeatedOption(w) => write!(f, "'{}' given twice", w.escape_debug()),
+            Problem::BadVector(w) => {
+                write!(f, "'{}' is not a vector (0..=255, decimal or 0x hex)", w.escape_debug())
+            }
         }
     }
 }
@@ -188,6 +216,13 @@ impl Expectation {
                 Some("stack-overflow") => Expected::StackOverflow,
                 Some("watchdog") => Expected::Watchdog,
                 Some("oom") => Expected::OutOfMemory,
+                Some(w @ "vector") => match words.next() {
+                    None => return fail(Problem::MissingAfter(w)),
+                    Some(n) => match parse_vector(n) {
+                        Some(vector) => Expected::Vector(vector),
+                        None => return fail(Problem::BadVector(n)),
+                    },
+                },
                 Some(w) => return fail(Problem::UnknownCause(w)),
             },
             Some(w) => return fail(Problem::UnknownOutcome(w)),
@@ -237,14 +272,27 @@ impl Expectation {
             }
             (Expected::StackOverflow, Cause::PageFault(_, region)) => *region == Region::Guard,
             (Expected::InvalidOpcode, Cause::InvalidOpcode)
-            | (Expected::GeneralProtection, Cause::GeneralProtection)
+            | (Expected::GeneralProtection, Cause::GeneralProtection { .. })
             | (Expected::DivideError, Cause::DivideError)
             | (Expected::Breakpoint, Cause::Breakpoint)
             | (Expected::Watchdog, Cause::Watchdog)
             | (Expected::OutOfMemory, Cause::OutOfMemory) => true,
+            (Expected::Vector(want), Cause::Exception { vector, .. }) => want == *vector,
             _ => false,
         }
     }
+}
+
+/// A vector number: decimal or 0x-prefixed hex, 0..=255.
+fn parse_vector(word: &str) -> Option<u8> {
+    let value = match word.strip_prefix("0x") {
+        Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            u64::from_str_radix(hex, 16).ok()
+        }
+        Some(_) => None,
+        None => parse_decimal(word),
+    };
+    value.and_then(|v| u8::try_from(v).ok())
 }
 
 fn parse_decimal(word: &str) -> Option<u64> {
@@ -326,6 +374,7 @@ impl fmt::Display for Expectation {
             Expected::StackOverflow => f.write_str("killed stack-overflow")?,
             Expected::Watchdog => f.write_str("killed watchdog")?,
             Expected::OutOfMemory => f.write_str("killed oom")?,
+            Expected::Vector(vector) => write!(f, "killed vector {vector:#x}")?,
         }
         if self.runs != 1 {
             write!(f, "; runs {}", self.runs)?;
@@ -354,10 +403,21 @@ impl fmt::Display for Outcome {
                         region
                     ),
                     Cause::InvalidOpcode => f.write_str("#UD"),
-                    Cause::GeneralProtection => f.write_str("#GP"),
+                    Cause::GeneralProtection { int_vector: None } => f.write_str("#GP"),
+                    Cause::GeneralProtection { int_vector: Some(n) } => {
+                        write!(f, "#GP (int ${n:#x}: a vector closed to user mode)")
+                    }
                     Cause::DivideError => f.write_str("#DE"),
                     Cause::Breakpoint => f.write_str("#BP"),
-                    Cause::Exception { vector } => write!(f, "exception {vector}"),
+                    Cause::Exception { vector, int_vector } => {
+                        let (mnemonic, name) =
+                            crate::arch::x86_64::exception::name(u64::from(*vector));
+                        write!(f, "{mnemonic} ({name}, vector {vector:#x})")?;
+                        match int_vector {
+                            Some(n) => write!(f, " raised by int ${n:#x}"),
+                            None => Ok(()),
+                        }
+                    }
                     Cause::Watchdog => f.write_str("the watchdog"),
                     Cause::OutOfMemory => f.write_str("running out of memory"),
                 }?;
@@ -375,6 +435,9 @@ pub struct TapLine<'a> {
     /// `(this run, of how many)` when the program runs more than once.
     pub run: Option<(u8, u8)>,
     pub verdict: TapVerdict<'a>,
+    /// What went wrong around the run (frames leaked, a kernel call that failed): makes the
+    /// line `not ok` whatever the outcome, on the same test number.
+    pub problem: Option<&'a dyn fmt::Display>,
 }
 
 #[derive(Clone, Copy)]
@@ -394,11 +457,17 @@ impl<'a> TapLine<'a> {
         expected: Expectation,
         outcome: Outcome,
     ) -> TapLine<'a> {
-        TapLine { number, name, run: None, verdict: TapVerdict::Compared { expected, outcome } }
+        TapLine {
+            number,
+            name,
+            run: None,
+            verdict: TapVerdict::Compared { expected, outcome },
+            problem: None,
+        }
     }
 
     pub fn rejected(number: usize, name: &'a str, reason: &'a dyn fmt::Display) -> TapLine<'a> {
-        TapLine { number, name, run: None, verdict: TapVerdict::Rejected(reason) }
+        TapLine { number, name, run: None, verdict: TapVerdict::Rejected(reason), problem: None }
     }
 
     /// Marks the line as run `this` of `of` (shown only when `of > 1`).
@@ -406,11 +475,21 @@ impl<'a> TapLine<'a> {
         TapLine { run: (of > 1).then_some((this, of)), ..self }
     }
 
-    pub fn passed(&self) -> bool {
+    /// Marks the line `not ok` for `problem`, which it appends.
+    pub fn with_problem(self, problem: Option<&'a dyn fmt::Display>) -> TapLine<'a> {
+        TapLine { problem, ..self }
+    }
+
+    /// Whether the outcome was the expected one (a problem aside).
+    pub fn outcome_passed(&self) -> bool {
         match self.verdict {
             TapVerdict::Compared { expected, outcome } => expected.matches(&outcome),
             TapVerdict::Rejected(_) => false,
         }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.outcome_passed() && self.problem.is_none()
     }
 }
 
@@ -428,6 +507,10 @@ impl fmt::Display for TapLine<'_> {
                 write!(f, ": expected {expected}, got {outcome}")
             }
             TapVerdict::Rejected(reason) => write!(f, ": rejected: {reason}"),
+        }?;
+        match self.problem {
+            Some(problem) => write!(f, "; {problem}"),
+            None => Ok(()),
         }
     }
 }
@@ -474,6 +557,8 @@ mod tests {
             "killed stack-overflow",
             "killed watchdog",
             "killed oom",
+            "killed vector 0x4",
+            "killed vector 0x80",
             "exit 0; runs 2",
         ] {
             assert_eq!(parse(text).unwrap().to_string(), text);
@@ -491,6 +576,17 @@ mod tests {
             parse("killed #PF read at 0x0").unwrap(),
             parse("killed #PF read at 0x0").unwrap()
         );
+    }
+
+    #[test]
+    fn control_characters_in_a_note_are_shown_escaped() {
+        for text in
+            ["killed \x1b[32mSUCCESS", "exit \x1b[2J", "exit 0; \r\x1b[1m 2", "killed #PF in \x07"]
+        {
+            let e = parse(text).unwrap_err();
+            assert!(!e.chars().any(|c| c.is_control()), "{e:?}");
+            assert!(e.contains("\\u{1b}") || e.contains("\\u{7}"), "{e:?}");
+        }
     }
 
     #[test]
@@ -551,9 +647,10 @@ mod tests {
         let ud = Outcome::Killed { cause: Cause::InvalidOpcode, rip: 1 };
         assert!(parse("killed #UD").unwrap().matches(&ud));
         assert!(!parse("killed #DE").unwrap().matches(&ud));
-        assert!(!parse("killed #UD")
-            .unwrap()
-            .matches(&Outcome::Killed { cause: Cause::Exception { vector: 6 }, rip: 1 }));
+        assert!(!parse("killed #UD").unwrap().matches(&Outcome::Killed {
+            cause: Cause::Exception { vector: 6, int_vector: None },
+            rip: 1
+        }));
     }
 
     #[test]
@@ -563,6 +660,11 @@ mod tests {
         let line = TapLine::compared(3, "null_read", expected, null);
         assert!(line.passed());
         assert_eq!(line.to_string(), "ok 3 - null_read: killed by #PF read not-present at 0x0 in null, rip 0x401000, as expected");
+        // A leak turns the same line (same number) into `not ok`.
+        let leak = "LEAK: 2 frames not back in the pool after the run";
+        let leaked = line.with_problem(Some(&leak));
+        assert!(leaked.outcome_passed() && !leaked.passed());
+        assert_eq!(leaked.to_string(), "not ok 3 - null_read: killed by #PF read not-present at 0x0 in null, rip 0x401000, as expected; LEAK: 2 frames not back in the pool after the run");
         let line = TapLine::compared(4, "exit_status", parse("exit 3").unwrap(), null);
         assert!(!line.passed());
         assert_eq!(

@@ -23,6 +23,11 @@ pub const PREFAULT_PAGES_DEFAULT: u64 = 16;
 /// The largest window either takes (`mm::address_space::WINDOW_PAGES_MAX`).
 const WINDOW_PAGES_MAX: u64 = crate::mm::address_space::WINDOW_PAGES_MAX;
 
+/// The longest time budget: its deadline, in nanoseconds of system time, must stay a positive
+/// `s_time_t` (Xen's signed 64-bit time, public/xen.h) however long the kernel has been up, so
+/// half of that range is left for the uptime.
+pub const TIME_BUDGET_MS_MAX: u64 = (i64::MAX as u64 / 2) / 1_000_000;
+
 /// Which programs run (in archive order either way).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Selection<'c> {
@@ -85,7 +90,10 @@ impl fmt::Display for RunOptionError<'_> {
                 write!(f, "tests=: '{name}' is not a program name (tests=all or tests=a,b)")
             }
             RunOptionError::BadDuration { value } => {
-                write!(f, "test_time=: '{value}' is not a duration (e.g. 5s, 500ms; at least 1ms)")
+                write!(
+                    f,
+                    "test_time=: '{value}' is not a duration (e.g. 5s, 500ms; at least 1ms, at most {TIME_BUDGET_MS_MAX}ms)"
+                )
             }
             RunOptionError::BadSize { value } => {
                 write!(f, "test_memory=: '{value}' is not a size (e.g. 16M, 512K, 65536; at least one page)")
@@ -149,7 +157,7 @@ fn parse_duration_ms(value: &str) -> Option<u64> {
     } else {
         return None;
     };
-    number(digits)?.checked_mul(scale).filter(|ms| *ms > 0)
+    number(digits)?.checked_mul(scale).filter(|ms| (1..=TIME_BUDGET_MS_MAX).contains(ms))
 }
 
 fn parse_size_bytes(value: &str) -> Option<u64> {
@@ -190,6 +198,18 @@ mod tests {
         assert_eq!(o.time_budget_ms, 2000);
         assert!(o.apply("test_time", "2").is_err());
         assert!(o.apply("test_time", "0s").is_err());
+        // 2^58 ms is 2^64 * 15625 ns: it once wrapped to a zero deadline.
+        assert_eq!(
+            o.apply("test_time", "288230376151711744ms"),
+            Err(RunOptionError::BadDuration { value: "288230376151711744ms" })
+        );
+        assert!(o.apply("test_time", "18446744073709551616ms").is_err());
+        let (above, max) =
+            (format!("{}ms", TIME_BUDGET_MS_MAX + 1), format!("{TIME_BUDGET_MS_MAX}ms"));
+        let mut p = RunOptions::default();
+        assert!(p.apply("test_time", &above).is_err());
+        p.apply("test_time", &max).unwrap();
+        assert!(p.time_budget_ms.checked_mul(1_000_000).is_some());
         o.apply("test_memory", "8M").unwrap();
         assert_eq!(o.memory_limit_bytes, 8 << 20);
         o.apply("test_memory", "512k").unwrap();

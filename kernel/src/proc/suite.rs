@@ -7,7 +7,6 @@ use super::expect::{TapLine, TapPlan};
 use super::process::{self, Image, Limits, COUNTERS};
 use super::program::{self, Rejection};
 use super::run_options::RunOptions;
-use super::syscall::OUTPUT;
 use crate::mm::address_space::Tuning;
 use crate::mm::{Pfn, PfnRange};
 use crate::testing::report;
@@ -122,35 +121,60 @@ fn run_once(
     COUNTERS.first_shared_pfn.store(0, Ordering::Relaxed);
     match process::run(image, limits) {
         Ok(report) => {
-            OUTPUT.lock().finish();
-            let mut line = TapLine::compared(number, image.name, expectation, report.outcome);
+            // A failed kernel call or a leak makes this run's one TAP line `not ok` (a line of
+            // its own would repeat the test number).
+            let (errors, first_error) = process::take_kernel_errors();
+            let problem =
+                Problem { kernel: first_error.map(|e| (errors, e)), leaked: report.leaked_frames };
+            let mut line = TapLine::compared(number, image.name, expectation, report.outcome)
+                .with_problem(problem.any().then_some(&problem as &dyn core::fmt::Display));
             if runs > 1 {
                 line = line.with_run(run, runs);
             }
             crate::println!("{line}");
-            report::record(if line.passed() { Verdict::Success } else { Verdict::Failure });
+            report::record(if line.outcome_passed() { Verdict::Success } else { Verdict::Failure });
+            if problem.kernel.is_some() {
+                report::record(Verdict::Error);
+            }
+            if problem.leaked != 0 {
+                report::record(Verdict::Failure);
+            }
             let shared = COUNTERS.shared_file_maps.load(Ordering::Relaxed) - shared_before;
             let copies = COUNTERS.private_file_copies.load(Ordering::Relaxed) - copies_before;
             let first = COUNTERS.first_shared_pfn.load(Ordering::Relaxed);
             crate::println!("# {}: pages shared from the module {shared} (first pfn {first:#x}), copied {copies}", image.name);
-            let (errors, first) = process::take_kernel_errors();
-            if let Some((what, errno)) = first {
-                crate::println!("not ok {number} - {}: KERNEL: {errors} failed kernel call(s) during the run, first: {what} (errno {errno})", image.name);
-                report::record(Verdict::Error);
-            }
-            if report.leaked_frames != 0 {
-                crate::println!(
-                    "not ok {number} - {}: LEAK: {} frames not back in the pool after the run",
-                    image.name,
-                    report.leaked_frames
-                );
-                report::record(Verdict::Failure);
-            }
         }
         Err(e) => {
             crate::println!("not ok {number} - {}: could not start: {e}", image.name);
             report::record(Verdict::Error);
         }
+    }
+}
+
+/// What went wrong around one run besides its outcome: the kernel's own failed calls (their
+/// count and the first) and frames not back in the pool.
+struct Problem {
+    kernel: Option<(u64, (&'static str, i64))>,
+    leaked: i64,
+}
+
+impl Problem {
+    fn any(&self) -> bool {
+        self.kernel.is_some() || self.leaked != 0
+    }
+}
+
+impl core::fmt::Display for Problem {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut sep = "";
+        if let Some((count, (what, errno))) = self.kernel {
+            write!(f, "KERNEL: {count} failed kernel call(s) during the run, first: {what} (errno {errno})")?;
+            sep = "; ";
+        }
+        if self.leaked != 0 {
+            write!(f, "{sep}LEAK: {} frames not back in the pool after the run", self.leaked)?;
+        }
+        Ok(())
     }
 }
 

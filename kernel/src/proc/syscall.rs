@@ -2,7 +2,7 @@
 
 use core::sync::atomic::Ordering;
 
-use super::expect::{Access, Outcome};
+use super::expect::{Access, Cause, Outcome};
 use super::process::{self, SegmentBase, COUNTERS};
 use super::syscall_abi::{
     self, ArchPrctl, Clock, Errno, Iovec, SysResult, Syscall, Timespec, UnknownSyscall,
@@ -25,16 +25,18 @@ pub fn dispatch(frame: &mut TrapFrame) {
             crate::println!("# {}: {}", process::name(), UnknownSyscall { nr, rip: frame.rip });
             Err(Errno::ENOSYS)
         }
-        Ok(call) => carry_out(call),
+        Ok(call) => carry_out(call, frame.rip),
         Err(e) => Err(e),
     };
     frame.rax = syscall_abi::to_rax(result);
 }
 
-fn carry_out(call: Syscall) -> SysResult {
+/// Carries out `call`; `rip` is where the program made it (the instruction after `syscall`),
+/// named in the kill line if the watchdog ends the program during the call.
+fn carry_out(call: Syscall, rip: u64) -> SysResult {
     match call {
-        Syscall::Write { buf, count, .. } => write(buf, count),
-        Syscall::Writev { iov, iovcnt, .. } => writev(iov, iovcnt),
+        Syscall::Write { buf, count, .. } => write(buf, count, &Watchdog::new(rip)),
+        Syscall::Writev { iov, iovcnt, .. } => writev(iov, iovcnt, &Watchdog::new(rip)),
         Syscall::Mmap(request) => mmap(request),
         Syscall::Munmap { range } => process::munmap(range).map(|()| 0),
         Syscall::Mprotect { range, prot } => process::mprotect(range, prot).map(|()| 0),
@@ -69,21 +71,55 @@ fn carry_out(call: Syscall) -> SysResult {
             };
             process::copy_to_user(out, &Timespec::from_ns(ns).to_bytes()).map(|()| 0)
         }
-        Syscall::Nanosleep { request, .. } => nanosleep(request),
+        Syscall::Nanosleep { request, .. } => nanosleep(request, &Watchdog::new(rip)),
         Syscall::Ioctl => Err(Errno::ENOTTY),
         Syscall::FaultlineCounters { out, count } => faultline_counters(out, count),
         Syscall::Exit { .. } | Syscall::Unknown { .. } => unreachable!("handled by dispatch"),
     }
 }
 
+/// The program's deadline, for a system call that may work long for it: events are masked in
+/// the kernel, so the timer cannot stop such a call; the call itself looks at the clock between
+/// pieces of work and ends the program once the deadline has passed. The slack past the budget
+/// is then one piece of work (at most [`OUTPUT_CHUNK_BYTES`] of console output).
+struct Watchdog {
+    deadline_ns: u64,
+    rip: u64,
+}
+
+impl Watchdog {
+    fn new(rip: u64) -> Watchdog {
+        Watchdog { deadline_ns: process::deadline_ns().unwrap_or(u64::MAX), rip }
+    }
+
+    /// Ends the program (does not return) if its deadline has passed, saying how late the
+    /// check came. No lock may be held.
+    fn check(&self) {
+        let now = time::now_ns();
+        if now >= self.deadline_ns {
+            let late_us = (now - self.deadline_ns) / 1000;
+            crate::println!(
+                "# {}: watchdog: the deadline passed {late_us} us before the check in the system call at rip {:#x}",
+                process::name(),
+                self.rip
+            );
+            process::end(Outcome::Killed { cause: Cause::Watchdog, rip: self.rip });
+        }
+    }
+}
+
+/// How much output `write` copies and prints between two looks at the deadline.
+const OUTPUT_CHUNK_BYTES: usize = 256;
+
 /// Program output goes to the console as TAP comment lines (`# ` first), so it can never be
 /// taken for a verdict line.
-fn write(buf: u64, count: u64) -> SysResult {
+fn write(buf: u64, count: u64, watchdog: &Watchdog) -> SysResult {
     syscall_abi::user_range(buf, count)?;
     process::check_user(buf, count as usize, Access::Read)?;
-    let mut chunk = [0u8; 256];
+    let mut chunk = [0u8; OUTPUT_CHUNK_BYTES];
     let mut done = 0;
     while done < count {
+        watchdog.check();
         let n = (count - done).min(chunk.len() as u64) as usize;
         process::copy_from_user(buf + done, &mut chunk[..n])?;
         OUTPUT.lock().push(&chunk[..n]);
@@ -92,23 +128,33 @@ fn write(buf: u64, count: u64) -> SysResult {
     Ok(count)
 }
 
-fn writev(iov: u64, iovcnt: u64) -> SysResult {
-    // Every iovec and every buffer is checked before anything is written.
+fn writev(iov: u64, iovcnt: u64, watchdog: &Watchdog) -> SysResult {
+    // Every iovec is read and its length checked first, then every buffer, before anything is
+    // written: Linux's order (lib/iov_iter.c: copy_iovec_from_user refuses a negative length
+    // with EINVAL, then access_ok each buffer with EFAULT).
     for i in 0..iovcnt {
-        let mut raw = [0u8; Iovec::SIZE];
-        process::copy_from_user(iov + i * Iovec::SIZE as u64, &mut raw)?;
-        let v = Iovec::from_bytes(raw);
+        let v = iovec(iov, i)?;
+        syscall_abi::iovec_len(v.len)?;
+    }
+    for i in 0..iovcnt {
+        watchdog.check();
+        let v = iovec(iov, i)?;
         syscall_abi::user_range(v.base, v.len)?;
         process::check_user(v.base, v.len as usize, Access::Read)?;
     }
     let mut total = 0;
     for i in 0..iovcnt {
-        let mut raw = [0u8; Iovec::SIZE];
-        process::copy_from_user(iov + i * Iovec::SIZE as u64, &mut raw)?;
-        let v = Iovec::from_bytes(raw);
-        total += write(v.base, v.len)?;
+        let v = iovec(iov, i)?;
+        total += write(v.base, v.len, watchdog)?;
     }
     Ok(total)
+}
+
+/// The `index`th iovec of the array at `iov`.
+fn iovec(iov: u64, index: u64) -> Result<Iovec, Errno> {
+    let mut raw = [0u8; Iovec::SIZE];
+    process::copy_from_user(iov + index * Iovec::SIZE as u64, &mut raw)?;
+    Ok(Iovec::from_bytes(raw))
 }
 
 fn mmap(request: syscall_abi::MmapRequest) -> SysResult {
@@ -147,16 +193,14 @@ fn faultline_counters(out: u64, count: u64) -> SysResult {
 }
 
 /// Sleeps on the timer event channel; the watchdog still applies.
-fn nanosleep(request: u64) -> SysResult {
+fn nanosleep(request: u64, watchdog: &Watchdog) -> SysResult {
     let mut raw = [0u8; Timespec::SIZE];
     process::copy_from_user(request, &mut raw)?;
     let wake = time::now_ns().saturating_add(Timespec::from_bytes(raw)?.to_ns());
-    let deadline = process::deadline_ns().unwrap_or(u64::MAX);
+    let deadline = watchdog.deadline_ns;
     loop {
+        watchdog.check();
         let now = time::now_ns();
-        if now >= deadline {
-            process::end(Outcome::Killed { cause: super::expect::Cause::Watchdog, rip: 0 });
-        }
         if now >= wake {
             // Back to the watchdog's deadline for the rest of the run.
             if let Err(e) = events::set_timer(deadline) {
@@ -193,13 +237,15 @@ impl LineOut {
         }
     }
 
-    /// Prints what is buffered (a program's last line without a newline, at its end).
+    /// Prints what is buffered, escaped: a program's bytes never reach the terminal raw.
     pub fn flush(&mut self) {
-        let text = core::str::from_utf8(&self.line[..self.len]).unwrap_or("(not UTF-8)");
+        let text = crate::fmt_buf::Escaped(&self.line[..self.len]);
         crate::println!("# {}: {text}", process::name());
         self.len = 0;
     }
 
+    /// Prints a last line that had no newline. Called while the program is still the running
+    /// one, so that the line carries its name.
     pub fn finish(&mut self) {
         if self.len != 0 {
             self.flush();

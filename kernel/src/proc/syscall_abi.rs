@@ -335,6 +335,16 @@ impl Iovec {
     }
 }
 
+/// Checks one iovec's length: negative as `ssize_t` (the top bit set) is EINVAL, as Linux's
+/// copy_iovec_from_user (lib/iov_iter.c) says before it looks at any buffer. A total over
+/// `isize::MAX` needs such a length or a buffer past user space (EFAULT), so it never wraps.
+pub fn iovec_len(len: u64) -> Result<u64, Errno> {
+    if len > isize::MAX as u64 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(len)
+}
+
 /// Checks a user buffer's bounds: EFAULT unless `[ptr, ptr + len)` is inside user space. (The
 /// kernel still meets EFAULT when a page in it is not mapped or not readable.)
 pub fn user_range(ptr: u64, len: u64) -> Result<Range<u64>, Errno> {
@@ -353,8 +363,8 @@ pub enum Syscall {
         buf: u64,
         count: u64,
     },
-    /// Write `iovcnt` (<= IOV_MAX) iovecs read from `iov`; their total length over isize::MAX
-    /// is EINVAL.
+    /// Write `iovcnt` (<= IOV_MAX) iovecs read from `iov`; an iovec length over isize::MAX
+    /// is EINVAL ([`iovec_len`]).
     Writev {
         stream: Stream,
         iov: u64,

@@ -250,7 +250,7 @@ pub fn stack_overflow() {
     let depth = recurse(0);
     check!(
         Failure,
-        "stack-overflow: recursion to depth {depth} returned without hitting the guard page"
+        "stack-guard: recursion to depth {depth} returned without reaching the guard page"
     );
 }
 

@@ -21,12 +21,34 @@ pub fn run(test: SelfTest, kernel_l4_mfn: u64) {
         SelfTest::User => user_mode_round_trip(kernel_l4_mfn),
         SelfTest::Mm => super::mm_tests::run_all(),
         SelfTest::Flood => console_flood(),
-        SelfTest::StackOverflow => super::mm_tests::stack_overflow(),
+        SelfTest::Nmi => nmi_is_handled_and_resumed(),
+        SelfTest::SoftwareInterrupt => software_interrupt(),
+        SelfTest::StackGuard => super::mm_tests::stack_overflow(),
     }
 }
 
 /// int3 raises #BP, which Xen bounces to our trap table; the handler consumes the expectation
 /// and returns through HYPERVISOR_iret to the instruction after int3.
+/// VCPUOP_send_nmi to our own vCPU: Xen delivers the NMI through the callback registered as
+/// CALLBACKTYPE_nmi when the hypercall returns; the handler consumes the expectation and returns
+/// through HYPERVISOR_iret (which also ends Xen's NMI masking).
+#[inline(never)]
+fn nmi_is_handled_and_resumed() {
+    expect::expect(exception::NMI, 0);
+    if let Err(e) = crate::xen::hypercall::send_nmi(0) {
+        expect::withdraw();
+        check!(Error, "nmi: VCPUOP_send_nmi: {e}");
+        return;
+    }
+    let (hits, rip) = expect::hits();
+    if hits == 1 {
+        check!(Success, "nmi: NMI delivered through the NMI callback at rip {rip:#x} and resumed");
+    } else {
+        expect::withdraw();
+        check!(Failure, "nmi: expected one NMI after VCPUOP_send_nmi, saw {hits}");
+    }
+}
+
 #[inline(never)]
 fn breakpoint_is_handled_and_resumed() {
     let marker: u64;
@@ -70,6 +92,15 @@ fn divide_by_zero() {
     unsafe {
         asm!("xor edx, edx", "mov eax, 1", "xor ecx, ecx", "div ecx", out("eax") _, out("ecx") _, out("edx") _)
     };
+}
+
+/// `int $0x80` in the kernel: Xen's direct trap for vector 0x80 delivers it to our vector-0x80
+/// stub (no exception of the CPU's), which must end in a crash report naming the vector.
+#[inline(never)]
+fn software_interrupt() {
+    // SAFETY: the interrupt reaches the trap table's vector-0x80 entry; the crash report ends
+    // the domain.
+    unsafe { asm!("int 0x80") };
 }
 
 #[inline(never)]

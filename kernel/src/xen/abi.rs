@@ -57,6 +57,8 @@ pub const SEGBASE_FS: u32 = 0;
 pub const SEGBASE_GS_USER: u32 = 1;
 /// Xen public/vcpu.h: VCPUOP_stop_periodic_timer.
 pub const VCPUOP_STOP_PERIODIC_TIMER: u32 = 7;
+/// Xen public/vcpu.h: VCPUOP_send_nmi (an NMI to a vCPU of the calling domain).
+pub const VCPUOP_SEND_NMI: u32 = 11;
 
 /// Xen public/memory.h: XENMEM_machphys_mapping.
 pub const XENMEM_MACHPHYS_MAPPING: u32 = 12;
@@ -75,6 +77,8 @@ pub const CALLBACKOP_REGISTER: u32 = 0;
 pub const CALLBACKTYPE_EVENT: u16 = 0;
 pub const CALLBACKTYPE_FAILSAFE: u16 = 1;
 pub const CALLBACKTYPE_SYSCALL: u16 = 2;
+/// Xen public/callback.h: the NMI handler (Xen stores it as the vCPU's vector-2 trap entry).
+pub const CALLBACKTYPE_NMI: u16 = 4;
 pub const CALLBACKF_MASK_EVENTS: u16 = 1;
 
 /// Xen public/callback.h `struct callback_register` (the address is a `xen_callback_t`,

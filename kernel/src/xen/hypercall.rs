@@ -333,3 +333,13 @@ pub fn stop_periodic_timer() -> Result<(), XenError> {
     })
     .map(drop)
 }
+
+/// HYPERVISOR_vcpu_op(VCPUOP_send_nmi) to `vcpu` of this domain (Xen public/vcpu.h): Xen
+/// delivers it through the NMI callback on the vCPU's next return to the guest.
+pub fn send_nmi(vcpu: u32) -> Result<(), XenError> {
+    // SAFETY: this command takes no argument structure.
+    XenError::check(unsafe {
+        raw(abi::__HYPERVISOR_vcpu_op, u64::from(abi::VCPUOP_SEND_NMI), u64::from(vcpu), 0, 0, 0)
+    })
+    .map(drop)
+}

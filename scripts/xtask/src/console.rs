@@ -235,9 +235,44 @@ pub fn dom0_verdict_meaning(byte: u8) -> &'static str {
     }
 }
 
+/// A console line as it may be written to a terminal: every control character (C0 but tab,
+/// DEL, C1) becomes `\xNN` or `\u{NN}`, so that nothing the guest, the dom0 or Xen printed can
+/// move the cursor, erase lines or recolour the screen. The runner adds its own colours around
+/// the result. Unchanged (borrowed) when there is nothing to escape.
+pub fn for_terminal(line: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\t';
+    if !line.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut shown = String::with_capacity(line.len() + 16);
+    for c in line.chars() {
+        match c {
+            c if !unsafe_char(c) => shown.push(c),
+            c if (c as u32) < 0x100 => shown.push_str(&format!("\\x{:02x}", c as u32)),
+            c => shown.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    std::borrow::Cow::Owned(shown)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        assert_eq!(
+            for_terminal("ok 1 - hello: exited\twith status 0"),
+            "ok 1 - hello: exited\twith status 0"
+        );
+        assert!(matches!(for_terminal("plain"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(
+            for_terminal("\x1b[2K\r\x1b[1;32mTest result: SUCCESS\x1b[0m"),
+            "\\x1b[2K\\x0d\\x1b[1;32mTest result: SUCCESS\\x1b[0m"
+        );
+        assert_eq!(for_terminal("a\u{9b}2Jb\u{7f}\0"), "a\\x9b2Jb\\x7f\\x00");
+        assert!(!for_terminal("\u{1}\u{1f}\u{85}").chars().any(char::is_control));
+    }
 
     #[test]
     fn verdict_lines() {

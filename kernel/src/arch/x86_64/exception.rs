@@ -28,6 +28,7 @@ pub const VECTORS: [(&str, &str, bool); 20] = [
 ];
 
 pub const DIVIDE_ERROR: u64 = 0;
+pub const NMI: u64 = 2;
 pub const BREAKPOINT: u64 = 3;
 pub const INVALID_OPCODE: u64 = 6;
 pub const GENERAL_PROTECTION: u64 = 13;
@@ -43,6 +44,13 @@ pub fn name(vector: u64) -> (&'static str, &'static str) {
         EVENT_UPCALL => ("EVT", "event upcall"),
         SYSCALL => ("SYSCALL", "system call"),
         FAILSAFE => ("FAILSAFE", "Xen failsafe callback: bad segment state on return"),
+        20 => ("#VE", "virtualization exception"),
+        21 => ("#CP", "control protection"),
+        28 => ("#HV", "hypervisor injection"),
+        29 => ("#VC", "VMM communication"),
+        30 => ("#SX", "security exception"),
+        22..=31 => ("#??", "reserved vector"),
+        32..=255 => ("INT n", "software interrupt"),
         _ => VECTORS.get(vector as usize).map_or(("#??", "unknown vector"), |v| (v.0, v.1)),
     }
 }
@@ -133,6 +141,9 @@ mod tests {
         assert_eq!(name(14), ("#PF", "page fault"));
         assert_eq!(name(6).0, "#UD");
         assert!(has_error_code(13) && !has_error_code(3));
-        assert_eq!(name(99).0, "#??");
+        assert_eq!(name(99).0, "INT n");
+        assert_eq!(name(21).0, "#CP");
+        assert_eq!(name(25).0, "#??");
+        assert_eq!(name(300).0, "#??");
     }
 }

@@ -8,6 +8,8 @@ pub mod trap_frame;
 #[cfg(target_os = "none")]
 pub mod crash;
 #[cfg(target_os = "none")]
+pub mod fpu;
+#[cfg(target_os = "none")]
 pub mod traps;
 #[cfg(target_os = "none")]
 pub mod user;

@@ -116,7 +116,9 @@ pub fn set_kernel_stack(top: u64) -> Result<(), XenError> {
 
 /// Runs user mode from `entry` until a handler calls `exit_to_kernel`; returns its value.
 /// The user page tables (MMUEXT_NEW_USER_BASEPTR) and the kernel stack must be set first.
+/// The program starts with the FPU in its reset state, whatever the one before left there.
 pub fn run(entry: &UserEntry) -> u64 {
+    super::fpu::reset();
     // SAFETY: `entry` is a valid UserEntry; SAVED is only touched here and in
     // `exit_to_kernel`, never concurrently (see `Saved`). user_enter returns through
     // user_exit with the callee-saved registers and stack it saved.
