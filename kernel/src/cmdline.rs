@@ -103,15 +103,17 @@ pub enum CmdlineError<'a> {
     UnknownSelfTest(&'a str),
     UnknownTrace(&'a str),
     Run(RunOptionError<'a>),
+    Inject(crate::testing::inject::InjectError<'a>),
 }
 
 impl fmt::Display for CmdlineError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnknownOption(word) => {
-                write!(f, "unknown option '{word}' (known: selftest=<name>, tests=all|a,b, test_time=5s, test_memory=16M, fault_around=16, prefault=16, trace=fault)")
+                write!(f, "unknown option '{word}' (known: selftest=<name>, tests=all|a,b, test_time=5s, test_memory=16M, fault_around=16, prefault=16, trace=fault, inject=POINT:nth=N[@program], inject_seed=S)")
             }
             Self::Run(e) => write!(f, "{e}"),
+            Self::Inject(e) => write!(f, "{e}"),
             Self::MissingValue(key) => write!(f, "option '{key}' needs a value ({key}=...)"),
             Self::UnknownSelfTest(name) => {
                 write!(f, "unknown self-test '{name}' (known:")?;
@@ -161,6 +163,9 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
                     .map(|(_, t)| *t)
                     .ok_or(CmdlineError::UnknownTrace(value))?;
             }
+            "inject" | "inject_seed" => crate::testing::inject::Config::parse(word)
+                .map(drop)
+                .map_err(CmdlineError::Inject)?,
             _ => match options.run.apply(key, value) {
                 Ok(true) => {}
                 Ok(false) => return Err(CmdlineError::UnknownOption(word)),
@@ -206,6 +211,17 @@ mod tests {
         assert_eq!(parse("selftest=none bogus=1"), Err(CmdlineError::UnknownOption("bogus=1")));
         let msg = CmdlineError::UnknownSelfTest("x").to_string();
         assert!(msg.contains("int3") && msg.contains("panic"), "{msg}");
+    }
+
+    #[test]
+    fn inject_words_are_checked_here_and_taken_by_the_injector() {
+        assert!(parse("inject=frame:nth=3@hello inject_seed=7 tests=hello").is_ok());
+        assert!(matches!(
+            parse("inject=frames:nth=1"),
+            Err(CmdlineError::Inject(crate::testing::inject::InjectError::UnknownPoint("frames")))
+        ));
+        let msg = parse("inject=frame:nth=0").unwrap_err().to_string();
+        assert!(msg.contains("bad rule 'nth=0'"), "{msg}");
     }
 
     #[test]

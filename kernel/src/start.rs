@@ -6,7 +6,7 @@ use crate::cmdline;
 use crate::mm;
 use crate::println;
 use crate::proc::{process, suite};
-use crate::testing::{report, selftest};
+use crate::testing::{inject, report, selftest};
 use crate::xen::abi::start_info;
 use crate::xen::start_info::StartInfo;
 use crate::xen::version::XenVersion;
@@ -68,6 +68,7 @@ pub unsafe extern "C" fn kernel_start(start_info: *const start_info) -> ! {
     // SAFETY: the stack's lowest word is ours (boot/head.S) and far below anything live now;
     // a volatile write so that the later check reads memory, not a remembered value.
     unsafe { canary.write_volatile(BOOT_STACK_CANARY) };
+    configure_injection(&info);
     if let Err(e) = mm::kernel::init(&info) {
         boot_error(format_args!("memory manager: {e}"));
     }
@@ -122,6 +123,26 @@ fn print_summary(info: &StartInfo<'_>) {
     match info.cmdline() {
         Ok(line) => println!("cmdline: \"{line}\""),
         Err(_) => println!("cmdline: (not UTF-8)"),
+    }
+}
+
+/// Arms the fault-injection rules of the command line before anything they cover runs (the
+/// memory manager's boot included) and prints the seed that replays them. A malformed word is
+/// left to `cmdline::parse`, which reports it.
+fn configure_injection(info: &StartInfo<'_>) {
+    let Ok(line) = info.cmdline() else { return };
+    let Ok(config) = inject::Config::parse(line) else { return };
+    if config.is_empty() {
+        return;
+    }
+    let seed = config.seed.unwrap_or_else(crate::xen::time::rdtsc);
+    inject::INJECTOR.configure(config, seed);
+    for rule in config.rules() {
+        println!(
+            "inject: armed {} scope {} (replay with inject_seed={seed})",
+            rule.point.name(),
+            rule.scope
+        );
     }
 }
 

@@ -284,10 +284,16 @@ impl Bookkeeping {
     /// Room for `limits.areas` areas and a parked frame per frame of the limit, every page of it
     /// touched now.
     pub fn new(limits: SpaceLimits) -> Bookkeeping {
-        let mut parked = Vec::with_capacity(limits.frames as usize);
+        Self::try_new(limits).expect("memory for an address space's records")
+    }
+
+    /// [`Bookkeeping::new`], or `None` when the kernel heap cannot hold the records.
+    pub fn try_new(limits: SpaceLimits) -> Option<Bookkeeping> {
+        let mut parked = Vec::new();
+        parked.try_reserve_exact(limits.frames as usize).ok()?;
         parked.resize(limits.frames as usize, (0, Pfn(0)));
         parked.clear();
-        Bookkeeping { areas: Areas::with_capacity_touched(limits.areas), parked }
+        Some(Bookkeeping { areas: Areas::try_with_capacity_touched(limits.areas)?, parked })
     }
 }
 
@@ -309,6 +315,12 @@ impl<F: FrameSource> FrameSource for Counted<'_, F> {
         self.inner.free_frame(pfn)?;
         self.freed += 1;
         Ok(())
+    }
+
+    fn allocate_table(&mut self) -> Result<Pfn, FrameError> {
+        let pfn = self.inner.allocate_table()?;
+        self.allocated += 1;
+        Ok(pfn)
     }
 }
 

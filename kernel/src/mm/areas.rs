@@ -157,7 +157,14 @@ impl Areas {
 
     /// [`Areas::with_capacity`], with every page of the list's memory touched now.
     pub fn with_capacity_touched(capacity: usize) -> Areas {
-        let mut areas = Areas::with_capacity(capacity);
+        Self::try_with_capacity_touched(capacity).expect("memory for the area list")
+    }
+
+    /// [`Areas::with_capacity_touched`], or `None` when the heap cannot hold the list.
+    pub fn try_with_capacity_touched(capacity: usize) -> Option<Areas> {
+        let mut list = Vec::new();
+        list.try_reserve_exact(capacity.max(3)).ok()?;
+        let mut areas = Areas { list };
         let filler = Area {
             start: 0,
             end: 0,
@@ -167,7 +174,7 @@ impl Areas {
         };
         areas.list.resize(areas.list.capacity(), filler);
         areas.list.clear();
-        areas
+        Some(areas)
     }
 
     pub fn len(&self) -> usize {

@@ -8,6 +8,7 @@
 
 use super::addr::{Pfn, PfnRange};
 use super::bitmap::{words_for_bits, Bitmap};
+use crate::testing::inject::{self, Point};
 
 /// Frames in 4 GiB of 4 KiB pages.
 pub const MAX_FRAMES_4GIB: u64 = 1 << 20;
@@ -33,6 +34,10 @@ pub trait FrameSource {
     fn allocate_frame(&mut self) -> Result<Pfn, FrameError>;
     /// Gives a frame back.
     fn free_frame(&mut self, pfn: Pfn) -> Result<(), FrameError>;
+    /// Takes one free frame for a page-table page (the fault-injection point `table`).
+    fn allocate_table(&mut self) -> Result<Pfn, FrameError> {
+        self.allocate_frame()
+    }
 }
 
 /// A first-fit allocator over a bitmap (set bit = in use or reserved).
@@ -80,11 +85,21 @@ impl<'a> FrameAllocator<'a> {
 
 impl FrameSource for FrameAllocator<'_> {
     fn allocate_frame(&mut self) -> Result<Pfn, FrameError> {
+        if inject::fail(Point::Frame) {
+            return Err(FrameError::Exhausted);
+        }
         let pfn = self.in_use.find_clear_from(self.next_search).ok_or(FrameError::Exhausted)?;
         self.in_use.set(pfn, true);
         self.free_frames -= 1;
         self.next_search = pfn + 1;
         Ok(Pfn(pfn))
+    }
+
+    fn allocate_table(&mut self) -> Result<Pfn, FrameError> {
+        if inject::fail(Point::Table) {
+            return Err(FrameError::Exhausted);
+        }
+        self.allocate_frame()
     }
 
     fn free_frame(&mut self, pfn: Pfn) -> Result<(), FrameError> {

@@ -307,6 +307,11 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         &self.mem
     }
 
+    /// The p2m and m2p the tables are read with (the kernel's audit walks them).
+    pub const fn p2m(&self) -> &P2m<'a> {
+        &self.p2m
+    }
+
     /// The frame-access backend, e.g. to give the kernel's `WindowAccess` the direct map once
     /// [`PageTables::map_window`] built it.
     pub fn memory_mut(&mut self) -> &mut R {
@@ -870,7 +875,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// either, the aliases are writable again and the frame is back in `frames`.
     pub fn new_user_root(&mut self, frames: &mut impl FrameSource) -> Result<Root, MmError> {
         self.commit()?;
-        let pfn = frames.allocate_frame()?;
+        let pfn = frames.allocate_table()?;
         let mfn = match self.p2m.pfn_to_mfn(pfn) {
             Ok(mfn) => mfn,
             Err(e) => {
@@ -1116,7 +1121,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         let mut level = Some(top_level);
         while let Some(current) = level {
             // On failure the tables taken so far are fresh: the failed operation frees them.
-            let pfn = frames.allocate_frame()?;
+            let pfn = frames.allocate_table()?;
             self.mem.zero_frame(pfn);
             trace::step(|| Step::Alloc {
                 level: Some(current),

@@ -196,6 +196,8 @@ pub struct RunReport {
 #[derive(Debug)]
 pub enum StartError {
     Memory(MmError),
+    /// The kernel heap could not hold the address space's records.
+    Heap,
     Stack(initial_stack::StackError),
     StackCopy,
     Xen(crate::xen::XenError),
@@ -205,6 +207,7 @@ impl core::fmt::Display for StartError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Memory(e) => write!(f, "setting up its address space: {e:?}"),
+            Self::Heap => write!(f, "no kernel heap for its address space's records (ENOMEM)"),
             Self::Stack(e) => write!(f, "building its initial stack: {e}"),
             Self::StackCopy => write!(f, "copying its initial stack failed"),
             Self::Xen(e) => write!(f, "Xen refused: {e}"),
@@ -247,7 +250,7 @@ pub fn run(image: Image, limits: Limits) -> Result<RunReport, StartError> {
     let space_limits =
         SpaceLimits { frames: limits.memory_limit_bytes / PAGE_SIZE, areas: AREAS_MAX };
     // Allocated and touched before MM is locked: growing the heap takes a page fault.
-    let bookkeeping = Bookkeeping::new(space_limits);
+    let bookkeeping = Bookkeeping::try_new(space_limits).ok_or(StartError::Heap)?;
     let (space, frames_at_start, aux) = {
         let mut guard = MM.lock();
         let mm = guard.as_mut().expect("memory manager initialised at boot");

@@ -28,6 +28,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
         Ok(call) => carry_out(call, frame.rip),
         Err(e) => Err(e),
     };
+    crate::testing::inject::syscall_result(result.err().map(|e| e as i64));
     frame.rax = syscall_abi::to_rax(result);
 }
 

@@ -1,8 +1,11 @@
-//! Test support inside the guest: verdicts, expected faults, the boot self-tests.
+//! Test support inside the guest: verdicts, expected faults, the boot self-tests, fault injection.
 
 pub mod expect;
+pub mod inject;
 pub mod verdict;
 
+#[cfg(target_os = "none")]
+pub mod audit;
 #[cfg(target_os = "none")]
 pub mod mm_tests;
 #[cfg(target_os = "none")]

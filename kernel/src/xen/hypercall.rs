@@ -12,6 +12,15 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::abi::{self, mmuext_op, trap_info};
 use super::error::XenError;
 use crate::mm::backend::MmuUpdate;
+use crate::testing::inject::{self, Point};
+
+/// What the fault-injection points of this file send instead (see `testing::inject`): requests
+/// that Xen itself refuses, so that an injected failure is Xen's own errno.
+const INVALID_PORT: u32 = u32::MAX;
+/// Past NR_VIRQS (24): EVTCHNOP_bind_virq refuses it.
+const INVALID_VIRQ: u32 = 0xffff;
+/// No such console_io command: Xen answers ENOSYS.
+const INVALID_CONSOLEIO_CMD: u64 = 0xdead;
 
 extern "C" {
     /// The page Xen fills with one 32-byte entry per hypercall (boot/head.S).
@@ -89,16 +98,14 @@ pub unsafe fn raw(nr: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
 
 /// HYPERVISOR_console_io(CONSOLEIO_write): dom0's console, written to Xen's serial line.
 pub fn console_write(bytes: &[u8]) -> Result<(), XenError> {
+    let cmd = if inject::fail(Point::Console) {
+        INVALID_CONSOLEIO_CMD
+    } else {
+        u64::from(abi::CONSOLEIO_write)
+    };
     // SAFETY: Xen reads `len` bytes from the buffer, which lives for the call.
     let ret = unsafe {
-        raw(
-            abi::__HYPERVISOR_console_io,
-            u64::from(abi::CONSOLEIO_write),
-            bytes.len() as u64,
-            bytes.as_ptr() as u64,
-            0,
-            0,
-        )
+        raw(abi::__HYPERVISOR_console_io, cmd, bytes.len() as u64, bytes.as_ptr() as u64, 0, 0)
     };
     XenError::check(ret).map(drop)
 }
@@ -208,6 +215,7 @@ unsafe fn batch<T>(nr: u32, items: &[T]) -> Result<(), (u32, XenError)> {
 
 /// HYPERVISOR_event_channel_op(EVTCHNOP_send): notify the other end of `port`.
 pub fn evtchn_send(port: u32) -> Result<(), XenError> {
+    let port = if inject::fail(Point::Evtchn) { INVALID_PORT } else { port };
     let arg = abi::evtchn_send { port };
     // SAFETY: Xen reads a `struct evtchn_send` through the pointer.
     let ret = unsafe {
@@ -243,6 +251,7 @@ pub fn register_callback(kind: u16, flags: u16, address: u64) -> Result<(), XenE
 
 /// HYPERVISOR_event_channel_op(EVTCHNOP_bind_virq) on vcpu 0: returns the new port.
 pub fn bind_virq(virq: u32) -> Result<u32, XenError> {
+    let virq = if inject::fail(Point::Evtchn) { INVALID_VIRQ } else { virq };
     let mut arg = abi::evtchn_bind_virq { virq, vcpu: 0, port: 0 };
     // SAFETY: Xen reads virq/vcpu and writes `port` through the pointer.
     let ret = unsafe {
@@ -260,6 +269,7 @@ pub fn bind_virq(virq: u32) -> Result<u32, XenError> {
 
 /// HYPERVISOR_event_channel_op(EVTCHNOP_unmask): Xen re-raises the event if it is pending.
 pub fn evtchn_unmask(port: u32) -> Result<(), XenError> {
+    let port = if inject::fail(Point::Evtchn) { INVALID_PORT } else { port };
     let arg = abi::evtchn_unmask { port };
     // SAFETY: Xen reads a `struct evtchn_unmask` through the pointer.
     let ret = unsafe {

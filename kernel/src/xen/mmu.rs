@@ -1,9 +1,18 @@
 //! The memory manager's hypervisor seam implemented with real hypercalls.
+//!
+//! The fault-injection points `mmu_update`, `mmuext_op` and `update_va_mapping`
+//! (`testing::inject`) live here, and an injected failure is a real refusal by Xen: the
+//! entries before a position drawn from the seed are sent as they are, then one deliberately
+//! invalid request (an entry, a pin or a mapping of a frame or address that no guest may use),
+//! which Xen refuses with its own errno. The caller sees exactly what a refusal looks like.
+
+use core::sync::atomic::{AtomicI64, Ordering};
 
 use super::abi;
 use super::hypercall;
 use crate::mm::backend::{BatchFailure, MmuExtOp, MmuUpdate, UvmFlush, XenErrno, XenMmu};
 use crate::mm::pte::Pte;
+use crate::testing::inject::{self, Point, INJECTOR};
 use x86_64::VirtAddr;
 
 /// `XenMmu` through HYPERVISOR_mmu_update / mmuext_op / update_va_mapping on DOMID_SELF.
@@ -12,27 +21,63 @@ pub struct HypercallMmu;
 /// mmuext_op entries converted per hypercall: a stack array, so no allocation.
 const EXT_CHUNK: usize = 16;
 
+/// A machine frame no domain owns (40 bits of ones, far above any host's memory): Xen finds no
+/// page for it and refuses the request with EINVAL.
+const INVALID_MFN: u64 = (1 << 40) - 1;
+
+/// An address inside Xen's own hole (L4 slot 256): `update_va_mapping` refuses it (EINVAL).
+const XEN_HOLE_VA: u64 = 0xffff_8000_0000_0000;
+
+/// Tables pinned through this seam minus tables unpinned (the audit compares it across a run).
+static PINS_LIVE: AtomicI64 = AtomicI64::new(0);
+
+/// Pins minus unpins that Xen accepted since boot.
+pub fn pins_live() -> i64 {
+    PINS_LIVE.load(Ordering::Relaxed)
+}
+
+fn count_pins(ops: &[MmuExtOp]) {
+    for op in ops {
+        match op {
+            MmuExtOp::Pin { .. } => PINS_LIVE.fetch_add(1, Ordering::Relaxed),
+            MmuExtOp::Unpin(_) => PINS_LIVE.fetch_sub(1, Ordering::Relaxed),
+            _ => 0,
+        };
+    }
+}
+
+/// Where an injected batch failure stops: a position in `0..len` drawn from the seed.
+fn injected_position(len: usize) -> usize {
+    (INJECTOR.draw() % len.max(1) as u64) as usize
+}
+
 impl XenMmu for HypercallMmu {
     fn mmu_update(&mut self, updates: &[MmuUpdate]) -> Result<(), BatchFailure> {
-        hypercall::mmu_update(updates)
-            .map_err(|(done, e)| BatchFailure { done: done as usize, errno: XenErrno(-e.0) })
+        if !updates.is_empty() && inject::fail(Point::MmuUpdate) {
+            let done = injected_position(updates.len());
+            send_updates(&updates[..done])?;
+            let invalid = [MmuUpdate { ptr: INVALID_MFN << 12, val: 0 }];
+            return match hypercall::mmu_update(&invalid) {
+                Err((_, e)) => Err(BatchFailure { done, errno: XenErrno(-e.0) }),
+                Ok(()) => Err(BatchFailure { done, errno: XenErrno::EINVAL }),
+            };
+        }
+        send_updates(updates)
     }
 
     fn mmuext_op(&mut self, ops: &[MmuExtOp]) -> Result<(), BatchFailure> {
-        let mut base = 0;
-        for chunk in ops.chunks(EXT_CHUNK) {
-            let mut raw = [empty_ext(); EXT_CHUNK];
-            for (slot, op) in raw.iter_mut().zip(chunk) {
-                slot.cmd = op.command();
-                slot.arg1 = abi::mmuext_op__bindgen_ty_1 { mfn: op.arg1() };
-            }
-            hypercall::mmuext_op(&raw[..chunk.len()]).map_err(|(done, e)| BatchFailure {
-                done: base + done as usize,
-                errno: XenErrno(-e.0),
-            })?;
-            base += chunk.len();
+        if !ops.is_empty() && inject::fail(Point::MmuextOp) {
+            let done = injected_position(ops.len());
+            send_ext(&ops[..done])?;
+            let mut invalid = [empty_ext()];
+            invalid[0].cmd = abi::MMUEXT_UNPIN_TABLE;
+            invalid[0].arg1 = abi::mmuext_op__bindgen_ty_1 { mfn: INVALID_MFN };
+            return match hypercall::mmuext_op(&invalid) {
+                Err((_, e)) => Err(BatchFailure { done, errno: XenErrno(-e.0) }),
+                Ok(()) => Err(BatchFailure { done, errno: XenErrno::EINVAL }),
+            };
         }
-        Ok(())
+        send_ext(ops)
     }
 
     fn update_va_mapping(
@@ -41,8 +86,32 @@ impl XenMmu for HypercallMmu {
         pte: Pte,
         flush: UvmFlush,
     ) -> Result<(), XenErrno> {
-        hypercall::update_va_mapping(va.as_u64(), pte.0, flush.flags()).map_err(|e| XenErrno(-e.0))
+        let va = if inject::fail(Point::UpdateVaMapping) { XEN_HOLE_VA } else { va.as_u64() };
+        hypercall::update_va_mapping(va, pte.0, flush.flags()).map_err(|e| XenErrno(-e.0))
     }
+}
+
+fn send_updates(updates: &[MmuUpdate]) -> Result<(), BatchFailure> {
+    hypercall::mmu_update(updates)
+        .map_err(|(done, e)| BatchFailure { done: done as usize, errno: XenErrno(-e.0) })
+}
+
+fn send_ext(ops: &[MmuExtOp]) -> Result<(), BatchFailure> {
+    let mut base = 0;
+    for chunk in ops.chunks(EXT_CHUNK) {
+        let mut raw = [empty_ext(); EXT_CHUNK];
+        for (slot, op) in raw.iter_mut().zip(chunk) {
+            slot.cmd = op.command();
+            slot.arg1 = abi::mmuext_op__bindgen_ty_1 { mfn: op.arg1() };
+        }
+        hypercall::mmuext_op(&raw[..chunk.len()]).map_err(|(done, e)| {
+            count_pins(&chunk[..(done as usize).min(chunk.len())]);
+            BatchFailure { done: base + done as usize, errno: XenErrno(-e.0) }
+        })?;
+        count_pins(chunk);
+        base += chunk.len();
+    }
+    Ok(())
 }
 
 const fn empty_ext() -> abi::mmuext_op {
