@@ -21,16 +21,30 @@ pub struct Snapshot {
     pub tables_live: u64,
     pub heap_bytes: usize,
     pub pins: i64,
+    /// The walk of the live tables against the records.
+    pub walk: Walk,
+}
+
+/// What the walk of the kernel's live tables found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Walk {
+    /// Tables recorded by the memory manager.
+    pub recorded: u64,
+    /// Tables reachable from the kernel root.
+    pub reached: u64,
+    /// Reachable tables that are not recorded, or not ours (a foreign mfn).
+    pub unrecorded: u64,
 }
 
 /// Takes the counts now.
 pub fn snapshot() -> Snapshot {
     let heap_bytes = crate::mm::heap::usage().0;
     let guard = crate::mm::kernel::MM.lock();
-    let (frames_used, tables_live) = guard
-        .as_ref()
-        .map_or((0, 0), |mm| (mm.frames.used_frames(), mm.tables.stats().tables_live()));
-    Snapshot { frames_used, tables_live, heap_bytes, pins: crate::xen::mmu::pins_live() }
+    let (frames_used, tables_live, walk) = guard.as_ref().map_or((0, 0, Walk::default()), |mm| {
+        let walk = walk_kernel_tables(&mm.tables, &mut |_| {});
+        (mm.frames.used_frames(), mm.tables.stats().tables_live(), walk)
+    });
+    Snapshot { frames_used, tables_live, heap_bytes, pins: crate::xen::mmu::pins_live(), walk }
 }
 
 /// One disagreement found by the audit.
@@ -94,8 +108,9 @@ impl fmt::Display for Mismatch {
     }
 }
 
-/// Compares two snapshots, then walks the live tables; calls `report` for every mismatch and
-/// returns how many there were.
+/// Compares two snapshots (the walk included: a disagreement that was there before the run is
+/// the earlier run's, already reported); calls `report` for every mismatch and returns how many
+/// there were.
 pub fn check(before: Snapshot, after: Snapshot, mut report: impl FnMut(Mismatch)) -> usize {
     let mut found = 0;
     let mut note = |m| {
@@ -114,27 +129,38 @@ pub fn check(before: Snapshot, after: Snapshot, mut report: impl FnMut(Mismatch)
     if before.pins != after.pins {
         note(Mismatch::Pins { before: before.pins, after: after.pins });
     }
-    let guard = crate::mm::kernel::MM.lock();
-    if let Some(mm) = guard.as_ref() {
-        walk_kernel_tables(&mm.tables, &mut note);
+    let (old, new) = (before.walk, after.walk);
+    if new.unrecorded > old.unrecorded {
+        let guard = crate::mm::kernel::MM.lock();
+        if let Some(mm) = guard.as_ref() {
+            walk_kernel_tables(&mm.tables, &mut note);
+        }
+    }
+    if new.recorded - new.reached.min(new.recorded) != old.recorded - old.reached.min(old.recorded)
+    {
+        note(Mismatch::Unreached { recorded: new.recorded, reached: new.reached });
     }
     found
 }
 
 /// The walk: every table under the kernel root must be recorded, and every recorded table
 /// reached.
-fn walk_kernel_tables(tables: &KernelTables, note: &mut impl FnMut(Mismatch)) {
+fn walk_kernel_tables(tables: &KernelTables, note: &mut impl FnMut(Mismatch)) -> Walk {
     let root = tables.kernel_root().pfn;
-    let mut reached = 1;
+    let mut walk_counts = Walk { reached: 1, ..Walk::default() };
+    let mut counted = |m| {
+        walk_counts.unrecorded += 1;
+        note(m);
+    };
     if !tables.is_table(root) {
-        note(Mismatch::Unrecorded { pfn: root, level: Level::L4 });
+        counted(Mismatch::Unrecorded { pfn: root, level: Level::L4 });
     }
-    walk(tables, root, Level::L4, &mut reached, note);
+    let mut reached = 1;
+    walk(tables, root, Level::L4, &mut reached, &mut counted);
+    walk_counts.reached = reached;
     let nr_pages = tables.p2m().nr_pages();
-    let recorded = (0..nr_pages).filter(|&pfn| tables.is_table(Pfn(pfn))).count() as u64;
-    if recorded != reached {
-        note(Mismatch::Unreached { recorded, reached });
-    }
+    walk_counts.recorded = (0..nr_pages).filter(|&pfn| tables.is_table(Pfn(pfn))).count() as u64;
+    walk_counts
 }
 
 fn walk(

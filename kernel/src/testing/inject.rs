@@ -292,6 +292,9 @@ pub struct Injector {
     config: spin::Once<Config>,
     points: [PointState; POINT_COUNT],
     rng: AtomicU64,
+    /// The seed the generator restarts from: at boot, and at each program's start mixed with its
+    /// name, so that a program's failures replay the same alone or in the whole suite.
+    seed: AtomicU64,
     /// Failures since the last [`Injector::take_fired`]: a syscall that fails after one
     /// reports it.
     pending: AtomicU64,
@@ -313,6 +316,7 @@ impl Injector {
                 }
             }; POINT_COUNT],
             rng: AtomicU64::new(0),
+            seed: AtomicU64::new(0),
             pending: AtomicU64::new(0),
         }
     }
@@ -320,9 +324,8 @@ impl Injector {
     /// Takes the configuration (once); boot-scoped rules are active from now on.
     pub fn configure(&self, config: Config, seed: u64) {
         let config = *self.config.call_once(|| config);
-        // xorshift needs a non-zero state; distinct seeds give distinct states.
-        let state = (seed ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        self.rng.store(state.max(1), Ordering::Relaxed);
+        self.seed.store(seed, Ordering::Relaxed);
+        self.reseed(seed);
         for rule in config.rules() {
             if rule.scope == Scope::Boot {
                 self.active[rule.point as usize].store(true, Ordering::Relaxed);
@@ -344,6 +347,13 @@ impl Injector {
         if !self.enabled.load(Ordering::Relaxed) {
             return;
         }
+        if let Some(name) = program {
+            // FNV-1a of the name, mixed into the seed.
+            let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            self.reseed(self.seed.load(Ordering::Relaxed) ^ hash);
+        }
         for (_, point) in Point::ALL {
             if program.is_some() {
                 self.points[point as usize].run_failed.store(0, Ordering::Relaxed);
@@ -362,6 +372,12 @@ impl Injector {
             self.active[point as usize].store(rule.scope.matches(program), Ordering::Relaxed);
         }
         self.pending.store(0, Ordering::Relaxed);
+    }
+
+    fn reseed(&self, seed: u64) {
+        // xorshift needs a non-zero state; distinct seeds give distinct states.
+        let state = (seed ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        self.rng.store(state.max(1), Ordering::Relaxed);
     }
 
     /// Whether this call of `point` fails.
@@ -578,6 +594,15 @@ mod tests {
             (0..64).map(|_| inj.fail(Point::Heap)).collect::<Vec<_>>()
         };
         assert_eq!(run(42), run(42));
+        let in_program = |seed, first: &str| {
+            let inj = Injector::new();
+            inj.configure(Config::parse("inject=heap:probability=30%@programs").unwrap(), seed);
+            inj.enter_program(Some(first));
+            let _ = (0..10).map(|_| inj.fail(Point::Heap)).count();
+            inj.enter_program(Some("b"));
+            (0..64).map(|_| inj.fail(Point::Heap)).collect::<Vec<_>>()
+        };
+        assert_eq!(in_program(5, "a"), in_program(5, "other"), "each program replays alone");
         assert_ne!(run(42), run(43));
         let hits = run(42).iter().filter(|&&f| f).count();
         assert!((8..=32).contains(&hits), "{hits} of 64 at 30%");
