@@ -28,6 +28,10 @@ const INVALID_MFN: u64 = (1 << 40) - 1;
 /// An address inside Xen's own hole (L4 slot 256): `update_va_mapping` refuses it (EINVAL).
 const XEN_HOLE_VA: u64 = 0xffff_8000_0000_0000;
 
+/// What an injected failure reports if Xen ever accepted the invalid request (never seen): not
+/// an errno Xen uses, so that a test matching Xen's EINVAL (-22) proves the refusal was Xen's.
+const NOT_REFUSED: XenErrno = XenErrno(-4095);
+
 /// Tables pinned through this seam minus tables unpinned (the audit compares it across a run).
 static PINS_LIVE: AtomicI64 = AtomicI64::new(0);
 
@@ -59,7 +63,7 @@ impl XenMmu for HypercallMmu {
             let invalid = [MmuUpdate { ptr: INVALID_MFN << 12, val: 0 }];
             return match hypercall::mmu_update(&invalid) {
                 Err((_, e)) => Err(BatchFailure { done, errno: XenErrno(-e.0) }),
-                Ok(()) => Err(BatchFailure { done, errno: XenErrno::EINVAL }),
+                Ok(()) => Err(BatchFailure { done, errno: NOT_REFUSED }),
             };
         }
         send_updates(updates)
@@ -74,7 +78,7 @@ impl XenMmu for HypercallMmu {
             invalid[0].arg1 = abi::mmuext_op__bindgen_ty_1 { mfn: INVALID_MFN };
             return match hypercall::mmuext_op(&invalid) {
                 Err((_, e)) => Err(BatchFailure { done, errno: XenErrno(-e.0) }),
-                Ok(()) => Err(BatchFailure { done, errno: XenErrno::EINVAL }),
+                Ok(()) => Err(BatchFailure { done, errno: NOT_REFUSED }),
             };
         }
         send_ext(ops)

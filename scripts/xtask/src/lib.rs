@@ -18,6 +18,7 @@ pub mod packages;
 pub mod programs;
 pub mod qemu;
 pub mod run;
+pub mod sweep;
 pub mod symbolize;
 pub mod trace;
 pub mod workspace;

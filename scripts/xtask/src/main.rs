@@ -16,6 +16,7 @@ cargo xtask: build and boot faultline under Xen in QEMU
 USAGE:
     cargo xtask run [OPTIONS] [-- <guest command line>...]
     cargo xtask trace [--out PATH] [--program NAME] [--kernel PATH]
+    cargo xtask sweep [--point P]... [--max N] [--jobs J] [--shard K/N] [--junit PATH]
     cargo xtask build [--release|--debug]
     cargo xtask setup [--xen <VERSION>]
     cargo xtask fetch [--xen <VERSION>] <debian package>...
@@ -42,6 +43,21 @@ COMMANDS:
              (lanes: user program, guest kernel, Xen) to docs/page-fault.svg.
              --out PATH writes it elsewhere; --program NAME traces another catalogue program;
              --kernel PATH boots that image instead of building one.
+    sweep    Kernel fault injection, swept: for each injection point (frame, table, heap,
+             mmu_update, mmuext_op, update_va_mapping, evtchn, console; --point P, repeatable,
+             for fewer), boot on the dom0 path with `inject=P:nth=N@programs`, which fails the
+             Nth call of that point in every program of the catalogue in one boot, for N = 1, 2,
+             ... while some program still reaches call N (each boot runs only those programs),
+             up to --max (default 16). A boot that crashes or hangs is booted again for the
+             programs after the one that was running. Prints and saves (target/sweep/) a table
+             of point x outcome (killed, errno, no-effect, crash, leak, hang, wrong), the one
+             command that replays each case that is not clean, and the line
+             `sweep: N cases, N killed, N errno, N no-effect, N crash, N leak, N hang`.
+             --jobs J boots J QEMUs at once (default 2); --shard K/N runs the K-th of N slices
+             of every point's positions (a CI matrix); --junit PATH writes one testcase per
+             injection; --seed S (default 1), --test-time (default 3s), --tests a,b (programs),
+             --kernel PATH, --module PATH, --memory MiB (default 8).
+             Exit status 0 when every case is clean, 1 otherwise.
     build    Build the kernel and print the image's path.
     setup    Fetch everything (QEMU via apt-get when root, Xen, the Linux dom0 image) and report.
     fetch    Download, verify and unpack pinned Debian packages into the cache; print the folder.
@@ -114,6 +130,7 @@ fn dispatch(args: &[String]) -> Result<u8, String> {
     match command.as_str() {
         "run" => run_command(rest),
         "trace" => trace_command(rest),
+        "sweep" => sweep_command(rest),
         "build" => {
             let (options, _) = parse_run_options(rest)?;
             let image = build_kernel(options.profile).map_err(|error| error.to_string())?;
@@ -293,6 +310,80 @@ fn trace_command(args: &[String]) -> Result<u8, String> {
     eprintln!("xtask: log: {}", outcome.log_path.display());
     eprintln!("xtask: {} steps drawn in {}", trace.steps.len(), out.display());
     Ok(0)
+}
+
+fn sweep_command(args: &[String]) -> Result<u8, String> {
+    use xtask::sweep::{self, SweepOptions, POINTS};
+    let mut points = Vec::new();
+    let mut options = SweepOptions {
+        points: Vec::new(),
+        max: 16,
+        jobs: 2,
+        shard: (1, 1),
+        junit: None,
+        seed: 1,
+        test_time: "3s".to_string(),
+        tests: None,
+        kernel: PathBuf::new(),
+        module: PathBuf::new(),
+        memory_mib: DEFAULT_MEMORY_MIB,
+        timeout: DEFAULT_TIMEOUT,
+        out_dir: xtask::workspace::root().join("target").join("sweep"),
+    };
+    let mut kernel = None;
+    let mut module = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value =
+            |name: &str| args.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        let number = |name: &str, text: String| {
+            text.parse::<u64>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| format!("{name} takes a whole number from 1 (got {text:?})"))
+        };
+        match arg.as_str() {
+            "--point" => {
+                let name = value("--point")?;
+                let point = POINTS.iter().find(|p| **p == name).ok_or_else(|| {
+                    format!("--point: unknown point {name:?} (known: {})", POINTS.join(", "))
+                })?;
+                points.push(*point);
+            }
+            "--max" => options.max = number("--max", value("--max")?)?,
+            "--jobs" => options.jobs = number("--jobs", value("--jobs")?)? as usize,
+            "--seed" => options.seed = number("--seed", value("--seed")?)?,
+            "--shard" => {
+                let text = value("--shard")?;
+                options.shard = sweep::parse_shard(&text)
+                    .ok_or_else(|| format!("--shard takes K/N with 1 <= K <= N (got {text:?})"))?;
+            }
+            "--junit" => options.junit = Some(PathBuf::from(value("--junit")?)),
+            "--test-time" => options.test_time = value("--test-time")?,
+            "--tests" => options.tests = Some(value("--tests")?),
+            "--kernel" => kernel = Some(PathBuf::from(value("--kernel")?)),
+            "--module" => module = Some(PathBuf::from(value("--module")?)),
+            "--memory" => {
+                options.memory_mib = number("--memory", value("--memory")?)? as u32;
+            }
+            "--help" | "-h" => {
+                print!("{HELP}");
+                return Ok(0);
+            }
+            other => return Err(format!("unknown option {other:?}; see `cargo xtask --help`")),
+        }
+    }
+    options.points = if points.is_empty() { POINTS.to_vec() } else { points };
+    options.kernel = match kernel {
+        Some(kernel) => kernel,
+        None => build_kernel(Profile::Release).map_err(|error| error.to_string())?,
+    };
+    options.module = match module {
+        Some(module) => module,
+        None => xtask::programs::build_archive(&[], false).map_err(|error| error.to_string())?,
+    };
+    let cases = sweep::sweep(&options).map_err(|error| error.to_string())?;
+    Ok(u8::from(cases.iter().any(|case| !case.outcome.is_clean())))
 }
 
 fn setup(xen: XenVersion) -> Result<u8, String> {
