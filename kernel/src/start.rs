@@ -46,6 +46,7 @@ pub unsafe extern "C" fn kernel_start(start_info: *const start_info) -> ! {
     if let Some(e) = ring_error {
         boot_error(format_args!("mapping the console ring: {e}"));
     }
+    configure_injection(&info);
     if let Err(e) = shared_info::map(raw.shared_info) {
         boot_error(format_args!(
             "mapping shared_info at machine address {:#x}: {e}",
@@ -68,7 +69,6 @@ pub unsafe extern "C" fn kernel_start(start_info: *const start_info) -> ! {
     // SAFETY: the stack's lowest word is ours (boot/head.S) and far below anything live now;
     // a volatile write so that the later check reads memory, not a remembered value.
     unsafe { canary.write_volatile(BOOT_STACK_CANARY) };
-    configure_injection(&info);
     if let Err(e) = mm::kernel::init(&info) {
         boot_error(format_args!("memory manager: {e}"));
     }
