@@ -53,8 +53,9 @@ fn xen_itself_refuses_the_injected_entry_and_the_kernel_runs_on() {
     // do_mmu_update for a machine frame no domain owns (a refusal the kernel only simulated
     // would not be -22: see NOT_REFUSED in kernel/src/xen/mmu.rs).
     assert!(
-        lines.iter().any(|l| *l
-            == "# c_hello: after the injected failure, 1 failed kernel call(s), first: mapping a user page (errno -22)"),
+        lines.contains(
+            &"# c_hello: after the injected failure, 1 failed kernel call(s), first: mapping a user page (errno -22)"
+        ),
         "Xen's EINVAL"
     );
     assert_eq!(

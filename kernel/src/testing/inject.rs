@@ -598,7 +598,9 @@ mod tests {
             let inj = Injector::new();
             inj.configure(Config::parse("inject=heap:probability=30%@programs").unwrap(), seed);
             inj.enter_program(Some(first));
-            let _ = (0..10).map(|_| inj.fail(Point::Heap)).count();
+            for _ in 0..10 {
+                inj.fail(Point::Heap);
+            }
             inj.enter_program(Some("b"));
             (0..64).map(|_| inj.fail(Point::Heap)).collect::<Vec<_>>()
         };
