@@ -1076,8 +1076,21 @@ impl<'f> AddressSpace<'f> {
         shared: &SharedPages,
     ) -> Result<i64, MmError> {
         let mut counted = Counted { inner: frames, allocated: 0, freed: 0 };
-        pt.set_user_root(None)?;
-        let destroyed = pt.destroy_user_root(self.root, &mut counted, &|pfn| shared.holds(pfn));
+        let mut destroy = |counted: &mut Counted<'_, F>| {
+            pt.set_user_root(None)?;
+            pt.destroy_user_root(self.root, counted, &|pfn| shared.holds(pfn))
+        };
+        // A refusal by Xen leaves the root as it was (pinned, its aliases read-only), so the
+        // teardown asks again rather than lose the whole space; other errors are final.
+        let mut destroyed = destroy(&mut counted);
+        for _ in 1..TEARDOWN_ATTEMPTS {
+            match destroyed {
+                Err(MmError::Hypervisor(_) | MmError::HypervisorCall(_)) => {
+                    destroyed = destroy(&mut counted);
+                }
+                _ => break,
+            }
+        }
         let mut result = destroyed;
         for (_, pfn) in self.parked.drain(..) {
             result = result.and(counted.free_frame(pfn).map_err(MmError::Frame));
@@ -1085,6 +1098,10 @@ impl<'f> AddressSpace<'f> {
         result.map(|()| self.held_frames as i64 - counted.freed as i64)
     }
 }
+
+/// How many times a teardown asks Xen before it reports a refusal (each refused attempt is
+/// rolled back completely by `PageTables::destroy_user_root`).
+const TEARDOWN_ATTEMPTS: usize = 3;
 
 /// Unmaps the pages of `range` in batches ([`PageTables::unmap_range`]: one walk per L1, one
 /// `mmu_update` per 512 entries, each batch's flush before its frames are released) and hands

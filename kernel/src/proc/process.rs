@@ -501,6 +501,7 @@ pub fn brk(requested: u64) -> u64 {
         let (tables, frames) = split(mm);
         space.set_brk(tables, frames, shared, requested).unwrap_or_else(|e| {
             kernel_error("moving the break", mm_errno(e));
+            crate::testing::inject::refused_without_errno(Errno::ENOMEM as i64);
             space.brk()
         })
     })

@@ -512,6 +512,12 @@ pub fn syscall_result(errno: Option<i64>) {
     }
 }
 
+/// A syscall that reports failure without an errno (brk keeps the old break) says so with the
+/// errno Linux documents for it, so the run counts as an errno after the injected failure.
+pub fn refused_without_errno(errno: i64) {
+    syscall_result(Some(errno));
+}
+
 /// The first errno a syscall returned after an injected failure in this run (0: none), reset.
 pub fn take_errno() -> u64 {
     ERRNO_AFTER_INJECTION.swap(0, Ordering::Relaxed)
