@@ -1011,3 +1011,30 @@ proptest! {
         prop_assert_eq!(m.bugs(), &[] as &[_]);
     }
 }
+
+/// A teardown that Xen refuses at any one of its steps asks again and still gives every frame
+/// back (the kernel's fault-injection sweep found whole address spaces lost to one refusal).
+#[test]
+fn a_teardown_refused_at_any_step_still_gives_everything_back() {
+    // How many fallible steps a teardown of this space takes.
+    let steps = {
+        let mut w = World::new();
+        let mut s = w.space(limits());
+        w.write_byte(&mut s, DATA, 1).unwrap();
+        let before = w.f.xen.machine().steps();
+        w.teardown(s);
+        let after = w.f.xen.machine().steps();
+        after - before
+    };
+    assert!(steps >= 2, "an unpin, an alias batch and a flush at least");
+    for step in 0..steps {
+        let mut w = World::new();
+        let before = w.used();
+        let mut s = w.space(limits());
+        w.write_byte(&mut s, DATA, 1).unwrap();
+        w.f.xen.machine().refuse_step(step, XenErrno::ENOMEM);
+        w.teardown(s);
+        assert_eq!(w.f.xen.machine().pending_refusals(), 0, "step {step} was reached");
+        assert_eq!(w.used(), before, "refused at step {step}: every frame is back");
+    }
+}
