@@ -3,12 +3,14 @@
 use core::sync::atomic::Ordering;
 
 use super::archive::Archive;
-use super::expect::{TapLine, TapPlan};
+use super::expect::{Outcome, TapLine, TapPlan};
 use super::process::{self, Image, Limits, COUNTERS};
 use super::program::{self, Rejection};
 use super::run_options::RunOptions;
 use crate::mm::address_space::Tuning;
 use crate::mm::{Pfn, PfnRange};
+use crate::testing::audit::{self, Mismatch};
+use crate::testing::inject::{self, Effect, INJECTOR};
 use crate::testing::report;
 use crate::testing::verdict::Verdict;
 
@@ -44,6 +46,12 @@ pub fn run(module: Module, options: &RunOptions<'_>) {
         })
         .sum();
     crate::println!("{}", TapPlan(total));
+    if INJECTOR.enabled() {
+        // The sweep (`cargo xtask sweep`) learns the programs and their order from these lines.
+        for p in program::programs(&archive).flatten().filter(|p| selected(p.name())) {
+            crate::println!("inject: program {}", p.name());
+        }
+    }
     let limits = Limits {
         time_budget_ms: options.time_budget_ms,
         memory_limit_bytes: options.memory_limit_bytes,
@@ -119,48 +127,110 @@ fn run_once(
     let shared_before = COUNTERS.shared_file_maps.load(Ordering::Relaxed);
     let copies_before = COUNTERS.private_file_copies.load(Ordering::Relaxed);
     COUNTERS.first_shared_pfn.store(0, Ordering::Relaxed);
-    match process::run(image, limits) {
+    let before = audit::snapshot();
+    if INJECTOR.enabled() {
+        crate::println!("inject: start {}", image.name);
+    }
+    INJECTOR.enter_program(Some(image.name));
+    let result = process::run(image, limits);
+    INJECTOR.enter_program(None);
+    let after = audit::snapshot();
+    let injected = INJECTOR.first_run_failure();
+    let errno = ErrnoNote(inject::take_errno());
+    let mut mismatches = Mismatches::default();
+    audit::check(before, after, |m| mismatches.push(m));
+    match result {
         Ok(report) => {
-            // A failed kernel call or a leak makes this run's one TAP line `not ok` (a line of
-            // its own would repeat the test number).
+            // A failed kernel call, a leak or an audit mismatch makes this run's one TAP line
+            // `not ok` (a line of its own would repeat the test number). After an injected
+            // failure, failed kernel calls are its consequence: a comment names them.
             let (errors, first_error) = process::take_kernel_errors();
-            let problem =
-                Problem { kernel: first_error.map(|e| (errors, e)), leaked: report.leaked_frames };
+            let kernel = match (injected, first_error) {
+                (Some(_), Some((what, errno))) => {
+                    crate::println!("# {}: after the injected failure, {errors} failed kernel call(s), first: {what} (errno {errno})", image.name);
+                    None
+                }
+                (_, first) => first.map(|e| (errors, e)),
+            };
+            if report.leaked_frames != 0 {
+                mismatches.drop_frames();
+            }
+            let problem = Problem { kernel, leaked: report.leaked_frames, audit: mismatches };
             let mut line = TapLine::compared(number, image.name, expectation, report.outcome)
                 .with_problem(problem.any().then_some(&problem as &dyn core::fmt::Display));
             if runs > 1 {
                 line = line.with_run(run, runs);
             }
-            crate::println!("{line}");
-            report::record(if line.outcome_passed() { Verdict::Success } else { Verdict::Failure });
+            let effect = match (injected, line.outcome_passed(), report.outcome) {
+                (None, ..) => None,
+                (Some(_), _, _) if errno.0 != 0 => Some(Effect::Errno),
+                (Some(_), true, _) => Some(Effect::NoEffect),
+                (Some(_), false, Outcome::Killed { .. }) => Some(Effect::Killed),
+                (Some(_), false, Outcome::Exited(_)) => None,
+            };
+            match (effect, injected) {
+                (Some(Effect::Killed | Effect::Errno), Some((point, call)))
+                    if !line.outcome_passed() =>
+                {
+                    let not = if problem.any() { "not " } else { "" };
+                    let sep = if problem.any() { "; " } else { "" };
+                    crate::println!("{not}ok {number} - {}: {} after the injected {} failure at call {call}{errno} (expected without it: {expectation}){sep}{problem}", image.name, report.outcome, point.name());
+                    report::record(Verdict::Success);
+                }
+                _ => {
+                    crate::println!("{line}");
+                    report::record(if line.outcome_passed() {
+                        Verdict::Success
+                    } else {
+                        Verdict::Failure
+                    });
+                }
+            }
             if problem.kernel.is_some() {
                 report::record(Verdict::Error);
             }
-            if problem.leaked != 0 {
+            if problem.leaked != 0 || problem.audit.count != 0 {
                 report::record(Verdict::Failure);
             }
             let shared = COUNTERS.shared_file_maps.load(Ordering::Relaxed) - shared_before;
             let copies = COUNTERS.private_file_copies.load(Ordering::Relaxed) - copies_before;
             let first = COUNTERS.first_shared_pfn.load(Ordering::Relaxed);
             crate::println!("# {}: pages shared from the module {shared} (first pfn {first:#x}), copied {copies}", image.name);
+            print_injection(image.name, effect);
         }
         Err(e) => {
-            crate::println!("not ok {number} - {}: could not start: {e}", image.name);
-            report::record(Verdict::Error);
+            let problem = Problem { kernel: None, leaked: 0, audit: mismatches };
+            let (not, sep) = if problem.any() { ("not ", "; ") } else { ("", "") };
+            if let Some((point, call)) = injected {
+                crate::println!("{not}ok {number} - {}: could not start after the injected {} failure at call {call}: {e}{sep}{problem}", image.name, point.name());
+                report::record(Verdict::Success);
+                print_injection(image.name, Some(Effect::Errno));
+            } else {
+                crate::println!(
+                    "not ok {number} - {}: could not start: {e}{sep}{problem}",
+                    image.name
+                );
+                report::record(Verdict::Error);
+                print_injection(image.name, None);
+            }
+            if problem.any() {
+                report::record(Verdict::Failure);
+            }
         }
     }
 }
 
 /// What went wrong around one run besides its outcome: the kernel's own failed calls (their
-/// count and the first) and frames not back in the pool.
+/// count and the first), frames not back in the pool, and what the audit found.
 struct Problem {
     kernel: Option<(u64, (&'static str, i64))>,
     leaked: i64,
+    audit: Mismatches,
 }
 
 impl Problem {
     fn any(&self) -> bool {
-        self.kernel.is_some() || self.leaked != 0
+        self.kernel.is_some() || self.leaked != 0 || self.audit.count != 0
     }
 }
 
@@ -173,8 +243,82 @@ impl core::fmt::Display for Problem {
         }
         if self.leaked != 0 {
             write!(f, "{sep}LEAK: {} frames not back in the pool after the run", self.leaked)?;
+            sep = "; ";
+        }
+        for mismatch in self.audit.list.iter().flatten() {
+            write!(f, "{sep}AUDIT: {mismatch}")?;
+            sep = "; ";
+        }
+        if self.audit.count > self.audit.list.len() {
+            write!(f, "{sep}AUDIT: {} more", self.audit.count - self.audit.list.len())?;
         }
         Ok(())
+    }
+}
+
+/// The audit's findings for one run, kept without the heap (the audit measures the heap).
+#[derive(Default)]
+struct Mismatches {
+    list: [Option<Mismatch>; 6],
+    count: usize,
+}
+
+impl Mismatches {
+    fn push(&mut self, mismatch: Mismatch) {
+        if let Some(slot) = self.list.get_mut(self.count) {
+            *slot = Some(mismatch);
+        }
+        self.count += 1;
+    }
+
+    /// The frames the LEAK note already counts.
+    fn drop_frames(&mut self) {
+        let kept = self.list.iter().flatten().filter(|m| !matches!(m, Mismatch::Frames { .. }));
+        let mut list = [None; 6];
+        let mut count = 0;
+        for (slot, m) in list.iter_mut().zip(kept) {
+            *slot = Some(*m);
+            count += 1;
+        }
+        let dropped = self.count.min(self.list.len()) - count;
+        self.list = list;
+        self.count -= dropped;
+    }
+}
+
+/// `, a syscall returned ENOMEM (12)` after an injected failure, or nothing.
+struct ErrnoNote(u64);
+
+impl core::fmt::Display for ErrnoNote {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            errno => {
+                use super::syscall_abi::Errno as E;
+                let known = [E::EPERM, E::EBADF, E::ENOMEM, E::EFAULT, E::EEXIST, E::EINVAL];
+                let name = known.iter().find(|e| **e as u64 == errno).map_or("?", |e| e.name());
+                write!(f, ", a syscall returned {name} ({errno})")
+            }
+        }
+    }
+}
+
+/// One `inject:` line per armed point: how often the program called it, how often it failed,
+/// the first failed call and what the failure did (the sweep reads these lines).
+fn print_injection(program: &str, effect: Option<Effect>) {
+    let Some(config) = INJECTOR.config() else { return };
+    for rule in config.rules() {
+        let (calls, _, _) = INJECTOR.counts(rule.point);
+        let (failed, first) = INJECTOR.run_counts(rule.point);
+        let effect = match effect {
+            _ if failed == 0 => "not-reached",
+            Some(e) => e.word(),
+            None => "wrong-result",
+        };
+        crate::println!(
+            "inject: {program}: {} calls={calls} failed={failed} first={first} effect={effect}",
+            rule.point.name()
+        );
     }
 }
 
