@@ -95,7 +95,7 @@ fn a_small_sweep_finds_every_case_clean() {
         shard: (1, 4),
         junit: None,
         seed: 1,
-        test_time: "3s".into(),
+        test_time: "5s".into(),
         tests: Some("hello,cow_data,demand_sparse,mprotect_write".into()),
         kernel,
         module,

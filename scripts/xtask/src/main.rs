@@ -55,7 +55,7 @@ COMMANDS:
              `sweep: N cases, N killed, N errno, N no-effect, N crash, N leak, N hang`.
              --jobs J boots J QEMUs at once (default 2); --shard K/N runs the K-th of N slices
              of every point's positions (a CI matrix); --junit PATH writes one testcase per
-             injection; --seed S (default 1), --test-time (default 3s), --tests a,b (programs),
+             injection; --seed S (default 1), --test-time (default 5s), --tests a,b (programs),
              --kernel PATH, --module PATH, --memory MiB (default 8).
              Exit status 0 when every case is clean, 1 otherwise.
     build    Build the kernel and print the image's path.
@@ -322,7 +322,7 @@ fn sweep_command(args: &[String]) -> Result<u8, String> {
         shard: (1, 1),
         junit: None,
         seed: 1,
-        test_time: "3s".to_string(),
+        test_time: "5s".to_string(),
         tests: None,
         kernel: PathBuf::new(),
         module: PathBuf::new(),

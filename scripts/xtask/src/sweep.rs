@@ -114,6 +114,8 @@ pub struct Run {
     pub finished: bool,
     pub leak_lines: Vec<String>,
     pub failed_lines: Vec<String>,
+    /// The run was killed by the watchdog after the injected failure (a program that hangs).
+    pub watchdog: bool,
 }
 
 /// A boot's report: the programs it selected (in order) and each run.
@@ -151,6 +153,11 @@ pub fn parse_boot<'a>(lines: impl IntoIterator<Item = &'a str>, point: &str) -> 
                 }
             }
             run.finished = true;
+        } else if let Some(rest) = line.strip_prefix("ok ") {
+            let Some(run) = report.runs.last_mut() else { continue };
+            if rest.contains(": killed by the watchdog") && rest.contains(" after the injected ") {
+                run.watchdog = true;
+            }
         } else if let Some(rest) = line.strip_prefix("not ok ") {
             let Some(run) = report.runs.last_mut() else { continue };
             let Some((_, text)) = rest.split_once(" - ") else { continue };
@@ -183,6 +190,7 @@ pub fn judge(run: &Run, boot_exit: i32) -> Option<(Outcome, String)> {
         return Some((Outcome::Wrong, run.failed_lines.join("; ")));
     }
     let outcome = match run.effect.as_str() {
+        "killed" if run.watchdog => Outcome::Hang,
         "killed" => Outcome::Killed,
         "errno" => Outcome::Errno,
         "no-effect" => Outcome::NoEffect,
@@ -534,6 +542,9 @@ inject: cow_data: frame calls=2 failed=0 first=0 effect=not-reached
 inject: start leaky
 not ok 3 - leaky: killed by running out of memory after the injected frame failure at call 3 (expected without it: exit 0); LEAK: 1 frames not back in the pool after the run; AUDIT: table pages live 9 -> 10
 inject: leaky: frame calls=9 failed=1 first=3 effect=killed
+inject: start looper
+ok 4 - looper: killed by the watchdog, rip 0x400100 after the injected frame failure at call 2 (expected without it: exit 0)
+inject: looper: frame calls=2 failed=1 first=2 effect=killed
 inject: start crashy
 ";
 
@@ -541,13 +552,16 @@ inject: start crashy
     fn a_boot_report_gives_each_run_its_outcome() {
         let report = parse_boot(LOG.lines(), "frame");
         assert_eq!(report.programs, ["hello", "cow_data", "leaky"]);
-        assert_eq!(report.runs.len(), 4);
+        assert_eq!(report.runs.len(), 5);
         let judged: Vec<_> =
             report.runs.iter().map(|r| judge(r, EXIT_CRASH).map(|(o, _)| o)).collect();
-        assert_eq!(judged, [Some(Outcome::Errno), None, Some(Outcome::Leak), Some(Outcome::Crash)]);
+        let expected = [Outcome::Errno, Outcome::Leak, Outcome::Hang, Outcome::Crash];
+        let expected =
+            [Some(expected[0]), None, Some(expected[1]), Some(expected[2]), Some(expected[3])];
+        assert_eq!(judged, expected);
         assert_eq!(report.runs[2].leak_lines.len(), 1);
         assert_eq!(report.runs[2].calls, 9);
-        let hang = judge(&report.runs[3], EXIT_TIMEOUT).unwrap().0;
+        let hang = judge(&report.runs[4], EXIT_TIMEOUT).unwrap().0;
         assert_eq!(hang, Outcome::Hang);
         let baseline = baseline_of(LOG.lines().collect(), &["frame", "heap"]);
         assert_eq!(baseline["frame"][2], ("leaky".to_string(), 9));
