@@ -963,6 +963,9 @@ impl FrameAccess for Xen {
 pub struct CheckedFrames {
     pub inner: FrameAllocator<'static>,
     pub xen: Xen,
+    /// The allocation (0-based, from when it was set) that fails as from an empty pool: the
+    /// host side of the kernel's `frame` injection point.
+    pub fail_allocation: Option<u64>,
 }
 
 impl CheckedFrames {
@@ -974,12 +977,20 @@ impl CheckedFrames {
             [super::addr::PfnRange { start: Pfn(0), count_frames: BOOT_RESERVED_FRAMES }];
         let inner =
             FrameAllocator::new(buffer, nr_pages, &reserved).expect("buffer sized for nr_pages");
-        CheckedFrames { inner, xen: xen.clone() }
+        CheckedFrames { inner, xen: xen.clone(), fail_allocation: None }
     }
 }
 
 impl FrameSource for CheckedFrames {
     fn allocate_frame(&mut self) -> Result<Pfn, FrameError> {
+        match self.fail_allocation {
+            Some(0) => {
+                self.fail_allocation = None;
+                return Err(FrameError::Exhausted);
+            }
+            Some(n) => self.fail_allocation = Some(n - 1),
+            None => {}
+        }
         self.inner.allocate_frame()
     }
 

@@ -664,6 +664,10 @@ enum Op {
     Refuse {
         step: u64,
     },
+    /// The `nth` frame allocation from now finds the pool empty (the kernel's `frame` point).
+    RefuseFrame {
+        nth: u64,
+    },
 }
 
 fn prot_of(bits: u8) -> Prot {
@@ -684,6 +688,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Switch),
         1 => Just(Op::NewSpace),
         2 => (0..6u64).prop_map(|step| Op::Refuse { step }),
+        2 => (0..4u64).prop_map(|nth| Op::RefuseFrame { nth }),
     ]
 }
 
@@ -733,13 +738,16 @@ struct Spaces {
 /// may have done part of its work (Linux's munmap and MAP_FIXED may too), but never breaks a rule,
 /// leaks a frame or leaves a stale translation (`check` runs after it either way).
 fn apply(w: &mut World, all: &mut Spaces, op: Op) -> Result<(), TestCaseError> {
-    let armed = w.f.xen.machine().pending_refusals();
+    let pending = |w: &World| {
+        w.f.xen.machine().pending_refusals() + usize::from(w.f.frames.fail_allocation.is_some())
+    };
+    let armed = pending(w);
     if armed == 0 {
         return apply_exactly(w, all, op);
     }
     let c = all.current;
     let outcome = apply_refusable(w, all, op);
-    let refused = w.f.xen.machine().pending_refusals() < armed;
+    let refused = pending(w) < armed;
     match outcome {
         Ok(()) => Ok(()),
         Err(failure) if refused => {
@@ -802,11 +810,11 @@ fn apply_refusable(w: &mut World, all: &mut Spaces, op: Op) -> Result<(), bool> 
                     }
                     Ok(())
                 }
-                Err(Refusal::Kernel(_)) => Err(true),
+                Err(Refusal::Kernel(_) | Refusal::OutOfMemory) => Err(true),
                 Err(_) => Err(false),
             }
         }
-        Op::Switch | Op::NewSpace | Op::Refuse { .. } => return Ok(()),
+        Op::Switch | Op::NewSpace | Op::Refuse { .. } | Op::RefuseFrame { .. } => return Ok(()),
     };
     if result.is_ok() {
         // It went through whole: do it again on the reference, as the exact path would.
@@ -826,7 +834,7 @@ fn resync(w: &World, all: &mut Spaces, c: usize, op: Op) {
         | Op::Mprotect { first, pages, .. } => span(first, pages),
         Op::Write { page, .. } | Op::Read { page } => page..page + 1,
         Op::Brk { .. } => 28..32,
-        Op::Switch | Op::NewSpace | Op::Refuse { .. } => 0..0,
+        Op::Switch | Op::NewSpace | Op::Refuse { .. } | Op::RefuseFrame { .. } => 0..0,
     };
     r.brk_pages = (s.brk() - HEAP) / PAGE_SIZE;
     for page in pages {
@@ -934,6 +942,7 @@ fn apply_exactly(w: &mut World, all: &mut Spaces, op: Op) -> Result<(), TestCase
             all.spaces[all.current].activate(&mut w.f.pt).unwrap();
         }
         Op::Refuse { step } => w.f.xen.machine().refuse_step(step, XenErrno::ENOMEM),
+        Op::RefuseFrame { nth } => w.f.frames.fail_allocation = Some(nth),
         Op::NewSpace => {
             let fresh = w.space(limits());
             let old = std::mem::replace(&mut all.spaces[c], fresh);
@@ -1000,6 +1009,7 @@ proptest! {
             check(&mut w, &all, baseline)?;
         }
         w.f.xen.machine().cancel_refusals();
+        w.f.frames.fail_allocation = None;
         let Spaces { spaces: [first, second], .. } = all;
         for space in [first, second] {
             let lost = space.teardown(&mut w.f.pt, &mut w.f.frames, &w.shared).unwrap();
