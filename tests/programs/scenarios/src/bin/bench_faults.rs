@@ -25,6 +25,7 @@ const PAGE: u64 = 4096;
 const DEFAULT_PAGES: u64 = 4096;
 const MAX_PAGES: u64 = 32768;
 const MAP_POPULATE: u64 = 0x8000;
+const MAP_NORESERVE: u64 = 0x4000;
 const L1_SPAN: u64 = 2 << 20;
 
 /// File-backed pages to read: their own 64 KiB-aligned block of .rodata, in the file.
@@ -57,13 +58,13 @@ fn main(start: &rt::start::Start) -> i32 {
         // SAFETY: inside the mapping just made, which nothing else uses.
         unsafe { write_volatile(base.add((page * PAGE) as usize) as *mut u64, page | 1) };
     }
-    probe.stop("seq_write", pages, 0);
+    probe.stop("seq_write", pages);
     check(base, pages, |page| page | 1);
 
     let probe = Probe::start(kernel);
     // SAFETY: nothing uses the mapping any more.
     let unmapped = unsafe { sys::munmap(base, len) };
-    probe.stop("munmap", pages, 1);
+    probe.stop("munmap", pages);
     rt::ensure!(unmapped == Ok(0), "munmap: {unmapped:?}");
 
     let again = sys::mmap_at(base as u64, len, rw);
@@ -73,7 +74,7 @@ fn main(start: &rt::start::Start) -> i32 {
         // SAFETY: inside the new mapping.
         unsafe { write_volatile(base.add((page * PAGE) as usize) as *mut u64, page | 2) };
     }
-    probe.stop("retouch", pages, 0);
+    probe.stop("retouch", pages);
     check(base, pages, |page| page | 2);
     // SAFETY: done with it.
     rt::ensure!(unsafe { sys::munmap(base, len) } == Ok(0), "munmap after retouch");
@@ -86,7 +87,7 @@ fn main(start: &rt::start::Start) -> i32 {
         // SAFETY: inside the mapping.
         unsafe { write_volatile(base.add(page as usize * PAGE as usize) as *mut u64, u64::from(page) | 1) };
     }
-    probe.stop("rand_write", pages, 0);
+    probe.stop("rand_write", pages);
     check(base, pages, |page| page | 1);
     // SAFETY: done with it.
     rt::ensure!(unsafe { sys::munmap(base, len) } == Ok(0), "munmap after rand_write");
@@ -94,14 +95,16 @@ fn main(start: &rt::start::Start) -> i32 {
     // Sparse write: one page per 2 MiB, each in an L1 of its own.
     let sparse = pages / 8;
     let span = (sparse + 1) * L1_SPAN;
-    let raw = sys::mmap_anonymous(span, rw).unwrap();
+    // MAP_NORESERVE: Linux's overcommit check would refuse more address space than memory.
+    // SAFETY: no MAP_FIXED: the kernel picks free space.
+    let raw = unsafe { sys::mmap(0, span, rw, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE) }.unwrap() as *mut u8;
     let first = (raw as u64).next_multiple_of(L1_SPAN);
     let probe = Probe::start(kernel);
     for i in 0..sparse {
         // SAFETY: inside the mapping (one spare 2 MiB covers the alignment).
         unsafe { write_volatile((first + i * L1_SPAN) as *mut u64, i | 1) };
     }
-    probe.stop("sparse_write", sparse, 0);
+    probe.stop("sparse_write", sparse);
     for i in 0..sparse {
         // SAFETY: as above.
         let got = unsafe { read_volatile((first + i * L1_SPAN) as *const u64) };
@@ -118,7 +121,7 @@ fn main(start: &rt::start::Start) -> i32 {
         // SAFETY: inside FILE.
         sum += u64::from(unsafe { read_volatile(file.add(page * PAGE as usize)) });
     }
-    probe.stop("file_read", FILE_PAGES as u64, 0);
+    probe.stop("file_read", FILE_PAGES as u64);
     rt::ensure!(sum == 0x5a * FILE_PAGES as u64, "file pages read {sum:#x}");
 
     // Copy on first write: one byte of every page of DATA.
@@ -128,7 +131,7 @@ fn main(start: &rt::start::Start) -> i32 {
         // SAFETY: inside DATA; one thread.
         unsafe { write_volatile(data.add(page * PAGE as usize), page as u8) };
     }
-    probe.stop("cow_write", DATA_PAGES as u64, 0);
+    probe.stop("cow_write", DATA_PAGES as u64);
     for page in 0..DATA_PAGES {
         // SAFETY: as above.
         let (a, b) = unsafe { (read_volatile(data.add(page * PAGE as usize)), read_volatile(data.add(page * PAGE as usize + 1))) };
@@ -148,7 +151,7 @@ fn main(start: &rt::start::Start) -> i32 {
         // SAFETY: inside the mapping just made.
         unsafe { write_volatile(base.add((page * PAGE) as usize) as *mut u64, page | 3) };
     }
-    probe.stop("populate", pages, 1);
+    probe.stop("populate", pages);
     check(base, pages, |page| page | 3);
     // SAFETY: done with it.
     rt::ensure!(unsafe { sys::munmap(base, len) } == Ok(0), "munmap after populate");

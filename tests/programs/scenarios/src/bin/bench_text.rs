@@ -43,7 +43,7 @@ fn main(start: &rt::start::Start) -> i32 {
         // SAFETY: inside the block, which is mapped readable (text is r-x).
         sum += u64::from(unsafe { read_volatile(block.add(page * PAGE)) });
     }
-    probe.stop("text_storm", TEXT_PAGES as u64, 0);
+    probe.stop("text_storm", TEXT_PAGES as u64);
     rt::ensure!(sum == 0xcc * TEXT_PAGES as u64, "text pages read {sum:#x}");
     0
 }
