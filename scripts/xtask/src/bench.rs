@@ -182,7 +182,10 @@ pub fn bench_archive(pages: u64, quiet: bool) -> Result<PathBuf> {
     let bytes = pack(&refs).map_err(|e| Error::new(format!("packing the bench archive: {e}")))?;
     let dir = workspace::target_dir().join("bench");
     std::fs::create_dir_all(&dir).context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(format!("bench-{pages}-{}.tar", std::process::id()));
+    // A file of its own per call: boots in other threads may be reading an earlier one.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("bench-{pages}-{}-{n}.tar", std::process::id()));
     std::fs::write(&path, bytes).context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
