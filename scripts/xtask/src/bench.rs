@@ -472,8 +472,10 @@ pub fn run_bench(options: &BenchOptions) -> Result<Report> {
     let started = Instant::now();
     let pages = if options.quick { QUICK_PAGES } else { FULL_PAGES };
     let kernel = build_kernel(Profile::Release)?;
-    let plan = plan(&kernel, options, pages)?;
+    // First: scripts/dom0/build.sh fetches and unpacks the Linux and busybox packages the Linux
+    // guest is made of.
     let image = dom0_image::ensure_dom0_image(XenVersion::default(), options.quiet)?;
+    let plan = plan(&kernel, options, pages)?;
     let outcome = run(&RunOptions {
         mode: Mode::Xl,
         kernel: Some(kernel.clone()),
@@ -787,7 +789,11 @@ pub fn svg(report: &Report) -> String {
             wy(tick) + 4.0
         );
     }
-    for (name, color) in [("file_read", FAULTLINE), ("text_storm", "#2ca02c")] {
+    // The two lines often coincide: file_read wide and solid, text_storm dashed on top.
+    for (name, color, style) in [
+        ("file_read", FAULTLINE, "stroke-width=\"4\""),
+        ("text_storm", "#2ca02c", "stroke-width=\"2\" stroke-dasharray=\"6,4\""),
+    ] {
         let points: Vec<String> = report
             .sweep
             .iter()
@@ -799,7 +805,7 @@ pub fn svg(report: &Report) -> String {
         }
         let _ = writeln!(
             s,
-            "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>",
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" {style}/>",
             points.join(" ")
         );
         for p in &points {
