@@ -90,7 +90,8 @@ fn with_the_default_windows_the_counts_meet_issue_11() {
     assert_eq!(c.faults, 0, "populate: {c:?}\n{log}");
     assert!(per_page(c.hypercalls, pages) <= 0.01, "populate: {c:?} for {pages} pages\n{log}");
     assert_eq!(c.entries, pages, "populate\n{log}");
-    // munmap takes no fault. No flush or update_va_mapping anywhere but in munmap.
+    // munmap takes no fault (its hypercalls: the next test). No flush or update_va_mapping
+    // anywhere but in munmap.
     assert_eq!(get("munmap").1.faults, 0, "munmap\n{log}");
     for (name, (_, c)) in &w {
         if name != "munmap" {
@@ -117,8 +118,6 @@ fn with_both_windows_off_every_page_is_a_fault_and_a_batch() {
 /// Issue 9's target for a range operation: one munmap of touched pages costs at most one
 /// hypercall per 100 pages (one mmu_update per L1 and one flush per batch).
 #[test]
-#[ignore = "issue 9: munmap still unmaps page by page on main: 1040 hypercalls (1024 mmu_update \
-            of one entry, 16 mmuext_op) for 1024 pages"]
 fn munmap_costs_at_most_a_hypercall_per_100_pages() {
     let (w, log) = boot("");
     let (pages, c) = w["munmap"];
