@@ -470,6 +470,7 @@ fn rows(faultline: &[Sample], linux: &[Sample]) -> Result<Vec<Row>> {
 /// Runs the bench: one boot, faultline and Linux in turn; returns the report (not yet written).
 pub fn run_bench(options: &BenchOptions) -> Result<Report> {
     let started = Instant::now();
+    let commit = git_describe();
     let pages = if options.quick { QUICK_PAGES } else { FULL_PAGES };
     let kernel = build_kernel(Profile::Release)?;
     // First: scripts/dom0/build.sh fetches and unpacks the Linux and busybox packages the Linux
@@ -541,7 +542,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<Report> {
     let rows = rows(&faultline, &linux)?;
     let size = image_size(&kernel)?;
     let mut header = vec![
-        ("faultline".to_string(), git_describe()),
+        ("faultline".to_string(), commit),
         ("Xen".to_string(), image.xen_version.clone()),
         ("dom0".to_string(), format!("Linux {} ({DOM0_MIB} MiB)", image.kernel_version)),
         (
