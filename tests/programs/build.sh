@@ -35,6 +35,9 @@ large=( munmap_batch )
 # Built into bin/ but left out of the archive: programs that only make sense with a short
 # test_time, which tests/hostile.rs packs and runs with one.
 separate=(c_write_flood c_writev_flood c_sleep_forever c_bad_note_escape c_int_hypercall)
+# Built into OUT/bin and run by --native, not packed either: the workloads of `cargo xtask bench`,
+# which packs them into an archive of their own (scripts/xtask/src/bench.rs).
+bench=( bench_faults bench_text )
 
 if ! command -v musl-gcc >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -68,7 +71,7 @@ for name in "${catalogue[@]}"; do
 done
 for path in "$out"/bin/*; do
   name="$(basename "$path")"
-  if [[ " ${catalogue[*]} ${large[*]} ${separate[*]} " != *" $name "* ]]; then
+  if [[ " ${catalogue[*]} ${large[*]} ${separate[*]} ${bench[*]} " != *" $name "* ]]; then
     echo "build.sh: $name is not in the catalogue order; running it last" >&2
     files+=("$path")
   fi
@@ -76,8 +79,8 @@ done
 
 "$tool" pack "$out/programs.tar" "${files[@]}"
 if [ "$native" = "--native" ]; then
-  for name in "${large[@]}"; do
-    [ -f "$out/bin/$name" ] || { echo "build.sh: large names $name, which was not built" >&2; exit 1; }
+  for name in "${large[@]}" "${bench[@]}"; do
+    [ -f "$out/bin/$name" ] || { echo "build.sh: $name is listed but was not built" >&2; exit 1; }
     files+=("$out/bin/$name")
   done
   "$tool" native "${files[@]}"

@@ -169,7 +169,8 @@ fn mmap(request: syscall_abi::MmapRequest) -> SysResult {
 
 /// faultline's counters since boot, for programs that measure what a call cost (docs/abi.md):
 /// hypercalls with the irets, then mmu_update calls and entries, mmuext_op calls and ops,
-/// update_va_mapping calls, irets. Checked whole before anything is written.
+/// update_va_mapping calls, irets, page faults from user mode. Checked whole before anything is
+/// written.
 fn faultline_counters(out: u64, count: u64) -> SysResult {
     let n = count.min(syscall_abi::FAULTLINE_COUNTERS) as usize;
     let len = n * 8;
@@ -184,6 +185,7 @@ fn faultline_counters(out: u64, count: u64) -> SysResult {
         ops,
         hypercall::count(crate::xen::abi::__HYPERVISOR_update_va_mapping),
         irets,
+        COUNTERS.user_faults.load(Ordering::Relaxed),
     ];
     let mut bytes = [0u8; syscall_abi::FAULTLINE_COUNTERS as usize * 8];
     for (chunk, value) in bytes.chunks_exact_mut(8).zip(values) {

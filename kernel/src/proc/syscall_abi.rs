@@ -20,7 +20,7 @@ pub const SYS_IOCTL: u64 = 16;
 /// faultline's own call, outside Linux's numbers: `faultline_counters(u64 *out, u64 count)`.
 pub const SYS_FAULTLINE_COUNTERS: u64 = 0x6661_0001;
 /// How many counters `faultline_counters` gives (docs/abi.md lists them).
-pub const FAULTLINE_COUNTERS: u64 = 7;
+pub const FAULTLINE_COUNTERS: u64 = 8;
 pub const SYS_WRITEV: u64 = 20;
 pub const SYS_SCHED_YIELD: u64 = 24;
 pub const SYS_NANOSLEEP: u64 = 35;

@@ -11,6 +11,11 @@ pub const DIRECTORY: u32 = 0o040_755;
 /// A regular file's mode: `-rw-r--r--`.
 pub const FILE: u32 = 0o100_644;
 
+/// An executable's mode: `-rwxr-xr-x`.
+pub const EXECUTABLE: u32 = 0o100_755;
+/// A character device's mode: `crw-------`.
+pub const CHAR_DEVICE: u32 = 0o020_600;
+
 /// An archive being written into memory.
 #[derive(Debug, Default)]
 pub struct Writer {
@@ -36,6 +41,16 @@ impl Writer {
         self.entry(name, FILE, data);
     }
 
+    /// Adds an executable file.
+    pub fn executable(&mut self, name: &str, data: &[u8]) {
+        self.entry(name, EXECUTABLE, data);
+    }
+
+    /// Adds a character device node (e.g. `dev/console`, 5:1, for a Linux initramfs).
+    pub fn char_device(&mut self, name: &str, major: u32, minor: u32) {
+        self.entry_with(name, CHAR_DEVICE, &[], (major, minor));
+    }
+
     /// Ends the archive (the `TRAILER!!!` entry) and returns all the bytes.
     pub fn finish(mut self) -> Vec<u8> {
         self.next_inode = 0;
@@ -44,11 +59,15 @@ impl Writer {
     }
 
     fn entry(&mut self, name: &str, mode: u32, data: &[u8]) {
+        self.entry_with(name, mode, data, (0, 0));
+    }
+
+    fn entry_with(&mut self, name: &str, mode: u32, data: &[u8], (major, minor): (u32, u32)) {
         let size = u32::try_from(data.len()).expect("a cpio member is smaller than 4 GiB");
         let name_size = u32::try_from(name.len() + 1).expect("a short name");
         // magic, then 13 eight-digit hex fields: ino, mode, uid, gid, nlink, mtime, filesize,
         // devmajor, devminor, rdevmajor, rdevminor, namesize, check.
-        let fields = [self.next_inode, mode, 0, 0, 1, 0, size, 0, 0, 0, 0, name_size, 0];
+        let fields = [self.next_inode, mode, 0, 0, 1, 0, size, 0, 0, major, minor, name_size, 0];
         self.bytes.extend_from_slice(b"070701");
         for field in fields {
             self.bytes.extend_from_slice(format!("{field:08X}").as_bytes());

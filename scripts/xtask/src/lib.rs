@@ -4,6 +4,7 @@
 //! functions with [`RunOptions::quiet`] set. The command line boots the DomU path ([`Mode::Xl`]:
 //! a Linux dom0 runs `xl create` on our kernel); the library's default is the fast dom0 path.
 
+pub mod bench;
 pub mod console;
 pub mod cpio;
 pub mod dom0_image;
@@ -33,6 +34,7 @@ pub use outcome::{
     EXIT_SUCCESS, EXIT_TIMEOUT,
 };
 pub use run::{
-    run, Mode, RunOptions, RunOutcome, DEFAULT_DOMU_MEMORY_MIB, DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT,
+    run, Mode, Payload, RunOptions, RunOutcome, DEFAULT_DOMU_MEMORY_MIB, DEFAULT_MEMORY_MIB,
+    DEFAULT_TIMEOUT,
 };
 pub use xl::XlConsole;

@@ -17,6 +17,7 @@ USAGE:
     cargo xtask run [OPTIONS] [-- <guest command line>...]
     cargo xtask trace [--out PATH] [--program NAME] [--kernel PATH]
     cargo xtask sweep [--point P]... [--max N] [--jobs J] [--shard K/N] [--junit PATH]
+    cargo xtask bench [--runs N] [--quick] [--no-linux] [--out DIR]
     cargo xtask build [--release|--debug]
     cargo xtask setup [--xen <VERSION>]
     cargo xtask fetch [--xen <VERSION>] <debian package>...
@@ -58,6 +59,16 @@ COMMANDS:
              injection; --seed S (default 1), --test-time (default 5s), --tests a,b (programs),
              --kernel PATH, --module PATH, --memory MiB (default 8).
              Exit status 0 when every case is clean, 1 otherwise.
+    bench    Measure page faults: one DomU boot in which the Linux dom0 runs faultline (with the
+             bench programs bench_faults and bench_text of tests/programs as its ramdisk) and
+             Debian's Linux 6.1 as a PV DomU (an initramfs whose /init runs the same binaries),
+             alternating, --runs N times each (default 3), then faultline once per fault-around
+             window (0, 4, 64). Writes target/bench/results.md (the table, the command and the
+             versions), results.json and faults.svg (--out DIR elsewhere). faultline's counts
+             (faults, hypercalls, mmu_update entries per page) are exact and must agree across
+             runs; times are TSC ticks per page, shown only as the ratio of the best runs.
+             --quick: 1024 pages a workload instead of 4096, one run, no sweep; --no-linux:
+             faultline alone (no ratios).
     build    Build the kernel and print the image's path.
     setup    Fetch everything (QEMU via apt-get when root, Xen, the Linux dom0 image) and report.
     fetch    Download, verify and unpack pinned Debian packages into the cache; print the folder.
@@ -131,6 +142,7 @@ fn dispatch(args: &[String]) -> Result<u8, String> {
         "run" => run_command(rest),
         "trace" => trace_command(rest),
         "sweep" => sweep_command(rest),
+        "bench" => bench_command(rest),
         "build" => {
             let (options, _) = parse_run_options(rest)?;
             let image = build_kernel(options.profile).map_err(|error| error.to_string())?;
@@ -176,6 +188,55 @@ fn parse_xen_option(args: &[String]) -> Result<(XenVersion, Vec<String>), String
         }
         _ => Ok((XenVersion::default(), args.to_vec())),
     }
+}
+
+fn bench_command(args: &[String]) -> Result<u8, String> {
+    let mut options = xtask::bench::BenchOptions {
+        runs: 0,
+        quick: false,
+        linux: true,
+        out: xtask::workspace::target_dir().join("bench"),
+        quiet: false,
+        command: std::iter::once("cargo xtask bench".to_string())
+            .chain(args.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => options.quick = true,
+            "--no-linux" => options.linux = false,
+            "--quiet" => options.quiet = true,
+            "--runs" => {
+                let text = args.next().ok_or("--runs needs a value")?;
+                options.runs = text
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=20).contains(n))
+                    .ok_or_else(|| format!("--runs takes 1 to 20 (got {text:?})"))?;
+            }
+            "--out" => options.out = PathBuf::from(args.next().ok_or("--out needs a folder")?),
+            "--help" | "-h" => {
+                print!("{HELP}");
+                return Ok(0);
+            }
+            other => {
+                return Err(format!("bench: unknown option {other:?}; see `cargo xtask --help`"))
+            }
+        }
+    }
+    if options.runs == 0 {
+        options.runs = if options.quick { 1 } else { 3 };
+    }
+    let report = xtask::bench::run_bench(&options).map_err(|error| error.to_string())?;
+    let paths = xtask::bench::write(&report, &options.out).map_err(|error| error.to_string())?;
+    print!("{}", xtask::bench::markdown(&report));
+    for path in paths {
+        eprintln!("xtask: wrote {}", path.display());
+    }
+    eprintln!("xtask: bench took {:.0} s", report.elapsed.as_secs_f64());
+    Ok(0)
 }
 
 fn run_command(args: &[String]) -> Result<u8, String> {

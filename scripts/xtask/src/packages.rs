@@ -57,6 +57,11 @@ pub struct Lock {
 }
 
 impl Lock {
+    /// Every pin, by package name.
+    pub fn pins(&self) -> impl Iterator<Item = &Pin> {
+        self.pins.values()
+    }
+
     /// Reads `scripts/packages.lock`, the one lock file (scripts/dom0/build.sh reads it too).
     pub fn load() -> Result<Lock> {
         let path = workspace::packages_lock();

@@ -91,6 +91,22 @@ pub struct RunOptions {
     /// DomU path: where faultline.cfg, the kernel and the ramdisk are written; `None` means
     /// `target/xl`.
     pub xl_dir: Option<PathBuf>,
+    /// DomU path: a payload made by the caller (e.g. `cargo xtask bench`: faultline and Linux
+    /// guests in turn) instead of the xl folder; `guests` must count its guests.
+    pub payload: Option<Payload>,
+}
+
+/// A dom0 payload of the caller's own (see [`RunOptions::payload`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payload {
+    /// The cpio appended to the base initramfs: `payload/guests` and what its cfgs name.
+    pub cpio: Vec<u8>,
+    /// dom0's memory in MiB (a later `dom0_mem=` on Xen's command line).
+    pub dom0_mib: u32,
+    /// The largest guest's memory in MiB (QEMU's memory is sized for it).
+    pub guest_mib: u32,
+    /// What the payload holds, for the banner.
+    pub description: String,
 }
 
 /// dom0's default memory on the dom0 path, in MiB.
@@ -123,6 +139,7 @@ impl Default for RunOptions {
             guests: 1,
             xl_console: XlConsole::Log,
             xl_dir: None,
+            payload: None,
         }
     }
 }
@@ -212,7 +229,10 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome> {
     };
     let prepared = match options.mode {
         Mode::Dom0 => prepare_dom0(options, &kernel, module, &qemu.version)?,
-        Mode::Xl => prepare_xl(options, &kernel, module.as_deref(), &qemu.version)?,
+        Mode::Xl => match &options.payload {
+            Some(payload) => prepare_payload(options, payload, &qemu.version)?,
+            None => prepare_xl(options, &kernel, module.as_deref(), &qemu.version)?,
+        },
     };
     let symbolizer = match Symbolizer::load(&kernel, &workspace::root()) {
         Ok(symbolizer) => Some(symbolizer),
@@ -419,6 +439,41 @@ fn prepare_xl(
             image.xen_version, image.kernel_version, image.dom0_mib, options.memory_mib
         ),
     ];
+    let per_guest = Duration::from_secs(timeout_secs) + GUEST_SLACK;
+    Ok(Prepared {
+        args,
+        banner,
+        limit: DOM0_BOOT_BUDGET + per_guest * options.guests,
+        run_image: Some(run_image),
+    })
+}
+
+/// The DomU path with the caller's payload: the base initramfs, then the payload's cpio.
+fn prepare_payload(
+    options: &RunOptions,
+    payload: &Payload,
+    qemu_version: &str,
+) -> Result<Prepared> {
+    let mut image = dom0_image::ensure_dom0_image(options.xen, options.quiet)?;
+    if payload.dom0_mib != image.dom0_mib {
+        // The last dom0_mem= on Xen's command line wins.
+        image.xen_args.push_str(&format!(" dom0_mem={0}M,max:{0}M", payload.dom0_mib));
+        image.dom0_mib = payload.dom0_mib;
+    }
+    let mut bytes = std::fs::read(&image.initramfs)
+        .context(|| format!("cannot read the dom0 initramfs {}", image.initramfs.display()))?;
+    while !bytes.len().is_multiple_of(4) {
+        bytes.push(0);
+    }
+    bytes.extend_from_slice(&payload.cpio);
+    let run_image = RunImage::write(&bytes)?;
+    let args = xl::qemu_args(&image, run_image.path(), payload.guest_mib)?;
+    let qemu_mib = xl::qemu_memory_mib(image.dom0_mib, payload.guest_mib);
+    let timeout_secs = options.timeout.as_secs().max(1);
+    let banner = vec![format!(
+        "Xen {}, Linux {} dom0 ({} MiB); {}; timeout {timeout_secs} s each; QEMU {qemu_version}, {qemu_mib} MiB",
+        image.xen_version, image.kernel_version, image.dom0_mib, payload.description
+    )];
     let per_guest = Duration::from_secs(timeout_secs) + GUEST_SLACK;
     Ok(Prepared {
         args,
