@@ -30,16 +30,7 @@ fn the_suite_passes_as_a_domu() {
         .assert_last_line_is_verdict(Verdict::Success);
     let lines = run.guest_lines();
     assert!(xenstore_domid(&lines) >= 1);
-    let plan: usize = lines
-        .iter()
-        .find_map(|line| line.strip_prefix("1.."))
-        .and_then(|n| n.parse().ok())
-        .expect("a TAP plan line");
-    let oks = lines.iter().filter(|line| line.starts_with("ok ")).count();
-    let not_oks: Vec<_> = lines.iter().filter(|line| line.starts_with("not ok")).collect();
-    assert!(not_oks.is_empty(), "failed programs: {not_oks:#?}");
-    assert_eq!(oks, plan, "one ok line per planned run");
-    assert!(plan >= 28, "the catalogue has {plan} runs");
+    run.assert_every_program_passed();
 
     let outcome = &run.outcome;
     assert_eq!(outcome.shutdown, ShutdownReason::Poweroff);

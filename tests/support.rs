@@ -130,6 +130,24 @@ impl Boot {
         )
     }
 
+    /// Fails unless the TAP lines show every planned program passed (at least the 28 of the
+    /// first catalogue).
+    #[track_caller]
+    pub fn assert_every_program_passed(&self) -> &Self {
+        let lines = self.guest_lines();
+        let plan: usize = lines
+            .iter()
+            .find_map(|line| line.strip_prefix("1.."))
+            .and_then(|n| n.parse().ok())
+            .expect("a TAP plan line");
+        let oks = lines.iter().filter(|line| line.starts_with("ok ")).count();
+        let not_oks: Vec<_> = lines.iter().filter(|line| line.starts_with("not ok")).collect();
+        assert!(not_oks.is_empty(), "failed programs: {not_oks:#?}");
+        assert_eq!(oks, plan, "one ok line per planned run");
+        assert!(plan >= 28, "the catalogue has {plan} runs");
+        self
+    }
+
     /// Reads the guest's console with a real TAP parser (`prove` from Debian's perl, which is
     /// TAP::Harness) and fails with its report unless it finds no parse error: one plan, test
     /// numbers in sequence without repeats, as many as planned. Returns prove's summary line

@@ -37,20 +37,10 @@ fn assert_on_xen_420(run: &Boot) {
     );
 }
 
-/// Fails unless the TAP lines show every planned program passed (at least the 28 of today).
+/// Fails unless every planned program passed and none leaked.
 #[track_caller]
 fn assert_whole_catalogue(run: &Boot) {
-    let lines = run.guest_lines();
-    let plan: usize = lines
-        .iter()
-        .find_map(|line| line.strip_prefix("1.."))
-        .and_then(|n| n.parse().ok())
-        .expect("a TAP plan line");
-    let oks = lines.iter().filter(|line| line.starts_with("ok ")).count();
-    let not_oks: Vec<_> = lines.iter().filter(|line| line.starts_with("not ok")).collect();
-    assert!(not_oks.is_empty(), "failed programs: {not_oks:#?}");
-    assert_eq!(oks, plan, "one ok line per planned run");
-    assert!(plan >= 28, "the catalogue has {plan} runs");
+    run.assert_every_program_passed();
     assert!(!run.outcome.log.contains("LEAK"), "a program leaked frames");
 }
 

@@ -974,9 +974,7 @@ impl<'f> AddressSpace<'f> {
             self.areas.protect(&range, prot)?;
             return Ok(());
         }
-        let overlapping = self.areas.iter().skip_while(|a| a.end <= range.start);
-        let overlapping = overlapping.take_while(|a| a.start < range.end);
-        let common = overlapping.fold(prot, |p, a| Prot {
+        let common = self.areas.overlapping(&range).fold(prot, |p, a| Prot {
             read: p.read && a.prot.read,
             write: p.write && a.prot.write,
             exec: p.exec && a.prot.exec,
@@ -1037,12 +1035,8 @@ impl<'f> AddressSpace<'f> {
     ) -> Result<(), MmError> {
         let mut counted = Counted { inner: frames, allocated: 0, freed: 0 };
         let mut result = Ok(());
-        let spans = self
-            .areas
-            .iter()
-            .skip_while(|a| a.end <= range.start)
-            .take_while(|a| a.start < range.end)
-            .map(|a| a.start.max(range.start)..a.end.min(range.end));
+        let spans =
+            self.areas.overlapping(&range).map(|a| a.start.max(range.start)..a.end.min(range.end));
         let mut release = |pfn: Pfn| {
             // Shared frames (the module's, the page cache's) belong to every run.
             if !shared.holds(pfn) && counted.free_frame(pfn).is_err() {

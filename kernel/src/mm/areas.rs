@@ -204,6 +204,12 @@ impl Areas {
         self.list.partition_point(|a| a.end <= addr)
     }
 
+    /// The areas that overlap `range`, in address order.
+    pub fn overlapping(&self, range: &Range<u64>) -> impl Iterator<Item = &Area> {
+        let end = range.end;
+        self.list[self.first_ending_after(range.start)..].iter().take_while(move |a| a.start < end)
+    }
+
     /// Whether any area overlaps `range`.
     pub fn overlaps(&self, range: &Range<u64>) -> bool {
         self.list.get(self.first_ending_after(range.start)).is_some_and(|a| a.start < range.end)

@@ -391,18 +391,7 @@ impl Machine {
 
     /// What `va` maps to under the L4 `root`, as (pfn, flags), ignoring the TLB.
     pub fn translate(&self, root: Mfn, va: VirtAddr) -> Option<(Pfn, PteFlags)> {
-        let mut table = root;
-        for level in Level::TOP_DOWN {
-            let pte = Pte(self.frames[table.0 as usize].words[level.index_of(va)]);
-            if !pte.is_present() {
-                return None;
-            }
-            if level == Level::L1 {
-                return Some((Pfn(self.m2p[pte.mfn().0 as usize]), pte.flags()));
-            }
-            table = pte.mfn();
-        }
-        None
+        self.walk_tables(root, va).map(|(mfn, flags)| (Pfn(self.m2p[mfn.0 as usize]), flags))
     }
 
     /// A CPU access to `va` in the address space `root`, through the vCPU's TLB.

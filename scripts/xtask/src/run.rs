@@ -439,13 +439,26 @@ fn prepare_xl(
             image.xen_version, image.kernel_version, image.dom0_mib, options.memory_mib
         ),
     ];
-    let per_guest = Duration::from_secs(timeout_secs) + GUEST_SLACK;
-    Ok(Prepared {
-        args,
-        banner,
-        limit: DOM0_BOOT_BUDGET + per_guest * options.guests,
-        run_image: Some(run_image),
-    })
+    Ok(Prepared::domu(args, banner, timeout_secs, options.guests, run_image))
+}
+
+impl Prepared {
+    /// A DomU-path boot: the dom0's own budget, then each guest's timeout and slack.
+    fn domu(
+        args: Vec<OsString>,
+        banner: Vec<String>,
+        timeout_secs: u64,
+        guests: u32,
+        run_image: RunImage,
+    ) -> Prepared {
+        let per_guest = Duration::from_secs(timeout_secs) + GUEST_SLACK;
+        Prepared {
+            args,
+            banner,
+            limit: DOM0_BOOT_BUDGET + per_guest * guests,
+            run_image: Some(run_image),
+        }
+    }
 }
 
 /// The DomU path with the caller's payload: the base initramfs, then the payload's cpio.
@@ -474,13 +487,7 @@ fn prepare_payload(
         "Xen {}, Linux {} dom0 ({} MiB); {}; timeout {timeout_secs} s each; QEMU {qemu_version}, {qemu_mib} MiB",
         image.xen_version, image.kernel_version, image.dom0_mib, payload.description
     )];
-    let per_guest = Duration::from_secs(timeout_secs) + GUEST_SLACK;
-    Ok(Prepared {
-        args,
-        banner,
-        limit: DOM0_BOOT_BUDGET + per_guest * options.guests,
-        run_image: Some(run_image),
-    })
+    Ok(Prepared::domu(args, banner, timeout_secs, options.guests, run_image))
 }
 
 /// One run's dom0 initramfs, `target/dom0/runs/run-<pid>-<n>.img`, removed when dropped. Files
