@@ -1,6 +1,6 @@
 //! Test support inside the guest: verdicts, expected faults, the boot self-tests, fault injection.
 
-pub mod expect;
+pub mod expected_trap;
 pub mod inject;
 pub mod verdict;
 

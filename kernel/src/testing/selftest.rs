@@ -5,7 +5,7 @@ use core::arch::asm;
 use crate::arch::x86_64::exception;
 use crate::check;
 use crate::cmdline::SelfTest;
-use crate::testing::expect;
+use crate::testing::expected_trap;
 
 /// Runs one self-test. The fault tests do not return: the crash report ends the domain.
 pub fn run(test: SelfTest, kernel_l4_mfn: u64) {
@@ -34,17 +34,17 @@ pub fn run(test: SelfTest, kernel_l4_mfn: u64) {
 /// through HYPERVISOR_iret (which also ends Xen's NMI masking).
 #[inline(never)]
 fn nmi_is_handled_and_resumed() {
-    expect::expect(exception::NMI, 0);
+    expected_trap::expect(exception::NMI, 0);
     if let Err(e) = crate::xen::hypercall::send_nmi(0) {
-        expect::withdraw();
+        expected_trap::withdraw();
         check!(Error, "nmi: VCPUOP_send_nmi: {e}");
         return;
     }
-    let (hits, rip) = expect::hits();
+    let (hits, rip) = expected_trap::hits();
     if hits == 1 {
         check!(Success, "nmi: NMI delivered through the NMI callback at rip {rip:#x} and resumed");
     } else {
-        expect::withdraw();
+        expected_trap::withdraw();
         check!(Failure, "nmi: expected one NMI after VCPUOP_send_nmi, saw {hits}");
     }
 }
@@ -52,14 +52,14 @@ fn nmi_is_handled_and_resumed() {
 #[inline(never)]
 fn breakpoint_is_handled_and_resumed() {
     let marker: u64;
-    expect::expect(exception::BREAKPOINT, 0);
+    expected_trap::expect(exception::BREAKPOINT, 0);
     // SAFETY: int3 only traps; the expectation makes the handler resume right after it.
     unsafe { asm!("mov {m}, 0x5a5a", "int3", "add {m}, 1", m = out(reg) marker) };
-    let (hits, rip) = expect::hits();
+    let (hits, rip) = expected_trap::hits();
     if hits == 1 && marker == 0x5a5b {
         check!(Success, "int3: #BP handled at rip {rip:#x} and resumed after it");
     } else {
-        expect::withdraw();
+        expected_trap::withdraw();
         check!(Failure, "int3: expected one #BP and resumption, saw {hits} and marker {marker:#x}");
     }
 }

@@ -128,14 +128,14 @@ fn dispatch(frame: &mut TrapFrame) {
         match handle_page_fault(frame) {
             PageFault::Handled => return,
             PageFault::Fatal(reason) => {
-                if crate::testing::expect::consume(frame) {
+                if crate::testing::expected_trap::consume(frame) {
                     return;
                 }
                 super::crash::fatal_exception(frame, Some(format_args!("{reason}")));
             }
         }
     }
-    if crate::testing::expect::consume(frame) {
+    if crate::testing::expected_trap::consume(frame) {
         return;
     }
     super::crash::fatal_exception(frame, None);
