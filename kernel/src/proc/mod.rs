@@ -3,7 +3,7 @@
 
 pub mod archive;
 pub mod elf;
-pub mod expect;
+pub mod expectation;
 pub mod initial_stack;
 #[cfg(target_os = "none")]
 pub mod process;
@@ -16,3 +16,4 @@ pub mod suite;
 #[cfg(target_os = "none")]
 pub mod syscall;
 pub mod syscall_abi;
+pub mod tap;

@@ -15,7 +15,7 @@ use core::ops::Range;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::elf::{LoadPlan, SEGMENTS_MAX};
-use super::expect::{Cause, Outcome};
+use super::expectation::{Cause, Outcome};
 use super::initial_stack::{
     self, StackSpec, AT_FAULTLINE_KERNEL_ADDRESS, AT_FAULTLINE_P2M, AT_FAULTLINE_PAGE_TABLE,
 };

@@ -6,7 +6,7 @@ use core::fmt;
 
 use super::archive::{Archive, Entry, EntryError, Name};
 use super::elf::{self, ElfError, LoadPlan};
-use super::expect::{ExpectError, Expectation, NOTE_NAME, NOTE_TYPE_EXPECT};
+use super::expectation::{ExpectError, Expectation, NOTE_NAME, NOTE_TYPE_EXPECT};
 
 /// A program that passed every check.
 #[derive(Clone, Copy, Debug)]
@@ -88,7 +88,7 @@ mod tests {
     use super::*;
     use crate::proc::archive::pack;
     use crate::proc::elf::tests::Fixture;
-    use crate::proc::expect::Expected;
+    use crate::proc::expectation::Expected;
 
     #[test]
     fn one_bad_program_does_not_stop_the_others() {

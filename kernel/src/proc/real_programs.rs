@@ -7,7 +7,7 @@
 
 use super::archive::{pack, Archive};
 use super::elf::{find_note, load_plan, ElfError, SegmentProblem};
-use super::expect::{Expectation, Expected, NOTE_NAME, NOTE_TYPE_EXPECT};
+use super::expectation::{Expectation, Expected, NOTE_NAME, NOTE_TYPE_EXPECT};
 use super::initial_stack::{build, StackSpec, AT_PHDR, AT_PHNUM};
 use super::program::programs;
 use crate::mm::user_layout::STACK_TOP;

@@ -3,10 +3,11 @@
 use core::sync::atomic::Ordering;
 
 use super::archive::Archive;
-use super::expect::{Outcome, TapLine, TapPlan};
+use super::expectation::Outcome;
 use super::process::{self, Image, Limits, COUNTERS};
 use super::program::{self, Rejection};
 use super::run_options::RunOptions;
+use super::tap::{TapLine, TapPlan};
 use crate::mm::address_space::Tuning;
 use crate::mm::{Pfn, PfnRange};
 use crate::testing::audit::{self, Mismatch};
@@ -120,7 +121,7 @@ fn reject(number: usize, rejection: &Rejection<'_>) {
 fn run_once(
     number: usize,
     image: Image,
-    expectation: super::expect::Expectation,
+    expectation: super::expectation::Expectation,
     limits: Limits,
     (run, runs): (u8, u8),
 ) {

@@ -2,7 +2,7 @@
 
 use core::sync::atomic::Ordering;
 
-use super::expect::{Access, Cause, Outcome};
+use super::expectation::{Access, Cause, Outcome};
 use super::process::{self, SegmentBase, COUNTERS};
 use super::syscall_abi::{
     self, ArchPrctl, Clock, Errno, Iovec, SysResult, Syscall, Timespec, UnknownSyscall,

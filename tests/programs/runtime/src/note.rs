@@ -1,6 +1,6 @@
 //! The expectation note (docs/abi.md): name "faultline", type 1, the expectation text as descriptor.
 
-/// Name and type of the note, as the kernel's `proc::expect` reads them.
+/// Name and type of the note, as the kernel's `proc::expectation` reads them.
 pub const NOTE_NAME: [u8; 12] = *b"faultline\0\0\0";
 pub const NOTE_TYPE_EXPECT: u32 = 1;
 

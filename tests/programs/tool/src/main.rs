@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use faultline::proc::archive::{self, Name};
 use faultline::proc::elf;
-use faultline::proc::expect::{Expectation, Expected, TapPlan, NOTE_NAME, NOTE_TYPE_EXPECT};
+use faultline::proc::expectation::{Expectation, Expected, NOTE_NAME, NOTE_TYPE_EXPECT};
+use faultline::proc::tap::TapPlan;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
