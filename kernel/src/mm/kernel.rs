@@ -15,13 +15,14 @@ use core::fmt;
 
 use super::addr::{Pfn, VirtAddr, PAGE_SIZE_BYTES};
 use super::boot_layout::BootLayout;
-use super::fault::{classify, FaultAction, Region, RegionKind, UnexpectedFault};
 use super::frame::{FrameAllocator, FrameError, FrameSource, BITMAP_WORDS_4GIB, MAX_FRAMES_4GIB};
+use super::kernel_fault::{classify, FaultAction, KernelRegion, KernelRegionKind, UnexpectedFault};
 use super::layout::{AliasWindow, DIRECT_MAP_BASE, KERNEL_VIRT_BASE};
 use super::p2m::P2m;
 use super::page_table::{MmError, PageTables};
 use super::pte::PteFlags;
 use super::window_access::{machine_to_phys_table, WindowAccess};
+use crate::arch::x86_64::page_fault::PageFault;
 use crate::arch::x86_64::trap_frame::TrapFrame;
 use crate::xen::mmu::HypercallMmu;
 use crate::xen::start_info::StartInfo;
@@ -61,7 +62,7 @@ pub struct KernelMm {
     /// the heap's first, add their own).
     pub direct_map_tables: u64,
     pub boot_window: AliasWindow,
-    regions: [Region; MAX_REGIONS],
+    regions: [KernelRegion; MAX_REGIONS],
     region_count: usize,
 }
 
@@ -69,7 +70,7 @@ pub struct KernelMm {
 const MAX_REGIONS: usize = 8;
 
 impl KernelMm {
-    pub fn regions(&self) -> &[Region] {
+    pub fn regions(&self) -> &[KernelRegion] {
         &self.regions[..self.region_count]
     }
 
@@ -82,11 +83,11 @@ impl KernelMm {
         let root = self.tables.kernel_root();
         let pfn = self.tables.unmap_flushed(root, va)?;
         self.frames.free_frame(pfn)?;
-        self.regions[self.region_count] = Region {
+        self.regions[self.region_count] = KernelRegion {
             name,
             start: va,
             size_bytes: PAGE_SIZE_BYTES,
-            kind: RegionKind::StackGuard,
+            kind: KernelRegionKind::StackGuard,
             user: false,
         };
         self.region_count += 1;
@@ -125,14 +126,14 @@ pub fn p2m_list_address() -> u64 {
 
 /// Why the memory manager could not be built.
 #[derive(Debug)]
-pub enum InitError {
+pub enum MmInitError {
     TooMuchMemory(u64),
     Xen(&'static str, XenError),
     Frames(FrameError),
     Tables(&'static str, MmError),
 }
 
-impl fmt::Display for InitError {
+impl fmt::Display for MmInitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::TooMuchMemory(n) => {
@@ -146,15 +147,15 @@ impl fmt::Display for InitError {
 }
 
 /// Builds the memory manager (steps 1-5 above) and installs it in [`MM`].
-pub fn init(info: &StartInfo<'_>) -> Result<(), InitError> {
+pub fn init(info: &StartInfo<'_>) -> Result<(), MmInitError> {
     let raw = info.raw();
     let nr_pages = raw.nr_pages;
     if nr_pages > MAX_FRAMES_4GIB {
-        return Err(InitError::TooMuchMemory(nr_pages));
+        return Err(MmInitError::TooMuchMemory(nr_pages));
     }
     P2M_LIST.store(raw.mfn_list, core::sync::atomic::Ordering::Relaxed);
-    let machphys =
-        hypercall::machphys_mapping().map_err(|e| InitError::Xen("XENMEM_machphys_mapping", e))?;
+    let machphys = hypercall::machphys_mapping()
+        .map_err(|e| MmInitError::Xen("XENMEM_machphys_mapping", e))?;
     // SAFETY: Xen maps the p2m list (nr_pages u64 entries) at mfn_list for the life of the
     // domain, and we never write it.
     let p2m_list =
@@ -190,7 +191,7 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), InitError> {
     let bitmaps = unsafe { &mut *core::ptr::addr_of_mut!(BITMAPS) };
     let words = (nr_pages as usize).div_ceil(64);
     let frames = FrameAllocator::new(&mut bitmaps.frames[..words], nr_pages, reserved)
-        .map_err(InitError::Frames)?;
+        .map_err(MmInitError::Frames)?;
     let boot_reserved_frames = nr_pages - frames.free_frames();
 
     // Until we know how far Xen's initial mapping reaches, only the bootstrap region is used.
@@ -205,7 +206,7 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), InitError> {
     let mem = unsafe { WindowAccess::new(bootstrap) };
     let l4_pfn = Pfn((raw.pt_base - KERNEL_VIRT_BASE) / PAGE_SIZE_BYTES);
     let mut tables = PageTables::new(HypercallMmu, mem, p2m, l4_pfn, &mut bitmaps.tables[..words])
-        .map_err(|e| InitError::Tables("taking over the boot page tables", e))?;
+        .map_err(|e| MmInitError::Tables("taking over the boot page tables", e))?;
 
     let boot_window = initial_mapping(&tables, nr_pages);
     // SAFETY: `initial_mapping` checked that every page of the window maps its own pfn (or is
@@ -213,7 +214,7 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), InitError> {
     unsafe { tables.memory_mut().replace_newest(boot_window) };
     tables
         .add_alias_window(boot_window)
-        .map_err(|e| InitError::Tables("recording the boot mapping", e))?;
+        .map_err(|e| MmInitError::Tables("recording the boot mapping", e))?;
 
     let mut mm = KernelMm {
         tables,
@@ -222,11 +223,11 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), InitError> {
         boot_reserved_frames,
         direct_map_tables: 0,
         boot_window,
-        regions: [Region {
+        regions: [KernelRegion {
             name: "",
             start: VirtAddr::zero(),
             size_bytes: 0,
-            kind: RegionKind::Fixed,
+            kind: KernelRegionKind::Fixed,
             user: false,
         }; MAX_REGIONS],
         region_count: 0,
@@ -265,20 +266,20 @@ fn initial_mapping(tables: &KernelTables, nr_pages: u64) -> AliasWindow {
     }
 }
 
-fn build_direct_map(mm: &mut KernelMm, nr_pages: u64) -> Result<(), InitError> {
+fn build_direct_map(mm: &mut KernelMm, nr_pages: u64) -> Result<(), MmInitError> {
     let direct = AliasWindow::direct_map(nr_pages);
     mm.tables
         .add_alias_window(direct)
-        .map_err(|e| InitError::Tables("recording the direct map", e))?;
+        .map_err(|e| MmInitError::Tables("recording the direct map", e))?;
     let empty = AliasWindow { count_frames: 0, ..direct };
     // SAFETY: an empty window covers nothing yet; it grows below as parts get mapped.
     unsafe { mm.tables.memory_mut().add_window(empty) }
-        .map_err(|e| InitError::Tables("direct map window", e))?;
+        .map_err(|e| MmInitError::Tables("direct map window", e))?;
     let mut done = 0;
     while done < nr_pages {
         mm.tables
             .map_window_part(direct, done, DIRECT_MAP_PART_FRAMES, &mut mm.frames)
-            .map_err(|e| InitError::Tables("building the direct map", e))?;
+            .map_err(|e| MmInitError::Tables("building the direct map", e))?;
         done = (done + DIRECT_MAP_PART_FRAMES).min(nr_pages);
         // SAFETY: frames 0..done are now mapped at DIRECT_MAP_BASE, writable unless they are
         // tables (map_window_part maps table frames read-only).
@@ -289,68 +290,61 @@ fn build_direct_map(mm: &mut KernelMm, nr_pages: u64) -> Result<(), InitError> {
     Ok(())
 }
 
-fn unmap_boot_stack_guard(mm: &mut KernelMm) -> Result<(), InitError> {
+fn unmap_boot_stack_guard(mm: &mut KernelMm) -> Result<(), MmInitError> {
     let guard = VirtAddr::new(core::ptr::addr_of!(boot_stack_guard) as u64);
     let root = mm.tables.kernel_root();
     let pfn = mm
         .tables
         .unmap_flushed(root, guard)
-        .map_err(|e| InitError::Tables("unmapping the boot stack guard", e))?;
+        .map_err(|e| MmInitError::Tables("unmapping the boot stack guard", e))?;
     // The guard's frame is still ours (and in the direct map): give it to the allocator.
-    mm.frames.free_frame(pfn).map_err(InitError::Frames)?;
+    mm.frames.free_frame(pfn).map_err(MmInitError::Frames)?;
     Ok(())
 }
 
-fn boot_regions() -> [Region; 5] {
+fn boot_regions() -> [KernelRegion; 5] {
     let guard = core::ptr::addr_of!(boot_stack_guard) as u64;
     let stack_bottom = core::ptr::addr_of!(boot_stack_bottom) as u64;
     [
-        Region {
+        KernelRegion {
             name: "heap",
             start: VirtAddr::new(HEAP_BASE),
             size_bytes: HEAP_SIZE_BYTES,
-            kind: RegionKind::DemandZero { flags: DATA_FLAGS },
+            kind: KernelRegionKind::DemandZero { flags: DATA_FLAGS },
             user: false,
         },
-        Region {
+        KernelRegion {
             name: "demand-test",
             start: VirtAddr::new(DEMAND_TEST_BASE),
             size_bytes: DEMAND_TEST_SIZE_BYTES,
-            kind: RegionKind::DemandZero { flags: DATA_FLAGS },
+            kind: KernelRegionKind::DemandZero { flags: DATA_FLAGS },
             user: false,
         },
-        Region {
+        KernelRegion {
             name: "boot-stack-guard",
             start: VirtAddr::new(guard),
             size_bytes: stack_bottom - guard,
-            kind: RegionKind::StackGuard,
+            kind: KernelRegionKind::StackGuard,
             user: false,
         },
-        Region {
+        KernelRegion {
             name: "direct-map",
             start: VirtAddr::new(DIRECT_MAP_BASE),
             size_bytes: MAX_FRAMES_4GIB * PAGE_SIZE_BYTES,
-            kind: RegionKind::Fixed,
+            kind: KernelRegionKind::Fixed,
             user: false,
         },
-        Region {
+        KernelRegion {
             name: "kernel-image",
             start: VirtAddr::new(KERNEL_VIRT_BASE),
             size_bytes: 1 << 30,
-            kind: RegionKind::Fixed,
+            kind: KernelRegionKind::Fixed,
             user: false,
         },
     ]
 }
 
-/// What the page-fault handler did.
-pub enum PageFault {
-    /// A frame was mapped; the faulting instruction can run again.
-    Handled,
-    /// Not handled; the reason for the crash report.
-    Fatal(FatalFault),
-}
-
+/// Why the page-fault handler could not handle a kernel fault: the reason for the crash report.
 pub enum FatalFault {
     NoMemoryManager,
     InsideMemoryManager,
@@ -380,17 +374,18 @@ impl fmt::Display for FatalFault {
 }
 
 /// The #PF handler: cr2 from vcpu_info (read first: it is only valid until the next fault),
-/// the error code from the frame, then `classify` decides.
-pub fn handle_page_fault(frame: &TrapFrame) -> PageFault {
+/// the error code from the frame, then `classify_kernel_fault` decides. `Ok` when a frame was
+/// mapped and the faulting instruction can run again.
+pub fn handle_page_fault(frame: &TrapFrame) -> Result<(), FatalFault> {
     let cr2 = shared_info::cr2().unwrap_or(0);
     let Some(mut guard) = MM.try_lock() else {
-        return PageFault::Fatal(FatalFault::InsideMemoryManager);
+        return Err(FatalFault::InsideMemoryManager);
     };
-    let Some(mm) = guard.as_mut() else { return PageFault::Fatal(FatalFault::NoMemoryManager) };
-    let fault = crate::arch::x86_64::page_fault::PageFault::decode(frame.error_code, cr2);
+    let Some(mm) = guard.as_mut() else { return Err(FatalFault::NoMemoryManager) };
+    let fault = PageFault::decode(frame.error_code, cr2);
     let Ok(va) = VirtAddr::try_new(cr2) else {
         mm.faults.unexpected += 1;
-        return PageFault::Fatal(FatalFault::Unexpected(UnexpectedFault::OutsideRegions));
+        return Err(FatalFault::Unexpected(UnexpectedFault::OutsideRegions));
     };
     match classify(va, fault, mm.regions()) {
         FaultAction::MapZeroed { page, flags } => {
@@ -398,27 +393,27 @@ pub fn handle_page_fault(frame: &TrapFrame) -> PageFault {
             match mm.tables.map_zeroed(root, page, flags, &mut mm.frames) {
                 Ok(_) => {
                     mm.faults.demand_zero += 1;
-                    PageFault::Handled
+                    Ok(())
                 }
                 Err(MmError::Frame(FrameError::Exhausted)) => {
                     mm.faults.unexpected += 1;
                     let region =
                         mm.regions().iter().find(|r| r.contains(page)).map_or("?", |r| r.name);
-                    PageFault::Fatal(FatalFault::OutOfFrames(region))
+                    Err(FatalFault::OutOfFrames(region))
                 }
                 Err(e) => {
                     mm.faults.unexpected += 1;
-                    PageFault::Fatal(FatalFault::MapFailed(e))
+                    Err(FatalFault::MapFailed(e))
                 }
             }
         }
         FaultAction::KernelStackOverflow { region } => {
             mm.faults.stack_overflow += 1;
-            PageFault::Fatal(FatalFault::StackOverflow(region))
+            Err(FatalFault::StackOverflow(region))
         }
         FaultAction::Unexpected(reason) => {
             mm.faults.unexpected += 1;
-            PageFault::Fatal(FatalFault::Unexpected(reason))
+            Err(FatalFault::Unexpected(reason))
         }
     }
 }

@@ -15,7 +15,7 @@
 //! 4. `pt = PageTables::new(xen::mmu::HypercallMmu, mem, p2m, pfn_of(pt_base), static bitmap)`,
 //!    `pt.add_alias_window(boot_window)`, then `pt.map_window(AliasWindow::direct_map(nr_pages),
 //!    &mut frames)` and `unsafe { pt.memory_mut().add_window(direct map) }`.
-//! 5. Page faults: `fault::classify(cr2, error, regions)`, and for `MapZeroed`,
+//! 5. Page faults: `kernel_fault::classify(cr2, error, regions)`, and for `MapZeroed`,
 //!    `pt.map_zeroed(pt.kernel_root(), page, flags, &mut frames)`: one `mmu_update`.
 
 pub mod addr;
@@ -24,8 +24,8 @@ pub mod areas;
 pub mod backend;
 pub mod bitmap;
 pub mod boot_layout;
-pub mod fault;
 pub mod frame;
+pub mod kernel_fault;
 pub mod layout;
 pub mod p2m;
 pub mod page_table;

@@ -568,15 +568,15 @@ pub(crate) mod tests {
     /// A minimal static executable made here, field by field: one R+X segment at 0x400000
     /// holding the headers and code, one RW segment of `data_mem` bytes at 0x401000 whose first
     /// 16 bytes come from the file, and a PT_NOTE for `note` (name "faultline", type 1).
-    pub(crate) struct Fixture {
+    pub(crate) struct HandMadeElf {
         pub bytes: Vec<u8>,
     }
 
     pub(crate) const EHDR: usize = 64;
     pub(crate) const PHDR: usize = 56;
 
-    impl Fixture {
-        pub(crate) fn new(note: Option<&str>) -> Fixture {
+    impl HandMadeElf {
+        pub(crate) fn new(note: Option<&str>) -> HandMadeElf {
             let phnum = 3;
             let mut f = vec![0u8; 0x1010];
             f[..4].copy_from_slice(b"\x7fELF");
@@ -591,7 +591,7 @@ pub(crate) mod tests {
             put16(&mut f, 52, EHDR as u16);
             put16(&mut f, 54, PHDR as u16);
             put16(&mut f, 56, phnum);
-            let mut fx = Fixture { bytes: f };
+            let mut fx = HandMadeElf { bytes: f };
             fx.set_phdr(0, abi::PT_LOAD, abi::PF_R | abi::PF_X, 0, 0x400000, 0x900, 0x900);
             fx.set_phdr(1, abi::PT_LOAD, abi::PF_R | abi::PF_W, 0x1000, 0x401000, 0x10, 0x3000);
             fx.bytes[0x800] = 0xf4; // hlt, as code
@@ -663,7 +663,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_fixture_loads() {
-        let fx = Fixture::new(Some("exit 3"));
+        let fx = HandMadeElf::new(Some("exit 3"));
         let plan = load_plan(&fx.bytes).unwrap();
         assert_eq!(plan.entry, 0x400800);
         assert_eq!(plan.segments().len(), 2);
@@ -687,12 +687,12 @@ pub(crate) mod tests {
         assert!(plan.segment_at(0x400fff).is_none());
         assert_eq!(find_note(&fx.bytes, "faultline", 1).unwrap(), Some(&b"exit 3"[..]));
         assert_eq!(find_note(&fx.bytes, "faultline", 2).unwrap(), None);
-        assert_eq!(find_note(&Fixture::new(None).bytes, "faultline", 1).unwrap(), None);
+        assert_eq!(find_note(&HandMadeElf::new(None).bytes, "faultline", 1).unwrap(), None);
     }
 
     #[test]
     fn page_contents_split_file_bytes_and_zero_fill() {
-        let fx = Fixture::new(None);
+        let fx = HandMadeElf::new(None);
         let plan = load_plan(&fx.bytes).unwrap();
         let text = plan.segments()[0];
         let page = text.spec().backing().page_contents(&fx.bytes, 0x400123);
@@ -705,15 +705,15 @@ pub(crate) mod tests {
         assert_eq!(data.file_bytes(&fx.bytes).len(), 0x10);
     }
 
-    fn rejected(fx: &Fixture) -> ElfError {
+    fn rejected(fx: &HandMadeElf) -> ElfError {
         load_plan(&fx.bytes).unwrap_err()
     }
 
     #[test]
     fn truncated_files_are_rejected() {
-        let fx = Fixture::new(None);
+        let fx = HandMadeElf::new(None);
         for len in [0, 3, 40, EHDR + 10, 0x1008] {
-            let cut = Fixture { bytes: fx.bytes[..len].to_vec() };
+            let cut = HandMadeElf { bytes: fx.bytes[..len].to_vec() };
             let e = rejected(&cut);
             assert!(
                 matches!(
@@ -727,7 +727,7 @@ pub(crate) mod tests {
                 "{len}: {e}"
             );
         }
-        let e = rejected(&Fixture { bytes: fx.bytes[..0x1008].to_vec() });
+        let e = rejected(&HandMadeElf { bytes: fx.bytes[..0x1008].to_vec() });
         assert_eq!(
             e.to_string(),
             "segment 1: file bytes end at 0x1010, past the end of the file (0x1008)"
@@ -736,12 +736,12 @@ pub(crate) mod tests {
 
     #[test]
     fn overlapping_segments_are_rejected() {
-        let mut fx = Fixture::new(None);
+        let mut fx = HandMadeElf::new(None);
         fx.field64(1, P_VADDR, 0x400000);
         fx.field64(1, P_OFFSET, 0);
         assert_eq!(rejected(&fx), ElfError::Overlap { first: 0, second: 1, page: 0x400000 });
         // Sharing only a page is an overlap too: each page has one set of permissions.
-        let mut fx = Fixture::new(None);
+        let mut fx = HandMadeElf::new(None);
         fx.field64(1, P_VADDR, 0x400ff0);
         fx.field64(1, P_OFFSET, 0xff0);
         assert_eq!(rejected(&fx).to_string(), "segments 0 and 1 overlap (both use page 0x400000)");
@@ -756,7 +756,7 @@ pub(crate) mod tests {
             0x0000_8000_0000_0000,
             u64::MAX - 0xfff,
         ] {
-            let mut fx = Fixture::new(None);
+            let mut fx = HandMadeElf::new(None);
             fx.field64(1, P_VADDR, vaddr);
             assert!(
                 matches!(
@@ -774,26 +774,26 @@ pub(crate) mod tests {
 
     #[test]
     fn absurd_sizes_are_rejected() {
-        let mut fx = Fixture::new(None);
+        let mut fx = HandMadeElf::new(None);
         fx.field64(1, P_MEMSZ, 1 << 40);
         assert_eq!(
             rejected(&fx),
             ElfError::Segment { index: 1, problem: SegmentProblem::TooLarge { mem_size: 1 << 40 } }
         );
-        let mut fx = Fixture::new(None);
+        let mut fx = HandMadeElf::new(None);
         fx.field64(1, P_FILESZ, u64::MAX);
         fx.field64(1, P_MEMSZ, u64::MAX);
         assert!(matches!(
             rejected(&fx),
             ElfError::Segment { index: 1, problem: SegmentProblem::TooLarge { .. } }
         ));
-        let mut fx = Fixture::new(None);
+        let mut fx = HandMadeElf::new(None);
         fx.field64(1, P_FILESZ, 0x4000);
         assert!(matches!(
             rejected(&fx),
             ElfError::Segment { problem: SegmentProblem::FileSizeAboveMemSize { .. }, .. }
         ));
-        let mut fx = Fixture::new(None);
+        let mut fx = HandMadeElf::new(None);
         fx.field64(1, P_OFFSET, u64::MAX - 4);
         assert!(matches!(
             rejected(&fx),
@@ -802,7 +802,7 @@ pub(crate) mod tests {
                 ..
             }
         ));
-        let mut fx = Fixture::new(None);
+        let mut fx = HandMadeElf::new(None);
         put16(&mut fx.bytes, 56, 0xfff0); // e_phnum: the table runs past the file
         assert!(matches!(rejected(&fx), ElfError::Parse(_)));
     }
@@ -810,7 +810,7 @@ pub(crate) mod tests {
     #[test]
     fn bad_entry_points_are_rejected() {
         for entry in [0x401000, 0x400900, 0, 0xffff_ffff_8000_0000] {
-            let mut fx = Fixture::new(None);
+            let mut fx = HandMadeElf::new(None);
             put64(&mut fx.bytes, 24, entry);
             assert_eq!(rejected(&fx), ElfError::EntryNotExecutable { entry });
         }
@@ -818,42 +818,42 @@ pub(crate) mod tests {
 
     #[test]
     fn other_shapes_are_rejected() {
-        let mut fx = Fixture::new(None);
+        let mut fx = HandMadeElf::new(None);
         fx.field64(1, P_OFFSET, 0x800);
         assert!(matches!(
             rejected(&fx),
             ElfError::Segment { problem: SegmentProblem::Misaligned { .. }, .. }
         ));
-        let mut fx = Fixture::new(None);
+        let mut fx = HandMadeElf::new(None);
         put32(&mut fx.bytes, EHDR + PHDR + 4, abi::PF_R | abi::PF_W | abi::PF_X);
         assert_eq!(rejected(&fx).to_string(), "segment 1: both writable and executable");
-        let mut fx = Fixture::new(None);
+        let mut fx = HandMadeElf::new(None);
         put16(&mut fx.bytes, 16, abi::ET_DYN);
         assert_eq!(rejected(&fx), ElfError::PositionIndependent);
-        let mut fx = Fixture::new(None);
+        let mut fx = HandMadeElf::new(None);
         put16(&mut fx.bytes, 18, abi::EM_AARCH64);
         assert_eq!(rejected(&fx), ElfError::NotX86_64 { machine: abi::EM_AARCH64 });
-        let mut fx = Fixture::new(None);
+        let mut fx = HandMadeElf::new(None);
         put32(&mut fx.bytes, EHDR + 2 * PHDR, abi::PT_INTERP);
         assert_eq!(rejected(&fx), ElfError::Interpreter);
-        let mut fx = Fixture::new(None);
+        let mut fx = HandMadeElf::new(None);
         put32(&mut fx.bytes, EHDR + 2 * PHDR, abi::PT_DYNAMIC);
         assert_eq!(rejected(&fx), ElfError::Dynamic);
-        let mut fx = Fixture::new(None);
+        let mut fx = HandMadeElf::new(None);
         put32(&mut fx.bytes, EHDR, abi::PT_NULL);
         put32(&mut fx.bytes, EHDR + PHDR, abi::PT_NULL);
         assert_eq!(rejected(&fx), ElfError::NoLoadableSegment);
-        let mut fx = Fixture::new(None);
+        let mut fx = HandMadeElf::new(None);
         fx.bytes[0] = b'X';
         assert!(rejected(&fx).to_string().starts_with("not a readable ELF file"));
-        let mut fx = Fixture::new(None);
+        let mut fx = HandMadeElf::new(None);
         fx.bytes[4] = 1;
         assert!(matches!(rejected(&fx), ElfError::NotElf64 | ElfError::Parse(_)));
     }
 
     #[test]
     fn a_stated_phdr_must_be_loaded() {
-        let mut fx = Fixture::new(None);
+        let mut fx = HandMadeElf::new(None);
         put32(&mut fx.bytes, EHDR + 2 * PHDR, abi::PT_PHDR);
         fx.field64(2, P_VADDR, 0x400040);
         assert_eq!(load_plan(&fx.bytes).unwrap().program_headers.unwrap().vaddr, 0x400040);
@@ -863,7 +863,7 @@ pub(crate) mod tests {
 
     #[test]
     fn two_expectation_notes_are_rejected() {
-        let mut fx = Fixture::new(Some("exit 1"));
+        let mut fx = HandMadeElf::new(Some("exit 1"));
         // Make the text segment's range cover the note twice by pointing segment 0 at it as a
         // second PT_NOTE.
         let at = EHDR;

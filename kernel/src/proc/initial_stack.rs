@@ -239,7 +239,7 @@ impl Writer<'_> {
 mod tests {
     use super::*;
     use crate::mm::user_layout::STACK_TOP;
-    use crate::proc::elf::{load_plan, tests::Fixture};
+    use crate::proc::elf::{load_plan, tests::HandMadeElf};
 
     /// Reads a stack image back the way a C runtime would.
     struct Parsed {
@@ -288,7 +288,7 @@ mod tests {
 
     #[test]
     fn a_program_finds_what_musl_needs() {
-        let plan = load_plan(&Fixture::new(None).bytes).unwrap();
+        let plan = load_plan(&HandMadeElf::new(None).bytes).unwrap();
         let mut buf = [0xaau8; 4096];
         let spec = StackSpec {
             args: &["null_read", "-v"],
@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn rsp_is_16_aligned_for_any_count_of_strings() {
-        let plan = load_plan(&Fixture::new(None).bytes).unwrap();
+        let plan = load_plan(&HandMadeElf::new(None).bytes).unwrap();
         let names = ["a", "bb", "ccc", "dddd", "eeeee"];
         for argc in 0..names.len() {
             for envc in 0..3 {
@@ -354,7 +354,7 @@ mod tests {
 
     #[test]
     fn without_loaded_program_headers_phdr_and_phnum_are_left_out() {
-        let mut plan = load_plan(&Fixture::new(None).bytes).unwrap();
+        let mut plan = load_plan(&HandMadeElf::new(None).bytes).unwrap();
         plan.program_headers = None;
         let mut buf = [0u8; 1024];
         let spec =
@@ -366,7 +366,7 @@ mod tests {
 
     #[test]
     fn bad_requests_are_refused() {
-        let plan = load_plan(&Fixture::new(None).bytes).unwrap();
+        let plan = load_plan(&HandMadeElf::new(None).bytes).unwrap();
         let spec =
             StackSpec { args: &["x"], env: &[], plan: &plan, random: [0; 16], extra_aux: &[] };
         let mut small = [0u8; 64];

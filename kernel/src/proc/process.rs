@@ -217,25 +217,26 @@ impl core::fmt::Display for StartError {
 
 /// Registers the syscall handler and the kernel stack for user mode, and unmaps the stack's
 /// guard page.
-pub fn init() -> Result<(), InitError> {
+pub fn init() -> Result<(), UserModeInitError> {
     user::set_syscall_handler(super::syscall::dispatch);
     let (guard, stack) = user::trap_stack();
     let mut mm = MM.lock();
-    let mm = mm.as_mut().ok_or(InitError::NoMemoryManager)?;
-    mm.add_stack_guard("trap-stack-guard", VirtAddr::new(guard)).map_err(InitError::Guard)?;
+    let mm = mm.as_mut().ok_or(UserModeInitError::NoMemoryManager)?;
+    mm.add_stack_guard("trap-stack-guard", VirtAddr::new(guard))
+        .map_err(UserModeInitError::Guard)?;
     crate::arch::x86_64::crash::register_stack(stack.clone());
-    user::set_kernel_stack(stack.end).map_err(InitError::StackSwitch)
+    user::set_kernel_stack(stack.end).map_err(UserModeInitError::StackSwitch)
 }
 
 /// Why user mode could not be set up.
 #[derive(Debug)]
-pub enum InitError {
+pub enum UserModeInitError {
     NoMemoryManager,
     Guard(MmError),
     StackSwitch(crate::xen::XenError),
 }
 
-impl core::fmt::Display for InitError {
+impl core::fmt::Display for UserModeInitError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::NoMemoryManager => write!(f, "no memory manager"),

@@ -87,16 +87,16 @@ pub fn programs<'a>(
 mod tests {
     use super::*;
     use crate::proc::archive::pack;
-    use crate::proc::elf::tests::Fixture;
+    use crate::proc::elf::tests::HandMadeElf;
     use crate::proc::expectation::Expected;
 
     #[test]
     fn one_bad_program_does_not_stop_the_others() {
-        let good = Fixture::new(Some("exit 3"));
-        let silent = Fixture::new(None);
-        let mut bad_elf = Fixture::new(None);
+        let good = HandMadeElf::new(Some("exit 3"));
+        let silent = HandMadeElf::new(None);
+        let mut bad_elf = HandMadeElf::new(None);
         bad_elf.field64(1, 16, 0xffff_ffff_8000_0000);
-        let bad_note = Fixture::new(Some("exit 300"));
+        let bad_note = HandMadeElf::new(Some("exit 300"));
         let bytes = pack(&[
             ("good", &good.bytes),
             ("kernel_segment", &bad_elf.bytes),

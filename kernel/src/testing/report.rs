@@ -1,14 +1,14 @@
 //! The verdict protocol on the console: one line per check, then `Test result: X` last.
 
-use super::verdict::{Outcome, Verdict};
+use super::verdict::{Tally, Verdict};
 use crate::println;
 use crate::xen::shutdown::{shutdown, Reason};
 
-static OUTCOME: spin::Mutex<Outcome> = spin::Mutex::new(Outcome::new());
+static TALLY: spin::Mutex<Tally> = spin::Mutex::new(Tally::new());
 
 /// Records a check and prints its line.
 pub fn check(verdict: Verdict, args: core::fmt::Arguments<'_>) {
-    OUTCOME.lock().record(verdict);
+    TALLY.lock().record(verdict);
     let tag = match verdict {
         Verdict::Success => "ok",
         Verdict::Skip => "skip",
@@ -20,12 +20,12 @@ pub fn check(verdict: Verdict, args: core::fmt::Arguments<'_>) {
 
 /// Records a verdict whose line the caller printed itself (e.g. a TAP line).
 pub fn record(verdict: Verdict) {
-    OUTCOME.lock().record(verdict);
+    TALLY.lock().record(verdict);
 }
 
 /// Prints the final verdict as the last line and powers the domain off.
 pub fn finish() -> ! {
-    let result = OUTCOME.lock().result();
+    let result = TALLY.lock().result();
     crate::mm::kernel::print_stats();
     println!("Test result: {result}");
     shutdown(Reason::Poweroff)

@@ -28,16 +28,16 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// The running outcome of a boot: how many checks, and the worst verdict among them.
+/// The running tally of a boot: how many checks, and the worst verdict among them.
 #[derive(Clone, Copy, Debug)]
-pub struct Outcome {
+pub struct Tally {
     worst: Verdict,
     checks: u32,
 }
 
-impl Outcome {
+impl Tally {
     pub const fn new() -> Self {
-        Outcome { worst: Verdict::Success, checks: 0 }
+        Tally { worst: Verdict::Success, checks: 0 }
     }
 
     pub fn record(&mut self, verdict: Verdict) {
@@ -55,7 +55,7 @@ impl Outcome {
     }
 }
 
-impl Default for Outcome {
+impl Default for Tally {
     fn default() -> Self {
         Self::new()
     }
@@ -67,15 +67,15 @@ mod tests {
 
     #[test]
     fn most_severe_wins() {
-        let mut o = Outcome::new();
-        assert_eq!(o.result(), Verdict::Success);
-        o.record(Verdict::Skip);
-        o.record(Verdict::Success);
-        assert_eq!(o.result(), Verdict::Skip);
-        o.record(Verdict::Failure);
-        o.record(Verdict::Error);
-        assert_eq!(o.result(), Verdict::Failure);
-        assert_eq!(o.checks(), 4);
+        let mut tally = Tally::new();
+        assert_eq!(tally.result(), Verdict::Success);
+        tally.record(Verdict::Skip);
+        tally.record(Verdict::Success);
+        assert_eq!(tally.result(), Verdict::Skip);
+        tally.record(Verdict::Failure);
+        tally.record(Verdict::Error);
+        assert_eq!(tally.result(), Verdict::Failure);
+        assert_eq!(tally.checks(), 4);
         assert_eq!(Verdict::Error.to_string(), "ERROR");
     }
 }

@@ -124,10 +124,9 @@ fn dispatch(frame: &mut TrapFrame) {
         return;
     }
     if frame.vector == exception::PAGE_FAULT {
-        use crate::mm::kernel::{handle_page_fault, PageFault};
-        match handle_page_fault(frame) {
-            PageFault::Handled => return,
-            PageFault::Fatal(reason) => {
+        match crate::mm::kernel::handle_page_fault(frame) {
+            Ok(()) => return,
+            Err(reason) => {
                 if crate::testing::expected_trap::consume(frame) {
                     return;
                 }

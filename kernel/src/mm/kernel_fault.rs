@@ -1,8 +1,9 @@
-//! What a page fault means: map a fresh zeroed frame, a kernel stack overflow, or a bug.
+//! What a page fault on a kernel address means: map a fresh zeroed frame, a kernel stack
+//! overflow, or a bug. (A user program's faults go to its address space instead.)
 //!
-//! The pure half of the page-fault handler. The handler reads cr2 from `vcpu_info` and the error
-//! code from the frame Xen pushed, and asks [`classify`] against a table of [`Region`]s; only a
-//! [`FaultAction::MapZeroed`] leads to [`PageTables::map_zeroed`](super::PageTables::map_zeroed).
+//! The pure half of the kernel's page-fault handler. The handler reads cr2 from `vcpu_info` and
+//! the error code from the frame Xen pushed, and asks [`classify`] against a table of
+//! [`KernelRegion`]s; only a [`FaultAction::MapZeroed`] leads to [`PageTables::map_zeroed`](super::PageTables::map_zeroed).
 //! Under PV the kernel runs in ring 3, but Xen rewrites the error code's user bit to say whether
 //! the *guest* was in user mode, so `USER_MODE` means what it means on bare metal.
 #![deny(unsafe_code)]
@@ -14,7 +15,7 @@ use crate::arch::x86_64::page_fault::{Access, PageFault};
 
 /// What the handler should do about one region of the address space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RegionKind {
+pub enum KernelRegionKind {
     /// Pages appear on first touch, zeroed, mapped with `flags` (e.g. the kernel heap).
     DemandZero { flags: PteFlags },
     /// Never mapped: the guard page(s) below a kernel stack. Touching it is a stack overflow.
@@ -25,16 +26,16 @@ pub enum RegionKind {
 
 /// A named range `[start, start + size_bytes)` of virtual addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Region {
+pub struct KernelRegion {
     pub name: &'static str,
     pub start: VirtAddr,
     pub size_bytes: u64,
-    pub kind: RegionKind,
+    pub kind: KernelRegionKind,
     /// Whether user mode may touch it (else a user access is a bug to report).
     pub user: bool,
 }
 
-impl Region {
+impl KernelRegion {
     /// Whether `va` lies inside.
     pub fn contains(&self, va: VirtAddr) -> bool {
         va.as_u64().wrapping_sub(self.start.as_u64()) < self.size_bytes
@@ -72,7 +73,7 @@ pub enum UnexpectedFault {
 }
 
 /// Decides what `fault` at `cr2` (its address, canonical) means, given the kernel's `regions`.
-pub fn classify(cr2: VirtAddr, fault: PageFault, regions: &[Region]) -> FaultAction {
+pub fn classify(cr2: VirtAddr, fault: PageFault, regions: &[KernelRegion]) -> FaultAction {
     use FaultAction::Unexpected;
     let region = regions.iter().find(|r| r.contains(cr2));
     if fault.reserved_bit {
@@ -87,9 +88,11 @@ pub fn classify(cr2: VirtAddr, fault: PageFault, regions: &[Region]) -> FaultAct
         return Unexpected(UnexpectedFault::UserAccessToKernel { region: name });
     }
     match region.kind {
-        RegionKind::StackGuard => FaultAction::KernelStackOverflow { region: name },
-        RegionKind::Fixed => Unexpected(UnexpectedFault::MissingInFixedRegion { region: name }),
-        RegionKind::DemandZero { flags } => {
+        KernelRegionKind::StackGuard => FaultAction::KernelStackOverflow { region: name },
+        KernelRegionKind::Fixed => {
+            Unexpected(UnexpectedFault::MissingInFixedRegion { region: name })
+        }
+        KernelRegionKind::DemandZero { flags } => {
             if fault.access == Access::Write && !flags.contains(PteFlags::WRITABLE) {
                 return Unexpected(UnexpectedFault::WriteToReadOnly { region: name });
             }
@@ -109,34 +112,34 @@ mod tests {
     const HEAP_FLAGS: PteFlags =
         PteFlags::PRESENT.union(PteFlags::WRITABLE).union(PteFlags::NO_EXECUTE);
 
-    fn regions() -> [Region; 4] {
+    fn regions() -> [KernelRegion; 4] {
         [
-            Region {
+            KernelRegion {
                 name: "heap",
                 start: VirtAddr::new(0xffff_c000_0000_0000),
                 size_bytes: 1 << 30,
-                kind: RegionKind::DemandZero { flags: HEAP_FLAGS },
+                kind: KernelRegionKind::DemandZero { flags: HEAP_FLAGS },
                 user: false,
             },
-            Region {
+            KernelRegion {
                 name: "stack0-guard",
                 start: VirtAddr::new(0xffff_d000_0000_0000),
                 size_bytes: PAGE_SIZE_BYTES,
-                kind: RegionKind::StackGuard,
+                kind: KernelRegionKind::StackGuard,
                 user: false,
             },
-            Region {
+            KernelRegion {
                 name: "image",
                 start: VirtAddr::new(0xffff_ffff_8000_0000),
                 size_bytes: 4 << 20,
-                kind: RegionKind::Fixed,
+                kind: KernelRegionKind::Fixed,
                 user: false,
             },
-            Region {
+            KernelRegion {
                 name: "user-text",
                 start: VirtAddr::new(0x40_0000),
                 size_bytes: 1 << 20,
-                kind: RegionKind::DemandZero {
+                kind: KernelRegionKind::DemandZero {
                     flags: PteFlags::PRESENT.union(PteFlags::USER_ACCESSIBLE),
                 },
                 user: true,
