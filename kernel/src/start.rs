@@ -229,7 +229,7 @@ fn boot_module(info: &StartInfo<'_>) -> Option<suite::Module> {
     if raw.mod_start == 0 || raw.mod_len == 0 {
         return None;
     }
-    let base = mm::layout::KERNEL_VIRT_BASE;
+    let base = mm::kernel_space::KERNEL_VIRT_BASE;
     let (va, first_pfn) = if raw.flags & xen_sys::SIF_MOD_START_PFN != 0 {
         (mm::DIRECT_MAP_BASE + raw.mod_start * 4096, Some(raw.mod_start))
     } else {
@@ -249,7 +249,7 @@ fn boot_module(info: &StartInfo<'_>) -> Option<suite::Module> {
 /// so its pfn is the offset from VIRT_BASE, and the p2m list gives the mfn.
 fn kernel_l4_mfn(info: &StartInfo<'_>) -> u64 {
     let raw = info.raw();
-    let pfn = (raw.pt_base - crate::mm::layout::KERNEL_VIRT_BASE) >> 12;
+    let pfn = (raw.pt_base - crate::mm::kernel_space::KERNEL_VIRT_BASE) >> 12;
     // SAFETY: mfn_list is the p2m array Xen mapped for us, nr_pages entries long, and the
     // boot L4 lies inside the initial mapping, so pfn < nr_pages.
     unsafe { core::ptr::read((raw.mfn_list as *const u64).add(pfn as usize)) }

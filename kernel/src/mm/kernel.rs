@@ -2,7 +2,7 @@
 //!
 //! Boot order (each step's cost is in the `stats:` line):
 //! 1. p2m from `mfn_list`, m2p from Xen's table (its size from XENMEM_machphys_mapping);
-//! 2. the frame allocator over everything past the bootstrap region (`boot_layout`);
+//! 2. the frame allocator over everything past the bootstrap region (`boot_reserved`);
 //! 3. the boot tables taken over, Xen's initial mapping recorded as an alias window;
 //! 4. the direct map of all pseudo-physical memory, built in ascending parts so that the
 //!    tables of each part are written through the parts already mapped;
@@ -14,10 +14,10 @@
 use core::fmt;
 
 use super::addr::{Pfn, VirtAddr, PAGE_SIZE_BYTES};
-use super::boot_layout::BootLayout;
+use super::boot_reserved::BootLayout;
 use super::frame::{FrameAllocator, FrameError, FrameSource, BITMAP_WORDS_4GIB, MAX_FRAMES_4GIB};
 use super::kernel_fault::{classify, FaultAction, KernelRegion, KernelRegionKind, UnexpectedFault};
-use super::layout::{AliasWindow, DIRECT_MAP_BASE, KERNEL_VIRT_BASE};
+use super::kernel_space::{AliasWindow, DIRECT_MAP_BASE, KERNEL_VIRT_BASE};
 use super::p2m::P2m;
 use super::page_table::{MmError, PageTables};
 use super::pte::PteFlags;

@@ -5,7 +5,7 @@
 //! only module here with `unsafe`), and in tests by `model`, a model of Xen that rejects what Xen
 //! rejects.
 //!
-//! Boot, in the kernel (layout in [`layout`]):
+//! Boot, in the kernel (virtual layout in [`kernel_space`]):
 //! 1. `p2m = P2m::new(mfn_list[..nr_pages], machine_to_phys_table(max_mfn + 1))`.
 //! 2. `frames = FrameAllocator::new(static bitmap, nr_pages, reserved)`, reserved = pfns 0 up to
 //!    the end of Xen's bootstrap region (image, start_info, p2m list, boot tables, boot stack)
@@ -23,16 +23,16 @@ pub mod address_space;
 pub mod areas;
 pub mod backend;
 pub mod bitmap;
-pub mod boot_layout;
+pub mod boot_reserved;
 pub mod frame;
 pub mod kernel_fault;
-pub mod layout;
+pub mod kernel_space;
 pub mod p2m;
 pub mod page_table;
 pub mod pte;
 pub mod queue;
 pub mod stats;
-pub mod user_layout;
+pub mod user_space;
 pub mod window_access;
 
 #[cfg(target_os = "none")]
@@ -48,7 +48,7 @@ mod tests;
 pub use addr::{MachineAddr, Mfn, Pfn, PfnRange, VirtAddr, PAGE_SIZE_BYTES};
 pub use backend::{BatchFailure, FrameAccess, MmuExtOp, MmuUpdate, UvmFlush, XenErrno, XenMmu};
 pub use frame::{FrameAllocator, FrameError, FrameSource};
-pub use layout::{AliasWindow, DIRECT_MAP_BASE};
+pub use kernel_space::{AliasWindow, DIRECT_MAP_BASE};
 pub use p2m::{P2m, P2mError};
 pub use page_table::{Mapping, MmError, PageTables, Root, TlbFlush};
 pub use pte::{Level, Pte, PteFlags};

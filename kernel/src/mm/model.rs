@@ -29,7 +29,7 @@ use std::rc::Rc;
 use super::addr::{Mfn, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE_BYTES};
 use super::backend::{BatchFailure, FrameAccess, MmuExtOp, MmuUpdate, UvmFlush, XenErrno, XenMmu};
 use super::frame::{FrameAllocator, FrameError, FrameSource};
-use super::layout::{is_guest_l4_slot, KERNEL_VIRT_BASE};
+use super::kernel_space::{is_guest_l4_slot, KERNEL_VIRT_BASE};
 use super::pte::{Level, Pte, PteFlags, ENTRIES_PER_TABLE};
 
 /// A rule broken: either one Xen enforces (the call fails) or a guest bug the model catches.

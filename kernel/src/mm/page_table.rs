@@ -25,7 +25,7 @@ use super::addr::{MachineAddr, Mfn, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE_BYTES};
 use super::backend::{BatchFailure, FrameAccess, MmuExtOp, MmuUpdate, UvmFlush, XenErrno, XenMmu};
 use super::bitmap::{words_for_bits, Bitmap};
 use super::frame::{FrameError, FrameSource};
-use super::layout::{is_guest_l4_slot, AliasWindow};
+use super::kernel_space::{is_guest_l4_slot, AliasWindow};
 use super::p2m::{P2m, P2mError};
 use super::pte::{Level, Pte, PteFlags, ENTRIES_PER_TABLE};
 use super::queue::{UpdateQueue, QUEUE_CAPACITY};

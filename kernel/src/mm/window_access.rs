@@ -9,7 +9,7 @@ use core::ptr;
 
 use super::addr::{Pfn, PAGE_SIZE_BYTES};
 use super::backend::FrameAccess;
-use super::layout::{AliasWindow, MACH2PHYS_VIRT_START};
+use super::kernel_space::{AliasWindow, MACH2PHYS_VIRT_START};
 use super::page_table::{MmError, MAX_ALIAS_WINDOWS};
 use super::pte::ENTRIES_PER_TABLE;
 

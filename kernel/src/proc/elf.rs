@@ -2,7 +2,7 @@
 //!
 //! Accepted: ELF64, little-endian, x86_64, `ET_EXEC`, no `PT_INTERP`/`PT_DYNAMIC`, 1..=8 non-empty
 //! `PT_LOAD` segments, each with `p_filesz <= p_memsz`, its file range inside the file,
-//! `p_vaddr % 4096 == p_offset % 4096`, its pages inside [`layout::is_mappable`] space, at most
+//! `p_vaddr % 4096 == p_offset % 4096`, its pages inside [`user_space::is_mappable`] space, at most
 //! [`SEGMENT_SIZE_MAX`] bytes, not both writable and executable, and no page shared with another
 //! segment; the entry point in the file-backed part of an executable segment. `ET_DYN`
 //! (static-pie) is refused: `musl-gcc -static` and our Rust programs link `ET_EXEC`.
@@ -20,7 +20,7 @@ use ::elf::ElfBytes;
 
 use crate::mm::address_space::SegmentSpec;
 use crate::mm::areas::Prot;
-use crate::mm::user_layout::{self as layout, page_ceil, page_floor, PAGE_SIZE};
+use crate::mm::user_space::{self, page_ceil, page_floor, PAGE_SIZE};
 
 /// Most loadable segments in one program.
 pub const SEGMENTS_MAX: usize = 8;
@@ -137,14 +137,14 @@ impl LoadPlan {
 
     /// The page after the highest segment: where brk starts.
     pub fn image_end(&self) -> u64 {
-        self.segments().iter().map(|s| s.pages().end).max().unwrap_or(layout::USER_START)
+        self.segments().iter().map(|s| s.pages().end).max().unwrap_or(user_space::USER_START)
     }
 
-    /// The brk heap's reservation: from [`Self::image_end`], [`layout::BRK_SIZE_MAX`] long,
+    /// The brk heap's reservation: from [`Self::image_end`], [`user_space::BRK_SIZE_MAX`] long,
     /// cut short before the mmap base.
     pub fn heap_reservation(&self) -> Range<u64> {
         let start = self.image_end();
-        start..(start + layout::BRK_SIZE_MAX).min(layout::MMAP_BASE).max(start)
+        start..(start + user_space::BRK_SIZE_MAX).min(user_space::MMAP_BASE).max(start)
     }
 }
 
@@ -335,8 +335,8 @@ impl fmt::Display for ElfError {
                     SegmentProblem::OutsideUserSpace { start, end } => write!(
                         f,
                         "{start:#x}..{end:#x} is outside user space ({:#x}..{:#x})",
-                        layout::USER_START,
-                        layout::STACK_RESERVED_START
+                        user_space::USER_START,
+                        user_space::STACK_RESERVED_START
                     ),
                     SegmentProblem::WritableAndExecutable => {
                         f.write_str("both writable and executable")
@@ -461,7 +461,7 @@ fn check_segment(index: usize, ph: &ProgramHeader, file_len: u64) -> Result<Segm
     let start = page_floor(ph.p_vaddr);
     let end = ph.p_vaddr.checked_add(ph.p_memsz).and_then(page_ceil);
     match end {
-        Some(end) if layout::is_mappable(start, end - start) => {}
+        Some(end) if user_space::is_mappable(start, end - start) => {}
         _ => {
             return fail(SegmentProblem::OutsideUserSpace {
                 start: ph.p_vaddr,

@@ -27,7 +27,7 @@
 use core::fmt;
 
 pub use crate::arch::x86_64::page_fault::{Access, PageFault};
-use crate::mm::user_layout::Region;
+use crate::mm::user_space::Region;
 
 /// The note's name.
 pub const NOTE_NAME: &str = "faultline";

@@ -15,7 +15,7 @@
 use core::fmt;
 
 use super::elf::LoadPlan;
-use crate::mm::user_layout::PAGE_SIZE;
+use crate::mm::user_space::PAGE_SIZE;
 
 pub const AT_NULL: u64 = 0;
 pub const AT_PHDR: u64 = 3;
@@ -238,7 +238,7 @@ impl Writer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mm::user_layout::STACK_TOP;
+    use crate::mm::user_space::STACK_TOP;
     use crate::proc::elf::{load_plan, tests::HandMadeElf};
 
     /// Reads a stack image back the way a C runtime would.

@@ -30,7 +30,7 @@ use crate::mm::address_space::{
 };
 use crate::mm::areas::{Prot, AREAS_MAX};
 use crate::mm::kernel::{KernelMm, KernelTables, MM};
-use crate::mm::user_layout::{PAGE_SIZE, STACK_TOP};
+use crate::mm::user_space::{PAGE_SIZE, STACK_TOP};
 use crate::mm::{FrameAllocator, MmError, Pfn, PfnRange, VirtAddr, DIRECT_MAP_BASE};
 use crate::xen::{abi, events, hypercall, shared_info, time};
 
@@ -264,7 +264,7 @@ pub fn run(image: Image, limits: Limits) -> Result<RunReport, StartError> {
         space.set_tuning(limits.tuning);
         let kernel_root = mm.tables.kernel_root();
         let aux = [
-            (AT_FAULTLINE_KERNEL_ADDRESS, crate::mm::layout::KERNEL_VIRT_BASE),
+            (AT_FAULTLINE_KERNEL_ADDRESS, crate::mm::kernel_space::KERNEL_VIRT_BASE),
             (AT_FAULTLINE_PAGE_TABLE, DIRECT_MAP_BASE + kernel_root.pfn.0 * PAGE_SIZE),
             (AT_FAULTLINE_P2M, crate::mm::kernel::p2m_list_address()),
         ];

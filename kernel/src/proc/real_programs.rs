@@ -10,7 +10,7 @@ use super::elf::{find_note, load_plan, ElfError, SegmentProblem};
 use super::expectation::{Expectation, Expected, NOTE_NAME, NOTE_TYPE_EXPECT};
 use super::initial_stack::{build, StackSpec, AT_PHDR, AT_PHNUM};
 use super::program::programs;
-use crate::mm::user_layout::STACK_TOP;
+use crate::mm::user_space::STACK_TOP;
 
 const RUST_EXIT_STATUS: &[u8] = include_bytes!("fixtures/exit_status.elf");
 const C_NULL_DEREF: &[u8] = include_bytes!("fixtures/c_null_deref.elf");

@@ -8,7 +8,7 @@
 use core::fmt;
 use core::ops::Range;
 
-use crate::mm::user_layout::{self as layout, page_ceil, PAGE_SIZE, USER_END, USER_START};
+use crate::mm::user_space::{self, page_ceil, PAGE_SIZE, USER_END, USER_START};
 
 pub const SYS_READ: u64 = 0;
 pub const SYS_WRITE: u64 = 1;
@@ -164,7 +164,7 @@ impl MmapRequest {
             if addr < USER_START {
                 return Err(Errno::EPERM);
             }
-            if !layout::is_mappable(addr, len) {
+            if !user_space::is_mappable(addr, len) {
                 return Err(Errno::ENOMEM);
             }
             if flags & MAP_FIXED_NOREPLACE != 0 {
@@ -954,7 +954,7 @@ mod tests {
             "kernel half"
         );
         assert_eq!(
-            d(layout::STACK_RESERVED_START, 4096, 0, ANON | MAP_FIXED, 0),
+            d(user_space::STACK_RESERVED_START, 4096, 0, ANON | MAP_FIXED, 0),
             Err(Errno::ENOMEM),
             "stack"
         );

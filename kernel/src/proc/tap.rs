@@ -106,7 +106,7 @@ impl fmt::Display for TapPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mm::user_layout::Region;
+    use crate::mm::user_space::Region;
     use crate::proc::expectation::{Access, Cause, PageFault};
 
     fn parse(text: &str) -> Expectation {

@@ -11,7 +11,7 @@
 use core::fmt;
 
 use crate::mm::kernel::KernelTables;
-use crate::mm::layout::is_guest_l4_slot;
+use crate::mm::kernel_space::is_guest_l4_slot;
 use crate::mm::{FrameAccess, Level, Pfn, Pte, PteFlags};
 
 /// The counts a run must give back.

@@ -17,7 +17,7 @@ use crate::mm::areas::Prot;
 use crate::mm::backend::{FrameAccess, XenErrno};
 use crate::mm::frame::FrameSource;
 use crate::mm::model::AccessFault;
-use crate::mm::user_layout::{Region, MMAP_BASE, PAGE_SIZE, STACK_TOP};
+use crate::mm::user_space::{Region, MMAP_BASE, PAGE_SIZE, STACK_TOP};
 
 const NR_PAGES: u64 = 512;
 const TEXT: u64 = 0x40_0000;

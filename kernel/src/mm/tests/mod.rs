@@ -9,7 +9,7 @@ mod rollback;
 mod tlb;
 
 use super::addr::Pfn;
-use super::layout::AliasWindow;
+use super::kernel_space::AliasWindow;
 use super::model::{
     boot_va, CheckedFrames, HypercallCounts, PageType, Xen, BOOT_TABLES, BOOT_WINDOW_FRAMES,
 };

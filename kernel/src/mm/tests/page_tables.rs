@@ -3,7 +3,7 @@
 use super::Fixture;
 use crate::mm::addr::{Pfn, VirtAddr, PAGE_SIZE_BYTES};
 use crate::mm::frame::{FrameError, FrameSource};
-use crate::mm::layout::{AliasWindow, DIRECT_MAP_BASE};
+use crate::mm::kernel_space::{AliasWindow, DIRECT_MAP_BASE};
 use crate::mm::model::{boot_va, PageType, Violation, BOOT_TABLES, BOOT_WINDOW_FRAMES};
 use crate::mm::page_table::MmError;
 use crate::mm::pte::{Level, PteFlags};
