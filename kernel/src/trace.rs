@@ -19,7 +19,7 @@ use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use crate::arch::x86_64::page_fault::PageFault;
 use crate::arch::x86_64::trap_frame::TrapFrame;
-use crate::mm::addr::{MachineAddr, Pfn, VirtAddr, PAGE_SIZE_BYTES};
+use crate::mm::addr::{MachineAddr, Pfn, VirtAddr, PAGE_SIZE};
 use crate::mm::backend::{BatchFailure, MmuUpdate};
 use crate::mm::pte::{Level, Pte, PteFlags};
 
@@ -294,7 +294,7 @@ impl Recorder {
     pub fn start(&mut self, cr2: u64) {
         self.len = 0;
         self.dropped = 0;
-        self.fault_page = cr2 & !(PAGE_SIZE_BYTES - 1);
+        self.fault_page = cr2 & !(PAGE_SIZE - 1);
     }
 
     /// Records `step`. A walk is recorded only for the faulting page (the code also walks the
@@ -302,9 +302,7 @@ impl Recorder {
     /// `link` or `readonly` step that queued it.
     pub fn record(&mut self, step: Step) {
         let step = match step {
-            Step::Walk { va, .. } if va.as_u64() & !(PAGE_SIZE_BYTES - 1) != self.fault_page => {
-                return
-            }
+            Step::Walk { va, .. } if va.as_u64() & !(PAGE_SIZE - 1) != self.fault_page => return,
             Step::Entry { i, update, .. } => {
                 let (level, role) = self.queued_by(update.entry_addr());
                 Step::Entry { i, update, level, role }

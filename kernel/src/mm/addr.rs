@@ -10,8 +10,21 @@ pub use x86_64::VirtAddr;
 
 /// log2 of the size of a 4 KiB page.
 pub const PAGE_SHIFT: u32 = 12;
-/// Size of one page (and frame) in bytes.
-pub const PAGE_SIZE_BYTES: u64 = 1 << PAGE_SHIFT;
+/// Size of one page (and frame) in bytes: the kernel's one page-size constant.
+pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+
+/// `addr` rounded down to a page.
+pub const fn page_floor(addr: u64) -> u64 {
+    addr & !(PAGE_SIZE - 1)
+}
+
+/// `addr` rounded up to a page; `None` on overflow.
+pub const fn page_ceil(addr: u64) -> Option<u64> {
+    match addr.checked_add(PAGE_SIZE - 1) {
+        Some(a) => Some(page_floor(a)),
+        None => None,
+    }
+}
 
 /// A pseudo-physical frame number: an index into this domain's own memory, `0..nr_pages`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -52,7 +65,7 @@ impl MachineAddr {
 
     /// The byte offset inside that frame.
     pub const fn frame_offset_bytes(self) -> u64 {
-        self.0 & (PAGE_SIZE_BYTES - 1)
+        self.0 & (PAGE_SIZE - 1)
     }
 }
 
@@ -67,7 +80,7 @@ impl PfnRange {
     /// The frames covering `[start_bytes, start_bytes + len_bytes)` of pseudo-physical memory.
     pub const fn covering_bytes(start_bytes: u64, len_bytes: u64) -> PfnRange {
         let first = start_bytes >> PAGE_SHIFT;
-        let end = (start_bytes + len_bytes + PAGE_SIZE_BYTES - 1) >> PAGE_SHIFT;
+        let end = (start_bytes + len_bytes + PAGE_SIZE - 1) >> PAGE_SHIFT;
         PfnRange { start: Pfn(first), count_frames: end - first }
     }
 
@@ -101,5 +114,13 @@ mod tests {
         assert_eq!(r, PfnRange { start: Pfn(1), count_frames: 2 });
         assert!(r.contains(Pfn(2)) && !r.contains(Pfn(3)) && !r.contains(Pfn(0)));
         assert_eq!(PfnRange::covering_bytes(0x2000, 0).count_frames, 0);
+    }
+
+    #[test]
+    fn page_rounding() {
+        assert_eq!(page_floor(0x1fff), 0x1000);
+        assert_eq!(page_ceil(0x1001), Some(0x2000));
+        assert_eq!(page_ceil(0x2000), Some(0x2000));
+        assert_eq!(page_ceil(u64::MAX), None);
     }
 }

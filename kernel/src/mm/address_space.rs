@@ -28,13 +28,14 @@
 use alloc::vec::Vec;
 use core::ops::Range;
 
+use super::addr::{page_ceil, page_floor, PAGE_SIZE};
 use super::addr::{Pfn, PfnRange, VirtAddr};
 use super::areas::{Area, AreaError, AreaKind, Areas, Backing, Prot};
 use super::backend::{FrameAccess, XenMmu};
 use super::frame::{FrameError, FrameSource};
 use super::page_table::{Mapping, MmError, PageTables, Root};
 use super::pte::PteFlags;
-use super::user_space::{page_ceil, page_floor, Region, PAGE_SIZE, STACK, STACK_GUARD, USER_END};
+use super::user_space::{Region, STACK, STACK_GUARD, USER_END};
 use crate::arch::x86_64::page_fault::{Access, PageFault};
 
 /// Frames a fault may need beyond the page itself: L3, L2 and L1 tables.

@@ -15,7 +15,8 @@
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use super::user_space::{is_mappable, page_floor, MMAP_BASE, PAGE_SIZE, STACK_RESERVED_START};
+use super::addr::{page_floor, PAGE_SIZE};
+use super::user_space::{is_mappable, MMAP_BASE, STACK_RESERVED_START};
 
 /// Areas one address space may have at once (after merging), unless made with another capacity.
 pub const AREAS_MAX: usize = 4096;

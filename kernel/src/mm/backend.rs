@@ -9,7 +9,7 @@
 //! (a new table before Xen validates it), through the direct map in the kernel.
 #![deny(unsafe_code)]
 
-use super::addr::{MachineAddr, Mfn, Pfn, VirtAddr, PAGE_SIZE_BYTES};
+use super::addr::{MachineAddr, Mfn, Pfn, VirtAddr, PAGE_SIZE};
 use super::pte::{Level, Pte};
 
 /// A negative errno as Xen returns it (e.g. -22 for EINVAL).
@@ -158,7 +158,7 @@ pub trait FrameAccess {
     /// Copies all of frame `from` into frame `to`, which must be ordinary writable memory.
     fn copy_frame(&mut self, from: Pfn, to: Pfn) {
         let mut chunk = [0u8; 512];
-        for offset in (0..PAGE_SIZE_BYTES as usize).step_by(chunk.len()) {
+        for offset in (0..PAGE_SIZE as usize).step_by(chunk.len()) {
             self.read_bytes(from, offset, &mut chunk);
             self.write_bytes(to, offset, &chunk);
         }

@@ -8,7 +8,7 @@
 //! region (`first_p2m_pfn`/`nr_p2m_frames`). Anything past the bootstrap region is free padding.
 #![deny(unsafe_code)]
 
-use super::addr::{Pfn, PfnRange, PAGE_SIZE_BYTES};
+use super::addr::{Pfn, PfnRange, PAGE_SIZE};
 
 /// The start_info fields that say where things are (virtual addresses inside the initial mapping).
 #[derive(Clone, Copy, Debug, Default)]
@@ -37,8 +37,8 @@ impl BootLayout {
     /// The pfn one past the bootstrap region: past the boot stack that follows the page tables,
     /// and past start_info, the p2m list and a module if the builder put them higher.
     pub fn bootstrap_end(&self) -> Pfn {
-        let pt_end = self.pt_base + self.nr_pt_frames * PAGE_SIZE_BYTES + PAGE_SIZE_BYTES;
-        let mut end = pt_end.max(self.start_info_va + PAGE_SIZE_BYTES);
+        let pt_end = self.pt_base + self.nr_pt_frames * PAGE_SIZE + PAGE_SIZE;
+        let mut end = pt_end.max(self.start_info_va + PAGE_SIZE);
         if self.mfn_list >= self.virt_base {
             end = end.max(self.mfn_list + self.nr_pages * 8);
         }
@@ -46,7 +46,7 @@ impl BootLayout {
             end = end.max(self.mod_start + self.mod_len);
         }
         let bytes = end.saturating_sub(self.virt_base);
-        Pfn(bytes.div_ceil(PAGE_SIZE_BYTES).min(self.nr_pages))
+        Pfn(bytes.div_ceil(PAGE_SIZE).min(self.nr_pages))
     }
 
     /// The frames the allocator must never hand out.
@@ -66,7 +66,7 @@ impl BootLayout {
         if self.mod_start_is_pfn && self.mod_len != 0 {
             push(PfnRange {
                 start: Pfn(self.mod_start),
-                count_frames: self.mod_len.div_ceil(PAGE_SIZE_BYTES),
+                count_frames: self.mod_len.div_ceil(PAGE_SIZE),
             });
         }
         for pfn in [self.console_pfn, self.store_pfn].into_iter().flatten() {

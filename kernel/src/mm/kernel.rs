@@ -13,7 +13,7 @@
 
 use core::fmt;
 
-use super::addr::{Pfn, VirtAddr, PAGE_SIZE_BYTES};
+use super::addr::{Pfn, VirtAddr, PAGE_SIZE};
 use super::boot_reserved::BootLayout;
 use super::frame::{FrameAllocator, FrameError, FrameSource, BITMAP_WORDS_4GIB, MAX_FRAMES_4GIB};
 use super::kernel_fault::{classify, FaultAction, KernelRegion, KernelRegionKind, UnexpectedFault};
@@ -86,7 +86,7 @@ impl KernelMm {
         self.regions[self.region_count] = KernelRegion {
             name,
             start: va,
-            size_bytes: PAGE_SIZE_BYTES,
+            size_bytes: PAGE_SIZE,
             kind: KernelRegionKind::StackGuard,
             user: false,
         };
@@ -204,7 +204,7 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), MmInitError> {
     // least the bootstrap region (Xen public/xen.h start_info comment), except our slot pages,
     // whose pfns are reserved image frames that the page-table code never touches.
     let mem = unsafe { WindowAccess::new(bootstrap) };
-    let l4_pfn = Pfn((raw.pt_base - KERNEL_VIRT_BASE) / PAGE_SIZE_BYTES);
+    let l4_pfn = Pfn((raw.pt_base - KERNEL_VIRT_BASE) / PAGE_SIZE);
     let mut tables = PageTables::new(HypercallMmu, mem, p2m, l4_pfn, &mut bitmaps.tables[..words])
         .map_err(|e| MmInitError::Tables("taking over the boot page tables", e))?;
 
@@ -250,7 +250,7 @@ fn initial_mapping(tables: &KernelTables, nr_pages: u64) -> AliasWindow {
     let root = tables.kernel_root();
     let mut count = 0;
     while count < nr_pages {
-        let va = KERNEL_VIRT_BASE + count * PAGE_SIZE_BYTES;
+        let va = KERNEL_VIRT_BASE + count * PAGE_SIZE;
         if !slots::contains(va) {
             match tables.translate(root, VirtAddr::new(va)) {
                 Ok(Some(m)) if m.pfn == Pfn(count) => {}
@@ -330,7 +330,7 @@ fn boot_regions() -> [KernelRegion; 5] {
         KernelRegion {
             name: "direct-map",
             start: VirtAddr::new(DIRECT_MAP_BASE),
-            size_bytes: MAX_FRAMES_4GIB * PAGE_SIZE_BYTES,
+            size_bytes: MAX_FRAMES_4GIB * PAGE_SIZE,
             kind: KernelRegionKind::Fixed,
             user: false,
         },

@@ -8,7 +8,7 @@
 //! the *guest* was in user mode, so `USER_MODE` means what it means on bare metal.
 #![deny(unsafe_code)]
 
-use super::addr::{VirtAddr, PAGE_SIZE_BYTES};
+use super::addr::{VirtAddr, PAGE_SIZE};
 use super::pte::PteFlags;
 
 use crate::arch::x86_64::page_fault::{Access, PageFault};
@@ -99,7 +99,7 @@ pub fn classify(cr2: VirtAddr, fault: PageFault, regions: &[KernelRegion]) -> Fa
             if fault.access == Access::Execute && flags.contains(PteFlags::NO_EXECUTE) {
                 return Unexpected(UnexpectedFault::FetchFromNoExecute { region: name });
             }
-            FaultAction::MapZeroed { page: cr2.align_down(PAGE_SIZE_BYTES), flags }
+            FaultAction::MapZeroed { page: cr2.align_down(PAGE_SIZE), flags }
         }
     }
 }
@@ -124,7 +124,7 @@ mod tests {
             KernelRegion {
                 name: "stack0-guard",
                 start: VirtAddr::new(0xffff_d000_0000_0000),
-                size_bytes: PAGE_SIZE_BYTES,
+                size_bytes: PAGE_SIZE,
                 kind: KernelRegionKind::StackGuard,
                 user: false,
             },

@@ -26,7 +26,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::addr::{Mfn, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE_BYTES};
+use super::addr::{Mfn, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use super::backend::{BatchFailure, FrameAccess, MmuExtOp, MmuUpdate, UvmFlush, XenErrno, XenMmu};
 use super::frame::{FrameAllocator, FrameError, FrameSource};
 use super::kernel_space::{is_guest_l4_slot, KERNEL_VIRT_BASE};
@@ -163,7 +163,7 @@ impl Vcpu {
     /// What a page fault on `va` drops: the page's entry and the paging-structure entries on its
     /// way, in the faulting space.
     fn fault_invalidates(&mut self, space: Space, va: VirtAddr) {
-        let page = va.as_u64() & !(PAGE_SIZE_BYTES - 1);
+        let page = va.as_u64() & !(PAGE_SIZE - 1);
         self.leaves.remove(&(space, page));
         self.walks.retain(|&(s, level, base), _| {
             s != space || page.wrapping_sub(base) >= level.entry_span_bytes()
@@ -175,7 +175,7 @@ impl Vcpu {
     /// entries on its way. (The SDM lets INVLPG drop every paging-structure entry; the model drops
     /// only those the page's walk used, so nothing relies on the wider effect.)
     fn invlpg(&mut self, va: VirtAddr) {
-        let page = va.as_u64() & !(PAGE_SIZE_BYTES - 1);
+        let page = va.as_u64() & !(PAGE_SIZE - 1);
         self.leaves.retain(|&(_, p), _| p != page);
         self.walks
             .retain(|&(_, level, base), _| page.wrapping_sub(base) >= level.entry_span_bytes());
@@ -408,7 +408,7 @@ impl Machine {
     /// dropped and the tables are walked again: the spurious fault the guest would retry.
     pub fn access(&mut self, root: Mfn, va: VirtAddr, write: bool) -> Result<Pfn, AccessFault> {
         let space = if root == self.baseptr { Space::Kernel } else { Space::User };
-        let page = va.as_u64() & !(PAGE_SIZE_BYTES - 1);
+        let page = va.as_u64() & !(PAGE_SIZE - 1);
         let now = self.walk_tables(root, va);
         if let Some(cached) = self.vcpus[CURRENT_VCPU].leaves.get(&(space, page)).copied() {
             if !write || cached.flags.contains(PteFlags::WRITABLE) {
@@ -838,7 +838,7 @@ impl Machine {
     // ---- Plain memory ------------------------------------------------------------------------
 
     fn plain_write_bytes(&mut self, pfn: Pfn, offset: usize, bytes: &[u8]) {
-        assert!(offset + bytes.len() <= PAGE_SIZE_BYTES as usize, "write past the page");
+        assert!(offset + bytes.len() <= PAGE_SIZE as usize, "write past the page");
         let mfn = self.mfn_of(pfn);
         let frame = &mut self.frames[mfn.0 as usize];
         if matches!(frame.ty, PageType::Table(_)) && frame.type_count > 0 {

@@ -21,7 +21,7 @@
 //! Multi-step operations (new user root, reclaim, teardown) put back their earlier steps too.
 #![deny(unsafe_code)]
 
-use super::addr::{MachineAddr, Mfn, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE_BYTES};
+use super::addr::{MachineAddr, Mfn, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use super::backend::{BatchFailure, FrameAccess, MmuExtOp, MmuUpdate, UvmFlush, XenErrno, XenMmu};
 use super::bitmap::{words_for_bits, Bitmap};
 use super::frame::{FrameError, FrameSource};
@@ -148,7 +148,7 @@ impl TlbFlush {
     /// The `count_pages` pages from `va` must be invalidated: INVLPG each for up to
     /// [`INVLPG_MAX_PAGES`], else the whole TLB.
     pub const fn range(va: VirtAddr, count_pages: u64) -> Self {
-        let first = va.as_u64() & !(PAGE_SIZE_BYTES - 1);
+        let first = va.as_u64() & !(PAGE_SIZE - 1);
         let scope = match count_pages {
             0 => FlushScope::Nothing,
             count if count <= INVLPG_MAX_PAGES => FlushScope::Pages { first, count },
@@ -176,11 +176,8 @@ impl TlbFlush {
                 FlushScope::Pages { first: b, count: b_count },
             ) => {
                 let start = a.min(b);
-                let end = (a + a_count * PAGE_SIZE_BYTES).max(b + b_count * PAGE_SIZE_BYTES);
-                return TlbFlush::range(
-                    VirtAddr::new_truncate(start),
-                    (end - start) / PAGE_SIZE_BYTES,
-                );
+                let end = (a + a_count * PAGE_SIZE).max(b + b_count * PAGE_SIZE);
+                return TlbFlush::range(VirtAddr::new_truncate(start), (end - start) / PAGE_SIZE);
             }
             _ => FlushScope::Everything,
         };
@@ -194,7 +191,7 @@ impl TlbFlush {
             FlushScope::Nothing => {}
             FlushScope::Pages { first, count } => {
                 for i in 0..count {
-                    let va = VirtAddr::new_truncate(first + i * PAGE_SIZE_BYTES);
+                    let va = VirtAddr::new_truncate(first + i * PAGE_SIZE);
                     out.ops[out.len] = MmuExtOp::InvlpgLocal(va);
                     out.len += 1;
                 }

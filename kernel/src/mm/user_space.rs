@@ -14,7 +14,8 @@
 use core::fmt;
 use core::ops::Range;
 
-pub const PAGE_SIZE: u64 = 4096;
+use super::addr::PAGE_SIZE;
+
 /// Lowest address an image or a mapping may use.
 pub const USER_START: u64 = PAGE_SIZE;
 /// One past the highest user address: the end of the lower canonical half.
@@ -40,18 +41,6 @@ const _: () =
 pub const STACK: Range<u64> = STACK_TOP - STACK_SIZE_MAX..STACK_TOP;
 /// The stack guard (never mapped).
 pub const STACK_GUARD: Range<u64> = STACK_RESERVED_START..STACK_TOP - STACK_SIZE_MAX;
-
-pub const fn page_floor(addr: u64) -> u64 {
-    addr & !(PAGE_SIZE - 1)
-}
-
-/// `addr` rounded up to a page; `None` on overflow.
-pub const fn page_ceil(addr: u64) -> Option<u64> {
-    match addr.checked_add(PAGE_SIZE - 1) {
-        Some(a) => Some(page_floor(a)),
-        None => None,
-    }
-}
 
 /// Whether `[start, start + len)` lies where user memory (image, heap, mappings) may go: above
 /// page 0 and below the stack's reservation.
@@ -134,8 +123,6 @@ mod tests {
         assert!(!is_mappable(0, 0x1000));
         assert!(!is_mappable(STACK_RESERVED_START - 0x1000, 0x2000));
         assert!(!is_mappable(u64::MAX - 10, 100));
-        assert_eq!(page_ceil(u64::MAX), None);
-        assert_eq!(page_ceil(0x1001), Some(0x2000));
     }
 
     #[test]

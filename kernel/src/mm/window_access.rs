@@ -7,7 +7,7 @@
 
 use core::ptr;
 
-use super::addr::{Pfn, PAGE_SIZE_BYTES};
+use super::addr::{Pfn, PAGE_SIZE};
 use super::backend::FrameAccess;
 use super::kernel_space::{AliasWindow, MACH2PHYS_VIRT_START};
 use super::page_table::{MmError, MAX_ALIAS_WINDOWS};
@@ -85,11 +85,11 @@ impl FrameAccess for WindowAccess {
     fn zero_frame(&mut self, pfn: Pfn) {
         let start = self.entry_ptr(pfn, 0).cast::<u8>();
         // SAFETY: as in `write_entry`, for the whole page that starts at `start`.
-        unsafe { ptr::write_bytes(start, 0, PAGE_SIZE_BYTES as usize) }
+        unsafe { ptr::write_bytes(start, 0, PAGE_SIZE as usize) }
     }
 
     fn read_bytes(&self, pfn: Pfn, offset: usize, out: &mut [u8]) {
-        assert!(offset + out.len() <= PAGE_SIZE_BYTES as usize, "read past the page");
+        assert!(offset + out.len() <= PAGE_SIZE as usize, "read past the page");
         let start = self.entry_ptr(pfn, 0).cast::<u8>();
         // SAFETY: `new`/`add_window` promise the window maps `pfn` readable; the range stays
         // inside that page (asserted), and `out` is ours to write, so they cannot overlap.
@@ -97,7 +97,7 @@ impl FrameAccess for WindowAccess {
     }
 
     fn write_bytes(&mut self, pfn: Pfn, offset: usize, bytes: &[u8]) {
-        assert!(offset + bytes.len() <= PAGE_SIZE_BYTES as usize, "write past the page");
+        assert!(offset + bytes.len() <= PAGE_SIZE as usize, "write past the page");
         let start = self.entry_ptr(pfn, 0).cast::<u8>();
         // SAFETY: the trait only writes frames that are ordinary memory, which `new`/`add_window`
         // promise are mapped writable; the range stays inside that page (asserted); `bytes` is

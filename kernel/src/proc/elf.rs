@@ -18,9 +18,10 @@ use ::elf::parse::ParseError;
 use ::elf::segment::ProgramHeader;
 use ::elf::ElfBytes;
 
+use crate::mm::addr::{page_ceil, page_floor, PAGE_SIZE};
 use crate::mm::address_space::SegmentSpec;
 use crate::mm::areas::Prot;
-use crate::mm::user_space::{self, page_ceil, page_floor, PAGE_SIZE};
+use crate::mm::user_space::{self};
 
 /// Most loadable segments in one program.
 pub const SEGMENTS_MAX: usize = 8;

@@ -15,7 +15,7 @@
 use core::fmt;
 
 use super::elf::LoadPlan;
-use crate::mm::user_space::PAGE_SIZE;
+use crate::mm::addr::PAGE_SIZE;
 
 pub const AT_NULL: u64 = 0;
 pub const AT_PHDR: u64 = 3;

@@ -24,13 +24,14 @@ use crate::arch::x86_64::exception;
 use crate::arch::x86_64::page_fault::{Access, PageFault};
 use crate::arch::x86_64::trap_frame::TrapFrame;
 use crate::arch::x86_64::user::{self, UserEntry, USER_RFLAGS};
+use crate::mm::addr::PAGE_SIZE;
 use crate::mm::address_space::{
     AddressSpace, BadAddress, Bookkeeping, MapError, MapRequest, ProgramImage, Refusal, Resolved,
     SegmentSpec, SharedPages, SpaceLimits, Tuning,
 };
 use crate::mm::areas::{Prot, AREAS_MAX};
 use crate::mm::kernel::{KernelMm, KernelTables, MM};
-use crate::mm::user_space::{PAGE_SIZE, STACK_TOP};
+use crate::mm::user_space::STACK_TOP;
 use crate::mm::{FrameAllocator, MmError, Pfn, PfnRange, VirtAddr, DIRECT_MAP_BASE};
 use crate::xen::{abi, events, hypercall, shared_info, time};
 

@@ -8,7 +8,8 @@
 use core::fmt;
 use core::ops::Range;
 
-use crate::mm::user_space::{self, page_ceil, PAGE_SIZE, USER_END, USER_START};
+use crate::mm::addr::{page_ceil, PAGE_SIZE};
+use crate::mm::user_space::{self, USER_END, USER_START};
 
 pub const SYS_READ: u64 = 0;
 pub const SYS_WRITE: u64 = 1;

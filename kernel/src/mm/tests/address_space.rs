@@ -8,6 +8,7 @@ use proptest::prelude::*;
 
 use super::Fixture;
 use crate::arch::x86_64::page_fault::{Access, PageFault};
+use crate::mm::addr::PAGE_SIZE;
 use crate::mm::addr::{Pfn, PfnRange, VirtAddr};
 use crate::mm::address_space::{
     AddressSpace, BadAddress, Bookkeeping, MapError, MapRequest, Placement, ProgramImage, Refusal,
@@ -17,7 +18,7 @@ use crate::mm::areas::Prot;
 use crate::mm::backend::{FrameAccess, XenErrno};
 use crate::mm::frame::FrameSource;
 use crate::mm::model::AccessFault;
-use crate::mm::user_space::{Region, MMAP_BASE, PAGE_SIZE, STACK_TOP};
+use crate::mm::user_space::{Region, MMAP_BASE, STACK_TOP};
 
 const NR_PAGES: u64 = 512;
 const TEXT: u64 = 0x40_0000;

@@ -1,7 +1,7 @@
 //! The page-table code against the model: behaviour, hypercall counts, table accounting.
 
 use super::Fixture;
-use crate::mm::addr::{Pfn, VirtAddr, PAGE_SIZE_BYTES};
+use crate::mm::addr::{Pfn, VirtAddr, PAGE_SIZE};
 use crate::mm::frame::{FrameError, FrameSource};
 use crate::mm::kernel_space::{AliasWindow, DIRECT_MAP_BASE};
 use crate::mm::model::{boot_va, PageType, Violation, BOOT_TABLES, BOOT_WINDOW_FRAMES};
@@ -102,7 +102,7 @@ fn a_fault_needing_only_an_l1_or_nothing_costs_one_mmu_update_too() {
         "link + aliases"
     );
     let before = f.counts();
-    f.pt.map_zeroed(root, va(EMPTY_SLOT_VA + PAGE_SIZE_BYTES), HEAP_FLAGS, &mut f.frames).unwrap();
+    f.pt.map_zeroed(root, va(EMPTY_SLOT_VA + PAGE_SIZE), HEAP_FLAGS, &mut f.frames).unwrap();
     let cost = f.counts() - before;
     assert_eq!(
         (cost.mmu_update_calls, cost.mmu_update_entries, cost.mmuext_calls),
@@ -331,8 +331,7 @@ fn a_user_address_space_is_pinned_used_and_torn_down() {
     assert_eq!(f.xen.machine().frame_state(user.pfn), (PageType::Table(Level::L4), 1, true));
     let user_flags = HEAP_FLAGS | PteFlags::USER_ACCESSIBLE;
     for i in 0..3 {
-        f.pt.map_zeroed(user, va(0x40_0000 + i * PAGE_SIZE_BYTES), user_flags, &mut f.frames)
-            .unwrap();
+        f.pt.map_zeroed(user, va(0x40_0000 + i * PAGE_SIZE), user_flags, &mut f.frames).unwrap();
     }
     assert!(
         f.pt.translate(f.root(), va(0x40_0000)).unwrap().is_none(),
@@ -382,7 +381,7 @@ fn a_large_range_is_batched_512_entries_at_a_time() {
     // alias downgrades are hypercall entries.
     assert_eq!(cost.mmu_update_calls, 1);
     for i in (0..pages).step_by(97) {
-        let m = f.pt.translate(root, va(EMPTY_SLOT_VA + i * PAGE_SIZE_BYTES)).unwrap().unwrap();
+        let m = f.pt.translate(root, va(EMPTY_SLOT_VA + i * PAGE_SIZE)).unwrap().unwrap();
         assert_eq!(m.pfn, Pfn(first.0 + i));
     }
     f.assert_clean();
@@ -396,7 +395,7 @@ fn pages_added_to_an_existing_l1_are_queued_and_sent_together() {
     let before = f.counts();
     f.pt.map_range(
         root,
-        va(EMPTY_SLOT_VA + PAGE_SIZE_BYTES),
+        va(EMPTY_SLOT_VA + PAGE_SIZE),
         Pfn(200),
         40,
         PteFlags::PRESENT,
@@ -428,7 +427,7 @@ fn the_stats_line_agrees_with_what_xen_saw() {
 
 #[test]
 fn the_direct_map_base_is_where_the_window_starts() {
-    assert_eq!(direct_va(Pfn(3)), va(DIRECT_MAP_BASE + 3 * PAGE_SIZE_BYTES));
+    assert_eq!(direct_va(Pfn(3)), va(DIRECT_MAP_BASE + 3 * PAGE_SIZE));
 }
 
 #[test]

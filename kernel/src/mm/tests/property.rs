@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 
 use super::Fixture;
-use crate::mm::addr::{Pfn, VirtAddr, PAGE_SIZE_BYTES};
+use crate::mm::addr::{Pfn, VirtAddr, PAGE_SIZE};
 use crate::mm::backend::{BatchFailure, XenErrno};
 use crate::mm::frame::{FrameError, FrameSource};
 use crate::mm::model::{AccessFault, BOOT_RESERVED_FRAMES, BOOT_TABLES};
@@ -120,7 +120,7 @@ fn flush(f: &mut Fixture, owed: TlbFlush) -> Result<(), TestCaseError> {
 /// The intended pages whose address lies in the `count` pages from `page_va(page)`.
 fn pages_in_range(intended: &HashMap<u8, (Pfn, bool)>, page: u8, count: u8) -> Vec<u8> {
     let start = page_va(page).as_u64();
-    let end = start + u64::from(count) * PAGE_SIZE_BYTES;
+    let end = start + u64::from(count) * PAGE_SIZE;
     let mut pages: Vec<u8> =
         intended.keys().copied().filter(|&p| (start..end).contains(&page_va(p).as_u64())).collect();
     pages.sort_unstable();

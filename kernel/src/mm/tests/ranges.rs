@@ -2,7 +2,7 @@
 //! frames handed back only after their flush.
 
 use super::Fixture;
-use crate::mm::addr::{Pfn, VirtAddr, PAGE_SIZE_BYTES};
+use crate::mm::addr::{Pfn, VirtAddr, PAGE_SIZE};
 use crate::mm::backend::XenErrno;
 use crate::mm::model::AccessFault;
 use crate::mm::page_table::{MmError, INVLPG_MAX_PAGES};
@@ -15,7 +15,7 @@ const RO_FLAGS: PteFlags = PteFlags::PRESENT.union(PteFlags::NO_EXECUTE);
 const EMPTY_SLOT_VA: u64 = 0xffff_c000_0000_0000;
 
 fn page_va(page: u64) -> VirtAddr {
-    VirtAddr::new(EMPTY_SLOT_VA + page * PAGE_SIZE_BYTES)
+    VirtAddr::new(EMPTY_SLOT_VA + page * PAGE_SIZE)
 }
 
 /// Maps `pages` (page numbers from EMPTY_SLOT_VA) to fresh frames and touches each through the
