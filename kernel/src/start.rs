@@ -231,17 +231,18 @@ fn boot_module(info: &StartInfo<'_>) -> Option<suite::Module> {
     }
     let base = mm::kernel_space::KERNEL_VIRT_BASE;
     let (va, first_pfn) = if raw.flags & xen_sys::SIF_MOD_START_PFN != 0 {
-        (mm::DIRECT_MAP_BASE + raw.mod_start * 4096, Some(raw.mod_start))
+        let pfn = mm::Pfn(raw.mod_start);
+        (mm::kernel_space::direct_map_address(pfn).as_u64(), Some(pfn))
     } else {
-        let aligned = raw.mod_start >= base && raw.mod_start.is_multiple_of(4096);
-        (raw.mod_start, aligned.then(|| (raw.mod_start - base) / 4096))
+        let aligned = raw.mod_start >= base && raw.mod_start.is_multiple_of(mm::PAGE_SIZE);
+        (raw.mod_start, aligned.then(|| mm::Pfn((raw.mod_start - base) >> mm::PAGE_SHIFT)))
     };
     // SAFETY: Xen maps the module (mod_len bytes) writable at that address for the life of
     // the domain (or the direct map covers its frames); its frames are reserved, and this is
     // the only reference made to them (the suite owns the archive from here on).
     let bytes = unsafe { core::slice::from_raw_parts_mut(va as *mut u8, raw.mod_len as usize) };
     let frames = first_pfn
-        .map(|pfn| mm::PfnRange { start: mm::Pfn(pfn), count_frames: raw.mod_len.div_ceil(4096) });
+        .map(|start| mm::PfnRange { start, count_frames: raw.mod_len.div_ceil(mm::PAGE_SIZE) });
     Some(suite::Module { bytes, frames })
 }
 
@@ -249,7 +250,7 @@ fn boot_module(info: &StartInfo<'_>) -> Option<suite::Module> {
 /// so its pfn is the offset from VIRT_BASE, and the p2m list gives the mfn.
 fn kernel_l4_mfn(info: &StartInfo<'_>) -> u64 {
     let raw = info.raw();
-    let pfn = (raw.pt_base - crate::mm::kernel_space::KERNEL_VIRT_BASE) >> 12;
+    let pfn = (raw.pt_base - crate::mm::kernel_space::KERNEL_VIRT_BASE) >> crate::mm::PAGE_SHIFT;
     // SAFETY: mfn_list is the p2m array Xen mapped for us, nr_pages entries long, and the
     // boot L4 lies inside the initial mapping, so pfn < nr_pages.
     unsafe { core::ptr::read((raw.mfn_list as *const u64).add(pfn as usize)) }

@@ -8,10 +8,8 @@
 
 pub use x86_64::VirtAddr;
 
-/// log2 of the size of a 4 KiB page.
-pub const PAGE_SHIFT: u32 = 12;
-/// Size of one page (and frame) in bytes: the kernel's one page-size constant.
-pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+/// The page size and its log2 (4 KiB), defined once with Xen's ABI.
+pub use crate::xen::abi::{PAGE_SHIFT, PAGE_SIZE};
 
 /// `addr` rounded down to a page.
 pub const fn page_floor(addr: u64) -> u64 {

@@ -32,6 +32,12 @@ pub const fn is_guest_l4_slot(slot: usize) -> bool {
     slot < XEN_FIRST_L4_SLOT || slot > XEN_LAST_L4_SLOT
 }
 
+/// Where the direct map puts `pfn`: pfn N at [`DIRECT_MAP_BASE`] + N pages (whether or not the
+/// direct map reaches that far yet).
+pub const fn direct_map_address(pfn: Pfn) -> VirtAddr {
+    VirtAddr::new_truncate(DIRECT_MAP_BASE + (pfn.0 << PAGE_SHIFT))
+}
+
 /// A linear writable alias of a run of pseudo-physical frames: frame `first_pfn + i` is mapped at
 /// `virt_base + i` pages. Every such alias of a frame must go read-only before Xen will accept the
 /// frame as a page table, so the page-table code keeps the list of them (the direct map, and

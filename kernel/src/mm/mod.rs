@@ -45,7 +45,7 @@ pub mod model;
 #[cfg(test)]
 mod tests;
 
-pub use addr::{MachineAddr, Mfn, Pfn, PfnRange, VirtAddr, PAGE_SIZE};
+pub use addr::{MachineAddr, Mfn, Pfn, PfnRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 pub use backend::{BatchFailure, FrameAccess, MmuExtOp, MmuUpdate, UvmFlush, XenErrno, XenMmu};
 pub use frame::{FrameAllocator, FrameError, FrameSource};
 pub use kernel_space::{AliasWindow, DIRECT_MAP_BASE};

@@ -10,6 +10,7 @@
 use core::fmt;
 
 use super::archive::{Archive, Name};
+use crate::mm::PAGE_SIZE;
 
 pub const TIME_BUDGET_MS_DEFAULT: u64 = 5_000;
 pub const MEMORY_LIMIT_BYTES_DEFAULT: u64 = 16 << 20;
@@ -167,7 +168,7 @@ fn parse_size_bytes(value: &str) -> Option<u64> {
         b'G' | b'g' => (&value[..value.len() - 1], 1 << 30),
         _ => (value, 1),
     };
-    number(digits)?.checked_mul(scale).filter(|bytes| *bytes >= 4096)
+    number(digits)?.checked_mul(scale).filter(|bytes| *bytes >= PAGE_SIZE)
 }
 
 fn number(digits: &str) -> Option<u64> {

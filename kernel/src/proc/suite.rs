@@ -9,7 +9,7 @@ use super::program::{self, Rejection};
 use super::run_options::RunOptions;
 use super::tap::{TapLine, TapPlan};
 use crate::mm::address_space::Tuning;
-use crate::mm::{Pfn, PfnRange};
+use crate::mm::{Pfn, PfnRange, PAGE_SIZE};
 use crate::testing::audit::{self, Mismatch};
 use crate::testing::inject::{self, Effect, INJECTOR};
 use crate::testing::report;
@@ -77,7 +77,7 @@ pub fn run(module: Module, options: &RunOptions<'_>) {
                     file_first_pfn: module
                         .frames
                         .filter(|_| p.entry.is_page_aligned())
-                        .map(|f| Pfn(f.start.0 + p.entry.offset as u64 / 4096)),
+                        .map(|f| Pfn(f.start.0 + p.entry.offset as u64 / PAGE_SIZE)),
                     module_frames: module
                         .frames
                         .unwrap_or(PfnRange { start: Pfn(0), count_frames: 0 }),

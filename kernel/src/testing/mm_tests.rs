@@ -7,7 +7,7 @@ use core::ptr::{read_volatile, write_volatile};
 
 use crate::check;
 use crate::mm::kernel::{FaultCounts, DEMAND_TEST_BASE, MM};
-use crate::mm::{FrameSource, MmError, MmStats, PteFlags, VirtAddr};
+use crate::mm::{FrameSource, MmError, MmStats, Pte, PteFlags, VirtAddr, PAGE_SIZE};
 use crate::xen::hypercall;
 
 pub fn run_all() {
@@ -22,11 +22,11 @@ pub fn run_all() {
 /// Pages the demand tests touched: the five sparse ones and the 600 dense ones.
 fn demand_test_pages() -> impl Iterator<Item = u64> {
     const SPARSE: [u64; 5] = [0, 4 << 10, 2 << 20, 1 << 30, 512 << 30];
-    let dense_start = DEMAND_TEST_BASE + (64 << 30) - 100 * 4096;
+    let dense_start = DEMAND_TEST_BASE + (64 << 30) - 100 * PAGE_SIZE;
     SPARSE
         .into_iter()
         .map(|o| DEMAND_TEST_BASE + o)
-        .chain((0..600).map(move |i| dense_start + i * 4096))
+        .chain((0..600).map(move |i| dense_start + i * PAGE_SIZE))
 }
 
 /// Unmaps every page the demand tests mapped, frees their frames and the tables that became
@@ -140,11 +140,11 @@ fn demand_paging_builds_each_table_once() {
 /// 600 consecutive pages from a fresh 2 MiB boundary - 100 pages: crosses into a new L1 once.
 fn dense_demand_paging_costs_one_batch_per_fault() {
     const PAGES: u64 = 600;
-    let start = DEMAND_TEST_BASE + (64 << 30) - 100 * 4096;
+    let start = DEMAND_TEST_BASE + (64 << 30) - 100 * PAGE_SIZE;
     let before = snapshot();
     let tsc_start = crate::xen::time::rdtsc();
     for i in 0..PAGES {
-        if let Err((read, back)) = touch(start + i * 4096) {
+        if let Err((read, back)) = touch(start + i * PAGE_SIZE) {
             check!(Failure, "dense demand: page {i} read {read:#x} (want 0), then {back:#x}");
             return;
         }
@@ -175,11 +175,10 @@ fn xen_refuses_a_writable_table_mapping() {
     let mm = guard.as_mut().expect("memory manager initialised at boot");
     let root = mm.tables.kernel_root();
     let l4_mfn = root.mfn.0;
-    let pte =
-        (l4_mfn << 12) | (PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::NO_EXECUTE).bits();
-    let xen_says = hypercall::update_va_mapping(va, pte, crate::xen::abi::UVMF_INVLPG);
+    let pte = Pte::new(root.mfn, PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::NO_EXECUTE);
+    let xen_says = hypercall::update_va_mapping(va, pte.0, crate::xen::abi::UVMF_INVLPG);
     let before_calls = hypercall::total();
-    let alias = VirtAddr::new(crate::mm::DIRECT_MAP_BASE + root.pfn.0 * 4096);
+    let alias = crate::mm::kernel_space::direct_map_address(root.pfn);
     let ours = mm.tables.protect(
         root,
         alias,

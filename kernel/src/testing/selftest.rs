@@ -5,6 +5,7 @@ use core::arch::asm;
 use crate::arch::x86_64::exception;
 use crate::check;
 use crate::cmdline::SelfTest;
+use crate::mm::PAGE_SIZE;
 use crate::testing::expected_trap;
 
 /// Runs one self-test. The fault tests do not return: the crash report ends the domain.
@@ -172,18 +173,21 @@ fn user_probe_syscall(frame: &mut crate::arch::x86_64::trap_frame::TrapFrame) {
 }
 
 #[repr(C, align(4096))]
-struct StackPages([u8; 4 * 4096]);
-static mut PROBE_USER_STACK: StackPages = StackPages([0; 4 * 4096]);
-static mut PROBE_TRAP_STACK: StackPages = StackPages([0; 4 * 4096]);
+struct StackPages([u8; PROBE_STACK_BYTES]);
+const PROBE_STACK_BYTES: usize = 4 * PAGE_SIZE as usize;
+static mut PROBE_USER_STACK: StackPages = StackPages([0; PROBE_STACK_BYTES]);
+static mut PROBE_TRAP_STACK: StackPages = StackPages([0; PROBE_STACK_BYTES]);
 
 /// Enters user mode with the kernel's own L4 as the user base pointer (no isolation: this
 /// only proves the transitions), runs `user_probe`, and checks the value it exits with.
 fn user_mode_round_trip(kernel_l4_mfn: u64) {
     use crate::arch::x86_64::user;
     use crate::mm::{Mfn, MmuExtOp, XenMmu};
-    let user_stack_top = core::ptr::addr_of!(PROBE_USER_STACK) as u64 + 4 * 4096;
-    let trap_stack_top = core::ptr::addr_of!(PROBE_TRAP_STACK) as u64 + 4 * 4096;
-    crate::arch::x86_64::crash::register_stack(trap_stack_top - 4 * 4096..trap_stack_top);
+    let user_stack_top = core::ptr::addr_of!(PROBE_USER_STACK) as u64 + PROBE_STACK_BYTES as u64;
+    let trap_stack_top = core::ptr::addr_of!(PROBE_TRAP_STACK) as u64 + PROBE_STACK_BYTES as u64;
+    crate::arch::x86_64::crash::register_stack(
+        trap_stack_top - PROBE_STACK_BYTES as u64..trap_stack_top,
+    );
     if let Err(e) = user::set_kernel_stack(trap_stack_top) {
         check!(Error, "user: HYPERVISOR_stack_switch: {e}");
         return;

@@ -25,6 +25,14 @@ pub use xen_sys::{
     MMU_NORMAL_PT_UPDATE, SIF_INITDOMAIN, SIF_PRIVILEGED, VIRQ_TIMER,
 };
 
+/// log2 of the size of a page and of a frame: a 64-bit PV guest's pages, frame numbers (mfns,
+/// pfns, `start_info`'s `*_mfn` fields) and page tables are all in 4 KiB units (Linux names the
+/// same fact XEN_PAGE_SHIFT, include/xen/page.h). The kernel's one page-size definition: mm's
+/// addresses, the model and the user ABI use it through `mm::addr`.
+pub const PAGE_SHIFT: u32 = 12;
+/// Size of one page (and frame) in bytes.
+pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+
 /// Xen public/version.h: XENVER_version returns `major << 16 | minor`.
 pub const XENVER_VERSION: u32 = 0;
 /// Xen public/version.h: XENVER_extraversion fills a `char[16]`.
@@ -152,7 +160,7 @@ mod tests {
         assert_eq!(offset_of!(shared_info, wc_nsec), 3080);
         assert_eq!(offset_of!(shared_info, wc_sec_hi), 3084);
         assert_eq!(offset_of!(shared_info, arch), 3088);
-        assert!(size_of::<shared_info>() <= 4096);
+        assert!(size_of::<shared_info>() as u64 <= PAGE_SIZE);
     }
 
     #[test]

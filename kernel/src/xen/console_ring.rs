@@ -2,6 +2,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use super::abi::PAGE_SHIFT;
 use super::console::Sink;
 use super::event_peer::EventPeer;
 use super::ring::Ring;
@@ -32,7 +33,7 @@ pub static CONSOLE_RING: ConsoleRing =
 impl ConsoleRing {
     /// Maps the console page from start_info's `console.domU` and remembers its event channel.
     pub fn init(&self, mfn: u64, port: u32) -> Result<(), XenError> {
-        let page = slots::map(Slot::Console, mfn << 12)?;
+        let page = slots::map(Slot::Console, mfn << PAGE_SHIFT)?;
         // SAFETY: `page` is the mapped 4 KiB console page; the offsets are inside it and the
         // index fields are 4-byte aligned.
         let ring = unsafe {

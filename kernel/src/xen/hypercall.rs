@@ -24,7 +24,7 @@ const INVALID_CONSOLEIO_CMD: u64 = 0xdead;
 
 extern "C" {
     /// The page Xen fills with one 32-byte entry per hypercall (boot/head.S).
-    static hypercall_page: [u8; 4096];
+    static hypercall_page: [u8; abi::PAGE_SIZE as usize];
 }
 
 /// Hypercalls issued, indexed by hypercall number (for the `stats:` line and the benchmarks).

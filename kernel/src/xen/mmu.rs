@@ -60,7 +60,7 @@ impl XenMmu for HypercallMmu {
         if !updates.is_empty() && inject::fail(Point::MmuUpdate) {
             let done = injected_position(updates.len());
             send_updates(&updates[..done])?;
-            let invalid = [MmuUpdate { ptr: INVALID_MFN << 12, val: 0 }];
+            let invalid = [MmuUpdate { ptr: INVALID_MFN << abi::PAGE_SHIFT, val: 0 }];
             return match hypercall::mmu_update(&invalid) {
                 Err((_, e)) => Err(BatchFailure { done, errno: XenErrno(-e.0) }),
                 Ok(()) => Err(BatchFailure { done, errno: NOT_REFUSED }),

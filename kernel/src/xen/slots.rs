@@ -5,6 +5,7 @@
 
 use core::cell::UnsafeCell;
 
+use super::abi::PAGE_SIZE;
 use super::{abi, hypercall, XenError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,25 +18,25 @@ pub enum Slot {
 const SLOT_COUNT: usize = 3;
 
 #[repr(C, align(4096))]
-struct Pages(UnsafeCell<[[u8; 4096]; SLOT_COUNT]>);
+struct Pages(UnsafeCell<[[u8; PAGE_SIZE as usize]; SLOT_COUNT]>);
 // SAFETY: the pages are never accessed as Rust data; only their addresses are used.
 unsafe impl Sync for Pages {}
 
 #[link_section = ".bss.page_aligned"]
-static PAGES: Pages = Pages(UnsafeCell::new([[0; 4096]; SLOT_COUNT]));
+static PAGES: Pages = Pages(UnsafeCell::new([[0; PAGE_SIZE as usize]; SLOT_COUNT]));
 
 /// PTE flags for a slot mapping: present, writable, accessed, dirty.
 const PTE_PRESENT_RW_AD: u64 = 0x1 | 0x2 | 0x20 | 0x40;
 
 /// The slot's virtual address.
 pub fn address(slot: Slot) -> u64 {
-    PAGES.0.get() as u64 + 4096 * slot as u64
+    PAGES.0.get() as u64 + PAGE_SIZE * slot as u64
 }
 
 /// Whether `va` lies in one of the slots (their original frames are not mapped there).
 pub fn contains(va: u64) -> bool {
     let start = PAGES.0.get() as u64;
-    (start..start + 4096 * SLOT_COUNT as u64).contains(&va)
+    (start..start + PAGE_SIZE * SLOT_COUNT as u64).contains(&va)
 }
 
 /// Maps the machine frame at `machine_addr` over `slot`; returns the slot's address.

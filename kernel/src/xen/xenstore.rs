@@ -2,6 +2,7 @@
 
 use core::fmt;
 
+use super::abi::PAGE_SHIFT;
 use super::event_peer::EventPeer;
 use super::ring::Ring;
 use super::slots::{self, Slot};
@@ -63,7 +64,7 @@ pub struct Xenstore {
 impl Xenstore {
     /// Maps the store page (start_info's store_mfn) and binds to its event channel.
     pub fn connect(mfn: u64, port: u32) -> Result<Self, StoreError> {
-        let page = slots::map(Slot::Store, mfn << 12).map_err(StoreError::Map)?;
+        let page = slots::map(Slot::Store, mfn << PAGE_SHIFT).map_err(StoreError::Map)?;
         // SAFETY: `page` is the mapped 4 KiB store page; all offsets are inside it and the
         // index fields are 4-byte aligned.
         let (req, rsp) = unsafe {

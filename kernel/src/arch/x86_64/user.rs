@@ -8,6 +8,7 @@
 use core::cell::UnsafeCell;
 
 use super::trap_frame::TrapFrame;
+use crate::xen::abi::PAGE_SIZE;
 use crate::xen::{abi, hypercall, XenError};
 
 /// Where user mode starts: boot/user.S reads these offsets.
@@ -94,18 +95,19 @@ pub fn init() -> Result<(), XenError> {
 /// The stack Xen switches to when user mode enters the kernel, with a guard page below it.
 #[repr(C, align(4096))]
 struct TrapStack {
-    guard: [u8; 4096],
+    guard: [u8; PAGE_SIZE as usize],
     stack: [u8; TRAP_STACK_BYTES],
 }
 const TRAP_STACK_BYTES: usize = 64 * 1024;
 #[link_section = ".bss.page_aligned"]
-static mut TRAP_STACK: TrapStack = TrapStack { guard: [0; 4096], stack: [0; TRAP_STACK_BYTES] };
+static mut TRAP_STACK: TrapStack =
+    TrapStack { guard: [0; PAGE_SIZE as usize], stack: [0; TRAP_STACK_BYTES] };
 
 /// The kernel stack for entries from user mode: the address of its guard page (to be unmapped)
 /// and the stack's range (its top goes to [`set_kernel_stack`]).
 pub fn trap_stack() -> (u64, core::ops::Range<u64>) {
     let guard = core::ptr::addr_of!(TRAP_STACK) as u64;
-    let bottom = guard + 4096;
+    let bottom = guard + PAGE_SIZE;
     (guard, bottom..bottom + TRAP_STACK_BYTES as u64)
 }
 
