@@ -31,8 +31,9 @@ use crate::mm::address_space::{
 };
 use crate::mm::areas::{Prot, AREAS_MAX};
 use crate::mm::kernel::{KernelMm, KernelTables, MM};
+use crate::mm::kernel_space::direct_map_address;
 use crate::mm::user_space::STACK_TOP;
-use crate::mm::{FrameAllocator, MmError, Pfn, PfnRange, VirtAddr, DIRECT_MAP_BASE};
+use crate::mm::{FrameAllocator, MmError, Pfn, PfnRange, VirtAddr};
 use crate::xen::{abi, events, hypercall, shared_info, time};
 
 /// A program image to run: its file in the boot module and where that lies in frames.
@@ -266,7 +267,7 @@ pub fn run(image: Image, limits: Limits) -> Result<RunReport, StartError> {
         let kernel_root = mm.tables.kernel_root();
         let aux = [
             (AT_FAULTLINE_KERNEL_ADDRESS, crate::mm::kernel_space::KERNEL_VIRT_BASE),
-            (AT_FAULTLINE_PAGE_TABLE, DIRECT_MAP_BASE + kernel_root.pfn.0 * PAGE_SIZE),
+            (AT_FAULTLINE_PAGE_TABLE, direct_map_address(kernel_root.pfn).as_u64()),
             (AT_FAULTLINE_P2M, crate::mm::kernel::p2m_list_address()),
         ];
         (space, frames_at_start, aux)
