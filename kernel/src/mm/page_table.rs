@@ -33,13 +33,13 @@ use super::stats::MmStats;
 use crate::trace::{self, Step};
 
 /// Flags of an entry that points to a lower table. Permissions are decided at the leaf.
-pub const TABLE_FLAGS: PteFlags = PteFlags::PRESENT
+pub(in crate::mm) const TABLE_FLAGS: PteFlags = PteFlags::PRESENT
     .union(PteFlags::WRITABLE)
     .union(PteFlags::USER_ACCESSIBLE)
     .union(PteFlags::ACCESSED);
 
 /// How many alias windows (direct map, Xen's boot mapping) can be tracked.
-pub const MAX_ALIAS_WINDOWS: usize = 2;
+pub(in crate::mm) const MAX_ALIAS_WINDOWS: usize = 2;
 
 /// How often an undo (or its flush) is resent after Xen stopped it.
 const UNDO_RETRIES: usize = 3;
@@ -108,7 +108,7 @@ pub struct Mapping {
 /// pages (`tlb_single_page_flush_ceiling`); under PV every INVLPG also pays Xen's op decoding,
 /// so the crossover is lower. 8 also bounds the ops of one flush to a small fixed array, and
 /// covers the common small cases (a page or two of COW, a small munmap) exactly.
-pub const INVLPG_MAX_PAGES: u64 = 8;
+pub(in crate::mm) const INVLPG_MAX_PAGES: u64 = 8;
 
 /// A TLB flush still owed after a present entry was removed or downgraded.
 #[must_use = "a downgraded mapping stays usable through the TLB until the flush is issued"]
@@ -136,18 +136,18 @@ struct FlushOps {
 
 impl TlbFlush {
     /// Nothing owed.
-    pub const fn none() -> Self {
+    pub(in crate::mm) const fn none() -> Self {
         TlbFlush { scope: FlushScope::Nothing }
     }
 
     /// The page at `va` must be invalidated.
-    pub const fn page(va: VirtAddr) -> Self {
+    pub(in crate::mm) const fn page(va: VirtAddr) -> Self {
         TlbFlush::range(va, 1)
     }
 
     /// The `count_pages` pages from `va` must be invalidated: INVLPG each for up to
     /// [`INVLPG_MAX_PAGES`], else the whole TLB.
-    pub const fn range(va: VirtAddr, count_pages: u64) -> Self {
+    pub(in crate::mm) const fn range(va: VirtAddr, count_pages: u64) -> Self {
         let first = va.as_u64() & !(PAGE_SIZE - 1);
         let scope = match count_pages {
             0 => FlushScope::Nothing,
@@ -158,17 +158,18 @@ impl TlbFlush {
     }
 
     /// The whole (local) TLB must be flushed.
-    pub const fn everything() -> Self {
+    pub(in crate::mm) const fn everything() -> Self {
         TlbFlush { scope: FlushScope::Everything }
     }
 
     /// Whether a flush is owed at all.
-    pub const fn is_needed(&self) -> bool {
+    #[cfg(test)]
+    pub(in crate::mm) const fn is_needed(&self) -> bool {
         !matches!(self.scope, FlushScope::Nothing)
     }
 
     /// One obligation covering both: the pages between them if that is few enough, else all.
-    pub fn merge(self, other: TlbFlush) -> TlbFlush {
+    pub(in crate::mm) fn merge(self, other: TlbFlush) -> TlbFlush {
         let scope = match (self.scope, other.scope) {
             (FlushScope::Nothing, s) | (s, FlushScope::Nothing) => s,
             (
@@ -241,14 +242,15 @@ pub struct PageTables<'a, M: XenMmu, R: FrameAccess> {
 
 impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// Bitmap words [`PageTables::new`] needs for a domain of `nr_pages` frames.
-    pub const fn bitmap_words(nr_pages: u64) -> usize {
+    #[cfg(test)]
+    pub(in crate::mm) const fn bitmap_words(nr_pages: u64) -> usize {
         words_for_bits(nr_pages)
     }
 
     /// Takes over the live tables under `kernel_l4` (Xen's boot L4, already pinned and active).
     /// Walks them once to learn which frames are tables; `table_bitmap` needs
     /// [`PageTables::bitmap_words`] words.
-    pub fn new(
+    pub(in crate::mm) fn new(
         mmu: M,
         mem: R,
         p2m: P2m<'a>,
@@ -280,45 +282,40 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     }
 
     /// The kernel's address space.
-    pub const fn kernel_root(&self) -> Root {
+    pub(crate) const fn kernel_root(&self) -> Root {
         self.kernel_root
     }
 
     /// The counters for the `stats:` line.
-    pub const fn stats(&self) -> &MmStats {
+    pub(crate) const fn stats(&self) -> &MmStats {
         &self.stats
     }
 
     /// Whether `pfn` is (as far as this code knows) a page-table frame.
-    pub fn is_table(&self, pfn: Pfn) -> bool {
+    pub(crate) fn is_table(&self, pfn: Pfn) -> bool {
         self.table_frames.get(pfn.0)
     }
 
-    /// The hypervisor backend (tests inspect their model through it).
-    pub const fn mmu(&self) -> &M {
-        &self.mmu
-    }
-
     /// The frame-access backend.
-    pub const fn memory(&self) -> &R {
+    pub(crate) const fn memory(&self) -> &R {
         &self.mem
     }
 
     /// The p2m and m2p the tables are read with (the kernel's audit walks them).
-    pub const fn p2m(&self) -> &P2m<'a> {
+    pub(crate) const fn p2m(&self) -> &P2m<'a> {
         &self.p2m
     }
 
     /// The frame-access backend, e.g. to give the kernel's `WindowAccess` the direct map once
     /// [`PageTables::map_window`] built it.
-    pub fn memory_mut(&mut self) -> &mut R {
+    pub(in crate::mm) fn memory_mut(&mut self) -> &mut R {
         &mut self.mem
     }
 
     // ---- Queries ---------------------------------------------------------------------------
 
     /// What `va` maps to in `root`, if anything.
-    pub fn translate(&self, root: Root, va: VirtAddr) -> Result<Option<Mapping>, MmError> {
+    pub(in crate::mm) fn translate(&self, root: Root, va: VirtAddr) -> Result<Option<Mapping>, MmError> {
         match self.walk(root, va)? {
             (Walk::Leaf { pte, .. }, _) if pte.is_present() => {
                 Ok(Some(Mapping { pfn: self.p2m.mfn_to_pfn(pte.mfn())?, flags: pte.flags() }))
@@ -329,7 +326,8 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
 
     /// The largest run of pages from `virt_base` that map consecutive frames: Xen's boot mapping
     /// of the image, start_info, p2m list, boot tables and stack is one such window.
-    pub fn discover_window(&self, virt_base: VirtAddr) -> Result<Option<AliasWindow>, MmError> {
+    #[cfg(test)]
+    pub(in crate::mm) fn discover_window(&self, virt_base: VirtAddr) -> Result<Option<AliasWindow>, MmError> {
         let Some(first) = self.translate(self.kernel_root, virt_base)? else { return Ok(None) };
         let mut count_frames = 1;
         while count_frames < self.p2m.nr_pages() {
@@ -350,7 +348,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
 
     /// Maps `va` to `pfn` in `root` with `flags` (PRESENT implied), creating missing tables.
     /// One `mmu_update` batch.
-    pub fn map(
+    pub(in crate::mm) fn map(
         &mut self,
         root: Root,
         va: VirtAddr,
@@ -366,7 +364,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// few batches as the queue allows: one for up to 512 entries in one L1, aliases and links of
     /// new tables included. Stops at the first failure; the pages before it stay mapped, and the
     /// error says which page failed through `pages`' position (`Err((index, error))`).
-    pub fn map_batch(
+    pub(in crate::mm) fn map_batch(
         &mut self,
         root: Root,
         pages: impl IntoIterator<Item = (VirtAddr, Pfn, PteFlags)>,
@@ -392,7 +390,8 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
 
     /// Maps `count_pages` pages from `va` to consecutive frames from `first_pfn`, in as few
     /// batches as the queue allows.
-    pub fn map_range(
+    #[cfg(test)]
+    pub(in crate::mm) fn map_range(
         &mut self,
         root: Root,
         va: VirtAddr,
@@ -413,7 +412,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     }
 
     /// Demand paging: takes a frame, zeroes it and maps it at `va`. One `mmu_update` batch.
-    pub fn map_zeroed(
+    pub(in crate::mm) fn map_zeroed(
         &mut self,
         root: Root,
         va: VirtAddr,
@@ -441,7 +440,8 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// Maps every frame of `window` at its place (read-only for table frames, never executable)
     /// and from then on keeps that alias read-only for every new table. Building the direct map
     /// is `map_window(AliasWindow::direct_map(nr_pages), ..)`.
-    pub fn map_window(
+    #[cfg(test)]
+    pub(in crate::mm) fn map_window(
         &mut self,
         window: AliasWindow,
         frames: &mut impl FrameSource,
@@ -453,7 +453,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// Maps frames `first..first + count` of a window already recorded with
     /// [`PageTables::add_alias_window`]. Building a large direct map in ascending parts lets the
     /// tables of each part be written through the parts mapped before it.
-    pub fn map_window_part(
+    pub(in crate::mm) fn map_window_part(
         &mut self,
         window: AliasWindow,
         first: u64,
@@ -479,14 +479,14 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
 
     /// Records an existing writable alias window (e.g. Xen's boot mapping, found with
     /// [`PageTables::discover_window`]) whose entries must go read-only for new tables.
-    pub fn add_alias_window(&mut self, window: AliasWindow) -> Result<(), MmError> {
+    pub(in crate::mm) fn add_alias_window(&mut self, window: AliasWindow) -> Result<(), MmError> {
         let slot = self.windows.iter_mut().find(|w| w.is_none()).ok_or(MmError::TooManyWindows)?;
         *slot = Some(window);
         Ok(())
     }
 
     /// Changes the flags of a mapped page. One batch; a flush is owed if access was taken away.
-    pub fn protect(
+    pub(crate) fn protect(
         &mut self,
         root: Root,
         va: VirtAddr,
@@ -509,7 +509,8 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     }
 
     /// Removes the mapping of `va`, returning the frame it mapped. One batch; a flush is owed.
-    pub fn unmap(&mut self, root: Root, va: VirtAddr) -> Result<(Pfn, TlbFlush), MmError> {
+    #[cfg(test)]
+    pub(in crate::mm) fn unmap(&mut self, root: Root, va: VirtAddr) -> Result<(Pfn, TlbFlush), MmError> {
         let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else {
             return Err(MmError::NotMapped(va));
         };
@@ -525,7 +526,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// Points the mapped page `va` at another frame `pfn` with `flags` (copy-on-write): one
     /// `mmu_update` entry instead of an unmap and a map. Returns the old frame; the flush is
     /// owed because a present entry changed its frame.
-    pub fn replace(
+    pub(in crate::mm) fn replace(
         &mut self,
         root: Root,
         va: VirtAddr,
@@ -557,7 +558,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// Empty tables are left in place (see [`PageTables::reclaim_empty_tables`]). On an error,
     /// the batches before it are done; if Xen refused a batch it was undone (its pages stay
     /// mapped). If Xen refuses a flush, that batch is undone too.
-    pub fn unmap_range(
+    pub(in crate::mm) fn unmap_range(
         &mut self,
         root: Root,
         start: VirtAddr,
@@ -571,7 +572,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// (PRESENT implied), batched and flushed as [`PageTables::unmap_range`]; pages whose entry
     /// would not change cost nothing. Returns how many entries changed. Refused before anything
     /// is queued for a page if `flags` are writable and the page's frame is a table.
-    pub fn protect_range(
+    pub(in crate::mm) fn protect_range(
         &mut self,
         root: Root,
         start: VirtAddr,
@@ -585,7 +586,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
 
     /// [`PageTables::protect_range`] with flags chosen per page from the frame it maps (e.g.
     /// writable only where the frame is private to one address space).
-    pub fn protect_range_by(
+    pub(in crate::mm) fn protect_range_by(
         &mut self,
         root: Root,
         start: VirtAddr,
@@ -718,13 +719,14 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// [`PageTables::unmap`] and its INVLPG in one hypercall: `update_va_mapping` with
     /// UVMF_INVLPG, which Xen applies to the current (kernel) address space. Other roots take
     /// the two-call path.
-    pub fn unmap_flushed(&mut self, root: Root, va: VirtAddr) -> Result<Pfn, MmError> {
+    pub(crate) fn unmap_flushed(&mut self, root: Root, va: VirtAddr) -> Result<Pfn, MmError> {
         self.update_current_leaf(root, va, |_| Some(Pte::EMPTY)).map(|(pfn, _)| pfn)
     }
 
     /// [`PageTables::protect`] and, if owed, its INVLPG in one hypercall (see
     /// [`PageTables::unmap_flushed`]).
-    pub fn protect_flushed(
+    #[cfg(test)]
+    pub(in crate::mm) fn protect_flushed(
         &mut self,
         root: Root,
         va: VirtAddr,
@@ -769,7 +771,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     }
 
     /// Issues an owed flush (sending any pending batch first). `mmuext_op` INVLPG or TLB flush.
-    pub fn flush_tlb(&mut self, flush: TlbFlush) -> Result<(), MmError> {
+    pub(in crate::mm) fn flush_tlb(&mut self, flush: TlbFlush) -> Result<(), MmError> {
         self.commit()?;
         self.mmuext_then_flush(&[], flush)
     }
@@ -780,7 +782,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// the root): unlink them, flush the TLB, then make their aliases writable again and give the
     /// frames back. Returns how many tables were freed. If Xen refuses any step, the tables are
     /// linked again with read-only aliases, as they were, and nothing is freed.
-    pub fn reclaim_empty_tables(
+    pub(crate) fn reclaim_empty_tables(
         &mut self,
         root: Root,
         va: VirtAddr,
@@ -870,7 +872,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// A new empty L4 for a process, pinned so that Xen keeps it validated while no CPU uses it.
     /// One `mmu_update` batch (alias downgrades) and one `mmuext_op` (pin). If Xen refuses
     /// either, the aliases are writable again and the frame is back in `frames`.
-    pub fn new_user_root(&mut self, frames: &mut impl FrameSource) -> Result<Root, MmError> {
+    pub(in crate::mm) fn new_user_root(&mut self, frames: &mut impl FrameSource) -> Result<Root, MmError> {
         self.commit()?;
         let pfn = frames.allocate_table()?;
         let mfn = match self.p2m.pfn_to_mfn(pfn) {
@@ -906,7 +908,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// another root also flushes the TLB, in the same hypercall: Xen maps user pages global and
     /// `NEW_USER_BASEPTR` flushes nothing, so the previous root's translations would otherwise
     /// stay usable under the new one.
-    pub fn set_user_root(&mut self, root: Option<Root>) -> Result<(), MmError> {
+    pub(in crate::mm) fn set_user_root(&mut self, root: Option<Root>) -> Result<(), MmError> {
         self.commit()?;
         let mfn = root.map(|r| r.mfn);
         let switch = matches!((self.user_tlb_root, mfn), (Some(old), Some(new)) if old != new);
@@ -937,7 +939,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// whole teardown is one unpin, one batch of alias upgrades (one entry per table, not per
     /// page) and one flush. If Xen refuses the batch or the flush, the root is pinned again with
     /// its aliases read-only, as it was.
-    pub fn destroy_user_root(
+    pub(in crate::mm) fn destroy_user_root(
         &mut self,
         root: Root,
         frames: &mut impl FrameSource,
