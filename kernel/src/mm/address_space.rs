@@ -58,7 +58,7 @@ impl SegmentSpec {
     }
 
     /// Where the segment's pages come from.
-    pub fn backing(&self) -> Backing {
+    pub(crate) fn backing(&self) -> Backing {
         Backing::File {
             vaddr: self.vaddr,
             file_offset: self.file_offset,
@@ -94,7 +94,7 @@ pub struct SharedPages {
 
 impl SharedPages {
     /// Nothing shared yet.
-    pub const fn new() -> SharedPages {
+    pub(crate) const fn new() -> SharedPages {
         SharedPages {
             module: PfnRange { start: Pfn(0), count_frames: 0 },
             cache: [(0, Pfn(0)); PAGE_CACHE_PAGES],
@@ -103,23 +103,24 @@ impl SharedPages {
     }
 
     /// Whether `pfn` belongs to every run (never freed with one, never made writable).
-    pub fn holds(&self, pfn: Pfn) -> bool {
+    pub(in crate::mm) fn holds(&self, pfn: Pfn) -> bool {
         self.module.contains(pfn) || self.cache[..self.cache_len].iter().any(|(_, p)| *p == pfn)
     }
 
     /// The cached frame of page `page`.
-    pub fn cached(&self, page: u64) -> Option<Pfn> {
+    pub(in crate::mm) fn cached(&self, page: u64) -> Option<Pfn> {
         self.cache[..self.cache_len].iter().find(|(p, _)| *p == page).map(|(_, pfn)| *pfn)
     }
 
     /// Frames the cache holds.
-    pub fn cached_frames(&self) -> usize {
+    #[cfg(test)]
+    pub(in crate::mm) fn cached_frames(&self) -> usize {
         self.cache_len
     }
 
     /// Prepares `image`, whose file lies in the boot module's frames `module`: copies its partial
     /// read-only file pages into the cache (past the cache's capacity they are copied per fault).
-    pub fn load<M: XenMmu, R: FrameAccess>(
+    pub(crate) fn load<M: XenMmu, R: FrameAccess>(
         &mut self,
         pt: &mut PageTables<'_, M, R>,
         frames: &mut impl FrameSource,
@@ -151,7 +152,7 @@ impl SharedPages {
     }
 
     /// Gives the cache's frames back (no run may map them any more).
-    pub fn unload(&mut self, frames: &mut impl FrameSource) -> Result<(), FrameError> {
+    pub(crate) fn unload(&mut self, frames: &mut impl FrameSource) -> Result<(), FrameError> {
         let mut result = Ok(());
         for &(_, pfn) in &self.cache[..self.cache_len] {
             result = result.and(frames.free_frame(pfn));
@@ -284,12 +285,13 @@ pub struct Bookkeeping {
 impl Bookkeeping {
     /// Room for `limits.areas` areas and a parked frame per frame of the limit, every page of it
     /// touched now.
-    pub fn new(limits: SpaceLimits) -> Bookkeeping {
+    #[cfg(test)]
+    pub(in crate::mm) fn new(limits: SpaceLimits) -> Bookkeeping {
         Self::try_new(limits).expect("memory for an address space's records")
     }
 
     /// [`Bookkeeping::new`], or `None` when the kernel heap cannot hold the records.
-    pub fn try_new(limits: SpaceLimits) -> Option<Bookkeeping> {
+    pub(crate) fn try_new(limits: SpaceLimits) -> Option<Bookkeeping> {
         let mut parked = Vec::new();
         parked.try_reserve_exact(limits.frames as usize).ok()?;
         parked.resize(limits.frames as usize, (0, Pfn(0)));
@@ -349,7 +351,7 @@ pub struct AddressSpace<'f> {
 impl<'f> AddressSpace<'f> {
     /// A new address space for `image`: a pinned empty root, the segments and the stack as
     /// areas, an empty heap. Its records live in `bookkeeping` and never grow.
-    pub fn new<M: XenMmu, R: FrameAccess>(
+    pub(crate) fn new<M: XenMmu, R: FrameAccess>(
         pt: &mut PageTables<'_, M, R>,
         frames: &mut impl FrameSource,
         image: &ProgramImage<'f, '_>,
@@ -397,7 +399,7 @@ impl<'f> AddressSpace<'f> {
 
     /// Sets how much a fault maps beyond its page; windows are clipped to
     /// [`WINDOW_PAGES_MAX`] and the fault-around window to a power of two.
-    pub fn set_tuning(&mut self, tuning: Tuning) {
+    pub(crate) fn set_tuning(&mut self, tuning: Tuning) {
         let around = tuning.fault_around_pages.min(WINDOW_PAGES_MAX);
         let around = if around == 0 { 0 } else { 1 << (63 - around.leading_zeros()) };
         self.tuning = Tuning {
@@ -406,27 +408,29 @@ impl<'f> AddressSpace<'f> {
         };
     }
 
-    pub const fn root(&self) -> Root {
+    #[cfg(test)]
+    pub(in crate::mm) const fn root(&self) -> Root {
         self.root
     }
 
     /// Frames this space holds now: private pages, parked pages and page tables.
-    pub const fn held_frames(&self) -> u64 {
+    pub(crate) const fn held_frames(&self) -> u64 {
         self.held_frames
     }
 
     /// The areas, for inspection.
-    pub const fn areas(&self) -> &Areas {
+    #[cfg(test)]
+    pub(in crate::mm) const fn areas(&self) -> &Areas {
         &self.areas
     }
 
     /// The program break.
-    pub const fn brk(&self) -> u64 {
+    pub(crate) const fn brk(&self) -> u64 {
         self.brk
     }
 
     /// Makes this the address space Xen uses in user mode.
-    pub fn activate<M: XenMmu, R: FrameAccess>(
+    pub(crate) fn activate<M: XenMmu, R: FrameAccess>(
         &self,
         pt: &mut PageTables<'_, M, R>,
     ) -> Result<(), MmError> {
@@ -434,7 +438,7 @@ impl<'f> AddressSpace<'f> {
     }
 
     /// Where `addr` lies, as fault reports and expectations name it.
-    pub fn region(&self, addr: u64) -> Region {
+    pub(crate) fn region(&self, addr: u64) -> Region {
         if addr >= 0xffff_8000_0000_0000 {
             return Region::Kernel;
         }
@@ -471,7 +475,7 @@ impl<'f> AddressSpace<'f> {
     /// Makes the page of `fault.address` accessible for `fault.access`, as the areas allow:
     /// maps a page from its backing, maps a parked frame again, or copies a shared page before
     /// its first write.
-    pub fn fault<M: XenMmu, R: FrameAccess, F: FrameSource>(
+    pub(crate) fn fault<M: XenMmu, R: FrameAccess, F: FrameSource>(
         &mut self,
         pt: &mut PageTables<'_, M, R>,
         frames: &mut F,
@@ -725,7 +729,7 @@ impl<'f> AddressSpace<'f> {
 
     /// Whether every page of `[addr, addr + len)` allows `access`. No side effects: a syscall
     /// checks its buffers with this before it does anything.
-    pub fn check(&self, addr: u64, len: u64, access: Access) -> Result<(), BadAddress> {
+    pub(crate) fn check(&self, addr: u64, len: u64, access: Access) -> Result<(), BadAddress> {
         let end = addr.checked_add(len).filter(|&e| e <= USER_END).ok_or(BadAddress)?;
         let mut at = addr;
         while at < end {
@@ -737,7 +741,7 @@ impl<'f> AddressSpace<'f> {
 
     /// Copies user memory at `addr` into `out`. Never allocates: a page not mapped yet is read
     /// from where it would come from (a parked frame, the file, zeros).
-    pub fn read<M: XenMmu, R: FrameAccess>(
+    pub(crate) fn read<M: XenMmu, R: FrameAccess>(
         &self,
         pt: &PageTables<'_, M, R>,
         shared: &SharedPages,
@@ -769,7 +773,7 @@ impl<'f> AddressSpace<'f> {
 
     /// Copies `bytes` into user memory at `addr`, faulting pages in (and copying shared ones)
     /// as a write would. The whole buffer is checked first: a bad one changes nothing.
-    pub fn write<M: XenMmu, R: FrameAccess, F: FrameSource>(
+    pub(crate) fn write<M: XenMmu, R: FrameAccess, F: FrameSource>(
         &mut self,
         pt: &mut PageTables<'_, M, R>,
         frames: &mut F,
@@ -811,7 +815,7 @@ impl<'f> AddressSpace<'f> {
 
     /// brk: moves the break within the heap's reservation and returns the break in force. Growing
     /// into another mapping (a MAP_FIXED one) fails and keeps the old break, as on Linux.
-    pub fn set_brk<M: XenMmu, R: FrameAccess, F: FrameSource>(
+    pub(crate) fn set_brk<M: XenMmu, R: FrameAccess, F: FrameSource>(
         &mut self,
         pt: &mut PageTables<'_, M, R>,
         frames: &mut F,
@@ -848,7 +852,7 @@ impl<'f> AddressSpace<'f> {
     /// mmap of anonymous private memory: returns where it went. With `populate` (MAP_POPULATE)
     /// its pages are mapped at once, zeroed, in batches of up to 512 entries, as far as the
     /// space's limit allows (the rest stays demand-paged, as on Linux).
-    pub fn mmap<M: XenMmu, R: FrameAccess, F: FrameSource>(
+    pub(crate) fn mmap<M: XenMmu, R: FrameAccess, F: FrameSource>(
         &mut self,
         pt: &mut PageTables<'_, M, R>,
         frames: &mut F,
@@ -937,7 +941,7 @@ impl<'f> AddressSpace<'f> {
     }
 
     /// munmap: removes `range` from the areas and unmaps its pages. Unmapping nothing is fine.
-    pub fn munmap<M: XenMmu, R: FrameAccess, F: FrameSource>(
+    pub(crate) fn munmap<M: XenMmu, R: FrameAccess, F: FrameSource>(
         &mut self,
         pt: &mut PageTables<'_, M, R>,
         frames: &mut F,
@@ -954,7 +958,7 @@ impl<'f> AddressSpace<'f> {
 
     /// mprotect: every page of `range` must lie in an area. Mapped pages get the new access
     /// (shared ones stay read-only until copied); PROT_NONE parks private frames.
-    pub fn mprotect<M: XenMmu, R: FrameAccess>(
+    pub(crate) fn mprotect<M: XenMmu, R: FrameAccess>(
         &mut self,
         pt: &mut PageTables<'_, M, R>,
         shared: &SharedPages,
@@ -1064,7 +1068,7 @@ impl<'f> AddressSpace<'f> {
     /// Removes the address space: clears the user base pointer, unpins and frees every table
     /// and every private and parked frame. Returns how many frames it held that did not come
     /// back (0 unless accounting is broken).
-    pub fn teardown<M: XenMmu, R: FrameAccess, F: FrameSource>(
+    pub(crate) fn teardown<M: XenMmu, R: FrameAccess, F: FrameSource>(
         mut self,
         pt: &mut PageTables<'_, M, R>,
         frames: &mut F,

@@ -35,7 +35,7 @@ impl Prot {
 
     /// Whether any access is allowed (x86 cannot map a page write-only or execute-only, so any
     /// access right makes the page readable).
-    pub const fn accessible(self) -> bool {
+    pub(crate) const fn accessible(self) -> bool {
         self.read || self.write || self.exec
     }
 }
@@ -74,14 +74,14 @@ pub struct PageContents<'f> {
 
 impl PageContents<'_> {
     /// Whether the page is exactly one file page (no zero fill, no partial bytes).
-    pub fn is_whole_file_page(&self) -> bool {
+    pub(crate) fn is_whole_file_page(&self) -> bool {
         self.offset_in_page == 0 && self.bytes.len() == PAGE_SIZE as usize
     }
 }
 
 impl Backing {
     /// What the page holding `addr` holds, taken from `file`.
-    pub fn page_contents<'f>(&self, file: &'f [u8], addr: u64) -> PageContents<'f> {
+    pub(crate) fn page_contents<'f>(&self, file: &'f [u8], addr: u64) -> PageContents<'f> {
         let Backing::File { vaddr, file_offset, file_size } = *self else {
             return PageContents { offset_in_page: 0, bytes: &[] };
         };
@@ -110,11 +110,11 @@ pub struct Area {
 }
 
 impl Area {
-    pub const fn range(&self) -> Range<u64> {
+    pub(in crate::mm) const fn range(&self) -> Range<u64> {
         self.start..self.end
     }
 
-    pub const fn contains(&self, addr: u64) -> bool {
+    pub(in crate::mm) const fn contains(&self, addr: u64) -> bool {
         self.start <= addr && addr < self.end
     }
 
@@ -152,17 +152,19 @@ pub struct Areas {
 
 impl Areas {
     /// An empty list that will hold at most `capacity` areas (allocated now, never again).
-    pub fn with_capacity(capacity: usize) -> Areas {
+    #[cfg(test)]
+    pub(in crate::mm) fn with_capacity(capacity: usize) -> Areas {
         Areas { list: Vec::with_capacity(capacity.max(3)) }
     }
 
     /// [`Areas::with_capacity`], with every page of the list's memory touched now.
-    pub fn with_capacity_touched(capacity: usize) -> Areas {
+    #[cfg(test)]
+    pub(in crate::mm) fn with_capacity_touched(capacity: usize) -> Areas {
         Self::try_with_capacity_touched(capacity).expect("memory for the area list")
     }
 
     /// [`Areas::with_capacity_touched`], or `None` when the heap cannot hold the list.
-    pub fn try_with_capacity_touched(capacity: usize) -> Option<Areas> {
+    pub(in crate::mm) fn try_with_capacity_touched(capacity: usize) -> Option<Areas> {
         let mut list = Vec::new();
         list.try_reserve_exact(capacity.max(3)).ok()?;
         let mut areas = Areas { list };
@@ -178,24 +180,26 @@ impl Areas {
         Some(areas)
     }
 
-    pub fn len(&self) -> usize {
+    pub(in crate::mm) fn len(&self) -> usize {
         self.list.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(in crate::mm) fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
 
-    pub fn capacity(&self) -> usize {
+    pub(in crate::mm) fn capacity(&self) -> usize {
         self.list.capacity()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Area> {
+    #[cfg(test)]
+    pub(in crate::mm) fn iter(&self) -> impl Iterator<Item = &Area> {
         self.list.iter()
     }
 
     /// The area that holds `addr`.
-    pub fn find(&self, addr: u64) -> Option<&Area> {
+    pub(in crate::mm) fn find(&self, addr: u64) -> Option<&Area> {
         let i = self.list.partition_point(|a| a.end <= addr);
         self.list.get(i).filter(|a| a.contains(addr))
     }
@@ -206,18 +210,18 @@ impl Areas {
     }
 
     /// The areas that overlap `range`, in address order.
-    pub fn overlapping(&self, range: &Range<u64>) -> impl Iterator<Item = &Area> {
+    pub(in crate::mm) fn overlapping(&self, range: &Range<u64>) -> impl Iterator<Item = &Area> {
         let end = range.end;
         self.list[self.first_ending_after(range.start)..].iter().take_while(move |a| a.start < end)
     }
 
     /// Whether any area overlaps `range`.
-    pub fn overlaps(&self, range: &Range<u64>) -> bool {
+    pub(in crate::mm) fn overlaps(&self, range: &Range<u64>) -> bool {
         self.list.get(self.first_ending_after(range.start)).is_some_and(|a| a.start < range.end)
     }
 
     /// Whether every page of `range` lies in some area.
-    pub fn covers(&self, range: &Range<u64>) -> bool {
+    pub(in crate::mm) fn covers(&self, range: &Range<u64>) -> bool {
         let mut at = range.start;
         let mut i = self.first_ending_after(at);
         while at < range.end {
@@ -231,7 +235,7 @@ impl Areas {
     }
 
     /// The lowest free `len` bytes at or above [`MMAP_BASE`] (or at `hint`, if that is free).
-    pub fn find_free(&self, len: u64, hint: u64) -> Option<u64> {
+    pub(in crate::mm) fn find_free(&self, len: u64, hint: u64) -> Option<u64> {
         if hint != 0
             && hint.is_multiple_of(PAGE_SIZE)
             && is_mappable(hint, len)
@@ -251,7 +255,7 @@ impl Areas {
     }
 
     /// Adds `area`, whose range must be free and mappable; merges it with its neighbours.
-    pub fn insert(&mut self, area: Area) -> Result<(), AreaError> {
+    pub(in crate::mm) fn insert(&mut self, area: Area) -> Result<(), AreaError> {
         if !is_mappable(area.start, area.end.saturating_sub(area.start)) {
             return Err(AreaError::Outside);
         }
@@ -259,7 +263,7 @@ impl Areas {
     }
 
     /// Adds `area` where mappings may not go (the stack's reservation); it must be free.
-    pub fn insert_reserved(&mut self, area: Area) -> Result<(), AreaError> {
+    pub(in crate::mm) fn insert_reserved(&mut self, area: Area) -> Result<(), AreaError> {
         if area.start >= area.end
             || !area.start.is_multiple_of(PAGE_SIZE)
             || !area.end.is_multiple_of(PAGE_SIZE)
@@ -290,19 +294,23 @@ impl Areas {
     }
 
     /// Removes `range` from every area, splitting where needed.
-    pub fn remove(&mut self, range: &Range<u64>) -> Result<(), AreaError> {
+    pub(in crate::mm) fn remove(&mut self, range: &Range<u64>) -> Result<(), AreaError> {
         self.retag(range, |_| None)
     }
 
     /// Sets the protection of every page of `range` that an area covers.
-    pub fn protect(&mut self, range: &Range<u64>, prot: Prot) -> Result<(), AreaError> {
+    pub(in crate::mm) fn protect(
+        &mut self,
+        range: &Range<u64>,
+        prot: Prot,
+    ) -> Result<(), AreaError> {
         self.retag(range, |a| Some(Area { prot, ..a }))
     }
 
     /// Whether the list has the slots that cutting `range` out of its areas takes (one for each
     /// end of `range` that falls inside an area): then [`Areas::remove`] and
     /// [`Areas::protect`] cannot fail.
-    pub fn has_room_to_split(&self, range: &Range<u64>) -> bool {
+    pub(in crate::mm) fn has_room_to_split(&self, range: &Range<u64>) -> bool {
         let inside = |addr: u64| self.find(addr).is_some_and(|a| a.start < addr);
         let more = usize::from(inside(range.start)) + usize::from(inside(range.end));
         self.list.len() + more <= self.list.capacity()

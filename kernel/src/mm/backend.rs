@@ -45,17 +45,18 @@ pub const MMU_NORMAL_PT_UPDATE: u64 = 0;
 
 impl MmuUpdate {
     /// Set the page-table entry at machine address `entry` to `pte`.
-    pub const fn normal(entry: MachineAddr, pte: Pte) -> Self {
+    pub(crate) const fn normal(entry: MachineAddr, pte: Pte) -> Self {
         MmuUpdate { ptr: entry.0 | MMU_NORMAL_PT_UPDATE, val: pte.0 }
     }
 
     /// The machine address of the entry this update writes.
-    pub const fn entry_addr(&self) -> MachineAddr {
+    pub(crate) const fn entry_addr(&self) -> MachineAddr {
         MachineAddr(self.ptr & !7)
     }
 
     /// The command in the low bits of `ptr`.
-    pub const fn command(&self) -> u64 {
+    #[cfg(test)]
+    pub(in crate::mm) const fn command(&self) -> u64 {
         self.ptr & 3
     }
 }
@@ -79,7 +80,7 @@ pub enum MmuExtOp {
 
 impl MmuExtOp {
     /// The `cmd` field of `struct mmuext_op`.
-    pub const fn command(&self) -> u32 {
+    pub(crate) const fn command(&self) -> u32 {
         match self {
             MmuExtOp::Pin { level: Level::L1, .. } => 0,
             MmuExtOp::Pin { level: Level::L2, .. } => 1,
@@ -94,7 +95,7 @@ impl MmuExtOp {
     }
 
     /// The `arg1` field: an mfn or a linear address (0 when unused).
-    pub const fn arg1(&self) -> u64 {
+    pub(crate) const fn arg1(&self) -> u64 {
         match self {
             MmuExtOp::Pin { mfn, .. } | MmuExtOp::Unpin(mfn) => mfn.0,
             MmuExtOp::NewBaseptr(mfn) | MmuExtOp::NewUserBaseptr(mfn) => mfn.0,
@@ -114,7 +115,7 @@ pub enum UvmFlush {
 
 impl UvmFlush {
     /// The `flags` argument: UVMF_NONE 0, UVMF_TLB_FLUSH 1, UVMF_INVLPG 2, UVMF_LOCAL 0.
-    pub const fn flags(self) -> u64 {
+    pub(crate) const fn flags(self) -> u64 {
         match self {
             UvmFlush::None => 0,
             UvmFlush::TlbFlushLocal => 1,

@@ -15,7 +15,7 @@ pub const fn words_for_bits(len_bits: u64) -> usize {
 
 impl<'a> Bitmap<'a> {
     /// A cleared bitmap of `len_bits` bits, or `None` if `words` is too short.
-    pub fn new_cleared(words: &'a mut [u64], len_bits: u64) -> Option<Self> {
+    pub(in crate::mm) fn new_cleared(words: &'a mut [u64], len_bits: u64) -> Option<Self> {
         if words.len() < words_for_bits(len_bits) {
             return None;
         }
@@ -24,12 +24,12 @@ impl<'a> Bitmap<'a> {
     }
 
     /// How many bits the map holds.
-    pub const fn len_bits(&self) -> u64 {
+    pub(in crate::mm) const fn len_bits(&self) -> u64 {
         self.len_bits
     }
 
     /// Whether bit `index` is set (bits out of range read as set: "not available").
-    pub fn get(&self, index: u64) -> bool {
+    pub(in crate::mm) fn get(&self, index: u64) -> bool {
         if index >= self.len_bits {
             return true;
         }
@@ -37,7 +37,7 @@ impl<'a> Bitmap<'a> {
     }
 
     /// Sets bit `index` to `value`; out-of-range indices are ignored.
-    pub fn set(&mut self, index: u64, value: bool) {
+    pub(in crate::mm) fn set(&mut self, index: u64, value: bool) {
         if index >= self.len_bits {
             return;
         }
@@ -50,7 +50,7 @@ impl<'a> Bitmap<'a> {
     }
 
     /// The first clear bit at or after `start`, wrapping around once; `None` if all are set.
-    pub fn find_clear_from(&self, start: u64) -> Option<u64> {
+    pub(in crate::mm) fn find_clear_from(&self, start: u64) -> Option<u64> {
         let start = if start >= self.len_bits { 0 } else { start };
         self.find_clear_in(start, self.len_bits).or_else(|| self.find_clear_in(0, start))
     }

@@ -36,7 +36,7 @@ pub const MAX_RESERVED: usize = 5;
 impl BootLayout {
     /// The pfn one past the bootstrap region: past the boot stack that follows the page tables,
     /// and past start_info, the p2m list and a module if the builder put them higher.
-    pub fn bootstrap_end(&self) -> Pfn {
+    pub(in crate::mm) fn bootstrap_end(&self) -> Pfn {
         let pt_end = self.pt_base + self.nr_pt_frames * PAGE_SIZE + PAGE_SIZE;
         let mut end = pt_end.max(self.start_info_va + PAGE_SIZE);
         if self.mfn_list >= self.virt_base {
@@ -50,7 +50,7 @@ impl BootLayout {
     }
 
     /// The frames the allocator must never hand out.
-    pub fn reserved(&self) -> ([PfnRange; MAX_RESERVED], usize) {
+    pub(in crate::mm) fn reserved(&self) -> ([PfnRange; MAX_RESERVED], usize) {
         let mut out = [PfnRange { start: Pfn(0), count_frames: 0 }; MAX_RESERVED];
         let mut n = 0;
         let mut push = |range: PfnRange| {

@@ -50,7 +50,7 @@ pub struct FrameAllocator<'a> {
 
 impl<'a> FrameAllocator<'a> {
     /// Tracks frames `0..nr_pages` in `buffer`; frames in `reserved` start in use.
-    pub fn new(
+    pub(in crate::mm) fn new(
         buffer: &'a mut [u64],
         nr_pages: u64,
         reserved: &[PfnRange],
@@ -68,17 +68,18 @@ impl<'a> FrameAllocator<'a> {
     }
 
     /// Frames currently free.
-    pub const fn free_frames(&self) -> u64 {
+    pub(crate) const fn free_frames(&self) -> u64 {
         self.free_frames
     }
 
     /// Frames in use (allocated or reserved at boot).
-    pub const fn used_frames(&self) -> u64 {
+    pub(crate) const fn used_frames(&self) -> u64 {
         self.in_use.len_bits() - self.free_frames
     }
 
     /// Whether `pfn` is currently free.
-    pub fn is_free(&self, pfn: Pfn) -> bool {
+    #[cfg(test)]
+    pub(in crate::mm) fn is_free(&self, pfn: Pfn) -> bool {
         !self.in_use.get(pfn.0)
     }
 }

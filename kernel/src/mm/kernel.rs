@@ -70,13 +70,17 @@ pub struct KernelMm {
 const MAX_REGIONS: usize = 8;
 
 impl KernelMm {
-    pub fn regions(&self) -> &[KernelRegion] {
+    pub(in crate::mm) fn regions(&self) -> &[KernelRegion] {
         &self.regions[..self.region_count]
     }
 
     /// Unmaps the page at `va` and registers it as the guard page `name` below a kernel stack:
     /// a fault there is then reported as a stack overflow. The frame goes back to the pool.
-    pub fn add_stack_guard(&mut self, name: &'static str, va: VirtAddr) -> Result<(), MmError> {
+    pub(crate) fn add_stack_guard(
+        &mut self,
+        name: &'static str,
+        va: VirtAddr,
+    ) -> Result<(), MmError> {
         if self.region_count == MAX_REGIONS {
             return Err(MmError::TooManyWindows);
         }

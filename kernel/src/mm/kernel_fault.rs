@@ -37,7 +37,7 @@ pub struct KernelRegion {
 
 impl KernelRegion {
     /// Whether `va` lies inside.
-    pub fn contains(&self, va: VirtAddr) -> bool {
+    pub(in crate::mm) fn contains(&self, va: VirtAddr) -> bool {
         va.as_u64().wrapping_sub(self.start.as_u64()) < self.size_bytes
     }
 }

@@ -33,17 +33,17 @@ pub struct P2m<'a> {
 
 impl<'a> P2m<'a> {
     /// Wraps the guest's p2m list (`mfn_list`, `nr_pages` entries) and Xen's m2p table.
-    pub const fn new(phys_to_machine: &'a [u64], machine_to_phys: &'a [u64]) -> Self {
+    pub(in crate::mm) const fn new(phys_to_machine: &'a [u64], machine_to_phys: &'a [u64]) -> Self {
         P2m { phys_to_machine, machine_to_phys }
     }
 
     /// The number of pseudo-physical frames of this domain.
-    pub const fn nr_pages(&self) -> u64 {
+    pub(crate) const fn nr_pages(&self) -> u64 {
         self.phys_to_machine.len() as u64
     }
 
     /// pfn -> mfn through `mfn_list`.
-    pub fn pfn_to_mfn(&self, pfn: Pfn) -> Result<Mfn, P2mError> {
+    pub(in crate::mm) fn pfn_to_mfn(&self, pfn: Pfn) -> Result<Mfn, P2mError> {
         let raw = *self.phys_to_machine.get(pfn.index()).ok_or(P2mError::PfnOutOfRange(pfn))?;
         if raw == INVALID_ENTRY {
             return Err(P2mError::PfnUnbacked(pfn));
@@ -52,7 +52,7 @@ impl<'a> P2m<'a> {
     }
 
     /// mfn -> pfn through the m2p, accepted only if the p2m maps that pfn back to this mfn.
-    pub fn mfn_to_pfn(&self, mfn: Mfn) -> Result<Pfn, P2mError> {
+    pub(crate) fn mfn_to_pfn(&self, mfn: Mfn) -> Result<Pfn, P2mError> {
         let idx = usize::try_from(mfn.0).map_err(|_| P2mError::MfnOutOfRange(mfn))?;
         let raw = *self.machine_to_phys.get(idx).ok_or(P2mError::MfnOutOfRange(mfn))?;
         let pfn = Pfn(raw);

@@ -315,7 +315,11 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     // ---- Queries ---------------------------------------------------------------------------
 
     /// What `va` maps to in `root`, if anything.
-    pub(in crate::mm) fn translate(&self, root: Root, va: VirtAddr) -> Result<Option<Mapping>, MmError> {
+    pub(in crate::mm) fn translate(
+        &self,
+        root: Root,
+        va: VirtAddr,
+    ) -> Result<Option<Mapping>, MmError> {
         match self.walk(root, va)? {
             (Walk::Leaf { pte, .. }, _) if pte.is_present() => {
                 Ok(Some(Mapping { pfn: self.p2m.mfn_to_pfn(pte.mfn())?, flags: pte.flags() }))
@@ -327,7 +331,10 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// The largest run of pages from `virt_base` that map consecutive frames: Xen's boot mapping
     /// of the image, start_info, p2m list, boot tables and stack is one such window.
     #[cfg(test)]
-    pub(in crate::mm) fn discover_window(&self, virt_base: VirtAddr) -> Result<Option<AliasWindow>, MmError> {
+    pub(in crate::mm) fn discover_window(
+        &self,
+        virt_base: VirtAddr,
+    ) -> Result<Option<AliasWindow>, MmError> {
         let Some(first) = self.translate(self.kernel_root, virt_base)? else { return Ok(None) };
         let mut count_frames = 1;
         while count_frames < self.p2m.nr_pages() {
@@ -510,7 +517,11 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
 
     /// Removes the mapping of `va`, returning the frame it mapped. One batch; a flush is owed.
     #[cfg(test)]
-    pub(in crate::mm) fn unmap(&mut self, root: Root, va: VirtAddr) -> Result<(Pfn, TlbFlush), MmError> {
+    pub(in crate::mm) fn unmap(
+        &mut self,
+        root: Root,
+        va: VirtAddr,
+    ) -> Result<(Pfn, TlbFlush), MmError> {
         let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else {
             return Err(MmError::NotMapped(va));
         };
@@ -872,7 +883,10 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// A new empty L4 for a process, pinned so that Xen keeps it validated while no CPU uses it.
     /// One `mmu_update` batch (alias downgrades) and one `mmuext_op` (pin). If Xen refuses
     /// either, the aliases are writable again and the frame is back in `frames`.
-    pub(in crate::mm) fn new_user_root(&mut self, frames: &mut impl FrameSource) -> Result<Root, MmError> {
+    pub(in crate::mm) fn new_user_root(
+        &mut self,
+        frames: &mut impl FrameSource,
+    ) -> Result<Root, MmError> {
         self.commit()?;
         let pfn = frames.allocate_table()?;
         let mfn = match self.p2m.pfn_to_mfn(pfn) {

@@ -25,22 +25,22 @@ impl Level {
     pub const TOP_DOWN: [Level; 4] = [Level::L4, Level::L3, Level::L2, Level::L1];
 
     /// log2 of the bytes one entry at this level spans.
-    pub const fn entry_shift(self) -> u32 {
+    pub(in crate::mm) const fn entry_shift(self) -> u32 {
         PAGE_SHIFT + 9 * (self as u32)
     }
 
     /// Bytes one entry at this level spans.
-    pub const fn entry_span_bytes(self) -> u64 {
+    pub(in crate::mm) const fn entry_span_bytes(self) -> u64 {
         1 << self.entry_shift()
     }
 
     /// The index of `va`'s entry in a table of this level.
-    pub const fn index_of(self, va: VirtAddr) -> usize {
+    pub(in crate::mm) const fn index_of(self, va: VirtAddr) -> usize {
         ((va.as_u64() >> self.entry_shift()) & 511) as usize
     }
 
     /// The level of the tables this level's entries point to (`None` for L1: they map pages).
-    pub const fn child(self) -> Option<Level> {
+    pub(crate) const fn child(self) -> Option<Level> {
         match self {
             Level::L4 => Some(Level::L3),
             Level::L3 => Some(Level::L2),
@@ -60,29 +60,29 @@ impl Pte {
     pub const EMPTY: Pte = Pte(0);
 
     /// An entry naming machine frame `mfn` with `flags`.
-    pub const fn new(mfn: Mfn, flags: PteFlags) -> Pte {
+    pub(crate) const fn new(mfn: Mfn, flags: PteFlags) -> Pte {
         Pte(((mfn.0 << PAGE_SHIFT) & ADDRESS_MASK) | flags.bits())
     }
 
     /// The machine frame the entry names.
-    pub const fn mfn(self) -> Mfn {
+    pub(crate) const fn mfn(self) -> Mfn {
         Mfn((self.0 & ADDRESS_MASK) >> PAGE_SHIFT)
     }
 
     /// The flag bits.
-    pub const fn flags(self) -> PteFlags {
+    pub(crate) const fn flags(self) -> PteFlags {
         PteFlags::from_bits_truncate(self.0)
     }
 
     /// Whether the present bit is set.
-    pub const fn is_present(self) -> bool {
+    pub(crate) const fn is_present(self) -> bool {
         self.0 & PteFlags::PRESENT.bits() != 0
     }
 
     /// Whether replacing `self` by `new` takes away something a TLB may have cached: the mapping
     /// itself, its frame, write or user access, or execute permission. Only such changes need a
     /// TLB flush; not-present -> present never does.
-    pub fn downgraded_by(self, new: Pte) -> bool {
+    pub(in crate::mm) fn downgraded_by(self, new: Pte) -> bool {
         if !self.is_present() {
             return false;
         }

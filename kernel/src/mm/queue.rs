@@ -44,7 +44,7 @@ impl Default for UpdateQueue {
 
 impl UpdateQueue {
     /// An empty queue.
-    pub const fn new() -> Self {
+    pub(in crate::mm) const fn new() -> Self {
         UpdateQueue {
             entries: [MmuUpdate { ptr: 0, val: 0 }; QUEUE_CAPACITY],
             replaced: [0; QUEUE_CAPACITY],
@@ -55,28 +55,28 @@ impl UpdateQueue {
     }
 
     /// The batch as it should be sent.
-    pub fn as_slice(&self) -> &[MmuUpdate] {
+    pub(in crate::mm) fn as_slice(&self) -> &[MmuUpdate] {
         &self.entries[..self.len]
     }
 
     /// How many entries lead the batch as alias downgrades.
-    pub const fn front_len(&self) -> usize {
+    pub(in crate::mm) const fn front_len(&self) -> usize {
         self.front_len
     }
 
     /// Whether nothing is pending.
-    pub const fn is_empty(&self) -> bool {
+    pub(in crate::mm) const fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Whether the next push needs a flush first.
-    pub const fn is_full(&self) -> bool {
+    pub(in crate::mm) const fn is_full(&self) -> bool {
         self.len == QUEUE_CAPACITY
     }
 
     /// Appends an update after everything queued; `replaced` is the value its entry holds before
     /// it. The queue must not be full.
-    pub fn push_back(&mut self, update: MmuUpdate, replaced: u64) {
+    pub(in crate::mm) fn push_back(&mut self, update: MmuUpdate, replaced: u64) {
         debug_assert!(!self.is_full());
         self.entries[self.len] = update;
         self.replaced[self.len] = replaced;
@@ -88,7 +88,7 @@ impl UpdateQueue {
     /// [`UpdateQueue::push_back`]. The entry must not be written later in the batch (a downgrade
     /// of an entry the batch writes is a [`UpdateQueue::rewrite_pending`]). The queue must not
     /// be full.
-    pub fn push_front(&mut self, update: MmuUpdate, replaced: u64) {
+    pub(in crate::mm) fn push_front(&mut self, update: MmuUpdate, replaced: u64) {
         debug_assert!(!self.is_full());
         let at = self.front_len;
         self.entries.copy_within(at..self.len, at + 1);
@@ -106,12 +106,12 @@ impl UpdateQueue {
     }
 
     /// The value the entry at `entry` will hold once the batch is applied, if the batch writes it.
-    pub fn pending(&self, entry: MachineAddr) -> Option<u64> {
+    pub(in crate::mm) fn pending(&self, entry: MachineAddr) -> Option<u64> {
         self.slot_of(entry).map(|slot| self.entries[slot].val)
     }
 
     /// Changes the last queued write of `entry` to `value`; false if none is queued.
-    pub fn rewrite_pending(&mut self, entry: MachineAddr, value: u64) -> bool {
+    pub(in crate::mm) fn rewrite_pending(&mut self, entry: MachineAddr, value: u64) -> bool {
         match self.slot_of(entry) {
             Some(slot) => {
                 self.entries[slot].val = value;
@@ -123,7 +123,11 @@ impl UpdateQueue {
 
     /// The updates that undo entries `from..to` of the batch once Xen applied them, last first:
     /// each restores the value its entry replaced, paired with the value it takes away.
-    pub fn undo(&self, from: usize, to: usize) -> impl Iterator<Item = (MmuUpdate, u64)> + '_ {
+    pub(in crate::mm) fn undo(
+        &self,
+        from: usize,
+        to: usize,
+    ) -> impl Iterator<Item = (MmuUpdate, u64)> + '_ {
         (from..to.min(self.len)).rev().map(|i| {
             let applied = self.entries[i];
             (MmuUpdate { ptr: applied.ptr, val: self.replaced[i] }, applied.val)
@@ -131,12 +135,12 @@ impl UpdateQueue {
     }
 
     /// The value each queued entry replaced, in batch order.
-    pub fn replaced_values(&self) -> impl Iterator<Item = u64> + '_ {
+    pub(in crate::mm) fn replaced_values(&self) -> impl Iterator<Item = u64> + '_ {
         self.replaced[..self.len].iter().copied()
     }
 
     /// Forgets everything (after the batch was sent).
-    pub fn clear(&mut self) {
+    pub(in crate::mm) fn clear(&mut self) {
         self.len = 0;
         self.front_len = 0;
         self.index.fill(NO_SLOT);

@@ -28,22 +28,22 @@ pub struct MmStats {
 
 impl MmStats {
     /// Counts a new table page of `level`.
-    pub fn table_allocated(&mut self, level: Level) {
+    pub(in crate::mm) fn table_allocated(&mut self, level: Level) {
         self.tables_allocated[level as usize] += 1;
     }
 
     /// Counts a freed table page of `level`.
-    pub fn table_freed(&mut self, level: Level) {
+    pub(in crate::mm) fn table_freed(&mut self, level: Level) {
         self.tables_freed[level as usize] += 1;
     }
 
     /// Table pages allocated minus freed, all levels.
-    pub fn tables_live(&self) -> u64 {
+    pub(crate) fn tables_live(&self) -> u64 {
         self.tables_allocated.iter().sum::<u64>() - self.tables_freed.iter().sum::<u64>()
     }
 
     /// The `stats:` line, with the frame counts from the allocator.
-    pub fn line(&self, frames_free: u64, frames_used: u64) -> StatsLine<'_> {
+    pub(in crate::mm) fn line(&self, frames_free: u64, frames_used: u64) -> StatsLine<'_> {
         StatsLine { stats: self, frames_free, frames_used }
     }
 }

@@ -36,7 +36,7 @@ impl WindowAccess {
     ///
     /// # Safety
     /// As for [`WindowAccess::new`].
-    pub unsafe fn add_window(&mut self, window: AliasWindow) -> Result<(), MmError> {
+    pub(in crate::mm) unsafe fn add_window(&mut self, window: AliasWindow) -> Result<(), MmError> {
         let slot = self.windows.iter_mut().find(|w| w.is_none()).ok_or(MmError::TooManyWindows)?;
         *slot = Some(window);
         Ok(())
@@ -46,7 +46,7 @@ impl WindowAccess {
     ///
     /// # Safety
     /// As for [`WindowAccess::new`].
-    pub unsafe fn replace_newest(&mut self, window: AliasWindow) {
+    pub(in crate::mm) unsafe fn replace_newest(&mut self, window: AliasWindow) {
         if let Some(slot) = self.windows.iter_mut().rev().find(|w| w.is_some()) {
             *slot = Some(window);
         }
