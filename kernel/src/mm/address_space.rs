@@ -33,7 +33,7 @@ use super::addr::{Pfn, PfnRange, VirtAddr};
 use super::areas::{Area, AreaError, AreaKind, Areas, Backing, Prot};
 use super::backend::{FrameAccess, XenMmu};
 use super::frame::{FrameError, FrameSource};
-use super::page_table::{Mapping, MmError, PageTables, Root};
+use super::page_table::{Mapping, MmError, PageTables, Root, TableError};
 use super::pte::PteFlags;
 use super::user_space::{Region, STACK, STACK_GUARD, USER_END};
 use crate::arch::x86_64::page_fault::{Access, PageFault};
@@ -225,7 +225,8 @@ pub enum Resolved {
     AlreadyMapped,
 }
 
-/// Why an mmap, munmap or mprotect failed. Nothing changed.
+/// Why an mmap, munmap, mprotect or brk failed, or a new address space could not be set up.
+/// Nothing changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
     /// The areas' capacity or the address space is exhausted (Linux: ENOMEM).
@@ -236,6 +237,12 @@ pub enum MapError {
     NotMapped,
     /// The page tables could not be changed.
     Kernel(MmError),
+}
+
+impl From<MmError> for MapError {
+    fn from(e: MmError) -> Self {
+        MapError::Kernel(e)
+    }
 }
 
 impl From<AreaError> for MapError {
@@ -357,7 +364,7 @@ impl<'f> AddressSpace<'f> {
         image: &ProgramImage<'f, '_>,
         bookkeeping: Bookkeeping,
         limits: SpaceLimits,
-    ) -> Result<AddressSpace<'f>, MmError> {
+    ) -> Result<AddressSpace<'f>, MapError> {
         let Bookkeeping { mut areas, parked } = bookkeeping;
         for seg in image.segments {
             let pages = seg.pages();
@@ -369,7 +376,7 @@ impl<'f> AddressSpace<'f> {
                 kind,
                 backing: seg.backing(),
             };
-            areas.insert(area).map_err(|_| MmError::TooManyWindows)?;
+            areas.insert(area)?;
         }
         let stack = Area {
             start: STACK.start,
@@ -378,9 +385,9 @@ impl<'f> AddressSpace<'f> {
             kind: AreaKind::Stack,
             backing: Backing::Zero,
         };
-        areas.insert_reserved(stack).map_err(|_| MmError::TooManyWindows)?;
+        areas.insert_reserved(stack)?;
         let mut counted = Counted { inner: frames, allocated: 0, freed: 0 };
-        let root = pt.new_user_root(&mut counted)?;
+        let root = pt.new_user_root(&mut counted).map_err(|e| MapError::Kernel(e.into()))?;
         Ok(AddressSpace {
             root,
             file: image.file,
@@ -434,7 +441,7 @@ impl<'f> AddressSpace<'f> {
         &self,
         pt: &mut PageTables<'_, M, R>,
     ) -> Result<(), MmError> {
-        pt.set_user_root(Some(self.root))
+        Ok(pt.set_user_root(Some(self.root))?)
     }
 
     /// Where `addr` lies, as fault reports and expectations name it.
@@ -488,7 +495,7 @@ impl<'f> AddressSpace<'f> {
         };
         let page = page_floor(addr);
         let va = VirtAddr::new(page);
-        let mapping = pt.translate(self.root, va).map_err(Refusal::Kernel)?;
+        let mapping = pt.translate(self.root, va).map_err(|e| Refusal::Kernel(e.into()))?;
         let mut counted = Counted { inner: frames, allocated: 0, freed: 0 };
         let result = match mapping {
             Some(m) => self.fault_present(pt, &mut counted, shared, area, va, m, fault.access),
@@ -525,7 +532,7 @@ impl<'f> AddressSpace<'f> {
             // entries narrower than their areas): give it what the area allows. An upgrade owes
             // no flush.
             pt.protect_range(self.root, va, 1, user_flags(area.prot, private))
-                .map_err(Refusal::Kernel)?;
+                .map_err(|e| Refusal::Kernel(e.into()))?;
             return Ok(Resolved::AlreadyMapped);
         }
         self.check_limit(frames, 1)?;
@@ -537,12 +544,12 @@ impl<'f> AddressSpace<'f> {
                 // from the faulting vCPU's TLB (Intel SDM vol. 3A, 4.10.4.1), but the kernel's
                 // own write into a user buffer (`write`) copies without any fault, and the
                 // program's earlier reads may have cached it: INVLPG.
-                pt.flush_tlb(flush).map_err(Refusal::Kernel)?;
+                pt.flush_tlb(flush).map_err(|e| Refusal::Kernel(e.into()))?;
                 Ok(Resolved::CopyOnWrite)
             }
             Err(e) => {
                 let _ = frames.free_frame(copy);
-                Err(Refusal::Kernel(e))
+                Err(Refusal::Kernel(e.into()))
             }
         }
     }
@@ -787,7 +794,7 @@ impl<'f> AddressSpace<'f> {
         for_each_page(addr, bytes.len(), |page, offset, range| {
             let va = VirtAddr::new(page);
             for _ in 0..2 {
-                match pt.translate(self.root, va).map_err(Refusal::Kernel)? {
+                match pt.translate(self.root, va).map_err(|e| Refusal::Kernel(e.into()))? {
                     Some(m) if m.flags.contains(PteFlags::WRITABLE) => {
                         pt.memory_mut().write_bytes(m.pfn, offset, &bytes[range]);
                         return Ok(());
@@ -821,7 +828,7 @@ impl<'f> AddressSpace<'f> {
         frames: &mut F,
         shared: &SharedPages,
         requested: u64,
-    ) -> Result<u64, MmError> {
+    ) -> Result<u64, MapError> {
         if !(self.heap.start..=self.heap.end).contains(&requested) {
             return Ok(self.brk);
         }
@@ -843,7 +850,7 @@ impl<'f> AddressSpace<'f> {
                 return Ok(self.brk);
             }
             self.unmap_pages(pt, frames, shared, new_end..old_end)?;
-            self.areas.remove(&(new_end..old_end)).map_err(|_| MmError::TooManyWindows)?;
+            self.areas.remove(&(new_end..old_end))?;
         }
         self.brk = requested;
         Ok(self.brk)
@@ -928,7 +935,7 @@ impl<'f> AddressSpace<'f> {
                         let _ = counted.free_frame(pfn);
                     }
                 }
-                result = Err(e);
+                result = Err(e.into());
                 break 'chunks;
             }
             if count as u64 * PAGE_SIZE < end - start {
@@ -990,7 +997,9 @@ impl<'f> AddressSpace<'f> {
         // Shared frames stay read-only whatever the area allows: a write copies them first.
         let set = |pt: &mut PageTables<'_, M, R>, prot: Prot| {
             let flags_of = |pfn| user_flags(prot, !shared.holds(pfn));
-            pt.protect_range_by(root, start, pages, &flags_of).map(drop).map_err(MapError::Kernel)
+            pt.protect_range_by(root, start, pages, &flags_of)
+                .map(drop)
+                .map_err(|e| MapError::Kernel(e.into()))
         };
         set(pt, common)?;
         self.areas.protect(&range, prot)?;
@@ -1084,7 +1093,7 @@ impl<'f> AddressSpace<'f> {
         let mut destroyed = destroy(&mut counted);
         for _ in 1..TEARDOWN_ATTEMPTS {
             match destroyed {
-                Err(MmError::Hypervisor(_) | MmError::HypervisorCall(_)) => {
+                Err(TableError::Hypervisor(_)) => {
                     destroyed = destroy(&mut counted);
                 }
                 _ => break,
@@ -1092,9 +1101,9 @@ impl<'f> AddressSpace<'f> {
         }
         let mut result = destroyed;
         for (_, pfn) in self.parked.drain(..) {
-            result = result.and(counted.free_frame(pfn).map_err(MmError::Frame));
+            result = result.and(counted.free_frame(pfn).map_err(TableError::Frame));
         }
-        result.map(|()| self.held_frames as i64 - counted.freed as i64)
+        Ok(result.map(|()| self.held_frames as i64 - counted.freed as i64)?)
     }
 }
 
@@ -1111,7 +1120,8 @@ fn unmap_range_at<M: XenMmu, R: FrameAccess>(
     range: Range<u64>,
     release: &mut impl FnMut(Pfn),
 ) -> Result<u64, MmError> {
-    pt.unmap_range(root, VirtAddr::new(range.start), (range.end - range.start) / PAGE_SIZE, release)
+    let pages = (range.end - range.start) / PAGE_SIZE;
+    Ok(pt.unmap_range(root, VirtAddr::new(range.start), pages, release)?)
 }
 
 /// Calls `each(page, offset_in_page, range_in_buffer)` for every page of `[addr, addr + len)`.
@@ -1143,8 +1153,8 @@ fn user_flags(prot: Prot, private: bool) -> PteFlags {
     flags
 }
 
-fn map_refusal(e: MmError) -> Refusal {
-    match e {
+fn map_refusal(e: impl Into<MmError>) -> Refusal {
+    match e.into() {
         MmError::Frame(_) => Refusal::OutOfMemory,
         e => Refusal::Kernel(e),
     }

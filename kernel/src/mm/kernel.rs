@@ -19,7 +19,7 @@ use super::frame::{FrameAllocator, FrameError, FrameSource, BITMAP_WORDS_4GIB, M
 use super::kernel_fault::{classify, FaultAction, KernelRegion, KernelRegionKind, UnexpectedFault};
 use super::kernel_space::{AliasWindow, DIRECT_MAP_BASE, KERNEL_VIRT_BASE};
 use super::p2m::P2m;
-use super::page_table::{MmError, PageTables};
+use super::page_table::{MapToError, MmError, PageTables, UpdateError};
 use super::pte::PteFlags;
 use super::window_access::{machine_to_phys_table, WindowAccess};
 use crate::arch::x86_64::page_fault::PageFault;
@@ -66,6 +66,17 @@ pub struct KernelMm {
     region_count: usize,
 }
 
+/// Why a stack guard could not be added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StackGuardError {
+    /// All [`MAX_REGIONS`] region slots are taken.
+    TooManyRegions,
+    /// Unmapping the guard page failed.
+    Unmap(UpdateError),
+    /// Its frame could not go back to the pool.
+    Frame(FrameError),
+}
+
 /// Regions the fault handler knows: the boot ones and a few added later (stack guards).
 const MAX_REGIONS: usize = 8;
 
@@ -80,13 +91,13 @@ impl KernelMm {
         &mut self,
         name: &'static str,
         va: VirtAddr,
-    ) -> Result<(), MmError> {
+    ) -> Result<(), StackGuardError> {
         if self.region_count == MAX_REGIONS {
-            return Err(MmError::TooManyWindows);
+            return Err(StackGuardError::TooManyRegions);
         }
         let root = self.tables.kernel_root();
-        let pfn = self.tables.unmap_flushed(root, va)?;
-        self.frames.free_frame(pfn)?;
+        let pfn = self.tables.unmap_flushed(root, va).map_err(StackGuardError::Unmap)?;
+        self.frames.free_frame(pfn).map_err(StackGuardError::Frame)?;
         self.regions[self.region_count] = KernelRegion {
             name,
             start: va,
@@ -135,6 +146,7 @@ pub enum MmInitError {
     Xen(&'static str, XenError),
     Frames(FrameError),
     Tables(&'static str, MmError),
+    TooManyWindows(&'static str),
 }
 
 impl fmt::Display for MmInitError {
@@ -146,6 +158,7 @@ impl fmt::Display for MmInitError {
             Self::Xen(what, e) => write!(f, "{what}: {e}"),
             Self::Frames(e) => write!(f, "frame allocator: {e:?}"),
             Self::Tables(what, e) => write!(f, "{what}: {e:?}"),
+            Self::TooManyWindows(what) => write!(f, "{what}: every alias-window slot is taken"),
         }
     }
 }
@@ -210,7 +223,7 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), MmInitError> {
     let mem = unsafe { WindowAccess::new(bootstrap) };
     let l4_pfn = Pfn((raw.pt_base - KERNEL_VIRT_BASE) / PAGE_SIZE);
     let mut tables = PageTables::new(HypercallMmu, mem, p2m, l4_pfn, &mut bitmaps.tables[..words])
-        .map_err(|e| MmInitError::Tables("taking over the boot page tables", e))?;
+        .map_err(|e| MmInitError::Tables("taking over the boot page tables", e.into()))?;
 
     let boot_window = initial_mapping(&tables, nr_pages);
     // SAFETY: `initial_mapping` checked that every page of the window maps its own pfn (or is
@@ -218,7 +231,7 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), MmInitError> {
     unsafe { tables.memory_mut().replace_newest(boot_window) };
     tables
         .add_alias_window(boot_window)
-        .map_err(|e| MmInitError::Tables("recording the boot mapping", e))?;
+        .map_err(|_| MmInitError::TooManyWindows("recording the boot mapping"))?;
 
     let mut mm = KernelMm {
         tables,
@@ -274,16 +287,16 @@ fn build_direct_map(mm: &mut KernelMm, nr_pages: u64) -> Result<(), MmInitError>
     let direct = AliasWindow::direct_map(nr_pages);
     mm.tables
         .add_alias_window(direct)
-        .map_err(|e| MmInitError::Tables("recording the direct map", e))?;
+        .map_err(|_| MmInitError::TooManyWindows("recording the direct map"))?;
     let empty = AliasWindow { count_frames: 0, ..direct };
     // SAFETY: an empty window covers nothing yet; it grows below as parts get mapped.
     unsafe { mm.tables.memory_mut().add_window(empty) }
-        .map_err(|e| MmInitError::Tables("direct map window", e))?;
+        .map_err(|_| MmInitError::TooManyWindows("direct map window"))?;
     let mut done = 0;
     while done < nr_pages {
         mm.tables
             .map_window_part(direct, done, DIRECT_MAP_PART_FRAMES, &mut mm.frames)
-            .map_err(|e| MmInitError::Tables("building the direct map", e))?;
+            .map_err(|e| MmInitError::Tables("building the direct map", e.into()))?;
         done = (done + DIRECT_MAP_PART_FRAMES).min(nr_pages);
         // SAFETY: frames 0..done are now mapped at DIRECT_MAP_BASE, writable unless they are
         // tables (map_window_part maps table frames read-only).
@@ -300,7 +313,7 @@ fn unmap_boot_stack_guard(mm: &mut KernelMm) -> Result<(), MmInitError> {
     let pfn = mm
         .tables
         .unmap_flushed(root, guard)
-        .map_err(|e| MmInitError::Tables("unmapping the boot stack guard", e))?;
+        .map_err(|e| MmInitError::Tables("unmapping the boot stack guard", e.into()))?;
     // The guard's frame is still ours (and in the direct map): give it to the allocator.
     mm.frames.free_frame(pfn).map_err(MmInitError::Frames)?;
     Ok(())
@@ -355,7 +368,7 @@ pub enum FatalFault {
     StackOverflow(&'static str),
     Unexpected(UnexpectedFault),
     OutOfFrames(&'static str),
-    MapFailed(MmError),
+    MapFailed(MapToError),
 }
 
 impl fmt::Display for FatalFault {
@@ -399,7 +412,7 @@ pub fn handle_page_fault(frame: &TrapFrame) -> Result<(), FatalFault> {
                     mm.faults.demand_zero += 1;
                     Ok(())
                 }
-                Err(MmError::Frame(FrameError::Exhausted)) => {
+                Err(MapToError::Frame(FrameError::Exhausted)) => {
                     mm.faults.unexpected += 1;
                     let region =
                         mm.regions().iter().find(|r| r.contains(page)).map_or("?", |r| r.name);

@@ -13,8 +13,9 @@
 //! 3. `boot_window = AliasWindow { virt_base: KERNEL_VIRT_BASE, first_pfn: 0, count_frames: .. }`
 //!    (or found with `PageTables::discover_window`), `mem = unsafe { WindowAccess::new(boot_window) }`.
 //! 4. `pt = PageTables::new(xen::mmu::HypercallMmu, mem, p2m, pfn_of(pt_base), static bitmap)`,
-//!    `pt.add_alias_window(boot_window)`, then `pt.map_window(AliasWindow::direct_map(nr_pages),
-//!    &mut frames)` and `unsafe { pt.memory_mut().add_window(direct map) }`.
+//!    `pt.add_alias_window(boot_window)`, then `pt.add_alias_window(direct_map)`, the direct map
+//!    built in parts with `pt.map_window_part(direct_map, first, count, &mut frames)`, and
+//!    `unsafe { pt.memory_mut().add_window(direct map) }`.
 //! 5. Page faults: `kernel_fault::classify(cr2, error, regions)`, and for `MapZeroed`,
 //!    `pt.map_zeroed(pt.kernel_root(), page, flags, &mut frames)`: one `mmu_update`.
 
@@ -56,7 +57,10 @@ pub use backend::{BatchFailure, FrameAccess, MmuExtOp, MmuUpdate, UvmFlush, XenE
 pub use frame::{FrameAllocator, FrameError, FrameSource};
 pub use kernel_space::{AliasWindow, DIRECT_MAP_BASE};
 pub use p2m::{P2m, P2mError};
-pub use page_table::{Mapping, MmError, PageTables, Root, TlbFlush};
+pub use page_table::{
+    MapToError, Mapping, MmError, PageTables, Root, TableError, TlbFlush, TooManyWindows,
+    UpdateError,
+};
 pub use pte::{Level, Pte, PteFlags};
 pub use stats::MmStats;
 pub use window_access::{machine_to_phys_table, WindowAccess};

@@ -47,40 +47,155 @@ const UNDO_RETRIES: usize = 3;
 /// New tables that may still be written with plain stores (created since the last batch was sent).
 const FRESH_CAPACITY: usize = 64;
 
-/// Why a page-table operation failed. Nothing here panics.
+/// Why a page-table operation failed in a way any of them can: the p2m, the walk, the frame
+/// allocator or Xen. Each operation adds its own cases in its own type ([`MapToError`],
+/// [`UpdateError`]); [`MmError`] is any of them, for callers that only report. Nothing here
+/// panics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MmError {
+pub enum TableError {
     /// The frame allocator could not help (usually `FrameError::Exhausted`).
     Frame(FrameError),
     /// A frame number did not translate (an entry naming a frame that is not ours, a bad pfn).
     Translation(P2mError),
     /// The address lies in an L4 slot Xen reserves for itself.
     XenSlot(VirtAddr),
-    /// A page is already mapped there.
-    AlreadyMapped(VirtAddr),
-    /// Nothing is mapped there.
-    NotMapped(VirtAddr),
     /// The walk met a superpage entry, which this code never creates.
     HugePage(VirtAddr),
-    /// The frame is a page table: Xen forbids mapping it writable.
-    TableFrameWritable(Pfn),
-    /// All alias-window slots are taken.
-    TooManyWindows,
     /// Xen refused an `mmu_update` / `mmuext_op` batch (entries before `done` were applied).
     Hypervisor(BatchFailure),
-    /// Xen refused a single call.
+}
+
+/// Why mapping pages (or linking tables back) failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapToError {
+    Frame(FrameError),
+    Translation(P2mError),
+    XenSlot(VirtAddr),
+    HugePage(VirtAddr),
+    Hypervisor(BatchFailure),
+    /// A page is already mapped there.
+    AlreadyMapped(VirtAddr),
+    /// The frame is a page table: Xen forbids mapping it writable.
+    TableFrameWritable(Pfn),
+}
+
+/// Why changing or removing mapped pages (protect, unmap, replace, their range and flushed
+/// forms) failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateError {
+    Frame(FrameError),
+    Translation(P2mError),
+    XenSlot(VirtAddr),
+    HugePage(VirtAddr),
+    Hypervisor(BatchFailure),
+    /// Nothing is mapped there.
+    NotMapped(VirtAddr),
+    /// The frame is a page table: Xen forbids mapping it writable.
+    TableFrameWritable(Pfn),
+    /// Xen refused a single call (`update_va_mapping`).
     HypervisorCall(XenErrno),
+}
+
+/// All alias-window slots are taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooManyWindows;
+
+/// Any page-table failure, for the layers above that only report it (an address space's
+/// refusals, a program's start, the kernel's fatal faults). The variants keep their names, so
+/// that what the kernel prints stays the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmError {
+    Frame(FrameError),
+    Translation(P2mError),
+    XenSlot(VirtAddr),
+    HugePage(VirtAddr),
+    Hypervisor(BatchFailure),
+    AlreadyMapped(VirtAddr),
+    NotMapped(VirtAddr),
+    TableFrameWritable(Pfn),
+    HypervisorCall(XenErrno),
+}
+
+/// `From<TableError>` for an error type that has its five cases under the same names.
+macro_rules! from_table_error {
+    ($($to:ident),*) => {$(
+        impl From<TableError> for $to {
+            fn from(e: TableError) -> Self {
+                match e {
+                    TableError::Frame(e) => $to::Frame(e),
+                    TableError::Translation(e) => $to::Translation(e),
+                    TableError::XenSlot(va) => $to::XenSlot(va),
+                    TableError::HugePage(va) => $to::HugePage(va),
+                    TableError::Hypervisor(f) => $to::Hypervisor(f),
+                }
+            }
+        }
+    )*};
+}
+from_table_error!(MapToError, UpdateError, MmError);
+
+impl From<MapToError> for MmError {
+    fn from(e: MapToError) -> Self {
+        match e {
+            MapToError::Frame(e) => MmError::Frame(e),
+            MapToError::Translation(e) => MmError::Translation(e),
+            MapToError::XenSlot(va) => MmError::XenSlot(va),
+            MapToError::HugePage(va) => MmError::HugePage(va),
+            MapToError::Hypervisor(f) => MmError::Hypervisor(f),
+            MapToError::AlreadyMapped(va) => MmError::AlreadyMapped(va),
+            MapToError::TableFrameWritable(pfn) => MmError::TableFrameWritable(pfn),
+        }
+    }
+}
+
+impl From<UpdateError> for MmError {
+    fn from(e: UpdateError) -> Self {
+        match e {
+            UpdateError::Frame(e) => MmError::Frame(e),
+            UpdateError::Translation(e) => MmError::Translation(e),
+            UpdateError::XenSlot(va) => MmError::XenSlot(va),
+            UpdateError::HugePage(va) => MmError::HugePage(va),
+            UpdateError::Hypervisor(f) => MmError::Hypervisor(f),
+            UpdateError::NotMapped(va) => MmError::NotMapped(va),
+            UpdateError::TableFrameWritable(pfn) => MmError::TableFrameWritable(pfn),
+            UpdateError::HypervisorCall(errno) => MmError::HypervisorCall(errno),
+        }
+    }
+}
+
+impl From<FrameError> for TableError {
+    fn from(e: FrameError) -> Self {
+        TableError::Frame(e)
+    }
+}
+
+impl From<P2mError> for TableError {
+    fn from(e: P2mError) -> Self {
+        TableError::Translation(e)
+    }
+}
+
+impl From<FrameError> for MapToError {
+    fn from(e: FrameError) -> Self {
+        MapToError::Frame(e)
+    }
+}
+
+impl From<P2mError> for MapToError {
+    fn from(e: P2mError) -> Self {
+        MapToError::Translation(e)
+    }
+}
+
+impl From<P2mError> for UpdateError {
+    fn from(e: P2mError) -> Self {
+        UpdateError::Translation(e)
+    }
 }
 
 impl From<FrameError> for MmError {
     fn from(e: FrameError) -> Self {
         MmError::Frame(e)
-    }
-}
-
-impl From<P2mError> for MmError {
-    fn from(e: P2mError) -> Self {
-        MmError::Translation(e)
     }
 }
 
@@ -256,11 +371,11 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         p2m: P2m<'a>,
         kernel_l4: Pfn,
         table_bitmap: &'a mut [u64],
-    ) -> Result<Self, MmError> {
+    ) -> Result<Self, TableError> {
         let nr_pages = p2m.nr_pages();
         let needed_words = words_for_bits(nr_pages);
         let table_frames = Bitmap::new_cleared(table_bitmap, nr_pages)
-            .ok_or(MmError::Frame(FrameError::BufferTooSmall { needed_words }))?;
+            .ok_or(TableError::Frame(FrameError::BufferTooSmall { needed_words }))?;
         let kernel_root = Root { pfn: kernel_l4, mfn: p2m.pfn_to_mfn(kernel_l4)? };
         let mut tables = PageTables {
             mmu,
@@ -307,7 +422,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     }
 
     /// The frame-access backend, e.g. to give the kernel's `WindowAccess` the direct map once
-    /// [`PageTables::map_window`] built it.
+    /// [`PageTables::map_window_part`] built it.
     pub(in crate::mm) fn memory_mut(&mut self) -> &mut R {
         &mut self.mem
     }
@@ -319,7 +434,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         &self,
         root: Root,
         va: VirtAddr,
-    ) -> Result<Option<Mapping>, MmError> {
+    ) -> Result<Option<Mapping>, TableError> {
         match self.walk(root, va)? {
             (Walk::Leaf { pte, .. }, _) if pte.is_present() => {
                 Ok(Some(Mapping { pfn: self.p2m.mfn_to_pfn(pte.mfn())?, flags: pte.flags() }))
@@ -334,7 +449,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     pub(in crate::mm) fn discover_window(
         &self,
         virt_base: VirtAddr,
-    ) -> Result<Option<AliasWindow>, MmError> {
+    ) -> Result<Option<AliasWindow>, TableError> {
         let Some(first) = self.translate(self.kernel_root, virt_base)? else { return Ok(None) };
         let mut count_frames = 1;
         while count_frames < self.p2m.nr_pages() {
@@ -362,7 +477,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         pfn: Pfn,
         flags: PteFlags,
         frames: &mut impl FrameSource,
-    ) -> Result<(), MmError> {
+    ) -> Result<(), MapToError> {
         let queued = self.map_queued(root, va, pfn, flags, frames);
         self.finish_building(queued, frames)
     }
@@ -376,7 +491,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         root: Root,
         pages: impl IntoIterator<Item = (VirtAddr, Pfn, PteFlags)>,
         frames: &mut impl FrameSource,
-    ) -> Result<(), (usize, MmError)> {
+    ) -> Result<(), (usize, MapToError)> {
         let mut queued = Ok(());
         for (i, (va, pfn, flags)) in pages.into_iter().enumerate() {
             if let Err(e) = self.map_queued(root, va, pfn, flags, frames) {
@@ -390,7 +505,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         }
         match (queued, committed) {
             (Err(e), _) => Err(e),
-            (Ok(()), Err(e)) => Err((0, e)),
+            (Ok(()), Err(e)) => Err((0, e.into())),
             (Ok(()), Ok(())) => Ok(()),
         }
     }
@@ -406,7 +521,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         count_pages: u64,
         flags: PteFlags,
         frames: &mut impl FrameSource,
-    ) -> Result<(), MmError> {
+    ) -> Result<(), MapToError> {
         let mut queued = Ok(());
         for i in 0..count_pages {
             queued =
@@ -425,7 +540,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         va: VirtAddr,
         flags: PteFlags,
         frames: &mut impl FrameSource,
-    ) -> Result<Pfn, MmError> {
+    ) -> Result<Pfn, MapToError> {
         let pfn = frames.allocate_frame()?;
         self.mem.zero_frame(pfn);
         trace::step(|| Step::Alloc {
@@ -444,21 +559,9 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         }
     }
 
-    /// Maps every frame of `window` at its place (read-only for table frames, never executable)
-    /// and from then on keeps that alias read-only for every new table. Building the direct map
-    /// is `map_window(AliasWindow::direct_map(nr_pages), ..)`.
-    #[cfg(test)]
-    pub(in crate::mm) fn map_window(
-        &mut self,
-        window: AliasWindow,
-        frames: &mut impl FrameSource,
-    ) -> Result<(), MmError> {
-        self.add_alias_window(window)?;
-        self.map_window_part(window, 0, window.count_frames, frames)
-    }
-
     /// Maps frames `first..first + count` of a window already recorded with
-    /// [`PageTables::add_alias_window`]. Building a large direct map in ascending parts lets the
+    /// [`PageTables::add_alias_window`] at their place (read-only for table frames, never
+    /// executable); from then on that alias stays read-only for every new table. Building a large direct map in ascending parts lets the
     /// tables of each part be written through the parts mapped before it.
     pub(in crate::mm) fn map_window_part(
         &mut self,
@@ -466,7 +569,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         first: u64,
         count: u64,
         frames: &mut impl FrameSource,
-    ) -> Result<(), MmError> {
+    ) -> Result<(), MapToError> {
         let root = self.kernel_root;
         let mut queued = Ok(());
         for i in first..(first + count).min(window.count_frames) {
@@ -486,8 +589,11 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
 
     /// Records an existing writable alias window (e.g. Xen's boot mapping, found with
     /// [`PageTables::discover_window`]) whose entries must go read-only for new tables.
-    pub(in crate::mm) fn add_alias_window(&mut self, window: AliasWindow) -> Result<(), MmError> {
-        let slot = self.windows.iter_mut().find(|w| w.is_none()).ok_or(MmError::TooManyWindows)?;
+    pub(in crate::mm) fn add_alias_window(
+        &mut self,
+        window: AliasWindow,
+    ) -> Result<(), TooManyWindows> {
+        let slot = self.windows.iter_mut().find(|w| w.is_none()).ok_or(TooManyWindows)?;
         *slot = Some(window);
         Ok(())
     }
@@ -498,16 +604,16 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         root: Root,
         va: VirtAddr,
         flags: PteFlags,
-    ) -> Result<TlbFlush, MmError> {
+    ) -> Result<TlbFlush, UpdateError> {
         let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else {
-            return Err(MmError::NotMapped(va));
+            return Err(UpdateError::NotMapped(va));
         };
         if !pte.is_present() {
-            return Err(MmError::NotMapped(va));
+            return Err(UpdateError::NotMapped(va));
         }
         let pfn = self.p2m.mfn_to_pfn(pte.mfn())?;
         if flags.contains(PteFlags::WRITABLE) && self.is_table(pfn) {
-            return Err(MmError::TableFrameWritable(pfn));
+            return Err(UpdateError::TableFrameWritable(pfn));
         }
         let new = Pte::new(pte.mfn(), flags | PteFlags::PRESENT);
         let queued = self.set_entry(l1, index, new);
@@ -521,12 +627,12 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         &mut self,
         root: Root,
         va: VirtAddr,
-    ) -> Result<(Pfn, TlbFlush), MmError> {
+    ) -> Result<(Pfn, TlbFlush), UpdateError> {
         let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else {
-            return Err(MmError::NotMapped(va));
+            return Err(UpdateError::NotMapped(va));
         };
         if !pte.is_present() {
-            return Err(MmError::NotMapped(va));
+            return Err(UpdateError::NotMapped(va));
         }
         let pfn = self.p2m.mfn_to_pfn(pte.mfn())?;
         let queued = self.set_entry(l1, index, Pte::EMPTY);
@@ -543,15 +649,15 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         va: VirtAddr,
         pfn: Pfn,
         flags: PteFlags,
-    ) -> Result<(Pfn, TlbFlush), MmError> {
+    ) -> Result<(Pfn, TlbFlush), UpdateError> {
         let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else {
-            return Err(MmError::NotMapped(va));
+            return Err(UpdateError::NotMapped(va));
         };
         if !pte.is_present() {
-            return Err(MmError::NotMapped(va));
+            return Err(UpdateError::NotMapped(va));
         }
         if flags.contains(PteFlags::WRITABLE) && self.is_table(pfn) {
-            return Err(MmError::TableFrameWritable(pfn));
+            return Err(UpdateError::TableFrameWritable(pfn));
         }
         let old = self.p2m.mfn_to_pfn(pte.mfn())?;
         let new = Pte::new(self.p2m.pfn_to_mfn(pfn)?, flags | PteFlags::PRESENT);
@@ -575,7 +681,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         start: VirtAddr,
         count_pages: u64,
         release: &mut impl FnMut(Pfn),
-    ) -> Result<u64, MmError> {
+    ) -> Result<u64, UpdateError> {
         self.update_range(root, start, count_pages, &mut |_| Some(Pte::EMPTY), Some(release))
     }
 
@@ -589,7 +695,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         start: VirtAddr,
         count_pages: u64,
         flags: PteFlags,
-    ) -> Result<u64, MmError> {
+    ) -> Result<u64, UpdateError> {
         let leaf_flags = flags | PteFlags::PRESENT;
         let mut change = |old: Pte| Some(Pte::new(old.mfn(), leaf_flags)).filter(|&new| new != old);
         self.update_range(root, start, count_pages, &mut change, None::<&mut fn(Pfn)>)
@@ -603,7 +709,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         start: VirtAddr,
         count_pages: u64,
         flags_of: &dyn Fn(Pfn) -> PteFlags,
-    ) -> Result<u64, MmError> {
+    ) -> Result<u64, UpdateError> {
         let p2m = self.p2m;
         let mut change = |old: Pte| {
             let pfn = p2m.mfn_to_pfn(old.mfn()).ok()?;
@@ -621,7 +727,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         count_pages: u64,
         change: &mut dyn FnMut(Pte) -> Option<Pte>,
         mut release: Option<&mut impl FnMut(Pfn)>,
-    ) -> Result<u64, MmError> {
+    ) -> Result<u64, UpdateError> {
         self.commit()?;
         let mut owed = TlbFlush::none();
         let mut changed = 0;
@@ -639,7 +745,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                     page += span - ((va.as_u64() >> PAGE_SHIFT) % span);
                     continue;
                 }
-                Err(e) => break Err(e),
+                Err(e) => break Err(e.into()),
             };
             let in_this_l1 = (ENTRIES_PER_TABLE - first_index) as u64;
             let mut failed = None;
@@ -662,7 +768,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         };
         // The last batch (or the part queued before an error) is sent, flushed and released.
         let ended = self.end_range_batch(&mut owed, &mut release);
-        queued.and(ended).map(|()| changed)
+        queued.and(ended.map_err(UpdateError::from)).map(|()| changed)
     }
 
     /// Queues one leaf change of a range operation, ending the batch first if it is full.
@@ -675,7 +781,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         change: &mut dyn FnMut(Pte) -> Option<Pte>,
         owed: &mut TlbFlush,
         release: &mut Option<&mut impl FnMut(Pfn)>,
-    ) -> Result<bool, MmError> {
+    ) -> Result<bool, UpdateError> {
         let old = self.entry(l1, index)?;
         if !old.is_present() {
             return Ok(false);
@@ -683,7 +789,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         let Some(new) = change(old) else { return Ok(false) };
         let pfn = self.p2m.mfn_to_pfn(old.mfn())?;
         if new.flags().contains(PteFlags::WRITABLE) && self.is_table(pfn) {
-            return Err(MmError::TableFrameWritable(pfn));
+            return Err(UpdateError::TableFrameWritable(pfn));
         }
         if self.queue.is_full() {
             self.end_range_batch(owed, release)?;
@@ -702,7 +808,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         &mut self,
         owed: &mut TlbFlush,
         release: &mut Option<&mut impl FnMut(Pfn)>,
-    ) -> Result<(), MmError> {
+    ) -> Result<(), TableError> {
         let flush = core::mem::replace(owed, TlbFlush::none());
         // Undone if refused: the pages stay mapped, nothing to flush or release.
         self.send_batch()?;
@@ -730,7 +836,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// [`PageTables::unmap`] and its INVLPG in one hypercall: `update_va_mapping` with
     /// UVMF_INVLPG, which Xen applies to the current (kernel) address space. Other roots take
     /// the two-call path.
-    pub(crate) fn unmap_flushed(&mut self, root: Root, va: VirtAddr) -> Result<Pfn, MmError> {
+    pub(crate) fn unmap_flushed(&mut self, root: Root, va: VirtAddr) -> Result<Pfn, UpdateError> {
         self.update_current_leaf(root, va, |_| Some(Pte::EMPTY)).map(|(pfn, _)| pfn)
     }
 
@@ -742,7 +848,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         root: Root,
         va: VirtAddr,
         flags: PteFlags,
-    ) -> Result<(), MmError> {
+    ) -> Result<(), UpdateError> {
         self.update_current_leaf(root, va, |old| {
             Some(Pte::new(old.mfn(), flags | PteFlags::PRESENT))
         })
@@ -754,17 +860,17 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         root: Root,
         va: VirtAddr,
         new: impl Fn(Pte) -> Option<Pte>,
-    ) -> Result<(Pfn, Pte), MmError> {
+    ) -> Result<(Pfn, Pte), UpdateError> {
         self.commit()?;
         let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else {
-            return Err(MmError::NotMapped(va));
+            return Err(UpdateError::NotMapped(va));
         };
         let Some(new) = new(pte).filter(|_| pte.is_present()) else {
-            return Err(MmError::NotMapped(va));
+            return Err(UpdateError::NotMapped(va));
         };
         let pfn = self.p2m.mfn_to_pfn(pte.mfn())?;
         if new.flags().contains(PteFlags::WRITABLE) && self.is_table(pfn) {
-            return Err(MmError::TableFrameWritable(pfn));
+            return Err(UpdateError::TableFrameWritable(pfn));
         }
         let owed = pte.downgraded_by(new);
         if root != self.kernel_root {
@@ -777,12 +883,12 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         let uvm_flush = if owed { UvmFlush::InvlpgLocal } else { UvmFlush::None };
         self.stats.update_va_mapping_calls += 1;
         self.stats.tlb_flushes += u64::from(owed);
-        self.mmu.update_va_mapping(va, new, uvm_flush).map_err(MmError::HypervisorCall)?;
+        self.mmu.update_va_mapping(va, new, uvm_flush).map_err(UpdateError::HypervisorCall)?;
         Ok((pfn, new))
     }
 
     /// Issues an owed flush (sending any pending batch first). `mmuext_op` INVLPG or TLB flush.
-    pub(in crate::mm) fn flush_tlb(&mut self, flush: TlbFlush) -> Result<(), MmError> {
+    pub(in crate::mm) fn flush_tlb(&mut self, flush: TlbFlush) -> Result<(), TableError> {
         self.commit()?;
         self.mmuext_then_flush(&[], flush)
     }
@@ -798,13 +904,13 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         root: Root,
         va: VirtAddr,
         frames: &mut impl FrameSource,
-    ) -> Result<u64, MmError> {
+    ) -> Result<u64, MapToError> {
         self.commit()?;
         let (Walk::Leaf { .. }, path) = self.walk(root, va)? else { return Ok(0) };
         let mut freed = [(Pfn(0), Level::L1); 3];
         let mut count = 0;
         // tables[3] is the L1, tables[0] the root; emptiness is read through the pending unlinks.
-        let mut queued = Ok(());
+        let mut queued: Result<(), TableError> = Ok(());
         for depth in (1..4).rev() {
             let table = path.tables[depth];
             match self.table_is_empty(table) {
@@ -825,7 +931,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         }
         if let Err(e) = queued {
             self.queue.clear(); // nothing sent: the tables stay as they were
-            return Err(e);
+            return Err(e.into());
         }
         self.commit()?;
         if count == 0 {
@@ -834,11 +940,11 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         // Unlinking dropped entries that paging-structure caches may still hold.
         if let Err(e) = self.flush_tlb(TlbFlush::everything()) {
             self.relink(root, va, &freed[..count])?;
-            return Err(e);
+            return Err(e.into());
         }
         // Xen may finish tearing down an unlinked table's type only at the end of the hypercall
         // that unlinked it, so the aliases go writable in a batch of their own.
-        let mut queued = Ok(());
+        let mut queued: Result<(), TableError> = Ok(());
         for &(table, _) in &freed[..count] {
             queued = queued.and_then(|()| self.restore_aliases(table));
         }
@@ -849,7 +955,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
             }
             self.queue.clear();
             self.relink(root, va, &freed[..count])?;
-            return Err(e);
+            return Err(e.into());
         }
         for &(table, level) in &freed[..count] {
             self.release_table_frame(table, level, frames)?;
@@ -858,8 +964,13 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     }
 
     /// Links `tables` (found empty on `va`'s walk, L1 first, and unlinked) back, top first.
-    fn relink(&mut self, root: Root, va: VirtAddr, tables: &[(Pfn, Level)]) -> Result<(), MmError> {
-        let mut queued = Ok(());
+    fn relink(
+        &mut self,
+        root: Root,
+        va: VirtAddr,
+        tables: &[(Pfn, Level)],
+    ) -> Result<(), MapToError> {
+        let mut queued: Result<(), TableError> = Ok(());
         for &(table, level) in tables.iter().rev() {
             let (parent, index) = match self.walk(root, va)? {
                 (Walk::Missing { table: parent, level: parent_level, index }, _)
@@ -867,7 +978,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                 {
                     (parent, index)
                 }
-                _ => return Err(MmError::AlreadyMapped(va)),
+                _ => return Err(MapToError::AlreadyMapped(va)),
             };
             let mfn = self.p2m.pfn_to_mfn(table)?;
             queued = self.set_entry(parent, index, Pte::new(mfn, TABLE_FLAGS));
@@ -875,7 +986,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                 break;
             }
         }
-        self.finish(queued)
+        Ok(self.finish(queued)?)
     }
 
     // ---- Other address spaces ------------------------------------------------------------------
@@ -886,7 +997,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     pub(in crate::mm) fn new_user_root(
         &mut self,
         frames: &mut impl FrameSource,
-    ) -> Result<Root, MmError> {
+    ) -> Result<Root, TableError> {
         self.commit()?;
         let pfn = frames.allocate_table()?;
         let mfn = match self.p2m.pfn_to_mfn(pfn) {
@@ -922,14 +1033,14 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// another root also flushes the TLB, in the same hypercall: Xen maps user pages global and
     /// `NEW_USER_BASEPTR` flushes nothing, so the previous root's translations would otherwise
     /// stay usable under the new one.
-    pub(in crate::mm) fn set_user_root(&mut self, root: Option<Root>) -> Result<(), MmError> {
+    pub(in crate::mm) fn set_user_root(&mut self, root: Option<Root>) -> Result<(), TableError> {
         self.commit()?;
         let mfn = root.map(|r| r.mfn);
         let switch = matches!((self.user_tlb_root, mfn), (Some(old), Some(new)) if old != new);
         let flush = if switch { TlbFlush::everything() } else { TlbFlush::none() };
         let new = MmuExtOp::NewUserBaseptr(mfn.unwrap_or(Mfn(0)));
         if let Err(e) = self.mmuext_then_flush(&[new], flush) {
-            if matches!(e, MmError::Hypervisor(BatchFailure { done: 1.., .. })) {
+            if matches!(e, TableError::Hypervisor(BatchFailure { done: 1.., .. })) {
                 // Switched but not flushed: the old root's pages would be reachable. Back.
                 let old = MmuExtOp::NewUserBaseptr(self.user_root.unwrap_or(Mfn(0)));
                 self.mmuext(&[old])?;
@@ -958,7 +1069,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         root: Root,
         frames: &mut impl FrameSource,
         shared: &dyn Fn(Pfn) -> bool,
-    ) -> Result<(), MmError> {
+    ) -> Result<(), TableError> {
         self.commit()?;
         self.mmuext(&[MmuExtOp::Unpin(root.mfn)])?;
         let queued = self.restore_subtree_aliases(root.pfn, Level::L4);
@@ -983,9 +1094,9 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     // ---- The walk --------------------------------------------------------------------------
 
     /// Walks from `root` to the L1 entry of `va`, reading through pending updates.
-    fn walk(&self, root: Root, va: VirtAddr) -> Result<(Walk, Path), MmError> {
+    fn walk(&self, root: Root, va: VirtAddr) -> Result<(Walk, Path), TableError> {
         if !is_guest_l4_slot(Level::L4.index_of(va)) {
-            return Err(MmError::XenSlot(va));
+            return Err(TableError::XenSlot(va));
         }
         let mut path = Path { tables: [root.pfn; 4] };
         let mut table = root.pfn;
@@ -1001,7 +1112,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                 return Ok((Walk::Missing { table, level, index }, path));
             }
             if pte.flags().contains(PteFlags::HUGE_PAGE) {
-                return Err(MmError::HugePage(va));
+                return Err(TableError::HugePage(va));
             }
             table = self.p2m.mfn_to_pfn(pte.mfn())?;
         }
@@ -1009,7 +1120,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     }
 
     /// Entry `index` of `table` as it will be once the pending batch is applied.
-    fn entry(&self, table: Pfn, index: usize) -> Result<Pte, MmError> {
+    fn entry(&self, table: Pfn, index: usize) -> Result<Pte, TableError> {
         if !self.queue.is_empty() {
             let addr = self.p2m.pfn_to_mfn(table)?.entry_addr(index);
             if let Some(value) = self.queue.pending(addr) {
@@ -1020,7 +1131,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     }
 
     /// Marks `table` and every table below it (guest L4 slots only) in the table bitmap.
-    fn mark_tables(&mut self, table: Pfn, level: Level) -> Result<(), MmError> {
+    fn mark_tables(&mut self, table: Pfn, level: Level) -> Result<(), TableError> {
         self.table_frames.set(table.0, true);
         let Some(child_level) = level.child() else { return Ok(()) };
         for index in 0..ENTRIES_PER_TABLE {
@@ -1036,7 +1147,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         Ok(())
     }
 
-    fn table_is_empty(&self, table: Pfn) -> Result<bool, MmError> {
+    fn table_is_empty(&self, table: Pfn) -> Result<bool, TableError> {
         for index in 0..ENTRIES_PER_TABLE {
             if self.entry(table, index)?.is_present() {
                 return Ok(false);
@@ -1055,21 +1166,21 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         pfn: Pfn,
         flags: PteFlags,
         frames: &mut impl FrameSource,
-    ) -> Result<(), MmError> {
+    ) -> Result<(), MapToError> {
         let mfn = self.p2m.pfn_to_mfn(pfn)?;
         if flags.contains(PteFlags::WRITABLE) && self.is_table(pfn) {
-            return Err(MmError::TableFrameWritable(pfn));
+            return Err(MapToError::TableFrameWritable(pfn));
         }
         let leaf = Pte::new(mfn, flags | PteFlags::PRESENT);
         trace::step(|| Step::Leaf { va, pfn, pte: leaf });
         match self.walk(root, va)?.0 {
-            Walk::Leaf { pte, .. } if pte.is_present() => Err(MmError::AlreadyMapped(va)),
+            Walk::Leaf { pte, .. } if pte.is_present() => Err(MapToError::AlreadyMapped(va)),
             Walk::Leaf { l1, index, .. } => {
                 if self.is_fresh(l1) {
                     // A table built in this batch is still ordinary memory: a plain store.
                     trace::step(|| Step::Store { level: Level::L1, table: l1, index, value: leaf });
                 }
-                self.set_entry(l1, index, leaf)
+                Ok(self.set_entry(l1, index, leaf)?)
             }
             Walk::Missing { table, level, index } => {
                 let top_level = level.child().expect("only L4..L2 entries can be missing");
@@ -1084,7 +1195,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                     Err(e) => {
                         // Nothing queued refers to this page's tables yet: free just them.
                         self.release_fresh_from(built_before, frames);
-                        return Err(e);
+                        return Err(e.into());
                     }
                 };
                 let linked = self.link_subtree(table, level, index, &new_tables[..count]);
@@ -1093,7 +1204,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                     self.queue.clear();
                     self.fresh_orphaned = true;
                 }
-                linked
+                Ok(linked?)
             }
         }
     }
@@ -1106,7 +1217,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         level: Level,
         index: usize,
         new_tables: &[(Pfn, Level)],
-    ) -> Result<(), MmError> {
+    ) -> Result<(), TableError> {
         let top_mfn = self.p2m.pfn_to_mfn(new_tables[0].0)?;
         let link = Pte::new(top_mfn, TABLE_FLAGS);
         self.set_entry(table, index, link)?;
@@ -1128,7 +1239,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         va: VirtAddr,
         leaf: Pte,
         frames: &mut impl FrameSource,
-    ) -> Result<([(Pfn, Level); 3], usize), MmError> {
+    ) -> Result<([(Pfn, Level); 3], usize), TableError> {
         let mut new_tables = [(Pfn(0), Level::L1); 3];
         let mut count = 0;
         let mut level = Some(top_level);
@@ -1163,7 +1274,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     }
 
     /// Makes every alias of (new table) `table` read-only, ahead of any link in the batch.
-    fn downgrade_aliases(&mut self, table: Pfn) -> Result<(), MmError> {
+    fn downgrade_aliases(&mut self, table: Pfn) -> Result<(), TableError> {
         for window in self.windows {
             let Some(alias) = window.and_then(|w| w.virt_of(table)) else { continue };
             let Walk::Leaf { l1, index, pte } = self.walk(self.kernel_root, alias)?.0 else {
@@ -1213,7 +1324,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     }
 
     /// Makes every alias of (no longer a table) `table` writable again, after what is queued.
-    fn restore_aliases(&mut self, table: Pfn) -> Result<(), MmError> {
+    fn restore_aliases(&mut self, table: Pfn) -> Result<(), TableError> {
         self.table_frames.set(table.0, false);
         for window in self.windows {
             let Some(alias) = window.and_then(|w| w.virt_of(table)) else { continue };
@@ -1227,7 +1338,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         Ok(())
     }
 
-    fn restore_subtree_aliases(&mut self, table: Pfn, level: Level) -> Result<(), MmError> {
+    fn restore_subtree_aliases(&mut self, table: Pfn, level: Level) -> Result<(), TableError> {
         if let Some(child_level) = level.child() {
             for index in 0..ENTRIES_PER_TABLE {
                 let pte = Pte(self.mem.read_entry(table, index));
@@ -1241,7 +1352,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     }
 
     /// Makes the aliases of `table` and every table below it read-only again.
-    fn downgrade_subtree_aliases(&mut self, table: Pfn, level: Level) -> Result<(), MmError> {
+    fn downgrade_subtree_aliases(&mut self, table: Pfn, level: Level) -> Result<(), TableError> {
         if let Some(child_level) = level.child() {
             for index in 0..ENTRIES_PER_TABLE {
                 let pte = Pte(self.mem.read_entry(table, index));
@@ -1260,7 +1371,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         level: Level,
         frames: &mut impl FrameSource,
         shared: &dyn Fn(Pfn) -> bool,
-    ) -> Result<(), MmError> {
+    ) -> Result<(), TableError> {
         for index in 0..ENTRIES_PER_TABLE {
             let pte = Pte(self.mem.read_entry(table, index));
             if !pte.is_present() || (level == Level::L4 && !is_guest_l4_slot(index)) {
@@ -1281,7 +1392,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         table: Pfn,
         level: Level,
         frames: &mut impl FrameSource,
-    ) -> Result<(), MmError> {
+    ) -> Result<(), TableError> {
         self.table_frames.set(table.0, false);
         frames.free_frame(table)?;
         self.stats.table_freed(level);
@@ -1291,7 +1402,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     // ---- The queue ---------------------------------------------------------------------------
 
     /// Writes entry `index` of `table`: a plain store if the table is fresh, else a queued update.
-    fn set_entry(&mut self, table: Pfn, index: usize, pte: Pte) -> Result<(), MmError> {
+    fn set_entry(&mut self, table: Pfn, index: usize, pte: Pte) -> Result<(), TableError> {
         if self.is_fresh(table) {
             self.mem.write_entry(table, index, pte.0);
             return Ok(());
@@ -1306,7 +1417,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     }
 
     /// Makes room for `entries` more entries in the current batch.
-    fn reserve(&mut self, entries: usize) -> Result<(), MmError> {
+    fn reserve(&mut self, entries: usize) -> Result<(), TableError> {
         if QUEUE_CAPACITY - self.queue.as_slice().len() < entries {
             self.commit()?;
         }
@@ -1320,7 +1431,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// Sends the pending batch (if any). Once Xen applied it, its new tables stop being fresh:
     /// from now on Xen owns them. If Xen stops part-way, the applied entries are undone
     /// ([`PageTables::undo_applied`]) and the new tables stay fresh, for the operation to free.
-    fn commit(&mut self) -> Result<(), MmError> {
+    fn commit(&mut self) -> Result<(), TableError> {
         self.send_batch()?;
         self.queue.clear();
         Ok(())
@@ -1328,7 +1439,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
 
     /// [`PageTables::commit`], but an applied batch stays in the queue (for the caller to read
     /// what it replaced, then clear).
-    fn send_batch(&mut self) -> Result<(), MmError> {
+    fn send_batch(&mut self) -> Result<(), TableError> {
         if self.queue.is_empty() {
             if !self.fresh_orphaned {
                 self.fresh_len = 0;
@@ -1355,7 +1466,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                 } else {
                     self.fresh_len = 0;
                 }
-                Err(MmError::Hypervisor(failure))
+                Err(TableError::Hypervisor(failure))
             }
         }
     }
@@ -1366,7 +1477,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// hypercall of its own, the alias downgrades (aliases writable again, once Xen has torn down
     /// the unlinked tables' types at the end of the previous call). Then, if an undo removed or
     /// narrowed a present entry, one full flush, so that no frame the batch mapped stays cached.
-    fn undo_applied(&mut self, done: usize) -> Result<(), MmError> {
+    fn undo_applied(&mut self, done: usize) -> Result<(), TableError> {
         const CHUNK: usize = 32;
         let front = self.queue.front_len();
         let mut owed = false;
@@ -1403,7 +1514,11 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// Sends undo entries, resending from where Xen stopped a few times: each entry puts back a
     /// value Xen accepted before, so only a transient failure (e.g. -ENOMEM while revalidating a
     /// table) can stop one, and giving up would leave the tables half undone.
-    fn send_undo(mmu: &mut M, stats: &mut MmStats, updates: &[MmuUpdate]) -> Result<(), MmError> {
+    fn send_undo(
+        mmu: &mut M,
+        stats: &mut MmStats,
+        updates: &[MmuUpdate],
+    ) -> Result<(), TableError> {
         let mut from = 0;
         let mut retries = 0;
         while from < updates.len() {
@@ -1415,7 +1530,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                     from += failure.done;
                     retries += 1;
                 }
-                Err(failure) => return Err(MmError::Hypervisor(failure)),
+                Err(failure) => return Err(TableError::Hypervisor(failure)),
             }
         }
         Ok(())
@@ -1423,8 +1538,8 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
 
     /// Ends a public operation: sends what was queued even if queuing stopped on an error (so the
     /// state stays what the caller saw succeed), and reports the first error.
-    fn finish(&mut self, queued: Result<(), MmError>) -> Result<(), MmError> {
-        let committed = self.commit();
+    fn finish<E: From<TableError>>(&mut self, queued: Result<(), E>) -> Result<(), E> {
+        let committed = self.commit().map_err(E::from);
         queued.and(committed)
     }
 
@@ -1432,12 +1547,12 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// stopped on an error: the pages before it stay mapped), then frees the tables whose batch
     /// Xen refused (undone by [`PageTables::commit`]) or that were dropped unsent: they are
     /// unreachable and their aliases writable again.
-    fn finish_building(
+    fn finish_building<E: From<TableError>>(
         &mut self,
-        queued: Result<(), MmError>,
+        queued: Result<(), E>,
         frames: &mut impl FrameSource,
-    ) -> Result<(), MmError> {
-        let committed = self.commit();
+    ) -> Result<(), E> {
+        let committed = self.commit().map_err(E::from);
         if self.fresh_orphaned {
             self.release_fresh_from(0, frames);
         }
@@ -1458,7 +1573,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     }
 
     /// One `mmuext_op` with `ops` and then the ops of `flush` (nothing sent if both are empty).
-    fn mmuext_then_flush(&mut self, ops: &[MmuExtOp], flush: TlbFlush) -> Result<(), MmError> {
+    fn mmuext_then_flush(&mut self, ops: &[MmuExtOp], flush: TlbFlush) -> Result<(), TableError> {
         const MAX_OPS: usize = 2;
         debug_assert!(ops.len() <= MAX_OPS);
         let full = flush.scope == FlushScope::Everything;
@@ -1480,9 +1595,9 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         Ok(())
     }
 
-    fn mmuext(&mut self, ops: &[MmuExtOp]) -> Result<(), MmError> {
+    fn mmuext(&mut self, ops: &[MmuExtOp]) -> Result<(), TableError> {
         self.stats.mmuext_calls += 1;
         self.stats.mmuext_ops += ops.len() as u64;
-        self.mmu.mmuext_op(ops).map_err(MmError::Hypervisor)
+        self.mmu.mmuext_op(ops).map_err(TableError::Hypervisor)
     }
 }

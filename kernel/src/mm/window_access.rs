@@ -10,7 +10,7 @@ use core::ptr;
 use super::addr::{Pfn, PAGE_SIZE};
 use super::backend::FrameAccess;
 use super::kernel_space::{AliasWindow, MACH2PHYS_VIRT_START};
-use super::page_table::{MmError, MAX_ALIAS_WINDOWS};
+use super::page_table::{TooManyWindows, MAX_ALIAS_WINDOWS};
 use super::pte::ENTRIES_PER_TABLE;
 
 /// [`FrameAccess`] through linear alias windows of kernel virtual memory.
@@ -36,8 +36,11 @@ impl WindowAccess {
     ///
     /// # Safety
     /// As for [`WindowAccess::new`].
-    pub(in crate::mm) unsafe fn add_window(&mut self, window: AliasWindow) -> Result<(), MmError> {
-        let slot = self.windows.iter_mut().find(|w| w.is_none()).ok_or(MmError::TooManyWindows)?;
+    pub(in crate::mm) unsafe fn add_window(
+        &mut self,
+        window: AliasWindow,
+    ) -> Result<(), TooManyWindows> {
+        let slot = self.windows.iter_mut().find(|w| w.is_none()).ok_or(TooManyWindows)?;
         *slot = Some(window);
         Ok(())
     }

@@ -30,7 +30,7 @@ use crate::mm::address_space::{
     SegmentSpec, SharedPages, SpaceLimits, Tuning,
 };
 use crate::mm::areas::{Prot, AREAS_MAX};
-use crate::mm::kernel::{KernelMm, KernelTables, MM};
+use crate::mm::kernel::{KernelMm, KernelTables, StackGuardError, MM};
 use crate::mm::kernel_space::direct_map_address;
 use crate::mm::user_space::STACK_TOP;
 use crate::mm::{FrameAllocator, MmError, Pfn, PfnRange, VirtAddr};
@@ -198,6 +198,8 @@ pub struct RunReport {
 #[derive(Debug)]
 pub enum StartError {
     Memory(MmError),
+    /// The address space's records or its root could not be set up.
+    Space(MapError),
     /// The kernel heap could not hold the address space's records.
     Heap,
     Stack(initial_stack::StackError),
@@ -209,6 +211,7 @@ impl core::fmt::Display for StartError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Memory(e) => write!(f, "setting up its address space: {e:?}"),
+            Self::Space(e) => write!(f, "setting up its address space: {e:?}"),
             Self::Heap => write!(f, "no kernel heap for its address space's records (ENOMEM)"),
             Self::Stack(e) => write!(f, "building its initial stack: {e}"),
             Self::StackCopy => write!(f, "copying its initial stack failed"),
@@ -234,7 +237,7 @@ pub fn init() -> Result<(), UserModeInitError> {
 #[derive(Debug)]
 pub enum UserModeInitError {
     NoMemoryManager,
-    Guard(MmError),
+    Guard(StackGuardError),
     StackSwitch(crate::xen::XenError),
 }
 
@@ -262,7 +265,7 @@ pub fn run(image: Image, limits: Limits) -> Result<RunReport, StartError> {
         let program = program_image(&image, &segments[..count]);
         let mut space =
             AddressSpace::new(&mut mm.tables, &mut mm.frames, &program, bookkeeping, space_limits)
-                .map_err(StartError::Memory)?;
+                .map_err(StartError::Space)?;
         space.set_tuning(limits.tuning);
         let kernel_root = mm.tables.kernel_root();
         let aux = [
@@ -503,7 +506,8 @@ pub fn brk(requested: u64) -> u64 {
     with_space(|space, mm, shared| {
         let (tables, frames) = split(mm);
         space.set_brk(tables, frames, shared, requested).unwrap_or_else(|e| {
-            kernel_error("moving the break", mm_errno(e));
+            let errno = if let MapError::Kernel(e) = e { mm_errno(e) } else { 0 };
+            kernel_error("moving the break", errno);
             crate::testing::inject::refused_without_errno(Errno::ENOMEM as i64);
             space.brk()
         })

@@ -7,7 +7,7 @@ use core::ptr::{read_volatile, write_volatile};
 
 use crate::check;
 use crate::mm::kernel::{FaultCounts, DEMAND_TEST_BASE, MM};
-use crate::mm::{FrameSource, MmError, MmStats, Pte, PteFlags, VirtAddr, PAGE_SIZE};
+use crate::mm::{FrameSource, MmError, MmStats, Pte, PteFlags, UpdateError, VirtAddr, PAGE_SIZE};
 use crate::xen::hypercall;
 
 pub fn run_all() {
@@ -40,8 +40,8 @@ fn demand_region_is_given_back(frames_before: u64) {
     let mut error = None;
     for va in demand_test_pages() {
         let va = VirtAddr::new(va);
-        let step = mm.tables.unmap_flushed(root, va).and_then(|pfn| {
-            mm.frames.free_frame(pfn).map_err(MmError::Frame)?;
+        let step = mm.tables.unmap_flushed(root, va).map_err(MmError::from).and_then(|pfn| {
+            mm.frames.free_frame(pfn)?;
             pages += 1;
             tables += mm.tables.reclaim_empty_tables(root, va, &mut mm.frames)?;
             Ok(())
@@ -188,7 +188,7 @@ fn xen_refuses_a_writable_table_mapping() {
     drop(guard);
     let still_there = touch_existing(va);
     match (xen_says, ours) {
-        (Err(e), Err(MmError::TableFrameWritable(pfn))) if our_calls == 0 && still_there => check!(
+        (Err(e), Err(UpdateError::TableFrameWritable(pfn))) if our_calls == 0 && still_there => check!(
             Success,
             "writable table: Xen refused mapping L4 mfn {l4_mfn:#x} writable with {e}; the page-table code refused pfn {:#x} itself with 0 hypercalls; old mapping intact",
             pfn.0

@@ -52,7 +52,9 @@ impl Fixture {
         assert_eq!(boot_window.count_frames, BOOT_WINDOW_FRAMES);
         pt.add_alias_window(boot_window).unwrap();
         let mut frames = CheckedFrames::new(&xen);
-        pt.map_window(AliasWindow::direct_map(nr_pages), &mut frames).unwrap();
+        let direct = AliasWindow::direct_map(nr_pages);
+        pt.add_alias_window(direct).unwrap();
+        pt.map_window_part(direct, 0, nr_pages, &mut frames).unwrap();
         let fixture = Fixture { xen, pt, frames, nr_pages };
         fixture.assert_clean();
         fixture

@@ -5,7 +5,7 @@ use crate::mm::addr::{Pfn, VirtAddr, PAGE_SIZE};
 use crate::mm::frame::{FrameError, FrameSource};
 use crate::mm::kernel_space::{AliasWindow, DIRECT_MAP_BASE};
 use crate::mm::model::{boot_va, PageType, Violation, BOOT_TABLES, BOOT_WINDOW_FRAMES};
-use crate::mm::page_table::MmError;
+use crate::mm::page_table::{MapToError, TableError, UpdateError};
 use crate::mm::pte::{Level, PteFlags};
 
 const NR_PAGES: u64 = 256;
@@ -181,7 +181,7 @@ fn replacing_a_frame_costs_one_entry_and_owes_a_flush() {
     f.frames.free_frame(old).unwrap();
     assert!(matches!(
         f.pt.replace(root, page, BOOT_TABLES[1], HEAP_FLAGS),
-        Err(MmError::TableFrameWritable(_))
+        Err(UpdateError::TableFrameWritable(_))
     ));
     let (pfn, flush) = f.pt.unmap(root, page).unwrap();
     f.pt.flush_tlb(flush).unwrap();
@@ -208,9 +208,9 @@ fn table_frames_are_never_mapped_writable() {
     let root = f.root();
     let before = f.counts();
     let err = f.pt.map(root, va(EMPTY_SLOT_VA), BOOT_TABLES[1], HEAP_FLAGS, &mut f.frames);
-    assert_eq!(err, Err(MmError::TableFrameWritable(BOOT_TABLES[1])));
+    assert_eq!(err, Err(MapToError::TableFrameWritable(BOOT_TABLES[1])));
     let err = f.pt.protect(root, direct_va(BOOT_TABLES[1]), HEAP_FLAGS);
-    assert_eq!(err, Err(MmError::TableFrameWritable(BOOT_TABLES[1])));
+    assert_eq!(err, Err(UpdateError::TableFrameWritable(BOOT_TABLES[1])));
     assert_eq!(f.counts(), before, "refused before Xen was asked");
     f.pt.map(root, va(EMPTY_SLOT_VA), BOOT_TABLES[1], PteFlags::PRESENT, &mut f.frames).unwrap();
     f.assert_clean();
@@ -223,22 +223,22 @@ fn bad_requests_are_errors_not_panics() {
     let xen_hole = va(0xffff_8000_0000_0000);
     assert_eq!(
         f.pt.map_zeroed(root, xen_hole, HEAP_FLAGS, &mut f.frames),
-        Err(MmError::XenSlot(xen_hole))
+        Err(MapToError::XenSlot(xen_hole))
     );
-    assert_eq!(f.pt.unmap(root, va(EMPTY_SLOT_VA)), Err(MmError::NotMapped(va(EMPTY_SLOT_VA))));
+    assert_eq!(f.pt.unmap(root, va(EMPTY_SLOT_VA)), Err(UpdateError::NotMapped(va(EMPTY_SLOT_VA))));
     assert_eq!(
         f.pt.protect(root, va(EMPTY_SLOT_VA), HEAP_FLAGS),
-        Err(MmError::NotMapped(va(EMPTY_SLOT_VA)))
+        Err(UpdateError::NotMapped(va(EMPTY_SLOT_VA)))
     );
     let existing = direct_va(Pfn(100));
     assert_eq!(
         f.pt.map(root, existing, Pfn(100), HEAP_FLAGS, &mut f.frames),
-        Err(MmError::AlreadyMapped(existing))
+        Err(MapToError::AlreadyMapped(existing))
     );
     let beyond = Pfn(NR_PAGES);
     assert!(matches!(
         f.pt.map(root, va(EMPTY_SLOT_VA), beyond, HEAP_FLAGS, &mut f.frames),
-        Err(MmError::Translation(_))
+        Err(MapToError::Translation(_))
     ));
     f.assert_clean();
 }
@@ -253,7 +253,7 @@ fn running_out_of_frames_mid_fault_gives_everything_back() {
     }
     let before = f.counts();
     let result = f.pt.map_zeroed(root, va(EMPTY_SLOT_VA), HEAP_FLAGS, &mut f.frames);
-    assert_eq!(result, Err(MmError::Frame(FrameError::Exhausted)));
+    assert_eq!(result, Err(MapToError::Frame(FrameError::Exhausted)));
     assert_eq!(f.frames.inner.free_frames(), 2);
     assert_eq!(f.counts(), before, "nothing reached Xen");
     assert_eq!(f.pt.translate(root, va(EMPTY_SLOT_VA)).unwrap(), None);
@@ -352,7 +352,7 @@ fn xen_refuses_to_free_the_user_root_in_use() {
     let user = f.pt.new_user_root(&mut f.frames).unwrap();
     f.pt.set_user_root(Some(user)).unwrap();
     let result = f.pt.destroy_user_root(user, &mut f.frames, &|_| false);
-    assert!(matches!(result, Err(MmError::Hypervisor(_))), "{result:?}");
+    assert!(matches!(result, Err(TableError::Hypervisor(_))), "{result:?}");
     assert_eq!(f.xen.machine().rejections(), [Violation::TableMappedWritable { mfn: user.mfn }]);
     assert_eq!(f.xen.machine().bugs(), [], "and nothing was handed back to the allocator");
 }
@@ -443,7 +443,7 @@ fn unmap_or_protect_with_their_flush_cost_one_update_va_mapping_in_the_kernel_sp
     assert_eq!((cost.update_va_mapping_calls, cost.mmu_update_calls, cost.mmuext_calls), (2, 0, 0));
     assert!(!f.xen.machine().owes_tlb_flush());
     let _ = f.xen.machine().access(root.mfn, page, false);
-    assert_eq!(f.pt.unmap_flushed(root, page), Err(MmError::NotMapped(page)));
+    assert_eq!(f.pt.unmap_flushed(root, page), Err(UpdateError::NotMapped(page)));
     assert_eq!(f.pt.stats().update_va_mapping_calls, 2);
     f.assert_clean();
 }

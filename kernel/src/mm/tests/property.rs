@@ -16,7 +16,7 @@ use crate::mm::addr::{Pfn, VirtAddr, PAGE_SIZE};
 use crate::mm::backend::{BatchFailure, XenErrno};
 use crate::mm::frame::{FrameError, FrameSource};
 use crate::mm::model::{AccessFault, BOOT_RESERVED_FRAMES, BOOT_TABLES};
-use crate::mm::page_table::{MmError, TlbFlush};
+use crate::mm::page_table::{MapToError, MmError, TlbFlush, UpdateError};
 use crate::mm::pte::PteFlags;
 
 /// Few enough frames that a long sequence can run out.
@@ -95,9 +95,9 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// Whether `e` is the refusal a test injected.
-fn refused(e: &MmError) -> bool {
+fn refused(e: impl Into<MmError>) -> bool {
     matches!(
-        e,
+        e.into(),
         MmError::Hypervisor(BatchFailure { errno: XenErrno::ENOMEM, .. })
             | MmError::HypervisorCall(XenErrno::ENOMEM)
     )
@@ -109,7 +109,7 @@ fn flush(f: &mut Fixture, owed: TlbFlush) -> Result<(), TestCaseError> {
     for _ in 0..8 {
         match result {
             Ok(()) => return Ok(()),
-            Err(e) => prop_assert!(refused(&e), "flush failed: {:?}", e),
+            Err(e) => prop_assert!(refused(e), "flush failed: {:?}", e),
         }
         result = f.pt.flush_tlb(TlbFlush::everything());
     }
@@ -139,13 +139,13 @@ fn apply(
             let result = f.pt.map_zeroed(root, page_va(page), flags(writable), &mut f.frames);
             match (intended.get(&page), result) {
                 (Some(_), result) => {
-                    prop_assert_eq!(result, Err(MmError::AlreadyMapped(page_va(page))))
+                    prop_assert_eq!(result, Err(MapToError::AlreadyMapped(page_va(page))))
                 }
                 (None, Ok(pfn)) => {
                     intended.insert(page, (pfn, writable));
                 }
-                (None, Err(MmError::Frame(FrameError::Exhausted))) => {}
-                (None, Err(e)) if refused(&e) => {}
+                (None, Err(MapToError::Frame(FrameError::Exhausted))) => {}
+                (None, Err(e)) if refused(e) => {}
                 (None, Err(e)) => prop_assert!(false, "map failed: {:?}", e),
             }
         }
@@ -158,9 +158,9 @@ fn apply(
                 f.frames.free_frame(pfn).unwrap();
             }
             (None, result) => {
-                prop_assert_eq!(result.map(|_| ()), Err(MmError::NotMapped(page_va(page))))
+                prop_assert_eq!(result.map(|_| ()), Err(UpdateError::NotMapped(page_va(page))))
             }
-            (Some(_), Err(e)) if refused(&e) => {}
+            (Some(_), Err(e)) if refused(e) => {}
             (Some(_), Err(e)) => prop_assert!(false, "unmap failed: {:?}", e),
         },
         Op::Protect { page, writable } => {
@@ -175,9 +175,9 @@ fn apply(
                     flush(f, owed)?;
                 }
                 (None, result) => {
-                    prop_assert_eq!(result.map(|_| ()), Err(MmError::NotMapped(page_va(page))))
+                    prop_assert_eq!(result.map(|_| ()), Err(UpdateError::NotMapped(page_va(page))))
                 }
-                (Some(_), Err(e)) if refused(&e) => {}
+                (Some(_), Err(e)) if refused(e) => {}
                 (Some(_), Err(e)) => prop_assert!(false, "protect failed: {:?}", e),
             }
         }
@@ -190,7 +190,7 @@ fn apply(
         }
         Op::Reclaim { page } => {
             if let Err(e) = f.pt.reclaim_empty_tables(root, page_va(page), &mut f.frames) {
-                prop_assert!(refused(&e), "reclaim failed: {:?}", e);
+                prop_assert!(refused(e), "reclaim failed: {:?}", e);
             }
         }
         Op::UnmapRange { page, count } => {
@@ -214,7 +214,7 @@ fn apply(
                     }
                 }
                 // Fewer than 512 entries: one batch, undone whole.
-                Err(e) if refused(&e) => prop_assert_eq!(released, []),
+                Err(e) if refused(e) => prop_assert_eq!(released, []),
                 Err(e) => prop_assert!(false, "unmap_range failed: {:?}", e),
             }
         }
@@ -228,7 +228,7 @@ fn apply(
                         intended.get_mut(&p).unwrap().1 = writable;
                     }
                 }
-                Err(e) if refused(&e) => {}
+                Err(e) if refused(e) => {}
                 Err(e) => prop_assert!(false, "protect_range failed: {:?}", e),
             }
         }

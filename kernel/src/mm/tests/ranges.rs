@@ -5,7 +5,7 @@ use super::Fixture;
 use crate::mm::addr::{Pfn, VirtAddr, PAGE_SIZE};
 use crate::mm::backend::XenErrno;
 use crate::mm::model::AccessFault;
-use crate::mm::page_table::{MmError, INVLPG_MAX_PAGES};
+use crate::mm::page_table::{UpdateError, INVLPG_MAX_PAGES};
 use crate::mm::pte::PteFlags;
 
 const HEAP_FLAGS: PteFlags =
@@ -177,7 +177,7 @@ fn a_table_frame_is_never_made_writable_by_a_range() {
     let table = crate::mm::model::BOOT_TABLES[1];
     f.pt.map(root, page_va(0), table, RO_FLAGS, &mut f.frames).unwrap();
     let result = f.pt.protect_range(root, page_va(0), 1, HEAP_FLAGS);
-    assert_eq!(result, Err(MmError::TableFrameWritable(table)));
+    assert_eq!(result, Err(UpdateError::TableFrameWritable(table)));
     f.assert_clean();
 }
 
@@ -192,7 +192,7 @@ fn a_refused_batch_or_flush_leaves_its_pages_mapped_and_hands_nothing_back() {
         f.xen.machine().refuse_step(step, XenErrno::ENOMEM);
         let mut released = Vec::new();
         let result = f.pt.unmap_range(root, page_va(0), 4, &mut |p| released.push(p));
-        assert!(matches!(result, Err(MmError::Hypervisor(_))), "step {step}: {result:?}");
+        assert!(matches!(result, Err(UpdateError::Hypervisor(_))), "step {step}: {result:?}");
         assert_eq!(released, [], "step {step}");
         for (page, &pfn) in frames.iter().enumerate() {
             let access = f.xen.machine().access(root.mfn, page_va(page as u64), true);

@@ -10,7 +10,7 @@ use super::Fixture;
 use crate::mm::addr::{Pfn, VirtAddr};
 use crate::mm::backend::XenErrno;
 use crate::mm::frame::FrameSource;
-use crate::mm::page_table::{MmError, Root};
+use crate::mm::page_table::{MapToError, MmError, Root};
 use crate::mm::pte::PteFlags;
 
 const NR_PAGES: u64 = 256;
@@ -36,9 +36,9 @@ fn steps_of<T>(setup: impl Fn(&mut Fixture) -> T, op: impl Fn(&mut Fixture, &T))
 
 /// Refuses each step of `op` in turn; `op` must fail with the injected errno and leave the
 /// accounting as it was; then `op` must succeed on the same machine.
-fn refuse_each_step<T, R: core::fmt::Debug>(
+fn refuse_each_step<T, R: core::fmt::Debug, E: Into<MmError> + core::fmt::Debug>(
     setup: impl Fn(&mut Fixture) -> T,
-    op: impl Fn(&mut Fixture, &T) -> Result<R, MmError>,
+    op: impl Fn(&mut Fixture, &T) -> Result<R, E>,
 ) -> u64 {
     let steps = steps_of(&setup, |f, state| {
         op(f, state).unwrap();
@@ -50,7 +50,7 @@ fn refuse_each_step<T, R: core::fmt::Debug>(
         let before = f.accounting();
         f.xen.machine().speculate(true);
         f.xen.machine().refuse_step(step, XenErrno::ENOMEM);
-        let result = op(&mut f, &state);
+        let result = op(&mut f, &state).map_err(Into::into);
         match result {
             Err(MmError::Hypervisor(failure)) => assert_eq!(failure.errno, XenErrno::ENOMEM),
             Err(MmError::HypervisorCall(errno)) => assert_eq!(errno, XenErrno::ENOMEM),
@@ -174,7 +174,7 @@ fn running_out_of_frames_mid_batch_keeps_the_pages_before_and_frees_the_failing_
     let pages =
         [(va(EMPTY_SLOT_VA), Pfn(100), flags), (va(EMPTY_SLOT_VA + (1 << 30)), Pfn(101), flags)];
     let result = f.pt.map_batch(root, pages, &mut f.frames);
-    assert!(matches!(result, Err((1, MmError::Frame(_)))), "{result:?}");
+    assert!(matches!(result, Err((1, MapToError::Frame(_)))), "{result:?}");
     assert_eq!(f.pt.translate(root, va(EMPTY_SLOT_VA)).unwrap().map(|m| m.pfn), Some(Pfn(100)));
     assert_eq!(f.pt.translate(root, va(EMPTY_SLOT_VA + (1 << 30))).unwrap(), None);
     assert_eq!(f.frames.inner.free_frames(), 1, "the failing page's L2 went back");
@@ -230,7 +230,7 @@ fn a_refused_undo_or_undo_flush_is_resent() {
     for step in [5, 6, flush_step] {
         f.xen.machine().refuse_step(step, XenErrno::ENOMEM);
     }
-    let result = op(&mut f);
+    let result = op(&mut f).map_err(MmError::from);
     assert!(matches!(result, Err(MmError::Hypervisor(_))), "{result:?}");
     assert_eq!(f.xen.machine().pending_refusals(), 0, "all three refusals were reached");
     assert_eq!(f.accounting(), before);
