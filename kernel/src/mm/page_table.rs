@@ -116,52 +116,26 @@ pub enum MmError {
     HypervisorCall(XenErrno),
 }
 
-/// `From<TableError>` for an error type that has its five cases under the same names.
-macro_rules! from_table_error {
-    ($($to:ident),*) => {$(
-        impl From<TableError> for $to {
-            fn from(e: TableError) -> Self {
+/// `From<$from> for $to`, case by case under the same names (the match is exhaustive, so a
+/// case added to `$from` must be given a place in `$to`).
+macro_rules! same_cases {
+    ($from:ident => $to:ident: $($case:ident),*) => {
+        impl From<$from> for $to {
+            fn from(e: $from) -> Self {
                 match e {
-                    TableError::Frame(e) => $to::Frame(e),
-                    TableError::Translation(e) => $to::Translation(e),
-                    TableError::XenSlot(va) => $to::XenSlot(va),
-                    TableError::HugePage(va) => $to::HugePage(va),
-                    TableError::Hypervisor(f) => $to::Hypervisor(f),
+                    $($from::$case(x) => $to::$case(x),)*
                 }
             }
         }
-    )*};
+    };
 }
-from_table_error!(MapToError, UpdateError, MmError);
-
-impl From<MapToError> for MmError {
-    fn from(e: MapToError) -> Self {
-        match e {
-            MapToError::Frame(e) => MmError::Frame(e),
-            MapToError::Translation(e) => MmError::Translation(e),
-            MapToError::XenSlot(va) => MmError::XenSlot(va),
-            MapToError::HugePage(va) => MmError::HugePage(va),
-            MapToError::Hypervisor(f) => MmError::Hypervisor(f),
-            MapToError::AlreadyMapped(va) => MmError::AlreadyMapped(va),
-            MapToError::TableFrameWritable(pfn) => MmError::TableFrameWritable(pfn),
-        }
-    }
-}
-
-impl From<UpdateError> for MmError {
-    fn from(e: UpdateError) -> Self {
-        match e {
-            UpdateError::Frame(e) => MmError::Frame(e),
-            UpdateError::Translation(e) => MmError::Translation(e),
-            UpdateError::XenSlot(va) => MmError::XenSlot(va),
-            UpdateError::HugePage(va) => MmError::HugePage(va),
-            UpdateError::Hypervisor(f) => MmError::Hypervisor(f),
-            UpdateError::NotMapped(va) => MmError::NotMapped(va),
-            UpdateError::TableFrameWritable(pfn) => MmError::TableFrameWritable(pfn),
-            UpdateError::HypervisorCall(errno) => MmError::HypervisorCall(errno),
-        }
-    }
-}
+same_cases!(TableError => MapToError: Frame, Translation, XenSlot, HugePage, Hypervisor);
+same_cases!(TableError => UpdateError: Frame, Translation, XenSlot, HugePage, Hypervisor);
+same_cases!(TableError => MmError: Frame, Translation, XenSlot, HugePage, Hypervisor);
+same_cases!(MapToError => MmError:
+    Frame, Translation, XenSlot, HugePage, Hypervisor, AlreadyMapped, TableFrameWritable);
+same_cases!(UpdateError => MmError:
+    Frame, Translation, XenSlot, HugePage, Hypervisor, NotMapped, TableFrameWritable, HypervisorCall);
 
 impl From<FrameError> for TableError {
     fn from(e: FrameError) -> Self {

@@ -428,14 +428,15 @@ impl fmt::Display for Outcome {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Expectation, String> {
         Expectation::parse(text.as_bytes()).map_err(|e| e.to_string())
     }
 
-    fn pf(access: Access, present: bool, address: u64, region: Region) -> Outcome {
+    /// A run killed by a user #PF at `address` in `region`, at rip 0x401000.
+    pub(crate) fn pf(access: Access, present: bool, address: u64, region: Region) -> Outcome {
         Outcome::Killed {
             cause: Cause::PageFault(PageFault::user(address, access, present), region),
             rip: 0x401000,

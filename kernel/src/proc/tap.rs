@@ -107,17 +107,11 @@ impl fmt::Display for TapPlan {
 mod tests {
     use super::*;
     use crate::mm::user_space::Region;
-    use crate::proc::expectation::{Access, Cause, PageFault};
+    use crate::proc::expectation::tests::pf;
+    use crate::proc::expectation::Access;
 
     fn parse(text: &str) -> Expectation {
         Expectation::parse(text.as_bytes()).unwrap()
-    }
-
-    fn pf(access: Access, present: bool, address: u64, region: Region) -> Outcome {
-        Outcome::Killed {
-            cause: Cause::PageFault(PageFault::user(address, access, present), region),
-            rip: 0x401000,
-        }
     }
 
     #[test]
