@@ -1,6 +1,6 @@
 //! Host checks over the kernel's own source text, for rules the compiler does not enforce:
 //! - the page size is written once (`xen::abi::PAGE_SIZE`/`PAGE_SHIFT`): no literal `4096`,
-//!   `<< 12` or `>> 12` in non-test code elsewhere;
+//!   `0x1000`, `0xfff`, `<< 12` or `>> 12` in non-test code elsewhere;
 //! - no type, trait or module name is defined twice under `kernel/src`, so that a name says one
 //!   thing (`PageFault`, `Region`, `Outcome` each once meant two).
 //!
@@ -20,6 +20,7 @@ const LITERALS_ALLOWED: &[(&str, &str, &str)] = &[
     ("mm/areas.rs", "AREAS_MAX: usize = 4096", "a count of areas, not bytes"),
     ("proc/archive.rs", "DATA_ALIGN: usize = 4096", "the archive format, shared with the host"),
     ("testing/inject.rs", "x ^= x >> 12", "a xorshift step, not an address"),
+    ("proc/syscall_abi.rs", "MAP_EXECUTABLE: u64 = 0x1000", "a Linux mmap flag bit"),
 ];
 
 /// Names defined more than once on purpose: (name, why).
@@ -197,8 +198,9 @@ fn brace_balance(line: &str) -> i64 {
     line.bytes().map(|c| (c == b'{') as i64 - (c == b'}') as i64).sum()
 }
 
-/// The page-size literals on one line of blanked code: `4096`, `4_096`, `<< 12`, `>> 12` (and
-/// `<<=`, `>>=`), except in `align(4096)`, where an attribute needs a literal.
+/// The page-size literals on one line of blanked code: `4096`, `4_096`, `0x1000`, `0xfff`,
+/// `<< 12`, `>> 12` (and `<<=`, `>>=`), except in `align(4096)`, where an attribute needs a
+/// literal.
 fn page_size_literals(line: &str) -> Vec<String> {
     let mut found = Vec::new();
     let line = line.replace("align(4096)", "");
@@ -215,7 +217,9 @@ fn page_size_literals(line: &str) -> Vec<String> {
         let shift = ["<<=", ">>=", "<<", ">>"].into_iter().find(|op| before.ends_with(op));
         match shift {
             Some(op) if digits == "12" => found.push(format!("{op} {number}")),
-            _ if digits == "4096" => found.push(number.to_string()),
+            _ if ["4096", "0x1000", "0xfff"].contains(&digits.to_ascii_lowercase().as_str()) => {
+                found.push(number.to_string())
+            }
             _ => {}
         }
     }
@@ -308,7 +312,10 @@ fn no_type_or_module_name_is_defined_twice() {
 fn the_checks_see_what_they_must() {
     let file = |path: &str, text: &str| (path.to_string(), text.to_string());
     let files = [
-        file("mm/a.rs", "pub struct Region;\nfn f() -> u64 { x << 12 }\n/// 4096\n"),
+        file(
+            "mm/a.rs",
+            "pub struct Region;\nfn f() -> u64 { x << 12 }\n/// 4096\nlet m = !0xFFF;\n",
+        ),
         file("proc/b.rs", "pub(crate) enum Region { A }\nconst S: &str = \"4096 >> 12\";\n"),
         file(
             "proc/c.rs",
@@ -323,6 +330,7 @@ fn the_checks_see_what_they_must() {
         page_size_violations(&files),
         [
             "mm/a.rs:2: << 12: fn f() -> u64 { x << 12 }",
+            "mm/a.rs:4: 0xFFF: let m = !0xFFF;",
             "proc/c.rs:3: 4_096: let a = 4_096;",
             "proc/c.rs:8: >>= 12: let b = y >>= 12;",
         ]

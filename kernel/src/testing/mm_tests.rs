@@ -21,7 +21,7 @@ pub fn run_all() {
 
 /// Pages the demand tests touched: the five sparse ones and the 600 dense ones.
 fn demand_test_pages() -> impl Iterator<Item = u64> {
-    const SPARSE: [u64; 5] = [0, 4 << 10, 2 << 20, 1 << 30, 512 << 30];
+    const SPARSE: [u64; 5] = [0, PAGE_SIZE, 2 << 20, 1 << 30, 512 << 30];
     let dense_start = DEMAND_TEST_BASE + (64 << 30) - 100 * PAGE_SIZE;
     SPARSE
         .into_iter()

@@ -44,7 +44,7 @@ pub fn map(slot: Slot, machine_addr: u64) -> Result<*mut u8, XenError> {
     let va = address(slot);
     hypercall::update_va_mapping(
         va,
-        (machine_addr & !0xfff) | PTE_PRESENT_RW_AD,
+        (machine_addr & !(PAGE_SIZE - 1)) | PTE_PRESENT_RW_AD,
         abi::UVMF_INVLPG,
     )?;
     Ok(va as *mut u8)

@@ -55,13 +55,13 @@ impl<'a> StartInfo<'a> {
         if raw.shared_info == 0 {
             return Err(StartInfoError::Missing("shared_info"));
         }
-        if raw.shared_info & 0xfff != 0 {
+        if !raw.shared_info.is_multiple_of(abi::PAGE_SIZE) {
             return Err(StartInfoError::Misaligned("shared_info", raw.shared_info));
         }
         if raw.pt_base == 0 || raw.nr_pt_frames == 0 {
             return Err(StartInfoError::Missing("pt_base/nr_pt_frames"));
         }
-        if raw.pt_base & 0xfff != 0 {
+        if !raw.pt_base.is_multiple_of(abi::PAGE_SIZE) {
             return Err(StartInfoError::Misaligned("pt_base", raw.pt_base));
         }
         if raw.mfn_list == 0 {
