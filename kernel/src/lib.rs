@@ -12,8 +12,5 @@ pub mod testing;
 pub mod trace;
 pub mod xen;
 
-#[cfg(test)]
-mod source_rules;
-
 #[cfg(target_os = "none")]
 pub mod start;

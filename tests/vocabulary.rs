@@ -1,4 +1,5 @@
-//! Host checks over the kernel's own source text, for rules the compiler does not enforce:
+//! One vocabulary: host checks over the kernel's source text (kernel/src), for rules the compiler
+//! does not enforce:
 //! - the page size is written once (`xen::abi::PAGE_SIZE`/`PAGE_SHIFT`): no literal `4096`,
 //!   `0x1000`, `0xfff`, `<< 12` or `>> 12` in non-test code elsewhere;
 //! - no type, trait or module name is defined twice under `kernel/src`, so that a name says one
@@ -28,7 +29,7 @@ const NAMES_ALLOWED_TWICE: &[(&str, &str)] =
     &[("tests", "each module's unit tests; some share their helpers, always by full path")];
 
 fn source_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel/src")
 }
 
 /// Every `.rs` file under `root`, as (path relative to `root` with `/`, text).
