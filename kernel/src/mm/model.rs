@@ -22,7 +22,7 @@
 //! make Xen refuse any entry of a batch ([`Machine::refuse_step`]).
 #![deny(unsafe_code)]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -201,6 +201,9 @@ pub struct Machine {
     rejections: Vec<Violation>,
     bugs: Vec<Violation>,
     counts: HypercallCounts,
+    /// Entries the guest read as tables through [`FrameAccess::read_entry`]: what its walks
+    /// cost, deterministic like the hypercall counts.
+    entry_reads: Cell<u64>,
 }
 
 impl Machine {
@@ -237,6 +240,7 @@ impl Machine {
             rejections: Vec::new(),
             bugs: Vec::new(),
             counts: HypercallCounts::default(),
+            entry_reads: Cell::new(0),
         };
         let va = VirtAddr::new(KERNEL_VIRT_BASE);
         let [l4, l3, l2, l1] = BOOT_TABLES.map(|pfn| m.mfn_of(pfn));
@@ -289,6 +293,11 @@ impl Machine {
     /// Hypercalls made so far.
     pub const fn counts(&self) -> HypercallCounts {
         self.counts
+    }
+
+    /// Table entries the guest read so far.
+    pub fn entry_reads(&self) -> u64 {
+        self.entry_reads.get()
     }
 
     /// Everything Xen refused so far.
@@ -923,6 +932,7 @@ impl XenMmu for Xen {
 impl FrameAccess for Xen {
     fn read_entry(&self, pfn: Pfn, index: usize) -> u64 {
         let m = self.0.borrow();
+        m.entry_reads.set(m.entry_reads.get() + 1);
         m.frames[m.mfn_of(pfn).0 as usize].words[index]
     }
 

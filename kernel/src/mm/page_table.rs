@@ -330,6 +330,28 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         }
     }
 
+    /// Which pages from `first` are not mapped in `root`: `vacant[i]` for the page `i` pages on.
+    /// One walk to `first`'s L1 serves them all (a fault-around window or a populate chunk);
+    /// pages past the end of that L1 count as taken, and a missing table on the way leaves the
+    /// whole L1 vacant.
+    pub fn vacant_pages(
+        &self,
+        root: Root,
+        first: VirtAddr,
+        vacant: &mut [bool],
+    ) -> Result<(), MmError> {
+        let in_l1 = ENTRIES_PER_TABLE - Level::L1.index_of(first);
+        let (walk, _) = self.walk(root, first)?;
+        for (i, slot) in vacant.iter_mut().enumerate() {
+            *slot = i < in_l1
+                && match walk {
+                    Walk::Leaf { l1, index, .. } => !self.entry(l1, index + i)?.is_present(),
+                    Walk::Missing { .. } => true,
+                };
+        }
+        Ok(())
+    }
+
     /// The largest run of pages from `virt_base` that map consecutive frames: Xen's boot mapping
     /// of the image, start_info, p2m list, boot tables and stack is one such window.
     pub fn discover_window(&self, virt_base: VirtAddr) -> Result<Option<AliasWindow>, MmError> {
@@ -376,8 +398,9 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         frames: &mut impl FrameSource,
     ) -> Result<(), (usize, MmError)> {
         let mut queued = Ok(());
+        let mut near = None;
         for (i, (va, pfn, flags)) in pages.into_iter().enumerate() {
-            if let Err(e) = self.map_queued(root, va, pfn, flags, frames) {
+            if let Err(e) = self.map_queued_near(root, va, pfn, flags, frames, &mut near) {
                 queued = Err((i, e));
                 break;
             }
@@ -405,9 +428,10 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         frames: &mut impl FrameSource,
     ) -> Result<(), MmError> {
         let mut queued = Ok(());
+        let mut near = None;
         for i in 0..count_pages {
-            queued =
-                self.map_queued(root, va + (i << PAGE_SHIFT), Pfn(first_pfn.0 + i), flags, frames);
+            let (page, pfn) = (va + (i << PAGE_SHIFT), Pfn(first_pfn.0 + i));
+            queued = self.map_queued_near(root, page, pfn, flags, frames, &mut near);
             if queued.is_err() {
                 break;
             }
@@ -1043,20 +1067,38 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         flags: PteFlags,
         frames: &mut impl FrameSource,
     ) -> Result<(), MmError> {
+        self.map_queued_near(root, va, pfn, flags, frames, &mut None)
+    }
+
+    /// [`PageTables::map_queued`] for one page of a run: `near` remembers the L1 the previous
+    /// page went into (the L2 entry's span and the L1), so that the pages of one L1 cost one walk
+    /// from the root between them, not one each. Nothing in a batch unlinks a table.
+    fn map_queued_near(
+        &mut self,
+        root: Root,
+        va: VirtAddr,
+        pfn: Pfn,
+        flags: PteFlags,
+        frames: &mut impl FrameSource,
+        near: &mut Option<(u64, Pfn)>,
+    ) -> Result<(), MmError> {
         let mfn = self.p2m.pfn_to_mfn(pfn)?;
         if flags.contains(PteFlags::WRITABLE) && self.is_table(pfn) {
             return Err(MmError::TableFrameWritable(pfn));
         }
         let leaf = Pte::new(mfn, flags | PteFlags::PRESENT);
         trace::step(|| Step::Leaf { va, pfn, pte: leaf });
+        let span = va.as_u64() / Level::L2.entry_span_bytes();
+        if let Some((near_span, l1)) = *near {
+            if near_span == span {
+                return self.set_leaf(l1, Level::L1.index_of(va), va, leaf);
+            }
+        }
         match self.walk(root, va)?.0 {
-            Walk::Leaf { pte, .. } if pte.is_present() => Err(MmError::AlreadyMapped(va)),
             Walk::Leaf { l1, index, .. } => {
-                if self.is_fresh(l1) {
-                    // A table built in this batch is still ordinary memory: a plain store.
-                    trace::step(|| Step::Store { level: Level::L1, table: l1, index, value: leaf });
-                }
-                self.set_entry(l1, index, leaf)
+                self.set_leaf(l1, index, va, leaf)?;
+                *near = Some((span, l1));
+                Ok(())
             }
             Walk::Missing { table, level, index } => {
                 let top_level = level.child().expect("only L4..L2 entries can be missing");
@@ -1080,9 +1122,23 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                     self.queue.clear();
                     self.fresh_orphaned = true;
                 }
+                *near = linked.is_ok().then_some((span, new_tables[count - 1].0));
                 linked
             }
         }
+    }
+
+    /// Queues `leaf` into entry `index` of `l1`, the entry of `va`, which must not be present.
+    fn set_leaf(&mut self, l1: Pfn, index: usize, va: VirtAddr, leaf: Pte) -> Result<(), MmError> {
+        let old = self.entry(l1, index)?;
+        if old.is_present() {
+            return Err(MmError::AlreadyMapped(va));
+        }
+        if self.is_fresh(l1) {
+            // A table built in this batch is still ordinary memory: a plain store.
+            trace::step(|| Step::Store { level: Level::L1, table: l1, index, value: leaf });
+        }
+        self.set_entry_over(l1, index, leaf, old)
     }
 
     /// Queues the link of a new subtree (top table first in `new_tables`) into entry `index` of
@@ -1279,6 +1335,19 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
 
     /// Writes entry `index` of `table`: a plain store if the table is fresh, else a queued update.
     fn set_entry(&mut self, table: Pfn, index: usize, pte: Pte) -> Result<(), MmError> {
+        let replaced = if self.is_fresh(table) { Pte::EMPTY } else { self.entry(table, index)? };
+        self.set_entry_over(table, index, pte, replaced)
+    }
+
+    /// [`PageTables::set_entry`] where the caller has just read the entry (`replaced`). Sending
+    /// a full batch first does not change it: the batch makes true what the read answered.
+    fn set_entry_over(
+        &mut self,
+        table: Pfn,
+        index: usize,
+        pte: Pte,
+        replaced: Pte,
+    ) -> Result<(), MmError> {
         if self.is_fresh(table) {
             self.mem.write_entry(table, index, pte.0);
             return Ok(());
@@ -1287,7 +1356,6 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         if self.queue.is_full() {
             self.commit()?;
         }
-        let replaced = self.entry(table, index)?;
         self.queue.push_back(MmuUpdate::normal(addr, pte), replaced.0);
         Ok(())
     }
