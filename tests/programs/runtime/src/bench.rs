@@ -15,6 +15,18 @@
 //! `faults` are the page faults the kernel took from user mode. On Linux (no faultline auxv entries) there are
 //! no hypercalls to count; `minflt` is the minor faults `getrusage` reports. `tsc` is `rdtsc`
 //! after an `lfence` at each end.
+//!
+//! A workload that goes page by page calls [`Probe::page_done`] after each page; every
+//! [`LAP_PAGES`] pages it takes the TSC again. The line then ends in `laps=<n>`, and `n` lap
+//! times follow on lines of their own (the kernel cuts a program's lines at 160 bytes):
+//!
+//! ```text
+//! LAPS <workload> <first lap's number> <ticks> <ticks> ...
+//! ```
+//!
+//! Under QEMU TCG the TSC follows the host's clock, so a host that runs other work stretches
+//! whatever the guest is doing at that moment. A lap is short (one fault-around window, one
+//! prefault run): the runner keeps, for each lap, the fastest of the runs, and adds those up.
 
 use crate::start::{Start, AT_FAULTLINE_KERNEL_ADDRESS};
 use crate::sys;
@@ -74,10 +86,22 @@ enum Before {
     Linux(u64),
 }
 
+/// Pages per lap: Linux's `fault_around_bytes` (64 KiB) and faultline's default window.
+pub const LAP_PAGES: u64 = 16;
+/// Laps a probe keeps; a longer workload prints none (`laps=0`).
+const MAX_LAPS: usize = 512;
+/// Lap times per `LAPS` line.
+const LAPS_PER_LINE: usize = 10;
+
 /// One measurement window.
 pub struct Probe {
     before: Before,
     tsc: u64,
+    /// The TSC at the end of the last lap.
+    lap_tsc: u64,
+    laps: [u64; MAX_LAPS],
+    /// Laps taken; past MAX_LAPS the probe counts on but keeps none.
+    count_laps: usize,
 }
 
 impl Probe {
@@ -88,31 +112,59 @@ impl Probe {
             Kernel::Faultline => Before::Faultline(read_counters().unwrap_or_else(|e| no_counters(e))),
             Kernel::Linux => Before::Linux(minor_faults().unwrap_or(0)),
         };
-        Probe { before, tsc: tsc() }
+        let now = tsc();
+        Probe { before, tsc: now, lap_tsc: now, laps: [0; MAX_LAPS], count_laps: 0 }
+    }
+
+    /// Marks page `page` (0-based) of the workload done: ends a lap after every [`LAP_PAGES`].
+    #[inline(always)]
+    pub fn page_done(&mut self, page: u64) {
+        if (page + 1) % LAP_PAGES == 0 {
+            let now = tsc();
+            if let Some(slot) = self.laps.get_mut(self.count_laps) {
+                *slot = now - self.lap_tsc;
+            }
+            self.count_laps += 1;
+            self.lap_tsc = now;
+        }
     }
 
     /// Reads the TSC, then the counters, and prints the `BENCH` line.
     pub fn stop(self, workload: &str, pages: u64) {
         let ticks = tsc() - self.tsc;
+        let laps = if self.count_laps <= MAX_LAPS { &self.laps[..self.count_laps] } else { &[] };
         match self.before {
             Before::Faultline(b) => {
                 let a = read_counters().unwrap_or_else(|e| no_counters(e));
                 let d = |i: usize| a[i] - b[i];
                 crate::println!(
-                    "BENCH {workload} pages={pages} faults={} hypercalls={} mmu_update={} entries={} mmuext={} uva={} tsc={ticks}",
+                    "BENCH {workload} pages={pages} faults={} hypercalls={} mmu_update={} entries={} mmuext={} uva={} tsc={ticks} laps={}",
                     d(7),
                     d(0) - d(6),
                     d(1),
                     d(2),
                     d(3),
-                    d(5)
+                    d(5),
+                    laps.len()
                 );
             }
             Before::Linux(b) => {
                 let minflt = minor_faults().unwrap_or(b) - b;
-                crate::println!("BENCH {workload} pages={pages} minflt={minflt} tsc={ticks}");
+                crate::println!("BENCH {workload} pages={pages} minflt={minflt} tsc={ticks} laps={}", laps.len());
             }
         }
+        for (line, chunk) in laps.chunks(LAPS_PER_LINE).enumerate() {
+            crate::println!("LAPS {workload} {}{}", line * LAPS_PER_LINE, Spaced(chunk));
+        }
+    }
+}
+
+/// Numbers, each after a space.
+struct Spaced<'a>(&'a [u64]);
+
+impl core::fmt::Display for Spaced<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.iter().try_for_each(|n| write!(f, " {n}"))
     }
 }
 

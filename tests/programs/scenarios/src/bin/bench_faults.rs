@@ -53,10 +53,11 @@ fn main(start: &rt::start::Start) -> i32 {
 
     // Sequential write, then munmap of those pages, then the same range mapped and written again.
     let base = sys::mmap_anonymous(len, rw).unwrap();
-    let probe = Probe::start(kernel);
+    let mut probe = Probe::start(kernel);
     for page in 0..pages {
         // SAFETY: inside the mapping just made, which nothing else uses.
         unsafe { write_volatile(base.add((page * PAGE) as usize) as *mut u64, page | 1) };
+        probe.page_done(page);
     }
     probe.stop("seq_write", pages);
     check(base, pages, |page| page | 1);
@@ -69,10 +70,11 @@ fn main(start: &rt::start::Start) -> i32 {
 
     let again = sys::mmap_at(base as u64, len, rw);
     rt::ensure!(again == Ok(base), "mmap again at {base:?}: {again:?}");
-    let probe = Probe::start(kernel);
+    let mut probe = Probe::start(kernel);
     for page in 0..pages {
         // SAFETY: inside the new mapping.
         unsafe { write_volatile(base.add((page * PAGE) as usize) as *mut u64, page | 2) };
+        probe.page_done(page);
     }
     probe.stop("retouch", pages);
     check(base, pages, |page| page | 2);
@@ -82,10 +84,11 @@ fn main(start: &rt::start::Start) -> i32 {
     // Random write: every page once, in a shuffled order.
     let order = shuffle(pages);
     let base = sys::mmap_anonymous(len, rw).unwrap();
-    let probe = Probe::start(kernel);
-    for &page in order {
+    let mut probe = Probe::start(kernel);
+    for (i, &page) in order.iter().enumerate() {
         // SAFETY: inside the mapping.
         unsafe { write_volatile(base.add(page as usize * PAGE as usize) as *mut u64, u64::from(page) | 1) };
+        probe.page_done(i as u64);
     }
     probe.stop("rand_write", pages);
     check(base, pages, |page| page | 1);
@@ -99,10 +102,11 @@ fn main(start: &rt::start::Start) -> i32 {
     // SAFETY: no MAP_FIXED: the kernel picks free space.
     let raw = unsafe { sys::mmap(0, span, rw, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE) }.unwrap() as *mut u8;
     let first = (raw as u64).next_multiple_of(L1_SPAN);
-    let probe = Probe::start(kernel);
+    let mut probe = Probe::start(kernel);
     for i in 0..sparse {
         // SAFETY: inside the mapping (one spare 2 MiB covers the alignment).
         unsafe { write_volatile((first + i * L1_SPAN) as *mut u64, i | 1) };
+        probe.page_done(i);
     }
     probe.stop("sparse_write", sparse);
     for i in 0..sparse {
@@ -116,20 +120,22 @@ fn main(start: &rt::start::Start) -> i32 {
     // File-backed read: one byte of every page of FILE.
     let file = FILE.0.as_ptr();
     let mut sum = 0u64;
-    let probe = Probe::start(kernel);
+    let mut probe = Probe::start(kernel);
     for page in 0..FILE_PAGES {
         // SAFETY: inside FILE.
         sum += u64::from(unsafe { read_volatile(file.add(page * PAGE as usize)) });
+        probe.page_done(page as u64);
     }
     probe.stop("file_read", FILE_PAGES as u64);
     rt::ensure!(sum == 0x5a * FILE_PAGES as u64, "file pages read {sum:#x}");
 
     // Copy on first write: one byte of every page of DATA.
     let data = (&raw mut DATA).cast::<u8>();
-    let probe = Probe::start(kernel);
+    let mut probe = Probe::start(kernel);
     for page in 0..DATA_PAGES {
         // SAFETY: inside DATA; one thread.
         unsafe { write_volatile(data.add(page * PAGE as usize), page as u8) };
+        probe.page_done(page as u64);
     }
     probe.stop("cow_write", DATA_PAGES as u64);
     for page in 0..DATA_PAGES {
@@ -139,7 +145,7 @@ fn main(start: &rt::start::Start) -> i32 {
     }
 
     // MAP_POPULATE: the mmap call and a write to every page, in one window.
-    let probe = Probe::start(kernel);
+    let mut probe = Probe::start(kernel);
     // SAFETY: no MAP_FIXED: the kernel picks free space.
     let got = unsafe { sys::mmap(0, len, rw, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE) };
     let Ok(addr) = got else {
@@ -150,6 +156,7 @@ fn main(start: &rt::start::Start) -> i32 {
     for page in 0..pages {
         // SAFETY: inside the mapping just made.
         unsafe { write_volatile(base.add((page * PAGE) as usize) as *mut u64, page | 3) };
+        probe.page_done(page);
     }
     probe.stop("populate", pages);
     check(base, pages, |page| page | 3);
