@@ -61,6 +61,11 @@ const FAULTLINE_CMDLINE: &str = "test_memory=64M test_time=60s";
 /// the bzImage in dom0's memory.
 const LINUX_MIB: u32 = 128;
 const DOM0_MIB: u32 = 256;
+/// Added to both guests' xl config. Xen's default for a PV guest emulates `rdtsc` (a trap into
+/// Xen, ~17k ticks under TCG: measured, `rdtsc` 1000 times) unless the host's TSC is invariant,
+/// which QEMU's TCG CPU does not claim; the bench reads the TSC once per lap of 16 pages.
+/// "native": never emulate (xl.cfg(5), `tsc_mode`).
+const TSC_MODE: &str = "tsc_mode = \"native\"\n";
 const LINUX_CMDLINE: &str = "console=hvc0 quiet";
 
 /// What `cargo xtask bench` does.
@@ -381,7 +386,7 @@ fn plan(kernel: &Path, options: &BenchOptions, pages: u64) -> Result<Plan> {
             ramdisk: Some("bench.tar"),
             memory_mib: FAULTLINE_MIB,
             cmdline: &extra,
-        })?;
+        })? + TSC_MODE;
         writer.file(&format!("payload/fl/fa{window}.cfg"), cfg.as_bytes());
     }
     let mut linux_version = None;
@@ -410,7 +415,7 @@ fn plan(kernel: &Path, options: &BenchOptions, pages: u64) -> Result<Plan> {
             ramdisk: Some("initrd"),
             memory_mib: LINUX_MIB,
             cmdline: LINUX_CMDLINE,
-        })?;
+        })? + TSC_MODE;
         writer.file("payload/linux/linux.cfg", cfg.as_bytes());
         linux_version = Some(kversion);
     }

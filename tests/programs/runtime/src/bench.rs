@@ -28,6 +28,8 @@
 //! whatever the guest is doing at that moment. A lap is short (one fault-around window, one
 //! prefault run): the runner keeps, for each lap, the fastest of the runs, and adds those up.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use crate::start::{Start, AT_FAULTLINE_KERNEL_ADDRESS};
 use crate::sys;
 
@@ -90,6 +92,10 @@ enum Before {
 pub const LAP_PAGES: u64 = 16;
 /// Laps a probe keeps; a longer workload prints none (`laps=0`).
 const MAX_LAPS: usize = 512;
+/// The lap times of the probe running now (one at a time: each `start` clears them). Static, not
+/// in the probe: a 4 KiB probe would be copied onto stack pages the workload's window has not
+/// touched yet, a fault counted in the window.
+static LAPS: [AtomicU64; MAX_LAPS] = [const { AtomicU64::new(0) }; MAX_LAPS];
 /// Lap times per `LAPS` line.
 const LAPS_PER_LINE: usize = 10;
 
@@ -99,7 +105,6 @@ pub struct Probe {
     tsc: u64,
     /// The TSC at the end of the last lap.
     lap_tsc: u64,
-    laps: [u64; MAX_LAPS],
     /// Laps taken; past MAX_LAPS the probe counts on but keeps none.
     count_laps: usize,
 }
@@ -108,12 +113,14 @@ impl Probe {
     /// Reads the counters, then the TSC. Exits the program with status 2 if the counters cannot
     /// be read (a faultline without `faultline_counters`).
     pub fn start(kernel: Kernel) -> Probe {
+        // Clearing touches the laps' pages before the window: no fault of their own inside it.
+        LAPS.iter().for_each(|lap| lap.store(0, Ordering::Relaxed));
         let before = match kernel {
             Kernel::Faultline => Before::Faultline(read_counters().unwrap_or_else(|e| no_counters(e))),
             Kernel::Linux => Before::Linux(minor_faults().unwrap_or(0)),
         };
         let now = tsc();
-        Probe { before, tsc: now, lap_tsc: now, laps: [0; MAX_LAPS], count_laps: 0 }
+        Probe { before, tsc: now, lap_tsc: now, count_laps: 0 }
     }
 
     /// Marks page `page` (0-based) of the workload done: ends a lap after every [`LAP_PAGES`].
@@ -121,8 +128,8 @@ impl Probe {
     pub fn page_done(&mut self, page: u64) {
         if (page + 1) % LAP_PAGES == 0 {
             let now = tsc();
-            if let Some(slot) = self.laps.get_mut(self.count_laps) {
-                *slot = now - self.lap_tsc;
+            if let Some(slot) = LAPS.get(self.count_laps) {
+                slot.store(now - self.lap_tsc, Ordering::Relaxed);
             }
             self.count_laps += 1;
             self.lap_tsc = now;
@@ -132,7 +139,7 @@ impl Probe {
     /// Reads the TSC, then the counters, and prints the `BENCH` line.
     pub fn stop(self, workload: &str, pages: u64) {
         let ticks = tsc() - self.tsc;
-        let laps = if self.count_laps <= MAX_LAPS { &self.laps[..self.count_laps] } else { &[] };
+        let laps = if self.count_laps <= MAX_LAPS { &LAPS[..self.count_laps] } else { &[] };
         match self.before {
             Before::Faultline(b) => {
                 let a = read_counters().unwrap_or_else(|e| no_counters(e));
@@ -159,12 +166,12 @@ impl Probe {
     }
 }
 
-/// Numbers, each after a space.
-struct Spaced<'a>(&'a [u64]);
+/// Lap times, each after a space.
+struct Spaced<'a>(&'a [AtomicU64]);
 
 impl core::fmt::Display for Spaced<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        self.0.iter().try_for_each(|n| write!(f, " {n}"))
+        self.0.iter().try_for_each(|n| write!(f, " {}", n.load(Ordering::Relaxed)))
     }
 }
 
