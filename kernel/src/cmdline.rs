@@ -110,7 +110,7 @@ impl fmt::Display for CmdlineError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnknownOption(word) => {
-                write!(f, "unknown option '{word}' (known: selftest=<name>, tests=all|a,b, test_time=5s, test_memory=16M, fault_around=16, prefault=16, trace=fault, inject=POINT:nth=N[@program], inject_seed=S)")
+                write!(f, "unknown option '{word}' (known: selftest=<name>, tests=all|a,b, test_time=5s, test_memory=16M, fault_around=32, prefault=16, trace=fault, inject=POINT:nth=N[@program], inject_seed=S)")
             }
             Self::Run(e) => write!(f, "{e}"),
             Self::Inject(e) => write!(f, "{e}"),

@@ -47,10 +47,10 @@ pub const WORKLOADS: [&str; 9] = [
     "cow_write",
     "populate",
 ];
-/// The fault-around windows of the sweep (16, the default, comes from the main runs).
-pub const SWEEP: [u32; 4] = [0, 4, 16, 64];
-/// The default fault-around window (kernel/src/cmdline.rs: `fault_around=16`).
-pub const DEFAULT_WINDOW: u32 = 16;
+/// The fault-around windows of the sweep (the default comes from the main runs).
+pub const SWEEP: [u32; 5] = [0, 4, 16, 32, 64];
+/// The default fault-around window (kernel/src/proc/run_options.rs: `fault_around=32`).
+pub const DEFAULT_WINDOW: u32 = 32;
 /// Runs of bench_text per boot (its note says `runs 4`; Linux's /init runs it as often).
 const TEXT_RUNS: u32 = 4;
 
@@ -622,7 +622,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<Report> {
         ),
         (
             "faultline guest".to_string(),
-            format!("{FAULTLINE_MIB} MiB, `{}`", faultline_cmdline(pages, "fault_around=16")),
+            format!("{FAULTLINE_MIB} MiB, `{}`", faultline_cmdline(pages, &format!("fault_around={DEFAULT_WINDOW}"))),
         ),
         ("QEMU".to_string(), crate::host::ensure_qemu()?.version),
         ("kernel image".to_string(), size),
