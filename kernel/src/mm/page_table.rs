@@ -383,7 +383,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         flags: PteFlags,
         frames: &mut impl FrameSource,
     ) -> Result<(), MmError> {
-        let queued = self.map_queued(root, va, pfn, flags, frames);
+        let queued = self.map_queued(root, va, pfn, flags, frames, &mut None);
         self.finish_building(queued, frames)
     }
 
@@ -400,7 +400,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         let mut queued = Ok(());
         let mut near = None;
         for (i, (va, pfn, flags)) in pages.into_iter().enumerate() {
-            if let Err(e) = self.map_queued_near(root, va, pfn, flags, frames, &mut near) {
+            if let Err(e) = self.map_queued(root, va, pfn, flags, frames, &mut near) {
                 queued = Err((i, e));
                 break;
             }
@@ -431,7 +431,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         let mut near = None;
         for i in 0..count_pages {
             let (page, pfn) = (va + (i << PAGE_SHIFT), Pfn(first_pfn.0 + i));
-            queued = self.map_queued_near(root, page, pfn, flags, frames, &mut near);
+            queued = self.map_queued(root, page, pfn, flags, frames, &mut near);
             if queued.is_err() {
                 break;
             }
@@ -495,8 +495,8 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
             if !self.is_table(pfn) {
                 flags |= PteFlags::WRITABLE;
             }
-            queued =
-                self.map_queued(root, window.virt_base + (i << PAGE_SHIFT), pfn, flags, frames);
+            let va = window.virt_base + (i << PAGE_SHIFT);
+            queued = self.map_queued(root, va, pfn, flags, frames, &mut None);
             if queued.is_err() {
                 break;
             }
@@ -1058,22 +1058,11 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
 
     // ---- Building subtrees ---------------------------------------------------------------------
 
-    /// Queues the mapping of one page, building any missing tables (see the module doc).
+    /// Queues the mapping of one page, building any missing tables (see the module doc). In a
+    /// run of pages, `near` remembers the L1 the previous page went into (the L2 entry's span and
+    /// the L1), so that the pages of one L1 cost one walk from the root between them, not one
+    /// each; nothing in a batch unlinks a table. A lone page passes `&mut None`.
     fn map_queued(
-        &mut self,
-        root: Root,
-        va: VirtAddr,
-        pfn: Pfn,
-        flags: PteFlags,
-        frames: &mut impl FrameSource,
-    ) -> Result<(), MmError> {
-        self.map_queued_near(root, va, pfn, flags, frames, &mut None)
-    }
-
-    /// [`PageTables::map_queued`] for one page of a run: `near` remembers the L1 the previous
-    /// page went into (the L2 entry's span and the L1), so that the pages of one L1 cost one walk
-    /// from the root between them, not one each. Nothing in a batch unlinks a table.
-    fn map_queued_near(
         &mut self,
         root: Root,
         va: VirtAddr,
