@@ -559,6 +559,14 @@ pub fn fail(point: Point) -> bool {
     INJECTOR.fail(point)
 }
 
+/// The crash report's note (registered at boot when a rule is armed): the failure injected
+/// since the current program, or the boot, started.
+pub fn crash_note(out: &mut dyn fmt::Write) {
+    if let Some((point, call)) = INJECTOR.first_run_failure() {
+        let _ = writeln!(out, "    injected: {} failure at call {call}", point.name());
+    }
+}
+
 /// What one program run made of its injected failures, for the sweep's table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Effect {

@@ -656,7 +656,10 @@ inject: start crashy nth=7
         assert_eq!(judged, expected);
         assert_eq!(report.runs[2].leak_lines.len(), 1);
         assert_eq!(report.runs[2].calls, 9);
-        assert_eq!(report.runs.iter().map(|r| r.nth).collect::<Vec<_>>(), [3, 3, 3, 2, 7].map(Some));
+        assert_eq!(
+            report.runs.iter().map(|r| r.nth).collect::<Vec<_>>(),
+            [3, 3, 3, 2, 7].map(Some)
+        );
         let hang = judge(&report.runs[4], EXIT_TIMEOUT).unwrap().0;
         assert_eq!(hang, Outcome::Hang);
         let baseline = baseline_of(LOG.lines().collect(), &["frame", "heap"]);
