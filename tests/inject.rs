@@ -154,6 +154,7 @@ fn a_small_sweep_finds_every_case_clean() {
         memory_mib: xtask::DEFAULT_MEMORY_MIB,
         timeout: Duration::from_secs(120),
         out_dir: xtask::workspace::target_dir().join("sweep-tests"),
+        domu: false,
     };
     let cases = sweep::sweep(&options).expect("the sweep boots");
     let not_clean: Vec<_> = cases.iter().filter(|c| !c.outcome.is_clean()).collect();

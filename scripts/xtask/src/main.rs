@@ -58,7 +58,9 @@ COMMANDS:
              `sweep: N cases, N killed, N errno, N no-effect, N crash, N leak, N hang`.
              --jobs J boots J QEMUs at once (default 2); --shard K/N takes positions K, K+N,
              ... (a CI matrix); --junit PATH writes one testcase per injection; --seed S
-             (default 1), --test-time (default 5s), --tests a,b (programs),
+             (default 1), --test-time (default 5s), --tests a,b (programs), --domu (the
+             DomU path: a Linux dom0 runs `xl create` for each boot; slower, for the points
+             only a DomU reaches, e.g. --domu --point evtchn), --timeout S (default 60),
              --kernel PATH, --module PATH, --memory MiB (default 8).
              Exit status 0 when every case is clean, 1 otherwise.
     bench    Measure page faults: one DomU boot in which the Linux dom0 runs faultline (with the
@@ -392,9 +394,11 @@ fn sweep_command(args: &[String]) -> Result<u8, String> {
         memory_mib: DEFAULT_MEMORY_MIB,
         timeout: DEFAULT_TIMEOUT,
         out_dir: xtask::workspace::root().join("target").join("sweep"),
+        domu: false,
     };
     let mut kernel = None;
     let mut module = None;
+    let mut memory_given = false;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value =
@@ -414,6 +418,7 @@ fn sweep_command(args: &[String]) -> Result<u8, String> {
                 points.push(*point);
             }
             "--max" => options.max = number("--max", value("--max")?)?,
+            "--domu" => options.domu = true,
             "--timeout" => {
                 let seconds = number("--timeout", value("--timeout")?)?;
                 options.timeout = Duration::from_secs(seconds);
@@ -432,6 +437,7 @@ fn sweep_command(args: &[String]) -> Result<u8, String> {
             "--module" => module = Some(PathBuf::from(value("--module")?)),
             "--memory" => {
                 options.memory_mib = number("--memory", value("--memory")?)? as u32;
+                memory_given = true;
             }
             "--help" | "-h" => {
                 print!("{HELP}");
@@ -441,6 +447,9 @@ fn sweep_command(args: &[String]) -> Result<u8, String> {
         }
     }
     options.points = if points.is_empty() { POINTS.to_vec() } else { points };
+    if options.domu && !memory_given {
+        options.memory_mib = xtask::DEFAULT_DOMU_MEMORY_MIB;
+    }
     options.kernel = match kernel {
         Some(kernel) => kernel,
         None => build_kernel(Profile::Release).map_err(|error| error.to_string())?,

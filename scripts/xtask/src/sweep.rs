@@ -26,6 +26,7 @@ use crate::error::{Context, Error, Result};
 use crate::junit::{self, CaseStatus};
 use crate::outcome::{EXIT_CRASH, EXIT_TIMEOUT};
 use crate::run::{run, Mode, RunOptions};
+use crate::xl::XlConsole;
 
 /// The kernel's injection points, in the kernel's order.
 pub const POINTS: [&str; 8] =
@@ -106,6 +107,8 @@ pub struct SweepOptions {
     pub timeout: Duration,
     /// Where the table goes (`target/sweep`).
     pub out_dir: PathBuf,
+    /// Boot on the DomU path (a Linux dom0 runs `xl create`), not as dom0.
+    pub domu: bool,
 }
 
 /// One program run of one boot, as the guest reported it.
@@ -210,6 +213,45 @@ pub fn judge(run: &Run, boot_exit: i32) -> Option<(Outcome, String)> {
     Some((outcome, format!("effect={}", run.effect)))
 }
 
+/// The run options of one boot of job `job` (each DomU job writes its own xl folder).
+fn run_options(options: &SweepOptions, cmdline: String, job: usize) -> RunOptions {
+    let common = RunOptions {
+        kernel: Some(options.kernel.clone()),
+        module: Some(options.module.clone()),
+        cmdline,
+        memory_mib: options.memory_mib,
+        quiet: true,
+        ..RunOptions::default()
+    };
+    // Either path: the console streams as the guest writes it, and a silent console is a hang.
+    if options.domu {
+        RunOptions {
+            mode: Mode::Xl,
+            timeout: BOOT_LIMIT,
+            silence_timeout: Some(options.timeout),
+            xl_console: XlConsole::Live,
+            xl_dir: Some(options.out_dir.join(format!("xl-{job}"))),
+            ..common
+        }
+    } else {
+        RunOptions {
+            mode: Mode::Dom0,
+            timeout: BOOT_LIMIT,
+            silence_timeout: Some(options.timeout),
+            ..common
+        }
+    }
+}
+
+/// The command that boots like the sweep: `--dom0` unless it sweeps the DomU path.
+fn run_command(options: &SweepOptions) -> &'static str {
+    if options.domu {
+        "cargo xtask run --"
+    } else {
+        "cargo xtask run --dom0 --"
+    }
+}
+
 /// One boot's work: `point` swept over positions `from`, `from + step`, ... up to `to` in each
 /// of `programs`, in order (`step` is the shard count).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -242,8 +284,14 @@ pub fn cmdline(options: &SweepOptions, work: &Work) -> String {
 /// The one command that replays a case: one boot, one `nth=`.
 pub fn replay_command(options: &SweepOptions, case: &Case) -> String {
     format!(
-        "cargo xtask run --dom0 -- inject={}:nth={}@{} inject_seed={} test_time={} tests={}",
-        case.point, case.nth, case.program, options.seed, options.test_time, case.program
+        "{} inject={}:nth={}@{} inject_seed={} test_time={} tests={}",
+        run_command(options),
+        case.point,
+        case.nth,
+        case.program,
+        options.seed,
+        options.test_time,
+        case.program
     )
 }
 
@@ -305,19 +353,8 @@ const BOOT_LIMIT: Duration = Duration::from_secs(4 * 3600);
 /// Boots one piece of work and judges its runs. A boot that ended early (a crash or a hang)
 /// returns the work that is left: the program that was running, from its next position, and
 /// the programs after it.
-fn boot_work(options: &SweepOptions, work: &Work) -> Result<(Vec<Case>, Vec<Work>)> {
-    let run_options = RunOptions {
-        mode: Mode::Dom0,
-        kernel: Some(options.kernel.clone()),
-        module: Some(options.module.clone()),
-        cmdline: cmdline(options, work),
-        memory_mib: options.memory_mib,
-        timeout: BOOT_LIMIT,
-        silence_timeout: Some(options.timeout),
-        quiet: true,
-        ..RunOptions::default()
-    };
-    let outcome = run(&run_options)?;
+fn boot_work(options: &SweepOptions, work: &Work, job: usize) -> Result<(Vec<Case>, Vec<Work>)> {
+    let outcome = run(&run_options(options, cmdline(options, work), job))?;
     let report = parse_boot(outcome.guest_lines(), work.point);
     let log = outcome.log_path.display();
     let mut cases = Vec::new();
@@ -389,17 +426,7 @@ fn baseline(options: &SweepOptions, boots: &mut u64) -> Result<Baseline> {
     if let Some(tests) = &options.tests {
         let _ = write!(line, " tests={tests}");
     }
-    let run_options = RunOptions {
-        mode: Mode::Dom0,
-        kernel: Some(options.kernel.clone()),
-        module: Some(options.module.clone()),
-        cmdline: line,
-        memory_mib: options.memory_mib,
-        timeout: options.timeout,
-        quiet: true,
-        ..RunOptions::default()
-    };
-    let outcome = run(&run_options)?;
+    let outcome = run(&run_options(options, line, 0))?;
     *boots += 1;
     if !outcome.passed() {
         return Err(Error::new(format!(
@@ -459,8 +486,9 @@ pub fn sweep(options: &SweepOptions) -> Result<Vec<Case>> {
     let errors: Mutex<Vec<Error>> = Mutex::new(Vec::new());
     let boots = Mutex::new(baseline_boots);
     thread::scope(|scope| {
-        for _ in 0..options.jobs.max(1) {
-            scope.spawn(|| loop {
+        for job in 0..options.jobs.max(1) {
+            let (queue, cases, errors, boots) = (&queue, &cases, &errors, &boots);
+            scope.spawn(move || loop {
                 let work = {
                     let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
                     match queue.work.pop_front() {
@@ -477,7 +505,7 @@ pub fn sweep(options: &SweepOptions) -> Result<Vec<Case>> {
                     }
                 };
                 let boot_started = Instant::now();
-                let result = boot_work(options, &work);
+                let result = boot_work(options, &work, job);
                 let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
                 queue.running -= 1;
                 let done = {
@@ -688,6 +716,7 @@ inject: start crashy nth=7
             memory_mib: 8,
             timeout: Duration::from_secs(60),
             out_dir: PathBuf::new(),
+            domu: false,
         }
     }
 
