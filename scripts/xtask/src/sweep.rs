@@ -397,19 +397,25 @@ fn boot_work(options: &SweepOptions, work: &Work, job: usize) -> Result<(Vec<Cas
         }
         return Ok((cases, Vec::new()));
     }
+    Ok((cases, resume(work, &report.programs, last)))
+}
+
+/// The work left after a boot ended during run `last`: that program from its next position,
+/// then the programs after it (in the boot's order, `order`, or the work's) from the start.
+pub fn resume(work: &Work, order: &[String], last: &Run) -> Vec<Work> {
     let mut rest = Vec::new();
     if let Some(next) = last.nth.and_then(|nth| nth.checked_add(work.step)) {
         if next <= work.to {
             rest.push(Work { programs: vec![last.program.clone()], from: next, ..work.clone() });
         }
     }
-    let order = if report.programs.is_empty() { &work.programs } else { &report.programs };
+    let order = if order.is_empty() { &work.programs } else { order };
     if let Some(i) = order.iter().position(|p| *p == last.program) {
         if i + 1 < order.len() {
             rest.push(Work { programs: order[i + 1..].to_vec(), ..work.clone() });
         }
     }
-    Ok((cases, rest))
+    rest
 }
 
 /// Each program's calls of each point in a run without failures, in the catalogue's order.
@@ -747,6 +753,29 @@ inject: start crashy nth=7
         assert!(text
             .contains("sweep: 1 cases, 0 killed, 0 errno, 0 no-effect, 0 crash, 1 leak, 0 hang"));
         assert!(text.contains("replay: cargo xtask run --dom0"));
+    }
+
+    #[test]
+    fn a_boot_that_ended_early_resumes_after_the_case_that_ended_it() {
+        let names = |n: &[&str]| n.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        let work =
+            Work { point: "frame", programs: names(&["a", "b", "c"]), from: 2, to: 50, step: 3 };
+        let report = parse_boot(LOG.lines(), "frame");
+        let crashy = report.runs.last().unwrap();
+        assert_eq!(
+            (crashy.program.as_str(), crashy.nth, crashy.finished),
+            ("crashy", Some(7), false)
+        );
+        let order = names(&["hello", "crashy", "leaky"]);
+        assert_eq!(
+            resume(&work, &order, crashy),
+            [
+                Work { programs: names(&["crashy"]), from: 10, ..work.clone() },
+                Work { programs: names(&["leaky"]), ..work.clone() },
+            ]
+        );
+        let last = Run { program: "c".into(), nth: Some(48), ..Run::default() };
+        assert_eq!(resume(&work, &[], &last), [], "51 is past the range; c was the last program");
     }
 
     #[test]
