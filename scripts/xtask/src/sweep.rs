@@ -308,7 +308,7 @@ fn positions(calls: u64, (k, n): (u64, u64), max: u64) -> u64 {
 /// Cuts one point's sweep into boots: a program with more than [`POSITIONS_PER_BOOT`]
 /// positions gets boots of its own, each a range of them (the last open up to `max`, in case a
 /// run reaches further than the baseline's); the others share boots of up to that many
-/// positions. The split programs come first, so the jobs take the longest boots first.
+/// positions.
 pub fn plan(options: &SweepOptions, point: &'static str, baseline: &[(String, u64)]) -> Vec<Work> {
     let (k, n) = options.shard;
     let mut split = Vec::new();
@@ -345,6 +345,25 @@ pub fn plan(options: &SweepOptions, point: &'static str, baseline: &[(String, u6
     }
     split.extend(shared);
     split
+}
+
+/// What a boot costs, roughly: a run goes as far as its position, so the sum of the positions
+/// it runs (each up to the program's calls in the baseline), plus a fixed cost a run.
+pub fn cost(work: &Work, baseline: &[(String, u64)]) -> u64 {
+    const RUN: u64 = 50;
+    let calls = |program: &String| baseline.iter().find(|(p, _)| p == program).map_or(0, |c| c.1);
+    work.programs
+        .iter()
+        .map(|program| {
+            let last = calls(program).min(work.to);
+            if last < work.from {
+                return 0;
+            }
+            let count = (last - work.from) / work.step + 1;
+            let end = work.from + (count - 1) * work.step;
+            count * (work.from + end) / 2 + count * RUN
+        })
+        .sum()
 }
 
 /// A sweep boot's whole limit; a hang is found by the silence timeout long before.
@@ -474,7 +493,7 @@ pub fn sweep(options: &SweepOptions) -> Result<Vec<Case>> {
     let started = Instant::now();
     let mut baseline_boots = 0;
     let baseline = baseline(options, &mut baseline_boots)?;
-    let mut queue = Queue::default();
+    let mut planned = Vec::new();
     for point in &options.points {
         let calls = baseline.get(point).map_or(&[][..], Vec::as_slice);
         let most = calls.iter().map(|(_, c)| *c).max().unwrap_or(0);
@@ -484,8 +503,12 @@ pub fn sweep(options: &SweepOptions) -> Result<Vec<Case>> {
             "xtask: sweep {point}: up to {most} calls a program without failures; {count} positions in {} boots",
             plan.len()
         );
-        queue.work.extend(plan);
+        planned.extend(plan.into_iter().map(|work| (cost(&work, calls), work)));
     }
+    // The costliest boots first, so that the jobs end together.
+    planned.sort_by_key(|(cost, _)| std::cmp::Reverse(*cost));
+    let mut queue = Queue::default();
+    queue.work.extend(planned.into_iter().map(|(_, work)| work));
     let planned = queue.work.len();
     let queue = Mutex::new(queue);
     let cases: Mutex<Vec<Case>> = Mutex::new(Vec::new());
@@ -767,6 +790,12 @@ inject: start crashy nth=7
             ("crashy", Some(7), false)
         );
         let order = names(&["hello", "crashy", "leaky"]);
+        let baseline = vec![("crashy".to_string(), 12), ("leaky".to_string(), 100)];
+        // crashy: 2, 5, 8, 11; leaky: 2, 5, ..., 50 (17 positions); 50 a run.
+        assert_eq!(
+            cost(&Work { programs: order.clone(), ..work.clone() }, &baseline),
+            26 + 200 + 442 + 850
+        );
         assert_eq!(
             resume(&work, &order, crashy),
             [
