@@ -1,6 +1,6 @@
 //! The boot sequence, from Xen's entry to the verdict.
 
-use crate::arch::x86_64::{traps, user};
+use crate::arch::x86_64::{crash, traps, user};
 use crate::check;
 use crate::cmdline;
 use crate::mm;
@@ -137,6 +137,7 @@ fn configure_injection(info: &StartInfo<'_>) {
     }
     let seed = config.seed.unwrap_or_else(crate::xen::time::rdtsc);
     inject::INJECTOR.configure(config, seed);
+    crash::register_note(inject::crash_note);
     for rule in config.rules() {
         println!(
             "inject: armed {} scope {} (replay with inject_seed={seed})",
@@ -255,8 +256,13 @@ fn kernel_l4_mfn(info: &StartInfo<'_>) -> u64 {
     unsafe { core::ptr::read((raw.mfn_list as *const u64).add(pfn as usize)) }
 }
 
-/// A boot step failed before any test could run: say which, end with ERROR.
+/// A boot step failed before any test could run: say which, end with ERROR. After an injected
+/// failure (a boot-critical point, README) it is a crash report that names the failure, and
+/// the domain crashes (SHUTDOWN_crash).
 fn boot_error(args: core::fmt::Arguments<'_>) -> ! {
+    if inject::INJECTOR.first_run_failure().is_some() {
+        panic!("boot: {args}: the boot cannot go on after an injected failure");
+    }
     check!(Error, "boot: {args}");
     report::finish()
 }
