@@ -1,6 +1,8 @@
 //! The boot sequence, from Xen's entry to the verdict.
 
-use crate::arch::x86_64::{traps, user};
+use crate::arch::x86_64::page_fault::PageFault;
+use crate::arch::x86_64::traps::{self, FatalReason, KernelHandlers};
+use crate::arch::x86_64::user;
 use crate::check;
 use crate::cmdline;
 use crate::mm;
@@ -16,6 +18,15 @@ use crate::xen::{console, console_io, console_ring, events, hypercall, shared_in
 extern "C" {
     /// The lowest byte of the boot stack (boot/head.S).
     static boot_stack_bottom: u8;
+}
+
+/// The kernel's policy for its own traps: the memory manager backs what it can, a test may
+/// have announced the trap, and anything else is fatal (arch's `route` reads these in order).
+const KERNEL_TRAP_HANDLERS: KernelHandlers =
+    KernelHandlers { page_fault: kernel_page_fault, expected: crate::testing::expect::consume };
+
+fn kernel_page_fault(fault: &PageFault) -> Result<(), FatalReason> {
+    mm::kernel::handle_page_fault(fault).map_err(|e| FatalReason::new(format_args!("{e}")))
 }
 
 /// Written at the boot stack's bottom before the memory manager is built, checked after.
@@ -53,7 +64,7 @@ pub unsafe extern "C" fn kernel_start(start_info: *const start_info) -> ! {
             raw.shared_info
         ));
     }
-    if let Err(e) = traps::install() {
+    if let Err(e) = traps::install(KERNEL_TRAP_HANDLERS) {
         boot_error(format_args!("HYPERVISOR_set_trap_table: {e}"));
     }
     if let Err(e) = user::init() {

@@ -22,10 +22,10 @@ use super::p2m::P2m;
 use super::page_table::{MmError, PageTables};
 use super::pte::PteFlags;
 use super::window_access::{machine_to_phys_table, WindowAccess};
-use crate::arch::x86_64::trap_frame::TrapFrame;
+use crate::arch::x86_64::page_fault::PageFault;
 use crate::xen::mmu::HypercallMmu;
 use crate::xen::start_info::StartInfo;
-use crate::xen::{abi, hypercall, shared_info, slots, XenError};
+use crate::xen::{abi, hypercall, slots, XenError};
 
 pub type KernelTables = PageTables<'static, HypercallMmu, WindowAccess>;
 
@@ -343,14 +343,7 @@ fn boot_regions() -> [Region; 5] {
     ]
 }
 
-/// What the page-fault handler did.
-pub enum PageFault {
-    /// A frame was mapped; the faulting instruction can run again.
-    Handled,
-    /// Not handled; the reason for the crash report.
-    Fatal(FatalFault),
-}
-
+/// Why a kernel-mode page fault was not handled, for the crash report.
 pub enum FatalFault {
     NoMemoryManager,
     InsideMemoryManager,
@@ -379,18 +372,17 @@ impl fmt::Display for FatalFault {
     }
 }
 
-/// The #PF handler: cr2 from vcpu_info (read first: it is only valid until the next fault),
-/// the error code from the frame, then `classify` decides.
-pub fn handle_page_fault(frame: &TrapFrame) -> PageFault {
-    let cr2 = shared_info::cr2().unwrap_or(0);
+/// The handler of a page fault in kernel mode (arch decoded it, cr2 included): `classify`
+/// decides; `Ok` once a frame is mapped and the faulting instruction can run again.
+pub fn handle_page_fault(fault: &PageFault) -> Result<(), FatalFault> {
+    let fault = *fault;
     let Some(mut guard) = MM.try_lock() else {
-        return PageFault::Fatal(FatalFault::InsideMemoryManager);
+        return Err(FatalFault::InsideMemoryManager);
     };
-    let Some(mm) = guard.as_mut() else { return PageFault::Fatal(FatalFault::NoMemoryManager) };
-    let fault = crate::arch::x86_64::page_fault::PageFault::decode(frame.error_code, cr2);
-    let Ok(va) = VirtAddr::try_new(cr2) else {
+    let Some(mm) = guard.as_mut() else { return Err(FatalFault::NoMemoryManager) };
+    let Ok(va) = VirtAddr::try_new(fault.address) else {
         mm.faults.unexpected += 1;
-        return PageFault::Fatal(FatalFault::Unexpected(UnexpectedFault::OutsideRegions));
+        return Err(FatalFault::Unexpected(UnexpectedFault::OutsideRegions));
     };
     match classify(va, fault, mm.regions()) {
         FaultAction::MapZeroed { page, flags } => {
@@ -398,27 +390,27 @@ pub fn handle_page_fault(frame: &TrapFrame) -> PageFault {
             match mm.tables.map_zeroed(root, page, flags, &mut mm.frames) {
                 Ok(_) => {
                     mm.faults.demand_zero += 1;
-                    PageFault::Handled
+                    Ok(())
                 }
                 Err(MmError::Frame(FrameError::Exhausted)) => {
                     mm.faults.unexpected += 1;
                     let region =
                         mm.regions().iter().find(|r| r.contains(page)).map_or("?", |r| r.name);
-                    PageFault::Fatal(FatalFault::OutOfFrames(region))
+                    Err(FatalFault::OutOfFrames(region))
                 }
                 Err(e) => {
                     mm.faults.unexpected += 1;
-                    PageFault::Fatal(FatalFault::MapFailed(e))
+                    Err(FatalFault::MapFailed(e))
                 }
             }
         }
         FaultAction::KernelStackOverflow { region } => {
             mm.faults.stack_overflow += 1;
-            PageFault::Fatal(FatalFault::StackOverflow(region))
+            Err(FatalFault::StackOverflow(region))
         }
         FaultAction::Unexpected(reason) => {
             mm.faults.unexpected += 1;
-            PageFault::Fatal(FatalFault::Unexpected(reason))
+            Err(FatalFault::Unexpected(reason))
         }
     }
 }

@@ -23,7 +23,7 @@ use super::syscall_abi::Errno;
 use crate::arch::x86_64::exception;
 use crate::arch::x86_64::page_fault::{Access, PageFault};
 use crate::arch::x86_64::trap_frame::TrapFrame;
-use crate::arch::x86_64::user::{self, UserEntry, USER_RFLAGS};
+use crate::arch::x86_64::user::{self, AfterTrap, UserEntry, UserHandlers, USER_RFLAGS};
 use crate::mm::address_space::{
     AddressSpace, BadAddress, Bookkeeping, MapError, MapRequest, ProgramImage, Refusal, Resolved,
     SegmentSpec, SharedPages, SpaceLimits, Tuning,
@@ -215,10 +215,12 @@ impl core::fmt::Display for StartError {
     }
 }
 
-/// Registers the syscall handler and the kernel stack for user mode, and unmaps the stack's
-/// guard page.
+/// Who serves a program's traps while it runs.
+static PROGRAM_HANDLERS: UserHandlers =
+    UserHandlers { syscall: super::syscall::dispatch, exception: user_exception, timer: watchdog };
+
+/// Registers the kernel stack for user mode, and unmaps the stack's guard page.
 pub fn init() -> Result<(), InitError> {
-    user::set_syscall_handler(super::syscall::dispatch);
     let (guard, stack) = user::trap_stack();
     let mut mm = MM.lock();
     let mm = mm.as_mut().ok_or(InitError::NoMemoryManager)?;
@@ -277,10 +279,9 @@ pub fn run(image: Image, limits: Limits) -> Result<RunReport, StartError> {
     *ENDING.lock() = None;
     let outcome = match started {
         Ok(entry) => {
-            let code = user::run(&entry);
+            let code = user::run(&entry, &PROGRAM_HANDLERS);
             super::syscall::OUTPUT.lock().finish();
             check_xen("cancelling the watchdog timer", events::set_timer(0));
-            events::set_timer_hook(None);
             ENDING.lock().take().unwrap_or(Outcome::Killed {
                 cause: Cause::Exception { vector: code as u8, int_vector: None },
                 rip: 0,
@@ -319,7 +320,6 @@ fn start_user(image: Image, aux: &[(u64, u64)], deadline_ns: u64) -> Result<User
         .map_err(StartError::Memory)?;
     hypercall::set_segment_base(abi::SEGBASE_FS, 0).map_err(StartError::Xen)?;
     hypercall::set_segment_base(abi::SEGBASE_GS_USER, 0).map_err(StartError::Xen)?;
-    events::set_timer_hook(Some(watchdog));
     events::set_timer(deadline_ns).map_err(StartError::Xen)?;
     Ok(UserEntry { rip: image.plan.entry, rsp, rflags: USER_RFLAGS })
 }
@@ -362,23 +362,32 @@ fn teardown() -> i64 {
     mm.frames.used_frames() as i64 - process.frames_at_start as i64
 }
 
-/// Ends the program: records the outcome and leaves user mode for good. No lock may be held.
-pub fn end(outcome: Outcome) -> ! {
+/// Ends the program: records the outcome; the handler returns what this returns, and the trap
+/// path then leaves user mode for good.
+pub fn end(outcome: Outcome) -> AfterTrap {
     *ENDING.lock() = Some(outcome);
-    user::exit_to_kernel(1)
+    AfterTrap::EndRun(1)
 }
 
-/// The timer hook: past the deadline, a program caught in user mode is killed; otherwise the
-/// timer is re-armed (a timer event may come early, or while the kernel works for the program).
-fn watchdog(frame: &mut TrapFrame) {
+/// Whether the program's end is recorded (by a check deep inside a system call): the handler
+/// returns this then instead of resuming.
+pub fn ended() -> Option<AfterTrap> {
+    ENDING.lock().is_some().then_some(AfterTrap::EndRun(1))
+}
+
+/// The timer's handler while a program runs: past the deadline, a program caught in user mode
+/// is killed; otherwise the timer is re-armed (a timer event may come early, or while the
+/// kernel works for the program).
+fn watchdog(frame: &mut TrapFrame) -> AfterTrap {
     let Some(deadline) = CURRENT.try_lock().and_then(|p| p.as_ref().map(|p| p.deadline_ns)) else {
-        return;
+        return AfterTrap::Resume;
     };
     let now = time::now_ns();
     if now >= deadline && !frame.from_kernel() {
-        end(Outcome::Killed { cause: Cause::Watchdog, rip: frame.rip });
+        return end(Outcome::Killed { cause: Cause::Watchdog, rip: frame.rip });
     }
     check_xen("re-arming the watchdog timer", events::set_timer(deadline.max(now + 1_000_000)));
+    AfterTrap::Resume
 }
 
 /// The deadline of the running program, for blocking syscalls.
@@ -386,9 +395,9 @@ pub fn deadline_ns() -> Option<u64> {
     CURRENT.lock().as_ref().map(|p| p.deadline_ns)
 }
 
-/// An exception from user mode. Returns if it was a page fault that is now mapped; otherwise
-/// the program is killed (does not return).
-pub fn user_exception(frame: &mut TrapFrame) {
+/// An exception from user mode: resumes if it was a page fault that is now mapped; otherwise
+/// the program is killed.
+fn user_exception(frame: &mut TrapFrame) -> AfterTrap {
     if frame.vector == exception::PAGE_FAULT {
         let fault = PageFault::decode(frame.error_code, shared_info::cr2().unwrap_or(0));
         COUNTERS.user_faults.fetch_add(1, Ordering::Relaxed);
@@ -401,7 +410,9 @@ pub fn user_exception(frame: &mut TrapFrame) {
         let cause = match resolved {
             Some((Ok(how), _)) => {
                 count(how);
-                return;
+                // Handled: the frame goes back through HYPERVISOR_iret as it is now.
+                crate::trace::iret(frame);
+                return AfterTrap::Resume;
             }
             Some((Err(Refusal::Forbidden(region)), _)) => Cause::PageFault(fault, region),
             Some((Err(Refusal::OutOfMemory), _)) => Cause::OutOfMemory,
@@ -411,7 +422,7 @@ pub fn user_exception(frame: &mut TrapFrame) {
             }
             None => Cause::Exception { vector: frame.vector as u8, int_vector: None },
         };
-        end(Outcome::Killed { cause, rip: frame.rip })
+        return end(Outcome::Killed { cause, rip: frame.rip });
     }
     let cause = match frame.vector {
         exception::DIVIDE_ERROR => Cause::DivideError,

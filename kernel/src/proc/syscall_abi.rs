@@ -37,6 +37,7 @@ pub const SYS_EXIT_GROUP: u64 = 231;
 #[repr(u16)]
 pub enum Errno {
     EPERM = 1,
+    EINTR = 4,
     EBADF = 9,
     ENOMEM = 12,
     EFAULT = 14,
@@ -50,6 +51,7 @@ impl Errno {
     pub const fn name(self) -> &'static str {
         match self {
             Errno::EPERM => "EPERM",
+            Errno::EINTR => "EINTR",
             Errno::EBADF => "EBADF",
             Errno::ENOMEM => "ENOMEM",
             Errno::EFAULT => "EFAULT",

@@ -3,6 +3,8 @@
 use core::arch::asm;
 
 use crate::arch::x86_64::exception;
+use crate::arch::x86_64::trap_frame::TrapFrame;
+use crate::arch::x86_64::user::{AfterTrap, UserHandlers};
 use crate::check;
 use crate::cmdline::SelfTest;
 use crate::testing::expect;
@@ -161,15 +163,32 @@ extern "C" fn user_probe() {
     )
 }
 
-fn user_probe_syscall(frame: &mut crate::arch::x86_64::trap_frame::TrapFrame) {
-    use crate::arch::x86_64::user;
-    let from_user = !frame.from_kernel();
+fn user_probe_syscall(frame: &mut TrapFrame) -> AfterTrap {
     match frame.rax {
-        1000 if from_user => frame.rax = frame.rdi + 1,
-        60 if from_user => user::exit_to_kernel(frame.rdi),
-        _ => user::exit_to_kernel(u64::MAX),
+        1000 => {
+            frame.rax = frame.rdi + 1;
+            AfterTrap::Resume
+        }
+        60 => AfterTrap::EndRun(frame.rdi),
+        _ => AfterTrap::EndRun(u64::MAX),
     }
 }
+
+/// The probe's exceptions and timer events: none is expected; an exception ends the run with a
+/// value the check refuses.
+fn user_probe_exception(frame: &mut TrapFrame) -> AfterTrap {
+    AfterTrap::EndRun(0xdead_0000 | frame.vector)
+}
+
+fn user_probe_timer(_: &mut TrapFrame) -> AfterTrap {
+    AfterTrap::Resume
+}
+
+static USER_PROBE_HANDLERS: UserHandlers = UserHandlers {
+    syscall: user_probe_syscall,
+    exception: user_probe_exception,
+    timer: user_probe_timer,
+};
 
 #[repr(C, align(4096))]
 struct StackPages([u8; 4 * 4096]);
@@ -194,12 +213,12 @@ fn user_mode_round_trip(kernel_l4_mfn: u64) {
         check!(Error, "user: MMUEXT_NEW_USER_BASEPTR: {e:?}");
         return;
     }
-    user::set_syscall_handler(user_probe_syscall);
-    let value = user::run(&user::UserEntry {
+    let entry = user::UserEntry {
         rip: user_probe as *const () as u64,
         rsp: user_stack_top,
         rflags: user::USER_RFLAGS,
-    });
+    };
+    let value = user::run(&entry, &USER_PROBE_HANDLERS);
     if value == 42 {
         check!(
             Success,
