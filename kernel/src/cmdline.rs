@@ -33,12 +33,15 @@ pub enum SelfTest {
     Nmi,
     /// `int $0x80` in the kernel, a vector no exception uses: must produce a crash report.
     SoftwareInterrupt,
+    /// A #UD announced at one instruction and raised at another: the expectation must not
+    /// swallow it, the crash report must come.
+    ExpectedElsewhere,
     /// A burst of console output: 5000 numbered lines, none may be lost (the DomU ring).
     Flood,
 }
 
 impl SelfTest {
-    pub const ALL: [(&'static str, SelfTest); 14] = [
+    pub const ALL: [(&'static str, SelfTest); 15] = [
         ("none", SelfTest::None),
         ("mm", SelfTest::Mm),
         ("stack-guard", SelfTest::StackGuard),
@@ -53,6 +56,7 @@ impl SelfTest {
         ("flood", SelfTest::Flood),
         ("nmi", SelfTest::Nmi),
         ("int80", SelfTest::SoftwareInterrupt),
+        ("expect-elsewhere", SelfTest::ExpectedElsewhere),
     ];
 
     pub fn name(self) -> &'static str {

@@ -64,6 +64,13 @@ pub fn page_is_written() -> bool {
     first != 0xc3
 }
 
+/// The 32 bytes of the hypercall page that hypercall `nr` runs through: where an event or NMI
+/// Xen delivers on the hypercall's return interrupts the guest.
+pub fn page_entry(nr: u32) -> core::ops::Range<u64> {
+    let start = core::ptr::addr_of!(hypercall_page) as u64 + 32 * u64::from(nr);
+    start..start + 32
+}
+
 /// Issues hypercall `nr` with five arguments and returns Xen's raw result.
 ///
 /// # Safety
@@ -74,7 +81,7 @@ pub unsafe fn raw(nr: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
     if let Some(counter) = CALLS_BY_NR.get(nr as usize) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
-    let entry = core::ptr::addr_of!(hypercall_page) as u64 + 32 * u64::from(nr);
+    let entry = page_entry(nr).start;
     let ret: i64;
     // SAFETY: `entry` is inside the hypercall page that Xen wrote (checked at boot); the
     // caller guarantees the arguments. The call uses our stack (no red zone in this kernel),
