@@ -54,7 +54,7 @@ fn xen_itself_refuses_the_injected_entry_and_the_kernel_runs_on() {
     // would not be -22: see NOT_REFUSED in kernel/src/xen/mmu.rs).
     assert!(
         lines.contains(
-            &"# c_hello: after the injected failure, 1 failed kernel call(s), first: mapping a user page (errno -22)"
+            &"# c_hello: after the injected failure, 1 failed kernel call(s), first: mapping a user page (Xen: EINVAL (-22))"
         ),
         "Xen's EINVAL"
     );
@@ -79,7 +79,7 @@ fn a_boot_critical_failure_ends_in_a_clean_report() {
     run.assert_exit(EXIT_ERROR);
     // The direct map's first batch: entries before the drawn position applied, then Xen's EINVAL.
     run.assert_guest_contains(
-        "[ERROR] boot: memory manager: building the direct map: Hypervisor(BatchFailure { done: 3, errno: XenErrno(-22) })",
+        "[ERROR] boot: memory manager: building the direct map: Hypervisor(BatchFailure { done: 3, errno: EINVAL (-22) })",
     );
 }
 

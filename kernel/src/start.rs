@@ -38,6 +38,9 @@ const BOOT_STACK_CANARY: u64 = 0x6661_756c_746c_696e;
 /// Only Xen's entry path calls this, once, with the start_info pointer Xen passed in %rsi.
 #[no_mangle]
 pub unsafe extern "C" fn kernel_start(start_info: *const start_info) -> ! {
+    // The slots that map Xen's shared pages take their page-table entries from mm (the console
+    // ring is the first, just below).
+    crate::xen::slots::set_entry_format(|machine_addr| mm::Pte::kernel_data(machine_addr).0);
     if !hypercall::page_is_written() {
         // No hypercall can work, so nothing can be printed: crash loudly with an undefined
         // instruction before the trap table exists (Xen then crashes the domain).

@@ -20,8 +20,9 @@ use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use crate::arch::x86_64::page_fault::PageFault;
 use crate::arch::x86_64::trap_frame::TrapFrame;
 use crate::mm::addr::{MachineAddr, Pfn, VirtAddr, PAGE_SIZE_BYTES};
-use crate::mm::backend::{BatchFailure, MmuUpdate};
+use crate::mm::backend::BatchFailure;
 use crate::mm::pte::{Level, Pte, PteFlags};
+use crate::xen::abi::MmuUpdate;
 
 /// Every kind of line and its keys, in the order they are printed.
 pub const SCHEMA: [(&str, &[&str]); 12] = [
@@ -257,7 +258,7 @@ impl fmt::Display for Step {
             }
             Step::BatchDone { result, count } => match result {
                 Ok(()) => write!(f, " result=ok done={count}"),
-                Err(e) => write!(f, " result={} done={}", e.errno.0, e.done),
+                Err(e) => write!(f, " result=-{} done={}", e.errno.0, e.done),
             },
             Step::Iret { rip, cs, rflags, rsp, ss } => write!(
                 f,

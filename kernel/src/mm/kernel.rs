@@ -17,13 +17,13 @@ use super::addr::{Pfn, VirtAddr, PAGE_SIZE_BYTES};
 use super::boot_layout::BootLayout;
 use super::fault::{classify, FaultAction, Region, RegionKind, UnexpectedFault};
 use super::frame::{FrameAllocator, FrameError, FrameSource, BITMAP_WORDS_4GIB, MAX_FRAMES_4GIB};
+use super::hypercall_mmu::HypercallMmu;
 use super::layout::{AliasWindow, DIRECT_MAP_BASE, KERNEL_VIRT_BASE};
 use super::p2m::P2m;
 use super::page_table::{MmError, PageTables};
 use super::pte::PteFlags;
 use super::window_access::{machine_to_phys_table, WindowAccess};
 use crate::arch::x86_64::page_fault::PageFault;
-use crate::xen::mmu::HypercallMmu;
 use crate::xen::start_info::StartInfo;
 use crate::xen::{abi, hypercall, slots, XenError};
 

@@ -13,7 +13,7 @@
 #![deny(unsafe_code)]
 
 use super::addr::MachineAddr;
-use super::backend::MmuUpdate;
+use crate::xen::abi::MmuUpdate;
 
 /// Entries per batch (Mini-OS batches up to 512 too).
 pub const QUEUE_CAPACITY: usize = 512;

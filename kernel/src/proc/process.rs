@@ -32,7 +32,7 @@ use crate::mm::areas::{Prot, AREAS_MAX};
 use crate::mm::kernel::{KernelMm, KernelTables, MM};
 use crate::mm::user_layout::{PAGE_SIZE, STACK_TOP};
 use crate::mm::{FrameAllocator, MmError, Pfn, PfnRange, VirtAddr, DIRECT_MAP_BASE};
-use crate::xen::{abi, events, hypercall, shared_info, time};
+use crate::xen::{abi, events, hypercall, shared_info, time, XenError};
 
 /// A program image to run: its file in the boot module and where that lies in frames.
 #[derive(Clone, Copy)]
@@ -100,7 +100,7 @@ pub fn unload() {
     let mut guard = MM.lock();
     let mm = guard.as_mut().expect("memory manager initialised at boot");
     if SHARED.lock().unload(&mut mm.frames).is_err() {
-        kernel_error("freeing the page cache", 0);
+        kernel_error("freeing the page cache", None);
     }
 }
 
@@ -152,32 +152,49 @@ pub static COUNTERS: Counters = Counters {
 /// a base-pointer switch, a frame that could not be given back). They never pass silently: the
 /// suite reports them after the run as an ERROR. The upcall path may record them, so the lock is
 /// only ever tried, never waited for.
-static KERNEL_ERRORS: spin::Mutex<(u64, Option<(&'static str, i64)>)> = spin::Mutex::new((0, None));
+static KERNEL_ERRORS: spin::Mutex<(u64, Option<KernelError>)> = spin::Mutex::new((0, None));
 
-/// Records a failed kernel call (`errno` as Xen or the allocator gave it).
-pub fn kernel_error(what: &'static str, errno: i64) {
+/// One failed kernel call: what it was, and Xen's error when Xen refused it.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelError {
+    pub what: &'static str,
+    pub xen: Option<XenError>,
+}
+
+impl core::fmt::Display for KernelError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.xen {
+            Some(e) => write!(f, "{} (Xen: {e})", self.what),
+            None => write!(f, "{}", self.what),
+        }
+    }
+}
+
+/// Records a failed kernel call, with Xen's error if Xen refused it.
+pub fn kernel_error(what: &'static str, xen: Option<XenError>) {
     if let Some(mut errors) = KERNEL_ERRORS.try_lock() {
         errors.0 += 1;
-        errors.1.get_or_insert((what, errno));
+        errors.1.get_or_insert(KernelError { what, xen });
     }
 }
 
 /// Takes the failures recorded since the last call: their count and the first one.
-pub fn take_kernel_errors() -> (u64, Option<(&'static str, i64)>) {
+pub fn take_kernel_errors() -> (u64, Option<KernelError>) {
     core::mem::take(&mut *KERNEL_ERRORS.lock())
 }
 
-fn check_xen(what: &'static str, result: Result<(), crate::xen::XenError>) {
+fn check_xen(what: &'static str, result: Result<(), XenError>) {
     if let Err(e) = result {
-        kernel_error(what, -e.0);
+        kernel_error(what, Some(e));
     }
 }
 
-fn mm_errno(e: MmError) -> i64 {
+/// Xen's error inside a memory-manager error, if Xen refused something.
+fn xen_error(e: MmError) -> Option<XenError> {
     match e {
-        MmError::Hypervisor(failure) => failure.errno.0,
-        MmError::HypervisorCall(errno) => errno.0,
-        _ => 0,
+        MmError::Hypervisor(failure) => Some(failure.errno),
+        MmError::HypervisorCall(errno) => Some(errno),
+        _ => None,
     }
 }
 
@@ -356,7 +373,7 @@ fn teardown() -> i64 {
         }
         Err(e) => {
             crate::println!("# teardown of {}: {e:?}", process.image.name);
-            kernel_error("tearing down the address space", mm_errno(e));
+            kernel_error("tearing down the address space", xen_error(e));
         }
     }
     mm.frames.used_frames() as i64 - process.frames_at_start as i64
@@ -417,7 +434,7 @@ fn user_exception(frame: &mut TrapFrame) -> AfterTrap {
             Some((Err(Refusal::Forbidden(region)), _)) => Cause::PageFault(fault, region),
             Some((Err(Refusal::OutOfMemory), _)) => Cause::OutOfMemory,
             Some((Err(Refusal::Kernel(e)), region)) => {
-                kernel_error("mapping a user page", mm_errno(e));
+                kernel_error("mapping a user page", xen_error(e));
                 Cause::PageFault(fault, region)
             }
             None => Cause::Exception { vector: frame.vector as u8, int_vector: None },
@@ -499,7 +516,7 @@ pub fn copy_to_user(addr: u64, bytes: &[u8]) -> Result<(), Errno> {
     }) {
         Some(Ok(())) => Ok(()),
         Some(Err(Refusal::Kernel(e))) => {
-            kernel_error("writing to user memory", mm_errno(e));
+            kernel_error("writing to user memory", xen_error(e));
             Err(Errno::EFAULT)
         }
         _ => Err(Errno::EFAULT),
@@ -511,7 +528,7 @@ pub fn brk(requested: u64) -> u64 {
     with_space(|space, mm, shared| {
         let (tables, frames) = split(mm);
         space.set_brk(tables, frames, shared, requested).unwrap_or_else(|e| {
-            kernel_error("moving the break", mm_errno(e));
+            kernel_error("moving the break", xen_error(e));
             crate::testing::inject::refused_without_errno(Errno::ENOMEM as i64);
             space.brk()
         })
@@ -524,7 +541,7 @@ fn map_errno(e: MapError) -> Errno {
         MapError::Exists => Errno::EEXIST,
         MapError::NoRoom | MapError::NotMapped => Errno::ENOMEM,
         MapError::Kernel(e) => {
-            kernel_error("changing user mappings", mm_errno(e));
+            kernel_error("changing user mappings", xen_error(e));
             Errno::ENOMEM
         }
     }

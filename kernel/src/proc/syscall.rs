@@ -65,7 +65,7 @@ fn carry_out(call: Syscall, rip: u64) -> SysResult {
         Syscall::SetTidAddress { .. } | Syscall::GetPid | Syscall::GetTid => Ok(PID),
         Syscall::SchedYield => {
             if let Err(e) = hypercall::sched_yield() {
-                process::kernel_error("SCHEDOP_yield", -e.0);
+                process::kernel_error("SCHEDOP_yield", Some(e));
             }
             Ok(0)
         }
@@ -216,12 +216,12 @@ fn nanosleep(request: u64, watchdog: &Watchdog) -> SysResult {
         if now >= wake {
             // Back to the watchdog's deadline for the rest of the run.
             if let Err(e) = events::set_timer(deadline) {
-                process::kernel_error("re-arming the watchdog timer", -e.0);
+                process::kernel_error("re-arming the watchdog timer", Some(e));
             }
             return Ok(0);
         }
         if let Err(e) = events::set_timer(wake.min(deadline)).and_then(|()| events::block()) {
-            process::kernel_error("sleeping on the timer (set_timer_op / SCHEDOP_block)", -e.0);
+            process::kernel_error("sleeping on the timer (set_timer_op / SCHEDOP_block)", Some(e));
             return Err(Errno::EINVAL);
         }
     }

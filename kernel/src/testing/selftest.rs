@@ -272,8 +272,8 @@ fn user_mode_round_trip(kernel_l4_mfn: u64) {
         check!(Error, "user: HYPERVISOR_stack_switch: {e}");
         return;
     }
-    if let Err(e) =
-        crate::xen::mmu::HypercallMmu.mmuext_op(&[MmuExtOp::NewUserBaseptr(Mfn(kernel_l4_mfn))])
+    if let Err(e) = crate::mm::hypercall_mmu::HypercallMmu
+        .mmuext_op(&[MmuExtOp::NewUserBaseptr(Mfn(kernel_l4_mfn))])
     {
         check!(Error, "user: MMUEXT_NEW_USER_BASEPTR: {e:?}");
         return;

@@ -9,9 +9,8 @@
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::abi::{self, mmuext_op, trap_info};
+use super::abi::{self, mmuext_op, trap_info, MmuUpdate};
 use super::error::XenError;
-use crate::mm::backend::MmuUpdate;
 use crate::testing::inject::{self, Point};
 
 /// What the fault-injection points of this file send instead (see `testing::inject`): requests
@@ -189,7 +188,7 @@ pub fn update_va_mapping(va: u64, pte: u64, flags: u64) -> Result<(), XenError> 
 /// HYPERVISOR_mmu_update on our own tables. On failure returns how many entries Xen applied
 /// before the first one it refused (Xen public/xen.h: the batch stops at the first failure).
 pub fn mmu_update(updates: &[MmuUpdate]) -> Result<(), (u32, XenError)> {
-    // SAFETY: `MmuUpdate` is `struct mmu_update` (layout asserted in mm::backend).
+    // SAFETY: `MmuUpdate` is `struct mmu_update` (layout asserted in xen::abi).
     unsafe { batch(abi::__HYPERVISOR_mmu_update, updates) }
 }
 

@@ -19,8 +19,6 @@ pub mod events;
 #[cfg(target_os = "none")]
 pub mod hypercall;
 #[cfg(target_os = "none")]
-pub mod mmu;
-#[cfg(target_os = "none")]
 pub mod shared_info;
 #[cfg(target_os = "none")]
 pub mod shutdown;
