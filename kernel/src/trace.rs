@@ -12,7 +12,6 @@
 //! The lines are `trace: <n> <kind> key=value ...`, numbered from 1, and a last line
 //! `trace: end steps=<n>`. [`SCHEMA`] lists each kind's keys in order: `cargo xtask trace`
 //! checks every line against it and draws the sequence diagram of docs/page-fault.md.
-#![deny(unsafe_code)]
 
 use core::fmt;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};

@@ -7,7 +7,6 @@
 //! hypercalls, host tests with a model of Xen that rejects what Xen rejects. [`FrameAccess`] is the
 //! other half: reading any frame and writing frames that are still ordinary writable memory
 //! (a new table before Xen validates it), through the direct map in the kernel.
-#![deny(unsafe_code)]
 
 use super::addr::{MachineAddr, Mfn, Pfn, VirtAddr, PAGE_SIZE_BYTES};
 use super::pte::{Level, Pte};

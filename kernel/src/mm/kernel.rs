@@ -108,8 +108,10 @@ struct Bitmaps {
     frames: [u64; BITMAP_WORDS_4GIB],
     tables: [u64; BITMAP_WORDS_4GIB],
 }
-static mut BITMAPS: Bitmaps =
-    Bitmaps { frames: [0; BITMAP_WORDS_4GIB], tables: [0; BITMAP_WORDS_4GIB] };
+/// A one-shot cell: `init` takes the bitmaps for good by leaking the guard (a second `init`
+/// finds the lock held and is refused).
+static BITMAPS: spin::Mutex<Bitmaps> =
+    spin::Mutex::new(Bitmaps { frames: [0; BITMAP_WORDS_4GIB], tables: [0; BITMAP_WORDS_4GIB] });
 
 extern "C" {
     static boot_stack_guard: u8;
@@ -126,6 +128,8 @@ pub fn p2m_list_address() -> u64 {
 /// Why the memory manager could not be built.
 #[derive(Debug)]
 pub enum InitError {
+    /// `init` ran before: the bitmaps are taken.
+    Twice,
     TooMuchMemory(u64),
     Xen(&'static str, XenError),
     Frames(FrameError),
@@ -135,6 +139,7 @@ pub enum InitError {
 impl fmt::Display for InitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Twice => write!(f, "the memory manager is initialised once"),
             Self::TooMuchMemory(n) => {
                 write!(f, "{n} pages is more than the {MAX_FRAMES_4GIB} this kernel tracks")
             }
@@ -186,8 +191,7 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), InitError> {
     let (reserved, reserved_count) = layout.reserved();
     let reserved = &reserved[..reserved_count];
 
-    // SAFETY: `init` runs once, at boot, before anything else uses BITMAPS.
-    let bitmaps = unsafe { &mut *core::ptr::addr_of_mut!(BITMAPS) };
+    let bitmaps = BITMAPS.try_lock().map(spin::MutexGuard::leak).ok_or(InitError::Twice)?;
     let words = (nr_pages as usize).div_ceil(64);
     let frames = FrameAllocator::new(&mut bitmaps.frames[..words], nr_pages, reserved)
         .map_err(InitError::Frames)?;

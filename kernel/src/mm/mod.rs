@@ -1,9 +1,9 @@
 //! Memory management the PV way: addresses, p2m/m2p, frames, page tables through Xen.
 //!
 //! Everything here is host-testable logic: the hypervisor and raw memory sit behind the traits in
-//! [`backend`], implemented by the kernel with hypercalls ([`hypercall_mmu`]) and [`window_access`] (the
-//! only module here with `unsafe`), and in tests by `model`, a model of Xen that rejects what Xen
-//! rejects.
+//! [`backend`], implemented by the kernel with hypercalls (`hypercall_mmu`) and
+//! [`window_access`] (with `heap` and `kernel`, the modules here allowed unsafe code: lib.rs says
+//! why), and in tests by `model`, a model of Xen that rejects what Xen rejects.
 //!
 //! Boot, in the kernel (layout in [`layout`]):
 //! 1. `p2m = P2m::new(mfn_list[..nr_pages], machine_to_phys_table(max_mfn + 1))`.
@@ -33,13 +33,16 @@ pub mod pte;
 pub mod queue;
 pub mod stats;
 pub mod user_layout;
+#[allow(unsafe_code)]
 pub mod window_access;
 
 #[cfg(target_os = "none")]
+#[allow(unsafe_code)]
 pub mod heap;
 #[cfg(target_os = "none")]
 pub mod hypercall_mmu;
 #[cfg(target_os = "none")]
+#[allow(unsafe_code)]
 pub mod kernel;
 
 #[cfg(test)]

@@ -20,7 +20,6 @@
 //! `update_va_mapping` flush flags, and Xen's own flush when a frame becomes a table. An access
 //! that hits an entry granting more than the tables do now is recorded as a bug. Tests can also
 //! make Xen refuse any entry of a batch ([`Machine::refuse_step`]).
-#![deny(unsafe_code)]
 
 use std::cell::RefCell;
 use std::collections::HashMap;

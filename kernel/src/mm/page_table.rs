@@ -19,7 +19,6 @@
 //! the values the queue recorded (links first, then alias downgrades, then a flush if anything
 //! present was taken away), and the tables built for the batch go back to the frame allocator.
 //! Multi-step operations (new user root, reclaim, teardown) put back their earlier steps too.
-#![deny(unsafe_code)]
 
 use super::addr::{MachineAddr, Mfn, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE_BYTES};
 use super::backend::{BatchFailure, FrameAccess, MmuExtOp, UvmFlush, XenMmu};

@@ -1,5 +1,4 @@
 //! Page-table entries and levels: an entry holds a machine frame number and x86 flags.
-#![deny(unsafe_code)]
 
 use super::addr::{Mfn, VirtAddr, PAGE_SHIFT};
 

@@ -10,7 +10,6 @@
 //! exactly ([`UpdateQueue::undo`]). Reads of pending values go through a small open-addressing
 //! index (entry address -> slot), so a batch of 512 entries built by a walk that checks the queue
 //! at every level costs a constant per lookup, not a scan.
-#![deny(unsafe_code)]
 
 use super::addr::MachineAddr;
 use crate::xen::abi::MmuUpdate;

@@ -9,7 +9,6 @@
 //! Lock order: [`CURRENT`] (the process), then `mm::kernel::MM` (the memory manager), then
 //! [`SHARED`] (the frames every run shares). The page-fault handler of the kernel only ever
 //! *tries* MM, and the watchdog only tries CURRENT, so neither can deadlock against a holder.
-#![deny(unsafe_code)]
 
 use core::ops::Range;
 use core::sync::atomic::{AtomicU64, Ordering};

@@ -3,7 +3,6 @@
 //!
 //! Entry: `syscall` with the number in rax, arguments in rdi, rsi, rdx, r10, r8, r9; result in
 //! rax, `-errno` (-4095..=-1) on failure; rcx and r11 are clobbered.
-#![deny(unsafe_code)]
 
 use core::fmt;
 use core::ops::Range;

@@ -17,7 +17,6 @@
 //! program run when scoped). With a scope, calls are counted only while a program runs (every
 //! program, or the one named), from 1 at the start of each run, so that one boot injects into
 //! every program at once. The suite prints one `inject:` line per program and point.
-#![deny(unsafe_code)]
 
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -2,11 +2,11 @@
 
 use core::arch::asm;
 
+use super::choice::SelfTest;
 use crate::arch::x86_64::exception;
 use crate::arch::x86_64::trap_frame::TrapFrame;
-use crate::arch::x86_64::user::{AfterTrap, UserHandlers};
+use crate::arch::x86_64::user::{AfterTrap, StackPages, UserHandlers};
 use crate::check;
-use crate::cmdline::SelfTest;
 use crate::testing::expect::{self, Expected};
 
 /// Runs one self-test. The fault tests do not return: the crash report ends the domain.
@@ -255,19 +255,18 @@ static USER_PROBE_HANDLERS: UserHandlers = UserHandlers {
     timer: user_probe_timer,
 };
 
-#[repr(C, align(4096))]
-struct StackPages([u8; 4 * 4096]);
-static mut PROBE_USER_STACK: StackPages = StackPages([0; 4 * 4096]);
-static mut PROBE_TRAP_STACK: StackPages = StackPages([0; 4 * 4096]);
+static PROBE_USER_STACK: StackPages<{ 4 * 4096 }> = StackPages::new();
+static PROBE_TRAP_STACK: StackPages<{ 4 * 4096 }> = StackPages::new();
 
 /// Enters user mode with the kernel's own L4 as the user base pointer (no isolation: this
 /// only proves the transitions), runs `user_probe`, and checks the value it exits with.
 fn user_mode_round_trip(kernel_l4_mfn: u64) {
     use crate::arch::x86_64::user;
     use crate::mm::{Mfn, MmuExtOp, XenMmu};
-    let user_stack_top = core::ptr::addr_of!(PROBE_USER_STACK) as u64 + 4 * 4096;
-    let trap_stack_top = core::ptr::addr_of!(PROBE_TRAP_STACK) as u64 + 4 * 4096;
-    crate::arch::x86_64::crash::register_stack(trap_stack_top - 4 * 4096..trap_stack_top);
+    let user_stack_top = PROBE_USER_STACK.range().end;
+    let trap_stack = PROBE_TRAP_STACK.range();
+    let trap_stack_top = trap_stack.end;
+    crate::arch::x86_64::crash::register_stack(trap_stack);
     if let Err(e) = user::set_kernel_stack(trap_stack_top) {
         check!(Error, "user: HYPERVISOR_stack_switch: {e}");
         return;

@@ -106,22 +106,43 @@ pub fn init() -> Result<(), XenError> {
     )
 }
 
-/// The stack Xen switches to when user mode enters the kernel, with a guard page below it.
+/// Pages used as a stack by the CPU and Xen: only their addresses are handed out, no Rust
+/// reference to their contents is ever made.
 #[repr(C, align(4096))]
-struct TrapStack {
-    guard: [u8; 4096],
-    stack: [u8; TRAP_STACK_BYTES],
+pub struct StackPages<const BYTES: usize>(UnsafeCell<[u8; BYTES]>);
+
+// SAFETY: the contents are never read or written as Rust data (only through the addresses
+// `range` gives, by the CPU and Xen, on one vCPU), so sharing the static is sound.
+unsafe impl<const BYTES: usize> Sync for StackPages<BYTES> {}
+
+impl<const BYTES: usize> StackPages<BYTES> {
+    pub const fn new() -> Self {
+        StackPages(UnsafeCell::new([0; BYTES]))
+    }
+
+    /// The addresses the pages span.
+    pub fn range(&self) -> core::ops::Range<u64> {
+        let start = self.0.get() as u64;
+        start..start + BYTES as u64
+    }
 }
+
+impl<const BYTES: usize> Default for StackPages<BYTES> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 const TRAP_STACK_BYTES: usize = 64 * 1024;
+/// The stack Xen switches to when user mode enters the kernel, with a guard page below it.
 #[link_section = ".bss.page_aligned"]
-static mut TRAP_STACK: TrapStack = TrapStack { guard: [0; 4096], stack: [0; TRAP_STACK_BYTES] };
+static TRAP_STACK: StackPages<{ 4096 + TRAP_STACK_BYTES }> = StackPages::new();
 
 /// The kernel stack for entries from user mode: the address of its guard page (to be unmapped)
 /// and the stack's range (its top goes to [`set_kernel_stack`]).
 pub fn trap_stack() -> (u64, core::ops::Range<u64>) {
-    let guard = core::ptr::addr_of!(TRAP_STACK) as u64;
-    let bottom = guard + 4096;
-    (guard, bottom..bottom + TRAP_STACK_BYTES as u64)
+    let pages = TRAP_STACK.range();
+    (pages.start, pages.start + 4096..pages.end)
 }
 
 /// Sets the stack Xen switches to when user mode enters the kernel (HYPERVISOR_stack_switch).
