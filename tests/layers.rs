@@ -129,16 +129,26 @@ fn violations(relative: &Path, source: &str) -> Vec<String> {
     found
 }
 
+/// Every .rs file of kernel/src: its path under kernel/src and its text.
+fn kernel_sources() -> Vec<(PathBuf, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel/src");
+    let mut paths = Vec::new();
+    rust_files(&src, &mut paths);
+    assert!(paths.len() > 50, "found only {} files under {}", paths.len(), src.display());
+    paths
+        .iter()
+        .map(|p| {
+            let source = fs::read_to_string(p).expect("a readable source file");
+            (p.strip_prefix(&src).expect("under kernel/src").to_path_buf(), source)
+        })
+        .collect()
+}
+
 #[test]
 fn kernel_layers_import_downward_only() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel/src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    assert!(files.len() > 50, "found only {} files under {}", files.len(), src.display());
     let mut found = Vec::new();
-    for file in &files {
-        let source = fs::read_to_string(file).expect("a readable source file");
-        found.extend(violations(file.strip_prefix(&src).expect("under kernel/src"), &source));
+    for (relative, source) in kernel_sources() {
+        found.extend(violations(&relative, &source));
     }
     assert!(found.is_empty(), "upward imports (see docs/architecture.md):\n{}", found.join("\n"));
 }
@@ -209,16 +219,7 @@ fn allowed_unsafe_modules(files: &[(PathBuf, String)]) -> Vec<String> {
 /// Unsafe code is denied once, in lib.rs, and allowed only on the modules lib.rs lists.
 #[test]
 fn unsafe_code_is_allowed_only_where_lib_rs_lists_it() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel/src");
-    let mut paths = Vec::new();
-    rust_files(&src, &mut paths);
-    let files: Vec<(PathBuf, String)> = paths
-        .iter()
-        .map(|p| {
-            let source = fs::read_to_string(p).expect("a readable source file");
-            (p.strip_prefix(&src).expect("under kernel/src").to_path_buf(), source)
-        })
-        .collect();
+    let files = kernel_sources();
     let lib = &files.iter().find(|(p, _)| p == Path::new("lib.rs")).expect("lib.rs").1;
     assert!(lib.lines().any(|l| l == "#![deny(unsafe_code)]"), "lib.rs must deny unsafe_code");
     for (relative, source) in &files {
