@@ -629,7 +629,7 @@ impl Machine {
     }
 
     fn apply_update(&mut self, update: &MmuUpdate) -> Result<(), Violation> {
-        if update.command() != 0 {
+        if update.command() != u64::from(crate::xen::abi::MMU_NORMAL_PT_UPDATE) {
             return Err(Violation::BadCommand { ptr: update.ptr });
         }
         let mfn = update.entry_addr().mfn();
