@@ -54,7 +54,7 @@ fn xen_itself_refuses_the_injected_entry_and_the_kernel_runs_on() {
     // would not be -22: see NOT_REFUSED in kernel/src/xen/mmu.rs).
     assert!(
         lines.contains(
-            &"# c_hello: after the injected failure, 1 failed kernel call(s), first: mapping a user page (errno -22)"
+            &"# c_hello: after the injected failure, 1 failed kernel call(s), first: mapping a user page (Xen: EINVAL (-22))"
         ),
         "Xen's EINVAL"
     );
@@ -105,7 +105,7 @@ fn a_boot_critical_failure_ends_in_a_crash_report_naming_it() {
     let run = boot("inject=mmu_update:nth=1 inject_seed=3 selftest=none");
     assert_boot_critical_crash(
         &run,
-        "boot: memory manager: building the direct map: Hypervisor(BatchFailure { done: 3, errno: XenErrno(-22) })",
+        "boot: memory manager: building the direct map: Hypervisor(BatchFailure { done: 3, errno: EINVAL (-22) })",
         "    injected: mmu_update failure at call 1",
     );
 }

@@ -1,6 +1,8 @@
 //! The boot sequence, from Xen's entry to the verdict.
 
-use crate::arch::x86_64::{crash, traps, user};
+use crate::arch::x86_64::page_fault::PageFault;
+use crate::arch::x86_64::traps::{self, FatalReason, KernelHandlers};
+use crate::arch::x86_64::{crash, user};
 use crate::check;
 use crate::cmdline;
 use crate::mm;
@@ -18,6 +20,15 @@ extern "C" {
     static boot_stack_bottom: u8;
 }
 
+/// The kernel's policy for its own traps: the memory manager backs what it can, a test may
+/// have announced the trap, and anything else is fatal (arch's `route` reads these in order).
+const KERNEL_TRAP_HANDLERS: KernelHandlers =
+    KernelHandlers { page_fault: kernel_page_fault, expected: crate::testing::expect::consume };
+
+fn kernel_page_fault(fault: &PageFault) -> Result<(), FatalReason> {
+    mm::kernel::handle_page_fault(fault).map_err(|e| FatalReason::new(format_args!("{e}")))
+}
+
 /// Written at the boot stack's bottom before the memory manager is built, checked after.
 const BOOT_STACK_CANARY: u64 = 0x6661_756c_746c_696e;
 
@@ -27,6 +38,9 @@ const BOOT_STACK_CANARY: u64 = 0x6661_756c_746c_696e;
 /// Only Xen's entry path calls this, once, with the start_info pointer Xen passed in %rsi.
 #[no_mangle]
 pub unsafe extern "C" fn kernel_start(start_info: *const start_info) -> ! {
+    // The slots that map Xen's shared pages take their page-table entries from mm (the console
+    // ring is the first, just below).
+    crate::xen::slots::set_entry_format(|machine_addr| mm::Pte::kernel_data(machine_addr).0);
     if !hypercall::page_is_written() {
         // No hypercall can work, so nothing can be printed: crash loudly with an undefined
         // instruction before the trap table exists (Xen then crashes the domain).
@@ -53,7 +67,7 @@ pub unsafe extern "C" fn kernel_start(start_info: *const start_info) -> ! {
             raw.shared_info
         ));
     }
-    if let Err(e) = traps::install() {
+    if let Err(e) = traps::install(KERNEL_TRAP_HANDLERS) {
         boot_error(format_args!("HYPERVISOR_set_trap_table: {e}"));
     }
     if let Err(e) = user::init() {

@@ -12,7 +12,6 @@
 //! The lines are `trace: <n> <kind> key=value ...`, numbered from 1, and a last line
 //! `trace: end steps=<n>`. [`SCHEMA`] lists each kind's keys in order: `cargo xtask trace`
 //! checks every line against it and draws the sequence diagram of docs/page-fault.md.
-#![deny(unsafe_code)]
 
 use core::fmt;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -20,8 +19,9 @@ use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use crate::arch::x86_64::page_fault::PageFault;
 use crate::arch::x86_64::trap_frame::TrapFrame;
 use crate::mm::addr::{MachineAddr, Pfn, VirtAddr, PAGE_SIZE_BYTES};
-use crate::mm::backend::{BatchFailure, MmuUpdate};
+use crate::mm::backend::BatchFailure;
 use crate::mm::pte::{Level, Pte, PteFlags};
+use crate::xen::abi::MmuUpdate;
 
 /// Every kind of line and its keys, in the order they are printed.
 pub const SCHEMA: [(&str, &[&str]); 12] = [
@@ -257,7 +257,7 @@ impl fmt::Display for Step {
             }
             Step::BatchDone { result, count } => match result {
                 Ok(()) => write!(f, " result=ok done={count}"),
-                Err(e) => write!(f, " result={} done={}", e.errno.0, e.done),
+                Err(e) => write!(f, " result=-{} done={}", e.errno.0, e.done),
             },
             Step::Iret { rip, cs, rflags, rsp, ss } => write!(
                 f,

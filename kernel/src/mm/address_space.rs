@@ -23,7 +23,6 @@
 //! TLB: the user's translations may survive the switch to the kernel's tables (with global pages
 //! or PCIDs, XEN-NOTES section 5), so every operation that removes or downgrades a user entry
 //! owes a full local flush, and a frame goes back to the pool only after that flush.
-#![deny(unsafe_code)]
 
 use alloc::vec::Vec;
 use core::ops::Range;

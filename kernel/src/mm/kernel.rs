@@ -17,15 +17,15 @@ use super::addr::{Pfn, VirtAddr, PAGE_SIZE_BYTES};
 use super::boot_layout::BootLayout;
 use super::fault::{classify, FaultAction, Region, RegionKind, UnexpectedFault};
 use super::frame::{FrameAllocator, FrameError, FrameSource, BITMAP_WORDS_4GIB, MAX_FRAMES_4GIB};
+use super::hypercall_mmu::HypercallMmu;
 use super::layout::{AliasWindow, DIRECT_MAP_BASE, KERNEL_VIRT_BASE};
 use super::p2m::P2m;
 use super::page_table::{MmError, PageTables};
 use super::pte::PteFlags;
 use super::window_access::{machine_to_phys_table, WindowAccess};
-use crate::arch::x86_64::trap_frame::TrapFrame;
-use crate::xen::mmu::HypercallMmu;
+use crate::arch::x86_64::page_fault::PageFault;
 use crate::xen::start_info::StartInfo;
-use crate::xen::{abi, hypercall, shared_info, slots, XenError};
+use crate::xen::{abi, hypercall, slots, XenError};
 
 pub type KernelTables = PageTables<'static, HypercallMmu, WindowAccess>;
 
@@ -108,8 +108,10 @@ struct Bitmaps {
     frames: [u64; BITMAP_WORDS_4GIB],
     tables: [u64; BITMAP_WORDS_4GIB],
 }
-static mut BITMAPS: Bitmaps =
-    Bitmaps { frames: [0; BITMAP_WORDS_4GIB], tables: [0; BITMAP_WORDS_4GIB] };
+/// A one-shot cell: `init` takes the bitmaps for good by leaking the guard (a second `init`
+/// finds the lock held and is refused).
+static BITMAPS: spin::Mutex<Bitmaps> =
+    spin::Mutex::new(Bitmaps { frames: [0; BITMAP_WORDS_4GIB], tables: [0; BITMAP_WORDS_4GIB] });
 
 extern "C" {
     static boot_stack_guard: u8;
@@ -126,6 +128,8 @@ pub fn p2m_list_address() -> u64 {
 /// Why the memory manager could not be built.
 #[derive(Debug)]
 pub enum InitError {
+    /// `init` ran before: the bitmaps are taken.
+    Twice,
     TooMuchMemory(u64),
     Xen(&'static str, XenError),
     Frames(FrameError),
@@ -135,6 +139,7 @@ pub enum InitError {
 impl fmt::Display for InitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Twice => write!(f, "the memory manager is initialised once"),
             Self::TooMuchMemory(n) => {
                 write!(f, "{n} pages is more than the {MAX_FRAMES_4GIB} this kernel tracks")
             }
@@ -186,8 +191,7 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), InitError> {
     let (reserved, reserved_count) = layout.reserved();
     let reserved = &reserved[..reserved_count];
 
-    // SAFETY: `init` runs once, at boot, before anything else uses BITMAPS.
-    let bitmaps = unsafe { &mut *core::ptr::addr_of_mut!(BITMAPS) };
+    let bitmaps = BITMAPS.try_lock().map(spin::MutexGuard::leak).ok_or(InitError::Twice)?;
     let words = (nr_pages as usize).div_ceil(64);
     let frames = FrameAllocator::new(&mut bitmaps.frames[..words], nr_pages, reserved)
         .map_err(InitError::Frames)?;
@@ -343,14 +347,7 @@ fn boot_regions() -> [Region; 5] {
     ]
 }
 
-/// What the page-fault handler did.
-pub enum PageFault {
-    /// A frame was mapped; the faulting instruction can run again.
-    Handled,
-    /// Not handled; the reason for the crash report.
-    Fatal(FatalFault),
-}
-
+/// Why a kernel-mode page fault was not handled, for the crash report.
 pub enum FatalFault {
     NoMemoryManager,
     InsideMemoryManager,
@@ -379,18 +376,17 @@ impl fmt::Display for FatalFault {
     }
 }
 
-/// The #PF handler: cr2 from vcpu_info (read first: it is only valid until the next fault),
-/// the error code from the frame, then `classify` decides.
-pub fn handle_page_fault(frame: &TrapFrame) -> PageFault {
-    let cr2 = shared_info::cr2().unwrap_or(0);
+/// The handler of a page fault in kernel mode (arch decoded it, cr2 included): `classify`
+/// decides; `Ok` once a frame is mapped and the faulting instruction can run again.
+pub fn handle_page_fault(fault: &PageFault) -> Result<(), FatalFault> {
+    let fault = *fault;
     let Some(mut guard) = MM.try_lock() else {
-        return PageFault::Fatal(FatalFault::InsideMemoryManager);
+        return Err(FatalFault::InsideMemoryManager);
     };
-    let Some(mm) = guard.as_mut() else { return PageFault::Fatal(FatalFault::NoMemoryManager) };
-    let fault = crate::arch::x86_64::page_fault::PageFault::decode(frame.error_code, cr2);
-    let Ok(va) = VirtAddr::try_new(cr2) else {
+    let Some(mm) = guard.as_mut() else { return Err(FatalFault::NoMemoryManager) };
+    let Ok(va) = VirtAddr::try_new(fault.address) else {
         mm.faults.unexpected += 1;
-        return PageFault::Fatal(FatalFault::Unexpected(UnexpectedFault::OutsideRegions));
+        return Err(FatalFault::Unexpected(UnexpectedFault::OutsideRegions));
     };
     match classify(va, fault, mm.regions()) {
         FaultAction::MapZeroed { page, flags } => {
@@ -398,27 +394,27 @@ pub fn handle_page_fault(frame: &TrapFrame) -> PageFault {
             match mm.tables.map_zeroed(root, page, flags, &mut mm.frames) {
                 Ok(_) => {
                     mm.faults.demand_zero += 1;
-                    PageFault::Handled
+                    Ok(())
                 }
                 Err(MmError::Frame(FrameError::Exhausted)) => {
                     mm.faults.unexpected += 1;
                     let region =
                         mm.regions().iter().find(|r| r.contains(page)).map_or("?", |r| r.name);
-                    PageFault::Fatal(FatalFault::OutOfFrames(region))
+                    Err(FatalFault::OutOfFrames(region))
                 }
                 Err(e) => {
                     mm.faults.unexpected += 1;
-                    PageFault::Fatal(FatalFault::MapFailed(e))
+                    Err(FatalFault::MapFailed(e))
                 }
             }
         }
         FaultAction::KernelStackOverflow { region } => {
             mm.faults.stack_overflow += 1;
-            PageFault::Fatal(FatalFault::StackOverflow(region))
+            Err(FatalFault::StackOverflow(region))
         }
         FaultAction::Unexpected(reason) => {
             mm.faults.unexpected += 1;
-            PageFault::Fatal(FatalFault::Unexpected(reason))
+            Err(FatalFault::Unexpected(reason))
         }
     }
 }

@@ -19,10 +19,9 @@
 //! the values the queue recorded (links first, then alias downgrades, then a flush if anything
 //! present was taken away), and the tables built for the batch go back to the frame allocator.
 //! Multi-step operations (new user root, reclaim, teardown) put back their earlier steps too.
-#![deny(unsafe_code)]
 
 use super::addr::{MachineAddr, Mfn, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE_BYTES};
-use super::backend::{BatchFailure, FrameAccess, MmuExtOp, MmuUpdate, UvmFlush, XenErrno, XenMmu};
+use super::backend::{BatchFailure, FrameAccess, MmuExtOp, UvmFlush, XenMmu};
 use super::bitmap::{words_for_bits, Bitmap};
 use super::frame::{FrameError, FrameSource};
 use super::layout::{is_guest_l4_slot, AliasWindow};
@@ -31,6 +30,8 @@ use super::pte::{Level, Pte, PteFlags, ENTRIES_PER_TABLE};
 use super::queue::{UpdateQueue, QUEUE_CAPACITY};
 use super::stats::MmStats;
 use crate::trace::{self, Step};
+use crate::xen::abi::MmuUpdate;
+use crate::xen::XenError;
 
 /// Flags of an entry that points to a lower table. Permissions are decided at the leaf.
 pub const TABLE_FLAGS: PteFlags = PteFlags::PRESENT
@@ -69,7 +70,7 @@ pub enum MmError {
     /// Xen refused an `mmu_update` / `mmuext_op` batch (entries before `done` were applied).
     Hypervisor(BatchFailure),
     /// Xen refused a single call.
-    HypervisorCall(XenErrno),
+    HypervisorCall(XenError),
 }
 
 impl From<FrameError> for MmError {

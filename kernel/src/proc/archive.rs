@@ -10,7 +10,6 @@
 //! - Structure errors (checksum, type flag, size, truncation) are the crate's; name rules,
 //!   duplicates and empty files are checked here, per entry, so one bad entry does not stop the
 //!   others.
-#![deny(unsafe_code)]
 
 use core::fmt;
 

@@ -22,7 +22,6 @@
 //! `null text data heap mmap stack guard unmapped kernel non-canonical` ([`Region`]).
 //! Examples: `exit 3`; `killed #PF read not-present at 0x0`; `killed #PF write protection in
 //! text`; `killed #UD`; `exit 0; runs 2`.
-#![deny(unsafe_code)]
 
 use core::fmt;
 

@@ -10,7 +10,6 @@
 //!                NULL, argv[argc - 1] .. argv[0]
 //!  rsp ------->  argc                                   (rsp % 16 == 0, SysV ABI)
 //! ```
-#![deny(unsafe_code)]
 
 use core::fmt;
 

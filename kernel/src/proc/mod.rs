@@ -1,5 +1,4 @@
 //! Processes: test-program archives, ELF images, expectations, user mode.
-#![deny(unsafe_code)]
 
 pub mod archive;
 pub mod elf;

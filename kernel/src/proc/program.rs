@@ -1,6 +1,5 @@
 //! A test program ready to run: its archive entry, checked load plan and expectation, or the
 //! reason it cannot run (naming the program).
-#![deny(unsafe_code)]
 
 use core::fmt;
 

@@ -5,7 +5,6 @@
 //! `fault_around=32` pages mapped around a fault on a shared file page (0: off; a power of two up
 //! to 64); `prefault=16` zeroed pages mapped ahead of a sequential zero-fill fault (0: off; up to
 //! 64).
-#![deny(unsafe_code)]
 
 use core::fmt;
 

@@ -189,8 +189,8 @@ fn run_once(
             // failure, failed kernel calls are its consequence: a comment names them.
             let (errors, first_error) = process::take_kernel_errors();
             let kernel = match (injected, first_error) {
-                (Some(_), Some((what, errno))) => {
-                    crate::println!("# {}: after the injected failure, {errors} failed kernel call(s), first: {what} (errno {errno})", image.name);
+                (Some(_), Some(first)) => {
+                    crate::println!("# {}: after the injected failure, {errors} failed kernel call(s), first: {first}", image.name);
                     None
                 }
                 (_, first) => first.map(|e| (errors, e)),
@@ -269,7 +269,7 @@ fn run_once(
 /// What went wrong around one run besides its outcome: the kernel's own failed calls (their
 /// count and the first), frames not back in the pool, and what the audit found.
 struct Problem {
-    kernel: Option<(u64, (&'static str, i64))>,
+    kernel: Option<(u64, process::KernelError)>,
     leaked: i64,
     audit: Mismatches,
 }
@@ -283,8 +283,8 @@ impl Problem {
 impl core::fmt::Display for Problem {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let mut sep = "";
-        if let Some((count, (what, errno))) = self.kernel {
-            write!(f, "KERNEL: {count} failed kernel call(s) during the run, first: {what} (errno {errno})")?;
+        if let Some((count, first)) = self.kernel {
+            write!(f, "KERNEL: {count} failed kernel call(s) during the run, first: {first}")?;
             sep = "; ";
         }
         if self.leaked != 0 {

@@ -3,7 +3,6 @@
 //!
 //! Entry: `syscall` with the number in rax, arguments in rdi, rsi, rdx, r10, r8, r9; result in
 //! rax, `-errno` (-4095..=-1) on failure; rcx and r11 are clobbered.
-#![deny(unsafe_code)]
 
 use core::fmt;
 use core::ops::Range;
@@ -37,6 +36,7 @@ pub const SYS_EXIT_GROUP: u64 = 231;
 #[repr(u16)]
 pub enum Errno {
     EPERM = 1,
+    EINTR = 4,
     EBADF = 9,
     ENOMEM = 12,
     EFAULT = 14,
@@ -50,6 +50,7 @@ impl Errno {
     pub const fn name(self) -> &'static str {
         match self {
             Errno::EPERM => "EPERM",
+            Errno::EINTR => "EINTR",
             Errno::EBADF => "EBADF",
             Errno::ENOMEM => "ENOMEM",
             Errno::EFAULT => "EFAULT",

@@ -23,7 +23,6 @@
 //! scope again and again, with the failure at call FROM, FROM+S, ... up to TO, and moves on to
 //! the next program after the first run that no longer reaches the position (see
 //! `proc::suite`). `cargo xtask sweep` boots with it; one case replays with `nth=`.
-#![deny(unsafe_code)]
 
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -32,8 +32,22 @@ pub const XENVER_EXTRAVERSION: u32 = 1;
 /// Size of `xen_extraversion_t`.
 pub const XEN_EXTRAVERSION_LEN: usize = 16;
 
-/// Xen public/xen.h: update_va_mapping flags. Local invalidation of the one address.
+/// Xen public/xen.h: update_va_mapping flags. No flush, a flush of the whole TLB, or the one
+/// address; `UVMF_LOCAL` (0) limits it to this vCPU.
+pub const UVMF_NONE: u64 = 0;
+pub const UVMF_TLB_FLUSH: u64 = 1;
 pub const UVMF_INVLPG: u64 = 2;
+pub const UVMF_LOCAL: u64 = 0;
+
+/// `struct mmu_update` of Xen public/xen.h: `ptr` is the machine address of the entry with the
+/// command (`MMU_NORMAL_PT_UPDATE`, ...) in its low two bits, `val` the new entry. Its own type
+/// (xen-sys's has no derives); the layout is asserted against xen-sys's below.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct MmuUpdate {
+    pub ptr: u64,
+    pub val: u64,
+}
 
 /// Xen public/xen.h: DOMID_SELF, for mmu_update / mmuext_op on our own tables.
 pub const DOMID_SELF: u16 = 0x7ff0;
@@ -160,6 +174,9 @@ mod tests {
         assert_eq!(size_of::<mmu_update>(), 16);
         assert_eq!(offset_of!(mmu_update, ptr), 0);
         assert_eq!(offset_of!(mmu_update, val), 8);
+        assert_eq!(size_of::<MmuUpdate>(), size_of::<mmu_update>());
+        assert_eq!(offset_of!(MmuUpdate, ptr), offset_of!(mmu_update, ptr));
+        assert_eq!(offset_of!(MmuUpdate, val), offset_of!(mmu_update, val));
         assert_eq!(size_of::<mmuext_op>(), 24);
         assert_eq!(offset_of!(mmuext_op, cmd), 0);
         assert_eq!(offset_of!(mmuext_op, arg1), 8);

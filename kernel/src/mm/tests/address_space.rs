@@ -14,10 +14,11 @@ use crate::mm::address_space::{
     Resolved, SegmentSpec, SharedPages, SpaceLimits, Tuning,
 };
 use crate::mm::areas::Prot;
-use crate::mm::backend::{FrameAccess, XenErrno};
+use crate::mm::backend::FrameAccess;
 use crate::mm::frame::FrameSource;
 use crate::mm::model::AccessFault;
 use crate::mm::user_layout::{Region, MMAP_BASE, PAGE_SIZE, STACK_TOP};
+use crate::xen::XenError;
 
 const NR_PAGES: u64 = 512;
 const TEXT: u64 = 0x40_0000;
@@ -997,7 +998,7 @@ fn apply_exactly(w: &mut World, all: &mut Spaces, op: Op) -> Result<(), TestCase
             all.current = 1 - c;
             all.spaces[all.current].activate(&mut w.f.pt).unwrap();
         }
-        Op::Refuse { step } => w.f.xen.machine().refuse_step(step, XenErrno::ENOMEM),
+        Op::Refuse { step } => w.f.xen.machine().refuse_step(step, XenError::ENOMEM),
         Op::RefuseFrame { nth } => w.f.frames.fail_allocation = Some(nth),
         Op::NewSpace => {
             let fresh = w.space(limits());
@@ -1100,7 +1101,7 @@ fn a_teardown_refused_at_any_step_still_gives_everything_back() {
         let before = w.used();
         let mut s = w.space(limits());
         w.write_byte(&mut s, DATA, 1).unwrap();
-        w.f.xen.machine().refuse_step(step, XenErrno::ENOMEM);
+        w.f.xen.machine().refuse_step(step, XenError::ENOMEM);
         w.teardown(s);
         assert_eq!(w.f.xen.machine().pending_refusals(), 0, "step {step} was reached");
         assert_eq!(w.used(), before, "refused at step {step}: every frame is back");
