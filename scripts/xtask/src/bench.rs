@@ -13,12 +13,12 @@
 //! and powers off; `--runs N` times each, alternating. Then faultline once more per fault-around
 //! window of [`SWEEP`] (the counts of the file-backed workloads against the window).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use faultline::proc::archive::pack;
+use faultline_abi::archive::pack;
+use faultline_abi::bench as bench_line;
 
 use crate::error::{Context, Error, Result};
 use crate::kernel::{build_kernel, Profile};
@@ -88,65 +88,26 @@ pub struct Sample {
     pub tsc: u64,
 }
 
-/// What faultline counted in a workload's window.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub faults: u64,
-    /// Hypercalls of every kind but the iret.
-    pub hypercalls: u64,
-    pub mmu_update: u64,
-    pub entries: u64,
-    pub mmuext: u64,
-    pub uva: u64,
-}
-
-impl Counts {
-    /// Entries per mmu_update call (0 without calls).
-    pub fn entries_per_call(&self) -> f64 {
-        if self.mmu_update == 0 {
-            0.0
-        } else {
-            self.entries as f64 / self.mmu_update as f64
-        }
-    }
-}
+/// What faultline counted in a workload's window (the `BENCH` line is faultline-abi's).
+pub use faultline_abi::bench::Counts;
 
 /// Parses the `BENCH` line in `line` (anywhere in it: faultline prefixes `# <program>: `).
 pub fn parse_line(line: &str) -> Option<Result<Sample>> {
-    let at = line.find("BENCH ")?;
-    let text = &line[at + "BENCH ".len()..];
-    let mut words = text.split_whitespace();
-    let workload = words.next()?.to_string();
-    let mut fields = BTreeMap::new();
-    for word in words {
-        let Some((key, value)) = word.split_once('=') else {
-            return Some(Err(Error::new(format!("not key=value: {word:?} in {line:?}"))));
-        };
-        let Ok(value) = value.parse::<u64>() else {
-            return Some(Err(Error::new(format!("not a number: {word:?} in {line:?}"))));
-        };
-        fields.insert(key, value);
-    }
-    let get = |key: &str| {
-        fields.get(key).copied().ok_or_else(|| Error::new(format!("no {key}= in {line:?}")))
+    let parsed = match bench_line::Line::find(line)? {
+        Ok(parsed) => parsed,
+        Err(e) => return Some(Err(Error::new(format!("{e} in {line:?}")))),
     };
-    let sample = (|| {
-        let counts = if fields.contains_key("faults") {
-            Some(Counts {
-                faults: get("faults")?,
-                hypercalls: get("hypercalls")?,
-                mmu_update: get("mmu_update")?,
-                entries: get("entries")?,
-                mmuext: get("mmuext")?,
-                uva: get("uva")?,
-            })
-        } else {
-            None
-        };
-        let minflt = if counts.is_none() { Some(get("minflt")?) } else { None };
-        Ok(Sample { workload, pages: get("pages")?, counts, minflt, tsc: get("tsc")? })
-    })();
-    Some(sample)
+    let (counts, minflt) = match parsed.measured {
+        bench_line::Measured::Faultline(counts) => (Some(counts), None),
+        bench_line::Measured::Linux { minflt } => (None, Some(minflt)),
+    };
+    Some(Ok(Sample {
+        workload: parsed.workload.to_string(),
+        pages: parsed.pages,
+        counts,
+        minflt,
+        tsc: parsed.tsc,
+    }))
 }
 
 /// Every `BENCH` line of a console log.

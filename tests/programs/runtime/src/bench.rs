@@ -2,12 +2,7 @@
 //! `cargo xtask bench`).
 //!
 //! A [`Probe`] reads the counters and the TSC before the workload and again after it, and prints
-//! one line the runner parses:
-//!
-//! ```text
-//! BENCH <workload> pages=<n> faults=<f> hypercalls=<h> mmu_update=<c> entries=<e> mmuext=<m> uva=<u> tsc=<t>
-//! BENCH <workload> pages=<n> minflt=<f> tsc=<t>                               (on Linux)
-//! ```
+//! one `BENCH` line the runner parses (`faultline_abi::bench`).
 //!
 //! On faultline the counts come from `faultline_counters` (0x66610001, docs/abi.md): `hypercalls`
 //! are the hypercalls of every kind but the iret (a fault's iret, a syscall's, an event
@@ -16,17 +11,14 @@
 //! no hypercalls to count; `minflt` is the minor faults `getrusage` reports. `tsc` is `rdtsc`
 //! after an `lfence` at each end.
 
+use faultline_abi::bench::{Counts, Line, Measured};
+use faultline_abi::syscall::counters::{self, COUNT as COUNTERS};
+
 use crate::start::{Start, AT_FAULTLINE_KERNEL_ADDRESS};
-use crate::sys;
+use crate::sys::{self, SYS_FAULTLINE_COUNTERS, SYS_GETRUSAGE};
 
-pub const SYS_FAULTLINE_COUNTERS: u64 = 0x6661_0001;
-pub const SYS_GETRUSAGE: u64 = 98;
-/// hypercalls (irets included), mmu_update calls, mmu_update entries, mmuext_op calls, mmuext
-/// ops, update_va_mapping calls, irets, page faults from user mode.
-pub const COUNTERS: usize = 8;
-
-/// The kernel's counters since boot.
-fn read_counters() -> Result<[u64; COUNTERS], u64> {
+/// The kernel's counters since boot (indices: `sys::counters`); `Err(0)` if it gives fewer.
+pub fn read_counters() -> Result<[u64; COUNTERS], u64> {
     let mut out = [0u64; COUNTERS];
     // SAFETY: the call writes at most COUNTERS words into `out`.
     let n = unsafe {
@@ -94,25 +86,23 @@ impl Probe {
     /// Reads the TSC, then the counters, and prints the `BENCH` line.
     pub fn stop(self, workload: &str, pages: u64) {
         let ticks = tsc() - self.tsc;
-        match self.before {
+        let measured = match self.before {
             Before::Faultline(b) => {
                 let a = read_counters().unwrap_or_else(|e| no_counters(e));
                 let d = |i: usize| a[i] - b[i];
-                crate::println!(
-                    "BENCH {workload} pages={pages} faults={} hypercalls={} mmu_update={} entries={} mmuext={} uva={} tsc={ticks}",
-                    d(7),
-                    d(0) - d(6),
-                    d(1),
-                    d(2),
-                    d(3),
-                    d(5)
-                );
+                let counts = Counts {
+                    faults: d(counters::USER_FAULTS),
+                    hypercalls: d(counters::HYPERCALLS) - d(counters::IRETS),
+                    mmu_update: d(counters::MMU_UPDATE_CALLS),
+                    entries: d(counters::MMU_UPDATE_ENTRIES),
+                    mmuext: d(counters::MMUEXT_CALLS),
+                    uva: d(counters::UPDATE_VA_MAPPING_CALLS),
+                };
+                Measured::Faultline(counts)
             }
-            Before::Linux(b) => {
-                let minflt = minor_faults().unwrap_or(b) - b;
-                crate::println!("BENCH {workload} pages={pages} minflt={minflt} tsc={ticks}");
-            }
-        }
+            Before::Linux(b) => Measured::Linux { minflt: minor_faults().unwrap_or(b) - b },
+        };
+        crate::println!("{}", Line { workload, pages, measured, tsc: ticks });
     }
 }
 

@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use faultline::proc::archive::{self, Name};
+use faultline_abi::archive::{self, Name};
 use faultline::proc::elf;
-use faultline::proc::expect::{Expectation, Expected, TapPlan, NOTE_NAME, NOTE_TYPE_EXPECT};
+use faultline::proc::expect::{Expectation, Expected, TapPlan};
+use faultline_abi::note;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -53,7 +54,7 @@ fn load(path: &Path) -> Result<Checked, String> {
     Name::new(&name).map_err(|e| format!("{}: {e}", path.display()))?;
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let plan = elf::load_plan(&bytes).map_err(|e| format!("{name}: bad ELF: {e}"))?;
-    let note = elf::find_note(&bytes, NOTE_NAME, u64::from(NOTE_TYPE_EXPECT)).map_err(|e| format!("{name}: bad ELF: {e}"))?;
+    let note = elf::find_note(&bytes, note::NAME, u64::from(note::TYPE_EXPECT)).map_err(|e| format!("{name}: bad ELF: {e}"))?;
     let expectation = match note {
         Some(desc) => Expectation::parse(desc).map_err(|e| format!("{name}: {e}"))?,
         None => Expectation::default(),

@@ -17,15 +17,13 @@
 use core::ptr::{read_volatile, write_volatile};
 
 use rt::bench::{self, Kernel, Probe};
-use rt::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+use rt::sys::{self, MAP_ANONYMOUS, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 
 rt::entry!(main);
 
 const PAGE: u64 = 4096;
 const DEFAULT_PAGES: u64 = 4096;
 const MAX_PAGES: u64 = 32768;
-const MAP_POPULATE: u64 = 0x8000;
-const MAP_NORESERVE: u64 = 0x4000;
 const L1_SPAN: u64 = 2 << 20;
 
 /// File-backed pages to read: their own 64 KiB-aligned block of .rodata, in the file.
