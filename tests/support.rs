@@ -123,7 +123,7 @@ impl Boot {
     /// Fails with the log unless the guest's last line is `Test result: <verdict>`.
     #[track_caller]
     pub fn assert_last_line_is_verdict(&self, verdict: Verdict) -> &Self {
-        let expected = format!("Test result: {verdict}");
+        let expected = format!("{}{verdict}", faultline_abi::verdict::RESULT_PREFIX);
         self.check(
             self.last_guest_line().trim() == expected && self.outcome.verdict == Some(verdict),
             &format!("the guest's last line is {:?}, not {expected:?}", self.last_guest_line()),

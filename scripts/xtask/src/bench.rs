@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use faultline_abi::archive::pack;
 use faultline_abi::bench as bench_line;
+use faultline_abi::verdict;
 
 use crate::error::{Context, Error, Result};
 use crate::kernel::{build_kernel, Profile};
@@ -191,24 +192,27 @@ enum Guest {
 
 /// The cpio of the Linux guest's initramfs: busybox, the bench programs and `/init`.
 fn linux_initramfs(busybox: &[u8], programs: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut init = String::from(
+    let mut init = format!(
         "#!/bin/busybox sh\n\
          # The bench's Linux guest (scripts/xtask/src/bench.rs): run each program, print its\n\
          # BENCH lines on hvc0, power off.\n\
          /bin/busybox mount -t proc proc /proc\n\
          echo \"bench-linux: Linux $(/bin/busybox uname -r)\"\n\
-         result=SUCCESS\n",
+         result={}\n",
+        verdict::Verdict::Success.word()
     );
     for (name, _) in programs {
         let times = if name == "bench_text" { TEXT_RUNS } else { 1 };
         for _ in 0..times {
             let _ = writeln!(
                 init,
-                "/bench/{name} || {{ echo \"bench-linux: {name} failed with status $?\"; result=FAILURE; }}"
+                "/bench/{name} || {{ echo \"bench-linux: {name} failed with status $?\"; result={}; }}",
+                verdict::Verdict::Failure.word()
             );
         }
     }
-    init.push_str("echo \"Test result: $result\"\n/bin/busybox poweroff -f\n");
+    // The verdict line the runner reads from every guest, faultline or Linux.
+    let _ = writeln!(init, "echo \"{}$result\"\n/bin/busybox poweroff -f", verdict::RESULT_PREFIX);
     let mut writer = cpio::Writer::after(Vec::new());
     for dir in ["bin", "dev", "proc", "bench"] {
         writer.directory(dir);
