@@ -1,7 +1,7 @@
 //! What a test program declares should happen to it, how that compares with what did, and the
 //! TAP line that reports it.
 //!
-//! The declaration is an ELF note: name `"faultline"`, type [`NOTE_TYPE_EXPECT`], descriptor the
+//! The declaration is an ELF note (`faultline_abi::note`: name `"faultline"`, type 1), descriptor the
 //! text below (ASCII, trailing NULs ignored). A program without one is expected to `exit 0`.
 //!
 //! ```text
@@ -28,10 +28,6 @@ use core::fmt;
 pub use crate::arch::x86_64::page_fault::{Access, PageFault};
 use crate::mm::user_layout::Region;
 
-/// The note's name.
-pub const NOTE_NAME: &str = "faultline";
-/// The note's type for an expectation.
-pub const NOTE_TYPE_EXPECT: u32 = 1;
 /// Most runs one program may ask for.
 pub const RUNS_MAX: u8 = 8;
 

@@ -5,7 +5,7 @@ use core::sync::atomic::Ordering;
 use super::expect::{Access, Cause, Outcome};
 use super::process::{self, SegmentBase, COUNTERS};
 use super::syscall_abi::{
-    self, ArchPrctl, Clock, Errno, Iovec, SysResult, Syscall, Timespec, UnknownSyscall,
+    self, counters, ArchPrctl, Clock, Errno, Iovec, SysResult, Syscall, Timespec, UnknownSyscall,
 };
 use crate::arch::x86_64::trap_frame::TrapFrame;
 use crate::arch::x86_64::user::AfterTrap;
@@ -176,32 +176,30 @@ fn mmap(request: syscall_abi::MmapRequest) -> SysResult {
     })
 }
 
-/// faultline's counters since boot, for programs that measure what a call cost (docs/abi.md):
-/// hypercalls with the irets, then mmu_update calls and entries, mmuext_op calls and ops,
-/// update_va_mapping calls, irets, page faults from user mode. Checked whole before anything is
-/// written.
+/// faultline's counters since boot, for programs that measure what a call cost (docs/abi.md,
+/// `faultline_abi::syscall::counters`). Checked whole before anything is written.
 fn faultline_counters(out: u64, count: u64) -> SysResult {
-    let n = count.min(syscall_abi::FAULTLINE_COUNTERS) as usize;
+    let n = count.min(counters::COUNT as u64) as usize;
     let len = n * 8;
     process::check_user(out, len, Access::Write)?;
     let (entries, ops) = crate::mm::kernel::batch_entries();
     let irets = hypercall::irets();
-    let values = [
-        hypercall::total() + irets,
-        hypercall::count(crate::xen::abi::__HYPERVISOR_mmu_update),
-        entries,
-        hypercall::count(crate::xen::abi::__HYPERVISOR_mmuext_op),
-        ops,
-        hypercall::count(crate::xen::abi::__HYPERVISOR_update_va_mapping),
-        irets,
-        COUNTERS.user_faults.load(Ordering::Relaxed),
-    ];
-    let mut bytes = [0u8; syscall_abi::FAULTLINE_COUNTERS as usize * 8];
+    let mut values = [0u64; counters::COUNT];
+    values[counters::HYPERCALLS] = hypercall::total() + irets;
+    values[counters::MMU_UPDATE_CALLS] = hypercall::count(crate::xen::abi::__HYPERVISOR_mmu_update);
+    values[counters::MMU_UPDATE_ENTRIES] = entries;
+    values[counters::MMUEXT_CALLS] = hypercall::count(crate::xen::abi::__HYPERVISOR_mmuext_op);
+    values[counters::MMUEXT_OPS] = ops;
+    values[counters::UPDATE_VA_MAPPING_CALLS] =
+        hypercall::count(crate::xen::abi::__HYPERVISOR_update_va_mapping);
+    values[counters::IRETS] = irets;
+    values[counters::USER_FAULTS] = COUNTERS.user_faults.load(Ordering::Relaxed);
+    let mut bytes = [0u8; counters::COUNT * 8];
     for (chunk, value) in bytes.chunks_exact_mut(8).zip(values) {
         chunk.copy_from_slice(&value.to_le_bytes());
     }
     process::copy_to_user(out, &bytes[..len])?;
-    Ok(syscall_abi::FAULTLINE_COUNTERS)
+    Ok(counters::COUNT as u64)
 }
 
 /// Sleeps on the timer event channel; the watchdog still applies.

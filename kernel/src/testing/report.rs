@@ -3,19 +3,14 @@
 use super::verdict::{Outcome, Verdict};
 use crate::println;
 use crate::xen::shutdown::{shutdown, Reason};
+use faultline_abi::verdict::RESULT_PREFIX;
 
 static OUTCOME: spin::Mutex<Outcome> = spin::Mutex::new(Outcome::new());
 
 /// Records a check and prints its line.
 pub fn check(verdict: Verdict, args: core::fmt::Arguments<'_>) {
     OUTCOME.lock().record(verdict);
-    let tag = match verdict {
-        Verdict::Success => "ok",
-        Verdict::Skip => "skip",
-        Verdict::Error => "ERROR",
-        Verdict::Failure => "FAILURE",
-    };
-    println!("[{tag}] {args}");
+    println!("[{}] {args}", verdict.tag());
 }
 
 /// Records a verdict whose line the caller printed itself (e.g. a TAP line).
@@ -27,7 +22,7 @@ pub fn record(verdict: Verdict) {
 pub fn finish() -> ! {
     let result = OUTCOME.lock().result();
     crate::mm::kernel::print_stats();
-    println!("Test result: {result}");
+    println!("{RESULT_PREFIX}{result}");
     shutdown(Reason::Poweroff)
 }
 

@@ -16,12 +16,13 @@
 //! and powers off; `--runs N` times each, alternating. Then faultline once more per fault-around
 //! window of [`SWEEP`] (the counts of the file-backed workloads against the window).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use faultline::proc::archive::pack;
+use faultline_abi::archive::pack;
+use faultline_abi::bench as bench_line;
+use faultline_abi::verdict;
 
 use crate::error::{Context, Error, Result};
 use crate::kernel::{build_kernel, Profile};
@@ -100,73 +101,28 @@ pub struct Sample {
     pub count_laps: u64,
 }
 
-/// What faultline counted in a workload's window.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub faults: u64,
-    /// Hypercalls of every kind but the iret.
-    pub hypercalls: u64,
-    pub mmu_update: u64,
-    pub entries: u64,
-    pub mmuext: u64,
-    pub uva: u64,
-}
-
-impl Counts {
-    /// Entries per mmu_update call (0 without calls).
-    pub fn entries_per_call(&self) -> f64 {
-        if self.mmu_update == 0 {
-            0.0
-        } else {
-            self.entries as f64 / self.mmu_update as f64
-        }
-    }
-}
+/// What faultline counted in a workload's window (the `BENCH` line is faultline-abi's).
+pub use faultline_abi::bench::Counts;
 
 /// Parses the `BENCH` line in `line` (anywhere in it: faultline prefixes `# <program>: `).
 pub fn parse_line(line: &str) -> Option<Result<Sample>> {
-    let at = line.find("BENCH ")?;
-    let text = &line[at + "BENCH ".len()..];
-    let mut words = text.split_whitespace();
-    let workload = words.next()?.to_string();
-    let mut fields = BTreeMap::new();
-    for word in words {
-        let Some((key, value)) = word.split_once('=') else {
-            return Some(Err(Error::new(format!("not key=value: {word:?} in {line:?}"))));
-        };
-        let Ok(value) = value.parse::<u64>() else {
-            return Some(Err(Error::new(format!("not a number: {word:?} in {line:?}"))));
-        };
-        fields.insert(key, value);
-    }
-    let get = |key: &str| {
-        fields.get(key).copied().ok_or_else(|| Error::new(format!("no {key}= in {line:?}")))
+    let parsed = match bench_line::Line::find(line)? {
+        Ok(parsed) => parsed,
+        Err(e) => return Some(Err(Error::new(format!("{e} in {line:?}")))),
     };
-    let sample = (|| {
-        let counts = if fields.contains_key("faults") {
-            Some(Counts {
-                faults: get("faults")?,
-                hypercalls: get("hypercalls")?,
-                mmu_update: get("mmu_update")?,
-                entries: get("entries")?,
-                mmuext: get("mmuext")?,
-                uva: get("uva")?,
-            })
-        } else {
-            None
-        };
-        let minflt = if counts.is_none() { Some(get("minflt")?) } else { None };
-        Ok(Sample {
-            workload,
-            pages: get("pages")?,
-            counts,
-            minflt,
-            tsc: get("tsc")?,
-            laps: Vec::new(),
-            count_laps: fields.get("laps").copied().unwrap_or(0),
-        })
-    })();
-    Some(sample)
+    let (counts, minflt) = match parsed.measured {
+        bench_line::Measured::Faultline(counts) => (Some(counts), None),
+        bench_line::Measured::Linux { minflt } => (None, Some(minflt)),
+    };
+    Some(Ok(Sample {
+        workload: parsed.workload.to_string(),
+        pages: parsed.pages,
+        counts,
+        minflt,
+        tsc: parsed.tsc,
+        laps: Vec::new(),
+        count_laps: parsed.laps,
+    }))
 }
 
 /// Every `BENCH` line of a console log, each with the laps of the `LAPS` lines after it.
@@ -292,24 +248,27 @@ enum Guest {
 
 /// The cpio of the Linux guest's initramfs: busybox, the bench programs and `/init`.
 fn linux_initramfs(busybox: &[u8], programs: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut init = String::from(
+    let mut init = format!(
         "#!/bin/busybox sh\n\
          # The bench's Linux guest (scripts/xtask/src/bench.rs): run each program, print its\n\
          # BENCH lines on hvc0, power off.\n\
          /bin/busybox mount -t proc proc /proc\n\
          echo \"bench-linux: Linux $(/bin/busybox uname -r)\"\n\
-         result=SUCCESS\n",
+         result={}\n",
+        verdict::Verdict::Success.word()
     );
     for (name, _) in programs {
         let times = if name == "bench_text" { TEXT_RUNS } else { 1 };
         for _ in 0..times {
             let _ = writeln!(
                 init,
-                "/bench/{name} || {{ echo \"bench-linux: {name} failed with status $?\"; result=FAILURE; }}"
+                "/bench/{name} || {{ echo \"bench-linux: {name} failed with status $?\"; result={}; }}",
+                verdict::Verdict::Failure.word()
             );
         }
     }
-    init.push_str("echo \"Test result: $result\"\n/bin/busybox poweroff -f\n");
+    // The verdict line the runner reads from every guest, faultline or Linux.
+    let _ = writeln!(init, "echo \"{}$result\"\n/bin/busybox poweroff -f", verdict::RESULT_PREFIX);
     let mut writer = cpio::Writer::after(Vec::new());
     for dir in ["bin", "dev", "proc", "bench"] {
         writer.directory(dir);

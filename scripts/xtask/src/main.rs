@@ -22,6 +22,7 @@ USAGE:
     cargo xtask setup [--xen <VERSION>]
     cargo xtask fetch [--xen <VERSION>] <debian package>...
     cargo xtask lock [--xen <VERSION>] <debian package>...
+    cargo xtask cpio -o OUT [--after BASE] MEMBER...
 
 COMMANDS:
     run      Build the kernel and the test programs, fetch what is missing, boot and judge.
@@ -77,6 +78,8 @@ COMMANDS:
     setup    Fetch everything (QEMU via apt-get when root, Xen, the Linux dom0 image) and report.
     fetch    Download, verify and unpack pinned Debian packages into the cache; print the folder.
     lock     Pin Debian packages at apt's candidate version in scripts/packages.lock.
+    cpio     Write a newc cpio archive (the dom0's initramfs and its per-run payload, for
+             scripts/dom0/build.sh and payload.sh); `cargo xtask cpio --help` lists the members.
     With --xen 4.20, setup, fetch and lock work on Debian 13's packages (the lock's [trixie]
     section, fetched with apt's own lists under the cache), otherwise on Debian 12's.
 
@@ -172,6 +175,10 @@ fn dispatch(args: &[String]) -> Result<u8, String> {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let root = packages::ensure(xen.suite(), &names).map_err(|error| error.to_string())?;
             println!("{}", root.display());
+            Ok(0)
+        }
+        "cpio" => {
+            xtask::cpio::command(rest)?;
             Ok(0)
         }
         "help" | "--help" | "-h" => {

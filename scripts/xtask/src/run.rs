@@ -4,6 +4,7 @@
 //! Linux dom0 that runs `xl create` on our kernel, and the fast path ([`Mode::Dom0`], the library's
 //! default and `--dom0`), where our kernel is dom0 itself.
 
+use faultline_abi::verdict::RESULT_PREFIX;
 use std::io::{BufRead as _, BufReader, IsTerminal as _, Read, Write as _};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -346,9 +347,10 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome> {
 fn guest_summary(guest: &GuestOutcome) -> String {
     let domid =
         guest.domid.map_or_else(|| "no domid".to_string(), |domid| format!("domid {domid}"));
-    let verdict = guest
-        .verdict
-        .map_or_else(|| "no verdict line".to_string(), |verdict| format!("Test result: {verdict}"));
+    let verdict = guest.verdict.map_or_else(
+        || "no verdict line".to_string(),
+        |verdict| format!("{RESULT_PREFIX}{verdict}"),
+    );
     format!("guest {} ({domid}): shutdown reason: {}; {verdict}", guest.number, guest.shutdown)
 }
 

@@ -2,12 +2,7 @@
 //! `cargo xtask bench`).
 //!
 //! A [`Probe`] reads the counters and the TSC before the workload and again after it, and prints
-//! one line the runner parses:
-//!
-//! ```text
-//! BENCH <workload> pages=<n> faults=<f> hypercalls=<h> mmu_update=<c> entries=<e> mmuext=<m> uva=<u> tsc=<t>
-//! BENCH <workload> pages=<n> minflt=<f> tsc=<t>                               (on Linux)
-//! ```
+//! one `BENCH` line the runner parses (`faultline_abi::bench`).
 //!
 //! On faultline the counts come from `faultline_counters` (0x66610001, docs/abi.md): `hypercalls`
 //! are the hypercalls of every kind but the iret (a fault's iret, a syscall's, an event
@@ -30,21 +25,21 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use faultline_abi::bench::{Counts, Line, Measured};
+use faultline_abi::syscall::counters::{self, COUNT as COUNTERS};
+
 use crate::start::{Start, AT_FAULTLINE_KERNEL_ADDRESS};
-use crate::sys;
+use crate::sys::{self, SYS_FAULTLINE_COUNTERS, SYS_GETRUSAGE};
 
-pub const SYS_FAULTLINE_COUNTERS: u64 = 0x6661_0001;
-pub const SYS_GETRUSAGE: u64 = 98;
-/// hypercalls (irets included), mmu_update calls, mmu_update entries, mmuext_op calls, mmuext
-/// ops, update_va_mapping calls, irets, page faults from user mode.
-pub const COUNTERS: usize = 8;
-
-/// The kernel's counters since boot.
-fn read_counters() -> Result<[u64; COUNTERS], u64> {
+/// The kernel's counters since boot (indices: `sys::counters`); `Err(0)` if it gives fewer.
+pub fn read_counters() -> Result<[u64; COUNTERS], u64> {
     let mut out = [0u64; COUNTERS];
     // SAFETY: the call writes at most COUNTERS words into `out`.
     let n = unsafe {
-        sys::syscall(SYS_FAULTLINE_COUNTERS, [out.as_mut_ptr() as u64, COUNTERS as u64, 0, 0, 0, 0])?
+        sys::syscall(
+            SYS_FAULTLINE_COUNTERS,
+            [out.as_mut_ptr() as u64, COUNTERS as u64, 0, 0, 0, 0],
+        )?
     };
     if n < COUNTERS as u64 {
         return Err(0);
@@ -79,7 +74,11 @@ pub enum Kernel {
 
 impl Kernel {
     pub fn detect(start: &Start) -> Kernel {
-        if start.aux(AT_FAULTLINE_KERNEL_ADDRESS).is_some() { Kernel::Faultline } else { Kernel::Linux }
+        if start.aux(AT_FAULTLINE_KERNEL_ADDRESS).is_some() {
+            Kernel::Faultline
+        } else {
+            Kernel::Linux
+        }
     }
 }
 
@@ -116,7 +115,9 @@ impl Probe {
         // Clearing touches the laps' pages before the window: no fault of their own inside it.
         LAPS.iter().for_each(|lap| lap.store(0, Ordering::Relaxed));
         let before = match kernel {
-            Kernel::Faultline => Before::Faultline(read_counters().unwrap_or_else(|e| no_counters(e))),
+            Kernel::Faultline => {
+                Before::Faultline(read_counters().unwrap_or_else(|e| no_counters(e)))
+            }
             Kernel::Linux => Before::Linux(minor_faults().unwrap_or(0)),
         };
         let now = tsc();
@@ -126,7 +127,7 @@ impl Probe {
     /// Marks page `page` (0-based) of the workload done: ends a lap after every [`LAP_PAGES`].
     #[inline(always)]
     pub fn page_done(&mut self, page: u64) {
-        if (page + 1) % LAP_PAGES == 0 {
+        if (page + 1).is_multiple_of(LAP_PAGES) {
             let now = tsc();
             if let Some(slot) = LAPS.get(self.count_laps) {
                 slot.store(now - self.lap_tsc, Ordering::Relaxed);
@@ -140,26 +141,26 @@ impl Probe {
     pub fn stop(self, workload: &str, pages: u64) {
         let ticks = tsc() - self.tsc;
         let laps = if self.count_laps <= MAX_LAPS { &LAPS[..self.count_laps] } else { &[] };
-        match self.before {
+        let measured = match self.before {
             Before::Faultline(b) => {
                 let a = read_counters().unwrap_or_else(|e| no_counters(e));
                 let d = |i: usize| a[i] - b[i];
-                crate::println!(
-                    "BENCH {workload} pages={pages} faults={} hypercalls={} mmu_update={} entries={} mmuext={} uva={} tsc={ticks} laps={}",
-                    d(7),
-                    d(0) - d(6),
-                    d(1),
-                    d(2),
-                    d(3),
-                    d(5),
-                    laps.len()
-                );
+                let counts = Counts {
+                    faults: d(counters::USER_FAULTS),
+                    hypercalls: d(counters::HYPERCALLS) - d(counters::IRETS),
+                    mmu_update: d(counters::MMU_UPDATE_CALLS),
+                    entries: d(counters::MMU_UPDATE_ENTRIES),
+                    mmuext: d(counters::MMUEXT_CALLS),
+                    uva: d(counters::UPDATE_VA_MAPPING_CALLS),
+                };
+                Measured::Faultline(counts)
             }
-            Before::Linux(b) => {
-                let minflt = minor_faults().unwrap_or(b) - b;
-                crate::println!("BENCH {workload} pages={pages} minflt={minflt} tsc={ticks} laps={}", laps.len());
-            }
-        }
+            Before::Linux(b) => Measured::Linux { minflt: minor_faults().unwrap_or(b) - b },
+        };
+        crate::println!(
+            "{}",
+            Line { workload, pages, measured, tsc: ticks, laps: laps.len() as u64 }
+        );
         for (line, chunk) in laps.chunks(LAPS_PER_LINE).enumerate() {
             crate::println!("LAPS {workload} {}{}", line * LAPS_PER_LINE, Spaced(chunk));
         }

@@ -17,15 +17,15 @@
 use core::ptr::{read_volatile, write_volatile};
 
 use rt::bench::{self, Kernel, Probe};
-use rt::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+use rt::sys::{
+    self, MAP_ANONYMOUS, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, PROT_READ, PROT_WRITE,
+};
 
 rt::entry!(main);
 
 const PAGE: u64 = 4096;
 const DEFAULT_PAGES: u64 = 4096;
 const MAX_PAGES: u64 = 32768;
-const MAP_POPULATE: u64 = 0x8000;
-const MAP_NORESERVE: u64 = 0x4000;
 const L1_SPAN: u64 = 2 << 20;
 
 /// File-backed pages to read: their own 64 KiB-aligned block of .rodata, in the file.
@@ -87,7 +87,9 @@ fn main(start: &rt::start::Start) -> i32 {
     let mut probe = Probe::start(kernel);
     for (i, &page) in order.iter().enumerate() {
         // SAFETY: inside the mapping.
-        unsafe { write_volatile(base.add(page as usize * PAGE as usize) as *mut u64, u64::from(page) | 1) };
+        unsafe {
+            write_volatile(base.add(page as usize * PAGE as usize) as *mut u64, u64::from(page) | 1)
+        };
         probe.page_done(i as u64);
     }
     probe.stop("rand_write", pages);
@@ -100,7 +102,8 @@ fn main(start: &rt::start::Start) -> i32 {
     let span = (sparse + 1) * L1_SPAN;
     // MAP_NORESERVE: Linux's overcommit check would refuse more address space than memory.
     // SAFETY: no MAP_FIXED: the kernel picks free space.
-    let raw = unsafe { sys::mmap(0, span, rw, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE) }.unwrap() as *mut u8;
+    let raw = unsafe { sys::mmap(0, span, rw, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE) }
+        .unwrap() as *mut u8;
     let first = (raw as u64).next_multiple_of(L1_SPAN);
     let mut probe = Probe::start(kernel);
     for i in 0..sparse {
@@ -140,7 +143,12 @@ fn main(start: &rt::start::Start) -> i32 {
     probe.stop("cow_write", DATA_PAGES as u64);
     for page in 0..DATA_PAGES {
         // SAFETY: as above.
-        let (a, b) = unsafe { (read_volatile(data.add(page * PAGE as usize)), read_volatile(data.add(page * PAGE as usize + 1))) };
+        let (a, b) = unsafe {
+            (
+                read_volatile(data.add(page * PAGE as usize)),
+                read_volatile(data.add(page * PAGE as usize + 1)),
+            )
+        };
         rt::ensure!(a == page as u8 && b == 0xa5, "data page {page} holds {a:#x} {b:#x}");
     }
 
@@ -197,7 +205,8 @@ fn shuffle(pages: u64) -> &'static [u32] {
 fn touch_text(start: &rt::start::Start) {
     const PT_LOAD: u32 = 1;
     const PF_X: u32 = 1;
-    let (Some(phdr), Some(phnum)) = (start.aux(rt::start::AT_PHDR), start.aux(rt::start::AT_PHNUM)) else {
+    let (Some(phdr), Some(phnum)) = (start.aux(rt::start::AT_PHDR), start.aux(rt::start::AT_PHNUM))
+    else {
         return;
     };
     for i in 0..phnum {
