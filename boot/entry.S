@@ -24,61 +24,36 @@
 
 .equ HYPERVISOR_IRET, 23
 
-.macro trap_entry name, vector, has_error_code
-.global \name
-\name:
-    pop %rcx
-    pop %r11
-.if \has_error_code == 0
-    push $0
-.endif
-    push $\vector
-    jmp trap_common
-.endm
-
 .pushsection .text, "ax", @progbits
 
-trap_entry trap_divide_error,        0,  0
-trap_entry trap_debug,               1,  0
-trap_entry trap_nmi,                 2,  0
-trap_entry trap_breakpoint,          3,  0
-trap_entry trap_overflow,            4,  0
-trap_entry trap_bound_range,         5,  0
-trap_entry trap_invalid_opcode,      6,  0
-trap_entry trap_device_not_available, 7, 0
-trap_entry trap_double_fault,        8,  1
-trap_entry trap_coprocessor_overrun, 9,  0
-trap_entry trap_invalid_tss,         10, 1
-trap_entry trap_segment_not_present, 11, 1
-trap_entry trap_stack_segment,       12, 1
-trap_entry trap_general_protection,  13, 1
-trap_entry trap_page_fault,          14, 1
-trap_entry trap_spurious,            15, 0
-trap_entry trap_x87_floating_point,  16, 0
-trap_entry trap_alignment_check,     17, 1
-trap_entry trap_machine_check,       18, 0
-trap_entry trap_simd_floating_point, 19, 0
-
-/* Vectors 20-255: no exception of the CPU's (Xen forwards none of them), but a guest must be
- * able to report any vector that reaches it. One stub each, 16 bytes apart (pop, pop, push $0,
- * push $imm32, jmp rel32: at most 15 bytes), so that `trap_other_vectors + (vector - 20) * 16`
- * is the stub of `vector`; traps.rs checks the stride against trap_other_vectors_end. */
+/* One stub per vector 0-255, 16 bytes apart (pop, pop, push $0, push $imm32, jmp rel32: at
+ * most 15 bytes), so that `trap_stubs + vector * 16` is the stub of `vector`; traps.rs checks
+ * the stride against trap_stubs_end and registers them all from that one formula. Which vectors
+ * come with an error code is Rust's fact (exception::ERROR_CODE_VECTORS, a bit per vector),
+ * handed in by main.rs as the `error_code_vectors` operand. Vectors 20-255 are no exception of
+ * the CPU's (Xen forwards none of them), but a guest must be able to report any vector. */
 .balign 16
-.global trap_other_vectors
-trap_other_vectors:
-.set other_vector, 20
-.rept 236
+.global trap_stubs
+trap_stubs:
+.set stub_vector, 0
+.rept 256
     .balign 16
     pop %rcx
     pop %r11
+.set stub_has_error_code, 0
+.if stub_vector < 32
+.set stub_has_error_code, (({error_code_vectors}) >> stub_vector) & 1
+.endif
+.if stub_has_error_code == 0
     push $0
-    push $other_vector
+.endif
+    push $stub_vector
     jmp trap_common
-    .set other_vector, other_vector + 1
+    .set stub_vector, stub_vector + 1
 .endr
 .balign 16
-.global trap_other_vectors_end
-trap_other_vectors_end:
+.global trap_stubs_end
+trap_stubs_end:
 
 trap_common:
     push %rax
@@ -124,8 +99,8 @@ trap_return:
 
 /* Event upcall (CALLBACKTYPE_event): the same frame as an exception without an error code.
  * Xen masks events on entry; iret restores the mask from the saved rflags.IF. */
-.equ EVENT_UPCALL_VECTOR, 256
-.equ FAILSAFE_VECTOR, 257
+.equ EVENT_UPCALL_VECTOR, {event_upcall_vector}
+.equ FAILSAFE_VECTOR, {failsafe_vector}
 
 .pushsection .text, "ax", @progbits
 .global event_upcall_entry

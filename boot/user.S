@@ -16,7 +16,7 @@
 
 .equ FLAT_USER_CS64, 0xe033
 .equ FLAT_USER_SS64, 0xe02b
-.equ SYSCALL_VECTOR, 258
+.equ SYSCALL_VECTOR, {syscall_vector}
 .equ HYPERVISOR_IRET_ENTRY, 23
 
 .pushsection .text, "ax", @progbits

@@ -80,6 +80,23 @@ fn selftest_nmi_arrives_through_the_nmi_callback_and_resumes() {
         .assert_last_line_is_verdict(Verdict::Success);
 }
 
+/// An expectation names the instruction (XTF's exception table): a #UD announced at one `ud2`
+/// and raised at another must end in the crash report at the second, not be swallowed (a
+/// swallowed one resumes at the announced place and prints a FAILURE line instead).
+#[test]
+fn selftest_expect_elsewhere_a_trap_at_another_instruction_is_not_swallowed() {
+    let run = boot("selftest=expect-elsewhere");
+    run.assert_crash_report("unexpected exception #UD (invalid opcode, vector 6) in kernel mode");
+    let announced = run
+        .guest_lines()
+        .into_iter()
+        .find_map(|line| line.strip_prefix("expect-elsewhere: #UD expected at "))
+        .unwrap_or_else(|| panic!("no announcement line in:\n{}", run.outcome.log));
+    let raised = announced.split(", raising one at 0x").nth(1).expect("the raising address");
+    let raised = u64::from_str_radix(raised.trim(), 16).expect("a hex address");
+    run.assert_guest_line_starts_with(&format!("    rip={raised:#018x} "));
+}
+
 #[test]
 fn selftest_int80_a_vector_no_exception_uses_crashes_with_a_report() {
     boot("selftest=int80").assert_crash_report(

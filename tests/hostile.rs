@@ -144,7 +144,7 @@ fn a_boot_module_too_large_for_the_memory_is_refused_before_booting() {
     let hello = built_program("hello");
     let mut big = hello.clone();
     big.resize(hello.len() + (50 << 20), 0);
-    let archive = faultline::proc::archive::pack(&[("hello", &hello), ("big", &big)]).unwrap();
+    let archive = faultline_abi::archive::pack(&[("hello", &hello), ("big", &big)]).unwrap();
     let dir = xtask::workspace::target_dir().join("faultline-programs");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("big.tar");

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use faultline_tests::{boot, boot_with, Verdict, EXIT_ERROR, EXIT_SUCCESS};
+use faultline_tests::{boot, boot_with, ShutdownReason, Verdict, EXIT_CRASH, EXIT_SUCCESS};
 use xtask::sweep::{self, Outcome, SweepOptions};
 use xtask::RunOptions;
 
@@ -54,7 +54,7 @@ fn xen_itself_refuses_the_injected_entry_and_the_kernel_runs_on() {
     // would not be -22: see NOT_REFUSED in kernel/src/xen/mmu.rs).
     assert!(
         lines.contains(
-            &"# c_hello: after the injected failure, 1 failed kernel call(s), first: mapping a user page (errno -22)"
+            &"# c_hello: after the injected failure, 1 failed kernel call(s), first: mapping a user page (Xen: EINVAL (-22))"
         ),
         "Xen's EINVAL"
     );
@@ -70,17 +70,69 @@ fn xen_itself_refuses_the_injected_entry_and_the_kernel_runs_on() {
     assert!(bad.is_empty(), "{bad:#?}");
 }
 
-#[test]
-fn a_boot_critical_failure_ends_in_a_clean_report() {
-    let run = boot("inject=evtchn:nth=1 selftest=none");
-    run.assert_exit(EXIT_ERROR).assert_last_line_is_verdict(Verdict::Error);
-    run.assert_guest_contains("[ERROR] boot: event channels (callbacks, VIRQ_TIMER): EINVAL (-22)");
-    let run = boot("inject=mmu_update:nth=1 inject_seed=3 selftest=none");
-    run.assert_exit(EXIT_ERROR);
-    // The direct map's first batch: entries before the drawn position applied, then Xen's EINVAL.
-    run.assert_guest_contains(
-        "[ERROR] boot: memory manager: building the direct map: Hypervisor(BatchFailure { done: 3, errno: XenErrno(-22) })",
+/// A boot-critical failure (README: the points whose boot-time calls cannot be survived) ends
+/// in the kernel's crash report naming the injected failure, and a crash shutdown.
+#[track_caller]
+fn assert_boot_critical_crash(run: &faultline_tests::Boot, boot_line: &str, injected: &str) {
+    run.assert_exit(EXIT_CRASH);
+    assert_eq!(run.outcome.shutdown, ShutdownReason::Crash, "SHUTDOWN_crash");
+    assert_eq!(run.outcome.verdict, None, "a crash prints no verdict");
+    let lines = run.guest_lines();
+    let panic = lines
+        .iter()
+        .position(|l| l.starts_with("*** faultline: PANIC: "))
+        .unwrap_or_else(|| panic!("no crash report: {lines:#?}"));
+    let report = &lines[panic..];
+    assert_eq!(
+        report.get(1).copied(),
+        Some(format!("{boot_line}: the boot cannot go on after an injected failure").as_str())
     );
+    assert_eq!(report.get(2).copied(), Some(injected), "the report names the failure");
+    assert!(report.iter().any(|l| l.contains("faultline::start::boot_error")), "{report:#?}");
+    assert_eq!(report.last().copied(), Some("*** faultline: crashing the domain"));
+    assert!(!lines.iter().any(|l| l.starts_with("[ERROR] boot:")), "not the ERROR report");
+}
+
+#[test]
+fn a_boot_critical_failure_ends_in_a_crash_report_naming_it() {
+    let run = boot("inject=evtchn:nth=1 selftest=none");
+    assert_boot_critical_crash(
+        &run,
+        "boot: event channels (callbacks, VIRQ_TIMER): EINVAL (-22)",
+        "    injected: evtchn failure at call 1",
+    );
+    // The direct map's first batch: entries before the drawn position applied, then Xen's EINVAL.
+    let run = boot("inject=mmu_update:nth=1 inject_seed=3 selftest=none");
+    assert_boot_critical_crash(
+        &run,
+        "boot: memory manager: building the direct map: Hypervisor(BatchFailure { done: 3, errno: EINVAL (-22) })",
+        "    injected: mmu_update failure at call 1",
+    );
+}
+
+#[test]
+fn one_boot_sweeps_a_program_until_it_no_longer_reaches_the_position() {
+    // hello makes 8 frame calls: positions 1..=8 fail one each, 9 is not reached and ends the
+    // loop; cow_data is outside the scope and runs as always, twice.
+    let run = with_programs("inject=frame:sweep=1..100@hello inject_seed=1 tests=hello,cow_data");
+    run.assert_exit(EXIT_SUCCESS).assert_last_line_is_verdict(Verdict::Success);
+    let lines = run.guest_lines();
+    let starts: Vec<&str> =
+        lines.iter().copied().filter(|l| l.starts_with("inject: start hello")).collect();
+    let expected: Vec<String> = (1..=9).map(|n| format!("inject: start hello nth={n}")).collect();
+    assert_eq!(starts, expected);
+    let hello = inject_lines(&lines, "hello");
+    for (n, line) in hello.iter().enumerate().take(8) {
+        let n = n + 1;
+        assert!(line.starts_with(&format!("inject: hello: frame calls={n} failed=1 first={n} ")));
+    }
+    assert_eq!(hello[8], "inject: hello: frame calls=8 failed=0 first=0 effect=not-reached");
+    assert_eq!(hello.len(), 9);
+    assert_eq!(inject_lines(&lines, "cow_data").len(), 2, "out of scope: its two runs");
+    assert!(lines.contains(&"1..11"), "the plan comes last: 9 + 2 runs");
+    run.assert_tap_parses();
+    let bad: Vec<_> = lines.iter().filter(|l| l.starts_with("not ok")).collect();
+    assert!(bad.is_empty(), "{bad:#?}");
 }
 
 #[test]
@@ -102,6 +154,7 @@ fn a_small_sweep_finds_every_case_clean() {
         memory_mib: xtask::DEFAULT_MEMORY_MIB,
         timeout: Duration::from_secs(120),
         out_dir: xtask::workspace::target_dir().join("sweep-tests"),
+        domu: false,
     };
     let cases = sweep::sweep(&options).expect("the sweep boots");
     let not_clean: Vec<_> = cases.iter().filter(|c| !c.outcome.is_clean()).collect();

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use faultline::proc::archive::pack;
+use faultline_abi::archive::pack;
 use faultline_tests::{boot_with, Verdict, EXIT_ERROR, EXIT_FAILURE, EXIT_SUCCESS};
 use xtask::RunOptions;
 

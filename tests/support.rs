@@ -73,7 +73,7 @@ pub fn built_program(name: &str) -> Vec<u8> {
 /// Packs `programs` (name, bytes) into `target/faultline-programs/<file>` and boots it as the
 /// boot module with `cmdline` on the dom0 path.
 pub fn boot_programs(file: &str, programs: &[(&str, &[u8])], cmdline: &str) -> Boot {
-    let archive = faultline::proc::archive::pack(programs).expect("the archive packs");
+    let archive = faultline_abi::archive::pack(programs).expect("the archive packs");
     let dir = xtask::workspace::target_dir().join("faultline-programs");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(file);
@@ -123,7 +123,7 @@ impl Boot {
     /// Fails with the log unless the guest's last line is `Test result: <verdict>`.
     #[track_caller]
     pub fn assert_last_line_is_verdict(&self, verdict: Verdict) -> &Self {
-        let expected = format!("Test result: {verdict}");
+        let expected = format!("{}{verdict}", faultline_abi::verdict::RESULT_PREFIX);
         self.check(
             self.last_guest_line().trim() == expected && self.outcome.verdict == Some(verdict),
             &format!("the guest's last line is {:?}, not {expected:?}", self.last_guest_line()),

@@ -8,8 +8,18 @@ mod image {
     use faultline as _;
 
     core::arch::global_asm!(include_str!("../../boot/head.S"), options(att_syntax));
-    core::arch::global_asm!(include_str!("../../boot/entry.S"), options(att_syntax));
-    core::arch::global_asm!(include_str!("../../boot/user.S"), options(att_syntax));
+    core::arch::global_asm!(
+        include_str!("../../boot/entry.S"),
+        error_code_vectors = const faultline::arch::x86_64::exception::ERROR_CODE_VECTORS,
+        event_upcall_vector = const faultline::arch::x86_64::exception::EVENT_UPCALL,
+        failsafe_vector = const faultline::arch::x86_64::exception::FAILSAFE,
+        options(att_syntax)
+    );
+    core::arch::global_asm!(
+        include_str!("../../boot/user.S"),
+        syscall_vector = const faultline::arch::x86_64::exception::SYSCALL,
+        options(att_syntax)
+    );
 }
 
 #[cfg(not(target_os = "none"))]

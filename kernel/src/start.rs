@@ -1,6 +1,8 @@
 //! The boot sequence, from Xen's entry to the verdict.
 
-use crate::arch::x86_64::{traps, user};
+use crate::arch::x86_64::page_fault::PageFault;
+use crate::arch::x86_64::traps::{self, FatalReason, KernelHandlers};
+use crate::arch::x86_64::{crash, user};
 use crate::check;
 use crate::cmdline;
 use crate::mm;
@@ -18,6 +20,17 @@ extern "C" {
     static boot_stack_bottom: u8;
 }
 
+/// The kernel's policy for its own traps: the memory manager backs what it can, a test may
+/// have announced the trap, and anything else is fatal (arch's `route` reads these in order).
+const KERNEL_TRAP_HANDLERS: KernelHandlers = KernelHandlers {
+    page_fault: kernel_page_fault,
+    expected: crate::testing::expected_trap::consume,
+};
+
+fn kernel_page_fault(fault: &PageFault) -> Result<(), FatalReason> {
+    mm::kernel::handle_page_fault(fault).map_err(|e| FatalReason::new(format_args!("{e}")))
+}
+
 /// Written at the boot stack's bottom before the memory manager is built, checked after.
 const BOOT_STACK_CANARY: u64 = 0x6661_756c_746c_696e;
 
@@ -27,6 +40,9 @@ const BOOT_STACK_CANARY: u64 = 0x6661_756c_746c_696e;
 /// Only Xen's entry path calls this, once, with the start_info pointer Xen passed in %rsi.
 #[no_mangle]
 pub unsafe extern "C" fn kernel_start(start_info: *const start_info) -> ! {
+    // The slots that map Xen's shared pages take their page-table entries from mm (the console
+    // ring is the first, just below).
+    crate::xen::slots::set_entry_format(|machine_addr| mm::Pte::kernel_data(machine_addr).0);
     if !hypercall::page_is_written() {
         // No hypercall can work, so nothing can be printed: crash loudly with an undefined
         // instruction before the trap table exists (Xen then crashes the domain).
@@ -53,7 +69,7 @@ pub unsafe extern "C" fn kernel_start(start_info: *const start_info) -> ! {
             raw.shared_info
         ));
     }
-    if let Err(e) = traps::install() {
+    if let Err(e) = traps::install(KERNEL_TRAP_HANDLERS) {
         boot_error(format_args!("HYPERVISOR_set_trap_table: {e}"));
     }
     if let Err(e) = user::init() {
@@ -137,6 +153,7 @@ fn configure_injection(info: &StartInfo<'_>) {
     }
     let seed = config.seed.unwrap_or_else(crate::xen::time::rdtsc);
     inject::INJECTOR.configure(config, seed);
+    crash::register_note(inject::crash_note);
     for rule in config.rules() {
         println!(
             "inject: armed {} scope {} (replay with inject_seed={seed})",
@@ -256,8 +273,13 @@ fn kernel_l4_mfn(info: &StartInfo<'_>) -> u64 {
     unsafe { core::ptr::read((raw.mfn_list as *const u64).add(pfn as usize)) }
 }
 
-/// A boot step failed before any test could run: say which, end with ERROR.
+/// A boot step failed before any test could run: say which, end with ERROR. After an injected
+/// failure (a boot-critical point, README) it is a crash report that names the failure, and
+/// the domain crashes (SHUTDOWN_crash).
 fn boot_error(args: core::fmt::Arguments<'_>) -> ! {
+    if inject::INJECTOR.first_run_failure().is_some() {
+        panic!("boot: {args}: the boot cannot go on after an injected failure");
+    }
     check!(Error, "boot: {args}");
     report::finish()
 }

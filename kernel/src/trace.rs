@@ -10,9 +10,8 @@
 //! are dropped. Off (the default), every hook is one relaxed load and a branch not taken.
 //!
 //! The lines are `trace: <n> <kind> key=value ...`, numbered from 1, and a last line
-//! `trace: end steps=<n>`. [`SCHEMA`] lists each kind's keys in order: `cargo xtask trace`
+//! `trace: end steps=<n>` (`faultline_abi::trace`, whose [`SCHEMA`] lists each kind's keys in order): `cargo xtask trace`
 //! checks every line against it and draws the sequence diagram of docs/page-fault.md.
-#![deny(unsafe_code)]
 
 use core::fmt;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -20,29 +19,12 @@ use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use crate::arch::x86_64::page_fault::PageFault;
 use crate::arch::x86_64::trap_frame::TrapFrame;
 use crate::mm::addr::{MachineAddr, Pfn, VirtAddr, PAGE_SIZE};
-use crate::mm::backend::{BatchFailure, MmuUpdate};
+use crate::mm::backend::BatchFailure;
 use crate::mm::pte::{Level, Pte, PteFlags};
+use crate::xen::abi::MmuUpdate;
 
-/// Every kind of line and its keys, in the order they are printed.
-pub const SCHEMA: [(&str, &[&str]); 12] = [
-    ("fault", &["cr2", "err", "access", "present", "mode"]),
-    ("frame", &["rip", "cs", "rflags", "rsp", "ss", "rcx", "r11"]),
-    ("alloc", &["for", "pfn", "mfn"]),
-    ("leaf", &["va", "pfn", "mfn", "pte", "flags"]),
-    ("walk", &["level", "table_pfn", "index", "entry", "outcome"]),
-    ("store", &["level", "table_pfn", "index", "val", "mfn", "flags"]),
-    ("link", &["level", "table_pfn", "index", "ptr", "val", "mfn", "flags"]),
-    ("readonly", &["table_pfn", "alias", "l1_pfn", "index", "ptr", "old", "new", "via"]),
-    ("mmu_update", &["count"]),
-    ("entry", &["i", "ptr", "val", "level", "index", "mfn", "flags", "role"]),
-    ("mmu_update_done", &["result", "done"]),
-    ("iret", &["rip", "cs", "rflags", "rsp", "ss", "flags"]),
-];
-
-/// The keys of `kind`'s lines, or `None` for a kind that does not exist.
-pub fn keys_of(kind: &str) -> Option<&'static [&'static str]> {
-    SCHEMA.iter().find(|(k, _)| *k == kind).map(|(_, keys)| *keys)
-}
+pub use faultline_abi::trace::{keys_of, SCHEMA};
+use faultline_abi::trace::{END, PREFIX, TRUNCATED};
 
 /// What an `mmu_update` entry of the traced batch does, learned from the step that queued it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -257,7 +239,7 @@ impl fmt::Display for Step {
             }
             Step::BatchDone { result, count } => match result {
                 Ok(()) => write!(f, " result=ok done={count}"),
-                Err(e) => write!(f, " result={} done={}", e.errno.0, e.done),
+                Err(e) => write!(f, " result=-{} done={}", e.errno.0, e.done),
             },
             Step::Iret { rip, cs, rflags, rsp, ss } => write!(
                 f,
@@ -355,16 +337,16 @@ impl Recorder {
         let mut number = 0;
         for step in self.steps() {
             number += 1;
-            writeln!(out, "trace: {number} {step}")?;
+            writeln!(out, "{PREFIX} {number} {step}")?;
         }
         if self.dropped > 0 {
             writeln!(
                 out,
-                "trace: truncated dropped={} (more than {MAX_STEPS} steps)",
+                "{PREFIX} {TRUNCATED} dropped={} (more than {MAX_STEPS} steps)",
                 self.dropped
             )?;
         }
-        writeln!(out, "trace: end steps={number}")
+        writeln!(out, "{PREFIX} {END} steps={number}")
     }
 }
 

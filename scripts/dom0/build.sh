@@ -22,7 +22,7 @@
 # by payload.sh (or by the runner: scripts/xtask/src/xl.rs). Exit status: 0; 3
 # when apt-get download failed (stale package lists?); 1 on any other error.
 # Needs: apt-get (with `apt-get update` done), dpkg-deb, tar, gzip, coreutils,
-# findutils (xz: the host's or the locked xz-utils). No root needed except for
+# findutils (xz: the host's or the locked xz-utils), and cargo (the runner packs the cpio). No root needed except for
 # apt-get update.
 set -euo pipefail
 
@@ -62,7 +62,7 @@ cache=$(cd "$cache" && pwd)
 out=$(cd "$out" && pwd)
 
 # ---- 1. cache key: everything that shapes the image -------------------------
-key=$({ echo "xen $xv"; echo "$pins"; cat "$here/build.sh" "$here/vmlinux.sh" "$here/cpio.sh" "$here/init"; } | sha256sum | cut -c1-16)
+key=$({ echo "xen $xv"; echo "$pins"; cat "$here/build.sh" "$here/vmlinux.sh" "$here/xtask.sh" "$here/../xtask/src/cpio.rs" "$here/init"; } | sha256sum | cut -c1-16)
 dst=$cache/dom0/$key
 
 publish() {
@@ -231,15 +231,15 @@ chmod 755 "$r/init"
 cp "$versions" "$r/etc/faultline-dom0.versions"
 
 # ---- 5. pack it: sorted newc cpio (mtime 0: reproducible), gzip -n, 4-byte pad
+# The runner writes the cpio (`cargo xtask cpio`, scripts/xtask/src/cpio.rs).
 # Padding lets an uncompressed payload cpio follow: the kernel only looks for a
 # cpio header at 4-byte offsets, and skips the zero bytes in between.
 say "packing the initramfs"
-. "$here/cpio.sh"
-{
-	cpio_tree "$r"
-	cpio_chardev dev/console 5 1 # the kernel opens it for init before /init runs
-	cpio_trailer
-} | gzip -n -9 >"$tmp/dom0-base.cpio.gz"
+. "$here/xtask.sh"
+# dev/console: the kernel opens it for init before /init runs.
+xtask cpio -o "$tmp/dom0-base.cpio" --tree "$r" --char-device dev/console=5:1
+gzip -n -9 <"$tmp/dom0-base.cpio" >"$tmp/dom0-base.cpio.gz"
+rm -f "$tmp/dom0-base.cpio"
 sz=$(stat -c %s "$tmp/dom0-base.cpio.gz")
 [ $((sz % 4)) -eq 0 ] || head -c $((4 - sz % 4)) /dev/zero >>"$tmp/dom0-base.cpio.gz"
 

@@ -19,14 +19,14 @@
 #   --cfg TEMPLATE    xl config template (default scripts/dom0/faultline.cfg.in)
 #
 # In the archive: /payload/guests ("<cfg> <timeout> <live|log>" a line, run in order),
-# /payload/N.cfg, /payload/N/kernel, /payload/N/ramdisk. The cpio is written
-# here (newc format, mtime 0) so the host needs no cpio tool.
+# /payload/N.cfg, /payload/N/kernel, /payload/N/ramdisk. The runner writes the
+# cpio (`cargo xtask cpio`: newc, mtime 0), so the host needs no cpio tool.
 set -euo pipefail
 shopt -u patsub_replacement 2>/dev/null || true # keep '&' literal in ${v//x/y}
 here=$(cd "$(dirname "$0")" && pwd)
 die() { echo "dom0/payload: error: $*" >&2; exit 1; }
 
-. "$here/cpio.sh"
+. "$here/xtask.sh"
 
 # ---- arguments ---------------------------------------------------------------
 out='' base='' print_cfg=0
@@ -91,7 +91,7 @@ fi
 [ -z "$base" ] || [ -r "$base" ] || die "base initramfs $base not found: run scripts/dom0/build.sh"
 
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp" "$out.tmp"' EXIT
+trap 'rm -rf "$tmp"' EXIT
 # A file given for several guests goes into the archive once (dom0 keeps the
 # whole archive in RAM): FILES maps its real path to its path in the archive.
 declare -A FILES
@@ -110,20 +110,13 @@ for i in "${!kernels[@]}"; do
 	render "$i" "$k" "$r" >"$tmp/$n.cfg"
 	echo "/payload/$n.cfg ${timeouts[$i]} ${consoles[$i]}" >>"$tmp/guests"
 done
-{
-	if [ -n "$base" ]; then
-		cat "$base"
-		cpio_pad4 "$(stat -L -c %s "$base")" # the kernel seeks cpio headers at 4-byte offsets
-	fi
-	cpio_entry payload 0040755
-	cpio_entry payload/guests 0100644 "$tmp/guests"
-	for i in "${!kernels[@]}"; do
-		n=$((i + 1))
-		cpio_entry "payload/$n.cfg" 0100644 "$tmp/$n.cfg"
-		cpio_entry "payload/$n" 0040755
-	done
-	for f in "${order[@]}"; do cpio_entry "${FILES[$f]}" 0100644 "$f"; done
-	cpio_trailer
-} >"$out.tmp"
-mv "$out.tmp" "$out"
+members=(--dir payload --file "payload/guests=$tmp/guests")
+for i in "${!kernels[@]}"; do
+	n=$((i + 1))
+	members+=(--file "payload/$n.cfg=$tmp/$n.cfg" --dir "payload/$n")
+done
+for f in "${order[@]}"; do members+=(--file "${FILES[$f]}=$f"); done
+# With a base, the runner pads it to 4 bytes (the kernel seeks cpio headers at 4-byte offsets).
+[ -z "$base" ] || members=(--after "$base" "${members[@]}")
+xtask cpio -o "$out" "${members[@]}"
 echo "dom0/payload: $out: ${#kernels[@]} guest(s), $(stat -c %s "$out") bytes" >&2

@@ -4,7 +4,6 @@
 //! (`Pfn`, what the guest allocates) and the host's machine frames (`Mfn`, what page-table
 //! entries hold). Mixing them up is the classic PV bug, so each is its own type and the only
 //! conversions between them live in `p2m`.
-#![deny(unsafe_code)]
 
 pub use x86_64::VirtAddr;
 

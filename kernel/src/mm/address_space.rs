@@ -23,7 +23,6 @@
 //! TLB: the user's translations may survive the switch to the kernel's tables (with global pages
 //! or PCIDs, XEN-NOTES section 5), so every operation that removes or downgrades a user entry
 //! owes a full local flush, and a frame goes back to the pool only after that flush.
-#![deny(unsafe_code)]
 
 use alloc::vec::Vec;
 use core::ops::Range;
@@ -606,20 +605,22 @@ impl<'f> AddressSpace<'f> {
         }
     }
 
-    /// Whether `page` can be mapped by a fault-around or prefault: in `area` and in the same L1
-    /// as `near`, neither mapped nor parked.
-    fn free_neighbour<M: XenMmu, R: FrameAccess>(
+    /// Which of the `free.len()` pages from `first` a fault-around or prefault may map:
+    /// `free[i]` for the page `i` pages on if it lies in `area` and in `first`'s L1 and is neither
+    /// mapped nor parked. One walk to the L1 answers for all of them.
+    fn free_pages<M: XenMmu, R: FrameAccess>(
         &self,
         pt: &PageTables<'_, M, R>,
         area: &Area,
-        near: u64,
-        page: u64,
-    ) -> bool {
-        const L1_SPAN: u64 = 512 * PAGE_SIZE;
-        area.contains(page)
-            && page / L1_SPAN == near / L1_SPAN
-            && self.parked_frame(page).is_none()
-            && matches!(pt.translate(self.root, VirtAddr::new(page)), Ok(None))
+        first: u64,
+        free: &mut [bool],
+    ) {
+        if pt.vacant_pages(self.root, VirtAddr::new(first), free).is_err() {
+            free.fill(false);
+        }
+        for (page, slot) in (first..).step_by(PAGE_SIZE as usize).zip(free.iter_mut()) {
+            *slot = *slot && area.contains(page) && self.parked_frame(page).is_none();
+        }
     }
 
     /// Maps the shared frame `pfn` at `page`, and with fault-around every other shared page of
@@ -637,13 +638,14 @@ impl<'f> AddressSpace<'f> {
         let mut batch = [(VirtAddr::zero(), Pfn(0), flags); WINDOW_PAGES_MAX as usize];
         batch[0] = (VirtAddr::new(page), pfn, flags);
         let mut count = 1;
-        let window = self.tuning.fault_around_pages * PAGE_SIZE;
-        if window > PAGE_SIZE {
-            let start = page - page % window;
-            for other in (start..start + window).step_by(PAGE_SIZE as usize) {
-                if other == page || !self.free_neighbour(pt, area, page, other) {
-                    continue;
-                }
+        let window_pages = self.tuning.fault_around_pages as usize;
+        if window_pages > 1 {
+            // The window is aligned to its size, at most 64 pages: inside the faulting page's L1.
+            let start = page - page % (window_pages as u64 * PAGE_SIZE);
+            let mut free = [false; WINDOW_PAGES_MAX as usize];
+            self.free_pages(pt, area, start, &mut free[..window_pages]);
+            let pages = (start..).step_by(PAGE_SIZE as usize).zip(&free[..window_pages]);
+            for (other, _) in pages.filter(|&(other, &free)| free && other != page) {
                 if let Some(other_pfn) = self.shared_frame(shared, area, other) {
                     batch[count] = (VirtAddr::new(other), other_pfn, flags);
                     count += 1;
@@ -680,10 +682,11 @@ impl<'f> AddressSpace<'f> {
             let room = self.limits.frames.saturating_sub(
                 self.held_frames + frames.allocated - frames.freed + FAULT_RESERVE_FRAMES,
             );
-            let most = (1 + self.tuning.prefault_pages).min(room).max(1);
-            while wanted < most && self.free_neighbour(pt, area, page, page + wanted * PAGE_SIZE) {
-                wanted += 1;
-            }
+            let most = (1 + self.tuning.prefault_pages).min(room).max(1) as usize;
+            let mut free = [false; WINDOW_PAGES_MAX as usize + 1];
+            self.free_pages(pt, area, page, &mut free[..most]);
+            // The faulting page is free; the run ends at the first page that is not.
+            wanted = 1 + free[1..most].iter().take_while(|&&free| free).count() as u64;
         }
         let mut batch = [(VirtAddr::zero(), Pfn(0), flags); WINDOW_PAGES_MAX as usize + 1];
         let mut count = 0;
@@ -909,12 +912,17 @@ impl<'f> AddressSpace<'f> {
         'chunks: while start < area.end {
             let end = (start - start % L1_SPAN + L1_SPAN).min(area.end);
             let mut count = 0;
-            for page in (start..end).step_by(PAGE_SIZE as usize) {
+            let mut vacant = [false; 512];
+            let vacant = &mut vacant[..((end - start) / PAGE_SIZE) as usize];
+            if pt.vacant_pages(self.root, VirtAddr::new(start), vacant).is_err() {
+                vacant.fill(false);
+            }
+            for &vacant in vacant.iter() {
                 let held = self.held_frames + counted.allocated - counted.freed;
                 if held + FAULT_RESERVE_FRAMES + 1 > self.limits.frames {
                     break;
                 }
-                if !matches!(pt.translate(self.root, VirtAddr::new(page)), Ok(None)) {
+                if !vacant {
                     chunk[count] = Pfn(0);
                     count += 1;
                     continue;

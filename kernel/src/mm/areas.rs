@@ -10,7 +10,6 @@
 //! The list's capacity is fixed when the address space is made ([`AREAS_MAX`] by default; Linux's
 //! `vm.max_map_count` is 65530): the list never grows while the memory manager's lock is held,
 //! because growing the kernel heap takes a page fault, and the fault handler takes that lock.
-#![deny(unsafe_code)]
 
 use alloc::vec::Vec;
 use core::ops::Range;

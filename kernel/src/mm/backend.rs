@@ -7,46 +7,24 @@
 //! hypercalls, host tests with a model of Xen that rejects what Xen rejects. [`FrameAccess`] is the
 //! other half: reading any frame and writing frames that are still ordinary writable memory
 //! (a new table before Xen validates it), through the direct map in the kernel.
-#![deny(unsafe_code)]
 
 use super::addr::{MachineAddr, Mfn, Pfn, VirtAddr, PAGE_SIZE};
 use super::pte::{Level, Pte};
-
-/// A negative errno as Xen returns it (e.g. -22 for EINVAL).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct XenErrno(pub i64);
-
-impl XenErrno {
-    pub const EPERM: XenErrno = XenErrno(-1);
-    pub const ENOMEM: XenErrno = XenErrno(-12);
-    pub const EBUSY: XenErrno = XenErrno(-16);
-    pub const EINVAL: XenErrno = XenErrno(-22);
-    pub const ENOSYS: XenErrno = XenErrno(-38);
-}
+use crate::xen::abi::{self, MmuUpdate};
+use crate::xen::XenError;
 
 /// A batched call stopped at entry `done`: entries `0..done` took effect, the rest did not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchFailure {
     pub done: usize,
-    pub errno: XenErrno,
+    pub errno: XenError,
 }
 
-/// `struct mmu_update` of xen/include/public/xen.h: `ptr` is the machine address of the entry with
-/// the command in its low two bits, `val` the new entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[repr(C)]
-pub struct MmuUpdate {
-    pub ptr: u64,
-    pub val: u64,
-}
-
-/// `MMU_NORMAL_PT_UPDATE`: a checked `*ptr = val` on a page-table entry.
-pub const MMU_NORMAL_PT_UPDATE: u64 = 0;
-
+/// The wire struct is xen::abi's; what its fields mean in mm's terms is said here.
 impl MmuUpdate {
     /// Set the page-table entry at machine address `entry` to `pte`.
     pub(crate) const fn normal(entry: MachineAddr, pte: Pte) -> Self {
-        MmuUpdate { ptr: entry.0 | MMU_NORMAL_PT_UPDATE, val: pte.0 }
+        MmuUpdate { ptr: entry.0 | abi::MMU_NORMAL_PT_UPDATE as u64, val: pte.0 }
     }
 
     /// The machine address of the entry this update writes.
@@ -82,15 +60,15 @@ impl MmuExtOp {
     /// The `cmd` field of `struct mmuext_op`.
     pub(crate) const fn command(&self) -> u32 {
         match self {
-            MmuExtOp::Pin { level: Level::L1, .. } => 0,
-            MmuExtOp::Pin { level: Level::L2, .. } => 1,
-            MmuExtOp::Pin { level: Level::L3, .. } => 2,
-            MmuExtOp::Pin { level: Level::L4, .. } => 3,
-            MmuExtOp::Unpin(_) => 4,
-            MmuExtOp::NewBaseptr(_) => 5,
-            MmuExtOp::TlbFlushLocal => 6,
-            MmuExtOp::InvlpgLocal(_) => 7,
-            MmuExtOp::NewUserBaseptr(_) => 15,
+            MmuExtOp::Pin { level: Level::L1, .. } => abi::MMUEXT_PIN_L1_TABLE,
+            MmuExtOp::Pin { level: Level::L2, .. } => abi::MMUEXT_PIN_L2_TABLE,
+            MmuExtOp::Pin { level: Level::L3, .. } => abi::MMUEXT_PIN_L3_TABLE,
+            MmuExtOp::Pin { level: Level::L4, .. } => abi::MMUEXT_PIN_L4_TABLE,
+            MmuExtOp::Unpin(_) => abi::MMUEXT_UNPIN_TABLE,
+            MmuExtOp::NewBaseptr(_) => abi::MMUEXT_NEW_BASEPTR,
+            MmuExtOp::TlbFlushLocal => abi::MMUEXT_TLB_FLUSH_LOCAL,
+            MmuExtOp::InvlpgLocal(_) => abi::MMUEXT_INVLPG_LOCAL,
+            MmuExtOp::NewUserBaseptr(_) => abi::MMUEXT_NEW_USER_BASEPTR,
         }
     }
 
@@ -114,12 +92,12 @@ pub enum UvmFlush {
 }
 
 impl UvmFlush {
-    /// The `flags` argument: UVMF_NONE 0, UVMF_TLB_FLUSH 1, UVMF_INVLPG 2, UVMF_LOCAL 0.
+    /// The `flags` argument.
     pub(crate) const fn flags(self) -> u64 {
         match self {
-            UvmFlush::None => 0,
-            UvmFlush::TlbFlushLocal => 1,
-            UvmFlush::InvlpgLocal => 2,
+            UvmFlush::None => abi::UVMF_NONE,
+            UvmFlush::TlbFlushLocal => abi::UVMF_TLB_FLUSH | abi::UVMF_LOCAL,
+            UvmFlush::InvlpgLocal => abi::UVMF_INVLPG | abi::UVMF_LOCAL,
         }
     }
 }
@@ -136,7 +114,7 @@ pub trait XenMmu {
         va: VirtAddr,
         pte: Pte,
         flush: UvmFlush,
-    ) -> Result<(), XenErrno>;
+    ) -> Result<(), XenError>;
 }
 
 /// Plain access to the contents of this domain's frames (in the kernel: through the direct map).
@@ -177,7 +155,7 @@ mod tests {
         let u = MmuUpdate::normal(Mfn(3).entry_addr(5), Pte::new(Mfn(9), PteFlags::PRESENT));
         assert_eq!((u.ptr, u.val), (0x3028, 0x9001));
         assert_eq!(u.entry_addr(), MachineAddr(0x3028));
-        assert_eq!(u.command(), MMU_NORMAL_PT_UPDATE);
+        assert_eq!(u.command(), u64::from(abi::MMU_NORMAL_PT_UPDATE));
     }
 
     #[test]

@@ -1,5 +1,4 @@
 //! A fixed-size bit set over frame numbers, stored in a caller-provided buffer of words.
-#![deny(unsafe_code)]
 
 /// Bits `0..len_bits` over a borrowed `[u64]`; bits past `len_bits` are never touched.
 #[derive(Debug)]

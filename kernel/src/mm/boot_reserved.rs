@@ -6,7 +6,6 @@
 //! that region's first pages. The boot stack is the page right after the last page-table frame
 //! (Xen public/xen.h, "start_info" comment). Large domains may get the p2m list outside that
 //! region (`first_p2m_pfn`/`nr_p2m_frames`). Anything past the bootstrap region is free padding.
-#![deny(unsafe_code)]
 
 use super::addr::{Pfn, PfnRange, PAGE_SIZE};
 

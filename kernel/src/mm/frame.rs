@@ -4,7 +4,6 @@
 //! buffer the caller owns (a static in the kernel: [`BITMAP_WORDS_4GIB`] words cover 4 GiB), so
 //! allocating frames never needs a heap. Errors are values: an empty pool or a double free is
 //! reported, never a panic.
-#![deny(unsafe_code)]
 
 use super::addr::{Pfn, PfnRange};
 use super::bitmap::{words_for_bits, Bitmap};

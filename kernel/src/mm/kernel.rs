@@ -16,6 +16,7 @@ use core::fmt;
 use super::addr::{Pfn, VirtAddr, PAGE_SIZE};
 use super::boot_reserved::BootLayout;
 use super::frame::{FrameAllocator, FrameError, FrameSource, BITMAP_WORDS_4GIB, MAX_FRAMES_4GIB};
+use super::hypercall_mmu::HypercallMmu;
 use super::kernel_fault::{classify, FaultAction, KernelRegion, KernelRegionKind, UnexpectedFault};
 use super::kernel_space::{AliasWindow, DIRECT_MAP_BASE, KERNEL_VIRT_BASE};
 use super::p2m::P2m;
@@ -23,10 +24,8 @@ use super::page_table::{MapToError, MmError, PageTables, UpdateError};
 use super::pte::PteFlags;
 use super::window_access::{machine_to_phys_table, WindowAccess};
 use crate::arch::x86_64::page_fault::PageFault;
-use crate::arch::x86_64::trap_frame::TrapFrame;
-use crate::xen::mmu::HypercallMmu;
 use crate::xen::start_info::StartInfo;
-use crate::xen::{abi, hypercall, shared_info, slots, XenError};
+use crate::xen::{abi, hypercall, slots, XenError};
 
 pub type KernelTables = PageTables<'static, HypercallMmu, WindowAccess>;
 
@@ -124,8 +123,10 @@ struct Bitmaps {
     frames: [u64; BITMAP_WORDS_4GIB],
     tables: [u64; BITMAP_WORDS_4GIB],
 }
-static mut BITMAPS: Bitmaps =
-    Bitmaps { frames: [0; BITMAP_WORDS_4GIB], tables: [0; BITMAP_WORDS_4GIB] };
+/// A one-shot cell: `init` takes the bitmaps for good by leaking the guard (a second `init`
+/// finds the lock held and is refused).
+static BITMAPS: spin::Mutex<Bitmaps> =
+    spin::Mutex::new(Bitmaps { frames: [0; BITMAP_WORDS_4GIB], tables: [0; BITMAP_WORDS_4GIB] });
 
 extern "C" {
     static boot_stack_guard: u8;
@@ -142,6 +143,8 @@ pub fn p2m_list_address() -> u64 {
 /// Why the memory manager could not be built.
 #[derive(Debug)]
 pub enum MmInitError {
+    /// `init` ran before: the bitmaps are taken.
+    Twice,
     TooMuchMemory(u64),
     Xen(&'static str, XenError),
     Frames(FrameError),
@@ -152,6 +155,7 @@ pub enum MmInitError {
 impl fmt::Display for MmInitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Twice => write!(f, "the memory manager is initialised once"),
             Self::TooMuchMemory(n) => {
                 write!(f, "{n} pages is more than the {MAX_FRAMES_4GIB} this kernel tracks")
             }
@@ -204,8 +208,7 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), MmInitError> {
     let (reserved, reserved_count) = layout.reserved();
     let reserved = &reserved[..reserved_count];
 
-    // SAFETY: `init` runs once, at boot, before anything else uses BITMAPS.
-    let bitmaps = unsafe { &mut *core::ptr::addr_of_mut!(BITMAPS) };
+    let bitmaps = BITMAPS.try_lock().map(spin::MutexGuard::leak).ok_or(MmInitError::Twice)?;
     let words = (nr_pages as usize).div_ceil(64);
     let frames = FrameAllocator::new(&mut bitmaps.frames[..words], nr_pages, reserved)
         .map_err(MmInitError::Frames)?;
@@ -361,7 +364,7 @@ fn boot_regions() -> [KernelRegion; 5] {
     ]
 }
 
-/// Why the page-fault handler could not handle a kernel fault: the reason for the crash report.
+/// Why a kernel-mode page fault was not handled, for the crash report.
 pub enum FatalFault {
     NoMemoryManager,
     InsideMemoryManager,
@@ -390,17 +393,15 @@ impl fmt::Display for FatalFault {
     }
 }
 
-/// The #PF handler: cr2 from vcpu_info (read first: it is only valid until the next fault),
-/// the error code from the frame, then `classify_kernel_fault` decides. `Ok` when a frame was
-/// mapped and the faulting instruction can run again.
-pub fn handle_page_fault(frame: &TrapFrame) -> Result<(), FatalFault> {
-    let cr2 = shared_info::cr2().unwrap_or(0);
+/// The handler of a page fault in kernel mode (arch decoded it, cr2 included): `classify`
+/// decides; `Ok` once a frame is mapped and the faulting instruction can run again.
+pub fn handle_page_fault(fault: &PageFault) -> Result<(), FatalFault> {
+    let fault = *fault;
     let Some(mut guard) = MM.try_lock() else {
         return Err(FatalFault::InsideMemoryManager);
     };
     let Some(mm) = guard.as_mut() else { return Err(FatalFault::NoMemoryManager) };
-    let fault = PageFault::decode(frame.error_code, cr2);
-    let Ok(va) = VirtAddr::try_new(cr2) else {
+    let Ok(va) = VirtAddr::try_new(fault.address) else {
         mm.faults.unexpected += 1;
         return Err(FatalFault::Unexpected(UnexpectedFault::OutsideRegions));
     };

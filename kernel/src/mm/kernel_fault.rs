@@ -6,7 +6,6 @@
 //! [`KernelRegion`]s; only a [`FaultAction::MapZeroed`] leads to [`PageTables::map_zeroed`](super::PageTables::map_zeroed).
 //! Under PV the kernel runs in ring 3, but Xen rewrites the error code's user bit to say whether
 //! the *guest* was in user mode, so `USER_MODE` means what it means on bare metal.
-#![deny(unsafe_code)]
 
 use super::addr::{VirtAddr, PAGE_SIZE};
 use super::pte::PteFlags;

@@ -8,7 +8,6 @@
 //!                                                  4 KiB pages only, read-only for table frames
 //! 0xffff_ffff_8000_0000 ..                         the kernel image (Xen's boot mapping, VIRT_BASE)
 //! ```
-#![deny(unsafe_code)]
 
 use super::addr::{Pfn, VirtAddr, PAGE_SHIFT};
 

@@ -1,9 +1,9 @@
 //! Memory management the PV way: addresses, p2m/m2p, frames, page tables through Xen.
 //!
 //! Everything here is host-testable logic: the hypervisor and raw memory sit behind the traits in
-//! [`backend`], implemented by the kernel with hypercalls (`xen::mmu`) and [`window_access`] (the
-//! only module here with `unsafe`), and in tests by `model`, a model of Xen that rejects what Xen
-//! rejects.
+//! [`backend`], implemented by the kernel with hypercalls (`hypercall_mmu`) and
+//! [`window_access`] (with `heap` and `kernel`, the modules here allowed unsafe code: lib.rs says
+//! why), and in tests by `model`, a model of Xen that rejects what Xen rejects.
 //!
 //! Boot, in the kernel (virtual layout in [`kernel_space`]):
 //! 1. `p2m = P2m::new(mfn_list[..nr_pages], machine_to_phys_table(max_mfn + 1))`.
@@ -12,7 +12,7 @@
 //!    plus console/xenstore pages and boot modules.
 //! 3. `boot_window = AliasWindow { virt_base: KERNEL_VIRT_BASE, first_pfn: 0, count_frames: .. }`
 //!    (or found with `PageTables::discover_window`), `mem = unsafe { WindowAccess::new(boot_window) }`.
-//! 4. `pt = PageTables::new(xen::mmu::HypercallMmu, mem, p2m, pfn_of(pt_base), static bitmap)`,
+//! 4. `pt = PageTables::new(hypercall_mmu::HypercallMmu, mem, p2m, pfn_of(pt_base), static bitmap)`,
 //!    `pt.add_alias_window(boot_window)`, then `pt.add_alias_window(direct_map)`, the direct map
 //!    built in parts with `pt.map_window_part(direct_map, first, count, &mut frames)`, and
 //!    `unsafe { pt.memory_mut().add_window(direct map) }`.
@@ -40,11 +40,16 @@ pub mod pte;
 pub mod queue;
 pub mod stats;
 pub mod user_space;
+#[allow(unsafe_code)]
 pub mod window_access;
 
 #[cfg(target_os = "none")]
+#[allow(unsafe_code)]
 pub mod heap;
 #[cfg(target_os = "none")]
+pub mod hypercall_mmu;
+#[cfg(target_os = "none")]
+#[allow(unsafe_code)]
 pub mod kernel;
 
 #[cfg(test)]
@@ -53,7 +58,7 @@ pub mod model;
 mod tests;
 
 pub use addr::{MachineAddr, Mfn, Pfn, PfnRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
-pub use backend::{BatchFailure, FrameAccess, MmuExtOp, MmuUpdate, UvmFlush, XenErrno, XenMmu};
+pub use backend::{BatchFailure, FrameAccess, MmuExtOp, UvmFlush, XenMmu};
 pub use frame::{FrameAllocator, FrameError, FrameSource};
 pub use kernel_space::{AliasWindow, DIRECT_MAP_BASE};
 pub use p2m::{P2m, P2mError};

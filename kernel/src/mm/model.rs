@@ -20,17 +20,18 @@
 //! `update_va_mapping` flush flags, and Xen's own flush when a frame becomes a table. An access
 //! that hits an entry granting more than the tables do now is recorded as a bug. Tests can also
 //! make Xen refuse any entry of a batch ([`Machine::refuse_step`]).
-#![deny(unsafe_code)]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::addr::{Mfn, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
-use super::backend::{BatchFailure, FrameAccess, MmuExtOp, MmuUpdate, UvmFlush, XenErrno, XenMmu};
+use super::backend::{BatchFailure, FrameAccess, MmuExtOp, UvmFlush, XenMmu};
 use super::frame::{FrameAllocator, FrameError, FrameSource};
 use super::kernel_space::{is_guest_l4_slot, KERNEL_VIRT_BASE};
 use super::pte::{Level, Pte, PteFlags, ENTRIES_PER_TABLE};
+use crate::xen::abi::MmuUpdate;
+use crate::xen::XenError;
 
 /// A rule broken: either one Xen enforces (the call fails) or a guest bug the model catches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,7 +194,7 @@ pub struct Machine {
     /// One vCPU today; per vCPU so that a second one only needs an index.
     vcpus: Vec<Vcpu>,
     /// Injected refusals: (step, errno), see [`Machine::refuse_step`].
-    refusals: Vec<(u64, XenErrno)>,
+    refusals: Vec<(u64, XenError)>,
     /// Fallible steps so far: each `mmu_update` entry, `mmuext_op` op, `update_va_mapping` call.
     steps: u64,
     /// Whether the TLB fills itself after every page-table hypercall (see [`Machine::speculate`]).
@@ -201,6 +202,9 @@ pub struct Machine {
     rejections: Vec<Violation>,
     bugs: Vec<Violation>,
     counts: HypercallCounts,
+    /// Entries the guest read as tables through [`FrameAccess::read_entry`]: what its walks
+    /// cost, deterministic like the hypercall counts.
+    entry_reads: Cell<u64>,
 }
 
 impl Machine {
@@ -237,6 +241,7 @@ impl Machine {
             rejections: Vec::new(),
             bugs: Vec::new(),
             counts: HypercallCounts::default(),
+            entry_reads: Cell::new(0),
         };
         let va = VirtAddr::new(KERNEL_VIRT_BASE);
         let [l4, l3, l2, l1] = BOOT_TABLES.map(|pfn| m.mfn_of(pfn));
@@ -289,6 +294,11 @@ impl Machine {
     /// Hypercalls made so far.
     pub const fn counts(&self) -> HypercallCounts {
         self.counts
+    }
+
+    /// Table entries the guest read so far.
+    pub fn entry_reads(&self) -> u64 {
+        self.entry_reads.get()
     }
 
     /// Everything Xen refused so far.
@@ -352,7 +362,7 @@ impl Machine {
     /// op or an `update_va_mapping` call) fail with `errno`, as Xen fails an entry it cannot
     /// apply (e.g. -ENOMEM while validating a new table). Earlier entries of its batch stay
     /// applied and the call reports how many were done.
-    pub fn refuse_step(&mut self, n: u64, errno: XenErrno) {
+    pub fn refuse_step(&mut self, n: u64, errno: XenError) {
         self.refusals.push((self.steps + n, errno));
     }
 
@@ -533,7 +543,7 @@ impl Machine {
     }
 
     /// Consumes one fallible step; `Some(errno)` if a refusal was planned for it.
-    fn next_step_refused(&mut self) -> Option<XenErrno> {
+    fn next_step_refused(&mut self) -> Option<XenError> {
         let step = self.steps;
         self.steps += 1;
         let at = self.refusals.iter().position(|&(n, _)| n == step)?;
@@ -567,7 +577,7 @@ impl Machine {
             }
             if let Err(v) = self.apply_update(update) {
                 self.rejections.push(v);
-                return Err(BatchFailure { done, errno: XenErrno::EINVAL });
+                return Err(BatchFailure { done, errno: XenError::EINVAL });
             }
         }
         Ok(())
@@ -582,7 +592,7 @@ impl Machine {
             }
             if let Err(v) = self.apply_ext(*op) {
                 self.rejections.push(v);
-                return Err(BatchFailure { done, errno: XenErrno::EINVAL });
+                return Err(BatchFailure { done, errno: XenError::EINVAL });
             }
         }
         Ok(())
@@ -593,7 +603,7 @@ impl Machine {
         va: VirtAddr,
         pte: Pte,
         flush: UvmFlush,
-    ) -> Result<(), XenErrno> {
+    ) -> Result<(), XenError> {
         let result = self.apply_update_va_mapping(va, pte, flush);
         if self.speculative {
             self.speculate_now();
@@ -606,7 +616,7 @@ impl Machine {
         va: VirtAddr,
         pte: Pte,
         flush: UvmFlush,
-    ) -> Result<(), XenErrno> {
+    ) -> Result<(), XenError> {
         self.counts.update_va_mapping_calls += 1;
         if let Some(errno) = self.next_step_refused() {
             return Err(errno);
@@ -617,7 +627,7 @@ impl Machine {
             });
         if let Err(v) = result {
             self.rejections.push(v);
-            return Err(XenErrno::EINVAL);
+            return Err(XenError::EINVAL);
         }
         match flush {
             UvmFlush::None => {}
@@ -628,7 +638,7 @@ impl Machine {
     }
 
     fn apply_update(&mut self, update: &MmuUpdate) -> Result<(), Violation> {
-        if update.command() != 0 {
+        if update.command() != u64::from(crate::xen::abi::MMU_NORMAL_PT_UPDATE) {
             return Err(Violation::BadCommand { ptr: update.ptr });
         }
         let mfn = update.entry_addr().mfn();
@@ -915,7 +925,7 @@ impl XenMmu for Xen {
         va: VirtAddr,
         pte: Pte,
         flush: UvmFlush,
-    ) -> Result<(), XenErrno> {
+    ) -> Result<(), XenError> {
         self.machine().update_va_mapping(va, pte, flush)
     }
 }
@@ -923,6 +933,7 @@ impl XenMmu for Xen {
 impl FrameAccess for Xen {
     fn read_entry(&self, pfn: Pfn, index: usize) -> u64 {
         let m = self.0.borrow();
+        m.entry_reads.set(m.entry_reads.get() + 1);
         m.frames[m.mfn_of(pfn).0 as usize].words[index]
     }
 

@@ -5,7 +5,6 @@
 //! its entry for a frame we don't own is someone else's pfn (or garbage), so every m2p answer is
 //! cross-checked against the p2m before it is trusted. Both arrays are handed in as slices, so the
 //! kernel builds them from `start_info` and host tests feed fakes.
-#![deny(unsafe_code)]
 
 use super::addr::{Mfn, Pfn};
 

@@ -19,10 +19,9 @@
 //! the values the queue recorded (links first, then alias downgrades, then a flush if anything
 //! present was taken away), and the tables built for the batch go back to the frame allocator.
 //! Multi-step operations (new user root, reclaim, teardown) put back their earlier steps too.
-#![deny(unsafe_code)]
 
 use super::addr::{MachineAddr, Mfn, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
-use super::backend::{BatchFailure, FrameAccess, MmuExtOp, MmuUpdate, UvmFlush, XenErrno, XenMmu};
+use super::backend::{BatchFailure, FrameAccess, MmuExtOp, UvmFlush, XenMmu};
 use super::bitmap::{words_for_bits, Bitmap};
 use super::frame::{FrameError, FrameSource};
 use super::kernel_space::{is_guest_l4_slot, AliasWindow};
@@ -31,6 +30,8 @@ use super::pte::{Level, Pte, PteFlags, ENTRIES_PER_TABLE};
 use super::queue::{UpdateQueue, QUEUE_CAPACITY};
 use super::stats::MmStats;
 use crate::trace::{self, Step};
+use crate::xen::abi::MmuUpdate;
+use crate::xen::XenError;
 
 /// Flags of an entry that points to a lower table. Permissions are decided at the leaf.
 pub(in crate::mm) const TABLE_FLAGS: PteFlags = PteFlags::PRESENT
@@ -93,7 +94,7 @@ pub enum UpdateError {
     /// The frame is a page table: Xen forbids mapping it writable.
     TableFrameWritable(Pfn),
     /// Xen refused a single call (`update_va_mapping`).
-    HypervisorCall(XenErrno),
+    HypervisorCall(XenError),
 }
 
 /// All alias-window slots are taken.
@@ -113,7 +114,7 @@ pub enum MmError {
     AlreadyMapped(VirtAddr),
     NotMapped(VirtAddr),
     TableFrameWritable(Pfn),
-    HypervisorCall(XenErrno),
+    HypervisorCall(XenError),
 }
 
 /// `From<$from> for $to`, case by case under the same names (the match is exhaustive, so a
@@ -417,6 +418,28 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         }
     }
 
+    /// Which pages from `first` are not mapped in `root`: `vacant[i]` for the page `i` pages on.
+    /// One walk to `first`'s L1 serves them all (a fault-around window or a populate chunk);
+    /// pages past the end of that L1 count as taken, and a missing table on the way leaves the
+    /// whole L1 vacant.
+    pub(in crate::mm) fn vacant_pages(
+        &self,
+        root: Root,
+        first: VirtAddr,
+        vacant: &mut [bool],
+    ) -> Result<(), TableError> {
+        let in_l1 = ENTRIES_PER_TABLE - Level::L1.index_of(first);
+        let (walk, _) = self.walk(root, first)?;
+        for (i, slot) in vacant.iter_mut().enumerate() {
+            *slot = i < in_l1
+                && match walk {
+                    Walk::Leaf { l1, index, .. } => !self.entry(l1, index + i)?.is_present(),
+                    Walk::Missing { .. } => true,
+                };
+        }
+        Ok(())
+    }
+
     /// The largest run of pages from `virt_base` that map consecutive frames: Xen's boot mapping
     /// of the image, start_info, p2m list, boot tables and stack is one such window.
     #[cfg(test)]
@@ -452,7 +475,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         flags: PteFlags,
         frames: &mut impl FrameSource,
     ) -> Result<(), MapToError> {
-        let queued = self.map_queued(root, va, pfn, flags, frames);
+        let queued = self.map_queued(root, va, pfn, flags, frames, &mut None);
         self.finish_building(queued, frames)
     }
 
@@ -467,8 +490,9 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         frames: &mut impl FrameSource,
     ) -> Result<(), (usize, MapToError)> {
         let mut queued = Ok(());
+        let mut near = None;
         for (i, (va, pfn, flags)) in pages.into_iter().enumerate() {
-            if let Err(e) = self.map_queued(root, va, pfn, flags, frames) {
+            if let Err(e) = self.map_queued(root, va, pfn, flags, frames, &mut near) {
                 queued = Err((i, e));
                 break;
             }
@@ -497,9 +521,10 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         frames: &mut impl FrameSource,
     ) -> Result<(), MapToError> {
         let mut queued = Ok(());
+        let mut near = None;
         for i in 0..count_pages {
-            queued =
-                self.map_queued(root, va + (i << PAGE_SHIFT), Pfn(first_pfn.0 + i), flags, frames);
+            let (page, pfn) = (va + (i << PAGE_SHIFT), Pfn(first_pfn.0 + i));
+            queued = self.map_queued(root, page, pfn, flags, frames, &mut near);
             if queued.is_err() {
                 break;
             }
@@ -552,8 +577,8 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
             if !self.is_table(pfn) {
                 flags |= PteFlags::WRITABLE;
             }
-            queued =
-                self.map_queued(root, window.virt_base + (i << PAGE_SHIFT), pfn, flags, frames);
+            let va = window.virt_base + (i << PAGE_SHIFT);
+            queued = self.map_queued(root, va, pfn, flags, frames, &mut None);
             if queued.is_err() {
                 break;
             }
@@ -1132,7 +1157,10 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
 
     // ---- Building subtrees ---------------------------------------------------------------------
 
-    /// Queues the mapping of one page, building any missing tables (see the module doc).
+    /// Queues the mapping of one page, building any missing tables (see the module doc). In a
+    /// run of pages, `near` remembers the L1 the previous page went into (the L2 entry's span and
+    /// the L1), so that the pages of one L1 cost one walk from the root between them, not one
+    /// each; nothing in a batch unlinks a table. A lone page passes `&mut None`.
     fn map_queued(
         &mut self,
         root: Root,
@@ -1140,6 +1168,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         pfn: Pfn,
         flags: PteFlags,
         frames: &mut impl FrameSource,
+        near: &mut Option<(u64, Pfn)>,
     ) -> Result<(), MapToError> {
         let mfn = self.p2m.pfn_to_mfn(pfn)?;
         if flags.contains(PteFlags::WRITABLE) && self.is_table(pfn) {
@@ -1147,14 +1176,17 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         }
         let leaf = Pte::new(mfn, flags | PteFlags::PRESENT);
         trace::step(|| Step::Leaf { va, pfn, pte: leaf });
+        let span = va.as_u64() / Level::L2.entry_span_bytes();
+        if let Some((near_span, l1)) = *near {
+            if near_span == span {
+                return self.set_leaf(l1, Level::L1.index_of(va), va, leaf);
+            }
+        }
         match self.walk(root, va)?.0 {
-            Walk::Leaf { pte, .. } if pte.is_present() => Err(MapToError::AlreadyMapped(va)),
             Walk::Leaf { l1, index, .. } => {
-                if self.is_fresh(l1) {
-                    // A table built in this batch is still ordinary memory: a plain store.
-                    trace::step(|| Step::Store { level: Level::L1, table: l1, index, value: leaf });
-                }
-                Ok(self.set_entry(l1, index, leaf)?)
+                self.set_leaf(l1, index, va, leaf)?;
+                *near = Some((span, l1));
+                Ok(())
             }
             Walk::Missing { table, level, index } => {
                 let top_level = level.child().expect("only L4..L2 entries can be missing");
@@ -1178,9 +1210,29 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                     self.queue.clear();
                     self.fresh_orphaned = true;
                 }
+                *near = linked.is_ok().then_some((span, new_tables[count - 1].0));
                 Ok(linked?)
             }
         }
+    }
+
+    /// Queues `leaf` into entry `index` of `l1`, the entry of `va`, which must not be present.
+    fn set_leaf(
+        &mut self,
+        l1: Pfn,
+        index: usize,
+        va: VirtAddr,
+        leaf: Pte,
+    ) -> Result<(), MapToError> {
+        let old = self.entry(l1, index)?;
+        if old.is_present() {
+            return Err(MapToError::AlreadyMapped(va));
+        }
+        if self.is_fresh(l1) {
+            // A table built in this batch is still ordinary memory: a plain store.
+            trace::step(|| Step::Store { level: Level::L1, table: l1, index, value: leaf });
+        }
+        Ok(self.set_entry_over(l1, index, leaf, old)?)
     }
 
     /// Queues the link of a new subtree (top table first in `new_tables`) into entry `index` of
@@ -1377,6 +1429,19 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
 
     /// Writes entry `index` of `table`: a plain store if the table is fresh, else a queued update.
     fn set_entry(&mut self, table: Pfn, index: usize, pte: Pte) -> Result<(), TableError> {
+        let replaced = if self.is_fresh(table) { Pte::EMPTY } else { self.entry(table, index)? };
+        self.set_entry_over(table, index, pte, replaced)
+    }
+
+    /// [`PageTables::set_entry`] where the caller has just read the entry (`replaced`). Sending
+    /// a full batch first does not change it: the batch makes true what the read answered.
+    fn set_entry_over(
+        &mut self,
+        table: Pfn,
+        index: usize,
+        pte: Pte,
+        replaced: Pte,
+    ) -> Result<(), TableError> {
         if self.is_fresh(table) {
             self.mem.write_entry(table, index, pte.0);
             return Ok(());
@@ -1385,7 +1450,6 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         if self.queue.is_full() {
             self.commit()?;
         }
-        let replaced = self.entry(table, index)?;
         self.queue.push_back(MmuUpdate::normal(addr, pte), replaced.0);
         Ok(())
     }

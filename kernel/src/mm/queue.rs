@@ -10,10 +10,9 @@
 //! exactly ([`UpdateQueue::undo`]). Reads of pending values go through a small open-addressing
 //! index (entry address -> slot), so a batch of 512 entries built by a walk that checks the queue
 //! at every level costs a constant per lookup, not a scan.
-#![deny(unsafe_code)]
 
 use super::addr::MachineAddr;
-use super::backend::MmuUpdate;
+use crate::xen::abi::MmuUpdate;
 
 /// Entries per batch (Mini-OS batches up to 512 too).
 pub const QUEUE_CAPACITY: usize = 512;

@@ -1,5 +1,4 @@
 //! Plain counters of memory-management work, printed by the kernel on its `stats:` line.
-#![deny(unsafe_code)]
 
 use core::fmt;
 

@@ -9,7 +9,6 @@
 //! STACK_TOP - STACK_SIZE_MAX .. STACK_TOP          stack, mapped on demand, growing down
 //! 0x0000_7fff_ffff_f000 .. 0x0000_7fff_ffff_ffff   last user page: never mapped
 //! ```
-#![deny(unsafe_code)]
 
 use core::fmt;
 use core::ops::Range;

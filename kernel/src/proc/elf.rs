@@ -6,7 +6,6 @@
 //! [`SEGMENT_SIZE_MAX`] bytes, not both writable and executable, and no page shared with another
 //! segment; the entry point in the file-backed part of an executable segment. `ET_DYN`
 //! (static-pie) is refused: `musl-gcc -static` and our Rust programs link `ET_EXEC`.
-#![deny(unsafe_code)]
 
 use core::fmt;
 use core::ops::Range;

@@ -1,7 +1,7 @@
 //! What a test program declares should happen to it (the expectation grammar), what did happen
 //! ([`Outcome`]), and whether the two match. The TAP line that reports it is in `proc::tap`.
 //!
-//! The declaration is an ELF note: name `"faultline"`, type [`NOTE_TYPE_EXPECT`], descriptor the
+//! The declaration is an ELF note (`faultline_abi::note`: name `"faultline"`, type 1), descriptor the
 //! text below (ASCII, trailing NULs ignored). A program without one is expected to `exit 0`.
 //!
 //! ```text
@@ -22,17 +22,12 @@
 //! `null text data heap mmap stack guard unmapped kernel non-canonical` ([`Region`]).
 //! Examples: `exit 3`; `killed #PF read not-present at 0x0`; `killed #PF write protection in
 //! text`; `killed #UD`; `exit 0; runs 2`.
-#![deny(unsafe_code)]
 
 use core::fmt;
 
 pub use crate::arch::x86_64::page_fault::{Access, PageFault};
 use crate::mm::user_space::Region;
 
-/// The note's name.
-pub const NOTE_NAME: &str = "faultline";
-/// The note's type for an expectation.
-pub const NOTE_TYPE_EXPECT: u32 = 1;
 /// Most runs one program may ask for.
 pub const RUNS_MAX: u8 = 8;
 

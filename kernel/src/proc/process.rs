@@ -9,7 +9,6 @@
 //! Lock order: [`CURRENT`] (the process), then `mm::kernel::MM` (the memory manager), then
 //! [`SHARED`] (the frames every run shares). The page-fault handler of the kernel only ever
 //! *tries* MM, and the watchdog only tries CURRENT, so neither can deadlock against a holder.
-#![deny(unsafe_code)]
 
 use core::ops::Range;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +22,7 @@ use super::syscall_abi::Errno;
 use crate::arch::x86_64::exception;
 use crate::arch::x86_64::page_fault::{Access, PageFault};
 use crate::arch::x86_64::trap_frame::TrapFrame;
-use crate::arch::x86_64::user::{self, UserEntry, USER_RFLAGS};
+use crate::arch::x86_64::user::{self, AfterTrap, UserEntry, UserHandlers, USER_RFLAGS};
 use crate::mm::addr::PAGE_SIZE;
 use crate::mm::address_space::{
     AddressSpace, BadAddress, Bookkeeping, MapError, MapRequest, ProgramImage, Refusal, Resolved,
@@ -34,7 +33,7 @@ use crate::mm::kernel::{KernelMm, KernelTables, StackGuardError, MM};
 use crate::mm::kernel_space::direct_map_address;
 use crate::mm::user_space::STACK_TOP;
 use crate::mm::{FrameAllocator, MmError, Pfn, PfnRange, VirtAddr};
-use crate::xen::{abi, events, hypercall, shared_info, time};
+use crate::xen::{abi, events, hypercall, shared_info, time, XenError};
 
 /// A program image to run: its file in the boot module and where that lies in frames.
 #[derive(Clone, Copy)]
@@ -102,7 +101,7 @@ pub fn unload() {
     let mut guard = MM.lock();
     let mm = guard.as_mut().expect("memory manager initialised at boot");
     if SHARED.lock().unload(&mut mm.frames).is_err() {
-        kernel_error("freeing the page cache", 0);
+        kernel_error("freeing the page cache", None);
     }
 }
 
@@ -154,32 +153,49 @@ pub static COUNTERS: Counters = Counters {
 /// a base-pointer switch, a frame that could not be given back). They never pass silently: the
 /// suite reports them after the run as an ERROR. The upcall path may record them, so the lock is
 /// only ever tried, never waited for.
-static KERNEL_ERRORS: spin::Mutex<(u64, Option<(&'static str, i64)>)> = spin::Mutex::new((0, None));
+static KERNEL_ERRORS: spin::Mutex<(u64, Option<KernelError>)> = spin::Mutex::new((0, None));
 
-/// Records a failed kernel call (`errno` as Xen or the allocator gave it).
-pub fn kernel_error(what: &'static str, errno: i64) {
+/// One failed kernel call: what it was, and Xen's error when Xen refused it.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelError {
+    pub what: &'static str,
+    pub xen: Option<XenError>,
+}
+
+impl core::fmt::Display for KernelError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.xen {
+            Some(e) => write!(f, "{} (Xen: {e})", self.what),
+            None => write!(f, "{}", self.what),
+        }
+    }
+}
+
+/// Records a failed kernel call, with Xen's error if Xen refused it.
+pub fn kernel_error(what: &'static str, xen: Option<XenError>) {
     if let Some(mut errors) = KERNEL_ERRORS.try_lock() {
         errors.0 += 1;
-        errors.1.get_or_insert((what, errno));
+        errors.1.get_or_insert(KernelError { what, xen });
     }
 }
 
 /// Takes the failures recorded since the last call: their count and the first one.
-pub fn take_kernel_errors() -> (u64, Option<(&'static str, i64)>) {
+pub fn take_kernel_errors() -> (u64, Option<KernelError>) {
     core::mem::take(&mut *KERNEL_ERRORS.lock())
 }
 
-fn check_xen(what: &'static str, result: Result<(), crate::xen::XenError>) {
+fn check_xen(what: &'static str, result: Result<(), XenError>) {
     if let Err(e) = result {
-        kernel_error(what, -e.0);
+        kernel_error(what, Some(e));
     }
 }
 
-fn mm_errno(e: MmError) -> i64 {
+/// Xen's error inside a memory-manager error, if Xen refused something.
+fn xen_error(e: MmError) -> Option<XenError> {
     match e {
-        MmError::Hypervisor(failure) => failure.errno.0,
-        MmError::HypervisorCall(errno) => errno.0,
-        _ => 0,
+        MmError::Hypervisor(failure) => Some(failure.errno),
+        MmError::HypervisorCall(errno) => Some(errno),
+        _ => None,
     }
 }
 
@@ -220,10 +236,12 @@ impl core::fmt::Display for StartError {
     }
 }
 
-/// Registers the syscall handler and the kernel stack for user mode, and unmaps the stack's
-/// guard page.
+/// Who serves a program's traps while it runs.
+static PROGRAM_HANDLERS: UserHandlers =
+    UserHandlers { syscall: super::syscall::dispatch, exception: user_exception, timer: watchdog };
+
+/// Registers the kernel stack for user mode, and unmaps the stack's guard page.
 pub fn init() -> Result<(), UserModeInitError> {
-    user::set_syscall_handler(super::syscall::dispatch);
     let (guard, stack) = user::trap_stack();
     let mut mm = MM.lock();
     let mm = mm.as_mut().ok_or(UserModeInitError::NoMemoryManager)?;
@@ -283,10 +301,9 @@ pub fn run(image: Image, limits: Limits) -> Result<RunReport, StartError> {
     *ENDING.lock() = None;
     let outcome = match started {
         Ok(entry) => {
-            let code = user::run(&entry);
+            let code = user::run(&entry, &PROGRAM_HANDLERS);
             super::syscall::OUTPUT.lock().finish();
             check_xen("cancelling the watchdog timer", events::set_timer(0));
-            events::set_timer_hook(None);
             ENDING.lock().take().unwrap_or(Outcome::Killed {
                 cause: Cause::Exception { vector: code as u8, int_vector: None },
                 rip: 0,
@@ -325,7 +342,6 @@ fn start_user(image: Image, aux: &[(u64, u64)], deadline_ns: u64) -> Result<User
         .map_err(StartError::Memory)?;
     hypercall::set_segment_base(abi::SEGBASE_FS, 0).map_err(StartError::Xen)?;
     hypercall::set_segment_base(abi::SEGBASE_GS_USER, 0).map_err(StartError::Xen)?;
-    events::set_timer_hook(Some(watchdog));
     events::set_timer(deadline_ns).map_err(StartError::Xen)?;
     Ok(UserEntry { rip: image.plan.entry, rsp, rflags: USER_RFLAGS })
 }
@@ -362,29 +378,38 @@ fn teardown() -> i64 {
         }
         Err(e) => {
             crate::println!("# teardown of {}: {e:?}", process.image.name);
-            kernel_error("tearing down the address space", mm_errno(e));
+            kernel_error("tearing down the address space", xen_error(e));
         }
     }
     mm.frames.used_frames() as i64 - process.frames_at_start as i64
 }
 
-/// Ends the program: records the outcome and leaves user mode for good. No lock may be held.
-pub fn end(outcome: Outcome) -> ! {
+/// Ends the program: records the outcome; the handler returns what this returns, and the trap
+/// path then leaves user mode for good.
+pub fn end(outcome: Outcome) -> AfterTrap {
     *ENDING.lock() = Some(outcome);
-    user::exit_to_kernel(1)
+    AfterTrap::EndRun(1)
 }
 
-/// The timer hook: past the deadline, a program caught in user mode is killed; otherwise the
-/// timer is re-armed (a timer event may come early, or while the kernel works for the program).
-fn watchdog(frame: &mut TrapFrame) {
+/// Whether the program's end is recorded (by a check deep inside a system call): the handler
+/// returns this then instead of resuming.
+pub fn ended() -> Option<AfterTrap> {
+    ENDING.lock().is_some().then_some(AfterTrap::EndRun(1))
+}
+
+/// The timer's handler while a program runs: past the deadline, a program caught in user mode
+/// is killed; otherwise the timer is re-armed (a timer event may come early, or while the
+/// kernel works for the program).
+fn watchdog(frame: &mut TrapFrame) -> AfterTrap {
     let Some(deadline) = CURRENT.try_lock().and_then(|p| p.as_ref().map(|p| p.deadline_ns)) else {
-        return;
+        return AfterTrap::Resume;
     };
     let now = time::now_ns();
     if now >= deadline && !frame.from_kernel() {
-        end(Outcome::Killed { cause: Cause::Watchdog, rip: frame.rip });
+        return end(Outcome::Killed { cause: Cause::Watchdog, rip: frame.rip });
     }
     check_xen("re-arming the watchdog timer", events::set_timer(deadline.max(now + 1_000_000)));
+    AfterTrap::Resume
 }
 
 /// The deadline of the running program, for blocking syscalls.
@@ -392,9 +417,9 @@ pub fn deadline_ns() -> Option<u64> {
     CURRENT.lock().as_ref().map(|p| p.deadline_ns)
 }
 
-/// An exception from user mode. Returns if it was a page fault that is now mapped; otherwise
-/// the program is killed (does not return).
-pub fn user_exception(frame: &mut TrapFrame) {
+/// An exception from user mode: resumes if it was a page fault that is now mapped; otherwise
+/// the program is killed.
+fn user_exception(frame: &mut TrapFrame) -> AfterTrap {
     if frame.vector == exception::PAGE_FAULT {
         let fault = PageFault::decode(frame.error_code, shared_info::cr2().unwrap_or(0));
         COUNTERS.user_faults.fetch_add(1, Ordering::Relaxed);
@@ -407,17 +432,19 @@ pub fn user_exception(frame: &mut TrapFrame) {
         let cause = match resolved {
             Some((Ok(how), _)) => {
                 count(how);
-                return;
+                // Handled: the frame goes back through HYPERVISOR_iret as it is now.
+                crate::trace::iret(frame);
+                return AfterTrap::Resume;
             }
             Some((Err(Refusal::Forbidden(region)), _)) => Cause::PageFault(fault, region),
             Some((Err(Refusal::OutOfMemory), _)) => Cause::OutOfMemory,
             Some((Err(Refusal::Kernel(e)), region)) => {
-                kernel_error("mapping a user page", mm_errno(e));
+                kernel_error("mapping a user page", xen_error(e));
                 Cause::PageFault(fault, region)
             }
             None => Cause::Exception { vector: frame.vector as u8, int_vector: None },
         };
-        end(Outcome::Killed { cause, rip: frame.rip })
+        return end(Outcome::Killed { cause, rip: frame.rip });
     }
     let cause = match frame.vector {
         exception::DIVIDE_ERROR => Cause::DivideError,
@@ -494,7 +521,7 @@ pub fn copy_to_user(addr: u64, bytes: &[u8]) -> Result<(), Errno> {
     }) {
         Some(Ok(())) => Ok(()),
         Some(Err(Refusal::Kernel(e))) => {
-            kernel_error("writing to user memory", mm_errno(e));
+            kernel_error("writing to user memory", xen_error(e));
             Err(Errno::EFAULT)
         }
         _ => Err(Errno::EFAULT),
@@ -506,8 +533,8 @@ pub fn brk(requested: u64) -> u64 {
     with_space(|space, mm, shared| {
         let (tables, frames) = split(mm);
         space.set_brk(tables, frames, shared, requested).unwrap_or_else(|e| {
-            let errno = if let MapError::Kernel(e) = e { mm_errno(e) } else { 0 };
-            kernel_error("moving the break", errno);
+            let xen = if let MapError::Kernel(e) = e { xen_error(e) } else { None };
+            kernel_error("moving the break", xen);
             crate::testing::inject::refused_without_errno(Errno::ENOMEM as i64);
             space.brk()
         })
@@ -520,7 +547,7 @@ fn map_errno(e: MapError) -> Errno {
         MapError::Exists => Errno::EEXIST,
         MapError::NoRoom | MapError::NotMapped => Errno::ENOMEM,
         MapError::Kernel(e) => {
-            kernel_error("changing user mappings", mm_errno(e));
+            kernel_error("changing user mappings", xen_error(e));
             Errno::ENOMEM
         }
     }

@@ -1,12 +1,12 @@
 //! A test program ready to run: its archive entry, checked load plan and expectation, or the
 //! reason it cannot run (naming the program).
-#![deny(unsafe_code)]
 
 use core::fmt;
 
 use super::archive::{Archive, Entry, EntryError, Name};
 use super::elf::{self, ElfError, LoadPlan};
-use super::expectation::{ExpectError, Expectation, NOTE_NAME, NOTE_TYPE_EXPECT};
+use super::expectation::{ExpectError, Expectation};
+use faultline_abi::note;
 
 /// A program that passed every check.
 #[derive(Clone, Copy, Debug)]
@@ -67,7 +67,7 @@ impl fmt::Display for Rejection<'_> {
 pub fn inspect(entry: Entry<'_>) -> Result<Program<'_>, Rejection<'_>> {
     let name = entry.name;
     let plan = elf::load_plan(entry.data).map_err(|error| Rejection::Elf { name, error })?;
-    let note = elf::find_note(entry.data, NOTE_NAME, u64::from(NOTE_TYPE_EXPECT))
+    let note = elf::find_note(entry.data, note::NAME, u64::from(note::TYPE_EXPECT))
         .map_err(|error| Rejection::Elf { name, error })?;
     let expectation = match note {
         None => Expectation::default(),

@@ -7,10 +7,11 @@
 
 use super::archive::{pack, Archive};
 use super::elf::{find_note, load_plan, ElfError, SegmentProblem};
-use super::expectation::{Expectation, Expected, NOTE_NAME, NOTE_TYPE_EXPECT};
+use super::expectation::{Expectation, Expected};
 use super::initial_stack::{build, StackSpec, AT_PHDR, AT_PHNUM};
 use super::program::programs;
 use crate::mm::user_space::STACK_TOP;
+use faultline_abi::note;
 
 const RUST_EXIT_STATUS: &[u8] = include_bytes!("fixtures/exit_status.elf");
 const C_NULL_DEREF: &[u8] = include_bytes!("fixtures/c_null_deref.elf");
@@ -38,7 +39,7 @@ const P_VADDR: usize = 16;
 const P_MEMSZ: usize = 40;
 
 fn expectation(f: &[u8]) -> Expectation {
-    match find_note(f, NOTE_NAME, u64::from(NOTE_TYPE_EXPECT)).unwrap() {
+    match find_note(f, note::NAME, u64::from(note::TYPE_EXPECT)).unwrap() {
         Some(desc) => Expectation::parse(desc).unwrap(),
         None => Expectation::default(),
     }
@@ -157,7 +158,7 @@ fn scrambled_headers_never_panic() {
                     let _ = s.spec().backing().page_contents(&m, s.vaddr);
                 }
             }
-            let _ = find_note(&m, NOTE_NAME, u64::from(NOTE_TYPE_EXPECT));
+            let _ = find_note(&m, note::NAME, u64::from(note::TYPE_EXPECT));
         }
     }
 }

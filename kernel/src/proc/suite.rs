@@ -46,7 +46,11 @@ pub fn run(module: Module, options: &RunOptions<'_>) {
             Err(_) => 0,
         })
         .sum();
-    crate::println!("{}", TapPlan(total));
+    // A sweep runs each program as often as its calls reach: the plan comes last.
+    let sweep = INJECTOR.sweep().copied();
+    if sweep.is_none() {
+        crate::println!("{}", TapPlan(total));
+    }
     if INJECTOR.enabled() {
         // The sweep (`cargo xtask sweep`) learns the programs and their order from these lines.
         for p in program::programs(&archive).flatten().filter(|p| selected(p.name())) {
@@ -89,14 +93,25 @@ pub fn run(module: Module, options: &RunOptions<'_>) {
                     process::unload();
                     continue;
                 }
-                for run in 1..=p.expectation.runs {
-                    number += 1;
-                    run_once(number, image, p.expectation, limits, (run, p.expectation.runs));
+                match sweep.filter(|rule| rule.scope.matches(Some(p.name()))) {
+                    Some(rule) => {
+                        number = sweep_program(number, image, p.expectation, limits, &rule);
+                    }
+                    None => {
+                        for run in 1..=p.expectation.runs {
+                            number += 1;
+                            let runs = (run, p.expectation.runs);
+                            run_once(number, image, p.expectation, limits, runs, None);
+                        }
+                    }
                 }
                 process::unload();
             }
             Ok(_) => {}
         }
+    }
+    if sweep.is_some() {
+        crate::println!("{}", TapPlan(number));
     }
     crate::println!(
         "programs: user_faults={} shared_file_maps={} private_file_copies={} cow_copies={} zero_fills={} syscalls={} fault_around_pages={} prefault_pages={} populated_pages={}",
@@ -118,19 +133,47 @@ fn reject(number: usize, rejection: &Rejection<'_>) {
     report::record(Verdict::Failure);
 }
 
+/// Runs one program once per position of the sweep (`inject=P:sweep=FROM..TO`), the failure at
+/// that call, until a run no longer reaches the position; returns the last TAP number.
+fn sweep_program(
+    mut number: usize,
+    image: Image,
+    expectation: super::expectation::Expectation,
+    limits: Limits,
+    rule: &inject::Rule,
+) -> usize {
+    let Some(sweep) = rule.sweep else { return number };
+    let mut nth = Some(sweep.from);
+    while let Some(position) = nth {
+        INJECTOR.set_position(rule.point, position);
+        number += 1;
+        if !run_once(number, image, expectation, limits, (1, 1), Some(position)) {
+            break;
+        }
+        nth = sweep.next(position);
+    }
+    number
+}
+
+/// Runs the program once, prints its TAP line and the audit's findings; returns whether an
+/// injected failure fired during the run. `swept`: the position of a sweep, printed at the start
+/// (the runner needs it if the run never ends).
 fn run_once(
     number: usize,
     image: Image,
     expectation: super::expectation::Expectation,
     limits: Limits,
     (run, runs): (u8, u8),
-) {
+    swept: Option<u64>,
+) -> bool {
     let shared_before = COUNTERS.shared_file_maps.load(Ordering::Relaxed);
     let copies_before = COUNTERS.private_file_copies.load(Ordering::Relaxed);
     COUNTERS.first_shared_pfn.store(0, Ordering::Relaxed);
     let before = audit::snapshot();
-    if INJECTOR.enabled() {
-        crate::println!("inject: start {}", image.name);
+    match swept {
+        Some(nth) => crate::println!("inject: start {} nth={nth}", image.name),
+        None if INJECTOR.enabled() => crate::println!("inject: start {}", image.name),
+        None => {}
     }
     INJECTOR.enter_program(Some(image.name));
     let result = process::run(image, limits);
@@ -147,8 +190,8 @@ fn run_once(
             // failure, failed kernel calls are its consequence: a comment names them.
             let (errors, first_error) = process::take_kernel_errors();
             let kernel = match (injected, first_error) {
-                (Some(_), Some((what, errno))) => {
-                    crate::println!("# {}: after the injected failure, {errors} failed kernel call(s), first: {what} (errno {errno})", image.name);
+                (Some(_), Some(first)) => {
+                    crate::println!("# {}: after the injected failure, {errors} failed kernel call(s), first: {first}", image.name);
                     None
                 }
                 (_, first) => first.map(|e| (errors, e)),
@@ -196,7 +239,9 @@ fn run_once(
             let shared = COUNTERS.shared_file_maps.load(Ordering::Relaxed) - shared_before;
             let copies = COUNTERS.private_file_copies.load(Ordering::Relaxed) - copies_before;
             let first = COUNTERS.first_shared_pfn.load(Ordering::Relaxed);
-            crate::println!("# {}: pages shared from the module {shared} (first pfn {first:#x}), copied {copies}", image.name);
+            if swept.is_none() {
+                crate::println!("# {}: pages shared from the module {shared} (first pfn {first:#x}), copied {copies}", image.name);
+            }
             print_injection(image.name, effect);
         }
         Err(e) => {
@@ -219,12 +264,13 @@ fn run_once(
             }
         }
     }
+    injected.is_some()
 }
 
 /// What went wrong around one run besides its outcome: the kernel's own failed calls (their
 /// count and the first), frames not back in the pool, and what the audit found.
 struct Problem {
-    kernel: Option<(u64, (&'static str, i64))>,
+    kernel: Option<(u64, process::KernelError)>,
     leaked: i64,
     audit: Mismatches,
 }
@@ -238,8 +284,8 @@ impl Problem {
 impl core::fmt::Display for Problem {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let mut sep = "";
-        if let Some((count, (what, errno))) = self.kernel {
-            write!(f, "KERNEL: {count} failed kernel call(s) during the run, first: {what} (errno {errno})")?;
+        if let Some((count, first)) = self.kernel {
+            write!(f, "KERNEL: {count} failed kernel call(s) during the run, first: {first}")?;
             sep = "; ";
         }
         if self.leaked != 0 {

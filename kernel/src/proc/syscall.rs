@@ -5,9 +5,10 @@ use core::sync::atomic::Ordering;
 use super::expectation::{Access, Cause, Outcome};
 use super::process::{self, SegmentBase, COUNTERS};
 use super::syscall_abi::{
-    self, ArchPrctl, Clock, Errno, Iovec, SysResult, Syscall, Timespec, UnknownSyscall,
+    self, counters, ArchPrctl, Clock, Errno, Iovec, SysResult, Syscall, Timespec, UnknownSyscall,
 };
 use crate::arch::x86_64::trap_frame::TrapFrame;
+use crate::arch::x86_64::user::AfterTrap;
 use crate::mm::address_space::MapRequest;
 use crate::xen::{events, hypercall, time};
 
@@ -16,11 +17,11 @@ const PID: u64 = 1;
 
 /// The syscall entry's handler: rax = number, rdi, rsi, rdx, r10, r8, r9 = arguments; the
 /// result goes back in rax (a negative errno on failure), as on Linux.
-pub fn dispatch(frame: &mut TrapFrame) {
+pub fn dispatch(frame: &mut TrapFrame) -> AfterTrap {
     COUNTERS.syscalls.fetch_add(1, Ordering::Relaxed);
     let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
     let result = match Syscall::decode(frame.rax, args) {
-        Ok(Syscall::Exit { status }) => process::end(Outcome::Exited(status)),
+        Ok(Syscall::Exit { status }) => return process::end(Outcome::Exited(status)),
         Ok(Syscall::Unknown { nr }) => {
             crate::println!("# {}: {}", process::name(), UnknownSyscall { nr, rip: frame.rip });
             Err(Errno::ENOSYS)
@@ -28,8 +29,13 @@ pub fn dispatch(frame: &mut TrapFrame) {
         Ok(call) => carry_out(call, frame.rip),
         Err(e) => Err(e),
     };
+    if let Some(end) = process::ended() {
+        // The watchdog ended the program during the call.
+        return end;
+    }
     crate::testing::inject::syscall_result(result.err().map(|e| e as i64));
     frame.rax = syscall_abi::to_rax(result);
+    AfterTrap::Resume
 }
 
 /// Carries out `call`; `rip` is where the program made it (the instruction after `syscall`),
@@ -59,7 +65,7 @@ fn carry_out(call: Syscall, rip: u64) -> SysResult {
         Syscall::SetTidAddress { .. } | Syscall::GetPid | Syscall::GetTid => Ok(PID),
         Syscall::SchedYield => {
             if let Err(e) = hypercall::sched_yield() {
-                process::kernel_error("SCHEDOP_yield", -e.0);
+                process::kernel_error("SCHEDOP_yield", Some(e));
             }
             Ok(0)
         }
@@ -93,9 +99,10 @@ impl Watchdog {
         Watchdog { deadline_ns: process::deadline_ns().unwrap_or(u64::MAX), rip }
     }
 
-    /// Ends the program (does not return) if its deadline has passed, saying how late the
-    /// check came. No lock may be held.
-    fn check(&self) {
+    /// Ends the program if its deadline has passed, saying how late the check came: the end
+    /// is recorded and the call stops with EINTR, which the program never sees (`dispatch`
+    /// ends the run instead of returning it).
+    fn check(&self) -> Result<(), Errno> {
         let now = time::now_ns();
         if now >= self.deadline_ns {
             let late_us = (now - self.deadline_ns) / 1000;
@@ -104,8 +111,10 @@ impl Watchdog {
                 process::name(),
                 self.rip
             );
-            process::end(Outcome::Killed { cause: Cause::Watchdog, rip: self.rip });
+            let _ = process::end(Outcome::Killed { cause: Cause::Watchdog, rip: self.rip });
+            return Err(Errno::EINTR);
         }
+        Ok(())
     }
 }
 
@@ -120,7 +129,7 @@ fn write(buf: u64, count: u64, watchdog: &Watchdog) -> SysResult {
     let mut chunk = [0u8; OUTPUT_CHUNK_BYTES];
     let mut done = 0;
     while done < count {
-        watchdog.check();
+        watchdog.check()?;
         let n = (count - done).min(chunk.len() as u64) as usize;
         process::copy_from_user(buf + done, &mut chunk[..n])?;
         OUTPUT.lock().push(&chunk[..n]);
@@ -138,7 +147,7 @@ fn writev(iov: u64, iovcnt: u64, watchdog: &Watchdog) -> SysResult {
         syscall_abi::iovec_len(v.len)?;
     }
     for i in 0..iovcnt {
-        watchdog.check();
+        watchdog.check()?;
         let v = iovec(iov, i)?;
         syscall_abi::user_range(v.base, v.len)?;
         process::check_user(v.base, v.len as usize, Access::Read)?;
@@ -167,32 +176,30 @@ fn mmap(request: syscall_abi::MmapRequest) -> SysResult {
     })
 }
 
-/// faultline's counters since boot, for programs that measure what a call cost (docs/abi.md):
-/// hypercalls with the irets, then mmu_update calls and entries, mmuext_op calls and ops,
-/// update_va_mapping calls, irets, page faults from user mode. Checked whole before anything is
-/// written.
+/// faultline's counters since boot, for programs that measure what a call cost (docs/abi.md,
+/// `faultline_abi::syscall::counters`). Checked whole before anything is written.
 fn faultline_counters(out: u64, count: u64) -> SysResult {
-    let n = count.min(syscall_abi::FAULTLINE_COUNTERS) as usize;
+    let n = count.min(counters::COUNT as u64) as usize;
     let len = n * 8;
     process::check_user(out, len, Access::Write)?;
     let (entries, ops) = crate::mm::kernel::batch_entries();
     let irets = hypercall::irets();
-    let values = [
-        hypercall::total() + irets,
-        hypercall::count(crate::xen::abi::__HYPERVISOR_mmu_update),
-        entries,
-        hypercall::count(crate::xen::abi::__HYPERVISOR_mmuext_op),
-        ops,
-        hypercall::count(crate::xen::abi::__HYPERVISOR_update_va_mapping),
-        irets,
-        COUNTERS.user_faults.load(Ordering::Relaxed),
-    ];
-    let mut bytes = [0u8; syscall_abi::FAULTLINE_COUNTERS as usize * 8];
+    let mut values = [0u64; counters::COUNT];
+    values[counters::HYPERCALLS] = hypercall::total() + irets;
+    values[counters::MMU_UPDATE_CALLS] = hypercall::count(crate::xen::abi::__HYPERVISOR_mmu_update);
+    values[counters::MMU_UPDATE_ENTRIES] = entries;
+    values[counters::MMUEXT_CALLS] = hypercall::count(crate::xen::abi::__HYPERVISOR_mmuext_op);
+    values[counters::MMUEXT_OPS] = ops;
+    values[counters::UPDATE_VA_MAPPING_CALLS] =
+        hypercall::count(crate::xen::abi::__HYPERVISOR_update_va_mapping);
+    values[counters::IRETS] = irets;
+    values[counters::USER_FAULTS] = COUNTERS.user_faults.load(Ordering::Relaxed);
+    let mut bytes = [0u8; counters::COUNT * 8];
     for (chunk, value) in bytes.chunks_exact_mut(8).zip(values) {
         chunk.copy_from_slice(&value.to_le_bytes());
     }
     process::copy_to_user(out, &bytes[..len])?;
-    Ok(syscall_abi::FAULTLINE_COUNTERS)
+    Ok(counters::COUNT as u64)
 }
 
 /// Sleeps on the timer event channel; the watchdog still applies.
@@ -202,17 +209,17 @@ fn nanosleep(request: u64, watchdog: &Watchdog) -> SysResult {
     let wake = time::now_ns().saturating_add(Timespec::from_bytes(raw)?.to_ns());
     let deadline = watchdog.deadline_ns;
     loop {
-        watchdog.check();
+        watchdog.check()?;
         let now = time::now_ns();
         if now >= wake {
             // Back to the watchdog's deadline for the rest of the run.
             if let Err(e) = events::set_timer(deadline) {
-                process::kernel_error("re-arming the watchdog timer", -e.0);
+                process::kernel_error("re-arming the watchdog timer", Some(e));
             }
             return Ok(0);
         }
         if let Err(e) = events::set_timer(wake.min(deadline)).and_then(|()| events::block()) {
-            process::kernel_error("sleeping on the timer (set_timer_op / SCHEDOP_block)", -e.0);
+            process::kernel_error("sleeping on the timer (set_timer_op / SCHEDOP_block)", Some(e));
             return Err(Errno::EINVAL);
         }
     }

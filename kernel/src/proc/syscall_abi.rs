@@ -1,9 +1,8 @@
-//! The Linux x86_64 system call ABI test programs use: numbers, errno values, names, and the pure
-//! decoding and checking of arguments. No kernel state here: the kernel acts on a [`Syscall`].
+//! The Linux x86_64 system call ABI test programs use: names, and the pure decoding and checking
+//! of arguments (the numbers, errno values and flags are faultline-abi's). No kernel state here: the kernel acts on a [`Syscall`].
 //!
 //! Entry: `syscall` with the number in rax, arguments in rdi, rsi, rdx, r10, r8, r9; result in
 //! rax, `-errno` (-4095..=-1) on failure; rcx and r11 are clobbered.
-#![deny(unsafe_code)]
 
 use core::fmt;
 use core::ops::Range;
@@ -11,56 +10,7 @@ use core::ops::Range;
 use crate::mm::addr::{page_ceil, PAGE_SIZE};
 use crate::mm::user_space::{self, USER_END, USER_START};
 
-pub const SYS_READ: u64 = 0;
-pub const SYS_WRITE: u64 = 1;
-pub const SYS_MMAP: u64 = 9;
-pub const SYS_MPROTECT: u64 = 10;
-pub const SYS_MUNMAP: u64 = 11;
-pub const SYS_BRK: u64 = 12;
-pub const SYS_IOCTL: u64 = 16;
-/// faultline's own call, outside Linux's numbers: `faultline_counters(u64 *out, u64 count)`.
-pub const SYS_FAULTLINE_COUNTERS: u64 = 0x6661_0001;
-/// How many counters `faultline_counters` gives (docs/abi.md lists them).
-pub const FAULTLINE_COUNTERS: u64 = 8;
-pub const SYS_WRITEV: u64 = 20;
-pub const SYS_SCHED_YIELD: u64 = 24;
-pub const SYS_NANOSLEEP: u64 = 35;
-pub const SYS_GETPID: u64 = 39;
-pub const SYS_EXIT: u64 = 60;
-pub const SYS_ARCH_PRCTL: u64 = 158;
-pub const SYS_GETTID: u64 = 186;
-pub const SYS_SET_TID_ADDRESS: u64 = 218;
-pub const SYS_CLOCK_GETTIME: u64 = 228;
-pub const SYS_EXIT_GROUP: u64 = 231;
-
-/// The errno values faultline returns (Linux's numbers).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u16)]
-pub enum Errno {
-    EPERM = 1,
-    EBADF = 9,
-    ENOMEM = 12,
-    EFAULT = 14,
-    EEXIST = 17,
-    EINVAL = 22,
-    ENOTTY = 25,
-    ENOSYS = 38,
-}
-
-impl Errno {
-    pub const fn name(self) -> &'static str {
-        match self {
-            Errno::EPERM => "EPERM",
-            Errno::EBADF => "EBADF",
-            Errno::ENOMEM => "ENOMEM",
-            Errno::EFAULT => "EFAULT",
-            Errno::EEXIST => "EEXIST",
-            Errno::EINVAL => "EINVAL",
-            Errno::ENOTTY => "ENOTTY",
-            Errno::ENOSYS => "ENOSYS",
-        }
-    }
-}
+pub use faultline_abi::syscall::*;
 
 /// A system call's result, before it goes into rax.
 pub type SysResult = Result<u64, Errno>;
@@ -84,10 +34,6 @@ pub enum Stream {
 /// also readable.
 pub use crate::mm::areas::Prot;
 
-pub const PROT_READ: u64 = 1;
-pub const PROT_WRITE: u64 = 2;
-pub const PROT_EXEC: u64 = 4;
-
 impl Prot {
     /// Decodes `prot`; any other bit (PROT_GROWSDOWN, ...) is EINVAL.
     pub fn decode(prot: u64) -> Result<Prot, Errno> {
@@ -102,17 +48,6 @@ impl Prot {
     }
 }
 
-pub const MAP_SHARED: u64 = 0x01;
-pub const MAP_PRIVATE: u64 = 0x02;
-pub const MAP_TYPE: u64 = 0x0f;
-pub const MAP_FIXED: u64 = 0x10;
-pub const MAP_ANONYMOUS: u64 = 0x20;
-pub const MAP_DENYWRITE: u64 = 0x0800;
-pub const MAP_EXECUTABLE: u64 = 0x1000;
-pub const MAP_NORESERVE: u64 = 0x4000;
-pub const MAP_POPULATE: u64 = 0x8000;
-pub const MAP_STACK: u64 = 0x2_0000;
-pub const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 /// Flags accepted and ignored: hints with no effect on a demand-paged private mapping.
 const MAP_IGNORED: u64 = MAP_DENYWRITE | MAP_EXECUTABLE | MAP_NORESERVE | MAP_STACK;
 
@@ -215,11 +150,6 @@ pub fn decide_brk(requested: u64, heap: &Range<u64>, current: u64) -> u64 {
     }
 }
 
-pub const ARCH_SET_GS: u64 = 0x1001;
-pub const ARCH_SET_FS: u64 = 0x1002;
-pub const ARCH_GET_FS: u64 = 0x1003;
-pub const ARCH_GET_GS: u64 = 0x1004;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ArchPrctl {
     /// Set the FS base (musl's thread pointer): HYPERVISOR_set_segment_base under PV.
@@ -266,9 +196,11 @@ pub enum Clock {
 impl Clock {
     pub fn decode(clock_id: u64) -> Result<Clock, Errno> {
         match clock_id {
-            0 | 5 => Ok(Clock::Realtime),
-            1 | 4 | 6 | 7 => Ok(Clock::Monotonic),
-            2 | 3 => Ok(Clock::CpuTime),
+            CLOCK_REALTIME | CLOCK_REALTIME_COARSE => Ok(Clock::Realtime),
+            CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_MONOTONIC_COARSE | CLOCK_BOOTTIME => {
+                Ok(Clock::Monotonic)
+            }
+            CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID => Ok(Clock::CpuTime),
             _ => Err(Errno::EINVAL),
         }
     }

@@ -1,6 +1,5 @@
 //! The TAP report of the test programs: one line per run, comparing what a program declared
 //! ([`Expectation`]) with what happened ([`Outcome`]), and the plan line.
-#![deny(unsafe_code)]
 
 use core::fmt;
 

@@ -44,7 +44,13 @@ pub fn snapshot() -> Snapshot {
         let walk = walk_kernel_tables(&mm.tables, &mut |_| {});
         (mm.frames.used_frames(), mm.tables.stats().tables_live(), walk)
     });
-    Snapshot { frames_used, tables_live, heap_bytes, pins: crate::xen::mmu::pins_live(), walk }
+    Snapshot {
+        frames_used,
+        tables_live,
+        heap_bytes,
+        pins: crate::mm::hypercall_mmu::pins_live(),
+        walk,
+    }
 }
 
 /// One disagreement found by the audit.

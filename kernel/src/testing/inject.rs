@@ -8,6 +8,7 @@
 //! ```text
 //! inject=POINT:RULE[,RULE...][@SCOPE]     (several inject= words for several points)
 //! RULE  = nth=N | every=N | times=K | probability=P
+//!       | sweep=FROM..TO[,step=S]         (alone, scoped, one per boot)
 //! SCOPE = (none: calls counted from boot) | programs | NAME (one program)
 //! inject_seed=S                           (the seed of probability=; printed at boot)
 //! ```
@@ -17,7 +18,11 @@
 //! program run when scoped). With a scope, calls are counted only while a program runs (every
 //! program, or the one named), from 1 at the start of each run, so that one boot injects into
 //! every program at once. The suite prints one `inject:` line per program and point.
-#![deny(unsafe_code)]
+//!
+//! `sweep=FROM..TO` is `nth=` at many positions in one boot: the suite runs each program in
+//! scope again and again, with the failure at call FROM, FROM+S, ... up to TO, and moves on to
+//! the next program after the first run that no longer reaches the position (see
+//! `proc::suite`). `cargo xtask sweep` boots with it; one case replays with `nth=`.
 
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -83,7 +88,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn matches(&self, program: Option<&str>) -> bool {
+    pub fn matches(&self, program: Option<&str>) -> bool {
         match (self, program) {
             (Scope::Boot, _) => true,
             (Scope::Programs, Some(_)) => true,
@@ -105,6 +110,21 @@ impl fmt::Display for Scope {
     }
 }
 
+/// Positions `from`, `from + step`, ... up to `to` of a swept point, one program run each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sweep {
+    pub from: u64,
+    pub to: u64,
+    pub step: u64,
+}
+
+impl Sweep {
+    /// The position after `nth`, if it is still in range.
+    pub fn next(&self, nth: u64) -> Option<u64> {
+        nth.checked_add(self.step).filter(|&n| n <= self.to)
+    }
+}
+
 /// When calls of one point fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rule {
@@ -117,6 +137,8 @@ pub struct Rule {
     pub times: u64,
     /// Probability in parts per million (0: no such rule).
     pub probability_ppm: u32,
+    /// Fail call N for each position N of the sweep, one program run per position.
+    pub sweep: Option<Sweep>,
     pub scope: Scope,
 }
 
@@ -142,6 +164,8 @@ pub enum InjectError<'a> {
     ScopeTooLong(&'a str),
     BadSeed(&'a str),
     TooManyRules,
+    /// `sweep=` with another rule, without a program scope, or in a second word.
+    BadSweep(&'a str),
 }
 
 impl fmt::Display for InjectError<'_> {
@@ -158,12 +182,18 @@ impl fmt::Display for InjectError<'_> {
                 f,
                 "inject: bad rule '{r}' (nth=N, every=N, times=K, probability=0.05 or 5%)"
             ),
-            Self::NoRule(w) => write!(f, "inject: '{w}' has no nth=, every= or probability="),
+            Self::NoRule(w) => {
+                write!(f, "inject: '{w}' has no nth=, every=, probability= or sweep=")
+            }
             Self::ScopeTooLong(s) => {
                 write!(f, "inject: scope '{s}' is longer than {SCOPE_NAME_MAX} bytes")
             }
             Self::BadSeed(s) => write!(f, "inject_seed: '{s}' is not a number"),
             Self::TooManyRules => write!(f, "inject: more than {MAX_RULES} rules"),
+            Self::BadSweep(w) => write!(
+                f,
+                "inject: '{w}': sweep=FROM..TO[,step=S] stands alone, with @programs or @NAME, in one word a boot"
+            ),
         }
     }
 }
@@ -213,7 +243,9 @@ pub fn parse_rule(value: &str) -> Result<Rule, InjectError<'_>> {
     };
     let (point, rules) = body.split_once(':').unwrap_or((body, ""));
     let point = Point::by_name(point).ok_or(InjectError::UnknownPoint(point))?;
-    let mut rule = Rule { point, nth: 0, every: 0, times: 0, probability_ppm: 0, scope };
+    let mut rule =
+        Rule { point, nth: 0, every: 0, times: 0, probability_ppm: 0, sweep: None, scope };
+    let mut step = None;
     for part in rules.split(',').filter(|p| !p.is_empty()) {
         let bad = InjectError::BadRule(part);
         let (key, val) = part.split_once('=').ok_or(bad)?;
@@ -222,10 +254,34 @@ pub fn parse_rule(value: &str) -> Result<Rule, InjectError<'_>> {
             "every" => rule.every = number(val).filter(|&n| n > 0).ok_or(bad)?,
             "times" => rule.times = number(val).filter(|&n| n > 0).ok_or(bad)?,
             "probability" => rule.probability_ppm = probability_ppm(val).ok_or(bad)?,
+            "sweep" => {
+                let (from, to) = val.split_once("..").ok_or(bad)?;
+                let (from, to) = (number(from).ok_or(bad)?, number(to).ok_or(bad)?);
+                if from == 0 || to < from {
+                    return Err(bad);
+                }
+                rule.sweep = Some(Sweep { from, to, step: 1 });
+            }
+            "step" => step = Some(number(val).filter(|&n| n > 0).ok_or(bad)?),
             _ => return Err(bad),
         }
     }
-    if rule.nth == 0 && rule.every == 0 && rule.probability_ppm == 0 {
+    match (&mut rule.sweep, step) {
+        (Some(sweep), step) => {
+            let alone = rule.nth == 0
+                && rule.every == 0
+                && rule.times == 0
+                && rule.probability_ppm == 0
+                && rule.scope != Scope::Boot;
+            if !alone {
+                return Err(InjectError::BadSweep(value));
+            }
+            sweep.step = step.unwrap_or(1);
+        }
+        (None, Some(_)) => return Err(InjectError::BadSweep(value)),
+        (None, None) => {}
+    }
+    if rule.nth == 0 && rule.every == 0 && rule.probability_ppm == 0 && rule.sweep.is_none() {
         return Err(InjectError::NoRule(value));
     }
     Ok(rule)
@@ -252,8 +308,12 @@ impl Config {
         let mut count = 0;
         for word in cmdline.split_ascii_whitespace() {
             if let Some(value) = word.strip_prefix("inject=") {
+                let rule = parse_rule(value)?;
+                if rule.sweep.is_some() && config.sweep().is_some() {
+                    return Err(InjectError::BadSweep(value));
+                }
                 let slot = config.rules.get_mut(count).ok_or(InjectError::TooManyRules)?;
-                *slot = Some(parse_rule(value)?);
+                *slot = Some(rule);
                 count += 1;
             } else if let Some(value) = word.strip_prefix("inject_seed=") {
                 config.seed = Some(parse_seed(value)?);
@@ -269,6 +329,11 @@ impl Config {
     pub fn rules(&self) -> impl Iterator<Item = &Rule> {
         self.rules.iter().flatten()
     }
+
+    /// The one rule with `sweep=`, if any.
+    pub fn sweep(&self) -> Option<&Rule> {
+        self.rules().find(|r| r.sweep.is_some())
+    }
 }
 
 /// Counts and failures of one point in its current scope.
@@ -281,6 +346,8 @@ struct PointState {
     run_failed: AtomicU64,
     /// The first of them, as the scope numbers calls (0: none).
     run_first: AtomicU64,
+    /// The call a `sweep=` rule fails in this run (see [`Injector::set_position`]).
+    position: AtomicU64,
 }
 
 /// The injector the kernel consults: configured once at boot, then only counted.
@@ -313,6 +380,7 @@ impl Injector {
                     first_failed: AtomicU64::new(0),
                     run_failed: AtomicU64::new(0),
                     run_first: AtomicU64::new(0),
+                    position: AtomicU64::new(0),
                 }
             }; POINT_COUNT],
             rng: AtomicU64::new(0),
@@ -398,6 +466,14 @@ impl Injector {
         let state = &self.points[point as usize];
         let call = state.calls.fetch_add(1, Ordering::Relaxed) + 1;
         let draw = if rule.probability_ppm != 0 { self.draw() % 1_000_000 } else { 0 };
+        let swept;
+        let rule = match rule.sweep {
+            Some(_) => {
+                swept = Rule { nth: state.position.load(Ordering::Relaxed), ..*rule };
+                &swept
+            }
+            None => rule,
+        };
         if !rule.decides(call, state.failed.load(Ordering::Relaxed), draw as u32) {
             return false;
         }
@@ -407,6 +483,16 @@ impl Injector {
         let _ = state.run_first.compare_exchange(0, call, Ordering::Relaxed, Ordering::Relaxed);
         self.pending.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// The swept rule's position for the runs that follow: it fails call `nth` of each.
+    pub fn set_position(&self, point: Point, nth: u64) {
+        self.points[point as usize].position.store(nth, Ordering::Relaxed);
+    }
+
+    /// The rule with `sweep=`, if the command line has one.
+    pub fn sweep(&self) -> Option<&Rule> {
+        self.config.get()?.sweep()
     }
 
     /// The next number of the seeded generator (xorshift64*), e.g. a batch position.
@@ -470,6 +556,14 @@ pub static INJECTOR: Injector = Injector::new();
 #[inline(always)]
 pub fn fail(point: Point) -> bool {
     INJECTOR.fail(point)
+}
+
+/// The crash report's note (registered at boot when a rule is armed): the failure injected
+/// since the current program, or the boot, started.
+pub fn crash_note(out: &mut dyn fmt::Write) {
+    if let Some((point, call)) = INJECTOR.first_run_failure() {
+        let _ = writeln!(out, "    injected: {} failure at call {call}", point.name());
+    }
 }
 
 /// What one program run made of its injected failures, for the sweep's table.
@@ -614,6 +708,49 @@ mod tests {
         assert_ne!(run(42), run(43));
         let hits = run(42).iter().filter(|&&f| f).count();
         assert!((8..=32).contains(&hits), "{hits} of 64 at 30%");
+    }
+
+    #[test]
+    fn a_sweep_is_one_scoped_word_of_its_own() {
+        let r = parse_rule("frame:sweep=3..40,step=4@programs").unwrap();
+        assert_eq!(r.sweep, Some(Sweep { from: 3, to: 40, step: 4 }));
+        assert_eq!(parse_rule("heap:sweep=1..1@a").unwrap().sweep.unwrap().step, 1);
+        let bad = |w: &'static str| parse_rule(w).unwrap_err();
+        assert_eq!(bad("frame:sweep=1..9"), InjectError::BadSweep("frame:sweep=1..9"), "no scope");
+        assert_eq!(
+            bad("frame:sweep=1..9,nth=2@a"),
+            InjectError::BadSweep("frame:sweep=1..9,nth=2@a")
+        );
+        assert_eq!(bad("frame:step=2,nth=2@a"), InjectError::BadSweep("frame:step=2,nth=2@a"));
+        assert_eq!(bad("frame:sweep=5..4@a"), InjectError::BadRule("sweep=5..4"));
+        assert_eq!(bad("frame:sweep=0..4@a"), InjectError::BadRule("sweep=0..4"));
+        assert_eq!(bad("frame:sweep=4@a"), InjectError::BadRule("sweep=4"));
+        assert_eq!(
+            Config::parse("inject=frame:sweep=1..2@a inject=heap:sweep=1..2@a"),
+            Err(InjectError::BadSweep("heap:sweep=1..2@a"))
+        );
+        let sweep = Sweep { from: 2, to: 9, step: 3 };
+        assert_eq!((sweep.next(2), sweep.next(5), sweep.next(8)), (Some(5), Some(8), None));
+        assert_eq!(Sweep { from: 1, to: u64::MAX, step: 2 }.next(u64::MAX - 1), None);
+    }
+
+    #[test]
+    fn a_sweep_fails_the_set_position_of_each_run() {
+        let inj = Injector::new();
+        inj.configure(Config::parse("inject=table:sweep=1..9@programs").unwrap(), 1);
+        for nth in 1..=3 {
+            inj.set_position(Point::Table, nth);
+            inj.enter_program(Some("a"));
+            let failed: Vec<bool> = (0..4).map(|_| inj.fail(Point::Table)).collect();
+            let expected: Vec<bool> = (1..=4).map(|c| c == nth).collect();
+            assert_eq!(failed, expected, "position {nth}");
+            assert_eq!(inj.first_run_failure(), Some((Point::Table, nth)));
+            inj.enter_program(None);
+        }
+        inj.set_position(Point::Table, 5);
+        inj.enter_program(Some("a"));
+        assert!((0..4).all(|_| !inj.fail(Point::Table)));
+        assert_eq!(inj.first_run_failure(), None, "not reached: the suite moves on");
     }
 
     #[test]

@@ -3,19 +3,14 @@
 use super::verdict::{Tally, Verdict};
 use crate::println;
 use crate::xen::shutdown::{shutdown, Reason};
+use faultline_abi::verdict::RESULT_PREFIX;
 
 static TALLY: spin::Mutex<Tally> = spin::Mutex::new(Tally::new());
 
 /// Records a check and prints its line.
 pub fn check(verdict: Verdict, args: core::fmt::Arguments<'_>) {
     TALLY.lock().record(verdict);
-    let tag = match verdict {
-        Verdict::Success => "ok",
-        Verdict::Skip => "skip",
-        Verdict::Error => "ERROR",
-        Verdict::Failure => "FAILURE",
-    };
-    println!("[{tag}] {args}");
+    println!("[{}] {args}", verdict.tag());
 }
 
 /// Records a verdict whose line the caller printed itself (e.g. a TAP line).
@@ -27,7 +22,7 @@ pub fn record(verdict: Verdict) {
 pub fn finish() -> ! {
     let result = TALLY.lock().result();
     crate::mm::kernel::print_stats();
-    println!("Test result: {result}");
+    println!("{RESULT_PREFIX}{result}");
     shutdown(Reason::Poweroff)
 }
 

@@ -2,11 +2,13 @@
 
 use core::arch::asm;
 
+use super::choice::SelfTest;
 use crate::arch::x86_64::exception;
+use crate::arch::x86_64::trap_frame::TrapFrame;
+use crate::arch::x86_64::user::{AfterTrap, StackPages, UserHandlers};
 use crate::check;
-use crate::cmdline::SelfTest;
 use crate::mm::PAGE_SIZE;
-use crate::testing::expected_trap;
+use crate::testing::expected_trap::{self, ExpectedTrap};
 
 /// Runs one self-test. The fault tests do not return: the crash report ends the domain.
 pub fn run(test: SelfTest, kernel_l4_mfn: u64) {
@@ -25,44 +27,112 @@ pub fn run(test: SelfTest, kernel_l4_mfn: u64) {
         SelfTest::Nmi => nmi_is_handled_and_resumed(),
         SelfTest::SoftwareInterrupt => software_interrupt(),
         SelfTest::StackGuard => super::mm_tests::stack_overflow(),
+        SelfTest::ExpectedElsewhere => expected_trap_elsewhere_is_fatal(),
     }
 }
 
-/// int3 raises #BP, which Xen bounces to our trap table; the handler consumes the expectation
-/// and returns through HYPERVISOR_iret to the instruction after int3.
 /// VCPUOP_send_nmi to our own vCPU: Xen delivers the NMI through the callback registered as
-/// CALLBACKTYPE_nmi when the hypercall returns; the handler consumes the expectation and returns
-/// through HYPERVISOR_iret (which also ends Xen's NMI masking).
+/// CALLBACKTYPE_nmi when the hypercall returns, so its rip lies in the vcpu_op entry of the
+/// hypercall page; the handler consumes the expectation and returns through HYPERVISOR_iret
+/// (which also ends Xen's NMI masking).
 #[inline(never)]
 fn nmi_is_handled_and_resumed() {
-    expected_trap::expect(exception::NMI, 0);
-    if let Err(e) = crate::xen::hypercall::send_nmi(0) {
+    use crate::xen::{abi, hypercall};
+    expected_trap::expect(ExpectedTrap::at(
+        exception::NMI,
+        hypercall::page_entry(abi::__HYPERVISOR_vcpu_op),
+    ));
+    if let Err(e) = hypercall::send_nmi(0) {
         expected_trap::withdraw();
         check!(Error, "nmi: VCPUOP_send_nmi: {e}");
         return;
     }
-    let (hits, rip) = expected_trap::hits();
-    if hits == 1 {
-        check!(Success, "nmi: NMI delivered through the NMI callback at rip {rip:#x} and resumed");
+    let hits = expected_trap::hits();
+    if hits.count == 1 {
+        check!(
+            Success,
+            "nmi: NMI delivered through the NMI callback at rip {:#x} (the vcpu_op entry of the hypercall page) and resumed",
+            hits.last_rip
+        );
     } else {
         expected_trap::withdraw();
-        check!(Failure, "nmi: expected one NMI after VCPUOP_send_nmi, saw {hits}");
+        check!(Failure, "nmi: expected one NMI after VCPUOP_send_nmi, saw {}", hits.count);
     }
 }
 
+extern "C" {
+    /// The instruction after `add_one_across_int3`'s int3: the rip of its #BP.
+    fn selftest_after_int3();
+}
+
+/// Returns `x + 1`, with an `int3` between the copy and the addition: resumed after the trap,
+/// it adds; resumed anywhere else, it would not return this.
+#[unsafe(naked)]
+extern "C" fn add_one_across_int3(x: u64) -> u64 {
+    core::arch::naked_asm!(
+        "mov rax, rdi",
+        "int3",
+        ".global selftest_after_int3",
+        "selftest_after_int3:",
+        "add rax, 1",
+        "ret",
+    )
+}
+
+/// int3 raises #BP, which Xen bounces to our trap table; the expectation names the instruction
+/// after it (a trap's rip), so the handler consumes it and returns through HYPERVISOR_iret there.
 #[inline(never)]
 fn breakpoint_is_handled_and_resumed() {
-    let marker: u64;
-    expected_trap::expect(exception::BREAKPOINT, 0);
-    // SAFETY: int3 only traps; the expectation makes the handler resume right after it.
-    unsafe { asm!("mov {m}, 0x5a5a", "int3", "add {m}, 1", m = out(reg) marker) };
-    let (hits, rip) = expected_trap::hits();
-    if hits == 1 && marker == 0x5a5b {
-        check!(Success, "int3: #BP handled at rip {rip:#x} and resumed after it");
+    let after = selftest_after_int3 as *const () as u64;
+    expected_trap::expect(ExpectedTrap::at(exception::BREAKPOINT, after..after + 1));
+    let sum = add_one_across_int3(0x5a5a);
+    let hits = expected_trap::hits();
+    if hits.count == 1 && hits.last_rip == after && sum == 0x5a5b {
+        check!(Success, "int3: #BP handled at rip {after:#x} and resumed after it");
     } else {
         expected_trap::withdraw();
-        check!(Failure, "int3: expected one #BP and resumption, saw {hits} and marker {marker:#x}");
+        check!(
+            Failure,
+            "int3: expected one #BP at rip {after:#x} and resumption, saw {} (last at {:#x}) and {sum:#x}",
+            hits.count,
+            hits.last_rip
+        );
     }
+}
+
+/// The #UD the `expect-elsewhere` self-test announces; never run.
+#[unsafe(naked)]
+extern "C" fn ud_expected_here() {
+    core::arch::naked_asm!("ud2", "ret")
+}
+
+/// The #UD the `expect-elsewhere` self-test raises: another instruction than the announced one.
+#[unsafe(naked)]
+extern "C" fn ud_elsewhere() {
+    core::arch::naked_asm!("nop", "ud2", "ret")
+}
+
+/// Announces a #UD at one ud2, to resume at the `ret` after it, then raises a #UD at another
+/// ud2. That #UD is not the expected one: it must end in the crash report. Had the expectation
+/// swallowed it, the CPU would resume at the announced `ret`, which returns here, and the check
+/// says so.
+#[inline(never)]
+fn expected_trap_elsewhere_is_fatal() {
+    let here = ud_expected_here as *const () as u64;
+    let elsewhere = ud_elsewhere as *const () as u64 + 1;
+    expected_trap::expect(ExpectedTrap {
+        resume_at: Some(here + 2),
+        ..ExpectedTrap::at(exception::INVALID_OPCODE, here..here + 2)
+    });
+    crate::println!("expect-elsewhere: #UD expected at {here:#x}, raising one at {elsewhere:#x}");
+    ud_elsewhere();
+    let hits = expected_trap::hits();
+    expected_trap::withdraw();
+    check!(
+        Failure,
+        "expect-elsewhere: the #UD at rip {:#x} was taken for the one expected at {here:#x}",
+        hits.last_rip
+    );
 }
 
 #[inline(never)]
@@ -162,48 +232,62 @@ extern "C" fn user_probe() {
     )
 }
 
-fn user_probe_syscall(frame: &mut crate::arch::x86_64::trap_frame::TrapFrame) {
-    use crate::arch::x86_64::user;
-    let from_user = !frame.from_kernel();
+fn user_probe_syscall(frame: &mut TrapFrame) -> AfterTrap {
     match frame.rax {
-        1000 if from_user => frame.rax = frame.rdi + 1,
-        60 if from_user => user::exit_to_kernel(frame.rdi),
-        _ => user::exit_to_kernel(u64::MAX),
+        1000 => {
+            frame.rax = frame.rdi + 1;
+            AfterTrap::Resume
+        }
+        60 => AfterTrap::EndRun(frame.rdi),
+        _ => AfterTrap::EndRun(u64::MAX),
     }
 }
 
-#[repr(C, align(4096))]
-struct StackPages([u8; PROBE_STACK_BYTES]);
+/// The probe's exceptions and timer events: none is expected; an exception ends the run with a
+/// value the check refuses.
+fn user_probe_exception(frame: &mut TrapFrame) -> AfterTrap {
+    AfterTrap::EndRun(0xdead_0000 | frame.vector)
+}
+
+fn user_probe_timer(_: &mut TrapFrame) -> AfterTrap {
+    AfterTrap::Resume
+}
+
+static USER_PROBE_HANDLERS: UserHandlers = UserHandlers {
+    syscall: user_probe_syscall,
+    exception: user_probe_exception,
+    timer: user_probe_timer,
+};
+
 const PROBE_STACK_BYTES: usize = 4 * PAGE_SIZE as usize;
-static mut PROBE_USER_STACK: StackPages = StackPages([0; PROBE_STACK_BYTES]);
-static mut PROBE_TRAP_STACK: StackPages = StackPages([0; PROBE_STACK_BYTES]);
+static PROBE_USER_STACK: StackPages<PROBE_STACK_BYTES> = StackPages::new();
+static PROBE_TRAP_STACK: StackPages<PROBE_STACK_BYTES> = StackPages::new();
 
 /// Enters user mode with the kernel's own L4 as the user base pointer (no isolation: this
 /// only proves the transitions), runs `user_probe`, and checks the value it exits with.
 fn user_mode_round_trip(kernel_l4_mfn: u64) {
     use crate::arch::x86_64::user;
     use crate::mm::{Mfn, MmuExtOp, XenMmu};
-    let user_stack_top = core::ptr::addr_of!(PROBE_USER_STACK) as u64 + PROBE_STACK_BYTES as u64;
-    let trap_stack_top = core::ptr::addr_of!(PROBE_TRAP_STACK) as u64 + PROBE_STACK_BYTES as u64;
-    crate::arch::x86_64::crash::register_stack(
-        trap_stack_top - PROBE_STACK_BYTES as u64..trap_stack_top,
-    );
+    let user_stack_top = PROBE_USER_STACK.range().end;
+    let trap_stack = PROBE_TRAP_STACK.range();
+    let trap_stack_top = trap_stack.end;
+    crate::arch::x86_64::crash::register_stack(trap_stack);
     if let Err(e) = user::set_kernel_stack(trap_stack_top) {
         check!(Error, "user: HYPERVISOR_stack_switch: {e}");
         return;
     }
-    if let Err(e) =
-        crate::xen::mmu::HypercallMmu.mmuext_op(&[MmuExtOp::NewUserBaseptr(Mfn(kernel_l4_mfn))])
+    if let Err(e) = crate::mm::hypercall_mmu::HypercallMmu
+        .mmuext_op(&[MmuExtOp::NewUserBaseptr(Mfn(kernel_l4_mfn))])
     {
         check!(Error, "user: MMUEXT_NEW_USER_BASEPTR: {e:?}");
         return;
     }
-    user::set_syscall_handler(user_probe_syscall);
-    let value = user::run(&user::UserEntry {
+    let entry = user::UserEntry {
         rip: user_probe as *const () as u64,
         rsp: user_stack_top,
         rflags: user::USER_RFLAGS,
-    });
+    };
+    let value = user::run(&entry, &USER_PROBE_HANDLERS);
     if value == 42 {
         check!(
             Success,

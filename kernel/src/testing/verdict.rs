@@ -1,32 +1,7 @@
-//! Verdicts, ordered by severity as XTF orders them: the most severe one seen wins.
+//! The outcome of a boot: the most severe verdict seen wins (verdicts are ordered as XTF orders them).
 
-use core::fmt;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Verdict {
-    Success,
-    Skip,
-    Error,
-    Failure,
-}
-
-impl Verdict {
-    /// The word on the `Test result:` line.
-    pub fn word(self) -> &'static str {
-        match self {
-            Verdict::Success => "SUCCESS",
-            Verdict::Skip => "SKIP",
-            Verdict::Error => "ERROR",
-            Verdict::Failure => "FAILURE",
-        }
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.word())
-    }
-}
+/// The verdict and its console words are faultline-abi's: the runner reads what this prints.
+pub use faultline_abi::Verdict;
 
 /// The running tally of a boot: how many checks, and the worst verdict among them.
 #[derive(Clone, Copy, Debug)]
@@ -76,6 +51,5 @@ mod tests {
         tally.record(Verdict::Error);
         assert_eq!(tally.result(), Verdict::Failure);
         assert_eq!(tally.checks(), 4);
-        assert_eq!(Verdict::Error.to_string(), "ERROR");
     }
 }

@@ -3,7 +3,8 @@
 //! xen-sys 0.0.0-pre2 carries bindgen output of Xen's public headers; we take its structs and
 //! constants (never its hypercall wrappers: see `hypercall`) and assert every layout we use
 //! against the offsets of Xen 4.17's public headers (public/xen.h, public/arch-x86/xen.h,
-//! public/arch-x86/xen-x86_64.h, public/sched.h, public/event_channel.h).
+//! public/arch-x86/xen-x86_64.h, public/sched.h, public/event_channel.h, and the shared rings of
+//! public/io/console.h and public/io/xs_wire.h).
 
 pub use xen_sys::{
     evtchn_bind_virq, evtchn_send, evtchn_unmask, mmu_update, mmuext_op, mmuext_op__bindgen_ty_1,
@@ -40,8 +41,22 @@ pub const XENVER_EXTRAVERSION: u32 = 1;
 /// Size of `xen_extraversion_t`.
 pub const XEN_EXTRAVERSION_LEN: usize = 16;
 
-/// Xen public/xen.h: update_va_mapping flags. Local invalidation of the one address.
+/// Xen public/xen.h: update_va_mapping flags. No flush, a flush of the whole TLB, or the one
+/// address; `UVMF_LOCAL` (0) limits it to this vCPU.
+pub const UVMF_NONE: u64 = 0;
+pub const UVMF_TLB_FLUSH: u64 = 1;
 pub const UVMF_INVLPG: u64 = 2;
+pub const UVMF_LOCAL: u64 = 0;
+
+/// `struct mmu_update` of Xen public/xen.h: `ptr` is the machine address of the entry with the
+/// command (`MMU_NORMAL_PT_UPDATE`, ...) in its low two bits, `val` the new entry. Its own type
+/// (xen-sys's has no derives); the layout is asserted against xen-sys's below.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct MmuUpdate {
+    pub ptr: u64,
+    pub val: u64,
+}
 
 /// Xen public/xen.h: DOMID_SELF, for mmu_update / mmuext_op on our own tables.
 pub const DOMID_SELF: u16 = 0x7ff0;
@@ -99,9 +114,119 @@ pub struct CallbackRegister {
     pub address: u64,
 }
 
+/// Xen public/io/console.h `struct xencons_interface`: the console page a DomU shares with
+/// xenconsoled. Only the output ring is used (the guest reads no input).
+#[repr(C)]
+pub struct XenconsInterface {
+    pub input: [u8; 1024],
+    pub output: [u8; XENCONS_OUT_SIZE],
+    pub in_cons: u32,
+    pub in_prod: u32,
+    pub out_cons: u32,
+    pub out_prod: u32,
+}
+
+/// The size of `xencons_interface.out`, a power of two (the indices run free, masked by it).
+pub const XENCONS_OUT_SIZE: usize = 2048;
+
+/// Xen public/io/xs_wire.h `XENSTORE_RING_SIZE`.
+pub const XENSTORE_RING_SIZE: usize = 1024;
+
+/// Xen public/io/xs_wire.h `struct xenstore_domain_interface`: the store page, a request ring
+/// to xenstored and a response ring back. (The fields that follow `rsp_prod` in newer headers,
+/// `server_features` and `connection`, are not used here.)
+#[repr(C)]
+pub struct XenstoreDomainInterface {
+    pub req: [u8; XENSTORE_RING_SIZE],
+    pub rsp: [u8; XENSTORE_RING_SIZE],
+    pub req_cons: u32,
+    pub req_prod: u32,
+    pub rsp_cons: u32,
+    pub rsp_prod: u32,
+}
+
+/// Xen public/io/xs_wire.h `struct xsd_sockmsg`: the header of every xenstore message, followed
+/// by `len` bytes of payload. Little-endian on x86.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XsdSockmsg {
+    pub kind: u32,
+    pub req_id: u32,
+    /// 0: no transaction.
+    pub tx_id: u32,
+    pub len: u32,
+}
+
+impl XsdSockmsg {
+    pub const SIZE: usize = 16;
+
+    pub fn to_bytes(self) -> [u8; Self::SIZE] {
+        let mut bytes = [0u8; Self::SIZE];
+        for (chunk, word) in
+            bytes.chunks_exact_mut(4).zip([self.kind, self.req_id, self.tx_id, self.len])
+        {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        bytes
+    }
+
+    pub fn from_bytes(bytes: &[u8; Self::SIZE]) -> XsdSockmsg {
+        let word =
+            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        XsdSockmsg { kind: word(0), req_id: word(4), tx_id: word(8), len: word(12) }
+    }
+}
+
+/// Xen public/io/xs_wire.h `enum xsd_sockmsg_type`: the message types used here.
+pub const XS_READ: u32 = 2;
+pub const XS_WATCH_EVENT: u32 = 15;
+pub const XS_ERROR: u32 = 16;
+/// Xen public/io/xs_wire.h `XENSTORE_PAYLOAD_MAX`.
+pub const XENSTORE_PAYLOAD_MAX: usize = 4096;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The offsets of `struct xencons_interface` in Xen 4.17's public/io/console.h.
+    #[test]
+    fn console_ring_matches_public_io_console_h() {
+        assert_eq!(offset_of!(XenconsInterface, input), 0);
+        assert_eq!(offset_of!(XenconsInterface, output), 1024);
+        assert_eq!(offset_of!(XenconsInterface, in_cons), 3072);
+        assert_eq!(offset_of!(XenconsInterface, in_prod), 3076);
+        assert_eq!(offset_of!(XenconsInterface, out_cons), 3080);
+        assert_eq!(offset_of!(XenconsInterface, out_prod), 3084);
+        assert_eq!(size_of::<XenconsInterface>(), 3088);
+        assert!(XENCONS_OUT_SIZE.is_power_of_two());
+    }
+
+    /// The offsets of `struct xenstore_domain_interface` and `struct xsd_sockmsg` in Xen 4.17's
+    /// public/io/xs_wire.h.
+    #[test]
+    fn store_ring_matches_public_io_xs_wire_h() {
+        assert_eq!(offset_of!(XenstoreDomainInterface, req), 0);
+        assert_eq!(offset_of!(XenstoreDomainInterface, rsp), 1024);
+        assert_eq!(offset_of!(XenstoreDomainInterface, req_cons), 2048);
+        assert_eq!(offset_of!(XenstoreDomainInterface, req_prod), 2052);
+        assert_eq!(offset_of!(XenstoreDomainInterface, rsp_cons), 2056);
+        assert_eq!(offset_of!(XenstoreDomainInterface, rsp_prod), 2060);
+        assert!(XENSTORE_RING_SIZE.is_power_of_two());
+        assert_eq!(offset_of!(XsdSockmsg, kind), 0);
+        assert_eq!(offset_of!(XsdSockmsg, req_id), 4);
+        assert_eq!(offset_of!(XsdSockmsg, tx_id), 8);
+        assert_eq!(offset_of!(XsdSockmsg, len), 12);
+        assert_eq!(size_of::<XsdSockmsg>(), XsdSockmsg::SIZE);
+    }
+
+    #[test]
+    fn xsd_sockmsg_round_trips_through_bytes() {
+        let header = XsdSockmsg { kind: XS_READ, req_id: 7, tx_id: 0, len: 5 };
+        let bytes = header.to_bytes();
+        assert_eq!(bytes[..4], [2, 0, 0, 0]);
+        assert_eq!(bytes[8..12], [0; 4], "no transaction");
+        assert_eq!(XsdSockmsg::from_bytes(&bytes), header);
+    }
     use core::mem::{offset_of, size_of};
 
     #[test]
@@ -168,6 +293,9 @@ mod tests {
         assert_eq!(size_of::<mmu_update>(), 16);
         assert_eq!(offset_of!(mmu_update, ptr), 0);
         assert_eq!(offset_of!(mmu_update, val), 8);
+        assert_eq!(size_of::<MmuUpdate>(), size_of::<mmu_update>());
+        assert_eq!(offset_of!(MmuUpdate, ptr), offset_of!(mmu_update, ptr));
+        assert_eq!(offset_of!(MmuUpdate, val), offset_of!(mmu_update, val));
         assert_eq!(size_of::<mmuext_op>(), 24);
         assert_eq!(offset_of!(mmuext_op, cmd), 0);
         assert_eq!(offset_of!(mmuext_op, arg1), 8);

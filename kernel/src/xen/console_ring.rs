@@ -2,18 +2,12 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::abi::PAGE_SHIFT;
+use super::abi::{XenconsInterface, PAGE_SHIFT, XENCONS_OUT_SIZE};
 use super::console::Sink;
 use super::event_peer::EventPeer;
 use super::ring::Ring;
 use super::slots::{self, Slot};
 use super::XenError;
-
-/// struct xencons_interface: in[1024], out[2048], then in_cons, in_prod, out_cons, out_prod.
-const OUT_OFFSET: usize = 1024;
-const OUT_SIZE: u32 = 2048;
-const OUT_CONS_OFFSET: usize = 3080;
-const OUT_PROD_OFFSET: usize = 3084;
 
 /// Yields allowed while waiting for xenconsoled to make room (a few seconds under TCG).
 const WAIT_BUDGET: u32 = 200_000;
@@ -33,15 +27,15 @@ pub static CONSOLE_RING: ConsoleRing =
 impl ConsoleRing {
     /// Maps the console page from start_info's `console.domU` and remembers its event channel.
     pub fn init(&self, mfn: u64, port: u32) -> Result<(), XenError> {
-        let page = slots::map(Slot::Console, mfn << PAGE_SHIFT)?;
-        // SAFETY: `page` is the mapped 4 KiB console page; the offsets are inside it and the
-        // index fields are 4-byte aligned.
+        let page = slots::map(Slot::Console, mfn << PAGE_SHIFT)?.cast::<XenconsInterface>();
+        // SAFETY: `page` is the mapped 4 KiB console page, page-aligned, which holds one
+        // `XenconsInterface`; the pointers only name its fields (nothing is read here).
         let ring = unsafe {
             Ring {
-                data: page.add(OUT_OFFSET),
-                size: OUT_SIZE,
-                cons: page.add(OUT_CONS_OFFSET).cast(),
-                prod: page.add(OUT_PROD_OFFSET).cast(),
+                data: (&raw mut (*page).output).cast(),
+                size: XENCONS_OUT_SIZE as u32,
+                cons: &raw mut (*page).out_cons,
+                prod: &raw mut (*page).out_prod,
             }
         };
         self.out.call_once(|| (ring, EventPeer { port, budget: WAIT_BUDGET }));

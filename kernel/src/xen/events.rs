@@ -1,9 +1,8 @@
 //! Event channels: the upcall Xen enters on a pending event, VIRQ_TIMER, blocking until an event.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::{abi, hypercall, shared_info, XenError};
-use crate::arch::x86_64::trap_frame::TrapFrame;
 
 extern "C" {
     fn event_upcall_entry();
@@ -15,8 +14,6 @@ const NO_PORT: u32 = u32::MAX;
 static TIMER_PORT: AtomicU32 = AtomicU32::new(NO_PORT);
 static TIMER_EVENTS: AtomicU64 = AtomicU64::new(0);
 static UPCALLS: AtomicU64 = AtomicU64::new(0);
-/// A `fn(&mut TrapFrame)` run on each timer event (e.g. a watchdog), or 0.
-static TIMER_HOOK: AtomicUsize = AtomicUsize::new(0);
 
 /// Registers the event and failsafe callbacks and binds VIRQ_TIMER. Events stay masked until
 /// someone unmasks them (or blocks).
@@ -50,11 +47,6 @@ pub fn counts() -> (u64, u64) {
     (TIMER_EVENTS.load(Ordering::SeqCst), UPCALLS.load(Ordering::SeqCst))
 }
 
-/// Runs `hook` on every timer event, with the interrupted frame (it may redirect it).
-pub fn set_timer_hook(hook: Option<fn(&mut TrapFrame)>) {
-    TIMER_HOOK.store(hook.map_or(0, |f| f as usize), Ordering::SeqCst);
-}
-
 /// Arms the one-shot timer for `deadline_ns` (Xen system time).
 pub fn set_timer(deadline_ns: u64) -> Result<(), XenError> {
     hypercall::set_timer_op(deadline_ns)
@@ -70,9 +62,10 @@ pub fn block() -> Result<(), XenError> {
     Ok(())
 }
 
-/// Called from `trap_dispatch` for the event upcall. Must not print: it may have interrupted
-/// a console write.
-pub fn upcall(frame: &mut TrapFrame) {
+/// Called by the trap path for the event upcall: takes the pending events and says whether the
+/// timer's was among them (the trap path then runs the timer's handler). Must not print: it may
+/// have interrupted a console write.
+pub fn upcall() -> bool {
     UPCALLS.fetch_add(1, Ordering::Relaxed);
     let timer = TIMER_PORT.load(Ordering::Relaxed);
     let mut timer_fired = false;
@@ -83,11 +76,6 @@ pub fn upcall(frame: &mut TrapFrame) {
     });
     if timer_fired {
         TIMER_EVENTS.fetch_add(1, Ordering::Relaxed);
-        let hook = TIMER_HOOK.load(Ordering::SeqCst);
-        if hook != 0 {
-            // SAFETY: only `set_timer_hook` stores here, and only `fn(&mut TrapFrame)` values.
-            let hook: fn(&mut TrapFrame) = unsafe { core::mem::transmute(hook) };
-            hook(frame);
-        }
     }
+    timer_fired
 }

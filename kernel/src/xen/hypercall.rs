@@ -9,9 +9,8 @@
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::abi::{self, mmuext_op, trap_info};
+use super::abi::{self, mmuext_op, trap_info, MmuUpdate};
 use super::error::XenError;
-use crate::mm::backend::MmuUpdate;
 use crate::testing::inject::{self, Point};
 
 /// What the fault-injection points of this file send instead (see `testing::inject`): requests
@@ -64,6 +63,13 @@ pub fn page_is_written() -> bool {
     first != 0xc3
 }
 
+/// The 32 bytes of the hypercall page that hypercall `nr` runs through: where an event or NMI
+/// Xen delivers on the hypercall's return interrupts the guest.
+pub fn page_entry(nr: u32) -> core::ops::Range<u64> {
+    let start = core::ptr::addr_of!(hypercall_page) as u64 + 32 * u64::from(nr);
+    start..start + 32
+}
+
 /// Issues hypercall `nr` with five arguments and returns Xen's raw result.
 ///
 /// # Safety
@@ -74,7 +80,7 @@ pub unsafe fn raw(nr: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
     if let Some(counter) = CALLS_BY_NR.get(nr as usize) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
-    let entry = core::ptr::addr_of!(hypercall_page) as u64 + 32 * u64::from(nr);
+    let entry = page_entry(nr).start;
     let ret: i64;
     // SAFETY: `entry` is inside the hypercall page that Xen wrote (checked at boot); the
     // caller guarantees the arguments. The call uses our stack (no red zone in this kernel),
@@ -182,7 +188,7 @@ pub fn update_va_mapping(va: u64, pte: u64, flags: u64) -> Result<(), XenError> 
 /// HYPERVISOR_mmu_update on our own tables. On failure returns how many entries Xen applied
 /// before the first one it refused (Xen public/xen.h: the batch stops at the first failure).
 pub fn mmu_update(updates: &[MmuUpdate]) -> Result<(), (u32, XenError)> {
-    // SAFETY: `MmuUpdate` is `struct mmu_update` (layout asserted in mm::backend).
+    // SAFETY: `MmuUpdate` is `struct mmu_update` (layout asserted in xen::abi).
     unsafe { batch(abi::__HYPERVISOR_mmu_update, updates) }
 }
 

@@ -17,16 +17,28 @@ pub trait Peer {
     fn wait(&self, round: u32) -> bool;
 }
 
-/// One direction of a ring: `size` bytes at `data`, indices at `cons` and `prod`.
+/// One direction of a ring: `size` bytes at `data`, indices at `cons` and `prod`. The pointers
+/// are xen's alone (`pub(super)`: the console and xenstore rings build theirs; everything else
+/// goes through [`Ring::new`] and the safe methods).
 #[derive(Clone, Copy)]
 pub struct Ring {
-    pub data: *mut u8,
-    pub size: u32,
-    pub cons: *mut u32,
-    pub prod: *mut u32,
+    pub(super) data: *mut u8,
+    pub(super) size: u32,
+    pub(super) cons: *mut u32,
+    pub(super) prod: *mut u32,
 }
 
 impl Ring {
+    /// A ring of `size` bytes (a power of two) at `data`, with its indices at `cons` and `prod`.
+    ///
+    /// # Safety
+    /// The `size` bytes at `data` and the two 4-byte aligned indices must stay mapped for as
+    /// long as the ring is used, and be shared with the other end only (nothing else in this
+    /// kernel writes them).
+    pub unsafe fn new(data: *mut u8, size: u32, cons: *mut u32, prod: *mut u32) -> Ring {
+        Ring { data, size, cons, prod }
+    }
+
     fn load(ptr: *mut u32) -> u32 {
         // SAFETY: `Ring` is built only over a mapped shared page whose index fields are
         // 4-byte aligned (see the constructors' contracts).

@@ -2,27 +2,14 @@
 
 use core::fmt;
 
-use super::abi::PAGE_SHIFT;
+use super::abi::{
+    XenstoreDomainInterface, XsdSockmsg, PAGE_SHIFT, XENSTORE_PAYLOAD_MAX as PAYLOAD_MAX,
+    XENSTORE_RING_SIZE, XS_ERROR, XS_READ, XS_WATCH_EVENT,
+};
 use super::event_peer::EventPeer;
 use super::ring::Ring;
 use super::slots::{self, Slot};
 use super::XenError;
-
-/// struct xenstore_domain_interface: req[1024], rsp[1024], req_cons, req_prod, rsp_cons, rsp_prod.
-const RING_SIZE: u32 = 1024;
-const REQ_OFFSET: usize = 0;
-const RSP_OFFSET: usize = 1024;
-const REQ_CONS: usize = 2048;
-const REQ_PROD: usize = 2052;
-const RSP_CONS: usize = 2056;
-const RSP_PROD: usize = 2060;
-
-/// xs_wire.h message types used here.
-const XS_READ: u32 = 2;
-const XS_WATCH_EVENT: u32 = 15;
-const XS_ERROR: u32 = 16;
-/// xs_wire.h: XENSTORE_PAYLOAD_MAX.
-const PAYLOAD_MAX: usize = 4096;
 
 const WAIT_BUDGET: u32 = 200_000;
 
@@ -64,22 +51,24 @@ pub struct Xenstore {
 impl Xenstore {
     /// Maps the store page (start_info's store_mfn) and binds to its event channel.
     pub fn connect(mfn: u64, port: u32) -> Result<Self, StoreError> {
-        let page = slots::map(Slot::Store, mfn << PAGE_SHIFT).map_err(StoreError::Map)?;
-        // SAFETY: `page` is the mapped 4 KiB store page; all offsets are inside it and the
-        // index fields are 4-byte aligned.
+        let page = slots::map(Slot::Store, mfn << PAGE_SHIFT)
+            .map_err(StoreError::Map)?
+            .cast::<XenstoreDomainInterface>();
+        // SAFETY: `page` is the mapped 4 KiB store page, page-aligned, which holds one
+        // `XenstoreDomainInterface`; the pointers only name its fields (nothing is read here).
         let (req, rsp) = unsafe {
             (
                 Ring {
-                    data: page.add(REQ_OFFSET),
-                    size: RING_SIZE,
-                    cons: page.add(REQ_CONS).cast(),
-                    prod: page.add(REQ_PROD).cast(),
+                    data: (&raw mut (*page).req).cast(),
+                    size: XENSTORE_RING_SIZE as u32,
+                    cons: &raw mut (*page).req_cons,
+                    prod: &raw mut (*page).req_prod,
                 },
                 Ring {
-                    data: page.add(RSP_OFFSET),
-                    size: RING_SIZE,
-                    cons: page.add(RSP_CONS).cast(),
-                    prod: page.add(RSP_PROD).cast(),
+                    data: (&raw mut (*page).rsp).cast(),
+                    size: XENSTORE_RING_SIZE as u32,
+                    cons: &raw mut (*page).rsp_cons,
+                    prod: &raw mut (*page).rsp_prod,
                 },
             )
         };
@@ -94,18 +83,20 @@ impl Xenstore {
         }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        let header = encode_header(XS_READ, id, (path.len() + 1) as u32);
+        let header =
+            XsdSockmsg { kind: XS_READ, req_id: id, tx_id: 0, len: (path.len() + 1) as u32 }
+                .to_bytes();
         for part in [&header[..], path.as_bytes(), &[0u8]] {
             if self.req.produce_all(part, &self.peer) != 0 {
                 return Err(StoreError::Timeout);
             }
         }
         loop {
-            let mut header = [0u8; 16];
+            let mut header = [0u8; XsdSockmsg::SIZE];
             if !self.rsp.consume_exact(&mut header, &self.peer) {
                 return Err(StoreError::Timeout);
             }
-            let (kind, rsp_id, len) = decode_header(&header);
+            let XsdSockmsg { kind, req_id: rsp_id, len, .. } = XsdSockmsg::from_bytes(&header);
             if len as usize > PAYLOAD_MAX {
                 return Err(StoreError::Protocol("payload longer than XENSTORE_PAYLOAD_MAX"));
             }
@@ -133,31 +124,5 @@ impl Xenstore {
             out[..n].copy_from_slice(&payload[..n]);
             return Ok(n);
         }
-    }
-}
-
-/// struct xsd_sockmsg { type, req_id, tx_id, len }, all u32 little-endian.
-fn encode_header(kind: u32, id: u32, len: u32) -> [u8; 16] {
-    let mut h = [0u8; 16];
-    h[0..4].copy_from_slice(&kind.to_le_bytes());
-    h[4..8].copy_from_slice(&id.to_le_bytes());
-    h[12..16].copy_from_slice(&len.to_le_bytes());
-    h
-}
-
-fn decode_header(h: &[u8; 16]) -> (u32, u32, u32) {
-    let word = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-    (word(0), word(4), word(12))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_round_trip() {
-        let h = encode_header(XS_READ, 7, 5);
-        assert_eq!(decode_header(&h), (2, 7, 5));
-        assert_eq!(&h[8..12], &[0; 4], "no transaction");
     }
 }

@@ -4,8 +4,11 @@
 //! Every workload prints one `BENCH` line (tests/programs/runtime/src/bench.rs). On faultline the
 //! line carries the kernel's counters (faults, hypercalls but the iret, mmu_update calls and
 //! entries): deterministic, so the boot tests assert them. On Linux it carries the minor faults.
-//! Both carry the TSC ticks of the workload; a time is only ever shown as the ratio of
-//! faultline's best to Linux's best in the same boot.
+//! Both carry the TSC ticks of the workload, and of its laps of 16 pages (`LAPS` lines); a time
+//! is only ever shown as the ratio of faultline's to Linux's in the same boot. A kernel's time for
+//! a workload is the sum, over its laps, of each lap's fastest run ([`fastest`]): under TCG the
+//! TSC follows the host's clock, and a host busy with other work stretches some laps of some
+//! runs, never the same lap in every run.
 //!
 //! One boot: the Linux dom0 (scripts/dom0) runs, one after another, faultline (its kernel, the
 //! bench archive as its ramdisk) and Debian's Linux 6.1 `vmlinuz` (the dom0's own kernel package)
@@ -13,12 +16,13 @@
 //! and powers off; `--runs N` times each, alternating. Then faultline once more per fault-around
 //! window of [`SWEEP`] (the counts of the file-backed workloads against the window).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use faultline::proc::archive::pack;
+use faultline_abi::archive::pack;
+use faultline_abi::bench as bench_line;
+use faultline_abi::verdict;
 
 use crate::error::{Context, Error, Result};
 use crate::kernel::{build_kernel, Profile};
@@ -44,10 +48,10 @@ pub const WORKLOADS: [&str; 9] = [
     "cow_write",
     "populate",
 ];
-/// The fault-around windows of the sweep (16, the default, comes from the main runs).
-pub const SWEEP: [u32; 4] = [0, 4, 16, 64];
-/// The default fault-around window (kernel/src/cmdline.rs: `fault_around=16`).
-pub const DEFAULT_WINDOW: u32 = 16;
+/// The fault-around windows of the sweep (the default comes from the main runs).
+pub const SWEEP: [u32; 5] = [0, 4, 16, 32, 64];
+/// The default fault-around window (kernel/src/proc/run_options.rs: `fault_around=32`).
+pub const DEFAULT_WINDOW: u32 = 32;
 /// Runs of bench_text per boot (its note says `runs 4`; Linux's /init runs it as often).
 const TEXT_RUNS: u32 = 4;
 
@@ -58,6 +62,11 @@ const FAULTLINE_CMDLINE: &str = "test_memory=64M test_time=60s";
 /// the bzImage in dom0's memory.
 const LINUX_MIB: u32 = 128;
 const DOM0_MIB: u32 = 256;
+/// Added to both guests' xl config. Xen's default for a PV guest emulates `rdtsc` (a trap into
+/// Xen, ~17k ticks under TCG: measured, `rdtsc` 1000 times) unless the host's TSC is invariant,
+/// which QEMU's TCG CPU does not claim; the bench reads the TSC once per lap of 16 pages.
+/// "native": never emulate (xl.cfg(5), `tsc_mode`).
+const TSC_MODE: &str = "tsc_mode = \"native\"\n";
 const LINUX_CMDLINE: &str = "console=hvc0 quiet";
 
 /// What `cargo xtask bench` does.
@@ -86,72 +95,81 @@ pub struct Sample {
     /// Linux's minor faults (None on faultline).
     pub minflt: Option<u64>,
     pub tsc: u64,
+    /// The ticks of each lap of 16 pages (from its `LAPS` lines).
+    pub laps: Vec<u64>,
+    /// How many laps the `BENCH` line announced.
+    pub count_laps: u64,
 }
 
-/// What faultline counted in a workload's window.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub faults: u64,
-    /// Hypercalls of every kind but the iret.
-    pub hypercalls: u64,
-    pub mmu_update: u64,
-    pub entries: u64,
-    pub mmuext: u64,
-    pub uva: u64,
-}
-
-impl Counts {
-    /// Entries per mmu_update call (0 without calls).
-    pub fn entries_per_call(&self) -> f64 {
-        if self.mmu_update == 0 {
-            0.0
-        } else {
-            self.entries as f64 / self.mmu_update as f64
-        }
-    }
-}
+/// What faultline counted in a workload's window (the `BENCH` line is faultline-abi's).
+pub use faultline_abi::bench::Counts;
 
 /// Parses the `BENCH` line in `line` (anywhere in it: faultline prefixes `# <program>: `).
 pub fn parse_line(line: &str) -> Option<Result<Sample>> {
-    let at = line.find("BENCH ")?;
-    let text = &line[at + "BENCH ".len()..];
-    let mut words = text.split_whitespace();
-    let workload = words.next()?.to_string();
-    let mut fields = BTreeMap::new();
-    for word in words {
-        let Some((key, value)) = word.split_once('=') else {
-            return Some(Err(Error::new(format!("not key=value: {word:?} in {line:?}"))));
-        };
-        let Ok(value) = value.parse::<u64>() else {
-            return Some(Err(Error::new(format!("not a number: {word:?} in {line:?}"))));
-        };
-        fields.insert(key, value);
-    }
-    let get = |key: &str| {
-        fields.get(key).copied().ok_or_else(|| Error::new(format!("no {key}= in {line:?}")))
+    let parsed = match bench_line::Line::find(line)? {
+        Ok(parsed) => parsed,
+        Err(e) => return Some(Err(Error::new(format!("{e} in {line:?}")))),
     };
-    let sample = (|| {
-        let counts = if fields.contains_key("faults") {
-            Some(Counts {
-                faults: get("faults")?,
-                hypercalls: get("hypercalls")?,
-                mmu_update: get("mmu_update")?,
-                entries: get("entries")?,
-                mmuext: get("mmuext")?,
-                uva: get("uva")?,
-            })
-        } else {
-            None
-        };
-        let minflt = if counts.is_none() { Some(get("minflt")?) } else { None };
-        Ok(Sample { workload, pages: get("pages")?, counts, minflt, tsc: get("tsc")? })
-    })();
-    Some(sample)
+    let (counts, minflt) = match parsed.measured {
+        bench_line::Measured::Faultline(counts) => (Some(counts), None),
+        bench_line::Measured::Linux { minflt } => (None, Some(minflt)),
+    };
+    Some(Ok(Sample {
+        workload: parsed.workload.to_string(),
+        pages: parsed.pages,
+        counts,
+        minflt,
+        tsc: parsed.tsc,
+        laps: Vec::new(),
+        count_laps: parsed.laps,
+    }))
 }
 
-/// Every `BENCH` line of a console log.
+/// Every `BENCH` line of a console log, each with the laps of the `LAPS` lines after it.
 pub fn parse_samples(log: &str) -> Result<Vec<Sample>> {
-    log.lines().filter_map(parse_line).collect()
+    let mut samples: Vec<Sample> = Vec::new();
+    for line in log.lines() {
+        if let Some(sample) = parse_line(line) {
+            samples.push(sample?);
+            continue;
+        }
+        let Some(at) = line.find("LAPS ") else { continue };
+        let bad = || Error::new(format!("a bad LAPS line: {line:?}"));
+        let mut words = line[at + "LAPS ".len()..].split_whitespace();
+        let workload = words.next().ok_or_else(bad)?;
+        let first: usize = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
+        let sample = samples
+            .iter_mut()
+            .rev()
+            .find(|s| s.workload == workload)
+            .filter(|s| s.laps.len() == first)
+            .ok_or_else(|| Error::new(format!("LAPS out of place: {line:?}")))?;
+        for word in words {
+            sample.laps.push(word.parse().map_err(|_| bad())?);
+        }
+    }
+    if let Some(s) = samples.iter().find(|s| s.laps.len() as u64 != s.count_laps) {
+        return Err(Error::new(format!(
+            "{}: {} laps announced, {} read",
+            s.workload,
+            s.count_laps,
+            s.laps.len()
+        )));
+    }
+    Ok(samples)
+}
+
+/// A kernel's time for one workload over its runs: with the same number of laps in every run,
+/// the sum of each lap's fastest run (a lap is one fault-around window or less, short enough
+/// that the host's other work leaves it alone in some run); without laps, the fastest run.
+pub fn fastest(runs: &[&Sample]) -> Option<u64> {
+    let first = runs.first()?;
+    let fastest_run = runs.iter().map(|s| s.tsc).min();
+    if first.laps.is_empty() || runs.iter().any(|s| s.laps.len() != first.laps.len()) {
+        return fastest_run;
+    }
+    let laps = (0..first.laps.len()).map(|i| runs.iter().map(|s| s.laps[i]).min().unwrap_or(0));
+    Some(laps.sum())
 }
 
 /// The name bench_faults runs under for `pages` pages (it reads its size from it).
@@ -230,24 +248,27 @@ enum Guest {
 
 /// The cpio of the Linux guest's initramfs: busybox, the bench programs and `/init`.
 fn linux_initramfs(busybox: &[u8], programs: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut init = String::from(
+    let mut init = format!(
         "#!/bin/busybox sh\n\
          # The bench's Linux guest (scripts/xtask/src/bench.rs): run each program, print its\n\
          # BENCH lines on hvc0, power off.\n\
          /bin/busybox mount -t proc proc /proc\n\
          echo \"bench-linux: Linux $(/bin/busybox uname -r)\"\n\
-         result=SUCCESS\n",
+         result={}\n",
+        verdict::Verdict::Success.word()
     );
     for (name, _) in programs {
         let times = if name == "bench_text" { TEXT_RUNS } else { 1 };
         for _ in 0..times {
             let _ = writeln!(
                 init,
-                "/bench/{name} || {{ echo \"bench-linux: {name} failed with status $?\"; result=FAILURE; }}"
+                "/bench/{name} || {{ echo \"bench-linux: {name} failed with status $?\"; result={}; }}",
+                verdict::Verdict::Failure.word()
             );
         }
     }
-    init.push_str("echo \"Test result: $result\"\n/bin/busybox poweroff -f\n");
+    // The verdict line the runner reads from every guest, faultline or Linux.
+    let _ = writeln!(init, "echo \"{}$result\"\n/bin/busybox poweroff -f", verdict::RESULT_PREFIX);
     let mut writer = cpio::Writer::after(Vec::new());
     for dir in ["bin", "dev", "proc", "bench"] {
         writer.directory(dir);
@@ -324,7 +345,7 @@ fn plan(kernel: &Path, options: &BenchOptions, pages: u64) -> Result<Plan> {
             ramdisk: Some("bench.tar"),
             memory_mib: FAULTLINE_MIB,
             cmdline: &extra,
-        })?;
+        })? + TSC_MODE;
         writer.file(&format!("payload/fl/fa{window}.cfg"), cfg.as_bytes());
     }
     let mut linux_version = None;
@@ -353,7 +374,7 @@ fn plan(kernel: &Path, options: &BenchOptions, pages: u64) -> Result<Plan> {
             ramdisk: Some("initrd"),
             memory_mib: LINUX_MIB,
             cmdline: LINUX_CMDLINE,
-        })?;
+        })? + TSC_MODE;
         writer.file("payload/linux/linux.cfg", cfg.as_bytes());
         linux_version = Some(kversion);
     }
@@ -397,6 +418,8 @@ pub struct Row {
     pub faultline_tsc_per_page: f64,
     pub linux_tsc_per_page: Option<f64>,
     pub linux_faults_per_page: Option<f64>,
+    /// The ratio of the fastest whole runs (what the bench reported before laps).
+    pub ratio_of_fastest_runs: Option<f64>,
 }
 
 impl Row {
@@ -450,10 +473,11 @@ fn rows(faultline: &[Sample], linux: &[Sample]) -> Result<Vec<Row>> {
                 first, other
             )));
         }
-        let best = ours.iter().map(|s| s.tsc).min().unwrap_or(0);
+        let best = fastest(&ours).unwrap_or(0);
         let theirs: Vec<&Sample> = linux.iter().filter(|s| s.workload == workload).collect();
-        let linux_best = theirs.iter().map(|s| s.tsc).min();
+        let linux_best = fastest(&theirs);
         let linux_faults = theirs.iter().filter_map(|s| s.minflt).min();
+        let run = |samples: &[&Sample]| samples.iter().map(|s| s.tsc).min();
         let pages = first.pages as f64;
         rows.push(Row {
             name: workload.to_string(),
@@ -462,6 +486,9 @@ fn rows(faultline: &[Sample], linux: &[Sample]) -> Result<Vec<Row>> {
             faultline_tsc_per_page: best as f64 / pages,
             linux_tsc_per_page: linux_best.map(|t| t as f64 / pages),
             linux_faults_per_page: linux_faults.map(|f| f as f64 / pages),
+            ratio_of_fastest_runs: run(&ours)
+                .zip(run(&theirs))
+                .map(|(ours, theirs)| ours as f64 / theirs as f64),
         });
     }
     Ok(rows)
@@ -554,14 +581,14 @@ pub fn run_bench(options: &BenchOptions) -> Result<Report> {
         ),
         (
             "faultline guest".to_string(),
-            format!("{FAULTLINE_MIB} MiB, `{}`", faultline_cmdline(pages, "fault_around=16")),
+            format!("{FAULTLINE_MIB} MiB, `{}`", faultline_cmdline(pages, &format!("fault_around={DEFAULT_WINDOW}"))),
         ),
         ("QEMU".to_string(), crate::host::ensure_qemu()?.version),
         ("kernel image".to_string(), size),
         (
             "runs".to_string(),
             format!(
-                "{} of each guest, alternating; times are the best run; bench_text {TEXT_RUNS} times per guest",
+                "{} of each guest, alternating; times are each 16-page lap's fastest run, added up; bench_text {TEXT_RUNS} times per guest",
                 options.runs
             ),
         ),
@@ -618,15 +645,16 @@ pub fn markdown(report: &Report) -> String {
     }
     md.push_str(
         "\nCounts are faultline's own (`faultline_counters`), exact and the same in every run; \
-         hypercalls leave out the iret. Times are guest TSC ticks per page, the best of the runs, \
-         under QEMU TCG: only the ratio of faultline's to Linux's in the same boot means anything.\n\n",
+         hypercalls leave out the iret. Times are guest TSC ticks per page under QEMU TCG, each lap \
+         of 16 pages at its fastest run, added up: only the ratio of faultline's to Linux's in the \
+         same boot means anything. The last column is the ratio of the fastest whole runs.\n\n",
     );
-    md.push_str("| workload | pages | faults/page | hypercalls/page | entries/call | faultline ticks/page | Linux ticks/page | Linux faults/page | ratio faultline/Linux |\n");
-    md.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    md.push_str("| workload | pages | faults/page | hypercalls/page | entries/call | faultline ticks/page | Linux ticks/page | Linux faults/page | ratio faultline/Linux | ratio of fastest runs |\n");
+    md.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for row in &report.rows {
         let _ = writeln!(
             md,
-            "| {} | {} | {:.3} | {:.3} | {:.1} | {:.0} | {} | {} | {} |",
+            "| {} | {} | {:.3} | {:.3} | {:.1} | {:.0} | {} | {} | {} | {} |",
             row.name,
             row.pages,
             row.faults_per_page(),
@@ -636,6 +664,7 @@ pub fn markdown(report: &Report) -> String {
             fmt_opt(row.linux_tsc_per_page, 0),
             fmt_opt(row.linux_faults_per_page, 3),
             fmt_opt(row.ratio(), 2),
+            fmt_opt(row.ratio_of_fastest_runs, 2),
         );
     }
     if !report.sweep.is_empty() {
@@ -666,6 +695,7 @@ pub fn json(report: &Report) -> String {
                 "faultline_tsc_per_page": row.faultline_tsc_per_page,
                 "linux_tsc_per_page": row.linux_tsc_per_page,
                 "ratio": row.ratio(),
+                "ratio_of_fastest_runs": row.ratio_of_fastest_runs,
                 "linux_faults_per_page": row.linux_faults_per_page,
                 "faults": row.counts.faults,
                 "hypercalls": row.counts.hypercalls,
@@ -856,6 +886,26 @@ mod tests {
     }
 
     #[test]
+    fn laps_follow_their_line_and_each_lap_takes_its_fastest_run() {
+        let log = "# bench_text: BENCH text_storm pages=32 faults=2 hypercalls=2 mmu_update=2 entries=32 mmuext=0 uva=0 tsc=900 laps=2\n\
+                   # bench_text: LAPS text_storm 0 500 400\n\
+                   BENCH text_storm pages=32 minflt=2 tsc=700 laps=2\n\
+                   LAPS text_storm 0 100 600\n\
+                   BENCH munmap pages=32 minflt=0 tsc=50 laps=0\n";
+        let samples = parse_samples(log).unwrap();
+        assert_eq!(samples[0].laps, [500, 400]);
+        assert_eq!(samples[1].laps, [100, 600]);
+        let both: Vec<&Sample> = samples[..2].iter().collect();
+        // Lap 0 at its fastest in the second run, lap 1 in the first: 100 + 400.
+        assert_eq!(fastest(&both), Some(500));
+        assert_eq!(fastest(&[&samples[2]]), Some(50), "no laps: the fastest run");
+        let short = log.replace("LAPS text_storm 0 100 600", "LAPS text_storm 0 100");
+        assert!(parse_samples(&short).is_err(), "a lap missing");
+        let stray = log.replace("LAPS text_storm 0 100 600", "LAPS text_storm 5 100 600");
+        assert!(parse_samples(&stray).is_err(), "laps out of place");
+    }
+
+    #[test]
     fn rows_take_the_best_time_and_insist_on_equal_counts() {
         let s = |w: &str, tsc: u64, faults: u64| Sample {
             workload: w.into(),
@@ -869,6 +919,8 @@ mod tests {
             }),
             minflt: None,
             tsc,
+            laps: Vec::new(),
+            count_laps: 0,
         };
         let l = |w: &str, tsc: u64| Sample {
             workload: w.into(),
@@ -876,6 +928,8 @@ mod tests {
             counts: None,
             minflt: Some(100),
             tsc,
+            laps: Vec::new(),
+            count_laps: 0,
         };
         let mut ours: Vec<Sample> =
             WORKLOADS.iter().flat_map(|w| [s(w, 500, 10), s(w, 400, 10)]).collect();
@@ -898,7 +952,7 @@ mod tests {
             elapsed: Duration::ZERO,
         };
         assert!(markdown(&report)
-            .contains("| seq_write | 100 | 0.100 | 0.100 | 10.0 | 4 | 8 | 1.000 | 0.50 |"));
+            .contains("| seq_write | 100 | 0.100 | 0.100 | 10.0 | 4 | 8 | 1.000 | 0.50 | 0.50 |"));
         let json: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
         assert_eq!(json["workloads"][0]["ratio"], 0.5);
         assert!(svg(&report).ends_with("</svg>\n"));

@@ -36,14 +36,7 @@ pub fn parse_verdict(line: &str) -> Option<Verdict> {
     if is_xen_line(line) {
         return None;
     }
-    let word = line.trim().strip_prefix("Test result: ")?;
-    match word {
-        "SUCCESS" => Some(Verdict::Success),
-        "SKIP" => Some(Verdict::Skip),
-        "ERROR" => Some(Verdict::Error),
-        "FAILURE" => Some(Verdict::Failure),
-        _ => None,
-    }
+    Verdict::from_result_line(line)
 }
 
 /// What one of Xen's lines says about the end of the run.

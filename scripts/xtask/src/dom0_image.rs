@@ -102,6 +102,13 @@ fn run_build(cache: &Path, out: &Path, xen: XenVersion, quiet: bool) -> Result<O
     let script = workspace::root().join("scripts/dom0/build.sh");
     let mut command = Command::new("bash");
     command.arg(&script).arg(cache).arg(out).arg(xen.as_str()).stdin(Stdio::null());
+    // build.sh packs the initramfs with `xtask cpio`: this binary when it is the runner's (a test
+    // binary that links the library is not; build.sh then runs it through cargo).
+    if let Ok(exe) = std::env::current_exe() {
+        if exe.file_stem().is_some_and(|stem| stem == "xtask") {
+            command.env("FAULTLINE_XTASK", exe);
+        }
+    }
     if quiet {
         let output = command.output().context(|| format!("cannot run {}", script.display()))?;
         if !output.status.success() {

@@ -11,6 +11,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::error::{Context, Result};
+use crate::outcome::Verdict;
 use crate::run::RunOutcome;
 
 /// How one result line ended.
@@ -37,22 +38,15 @@ pub struct Case {
 /// The testcase a guest line reports, if it is a result line.
 pub fn parse_line(line: &str) -> Option<Case> {
     let line = line.trim_end();
-    let checks = [
-        ("[ok] ", CaseStatus::Passed),
-        ("[skip] ", CaseStatus::Skipped),
-        ("[ERROR] ", CaseStatus::Error),
-        ("[FAILURE] ", CaseStatus::Failed),
-    ];
-    for (prefix, status) in checks {
-        if let Some(text) = line.strip_prefix(prefix) {
-            let name = text.split(':').next().unwrap_or(text).trim();
-            return Some(Case {
-                class: "selftest",
-                name: name.to_string(),
-                status,
-                line: line.into(),
-            });
-        }
+    if let Some((verdict, text)) = Verdict::from_check_line(line) {
+        let status = match verdict {
+            Verdict::Success => CaseStatus::Passed,
+            Verdict::Skip => CaseStatus::Skipped,
+            Verdict::Error => CaseStatus::Error,
+            Verdict::Failure => CaseStatus::Failed,
+        };
+        let name = text.split(':').next().unwrap_or(text).trim();
+        return Some(Case { class: "selftest", name: name.to_string(), status, line: line.into() });
     }
     let (rest, mut status) = if let Some(rest) = line.strip_prefix("not ok ") {
         (rest, CaseStatus::Failed)

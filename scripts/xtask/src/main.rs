@@ -22,6 +22,7 @@ USAGE:
     cargo xtask setup [--xen <VERSION>]
     cargo xtask fetch [--xen <VERSION>] <debian package>...
     cargo xtask lock [--xen <VERSION>] <debian package>...
+    cargo xtask cpio -o OUT [--after BASE] MEMBER...
 
 COMMANDS:
     run      Build the kernel and the test programs, fetch what is missing, boot and judge.
@@ -46,17 +47,21 @@ COMMANDS:
              --kernel PATH boots that image instead of building one.
     sweep    Kernel fault injection, swept: for each injection point (frame, table, heap,
              mmu_update, mmuext_op, update_va_mapping, evtchn, console; --point P, repeatable,
-             for fewer), boot on the dom0 path with `inject=P:nth=N@programs`, which fails the
-             Nth call of that point in every program of the catalogue in one boot, for N = 1, 2,
-             ... while some program still reaches call N (each boot runs only those programs),
-             up to --max (default 16). A boot that crashes or hangs is booted again for the
-             programs after the one that was running. Prints and saves (target/sweep/) a table
-             of point x outcome (killed, errno, no-effect, crash, leak, hang, wrong), the one
-             command that replays each case that is not clean, and the line
+             for fewer), fail call 1, 2, ... N of the point in every program of the catalogue,
+             up to the last call each program reaches (or --max N). After a baseline boot that
+             counts each program's calls, each boot on the dom0 path sweeps one point inside the
+             guest (`inject=P:sweep=FROM..TO@programs tests=a,b`: each program run once per
+             position, about 300 positions a boot). A boot that crashes or hangs (no console
+             line for --timeout, default 60 s) is booted again from the next position. Prints
+             and saves (target/sweep/) a table of point x outcome (killed, errno, no-effect,
+             crash, leak, hang, wrong), the one command that replays each case that is not
+             clean (one boot, `inject=P:nth=N@NAME`), and the line
              `sweep: N cases, N killed, N errno, N no-effect, N crash, N leak, N hang`.
-             --jobs J boots J QEMUs at once (default 2); --shard K/N runs the K-th of N slices
-             of every point's positions (a CI matrix); --junit PATH writes one testcase per
-             injection; --seed S (default 1), --test-time (default 5s), --tests a,b (programs),
+             --jobs J boots J QEMUs at once (default 2); --shard K/N takes positions K, K+N,
+             ... (a CI matrix); --junit PATH writes one testcase per injection; --seed S
+             (default 1), --test-time (default 5s), --tests a,b (programs), --domu (the
+             DomU path: a Linux dom0 runs `xl create` for each boot; slower, for the points
+             only a DomU reaches, e.g. --domu --point evtchn), --timeout S (default 60),
              --kernel PATH, --module PATH, --memory MiB (default 8).
              Exit status 0 when every case is clean, 1 otherwise.
     bench    Measure page faults: one DomU boot in which the Linux dom0 runs faultline (with the
@@ -73,6 +78,8 @@ COMMANDS:
     setup    Fetch everything (QEMU via apt-get when root, Xen, the Linux dom0 image) and report.
     fetch    Download, verify and unpack pinned Debian packages into the cache; print the folder.
     lock     Pin Debian packages at apt's candidate version in scripts/packages.lock.
+    cpio     Write a newc cpio archive (the dom0's initramfs and its per-run payload, for
+             scripts/dom0/build.sh and payload.sh); `cargo xtask cpio --help` lists the members.
     With --xen 4.20, setup, fetch and lock work on Debian 13's packages (the lock's [trixie]
     section, fetched with apt's own lists under the cache), otherwise on Debian 12's.
 
@@ -168,6 +175,10 @@ fn dispatch(args: &[String]) -> Result<u8, String> {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let root = packages::ensure(xen.suite(), &names).map_err(|error| error.to_string())?;
             println!("{}", root.display());
+            Ok(0)
+        }
+        "cpio" => {
+            xtask::cpio::command(rest)?;
             Ok(0)
         }
         "help" | "--help" | "-h" => {
@@ -378,7 +389,7 @@ fn sweep_command(args: &[String]) -> Result<u8, String> {
     let mut points = Vec::new();
     let mut options = SweepOptions {
         points: Vec::new(),
-        max: 16,
+        max: u64::MAX,
         jobs: 2,
         shard: (1, 1),
         junit: None,
@@ -390,9 +401,11 @@ fn sweep_command(args: &[String]) -> Result<u8, String> {
         memory_mib: DEFAULT_MEMORY_MIB,
         timeout: DEFAULT_TIMEOUT,
         out_dir: xtask::workspace::root().join("target").join("sweep"),
+        domu: false,
     };
     let mut kernel = None;
     let mut module = None;
+    let mut memory_given = false;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value =
@@ -412,6 +425,11 @@ fn sweep_command(args: &[String]) -> Result<u8, String> {
                 points.push(*point);
             }
             "--max" => options.max = number("--max", value("--max")?)?,
+            "--domu" => options.domu = true,
+            "--timeout" => {
+                let seconds = number("--timeout", value("--timeout")?)?;
+                options.timeout = Duration::from_secs(seconds);
+            }
             "--jobs" => options.jobs = number("--jobs", value("--jobs")?)? as usize,
             "--seed" => options.seed = number("--seed", value("--seed")?)?,
             "--shard" => {
@@ -426,6 +444,7 @@ fn sweep_command(args: &[String]) -> Result<u8, String> {
             "--module" => module = Some(PathBuf::from(value("--module")?)),
             "--memory" => {
                 options.memory_mib = number("--memory", value("--memory")?)? as u32;
+                memory_given = true;
             }
             "--help" | "-h" => {
                 print!("{HELP}");
@@ -435,6 +454,9 @@ fn sweep_command(args: &[String]) -> Result<u8, String> {
         }
     }
     options.points = if points.is_empty() { POINTS.to_vec() } else { points };
+    if options.domu && !memory_given {
+        options.memory_mib = xtask::DEFAULT_DOMU_MEMORY_MIB;
+    }
     options.kernel = match kernel {
         Some(kernel) => kernel,
         None => build_kernel(Profile::Release).map_err(|error| error.to_string())?,

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use faultline::proc::archive::{pack, Archive};
+use faultline_abi::archive::{pack, Archive};
 
 use crate::error::{Error, Result};
 use crate::workspace;

@@ -4,6 +4,7 @@
 //! Linux dom0 that runs `xl create` on our kernel, and the fast path ([`Mode::Dom0`], the library's
 //! default and `--dom0`), where our kernel is dom0 itself.
 
+use faultline_abi::verdict::RESULT_PREFIX;
 use std::io::{BufRead as _, BufReader, IsTerminal as _, Read, Write as _};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -72,6 +73,9 @@ pub struct RunOptions {
     /// guest's budget (the Linux dom0 destroys a guest past it); the run's own limit adds the
     /// dom0's boot.
     pub timeout: Duration,
+    /// Dom0 path: the run is also judged a timeout when the console stays silent this long
+    /// (a long run that prints as it goes, e.g. a sweep boot, whose whole length is unknown).
+    pub silence_timeout: Option<Duration>,
     /// A second boot module (dom0's "initrd"; a DomU's `ramdisk`), e.g. an archive of test
     /// programs.
     pub module: Option<PathBuf>,
@@ -131,6 +135,7 @@ impl Default for RunOptions {
             cmdline: String::new(),
             memory_mib: DEFAULT_MEMORY_MIB,
             timeout: DEFAULT_TIMEOUT,
+            silence_timeout: None,
             module: None,
             programs: false,
             extra_programs: Vec::new(),
@@ -275,6 +280,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome> {
         panic: None,
         dom0_done: None,
         started,
+        last_line: started,
         first_guest_line_after: None,
         console_lines: 0,
         color: !options.quiet && std::io::stdout().is_terminal(),
@@ -341,9 +347,10 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome> {
 fn guest_summary(guest: &GuestOutcome) -> String {
     let domid =
         guest.domid.map_or_else(|| "no domid".to_string(), |domid| format!("domid {domid}"));
-    let verdict = guest
-        .verdict
-        .map_or_else(|| "no verdict line".to_string(), |verdict| format!("Test result: {verdict}"));
+    let verdict = guest.verdict.map_or_else(
+        || "no verdict line".to_string(),
+        |verdict| format!("{RESULT_PREFIX}{verdict}"),
+    );
     format!("guest {} ({domid}): shutdown reason: {}; {verdict}", guest.number, guest.shutdown)
 }
 
@@ -591,6 +598,8 @@ struct Watcher<'a> {
     /// DomU path: once the dom0 printed its verdict, how long QEMU may take to exit.
     dom0_done: Option<Instant>,
     started: Instant,
+    /// When the console last printed a line (the silence timeout counts from it).
+    last_line: Instant,
     first_guest_line_after: Option<Duration>,
     console_lines: usize,
     color: bool,
@@ -623,7 +632,16 @@ impl Watcher<'_> {
             if now >= deadline {
                 return ShutdownReason::Timeout(limit);
             }
+            let silent_until = self.options.silence_timeout.map(|s| (s, self.last_line + s));
+            if let Some((silence, until)) = silent_until {
+                if now >= until {
+                    return ShutdownReason::Timeout(silence);
+                }
+            }
             let mut wake = deadline;
+            if let Some((_, until)) = silent_until {
+                wake = wake.min(until);
+            }
             if let Some((_, until)) = &self.panic {
                 wake = wake.min(*until);
             }
@@ -633,6 +651,7 @@ impl Watcher<'_> {
             let wait = wake - now;
             match events.recv_timeout(wait) {
                 Ok(Event::Line(Stream::Console, line)) => {
+                    self.last_line = Instant::now();
                     if let Some(reason) = self.console_line(&line) {
                         return reason;
                     }

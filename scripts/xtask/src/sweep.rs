@@ -1,17 +1,20 @@
 //! `cargo xtask sweep`: every kernel injection point failed at call 1, 2, ..., N of every
 //! program, with as few boots as the programs allow.
 //!
-//! One boot injects into every program at once: the guest command line
-//! `inject=POINT:nth=N@programs` counts each program's calls from 1, so one boot fails call N
-//! of every program (see `kernel/src/testing/inject.rs`). The next boot of that point (N + 1)
-//! runs only the programs whose call count reached N + 1 (`tests=`); the point is done when no
-//! program reaches the next call, or at `--max`. A boot that ends in a crash or a hang is booted
-//! again for the programs after the one that was running. The guest prints, per program,
-//! `inject: start NAME`, the run's TAP line (`not ok` with `LEAK:` or `AUDIT:` when the audit
-//! found something) and then `inject: NAME: POINT calls=C failed=F first=N effect=E`; those make
-//! the table.
+//! A baseline boot arms every point at a call no program reaches and reads how many calls of
+//! each point each program makes. Then each boot sweeps one point over many positions inside
+//! the guest: `inject=POINT:sweep=FROM..TO,step=S@programs tests=a,b` runs each listed program
+//! once per position, the failure at that call, and moves on to the next program after the
+//! first run that no longer reaches its position (see `kernel/src/proc/suite.rs`). The work is
+//! cut into boots of about [`POSITIONS_PER_BOOT`] positions (a program with thousands of calls
+//! is split into ranges) that `--jobs` QEMUs take from one queue. A boot that crashes or hangs
+//! is booted again from the next position of the program that was running, and once more for
+//! the programs after it. The guest prints, per run, `inject: start NAME nth=N`, the run's TAP
+//! line (`not ok` with `LEAK:` or `AUDIT:` when the audit found something) and then
+//! `inject: NAME: POINT calls=C failed=F first=N effect=E`; those make the table. A case
+//! replays with `nth=` in a single boot ([`replay_command`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,6 +26,7 @@ use crate::error::{Context, Error, Result};
 use crate::junit::{self, CaseStatus};
 use crate::outcome::{EXIT_CRASH, EXIT_TIMEOUT};
 use crate::run::{run, Mode, RunOptions};
+use crate::xl::XlConsole;
 
 /// The kernel's injection points, in the kernel's order.
 pub const POINTS: [&str; 8] =
@@ -85,6 +89,7 @@ pub struct Case {
 #[derive(Clone, Debug)]
 pub struct SweepOptions {
     pub points: Vec<&'static str>,
+    /// The last position (`u64::MAX`: as far as the programs reach).
     pub max: u64,
     pub jobs: usize,
     /// `(k, n)`: this machine runs the k-th (1-based) of n slices.
@@ -98,15 +103,20 @@ pub struct SweepOptions {
     pub kernel: PathBuf,
     pub module: PathBuf,
     pub memory_mib: u32,
+    /// A boot is judged hung when its console stays silent this long.
     pub timeout: Duration,
     /// Where the table goes (`target/sweep`).
     pub out_dir: PathBuf,
+    /// Boot on the DomU path (a Linux dom0 runs `xl create`), not as dom0.
+    pub domu: bool,
 }
 
 /// One program run of one boot, as the guest reported it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Run {
     pub program: String,
+    /// The position of a sweep boot (`inject: start NAME nth=N`).
+    pub nth: Option<u64>,
     pub calls: u64,
     pub failed: u64,
     pub effect: String,
@@ -132,8 +142,12 @@ pub fn parse_boot<'a>(lines: impl IntoIterator<Item = &'a str>, point: &str) -> 
         let line = line.trim_end();
         if let Some(name) = line.strip_prefix("inject: program ") {
             report.programs.push(name.to_string());
-        } else if let Some(name) = line.strip_prefix("inject: start ") {
-            report.runs.push(Run { program: name.to_string(), ..Run::default() });
+        } else if let Some(rest) = line.strip_prefix("inject: start ") {
+            let (name, nth) = match rest.split_once(" nth=") {
+                Some((name, nth)) => (name, nth.parse().ok()),
+                None => (rest, None),
+            };
+            report.runs.push(Run { program: name.to_string(), nth, ..Run::default() });
         } else if let Some(rest) = line.strip_prefix("inject: ") {
             let Some(run) = report.runs.last_mut() else { continue };
             let Some(fields) = rest
@@ -199,109 +213,228 @@ pub fn judge(run: &Run, boot_exit: i32) -> Option<(Outcome, String)> {
     Some((outcome, format!("effect={}", run.effect)))
 }
 
-/// The guest command line of one boot.
-pub fn cmdline(
-    options: &SweepOptions,
-    point: &str,
-    nth: u64,
-    programs: Option<&[String]>,
-) -> String {
-    let mut line = format!(
-        "inject={point}:nth={nth}@programs inject_seed={} test_time={}",
-        options.seed, options.test_time
-    );
-    if let Some(programs) = programs {
-        let _ = write!(line, " tests={}", programs.join(","));
-    } else if let Some(tests) = &options.tests {
-        let _ = write!(line, " tests={tests}");
+/// The run options of one boot of job `job` (each DomU job writes its own xl folder).
+fn run_options(options: &SweepOptions, cmdline: String, job: usize) -> RunOptions {
+    let common = RunOptions {
+        kernel: Some(options.kernel.clone()),
+        module: Some(options.module.clone()),
+        cmdline,
+        memory_mib: options.memory_mib,
+        quiet: true,
+        ..RunOptions::default()
+    };
+    // Either path: the console streams as the guest writes it, and a silent console is a hang.
+    if options.domu {
+        RunOptions {
+            mode: Mode::Xl,
+            timeout: BOOT_LIMIT,
+            silence_timeout: Some(options.timeout),
+            xl_console: XlConsole::Live,
+            xl_dir: Some(options.out_dir.join(format!("xl-{job}"))),
+            ..common
+        }
+    } else {
+        RunOptions {
+            mode: Mode::Dom0,
+            timeout: BOOT_LIMIT,
+            silence_timeout: Some(options.timeout),
+            ..common
+        }
     }
-    line
 }
 
-/// The one command that replays a case.
-pub fn replay_command(options: &SweepOptions, case: &Case) -> String {
+/// The command that boots like the sweep: `--dom0` unless it sweeps the DomU path.
+fn run_command(options: &SweepOptions) -> &'static str {
+    if options.domu {
+        "cargo xtask run --"
+    } else {
+        "cargo xtask run --dom0 --"
+    }
+}
+
+/// One boot's work: `point` swept over positions `from`, `from + step`, ... up to `to` in each
+/// of `programs`, in order (`step` is the shard count).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Work {
+    pub point: &'static str,
+    pub programs: Vec<String>,
+    pub from: u64,
+    pub to: u64,
+    pub step: u64,
+}
+
+/// About this many positions a boot (a boot costs ~2 s of Xen and kernel start; shorter
+/// boots spread a long program over the jobs).
+pub const POSITIONS_PER_BOOT: u64 = 300;
+
+/// The guest command line of one sweep boot.
+pub fn cmdline(options: &SweepOptions, work: &Work) -> String {
     format!(
-        "cargo xtask run --dom0 -- inject={}:nth={}@{} inject_seed={} test_time={} tests={}",
-        case.point, case.nth, case.program, options.seed, options.test_time, case.program
+        "inject={}:sweep={}..{},step={}@programs inject_seed={} test_time={} tests={}",
+        work.point,
+        work.from,
+        work.to,
+        work.step,
+        options.seed,
+        options.test_time,
+        work.programs.join(",")
     )
 }
 
-/// Boots once and reports; a crash or a hang is booted again for the programs after the one
-/// that was running, so every selected program is judged.
-fn boot_all(
-    options: &SweepOptions,
-    point: &'static str,
-    nth: u64,
-    programs: Option<Vec<String>>,
-    boots: &mut u64,
-) -> Result<(Vec<Run>, Vec<Case>)> {
-    let mut runs = Vec::new();
-    let mut cases = Vec::new();
-    let mut selection = programs;
-    loop {
-        let run_options = RunOptions {
-            mode: Mode::Dom0,
-            kernel: Some(options.kernel.clone()),
-            module: Some(options.module.clone()),
-            cmdline: cmdline(options, point, nth, selection.as_deref()),
-            memory_mib: options.memory_mib,
-            timeout: options.timeout,
-            quiet: true,
-            ..RunOptions::default()
-        };
-        let outcome = run(&run_options)?;
-        *boots += 1;
-        let report = parse_boot(outcome.guest_lines(), point);
-        for r in &report.runs {
-            if let Some((outcome_kind, detail)) = judge(r, outcome.exit_code) {
-                let detail = if outcome_kind.is_clean() {
-                    detail
-                } else {
-                    format!("{detail} (log: {})", outcome.log_path.display())
-                };
-                cases.push(Case {
-                    point,
-                    nth,
-                    program: r.program.clone(),
-                    outcome: outcome_kind,
-                    detail,
-                });
-            }
-        }
-        runs.extend(report.runs.iter().cloned());
-        let ended_early = report.runs.last().is_some_and(|r| !r.finished)
-            || (outcome.exit_code == EXIT_CRASH || outcome.exit_code == EXIT_TIMEOUT)
-                && report.runs.is_empty();
-        if !ended_early {
-            return Ok((runs, cases));
-        }
-        // The programs after the one that was running, in the boot's order.
-        let order = if report.programs.is_empty() {
-            selection.clone().unwrap_or_default()
-        } else {
-            report.programs.clone()
-        };
-        let Some(last) = report.runs.last() else {
-            return Err(Error::new(format!(
-                "{point} nth={nth}: the boot ended before any program ran: {} (log: {})",
-                outcome.reason,
-                outcome.log_path.display()
-            )));
-        };
-        let position = order.iter().position(|p| *p == last.program);
-        let rest: Vec<String> = position.map(|i| order[i + 1..].to_vec()).unwrap_or_default();
-        if rest.is_empty() {
-            return Ok((runs, cases));
-        }
-        selection = Some(rest);
+/// The one command that replays a case: one boot, one `nth=`.
+pub fn replay_command(options: &SweepOptions, case: &Case) -> String {
+    format!(
+        "{} inject={}:nth={}@{} inject_seed={} test_time={} tests={}",
+        run_command(options),
+        case.point,
+        case.nth,
+        case.program,
+        options.seed,
+        options.test_time,
+        case.program
+    )
+}
+
+/// Positions of `calls` a shard `(k, n)` takes: k, k + n, ... up to `calls` and `max`.
+fn positions(calls: u64, (k, n): (u64, u64), max: u64) -> u64 {
+    let last = calls.min(max);
+    if last < k {
+        0
+    } else {
+        (last - k) / n + 1
     }
 }
 
-/// The results of one point.
-#[derive(Clone, Debug, Default)]
-struct PointResult {
-    cases: Vec<Case>,
-    boots: u64,
+/// Cuts one point's sweep into boots: a program with more than [`POSITIONS_PER_BOOT`]
+/// positions gets boots of its own, each a range of them (the last open up to `max`, in case a
+/// run reaches further than the baseline's); the others share boots of up to that many
+/// positions.
+pub fn plan(options: &SweepOptions, point: &'static str, baseline: &[(String, u64)]) -> Vec<Work> {
+    let (k, n) = options.shard;
+    let mut split = Vec::new();
+    let mut shared: Vec<Work> = Vec::new();
+    let mut shared_positions = 0;
+    for (program, calls) in baseline {
+        let count = positions(*calls, options.shard, options.max);
+        if count == 0 {
+            continue;
+        }
+        if count > POSITIONS_PER_BOOT {
+            let mut from = k;
+            let mut left = count;
+            while left > 0 {
+                let take = left.min(POSITIONS_PER_BOOT);
+                left -= take;
+                let to = if left == 0 { options.max } else { from + (take - 1) * n };
+                split.push(Work { point, programs: vec![program.clone()], from, to, step: n });
+                from = to.saturating_add(n);
+            }
+            continue;
+        }
+        match shared.last_mut() {
+            Some(work) if shared_positions + count <= POSITIONS_PER_BOOT => {
+                work.programs.push(program.clone());
+                shared_positions += count;
+            }
+            _ => {
+                let programs = vec![program.clone()];
+                shared.push(Work { point, programs, from: k, to: options.max, step: n });
+                shared_positions = count;
+            }
+        }
+    }
+    split.extend(shared);
+    split
+}
+
+/// What a boot costs, roughly: a run goes as far as its position, so the sum of the positions
+/// it runs (each up to the program's calls in the baseline), plus a fixed cost a run.
+pub fn cost(work: &Work, baseline: &[(String, u64)]) -> u64 {
+    const RUN: u64 = 50;
+    let calls = |program: &String| baseline.iter().find(|(p, _)| p == program).map_or(0, |c| c.1);
+    work.programs
+        .iter()
+        .map(|program| {
+            let last = calls(program).min(work.to);
+            if last < work.from {
+                return 0;
+            }
+            let count = (last - work.from) / work.step + 1;
+            let end = work.from + (count - 1) * work.step;
+            count * (work.from + end) / 2 + count * RUN
+        })
+        .sum()
+}
+
+/// A sweep boot's whole limit; a hang is found by the silence timeout long before.
+const BOOT_LIMIT: Duration = Duration::from_secs(4 * 3600);
+
+/// Boots one piece of work and judges its runs. A boot that ended early (a crash or a hang)
+/// returns the work that is left: the program that was running, from its next position, and
+/// the programs after it.
+fn boot_work(options: &SweepOptions, work: &Work, job: usize) -> Result<(Vec<Case>, Vec<Work>)> {
+    let outcome = run(&run_options(options, cmdline(options, work), job))?;
+    let report = parse_boot(outcome.guest_lines(), work.point);
+    let log = outcome.log_path.display();
+    let mut cases = Vec::new();
+    for r in &report.runs {
+        let Some(nth) = r.nth else { continue };
+        if let Some((outcome_kind, detail)) = judge(r, outcome.exit_code) {
+            let detail =
+                if outcome_kind.is_clean() { detail } else { format!("{detail} (log: {log})") };
+            let program = r.program.clone();
+            cases.push(Case { point: work.point, nth, program, outcome: outcome_kind, detail });
+        }
+    }
+    let boot_failed = outcome.exit_code == EXIT_CRASH || outcome.exit_code == EXIT_TIMEOUT;
+    let Some(last) = report.runs.last() else {
+        if boot_failed || !outcome.passed() {
+            return Err(Error::new(format!(
+                "{}: the boot ended before any program ran: {} (log: {log})",
+                cmdline(options, work),
+                outcome.reason,
+            )));
+        }
+        return Ok((cases, Vec::new()));
+    };
+    if last.finished {
+        if boot_failed {
+            // Every run ended, and still the kernel crashed or hung afterwards: the last run's
+            // injection is the suspect.
+            let outcome_kind =
+                if outcome.exit_code == EXIT_TIMEOUT { Outcome::Hang } else { Outcome::Crash };
+            cases.push(Case {
+                point: work.point,
+                nth: last.nth.unwrap_or(0),
+                program: last.program.clone(),
+                outcome: outcome_kind,
+                detail: format!(
+                    "the boot ended after {} ran: {} (log: {log})",
+                    last.program, outcome.reason
+                ),
+            });
+        }
+        return Ok((cases, Vec::new()));
+    }
+    Ok((cases, resume(work, &report.programs, last)))
+}
+
+/// The work left after a boot ended during run `last`: that program from its next position,
+/// then the programs after it (in the boot's order, `order`, or the work's) from the start.
+pub fn resume(work: &Work, order: &[String], last: &Run) -> Vec<Work> {
+    let mut rest = Vec::new();
+    if let Some(next) = last.nth.and_then(|nth| nth.checked_add(work.step)) {
+        if next <= work.to {
+            rest.push(Work { programs: vec![last.program.clone()], from: next, ..work.clone() });
+        }
+    }
+    let order = if order.is_empty() { &work.programs } else { order };
+    if let Some(i) = order.iter().position(|p| *p == last.program) {
+        if i + 1 < order.len() {
+            rest.push(Work { programs: order[i + 1..].to_vec(), ..work.clone() });
+        }
+    }
+    rest
 }
 
 /// Each program's calls of each point in a run without failures, in the catalogue's order.
@@ -318,17 +451,7 @@ fn baseline(options: &SweepOptions, boots: &mut u64) -> Result<Baseline> {
     if let Some(tests) = &options.tests {
         let _ = write!(line, " tests={tests}");
     }
-    let run_options = RunOptions {
-        mode: Mode::Dom0,
-        kernel: Some(options.kernel.clone()),
-        module: Some(options.module.clone()),
-        cmdline: line,
-        memory_mib: options.memory_mib,
-        timeout: options.timeout,
-        quiet: true,
-        ..RunOptions::default()
-    };
-    let outcome = run(&run_options)?;
+    let outcome = run(&run_options(options, line, 0))?;
     *boots += 1;
     if !outcome.passed() {
         return Err(Error::new(format!(
@@ -357,67 +480,93 @@ pub fn baseline_of(lines: Vec<&str>, points: &[&'static str]) -> Baseline {
     baseline
 }
 
-/// Sweeps one point: nth = the shard's positions up to `max`, each boot with the programs that
-/// reach that call without failures.
-fn sweep_point(
-    options: &SweepOptions,
-    point: &'static str,
-    baseline: &[(String, u64)],
-) -> Result<PointResult> {
-    let mut result = PointResult::default();
-    let (k, n) = options.shard;
-    let mut nth = k;
-    while nth <= options.max {
-        let reaching: Vec<String> =
-            baseline.iter().filter(|(_, calls)| *calls >= nth).map(|(p, _)| p.clone()).collect();
-        if reaching.is_empty() {
-            break;
-        }
-        let (_, cases) = boot_all(options, point, nth, Some(reaching), &mut result.boots)?;
-        result.cases.extend(cases);
-        nth += n;
-    }
-    Ok(result)
+/// The queue the jobs share: work not yet taken, and how many boots are running (a boot that
+/// ends early puts work back).
+#[derive(Default)]
+struct Queue {
+    work: VecDeque<Work>,
+    running: usize,
 }
 
-/// Runs the sweep: `jobs` points at a time, each point's boots one after another.
+/// Runs the sweep: `jobs` QEMUs at a time take boots from one queue.
 pub fn sweep(options: &SweepOptions) -> Result<Vec<Case>> {
     let started = Instant::now();
     let mut baseline_boots = 0;
     let baseline = baseline(options, &mut baseline_boots)?;
-    for (point, calls) in &baseline {
+    let mut planned = Vec::new();
+    for point in &options.points {
+        let calls = baseline.get(point).map_or(&[][..], Vec::as_slice);
         let most = calls.iter().map(|(_, c)| *c).max().unwrap_or(0);
+        let plan = plan(options, point, calls);
+        let count: u64 = calls.iter().map(|(_, c)| positions(*c, options.shard, options.max)).sum();
         eprintln!(
-            "xtask: sweep {point}: up to {most} calls a program without failures; positions 1..={}",
-            most.min(options.max)
+            "xtask: sweep {point}: up to {most} calls a program without failures; {count} positions in {} boots",
+            plan.len()
         );
+        planned.extend(plan.into_iter().map(|work| (cost(&work, calls), work)));
     }
-    let queue = Mutex::new(options.points.clone());
-    let results: Mutex<BTreeMap<usize, (PointResult, Duration)>> = Mutex::new(BTreeMap::new());
+    // The costliest boots first, so that the jobs end together.
+    planned.sort_by_key(|(cost, _)| std::cmp::Reverse(*cost));
+    let mut queue = Queue::default();
+    queue.work.extend(planned.into_iter().map(|(_, work)| work));
+    let planned = queue.work.len();
+    let queue = Mutex::new(queue);
+    let cases: Mutex<Vec<Case>> = Mutex::new(Vec::new());
     let errors: Mutex<Vec<Error>> = Mutex::new(Vec::new());
+    let boots = Mutex::new(baseline_boots);
     thread::scope(|scope| {
-        for _ in 0..options.jobs.max(1) {
-            scope.spawn(|| loop {
-                let Some(point) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop() else {
-                    return;
-                };
-                let point_started = Instant::now();
-                let calls = baseline.get(point).map_or(&[][..], Vec::as_slice);
-                match sweep_point(options, point, calls) {
-                    Ok(result) => {
-                        eprintln!(
-                            "xtask: sweep {point}: {} cases in {} boots ({:.0} s)",
-                            result.cases.len(),
-                            result.boots,
-                            point_started.elapsed().as_secs_f64()
-                        );
-                        let index = POINTS.iter().position(|p| *p == point).unwrap_or(0);
-                        results
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(index, (result, point_started.elapsed()));
+        for job in 0..options.jobs.max(1) {
+            let (queue, cases, errors, boots) = (&queue, &cases, &errors, &boots);
+            scope.spawn(move || loop {
+                let work = {
+                    let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
+                    match queue.work.pop_front() {
+                        Some(work) => {
+                            queue.running += 1;
+                            work
+                        }
+                        None if queue.running == 0 => return,
+                        None => {
+                            drop(queue);
+                            thread::sleep(Duration::from_millis(200));
+                            continue;
+                        }
                     }
-                    Err(error) => errors.lock().unwrap_or_else(|p| p.into_inner()).push(error),
+                };
+                let boot_started = Instant::now();
+                let result = boot_work(options, &work, job);
+                let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
+                queue.running -= 1;
+                let done = {
+                    let mut boots = boots.lock().unwrap_or_else(|p| p.into_inner());
+                    *boots += 1;
+                    *boots - baseline_boots
+                };
+                match result {
+                    Ok((found, rest)) => {
+                        let to = match work.to {
+                            u64::MAX => "end".to_string(),
+                            to => to.to_string(),
+                        };
+                        eprintln!(
+                            "xtask: sweep {} {}..{to} in {} program(s): {} cases, {:.0} s (boot {done}; {planned} planned, {} queued)",
+                            work.point,
+                            work.from,
+                            work.programs.len(),
+                            found.len(),
+                            boot_started.elapsed().as_secs_f64(),
+                            queue.work.len() + rest.len(),
+                        );
+                        for rest in rest.into_iter().rev() {
+                            queue.work.push_front(rest);
+                        }
+                        cases.lock().unwrap_or_else(|p| p.into_inner()).extend(found);
+                    }
+                    Err(error) => {
+                        // A boot that cannot be judged stops the sweep; the running ones finish.
+                        queue.work.clear();
+                        errors.lock().unwrap_or_else(|p| p.into_inner()).push(error);
+                    }
                 }
             });
         }
@@ -425,9 +574,12 @@ pub fn sweep(options: &SweepOptions) -> Result<Vec<Case>> {
     if let Some(error) = errors.into_inner().unwrap_or_else(|p| p.into_inner()).pop() {
         return Err(error);
     }
-    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    let boots: u64 = baseline_boots + results.values().map(|(r, _)| r.boots).sum::<u64>();
-    let cases: Vec<Case> = results.into_values().flat_map(|(r, _)| r.cases).collect();
+    let boots = boots.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut cases = cases.into_inner().unwrap_or_else(|p| p.into_inner());
+    let point_index = |p: &str| POINTS.iter().position(|q| *q == p).unwrap_or(POINTS.len());
+    cases.sort_by(|a, b| {
+        (point_index(a.point), &a.program, a.nth).cmp(&(point_index(b.point), &b.program, b.nth))
+    });
     let text = table(options, &cases, boots, started.elapsed());
     print!("{text}");
     fs::create_dir_all(&options.out_dir)
@@ -496,7 +648,7 @@ pub fn table(options: &SweepOptions, cases: &[Case], boots: u64, elapsed: Durati
         "sweep: {} wrong results, {boots} boots, {:.0} s, --max {}, shard {}/{}, seed {}",
         count(Outcome::Wrong),
         elapsed.as_secs_f64(),
-        options.max,
+        if options.max == u64::MAX { "all".to_string() } else { options.max.to_string() },
         options.shard.0,
         options.shard.1,
         options.seed
@@ -533,19 +685,19 @@ mod tests {
 inject: program hello
 inject: program cow_data
 inject: program leaky
-inject: start hello
+inject: start hello nth=3
 ok 1 - hello: could not start after the injected frame failure at call 3: copying its initial stack failed
 inject: hello: frame calls=3 failed=1 first=3 effect=errno
-inject: start cow_data
+inject: start cow_data nth=3
 ok 2 - cow_data: exited with status 0, as expected
 inject: cow_data: frame calls=2 failed=0 first=0 effect=not-reached
-inject: start leaky
+inject: start leaky nth=3
 not ok 3 - leaky: killed by running out of memory after the injected frame failure at call 3 (expected without it: exit 0); LEAK: 1 frames not back in the pool after the run; AUDIT: table pages live 9 -> 10
 inject: leaky: frame calls=9 failed=1 first=3 effect=killed
-inject: start looper
+inject: start looper nth=2
 ok 4 - looper: killed by the watchdog, rip 0x400100 after the injected frame failure at call 2 (expected without it: exit 0)
 inject: looper: frame calls=2 failed=1 first=2 effect=killed
-inject: start crashy
+inject: start crashy nth=7
 ";
 
     #[test]
@@ -561,6 +713,10 @@ inject: start crashy
         assert_eq!(judged, expected);
         assert_eq!(report.runs[2].leak_lines.len(), 1);
         assert_eq!(report.runs[2].calls, 9);
+        assert_eq!(
+            report.runs.iter().map(|r| r.nth).collect::<Vec<_>>(),
+            [3, 3, 3, 2, 7].map(Some)
+        );
         let hang = judge(&report.runs[4], EXIT_TIMEOUT).unwrap().0;
         assert_eq!(hang, Outcome::Hang);
         let baseline = baseline_of(LOG.lines().collect(), &["frame", "heap"]);
@@ -574,16 +730,12 @@ inject: start crashy
         assert_eq!(report, BootReport::default());
     }
 
-    #[test]
-    fn shards_and_replays() {
-        assert_eq!(parse_shard("2/4"), Some((2, 4)));
-        assert_eq!(parse_shard("0/4"), None);
-        assert_eq!(parse_shard("5/4"), None);
-        let options = SweepOptions {
+    fn options(max: u64, shard: (u64, u64)) -> SweepOptions {
+        SweepOptions {
             points: POINTS.to_vec(),
-            max: 3,
+            max,
             jobs: 1,
-            shard: (1, 1),
+            shard,
             junit: None,
             seed: 7,
             test_time: "3s".into(),
@@ -593,7 +745,16 @@ inject: start crashy
             memory_mib: 8,
             timeout: Duration::from_secs(60),
             out_dir: PathBuf::new(),
-        };
+            domu: false,
+        }
+    }
+
+    #[test]
+    fn shards_and_replays() {
+        assert_eq!(parse_shard("2/4"), Some((2, 4)));
+        assert_eq!(parse_shard("0/4"), None);
+        assert_eq!(parse_shard("5/4"), None);
+        let options = options(3, (1, 1));
         let case = Case {
             point: "table",
             nth: 2,
@@ -605,13 +766,74 @@ inject: start crashy
             replay_command(&options, &case),
             "cargo xtask run --dom0 -- inject=table:nth=2@cow_data inject_seed=7 test_time=3s tests=cow_data"
         );
+        let work =
+            Work { point: "heap", programs: vec!["a".into(), "b".into()], from: 4, to: 9, step: 2 };
         assert_eq!(
-            cmdline(&options, "heap", 4, Some(&["a".into(), "b".into()])),
-            "inject=heap:nth=4@programs inject_seed=7 test_time=3s tests=a,b"
+            cmdline(&options, &work),
+            "inject=heap:sweep=4..9,step=2@programs inject_seed=7 test_time=3s tests=a,b"
         );
         let text = table(&options, &[case], 5, Duration::from_secs(9));
         assert!(text
             .contains("sweep: 1 cases, 0 killed, 0 errno, 0 no-effect, 0 crash, 1 leak, 0 hang"));
         assert!(text.contains("replay: cargo xtask run --dom0"));
+    }
+
+    #[test]
+    fn a_boot_that_ended_early_resumes_after_the_case_that_ended_it() {
+        let names = |n: &[&str]| n.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        let work =
+            Work { point: "frame", programs: names(&["a", "b", "c"]), from: 2, to: 50, step: 3 };
+        let report = parse_boot(LOG.lines(), "frame");
+        let crashy = report.runs.last().unwrap();
+        assert_eq!(
+            (crashy.program.as_str(), crashy.nth, crashy.finished),
+            ("crashy", Some(7), false)
+        );
+        let order = names(&["hello", "crashy", "leaky"]);
+        let baseline = vec![("crashy".to_string(), 12), ("leaky".to_string(), 100)];
+        // crashy: 2, 5, 8, 11; leaky: 2, 5, ..., 50 (17 positions); 50 a run.
+        assert_eq!(
+            cost(&Work { programs: order.clone(), ..work.clone() }, &baseline),
+            26 + 200 + 442 + 850
+        );
+        assert_eq!(
+            resume(&work, &order, crashy),
+            [
+                Work { programs: names(&["crashy"]), from: 10, ..work.clone() },
+                Work { programs: names(&["leaky"]), ..work.clone() },
+            ]
+        );
+        let last = Run { program: "c".into(), nth: Some(48), ..Run::default() };
+        assert_eq!(resume(&work, &[], &last), [], "51 is past the range; c was the last program");
+    }
+
+    #[test]
+    fn a_plan_covers_every_position_once_in_boots_of_bounded_size() {
+        let baseline: Vec<(String, u64)> = [("big", 700), ("none", 0), ("a", 200), ("b", 150)]
+            .iter()
+            .map(|(p, c)| (p.to_string(), *c))
+            .collect();
+        let whole = plan(&options(u64::MAX, (1, 1)), "frame", &baseline);
+        let ranges: Vec<_> =
+            whole.iter().map(|w| (w.programs.join(","), w.from, w.to, w.step)).collect();
+        let expected = [
+            ("big", 1, 300, 1),
+            ("big", 301, 600, 1),
+            ("big", 601, u64::MAX, 1),
+            ("a", 1, u64::MAX, 1),
+            ("b", 1, u64::MAX, 1),
+        ];
+        let expected: Vec<_> =
+            expected.iter().map(|(p, f, t, s)| (p.to_string(), *f, *t, *s)).collect();
+        assert_eq!(ranges, expected, "a and b together would be 350 positions");
+        // A shard takes every Nth position; --max bounds the last.
+        let sharded = plan(&options(650, (2, 3)), "frame", &baseline);
+        let ranges: Vec<_> =
+            sharded.iter().map(|w| (w.programs.join(","), w.from, w.to, w.step)).collect();
+        let expected = [("big,a", 2, 650, 3), ("b", 2, 650, 3)];
+        let expected: Vec<_> =
+            expected.iter().map(|(p, f, t, s)| (p.to_string(), *f, *t, *s)).collect();
+        assert_eq!(ranges, expected, "217 + 67 positions in one boot; 50 more would pass 300");
+        assert_eq!(positions(650, (2, 3), 650), 217);
     }
 }

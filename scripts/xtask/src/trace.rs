@@ -1,7 +1,7 @@
 //! `cargo xtask trace`: one real page fault, traced by the kernel and drawn as a sequence diagram.
 //!
 //! The kernel, booted with `trace=fault`, prints every step of the first user fault that needs
-//! new page tables as `trace: <n> <kind> key=value ...` lines (kernel/src/trace.rs, whose
+//! new page tables as `trace: <n> <kind> key=value ...` lines (kernel/src/trace.rs; faultline-abi's
 //! [`SCHEMA`] says which keys each kind has). [`parse`] reads them strictly: a line that does not
 //! follow the schema, a gap in the numbering or a missing `end` line is an error, never skipped.
 //! [`check_complete`] checks that every step of the walkthrough is there; [`render_svg`] draws the
@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use faultline::trace::{keys_of, SCHEMA};
+use faultline_abi::trace::{keys_of, END, PREFIX, SCHEMA, TRUNCATED};
 
 use crate::error::{Context as _, Error, Result};
 use crate::run::{run, Mode, RunOptions, RunOutcome};
@@ -55,7 +55,7 @@ pub fn parse<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Trace> {
     let mut end = None;
     for (at, raw) in lines.into_iter().enumerate() {
         let line = raw.trim_end();
-        let Some(rest) = line.strip_prefix("trace:") else { continue };
+        let Some(rest) = line.strip_prefix(PREFIX) else { continue };
         let bad = |why: &str| Error::new(format!("trace line {}: {why}: {line:?}", at + 1));
         if end.is_some() {
             return Err(bad("a trace line after the end line"));
@@ -63,7 +63,7 @@ pub fn parse<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Trace> {
         let rest = rest.strip_prefix(' ').ok_or_else(|| bad("no space after `trace:`"))?;
         let mut words = rest.split(' ');
         let first = words.next().unwrap_or("");
-        if first == "end" {
+        if first == END {
             let count = words
                 .next()
                 .and_then(|w| w.strip_prefix("steps="))
@@ -79,7 +79,7 @@ pub fn parse<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Trace> {
             end = Some(count);
             continue;
         }
-        if first == "truncated" {
+        if first == TRUNCATED {
             return Err(bad("the kernel dropped steps that did not fit its buffer"));
         }
         let number: usize = first.parse().map_err(|_| bad("no step number"))?;

@@ -7,7 +7,11 @@
 #ifndef FAULTLINE_H
 #define FAULTLINE_H
 
-/* The ELF note: name "faultline", type 1, the text as descriptor. */
+/* The ELF note: name "faultline" (with its NUL, 10 bytes), type 1, the text as descriptor.
+ * These numbers are the kernel's (abi/src/note.rs, abi/src/auxv.rs): abi/tests/c_header.rs checks
+ * them against the crate, so change them there first. */
+#define FAULTLINE_NOTE_NAME "faultline"
+#define FAULTLINE_NOTE_NAME_SIZE 10
 #define FAULTLINE_NOTE_TYPE_EXPECT 1
 
 #define FAULTLINE_EXPECT(text)                                                                    \
@@ -15,7 +19,8 @@
         unsigned int name_size, desc_size, type;                                                  \
         char name[12];                                                                            \
         char desc[(sizeof(text) + 3) & ~3u];                                                      \
-    } faultline_expectation = {10, sizeof(text) - 1, FAULTLINE_NOTE_TYPE_EXPECT, "faultline", text}
+    } faultline_expectation = {FAULTLINE_NOTE_NAME_SIZE, sizeof(text) - 1,                        \
+                               FAULTLINE_NOTE_TYPE_EXPECT, FAULTLINE_NOTE_NAME, text}
 
 /* faultline's own auxv entries (read them with getauxval from <sys/auxv.h>); 0 if absent. */
 #define AT_FAULTLINE_KERNEL_ADDRESS 0x66610001UL

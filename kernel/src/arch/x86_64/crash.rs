@@ -58,6 +58,21 @@ fn stack_containing(rbp: u64) -> Range<u64> {
     0..0
 }
 
+/// What an upper layer adds to every crash report, registered at start-up (the fault injector
+/// names the failure it injected: arch does not know it).
+static NOTE: spin::Once<fn(&mut dyn Write)> = spin::Once::new();
+
+/// Registers the crash report's note (once; later calls are ignored).
+pub fn register_note(note: fn(&mut dyn Write)) {
+    NOTE.call_once(|| note);
+}
+
+fn print_note(con: &mut Console) {
+    if let Some(note) = NOTE.get() {
+        note(con);
+    }
+}
+
 /// Set when a crash report starts: a fault inside the report must not start another one.
 static CRASHING: AtomicBool = AtomicBool::new(false);
 
@@ -109,6 +124,7 @@ pub fn fatal_exception(frame: &TrapFrame, reason: Option<core::fmt::Arguments<'_
         if let Some(reason) = reason {
             let _ = writeln!(con, "    {reason}");
         }
+        print_note(&mut con);
         if exception::has_error_code(frame.vector) {
             let _ = writeln!(
                 con,
@@ -151,6 +167,7 @@ fn panic(info: &PanicInfo<'_>) -> ! {
         let mut con = console::emergency();
         let _ = con.write_str("*** faultline: PANIC: ");
         let _ = writeln!(con, "{info}");
+        print_note(&mut con);
         let rbp: u64;
         // SAFETY: reads the frame pointer register; no memory access.
         unsafe {

@@ -27,13 +27,29 @@ pub const VECTORS: [(&str, &str, bool); 20] = [
     ("#XM", "SIMD floating-point", false),
 ];
 
+/// A bit per vector that comes with an error code, from [`VECTORS`]: boot/entry.S builds its
+/// stubs from it (main.rs hands it to the assembler).
+pub const ERROR_CODE_VECTORS: u64 = {
+    let mut mask = 0;
+    let mut vector = 0;
+    while vector < VECTORS.len() {
+        if VECTORS[vector].2 {
+            mask |= 1 << vector;
+        }
+        vector += 1;
+    }
+    mask
+};
+
 pub const DIVIDE_ERROR: u64 = 0;
 pub const NMI: u64 = 2;
 pub const BREAKPOINT: u64 = 3;
+pub const OVERFLOW: u64 = 4;
 pub const INVALID_OPCODE: u64 = 6;
 pub const GENERAL_PROTECTION: u64 = 13;
 pub const PAGE_FAULT: u64 = 14;
-/// Pseudo-vectors boot/entry.S uses for Xen's callbacks (beyond the architectural 0-255).
+/// Pseudo-vectors boot/entry.S and boot/user.S push for Xen's callbacks (beyond the
+/// architectural 0-255; main.rs hands them to the assembler).
 pub const EVENT_UPCALL: u64 = 256;
 pub const FAILSAFE: u64 = 257;
 pub const SYSCALL: u64 = 258;
@@ -141,6 +157,8 @@ mod tests {
         assert_eq!(name(14), ("#PF", "page fault"));
         assert_eq!(name(6).0, "#UD");
         assert!(has_error_code(13) && !has_error_code(3));
+        // #DF, #TS, #NP, #SS, #GP, #PF, #AC (Intel SDM vol. 3, table 6-1).
+        assert_eq!(ERROR_CODE_VECTORS, 1 << 8 | 0b11111 << 10 | 1 << 17);
         assert_eq!(name(99).0, "INT n");
         assert_eq!(name(21).0, "#CP");
         assert_eq!(name(25).0, "#??");

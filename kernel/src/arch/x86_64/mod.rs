@@ -6,10 +6,14 @@ pub mod page_fault;
 pub mod trap_frame;
 
 #[cfg(target_os = "none")]
+#[allow(unsafe_code)]
 pub mod crash;
 #[cfg(target_os = "none")]
+#[allow(unsafe_code)]
 pub mod fpu;
 #[cfg(target_os = "none")]
+#[allow(unsafe_code)]
 pub mod traps;
 #[cfg(target_os = "none")]
+#[allow(unsafe_code)]
 pub mod user;

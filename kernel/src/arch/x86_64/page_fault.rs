@@ -6,7 +6,6 @@
 //! Under PV the guest kernel runs in ring 3, but Xen rewrites the user bit to say whether the
 //! *guest* was in user mode (xen/arch/x86/traps.c, `pv_inject_page_fault`), so it means what it
 //! means on bare metal.
-#![deny(unsafe_code)]
 
 /// The kind of access that faulted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,92 +1,100 @@
-//! The trap table: every vector registered with HYPERVISOR_set_trap_table, and the NMI callback.
+//! The trap table, and the routing of every trap to the handlers the layers above registered.
+//!
+//! arch decodes a trap and decides who handles it; it names no handler. The kernel's own policy
+//! (a page fault in kernel mode, an expected trap) is registered once at boot ([`install`],
+//! from start.rs); who serves user mode travels with each run ([`super::user::run`]).
+
+use core::fmt;
 
 use crate::xen::abi::{self, trap_info};
-use crate::xen::{hypercall, XenError};
+use crate::xen::{events, hypercall, shared_info, XenError};
 
 use super::exception;
+use super::page_fault::PageFault;
 use super::trap_frame::TrapFrame;
+use super::user::{self, AfterTrap};
 
 extern "C" {
-    fn trap_divide_error();
-    fn trap_debug();
-    fn trap_nmi();
-    fn trap_breakpoint();
-    fn trap_overflow();
-    fn trap_bound_range();
-    fn trap_invalid_opcode();
-    fn trap_device_not_available();
-    fn trap_double_fault();
-    fn trap_coprocessor_overrun();
-    fn trap_invalid_tss();
-    fn trap_segment_not_present();
-    fn trap_stack_segment();
-    fn trap_general_protection();
-    fn trap_page_fault();
-    fn trap_spurious();
-    fn trap_x87_floating_point();
-    fn trap_alignment_check();
-    fn trap_machine_check();
-    fn trap_simd_floating_point();
-    /// The stubs of vectors 20-255, [`OTHER_STUB_BYTES`] apart (boot/entry.S).
-    fn trap_other_vectors();
-    fn trap_other_vectors_end();
+    /// The stubs of vectors 0-255, [`STUB_BYTES`] apart (boot/entry.S).
+    fn trap_stubs();
+    fn trap_stubs_end();
 }
 
-/// The distance between two stubs of `trap_other_vectors`.
-const OTHER_STUB_BYTES: u64 = 16;
-/// The first vector `trap_other_vectors` covers.
-const OTHER_FIRST_VECTOR: usize = 20;
+/// The distance between two stubs of `trap_stubs`.
+const STUB_BYTES: u64 = 16;
+
+/// The kernel's policy for traps taken in kernel mode, registered once at boot.
+#[derive(Clone, Copy)]
+pub struct KernelHandlers {
+    /// A page fault in kernel mode (a heap or stack page not yet backed): `Ok` once the page
+    /// is mapped and the instruction can run again, else why the fault is fatal.
+    pub page_fault: fn(&PageFault) -> Result<(), FatalReason>,
+    /// Whether a trap in kernel mode was announced by a test at this instruction; the handler
+    /// then sets the frame up to resume.
+    pub expected: fn(&mut TrapFrame) -> bool,
+}
+
+static HANDLERS: spin::Once<KernelHandlers> = spin::Once::new();
+
+/// Why a kernel-mode trap is fatal, as the handler that refused it words it (formatted into a
+/// fixed buffer: the trap path must not allocate, and the heap may be what faulted).
+pub struct FatalReason {
+    text: [u8; FatalReason::BYTES],
+    len: u8,
+}
+
+impl FatalReason {
+    /// Room for one line of the crash report (longer reasons are cut).
+    const BYTES: usize = 120;
+
+    pub fn new(args: fmt::Arguments<'_>) -> FatalReason {
+        let mut text = [0; FatalReason::BYTES];
+        let len = crate::fmt_buf::format_into(&mut text, args);
+        FatalReason { text, len: len as u8 }
+    }
+}
+
+impl fmt::Display for FatalReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A truncation may have cut a character in two: show the whole ones.
+        let bytes = &self.text[..usize::from(self.len)];
+        let text = match core::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""),
+        };
+        f.write_str(text)
+    }
+}
 
 /// The table handed to Xen: one entry per vector but NMI's, and the zero sentinel. Static: 4 KiB
 /// is much for the boot stack.
 static TABLE: spin::Mutex<[trap_info; 256]> =
     spin::Mutex::new([trap_info { vector: 0, flags: 0, cs: 0, address: 0 }; 256]);
 
-/// Registers the entry stubs of boot/entry.S for every vector, so that whatever vector reaches
-/// the kernel ends in a report (or, from user mode, in a named kill), and the NMI stub as
-/// CALLBACKTYPE_nmi, which is how Xen's public/callback.h has a PV guest register it. Events are
-/// masked on entry to every handler (the handlers never need events; #PF must read cr2 before
-/// an event could overwrite it). #BP and #OF may be raised by `int3`/`into` from any ring
-/// (DPL 3); the others only by the CPU, or by Xen (a software `int $n` a program may not use
-/// reaches the kernel as #GP).
-pub fn install() -> Result<(), XenError> {
-    let stubs: [unsafe extern "C" fn(); 20] = [
-        trap_divide_error,
-        trap_debug,
-        trap_nmi,
-        trap_breakpoint,
-        trap_overflow,
-        trap_bound_range,
-        trap_invalid_opcode,
-        trap_device_not_available,
-        trap_double_fault,
-        trap_coprocessor_overrun,
-        trap_invalid_tss,
-        trap_segment_not_present,
-        trap_stack_segment,
-        trap_general_protection,
-        trap_page_fault,
-        trap_spurious,
-        trap_x87_floating_point,
-        trap_alignment_check,
-        trap_machine_check,
-        trap_simd_floating_point,
-    ];
-    let others = trap_other_vectors as *const () as u64;
-    let others_end = trap_other_vectors_end as *const () as u64;
+/// Registers the kernel's trap policy (once: a second call is refused with a panic), the entry
+/// stubs of boot/entry.S for every vector, so that whatever vector reaches the kernel ends in a
+/// handler or a report (from user mode, in a named kill), and the NMI stub as CALLBACKTYPE_nmi,
+/// which is how Xen's public/callback.h has a PV guest register it. Events are masked on entry
+/// to every handler (the handlers never need events; #PF must read cr2 before an event could
+/// overwrite it). #BP and #OF may be raised by `int3`/`into` from any ring (DPL 3); the others
+/// only by the CPU, or by Xen (a software `int $n` a program may not use reaches the kernel as
+/// #GP).
+pub fn install(handlers: KernelHandlers) -> Result<(), XenError> {
+    assert!(!HANDLERS.is_completed(), "the kernel's trap handlers are installed once");
+    HANDLERS.call_once(|| handlers);
+    let stubs = trap_stubs as *const () as u64;
+    let stubs_end = trap_stubs_end as *const () as u64;
     assert_eq!(
-        others_end - others,
-        (256 - OTHER_FIRST_VECTOR as u64) * OTHER_STUB_BYTES,
-        "boot/entry.S: the stubs of vectors 20-255 are not {OTHER_STUB_BYTES} bytes apart"
+        stubs_end - stubs,
+        256 * STUB_BYTES,
+        "boot/entry.S: the stubs of vectors 0-255 are not {STUB_BYTES} bytes apart"
     );
-    let stub_of = |vector: usize| match stubs.get(vector) {
-        Some(stub) => *stub as usize as u64,
-        None => others + (vector - OTHER_FIRST_VECTOR) as u64 * OTHER_STUB_BYTES,
-    };
+    let stub_of = |vector: u64| stubs + vector * STUB_BYTES;
     let mut table = TABLE.lock();
-    let vectors = (0..256).filter(|v| *v != exception::NMI as usize);
+    let vectors = (0..256).filter(|v| *v != exception::NMI);
     for (entry, vector) in table.iter_mut().zip(vectors) {
-        let dpl: u8 = if vector == exception::BREAKPOINT as usize || vector == 4 { 3 } else { 0 };
+        let user_may_raise = vector == exception::BREAKPOINT || vector == exception::OVERFLOW;
+        let dpl: u8 = if user_may_raise { 3 } else { 0 };
         *entry = trap_info {
             vector: vector as u8,
             flags: dpl | abi::TRAP_INFO_MASK_EVENTS,
@@ -96,7 +104,7 @@ pub fn install() -> Result<(), XenError> {
     }
     // table[255] stays all-zero: the sentinel Xen stops at.
     hypercall::set_trap_table(&table[..])?;
-    hypercall::register_callback(abi::CALLBACKTYPE_NMI, 0, trap_nmi as *const () as u64)
+    hypercall::register_callback(abi::CALLBACKTYPE_NMI, 0, stub_of(exception::NMI))
 }
 
 /// Called by `trap_common` (boot/entry.S) with the saved registers; returning resumes the
@@ -104,38 +112,73 @@ pub fn install() -> Result<(), XenError> {
 /// end or a crash, issue none).
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
-    dispatch(frame);
-    crate::xen::hypercall::note_iret();
+    route(frame);
+    hypercall::note_iret();
 }
 
-fn dispatch(frame: &mut TrapFrame) {
-    if frame.vector == exception::EVENT_UPCALL {
-        crate::xen::events::upcall(frame);
-        return;
-    }
-    if frame.vector == exception::SYSCALL && super::user::syscall(frame) {
-        return;
-    }
-    if !frame.from_kernel() && frame.vector < 256 {
-        // The program's exception: map its page, or end it (does not return then).
-        crate::proc::process::user_exception(frame);
-        // Handled: the frame goes to trap_return and HYPERVISOR_iret as it is now.
-        crate::trace::iret(frame);
-        return;
-    }
-    if frame.vector == exception::PAGE_FAULT {
-        match crate::mm::kernel::handle_page_fault(frame) {
-            Ok(()) => return,
-            Err(reason) => {
-                if crate::testing::expected_trap::consume(frame) {
-                    return;
-                }
-                super::crash::fatal_exception(frame, Some(format_args!("{reason}")));
+/// The routing policy, whole: an event goes to the event channels (and a timer event to the
+/// running program's handler); a trap from user mode to the running program's handlers, which
+/// may end the run; a trap in kernel mode to the memory manager if it is a page fault it can
+/// back, then to the expected-trap check, and otherwise to the crash report.
+fn route(frame: &mut TrapFrame) {
+    let from_user = !frame.from_kernel();
+    let after = match frame.vector {
+        exception::EVENT_UPCALL => {
+            let timer_fired = events::upcall();
+            match user::running() {
+                Some(run) if timer_fired => (run.timer)(frame),
+                _ => AfterTrap::Resume,
             }
         }
+        exception::SYSCALL => match user::running() {
+            Some(run) if from_user => (run.syscall)(frame),
+            _ => fatal(frame, format_args!("a system call outside a run in user mode")),
+        },
+        vector if from_user && vector < 256 => match user::running() {
+            Some(run) => (run.exception)(frame),
+            None => fatal(frame, format_args!("a trap from user mode outside a run")),
+        },
+        _ => {
+            kernel_trap(frame);
+            AfterTrap::Resume
+        }
+    };
+    if let AfterTrap::EndRun(value) = after {
+        if !from_user {
+            fatal(frame, format_args!("a handler ended the run from a trap in kernel mode"));
+        }
+        // SAFETY: the trap came from user mode during `run` (`running()` gave the handler), so
+        // this stack was entered fresh by Xen at the kernel stack's top: below this frame are
+        // only trap_dispatch and boot/entry.S's trap_common, neither of which owns anything to
+        // drop, and the handler that asked for the end has returned.
+        unsafe { user::exit_to_kernel(value) }
     }
-    if crate::testing::expected_trap::consume(frame) {
+}
+
+/// A trap in kernel mode: a page fault the memory manager backs, an expected trap, or the end.
+fn kernel_trap(frame: &mut TrapFrame) {
+    let handlers = HANDLERS.get();
+    if frame.vector == exception::PAGE_FAULT {
+        // cr2 first: it is only valid until the next fault.
+        let fault = PageFault::decode(frame.error_code, shared_info::cr2().unwrap_or(0));
+        let refused = match handlers {
+            Some(handlers) => match (handlers.page_fault)(&fault) {
+                Ok(()) => return,
+                Err(reason) => reason,
+            },
+            None => FatalReason::new(format_args!("page fault before the trap handlers exist")),
+        };
+        if handlers.is_some_and(|h| (h.expected)(frame)) {
+            return;
+        }
+        fatal(frame, format_args!("{refused}"));
+    }
+    if handlers.is_some_and(|h| (h.expected)(frame)) {
         return;
     }
     super::crash::fatal_exception(frame, None);
+}
+
+fn fatal(frame: &TrapFrame, reason: fmt::Arguments<'_>) -> ! {
+    super::crash::fatal_exception(frame, Some(reason))
 }

@@ -2,10 +2,13 @@
 //!
 //! One process runs at a time. `run` saves the kernel's context and irets to user mode; the
 //! process then re-enters the kernel only through Xen (syscall, exception, event) on the stack
-//! registered with HYPERVISOR_stack_switch. A handler that decides the process is over calls
-//! `exit_to_kernel`, which abandons that stack and makes `run` return.
+//! registered with HYPERVISOR_stack_switch, and the trap path hands each trap to the run's
+//! [`UserHandlers`]. A handler that decides the run is over returns [`AfterTrap::EndRun`]; once
+//! it has returned, the trap path calls `exit_to_kernel`, which abandons that stack and makes
+//! `run` return.
 
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use super::trap_frame::TrapFrame;
 use crate::xen::abi::PAGE_SIZE;
@@ -60,24 +63,36 @@ extern "C" {
     fn syscall_entry();
 }
 
-/// The handler for syscalls from user mode: a `fn(&mut TrapFrame)`, or 0 (none installed).
-static SYSCALL_HANDLER: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
-
-/// Installs the syscall handler (the process layer's dispatcher).
-pub fn set_syscall_handler(handler: fn(&mut TrapFrame)) {
-    SYSCALL_HANDLER.store(handler as usize, core::sync::atomic::Ordering::SeqCst);
+/// What a handler of a trap during a run decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterTrap {
+    /// Return to the interrupted code (through HYPERVISOR_iret, with the frame as it is now).
+    Resume,
+    /// End the run: `run` returns this value. Only a trap taken from user mode may end it.
+    EndRun(u64),
 }
 
-/// Called by `trap_dispatch` for a syscall; false when no handler is installed.
-pub fn syscall(frame: &mut TrapFrame) -> bool {
-    let handler = SYSCALL_HANDLER.load(core::sync::atomic::Ordering::SeqCst);
-    if handler == 0 {
-        return false;
-    }
-    // SAFETY: only `set_syscall_handler` stores here, and only `fn(&mut TrapFrame)` values.
-    let handler: fn(&mut TrapFrame) = unsafe { core::mem::transmute(handler) };
-    handler(frame);
-    true
+/// Who serves user mode during one [`run`]: a program's kernel side, or a self-test's probe.
+#[derive(Clone, Copy)]
+pub struct UserHandlers {
+    /// A `syscall` from user mode.
+    pub syscall: fn(&mut TrapFrame) -> AfterTrap,
+    /// An exception from user mode.
+    pub exception: fn(&mut TrapFrame) -> AfterTrap,
+    /// A timer event during the run, in user mode or while the kernel works for it (the frame
+    /// says which).
+    pub timer: fn(&mut TrapFrame) -> AfterTrap,
+}
+
+/// The handlers of the run in progress; null between runs.
+static RUNNING: AtomicPtr<UserHandlers> = AtomicPtr::new(core::ptr::null_mut());
+
+/// The handlers of the run in progress, for the trap path.
+pub fn running() -> Option<&'static UserHandlers> {
+    let handlers = RUNNING.load(Ordering::SeqCst);
+    // SAFETY: only `run` stores here: null, or a pointer made from a `&'static UserHandlers`,
+    // which is never written through.
+    unsafe { handlers.as_ref() }
 }
 
 /// IF set (events enabled in user mode), reserved bit 1 set.
@@ -92,23 +107,43 @@ pub fn init() -> Result<(), XenError> {
     )
 }
 
-/// The stack Xen switches to when user mode enters the kernel, with a guard page below it.
+/// Pages used as a stack by the CPU and Xen: only their addresses are handed out, no Rust
+/// reference to their contents is ever made.
 #[repr(C, align(4096))]
-struct TrapStack {
-    guard: [u8; PAGE_SIZE as usize],
-    stack: [u8; TRAP_STACK_BYTES],
+pub struct StackPages<const BYTES: usize>(UnsafeCell<[u8; BYTES]>);
+
+// SAFETY: the contents are never read or written as Rust data (only through the addresses
+// `range` gives, by the CPU and Xen, on one vCPU), so sharing the static is sound.
+unsafe impl<const BYTES: usize> Sync for StackPages<BYTES> {}
+
+impl<const BYTES: usize> StackPages<BYTES> {
+    pub const fn new() -> Self {
+        StackPages(UnsafeCell::new([0; BYTES]))
+    }
+
+    /// The addresses the pages span.
+    pub fn range(&self) -> core::ops::Range<u64> {
+        let start = self.0.get() as u64;
+        start..start + BYTES as u64
+    }
 }
+
+impl<const BYTES: usize> Default for StackPages<BYTES> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 const TRAP_STACK_BYTES: usize = 64 * 1024;
+/// The stack Xen switches to when user mode enters the kernel, with a guard page below it.
 #[link_section = ".bss.page_aligned"]
-static mut TRAP_STACK: TrapStack =
-    TrapStack { guard: [0; PAGE_SIZE as usize], stack: [0; TRAP_STACK_BYTES] };
+static TRAP_STACK: StackPages<{ PAGE_SIZE as usize + TRAP_STACK_BYTES }> = StackPages::new();
 
 /// The kernel stack for entries from user mode: the address of its guard page (to be unmapped)
 /// and the stack's range (its top goes to [`set_kernel_stack`]).
 pub fn trap_stack() -> (u64, core::ops::Range<u64>) {
-    let guard = core::ptr::addr_of!(TRAP_STACK) as u64;
-    let bottom = guard + PAGE_SIZE;
-    (guard, bottom..bottom + TRAP_STACK_BYTES as u64)
+    let pages = TRAP_STACK.range();
+    (pages.start, pages.start + PAGE_SIZE..pages.end)
 }
 
 /// Sets the stack Xen switches to when user mode enters the kernel (HYPERVISOR_stack_switch).
@@ -116,21 +151,36 @@ pub fn set_kernel_stack(top: u64) -> Result<(), XenError> {
     hypercall::stack_switch(u64::from(abi::FLAT_KERNEL_SS), top)
 }
 
-/// Runs user mode from `entry` until a handler calls `exit_to_kernel`; returns its value.
-/// The user page tables (MMUEXT_NEW_USER_BASEPTR) and the kernel stack must be set first.
-/// The program starts with the FPU in its reset state, whatever the one before left there.
-pub fn run(entry: &UserEntry) -> u64 {
+/// Runs user mode from `entry`, its traps served by `handlers`, until one of them returns
+/// [`AfterTrap::EndRun`]; returns its value. The user page tables (MMUEXT_NEW_USER_BASEPTR)
+/// and the kernel stack must be set first. The program starts with the FPU in its reset state,
+/// whatever the one before left there.
+pub fn run(entry: &UserEntry, handlers: &'static UserHandlers) -> u64 {
     super::fpu::reset();
+    let handlers = core::ptr::from_ref(handlers).cast_mut();
+    let outer = RUNNING.compare_exchange(
+        core::ptr::null_mut(),
+        handlers,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    assert!(outer.is_ok(), "user::run inside a run");
     // SAFETY: `entry` is a valid UserEntry; SAVED is only touched here and in
     // `exit_to_kernel`, never concurrently (see `Saved`). user_enter returns through
     // user_exit with the callee-saved registers and stack it saved.
-    unsafe { user_enter(entry, SAVED.0.get()) }
+    let value = unsafe { user_enter(entry, SAVED.0.get()) };
+    RUNNING.store(core::ptr::null_mut(), Ordering::SeqCst);
+    value
 }
 
-/// Ends the running process: resumes the kernel where `run` was called, returning `value`.
-/// Must be called from a handler entered from user mode (its stack is abandoned).
-pub fn exit_to_kernel(value: u64) -> ! {
-    // SAFETY: `run` saved a complete context before entering user mode, and the stack it
-    // points into is still live (run has not returned).
+/// Ends the run in progress: resumes the kernel where `run` was called, returning `value`.
+///
+/// # Safety
+/// Only the trap path may call this, for a trap taken from user mode while `run` runs (so that
+/// `SAVED` holds `run`'s live context), once every frame on the trap's stack that owns
+/// something to drop has returned: the stack is abandoned, nothing on it is dropped.
+pub(super) unsafe fn exit_to_kernel(value: u64) -> ! {
+    // SAFETY: the caller guarantees a run is in progress, so `run` saved a complete context
+    // before entering user mode and the stack it points into is still live.
     unsafe { user_exit(SAVED.0.get(), value) }
 }

@@ -15,10 +15,11 @@ use crate::mm::address_space::{
     Resolved, SegmentSpec, SharedPages, SpaceLimits, Tuning,
 };
 use crate::mm::areas::Prot;
-use crate::mm::backend::{FrameAccess, XenErrno};
+use crate::mm::backend::FrameAccess;
 use crate::mm::frame::FrameSource;
 use crate::mm::model::AccessFault;
 use crate::mm::user_space::{Region, MMAP_BASE, STACK_TOP};
+use crate::xen::XenError;
 
 const NR_PAGES: u64 = 512;
 const TEXT: u64 = 0x40_0000;
@@ -530,6 +531,42 @@ fn fault_around_maps_the_window_of_shared_file_pages_in_one_batch() {
 }
 
 #[test]
+fn fault_around_and_prefault_walk_from_the_root_once_for_the_whole_window() {
+    // A walk from the root reads 4 entries (L4 to L1). Fault-around and prefault take one walk
+    // to the L1 to find the window's free pages and one to fill them, then read each entry of
+    // the window there (once to find it free, once to fill it): about 2 reads per page and a
+    // few walks. A walk from the root per window page costs at least 4 reads per page.
+    for window in [16, 64] {
+        let mut w = World::with_text_pages(2 * window);
+        let mut s = w.space(limits());
+        s.set_tuning(Tuning { fault_around_pages: window, prefault_pages: window });
+        // The first window's fault builds the L1; the second window's finds it.
+        w.read_byte(&mut s, TEXT).unwrap();
+        let before = w.f.entry_reads();
+        let page = window + 5;
+        w.read_byte(&mut s, TEXT + page * PAGE_SIZE).unwrap();
+        let reads = w.f.entry_reads() - before;
+        assert_eq!(w.faults, 2, "one fault per window");
+        assert_eq!(reads, 3 * 4 + 2 * window, "window {window}: {reads} table entries read");
+
+        let a = w.mmap(&mut s, Placement::Anywhere { hint: 0 }, 4 * window * PAGE_SIZE, RW);
+        let a = a.unwrap();
+        for page in 0..3 {
+            w.write_byte(&mut s, a + page * PAGE_SIZE, 1).unwrap();
+        }
+        // The third fault continued a run and prefaulted `window` pages.
+        let (faults, before) = (w.faults, w.f.entry_reads());
+        w.write_byte(&mut s, a + (3 + window) * PAGE_SIZE, 1).unwrap();
+        let reads = w.f.entry_reads() - before;
+        assert_eq!(w.faults, faults + 1);
+        assert_eq!(reads, 3 * 4 + 2 * (window + 1), "prefault {window}: {reads} entries read");
+        w.f.assert_clean();
+        w.teardown(s);
+        w.f.assert_clean();
+    }
+}
+
+#[test]
 fn prefault_follows_sequential_zero_fill_and_leaves_random_alone() {
     let mut w = World::new();
     let mut s = w.space(SpaceLimits { frames: 400, areas: 16 });
@@ -962,7 +999,7 @@ fn apply_exactly(w: &mut World, all: &mut Spaces, op: Op) -> Result<(), TestCase
             all.current = 1 - c;
             all.spaces[all.current].activate(&mut w.f.pt).unwrap();
         }
-        Op::Refuse { step } => w.f.xen.machine().refuse_step(step, XenErrno::ENOMEM),
+        Op::Refuse { step } => w.f.xen.machine().refuse_step(step, XenError::ENOMEM),
         Op::RefuseFrame { nth } => w.f.frames.fail_allocation = Some(nth),
         Op::NewSpace => {
             let fresh = w.space(limits());
@@ -1065,7 +1102,7 @@ fn a_teardown_refused_at_any_step_still_gives_everything_back() {
         let before = w.used();
         let mut s = w.space(limits());
         w.write_byte(&mut s, DATA, 1).unwrap();
-        w.f.xen.machine().refuse_step(step, XenErrno::ENOMEM);
+        w.f.xen.machine().refuse_step(step, XenError::ENOMEM);
         w.teardown(s);
         assert_eq!(w.f.xen.machine().pending_refusals(), 0, "step {step} was reached");
         assert_eq!(w.used(), before, "refused at step {step}: every frame is back");

@@ -68,6 +68,11 @@ impl Fixture {
         self.xen.machine().counts()
     }
 
+    /// Table entries the page-table code read so far (see [`Machine::entry_reads`]).
+    pub fn entry_reads(&self) -> u64 {
+        self.xen.machine().entry_reads()
+    }
+
     /// The frame, table, pin and alias state (see [`Accounting`]).
     pub fn accounting(&self) -> Accounting {
         let m = self.xen.machine();

@@ -5,14 +5,14 @@
 //! KERNEL_VIRT_BASE (tables read-only).
 
 use crate::mm::addr::{Mfn, Pfn, VirtAddr};
-use crate::mm::backend::{
-    BatchFailure, FrameAccess, MmuExtOp, MmuUpdate, UvmFlush, XenErrno, XenMmu,
-};
+use crate::mm::backend::{BatchFailure, FrameAccess, MmuExtOp, UvmFlush, XenMmu};
 use crate::mm::frame::FrameSource;
 use crate::mm::model::{
     boot_va, AccessFault, CheckedFrames, PageType, Violation, Xen, BOOT_TABLES,
 };
 use crate::mm::pte::{Level, Pte, PteFlags};
+use crate::xen::abi::MmuUpdate;
+use crate::xen::XenError;
 
 const RW: PteFlags = PteFlags::PRESENT.union(PteFlags::WRITABLE);
 const RO: PteFlags = PteFlags::PRESENT;
@@ -71,7 +71,7 @@ impl Raw {
 }
 
 fn rejected(done: usize) -> Result<(), BatchFailure> {
-    Err(BatchFailure { done, errno: XenErrno::EINVAL })
+    Err(BatchFailure { done, errno: XenError::EINVAL })
 }
 
 #[test]
@@ -332,7 +332,7 @@ fn update_va_mapping_needs_an_l1_and_flushes_as_asked() {
     let mut raw = Raw::boot();
     let root = raw.table(Level::L4);
     let va = raw.va_under_free_l2_slot();
-    assert_eq!(raw.xen.update_va_mapping(va, Pte::EMPTY, UvmFlush::None), Err(XenErrno::EINVAL));
+    assert_eq!(raw.xen.update_va_mapping(va, Pte::EMPTY, UvmFlush::None), Err(XenError::EINVAL));
     assert_eq!(raw.last_rejection(), Some(Violation::NoL1Table { va }));
     let ro = Pte::new(raw.mfn(FREE), RO);
     assert_eq!(raw.xen.update_va_mapping(boot_va(FREE), ro, UvmFlush::InvlpgLocal), Ok(()));
@@ -426,8 +426,8 @@ fn a_refused_step_fails_its_batch_there_with_the_chosen_errno() {
     };
     let batch = [map(100, &raw), map(101, &raw), map(102, &raw)];
     let start = raw.xen.machine().steps();
-    raw.xen.machine().refuse_step(1, XenErrno::ENOMEM);
-    assert_eq!(raw.update(&batch), Err(BatchFailure { done: 1, errno: XenErrno::ENOMEM }));
+    raw.xen.machine().refuse_step(1, XenError::ENOMEM);
+    assert_eq!(raw.update(&batch), Err(BatchFailure { done: 1, errno: XenError::ENOMEM }));
     assert_eq!(raw.xen.machine().steps() - start, 2, "the refused entry counts, the rest not");
     let m = raw.xen.machine();
     assert!(m.translate(m.baseptr(), boot_va(100)).is_some());

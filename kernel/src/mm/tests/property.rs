@@ -13,11 +13,12 @@ use proptest::prelude::*;
 
 use super::Fixture;
 use crate::mm::addr::{Pfn, VirtAddr, PAGE_SIZE};
-use crate::mm::backend::{BatchFailure, XenErrno};
+use crate::mm::backend::BatchFailure;
 use crate::mm::frame::{FrameError, FrameSource};
 use crate::mm::model::{AccessFault, BOOT_RESERVED_FRAMES, BOOT_TABLES};
 use crate::mm::page_table::{MapToError, MmError, TlbFlush, UpdateError};
 use crate::mm::pte::PteFlags;
+use crate::xen::XenError;
 
 /// Few enough frames that a long sequence can run out.
 const NR_PAGES: u64 = 160;
@@ -98,8 +99,8 @@ fn op() -> impl Strategy<Value = Op> {
 fn refused(e: impl Into<MmError>) -> bool {
     matches!(
         e.into(),
-        MmError::Hypervisor(BatchFailure { errno: XenErrno::ENOMEM, .. })
-            | MmError::HypervisorCall(XenErrno::ENOMEM)
+        MmError::Hypervisor(BatchFailure { errno: XenError::ENOMEM, .. })
+            | MmError::HypervisorCall(XenError::ENOMEM)
     )
 }
 
@@ -236,7 +237,7 @@ fn apply(
         Op::Refuse { step } => {
             let mut m = f.xen.machine();
             if m.pending_refusals() == 0 {
-                m.refuse_step(u64::from(step), XenErrno::ENOMEM);
+                m.refuse_step(u64::from(step), XenError::ENOMEM);
             }
         }
     }

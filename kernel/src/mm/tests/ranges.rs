@@ -3,10 +3,10 @@
 
 use super::Fixture;
 use crate::mm::addr::{Pfn, VirtAddr, PAGE_SIZE};
-use crate::mm::backend::XenErrno;
 use crate::mm::model::AccessFault;
 use crate::mm::page_table::{UpdateError, INVLPG_MAX_PAGES};
 use crate::mm::pte::PteFlags;
+use crate::xen::XenError;
 
 const HEAP_FLAGS: PteFlags =
     PteFlags::PRESENT.union(PteFlags::WRITABLE).union(PteFlags::NO_EXECUTE);
@@ -189,7 +189,7 @@ fn a_refused_batch_or_flush_leaves_its_pages_mapped_and_hands_nothing_back() {
         let root = f.root();
         let frames = map_and_touch(&mut f, &[0, 1, 2, 3]);
         f.xen.machine().speculate(true);
-        f.xen.machine().refuse_step(step, XenErrno::ENOMEM);
+        f.xen.machine().refuse_step(step, XenError::ENOMEM);
         let mut released = Vec::new();
         let result = f.pt.unmap_range(root, page_va(0), 4, &mut |p| released.push(p));
         assert!(matches!(result, Err(UpdateError::Hypervisor(_))), "step {step}: {result:?}");

@@ -8,10 +8,10 @@
 
 use super::Fixture;
 use crate::mm::addr::{Pfn, VirtAddr};
-use crate::mm::backend::XenErrno;
 use crate::mm::frame::FrameSource;
 use crate::mm::page_table::{MapToError, MmError, Root};
 use crate::mm::pte::PteFlags;
+use crate::xen::XenError;
 
 const NR_PAGES: u64 = 256;
 const HEAP_FLAGS: PteFlags =
@@ -49,11 +49,11 @@ fn refuse_each_step<T, R: core::fmt::Debug, E: Into<MmError> + core::fmt::Debug>
         let state = setup(&mut f);
         let before = f.accounting();
         f.xen.machine().speculate(true);
-        f.xen.machine().refuse_step(step, XenErrno::ENOMEM);
+        f.xen.machine().refuse_step(step, XenError::ENOMEM);
         let result = op(&mut f, &state).map_err(Into::into);
         match result {
-            Err(MmError::Hypervisor(failure)) => assert_eq!(failure.errno, XenErrno::ENOMEM),
-            Err(MmError::HypervisorCall(errno)) => assert_eq!(errno, XenErrno::ENOMEM),
+            Err(MmError::Hypervisor(failure)) => assert_eq!(failure.errno, XenError::ENOMEM),
+            Err(MmError::HypervisorCall(errno)) => assert_eq!(errno, XenError::ENOMEM),
             other => panic!("step {step}: {other:?}"),
         }
         assert_eq!(f.accounting(), before, "step {step}: everything as it was");
@@ -215,7 +215,7 @@ fn a_refused_undo_or_undo_flush_is_resent() {
         let mut f = Fixture::boot(NR_PAGES);
         setup(&mut f);
         for &step in refusals {
-            f.xen.machine().refuse_step(step, XenErrno::ENOMEM);
+            f.xen.machine().refuse_step(step, XenError::ENOMEM);
         }
         let before = f.xen.machine().steps();
         assert!(op(&mut f).is_err());
@@ -228,7 +228,7 @@ fn a_refused_undo_or_undo_flush_is_resent() {
     let before = f.accounting();
     f.xen.machine().speculate(true);
     for step in [5, 6, flush_step] {
-        f.xen.machine().refuse_step(step, XenErrno::ENOMEM);
+        f.xen.machine().refuse_step(step, XenError::ENOMEM);
     }
     let result = op(&mut f).map_err(MmError::from);
     assert!(matches!(result, Err(MmError::Hypervisor(_))), "{result:?}");

@@ -4,11 +4,11 @@
 
 use super::Fixture;
 use crate::mm::addr::{Pfn, VirtAddr};
-use crate::mm::backend::XenErrno;
 use crate::mm::frame::FrameSource;
 use crate::mm::model::{AccessFault, Violation};
 use crate::mm::page_table::Root;
 use crate::mm::pte::PteFlags;
+use crate::xen::XenError;
 
 const NR_PAGES: u64 = 256;
 const USER_FLAGS: PteFlags = PteFlags::PRESENT
@@ -57,7 +57,7 @@ fn a_refused_flush_on_a_switch_keeps_the_previous_user_root() {
     let (b, b_page) = user_with_a_page(&mut f);
     f.pt.set_user_root(Some(a)).unwrap();
     assert_eq!(f.xen.machine().access(a.mfn, va(USER_VA), true), Ok(a_page));
-    f.xen.machine().refuse_step(1, XenErrno::ENOMEM);
+    f.xen.machine().refuse_step(1, XenError::ENOMEM);
     assert!(f.pt.set_user_root(Some(b)).is_err());
     assert_eq!(f.xen.machine().user_baseptr(), Some(a.mfn), "not switched without the flush");
     f.pt.set_user_root(Some(b)).unwrap();

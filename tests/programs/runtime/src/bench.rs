@@ -2,12 +2,7 @@
 //! `cargo xtask bench`).
 //!
 //! A [`Probe`] reads the counters and the TSC before the workload and again after it, and prints
-//! one line the runner parses:
-//!
-//! ```text
-//! BENCH <workload> pages=<n> faults=<f> hypercalls=<h> mmu_update=<c> entries=<e> mmuext=<m> uva=<u> tsc=<t>
-//! BENCH <workload> pages=<n> minflt=<f> tsc=<t>                               (on Linux)
-//! ```
+//! one `BENCH` line the runner parses (`faultline_abi::bench`).
 //!
 //! On faultline the counts come from `faultline_counters` (0x66610001, docs/abi.md): `hypercalls`
 //! are the hypercalls of every kind but the iret (a fault's iret, a syscall's, an event
@@ -15,22 +10,36 @@
 //! `faults` are the page faults the kernel took from user mode. On Linux (no faultline auxv entries) there are
 //! no hypercalls to count; `minflt` is the minor faults `getrusage` reports. `tsc` is `rdtsc`
 //! after an `lfence` at each end.
+//!
+//! A workload that goes page by page calls [`Probe::page_done`] after each page; every
+//! [`LAP_PAGES`] pages it takes the TSC again. The line then ends in `laps=<n>`, and `n` lap
+//! times follow on lines of their own (the kernel cuts a program's lines at 160 bytes):
+//!
+//! ```text
+//! LAPS <workload> <first lap's number> <ticks> <ticks> ...
+//! ```
+//!
+//! Under QEMU TCG the TSC follows the host's clock, so a host that runs other work stretches
+//! whatever the guest is doing at that moment. A lap is short (one fault-around window, one
+//! prefault run): the runner keeps, for each lap, the fastest of the runs, and adds those up.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use faultline_abi::bench::{Counts, Line, Measured};
+use faultline_abi::syscall::counters::{self, COUNT as COUNTERS};
 
 use crate::start::{Start, AT_FAULTLINE_KERNEL_ADDRESS};
-use crate::sys;
+use crate::sys::{self, SYS_FAULTLINE_COUNTERS, SYS_GETRUSAGE};
 
-pub const SYS_FAULTLINE_COUNTERS: u64 = 0x6661_0001;
-pub const SYS_GETRUSAGE: u64 = 98;
-/// hypercalls (irets included), mmu_update calls, mmu_update entries, mmuext_op calls, mmuext
-/// ops, update_va_mapping calls, irets, page faults from user mode.
-pub const COUNTERS: usize = 8;
-
-/// The kernel's counters since boot.
-fn read_counters() -> Result<[u64; COUNTERS], u64> {
+/// The kernel's counters since boot (indices: `sys::counters`); `Err(0)` if it gives fewer.
+pub fn read_counters() -> Result<[u64; COUNTERS], u64> {
     let mut out = [0u64; COUNTERS];
     // SAFETY: the call writes at most COUNTERS words into `out`.
     let n = unsafe {
-        sys::syscall(SYS_FAULTLINE_COUNTERS, [out.as_mut_ptr() as u64, COUNTERS as u64, 0, 0, 0, 0])?
+        sys::syscall(
+            SYS_FAULTLINE_COUNTERS,
+            [out.as_mut_ptr() as u64, COUNTERS as u64, 0, 0, 0, 0],
+        )?
     };
     if n < COUNTERS as u64 {
         return Err(0);
@@ -65,7 +74,11 @@ pub enum Kernel {
 
 impl Kernel {
     pub fn detect(start: &Start) -> Kernel {
-        if start.aux(AT_FAULTLINE_KERNEL_ADDRESS).is_some() { Kernel::Faultline } else { Kernel::Linux }
+        if start.aux(AT_FAULTLINE_KERNEL_ADDRESS).is_some() {
+            Kernel::Faultline
+        } else {
+            Kernel::Linux
+        }
     }
 }
 
@@ -74,45 +87,92 @@ enum Before {
     Linux(u64),
 }
 
+/// Pages per lap: Linux's `fault_around_bytes` (64 KiB) and faultline's default window.
+pub const LAP_PAGES: u64 = 16;
+/// Laps a probe keeps; a longer workload prints none (`laps=0`).
+const MAX_LAPS: usize = 512;
+/// The lap times of the probe running now (one at a time: each `start` clears them). Static, not
+/// in the probe: a 4 KiB probe would be copied onto stack pages the workload's window has not
+/// touched yet, a fault counted in the window.
+static LAPS: [AtomicU64; MAX_LAPS] = [const { AtomicU64::new(0) }; MAX_LAPS];
+/// Lap times per `LAPS` line.
+const LAPS_PER_LINE: usize = 10;
+
 /// One measurement window.
 pub struct Probe {
     before: Before,
     tsc: u64,
+    /// The TSC at the end of the last lap.
+    lap_tsc: u64,
+    /// Laps taken; past MAX_LAPS the probe counts on but keeps none.
+    count_laps: usize,
 }
 
 impl Probe {
     /// Reads the counters, then the TSC. Exits the program with status 2 if the counters cannot
     /// be read (a faultline without `faultline_counters`).
     pub fn start(kernel: Kernel) -> Probe {
+        // Clearing touches the laps' pages before the window: no fault of their own inside it.
+        LAPS.iter().for_each(|lap| lap.store(0, Ordering::Relaxed));
         let before = match kernel {
-            Kernel::Faultline => Before::Faultline(read_counters().unwrap_or_else(|e| no_counters(e))),
+            Kernel::Faultline => {
+                Before::Faultline(read_counters().unwrap_or_else(|e| no_counters(e)))
+            }
             Kernel::Linux => Before::Linux(minor_faults().unwrap_or(0)),
         };
-        Probe { before, tsc: tsc() }
+        let now = tsc();
+        Probe { before, tsc: now, lap_tsc: now, count_laps: 0 }
+    }
+
+    /// Marks page `page` (0-based) of the workload done: ends a lap after every [`LAP_PAGES`].
+    #[inline(always)]
+    pub fn page_done(&mut self, page: u64) {
+        if (page + 1).is_multiple_of(LAP_PAGES) {
+            let now = tsc();
+            if let Some(slot) = LAPS.get(self.count_laps) {
+                slot.store(now - self.lap_tsc, Ordering::Relaxed);
+            }
+            self.count_laps += 1;
+            self.lap_tsc = now;
+        }
     }
 
     /// Reads the TSC, then the counters, and prints the `BENCH` line.
     pub fn stop(self, workload: &str, pages: u64) {
         let ticks = tsc() - self.tsc;
-        match self.before {
+        let laps = if self.count_laps <= MAX_LAPS { &LAPS[..self.count_laps] } else { &[] };
+        let measured = match self.before {
             Before::Faultline(b) => {
                 let a = read_counters().unwrap_or_else(|e| no_counters(e));
                 let d = |i: usize| a[i] - b[i];
-                crate::println!(
-                    "BENCH {workload} pages={pages} faults={} hypercalls={} mmu_update={} entries={} mmuext={} uva={} tsc={ticks}",
-                    d(7),
-                    d(0) - d(6),
-                    d(1),
-                    d(2),
-                    d(3),
-                    d(5)
-                );
+                let counts = Counts {
+                    faults: d(counters::USER_FAULTS),
+                    hypercalls: d(counters::HYPERCALLS) - d(counters::IRETS),
+                    mmu_update: d(counters::MMU_UPDATE_CALLS),
+                    entries: d(counters::MMU_UPDATE_ENTRIES),
+                    mmuext: d(counters::MMUEXT_CALLS),
+                    uva: d(counters::UPDATE_VA_MAPPING_CALLS),
+                };
+                Measured::Faultline(counts)
             }
-            Before::Linux(b) => {
-                let minflt = minor_faults().unwrap_or(b) - b;
-                crate::println!("BENCH {workload} pages={pages} minflt={minflt} tsc={ticks}");
-            }
+            Before::Linux(b) => Measured::Linux { minflt: minor_faults().unwrap_or(b) - b },
+        };
+        crate::println!(
+            "{}",
+            Line { workload, pages, measured, tsc: ticks, laps: laps.len() as u64 }
+        );
+        for (line, chunk) in laps.chunks(LAPS_PER_LINE).enumerate() {
+            crate::println!("LAPS {workload} {}{}", line * LAPS_PER_LINE, Spaced(chunk));
         }
+    }
+}
+
+/// Lap times, each after a space.
+struct Spaced<'a>(&'a [AtomicU64]);
+
+impl core::fmt::Display for Spaced<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.iter().try_for_each(|n| write!(f, " {}", n.load(Ordering::Relaxed)))
     }
 }
 

@@ -1,8 +1,6 @@
-//! The expectation note (docs/abi.md): name "faultline", type 1, the expectation text as descriptor.
+//! The expectation note (docs/abi.md, `faultline_abi::note`): the expectation text as descriptor.
 
-/// Name and type of the note, as the kernel's `proc::expectation` reads them.
-pub const NOTE_NAME: [u8; 12] = *b"faultline\0\0\0";
-pub const NOTE_TYPE_EXPECT: u32 = 1;
+use faultline_abi::note;
 
 /// An ELF note laid out as the ELF specification says: three 4-byte words, the name padded to 4,
 /// the descriptor padded to 4 (by the struct's alignment).
@@ -25,7 +23,13 @@ impl<const N: usize> Note<N> {
             desc[i] = bytes[i];
             i += 1;
         }
-        Note { name_size: 10, desc_size: N as u32, note_type: NOTE_TYPE_EXPECT, name: NOTE_NAME, desc }
+        Note {
+            name_size: note::NAME_SIZE,
+            desc_size: N as u32,
+            note_type: note::TYPE_EXPECT,
+            name: note::NAME_FIELD,
+            desc,
+        }
     }
 }
 
@@ -37,6 +41,7 @@ macro_rules! faultline_expect {
     ($text:literal) => {
         #[used]
         #[unsafe(link_section = ".note.faultline")]
-        static FAULTLINE_EXPECT: $crate::note::Note<{ $text.len() }> = $crate::note::Note::new($text);
+        static FAULTLINE_EXPECT: $crate::note::Note<{ $text.len() }> =
+            $crate::note::Note::new($text);
     };
 }

@@ -15,7 +15,7 @@ impl Start {
         loop {
             // SAFETY: the kernel ends auxv with AT_NULL; `at` walks the vector up to it.
             let [k, v] = unsafe { *at };
-            if k == 0 {
+            if k == AT_NULL {
                 return None;
             }
             if k == key {
@@ -44,15 +44,8 @@ impl Start {
     }
 }
 
-pub const AT_PHDR: u64 = 3;
-pub const AT_PHNUM: u64 = 5;
-pub const AT_PAGESZ: u64 = 6;
-pub const AT_ENTRY: u64 = 9;
-pub const AT_RANDOM: u64 = 25;
-/// faultline's own entries (docs/abi.md).
-pub const AT_FAULTLINE_KERNEL_ADDRESS: u64 = 0x6661_0001;
-pub const AT_FAULTLINE_PAGE_TABLE: u64 = 0x6661_0002;
-pub const AT_FAULTLINE_P2M: u64 = 0x6661_0003;
+/// The auxv keys (faultline's own among them): the kernel's own definitions.
+pub use faultline_abi::auxv::*;
 
 /// Declares the program's main: `fn main(start: &rt::start::Start) -> i32`, its exit status.
 #[macro_export]

@@ -4,45 +4,9 @@
 
 use core::arch::asm;
 
-pub const SYS_WRITE: u64 = 1;
-pub const SYS_MMAP: u64 = 9;
-pub const SYS_MPROTECT: u64 = 10;
-pub const SYS_MUNMAP: u64 = 11;
-pub const SYS_BRK: u64 = 12;
-pub const SYS_IOCTL: u64 = 16;
-pub const SYS_WRITEV: u64 = 20;
-pub const SYS_SCHED_YIELD: u64 = 24;
-pub const SYS_NANOSLEEP: u64 = 35;
-pub const SYS_GETPID: u64 = 39;
-pub const SYS_EXIT: u64 = 60;
-pub const SYS_ARCH_PRCTL: u64 = 158;
-pub const SYS_GETTID: u64 = 186;
-pub const SYS_SET_TID_ADDRESS: u64 = 218;
-pub const SYS_CLOCK_GETTIME: u64 = 228;
-pub const SYS_EXIT_GROUP: u64 = 231;
-
-pub const EPERM: u64 = 1;
-pub const EBADF: u64 = 9;
-pub const ENOMEM: u64 = 12;
-pub const EFAULT: u64 = 14;
-pub const EEXIST: u64 = 17;
-pub const EINVAL: u64 = 22;
-pub const ENOTTY: u64 = 25;
-pub const ENOSYS: u64 = 38;
-
-pub const PROT_NONE: u64 = 0;
-pub const PROT_READ: u64 = 1;
-pub const PROT_WRITE: u64 = 2;
-pub const PROT_EXEC: u64 = 4;
-pub const MAP_PRIVATE: u64 = 0x02;
-pub const MAP_FIXED: u64 = 0x10;
-pub const MAP_ANONYMOUS: u64 = 0x20;
-pub const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
-pub const ARCH_SET_FS: u64 = 0x1002;
-pub const ARCH_GET_FS: u64 = 0x1003;
-pub const CLOCK_REALTIME: u64 = 0;
-pub const CLOCK_MONOTONIC: u64 = 1;
-pub const TIOCGWINSZ: u64 = 0x5413;
+/// Numbers, errno values and flags: the kernel's own definitions.
+pub use faultline_abi::syscall::errno::*;
+pub use faultline_abi::syscall::*;
 
 pub type SysResult = Result<u64, u64>;
 
@@ -65,7 +29,11 @@ pub unsafe fn syscall(nr: u64, args: [u64; 6]) -> SysResult {
             options(nostack),
         );
     }
-    if ret > -4096i64 as u64 { Err(ret.wrapping_neg()) } else { Ok(ret) }
+    if ret > -4096i64 as u64 {
+        Err(ret.wrapping_neg())
+    } else {
+        Ok(ret)
+    }
 }
 
 pub fn write(fd: u64, bytes: &[u8]) -> SysResult {
@@ -146,7 +114,10 @@ pub fn nanosleep(duration: &Timespec) -> SysResult {
 /// An anonymous private mapping anywhere.
 pub fn mmap_anonymous(len: u64, prot: u64) -> Result<*mut u8, u64> {
     // SAFETY: without MAP_FIXED the kernel picks free space; nothing existing changes.
-    unsafe { syscall(SYS_MMAP, [0, len, prot, MAP_PRIVATE | MAP_ANONYMOUS, u64::MAX, 0]).map(|a| a as *mut u8) }
+    unsafe {
+        syscall(SYS_MMAP, [0, len, prot, MAP_PRIVATE | MAP_ANONYMOUS, u64::MAX, 0])
+            .map(|a| a as *mut u8)
+    }
 }
 
 /// An anonymous private mapping exactly at `addr`, failing (EEXIST) if anything is there.

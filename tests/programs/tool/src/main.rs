@@ -14,10 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use faultline::proc::archive::{self, Name};
 use faultline::proc::elf;
-use faultline::proc::expectation::{Expectation, Expected, NOTE_NAME, NOTE_TYPE_EXPECT};
+use faultline::proc::expectation::{Expectation, Expected};
 use faultline::proc::tap::TapPlan;
+use faultline_abi::archive::{self, Name};
+use faultline_abi::note;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -25,7 +26,10 @@ fn main() -> ExitCode {
         Some("check") if args.len() > 1 => check(&paths(&args[1..])),
         Some("pack") if args.len() > 2 => pack(Path::new(&args[1]), &paths(&args[2..])),
         Some("native") if args.len() > 1 => native(&paths(&args[1..])),
-        _ => Err("usage: faultline-programs check <elf>... | pack <archive> <elf>... | native <elf>...".into()),
+        _ => Err(
+            "usage: faultline-programs check <elf>... | pack <archive> <elf>... | native <elf>..."
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -54,7 +58,8 @@ fn load(path: &Path) -> Result<Checked, String> {
     Name::new(&name).map_err(|e| format!("{}: {e}", path.display()))?;
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let plan = elf::load_plan(&bytes).map_err(|e| format!("{name}: bad ELF: {e}"))?;
-    let note = elf::find_note(&bytes, NOTE_NAME, u64::from(NOTE_TYPE_EXPECT)).map_err(|e| format!("{name}: bad ELF: {e}"))?;
+    let note = elf::find_note(&bytes, note::NAME, u64::from(note::TYPE_EXPECT))
+        .map_err(|e| format!("{name}: bad ELF: {e}"))?;
     let expectation = match note {
         Some(desc) => Expectation::parse(desc).map_err(|e| format!("{name}: {e}"))?,
         None => Expectation::default(),
@@ -67,9 +72,19 @@ fn check(paths: &[PathBuf]) -> Result<(), String> {
     for path in paths {
         match load(path) {
             Ok(p) => {
-                let segments: Vec<String> =
-                    p.plan.segments().iter().map(|s| format!("{:#x}+{:#x} {}", s.vaddr, s.mem_size, s.perms)).collect();
-                println!("{}: entry {:#x}, {}; expects {}", p.name, p.plan.entry, segments.join(", "), p.expectation);
+                let segments: Vec<String> = p
+                    .plan
+                    .segments()
+                    .iter()
+                    .map(|s| format!("{:#x}+{:#x} {}", s.vaddr, s.mem_size, s.perms))
+                    .collect();
+                println!(
+                    "{}: entry {:#x}, {}; expects {}",
+                    p.name,
+                    p.plan.entry,
+                    segments.join(", "),
+                    p.expectation
+                );
             }
             Err(e) => {
                 println!("{e}");
@@ -85,14 +100,20 @@ fn check(paths: &[PathBuf]) -> Result<(), String> {
 
 fn pack(out: &Path, paths: &[PathBuf]) -> Result<(), String> {
     let programs = paths.iter().map(|p| load(p)).collect::<Result<Vec<_>, _>>()?;
-    let entries: Vec<(&str, &[u8])> = programs.iter().map(|p| (p.name.as_str(), p.bytes.as_slice())).collect();
+    let entries: Vec<(&str, &[u8])> =
+        programs.iter().map(|p| (p.name.as_str(), p.bytes.as_slice())).collect();
     let bytes = archive::pack(&entries).map_err(|e| e.to_string())?;
     std::fs::write(out, &bytes).map_err(|e| format!("{}: {e}", out.display()))?;
     // Read it back with the kernel's reader: the archive must be exactly what the kernel sees.
     let read = archive::Archive::open(&bytes).map_err(|e| e.to_string())?;
-    let valid = read.entries().filter(|e| e.as_ref().is_ok_and(archive::Entry::is_page_aligned)).count();
+    let valid =
+        read.entries().filter(|e| e.as_ref().is_ok_and(archive::Entry::is_page_aligned)).count();
     if valid != programs.len() {
-        return Err(format!("{}: read back {valid} page-aligned programs of {}", out.display(), programs.len()));
+        return Err(format!(
+            "{}: read back {valid} page-aligned programs of {}",
+            out.display(),
+            programs.len()
+        ));
     }
     println!("{}: {} programs, {} bytes", out.display(), programs.len(), bytes.len());
     Ok(())
@@ -126,7 +147,9 @@ const NATIVE_SKIP: [(&str, &str); 4] = [
 fn native_matches(expected: &Expected, got: &Native) -> bool {
     match (expected, got) {
         (Expected::Exit(status), Native::Exited(code)) => i32::from(*status) == *code,
-        (Expected::PageFault { .. } | Expected::StackOverflow, Native::Signal(s)) => *s == SIGSEGV || *s == SIGBUS,
+        (Expected::PageFault { .. } | Expected::StackOverflow, Native::Signal(s)) => {
+            *s == SIGSEGV || *s == SIGBUS
+        }
         (Expected::GeneralProtection | Expected::Vector(_), Native::Signal(s)) => *s == SIGSEGV,
         (Expected::InvalidOpcode, Native::Signal(s)) => *s == SIGILL,
         (Expected::DivideError, Native::Signal(s)) => *s == SIGFPE,
@@ -163,7 +186,9 @@ fn run_native(path: &Path, time_limit: Duration) -> Result<(Native, String), Str
         Some(s) => match (s.code(), s.signal()) {
             (Some(code), _) => Native::Exited(code),
             (None, Some(signal)) => Native::Signal(signal),
-            (None, None) => return Err(format!("{}: ended without status or signal", path.display())),
+            (None, None) => {
+                return Err(format!("{}: ended without status or signal", path.display()))
+            }
         },
     };
     Ok((native, output))
@@ -192,13 +217,20 @@ fn native(paths: &[PathBuf]) -> Result<(), String> {
                 println!("ok {number} - {label} # SKIP would exhaust the host's memory");
                 continue;
             }
-            let limit = if matches!(expected, Expected::Watchdog) { Duration::from_millis(500) } else { Duration::from_secs(10) };
+            let limit = if matches!(expected, Expected::Watchdog) {
+                Duration::from_millis(500)
+            } else {
+                Duration::from_secs(10)
+            };
             let (got, output) = run_native(path, limit)?;
             if native_matches(expected, &got) {
                 println!("ok {number} - {label}: {got:?}, as {} expects", program.expectation);
             } else {
                 failed += 1;
-                println!("not ok {number} - {label}: expected {}, got {got:?}", program.expectation);
+                println!(
+                    "not ok {number} - {label}: expected {}, got {got:?}",
+                    program.expectation
+                );
                 for line in output.lines() {
                     println!("# {line}");
                 }

@@ -34,7 +34,8 @@ fn main(_: &rt::start::Start) -> i32 {
     let got = unsafe { sys::syscall(sys::SYS_WRITEV, [1, UNMAPPED, 1, 0, 0, 0]) };
     rt::ensure!(got == Err(EFAULT), "writev with an unmapped iovec array gave {got:?}");
     // SAFETY: the output pointer is bad; the kernel must not write through it.
-    let got = unsafe { sys::syscall(sys::SYS_CLOCK_GETTIME, [sys::CLOCK_MONOTONIC, KERNEL, 0, 0, 0, 0]) };
+    let got =
+        unsafe { sys::syscall(sys::SYS_CLOCK_GETTIME, [sys::CLOCK_MONOTONIC, KERNEL, 0, 0, 0, 0]) };
     rt::ensure!(got == Err(EFAULT), "clock_gettime into the kernel gave {got:?}");
     rt::println!("bad_pointers: every bad pointer came back as EFAULT");
     0

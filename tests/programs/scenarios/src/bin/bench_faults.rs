@@ -17,15 +17,15 @@
 use core::ptr::{read_volatile, write_volatile};
 
 use rt::bench::{self, Kernel, Probe};
-use rt::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+use rt::sys::{
+    self, MAP_ANONYMOUS, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, PROT_READ, PROT_WRITE,
+};
 
 rt::entry!(main);
 
 const PAGE: u64 = 4096;
 const DEFAULT_PAGES: u64 = 4096;
 const MAX_PAGES: u64 = 32768;
-const MAP_POPULATE: u64 = 0x8000;
-const MAP_NORESERVE: u64 = 0x4000;
 const L1_SPAN: u64 = 2 << 20;
 
 /// File-backed pages to read: their own 64 KiB-aligned block of .rodata, in the file.
@@ -53,10 +53,11 @@ fn main(start: &rt::start::Start) -> i32 {
 
     // Sequential write, then munmap of those pages, then the same range mapped and written again.
     let base = sys::mmap_anonymous(len, rw).unwrap();
-    let probe = Probe::start(kernel);
+    let mut probe = Probe::start(kernel);
     for page in 0..pages {
         // SAFETY: inside the mapping just made, which nothing else uses.
         unsafe { write_volatile(base.add((page * PAGE) as usize) as *mut u64, page | 1) };
+        probe.page_done(page);
     }
     probe.stop("seq_write", pages);
     check(base, pages, |page| page | 1);
@@ -69,10 +70,11 @@ fn main(start: &rt::start::Start) -> i32 {
 
     let again = sys::mmap_at(base as u64, len, rw);
     rt::ensure!(again == Ok(base), "mmap again at {base:?}: {again:?}");
-    let probe = Probe::start(kernel);
+    let mut probe = Probe::start(kernel);
     for page in 0..pages {
         // SAFETY: inside the new mapping.
         unsafe { write_volatile(base.add((page * PAGE) as usize) as *mut u64, page | 2) };
+        probe.page_done(page);
     }
     probe.stop("retouch", pages);
     check(base, pages, |page| page | 2);
@@ -82,10 +84,13 @@ fn main(start: &rt::start::Start) -> i32 {
     // Random write: every page once, in a shuffled order.
     let order = shuffle(pages);
     let base = sys::mmap_anonymous(len, rw).unwrap();
-    let probe = Probe::start(kernel);
-    for &page in order {
+    let mut probe = Probe::start(kernel);
+    for (i, &page) in order.iter().enumerate() {
         // SAFETY: inside the mapping.
-        unsafe { write_volatile(base.add(page as usize * PAGE as usize) as *mut u64, u64::from(page) | 1) };
+        unsafe {
+            write_volatile(base.add(page as usize * PAGE as usize) as *mut u64, u64::from(page) | 1)
+        };
+        probe.page_done(i as u64);
     }
     probe.stop("rand_write", pages);
     check(base, pages, |page| page | 1);
@@ -97,12 +102,14 @@ fn main(start: &rt::start::Start) -> i32 {
     let span = (sparse + 1) * L1_SPAN;
     // MAP_NORESERVE: Linux's overcommit check would refuse more address space than memory.
     // SAFETY: no MAP_FIXED: the kernel picks free space.
-    let raw = unsafe { sys::mmap(0, span, rw, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE) }.unwrap() as *mut u8;
+    let raw = unsafe { sys::mmap(0, span, rw, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE) }
+        .unwrap() as *mut u8;
     let first = (raw as u64).next_multiple_of(L1_SPAN);
-    let probe = Probe::start(kernel);
+    let mut probe = Probe::start(kernel);
     for i in 0..sparse {
         // SAFETY: inside the mapping (one spare 2 MiB covers the alignment).
         unsafe { write_volatile((first + i * L1_SPAN) as *mut u64, i | 1) };
+        probe.page_done(i);
     }
     probe.stop("sparse_write", sparse);
     for i in 0..sparse {
@@ -116,30 +123,37 @@ fn main(start: &rt::start::Start) -> i32 {
     // File-backed read: one byte of every page of FILE.
     let file = FILE.0.as_ptr();
     let mut sum = 0u64;
-    let probe = Probe::start(kernel);
+    let mut probe = Probe::start(kernel);
     for page in 0..FILE_PAGES {
         // SAFETY: inside FILE.
         sum += u64::from(unsafe { read_volatile(file.add(page * PAGE as usize)) });
+        probe.page_done(page as u64);
     }
     probe.stop("file_read", FILE_PAGES as u64);
     rt::ensure!(sum == 0x5a * FILE_PAGES as u64, "file pages read {sum:#x}");
 
     // Copy on first write: one byte of every page of DATA.
     let data = (&raw mut DATA).cast::<u8>();
-    let probe = Probe::start(kernel);
+    let mut probe = Probe::start(kernel);
     for page in 0..DATA_PAGES {
         // SAFETY: inside DATA; one thread.
         unsafe { write_volatile(data.add(page * PAGE as usize), page as u8) };
+        probe.page_done(page as u64);
     }
     probe.stop("cow_write", DATA_PAGES as u64);
     for page in 0..DATA_PAGES {
         // SAFETY: as above.
-        let (a, b) = unsafe { (read_volatile(data.add(page * PAGE as usize)), read_volatile(data.add(page * PAGE as usize + 1))) };
+        let (a, b) = unsafe {
+            (
+                read_volatile(data.add(page * PAGE as usize)),
+                read_volatile(data.add(page * PAGE as usize + 1)),
+            )
+        };
         rt::ensure!(a == page as u8 && b == 0xa5, "data page {page} holds {a:#x} {b:#x}");
     }
 
     // MAP_POPULATE: the mmap call and a write to every page, in one window.
-    let probe = Probe::start(kernel);
+    let mut probe = Probe::start(kernel);
     // SAFETY: no MAP_FIXED: the kernel picks free space.
     let got = unsafe { sys::mmap(0, len, rw, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE) };
     let Ok(addr) = got else {
@@ -150,6 +164,7 @@ fn main(start: &rt::start::Start) -> i32 {
     for page in 0..pages {
         // SAFETY: inside the mapping just made.
         unsafe { write_volatile(base.add((page * PAGE) as usize) as *mut u64, page | 3) };
+        probe.page_done(page);
     }
     probe.stop("populate", pages);
     check(base, pages, |page| page | 3);
@@ -190,7 +205,8 @@ fn shuffle(pages: u64) -> &'static [u32] {
 fn touch_text(start: &rt::start::Start) {
     const PT_LOAD: u32 = 1;
     const PF_X: u32 = 1;
-    let (Some(phdr), Some(phnum)) = (start.aux(rt::start::AT_PHDR), start.aux(rt::start::AT_PHNUM)) else {
+    let (Some(phdr), Some(phnum)) = (start.aux(rt::start::AT_PHDR), start.aux(rt::start::AT_PHNUM))
+    else {
         return;
     };
     for i in 0..phnum {

@@ -38,10 +38,11 @@ fn main(start: &rt::start::Start) -> i32 {
     let kernel = Kernel::detect(start);
     let block = (&raw const bench_text_block).cast::<u8>();
     let mut sum = 0u64;
-    let probe = Probe::start(kernel);
+    let mut probe = Probe::start(kernel);
     for page in 0..TEXT_PAGES {
         // SAFETY: inside the block, which is mapped readable (text is r-x).
         sum += u64::from(unsafe { read_volatile(block.add(page * PAGE)) });
+        probe.page_done(page as u64);
     }
     probe.stop("text_storm", TEXT_PAGES as u64);
     rt::ensure!(sum == 0xcc * TEXT_PAGES as u64, "text pages read {sum:#x}");

@@ -27,7 +27,10 @@ fn main(_: &rt::start::Start) -> i32 {
     for half in [big, big + 32 * MIB] {
         let iov = [Iovec { base: half, len: 32 * MIB }, Iovec { base: KERNEL, len: 1 }];
         let got = sys::writev(1, &iov);
-        rt::ensure!(got == Err(EFAULT), "writev of 32 MiB at {half:#x} and a kernel byte: {got:?}, Linux says EFAULT");
+        rt::ensure!(
+            got == Err(EFAULT),
+            "writev of 32 MiB at {half:#x} and a kernel byte: {got:?}, Linux says EFAULT"
+        );
     }
 
     // The memory the program had before is still there to use.
@@ -37,7 +40,10 @@ fn main(_: &rt::start::Start) -> i32 {
         unsafe {
             let at = fresh.add(off as usize) as *mut u64;
             core::ptr::write_volatile(at, off ^ 0x5a5a);
-            rt::ensure!(core::ptr::read_volatile(at) == off ^ 0x5a5a, "page at {at:p} lost its word");
+            rt::ensure!(
+                core::ptr::read_volatile(at) == off ^ 0x5a5a,
+                "page at {at:p} lost its word"
+            );
         }
     }
     rt::println!("buffer_check_no_alloc: two writev calls with 32 MiB untouched buffers failed with EFAULT at no cost; 1 MiB touched afterwards");

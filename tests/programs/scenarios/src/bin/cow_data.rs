@@ -34,7 +34,10 @@ fn main(_: &rt::start::Start) -> i32 {
     unsafe {
         for i in 0..4096 {
             let b = core::ptr::read_volatile(bytes.add(i));
-            rt::ensure!(b == (i % 251) as u8 + 1, "byte {i} is {b} before the write: not the file's data");
+            rt::ensure!(
+                b == (i % 251) as u8 + 1,
+                "byte {i} is {b} before the write: not the file's data"
+            );
         }
         core::ptr::write_volatile(bytes.add(100), 0);
         for i in 0..4096 {

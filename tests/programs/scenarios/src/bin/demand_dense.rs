@@ -14,7 +14,8 @@ rt::entry!(main);
 
 const PAGE: u64 = 4096;
 /// (start, length): 1 MiB either side of 4 GiB; 64 KiB either side of 512 GiB.
-const RANGES: [(u64, u64); 2] = [((4 << 30) - (1 << 20), 2 << 20), ((512 << 30) - (64 << 10), 128 << 10)];
+const RANGES: [(u64, u64); 2] =
+    [((4 << 30) - (1 << 20), 2 << 20), ((512 << 30) - (64 << 10), 128 << 10)];
 
 fn main(_: &rt::start::Start) -> i32 {
     for (start, len) in RANGES {
@@ -25,7 +26,11 @@ fn main(_: &rt::start::Start) -> i32 {
             let at = (start + i * PAGE) as *mut u64;
             // SAFETY: inside the mapping just made, which nothing else uses.
             unsafe {
-                rt::ensure!(core::ptr::read_volatile(at) == 0, "page {:#x} is not zero-filled", at as u64);
+                rt::ensure!(
+                    core::ptr::read_volatile(at) == 0,
+                    "page {:#x} is not zero-filled",
+                    at as u64
+                );
                 core::ptr::write_volatile(at, at as u64 ^ 0x5a5a);
                 core::ptr::write_volatile(at.add(511), !(at as u64));
             }
@@ -34,8 +39,16 @@ fn main(_: &rt::start::Start) -> i32 {
             let at = (start + i * PAGE) as *mut u64;
             // SAFETY: as above.
             unsafe {
-                rt::ensure!(core::ptr::read_volatile(at) == at as u64 ^ 0x5a5a, "page {:#x} lost its first word", at as u64);
-                rt::ensure!(core::ptr::read_volatile(at.add(511)) == !(at as u64), "page {:#x} lost its last word", at as u64);
+                rt::ensure!(
+                    core::ptr::read_volatile(at) == at as u64 ^ 0x5a5a,
+                    "page {:#x} lost its first word",
+                    at as u64
+                );
+                rt::ensure!(
+                    core::ptr::read_volatile(at.add(511)) == !(at as u64),
+                    "page {:#x} lost its last word",
+                    at as u64
+                );
             }
         }
     }

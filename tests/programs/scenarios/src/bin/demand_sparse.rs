@@ -13,7 +13,8 @@ use rt::sys;
 rt::entry!(main);
 
 /// (first address, stride, count).
-const PATTERNS: [(u64, u64, u64); 3] = [(0x10_0000_0000, 2 << 20, 32), (0x20_0000_0000, 1 << 30, 8), (0x100_0000_0000, 512 << 30, 4)];
+const PATTERNS: [(u64, u64, u64); 3] =
+    [(0x10_0000_0000, 2 << 20, 32), (0x20_0000_0000, 1 << 30, 8), (0x100_0000_0000, 512 << 30, 4)];
 
 fn main(_: &rt::start::Start) -> i32 {
     for (first, stride, count) in PATTERNS {

@@ -53,9 +53,12 @@ fn dirty() {
         // SAFETY: AVX state is enabled; only vector registers change.
         unsafe {
             core::arch::asm!(
-                "vcmptrueps ymm0, ymm0, ymm0", "vcmptrueps ymm1, ymm1, ymm1",
-                "vcmptrueps ymm2, ymm2, ymm2", "vcmptrueps ymm3, ymm3, ymm3",
-                "vcmptrueps ymm8, ymm8, ymm8", "vcmptrueps ymm15, ymm15, ymm15",
+                "vcmptrueps ymm0, ymm0, ymm0",
+                "vcmptrueps ymm1, ymm1, ymm1",
+                "vcmptrueps ymm2, ymm2, ymm2",
+                "vcmptrueps ymm3, ymm3, ymm3",
+                "vcmptrueps ymm8, ymm8, ymm8",
+                "vcmptrueps ymm15, ymm15, ymm15",
                 options(nomem, nostack),
             )
         };

@@ -63,7 +63,11 @@ fn main(_: &rt::start::Start) -> i32 {
     let mut adjacent = 0;
     for i in 0..COUNT {
         let got = sys::mmap_anonymous(PAGE, rw);
-        rt::ensure!(got.is_ok(), "mmap number {} of {COUNT} (one page, read-write): {got:?}", i + 1);
+        rt::ensure!(
+            got.is_ok(),
+            "mmap number {} of {COUNT} (one page, read-write): {got:?}",
+            i + 1
+        );
         pages[i] = got.unwrap() as u64;
         if i > 0 && pages[i].abs_diff(pages[i - 1]) == PAGE {
             adjacent += 1;
@@ -88,12 +92,22 @@ fn main(_: &rt::start::Start) -> i32 {
     // read-write neighbour.
     for (n, hole) in holes.iter_mut().enumerate() {
         let got = sys::mmap_anonymous(PAGE, PROT_READ);
-        rt::ensure!(got.is_ok(), "read-only mmap number {} of {} (with {} read-write pages mapped): {got:?}", n + 1, PEAK - COUNT / 2, COUNT / 2);
+        rt::ensure!(
+            got.is_ok(),
+            "read-only mmap number {} of {} (with {} read-write pages mapped): {got:?}",
+            n + 1,
+            PEAK - COUNT / 2,
+            COUNT / 2
+        );
         *hole = got.unwrap() as u64;
     }
     for i in (0..COUNT).step_by(TOUCH) {
         // SAFETY: even pages are still mapped, read-write.
-        rt::ensure!(unsafe { holds(pages[i], i) }, "page {i} at {:#x} lost its marks next to the read-only pages", pages[i]);
+        rt::ensure!(
+            unsafe { holds(pages[i], i) },
+            "page {i} at {:#x} lost its marks next to the read-only pages",
+            pages[i]
+        );
     }
 
     for i in (0..COUNT).step_by(2) {
@@ -120,7 +134,8 @@ fn main(_: &rt::start::Start) -> i32 {
     let mut refused = None;
     while 2 * split + 1 < SPLIT_PAGES {
         // SAFETY: the pages are untouched; read-only is more than PROT_NONE allowed.
-        let got = unsafe { sys::mprotect(big.add(((2 * split + 1) * PAGE) as usize), PAGE, PROT_READ) };
+        let got =
+            unsafe { sys::mprotect(big.add(((2 * split + 1) * PAGE) as usize), PAGE, PROT_READ) };
         match got {
             Ok(0) => split += 1,
             Err(e) => {
@@ -131,8 +146,15 @@ fn main(_: &rt::start::Start) -> i32 {
         }
     }
     let areas = 2 * split + 1;
-    rt::ensure!(refused.is_none() || refused == Some(ENOMEM), "mprotect split number {}: errno {refused:?}, not ENOMEM", split + 1);
-    rt::ensure!(areas >= PEAK as u64, "the kernel refused to split a mapping into more than {areas} areas: fewer than {PEAK}");
+    rt::ensure!(
+        refused.is_none() || refused == Some(ENOMEM),
+        "mprotect split number {}: errno {refused:?}, not ENOMEM",
+        split + 1
+    );
+    rt::ensure!(
+        areas >= PEAK as u64,
+        "the kernel refused to split a mapping into more than {areas} areas: fewer than {PEAK}"
+    );
     // SAFETY: the last page made readable can be read (a zero page); nothing else uses the range.
     unsafe {
         if split > 0 {

@@ -29,7 +29,10 @@ fn main(_: &rt::start::Start) -> i32 {
         let got = sys::mmap(target, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED);
         rt::ensure!(got == Ok(target), "MAP_FIXED PROT_READ over the heap at {target:#x}: {got:?}");
         let old = core::ptr::read_volatile(target as *const u8);
-        rt::ensure!(old == 0, "the read-only mapping over the heap at {target:#x} shows the old byte {old:#x}, not 0");
+        rt::ensure!(
+            old == 0,
+            "the read-only mapping over the heap at {target:#x} shows the old byte {old:#x}, not 0"
+        );
         core::ptr::write_volatile(target as *mut u8, 1);
         rt::println!("wrote to a PROT_READ MAP_FIXED mapping over the heap at {target:#x}");
     }

@@ -13,7 +13,10 @@
 #![no_std]
 #![no_main]
 
-use rt::sys::{self, EEXIST, EINVAL, ENOMEM, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+use rt::sys::{
+    self, EEXIST, EINVAL, ENOMEM, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE,
+    PROT_READ, PROT_WRITE,
+};
 
 rt::entry!(main);
 
@@ -114,7 +117,12 @@ fn no_replace(what: &str, at: u64, len: u64) -> u32 {
     // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping; where it wrongly succeeds, it maps
     // over nothing this program uses afterwards.
     let got = unsafe { sys::mmap(at, len, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE) };
-    rt::check!(failed, got == Err(EEXIST), "MAP_FIXED_NOREPLACE over {what} at {at:#x}: {}, Linux says errno {EEXIST} (EEXIST)", Shown(got));
+    rt::check!(
+        failed,
+        got == Err(EEXIST),
+        "MAP_FIXED_NOREPLACE over {what} at {at:#x}: {}, Linux says errno {EEXIST} (EEXIST)",
+        Shown(got)
+    );
     failed
 }
 
@@ -128,9 +136,15 @@ fn main(_: &rt::start::Start) -> i32 {
     // SAFETY: the victims are used through these addresses only, and no code lies in the text
     // victim's pages.
     unsafe {
-        rt::ensure!(first_not(text, 2 * PAGE, 0xcc).is_none(), "the text victim is not all int3 before MAP_FIXED");
+        rt::ensure!(
+            first_not(text, 2 * PAGE, 0xcc).is_none(),
+            "the text victim is not all int3 before MAP_FIXED"
+        );
         failed += replace("text", text, 2 * PAGE);
-        rt::ensure!(first_not(data, 2 * PAGE, 0x5a).is_none(), "the data victim is not all 0x5a before MAP_FIXED");
+        rt::ensure!(
+            first_not(data, 2 * PAGE, 0x5a).is_none(),
+            "the data victim is not all 0x5a before MAP_FIXED"
+        );
         failed += replace("initialised data", data, 2 * PAGE);
         fill(bss, 2 * PAGE, 0xa5);
         failed += replace("bss", bss, 2 * PAGE);
@@ -145,7 +159,11 @@ fn main(_: &rt::start::Start) -> i32 {
         failed += replace("the brk heap", start + PAGE, 2 * PAGE);
         for outer in [start, start + 3 * PAGE] {
             let kept = first_not(outer, PAGE, 0x77).is_none();
-            rt::check!(failed, kept, "heap page {outer:#x} next to the MAP_FIXED mapping lost its bytes");
+            rt::check!(
+                failed,
+                kept,
+                "heap page {outer:#x} next to the MAP_FIXED mapping lost its bytes"
+            );
         }
         start
     };
@@ -158,7 +176,11 @@ fn main(_: &rt::start::Start) -> i32 {
         failed += replace("an mmap area", area + PAGE, 2 * PAGE);
         for outer in [area, area + 3 * PAGE] {
             let kept = first_not(outer, PAGE, 0x99).is_none();
-            rt::check!(failed, kept, "area page {outer:#x} next to the MAP_FIXED mapping lost its bytes");
+            rt::check!(
+                failed,
+                kept,
+                "area page {outer:#x} next to the MAP_FIXED mapping lost its bytes"
+            );
         }
     }
 
@@ -178,7 +200,12 @@ fn main(_: &rt::start::Start) -> i32 {
     ] {
         // SAFETY: each call is refused and maps nothing.
         let got = unsafe { sys::mmap(at, len, RW, fixed) };
-        rt::check!(failed, got == Err(errno), "MAP_FIXED at {what} ({at:#x}, {len:#x} bytes): {}, Linux says errno {errno}", Shown(got));
+        rt::check!(
+            failed,
+            got == Err(errno),
+            "MAP_FIXED at {what} ({at:#x}, {len:#x} bytes): {}, Linux says errno {errno}",
+            Shown(got)
+        );
     }
     // SAFETY: the area's pages still read as before: the refused calls changed nothing.
     let kept = unsafe { first_not(area, PAGE, 0x99).is_none() };

@@ -73,17 +73,37 @@ fn main(_: &rt::start::Start) -> i32 {
     unsafe {
         fill(map, PAGES);
         let p = map as *mut u8;
-        rt::check!(failed, sys::mprotect(p, len, PROT_NONE) == Ok(0), "mprotect(PROT_NONE) of the mapping");
-        rt::check!(failed, sys::mprotect(p, len, PROT_READ) == Ok(0), "mprotect(PROT_READ) of the mapping");
+        rt::check!(
+            failed,
+            sys::mprotect(p, len, PROT_NONE) == Ok(0),
+            "mprotect(PROT_NONE) of the mapping"
+        );
+        rt::check!(
+            failed,
+            sys::mprotect(p, len, PROT_READ) == Ok(0),
+            "mprotect(PROT_READ) of the mapping"
+        );
         lost(&mut failed, "mapping after PROT_NONE, read-only", first_wrong(map, PAGES));
-        rt::check!(failed, sys::mprotect(p, len, rw) == Ok(0), "mprotect(PROT_READ|PROT_WRITE) of the mapping");
+        rt::check!(
+            failed,
+            sys::mprotect(p, len, rw) == Ok(0),
+            "mprotect(PROT_READ|PROT_WRITE) of the mapping"
+        );
         lost(&mut failed, "mapping after PROT_NONE, read-write", first_wrong(map, PAGES));
 
         // Pages in the middle only: the area is split in three, then made whole again.
         fill(map, PAGES);
         let middle = p.add(2 * PAGE as usize);
-        rt::check!(failed, sys::mprotect(middle, 4 * PAGE, PROT_NONE) == Ok(0), "mprotect(PROT_NONE) of pages 2..6");
-        rt::check!(failed, sys::mprotect(middle, 4 * PAGE, rw) == Ok(0), "mprotect(PROT_READ|PROT_WRITE) of pages 2..6");
+        rt::check!(
+            failed,
+            sys::mprotect(middle, 4 * PAGE, PROT_NONE) == Ok(0),
+            "mprotect(PROT_NONE) of pages 2..6"
+        );
+        rt::check!(
+            failed,
+            sys::mprotect(middle, 4 * PAGE, rw) == Ok(0),
+            "mprotect(PROT_READ|PROT_WRITE) of pages 2..6"
+        );
         lost(&mut failed, "mapping after PROT_NONE of pages 2..6", first_wrong(map, PAGES));
         let _ = sys::munmap(p, len);
     }
@@ -98,7 +118,11 @@ fn main(_: &rt::start::Start) -> i32 {
         fill(start, PAGES);
         let p = start as *mut u8;
         let none = sys::mprotect(p, len, PROT_NONE);
-        rt::check!(failed, none == Ok(0), "mprotect(PROT_NONE) of heap pages {start:#x}..: {none:?}");
+        rt::check!(
+            failed,
+            none == Ok(0),
+            "mprotect(PROT_NONE) of heap pages {start:#x}..: {none:?}"
+        );
         let back = sys::mprotect(p, len, rw);
         rt::check!(failed, back == Ok(0), "mprotect(PROT_READ|PROT_WRITE) of heap pages: {back:?}");
         if back == Ok(0) {

@@ -24,27 +24,14 @@
 #![no_std]
 #![no_main]
 
+use rt::bench::read_counters;
 use rt::start::AT_FAULTLINE_KERNEL_ADDRESS;
-use rt::sys::{self, ENOSYS, PROT_READ, PROT_WRITE};
+use rt::sys::{self, counters, ENOSYS, PROT_READ, PROT_WRITE, SYS_FAULTLINE_COUNTERS};
 
 rt::entry!(main);
 
 const PAGE: u64 = 4096;
 const PAGES: u64 = 32768;
-const SYS_FAULTLINE_COUNTERS: u64 = 0x6661_0001;
-const COUNTERS: usize = 6;
-
-/// The kernel's counters, or the errno of the call.
-fn counters() -> Result<[u64; COUNTERS], u64> {
-    let mut out = [0u64; COUNTERS];
-    // SAFETY: the call writes at most COUNTERS words into `out`.
-    let n = unsafe { sys::syscall(SYS_FAULTLINE_COUNTERS, [out.as_mut_ptr() as u64, COUNTERS as u64, 0, 0, 0, 0])? };
-    if n < COUNTERS as u64 {
-        rt::eprintln!("faultline_counters gives {n} counters, not {COUNTERS}");
-        return Err(0);
-    }
-    Ok(out)
-}
 
 fn main(start: &rt::start::Start) -> i32 {
     let on_faultline = start.aux(AT_FAULTLINE_KERNEL_ADDRESS).is_some();
@@ -52,18 +39,21 @@ fn main(start: &rt::start::Start) -> i32 {
     let base = sys::mmap_anonymous(len, PROT_READ | PROT_WRITE).unwrap();
     for page in 0..PAGES {
         // SAFETY: inside the mapping just made, which nothing else uses.
-        unsafe { core::ptr::write_volatile(base.add((page * PAGE) as usize) as *mut u64, page | 1) };
+        unsafe {
+            core::ptr::write_volatile(base.add((page * PAGE) as usize) as *mut u64, page | 1)
+        };
     }
     for page in (0..PAGES).step_by(4099) {
         // SAFETY: as above.
-        let got = unsafe { core::ptr::read_volatile(base.add((page * PAGE) as usize) as *const u64) };
+        let got =
+            unsafe { core::ptr::read_volatile(base.add((page * PAGE) as usize) as *const u64) };
         rt::ensure!(got == page | 1, "page {page} holds {got:#x}");
     }
 
-    let before = if on_faultline { Some(counters()) } else { None };
+    let before = if on_faultline { Some(read_counters()) } else { None };
     // SAFETY: nothing uses the mapping any more.
     let unmapped = unsafe { sys::munmap(base, len) };
-    let after = if on_faultline { Some(counters()) } else { None };
+    let after = if on_faultline { Some(read_counters()) } else { None };
     rt::ensure!(unmapped == Ok(0), "munmap of {PAGES} pages: {unmapped:?}");
 
     // The range is free again: a mapping that may not replace anything fits there, zero-filled.
@@ -71,7 +61,8 @@ fn main(start: &rt::start::Start) -> i32 {
     rt::ensure!(again == Ok(base), "the unmapped range is not free: {again:?}");
     for page in [0, PAGES - 1] {
         // SAFETY: inside the new mapping.
-        let got = unsafe { core::ptr::read_volatile(base.add((page * PAGE) as usize) as *const u64) };
+        let got =
+            unsafe { core::ptr::read_volatile(base.add((page * PAGE) as usize) as *const u64) };
         rt::ensure!(got == 0, "page {page} of the new mapping holds {got:#x}: the old frame");
     }
 
@@ -84,7 +75,12 @@ fn main(start: &rt::start::Start) -> i32 {
             let d = |i: usize| a[i] - b[i];
             rt::println!(
                 "munmap_batch: munmap of {PAGES} pages: {} hypercalls (mmu_update {} calls, {} entries; mmuext_op {} calls, {} ops; update_va_mapping {})",
-                d(0), d(1), d(2), d(3), d(4), d(5)
+                d(counters::HYPERCALLS),
+                d(counters::MMU_UPDATE_CALLS),
+                d(counters::MMU_UPDATE_ENTRIES),
+                d(counters::MMUEXT_CALLS),
+                d(counters::MMUEXT_OPS),
+                d(counters::UPDATE_VA_MAPPING_CALLS)
             );
             0
         }

@@ -8,11 +8,11 @@
 
 use core::sync::atomic::{AtomicI64, Ordering};
 
-use super::abi;
-use super::hypercall;
-use crate::mm::backend::{BatchFailure, MmuExtOp, MmuUpdate, UvmFlush, XenErrno, XenMmu};
-use crate::mm::pte::Pte;
+use super::backend::{BatchFailure, MmuExtOp, UvmFlush, XenMmu};
+use super::pte::Pte;
 use crate::testing::inject::{self, Point, INJECTOR};
+use crate::xen::abi::{self, MmuUpdate};
+use crate::xen::{hypercall, XenError};
 use x86_64::VirtAddr;
 
 /// `XenMmu` through HYPERVISOR_mmu_update / mmuext_op / update_va_mapping on DOMID_SELF.
@@ -29,8 +29,8 @@ const INVALID_MFN: u64 = (1 << 40) - 1;
 const XEN_HOLE_VA: u64 = 0xffff_8000_0000_0000;
 
 /// What an injected failure reports if Xen ever accepted the invalid request (never seen): not
-/// an errno Xen uses, so that a test matching Xen's EINVAL (-22) proves the refusal was Xen's.
-const NOT_REFUSED: XenErrno = XenErrno(-4095);
+/// an errno Xen uses, so that a test matching Xen's EINVAL proves the refusal was Xen's.
+const NOT_REFUSED: XenError = XenError(4095);
 
 /// Tables pinned through this seam minus tables unpinned (the audit compares it across a run).
 static PINS_LIVE: AtomicI64 = AtomicI64::new(0);
@@ -62,7 +62,7 @@ impl XenMmu for HypercallMmu {
             send_updates(&updates[..done])?;
             let invalid = [MmuUpdate { ptr: INVALID_MFN << abi::PAGE_SHIFT, val: 0 }];
             return match hypercall::mmu_update(&invalid) {
-                Err((_, e)) => Err(BatchFailure { done, errno: XenErrno(-e.0) }),
+                Err((_, errno)) => Err(BatchFailure { done, errno }),
                 Ok(()) => Err(BatchFailure { done, errno: NOT_REFUSED }),
             };
         }
@@ -77,7 +77,7 @@ impl XenMmu for HypercallMmu {
             invalid[0].cmd = abi::MMUEXT_UNPIN_TABLE;
             invalid[0].arg1 = abi::mmuext_op__bindgen_ty_1 { mfn: INVALID_MFN };
             return match hypercall::mmuext_op(&invalid) {
-                Err((_, e)) => Err(BatchFailure { done, errno: XenErrno(-e.0) }),
+                Err((_, errno)) => Err(BatchFailure { done, errno }),
                 Ok(()) => Err(BatchFailure { done, errno: NOT_REFUSED }),
             };
         }
@@ -89,15 +89,15 @@ impl XenMmu for HypercallMmu {
         va: VirtAddr,
         pte: Pte,
         flush: UvmFlush,
-    ) -> Result<(), XenErrno> {
+    ) -> Result<(), XenError> {
         let va = if inject::fail(Point::UpdateVaMapping) { XEN_HOLE_VA } else { va.as_u64() };
-        hypercall::update_va_mapping(va, pte.0, flush.flags()).map_err(|e| XenErrno(-e.0))
+        hypercall::update_va_mapping(va, pte.0, flush.flags())
     }
 }
 
 fn send_updates(updates: &[MmuUpdate]) -> Result<(), BatchFailure> {
     hypercall::mmu_update(updates)
-        .map_err(|(done, e)| BatchFailure { done: done as usize, errno: XenErrno(-e.0) })
+        .map_err(|(done, errno)| BatchFailure { done: done as usize, errno })
 }
 
 fn send_ext(ops: &[MmuExtOp]) -> Result<(), BatchFailure> {
@@ -108,9 +108,9 @@ fn send_ext(ops: &[MmuExtOp]) -> Result<(), BatchFailure> {
             slot.cmd = op.command();
             slot.arg1 = abi::mmuext_op__bindgen_ty_1 { mfn: op.arg1() };
         }
-        hypercall::mmuext_op(&raw[..chunk.len()]).map_err(|(done, e)| {
+        hypercall::mmuext_op(&raw[..chunk.len()]).map_err(|(done, errno)| {
             count_pins(&chunk[..(done as usize).min(chunk.len())]);
-            BatchFailure { done: base + done as usize, errno: XenErrno(-e.0) }
+            BatchFailure { done: base + done as usize, errno }
         })?;
         count_pins(chunk);
         base += chunk.len();

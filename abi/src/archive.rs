@@ -1,4 +1,6 @@
 //! The test-program archive: a ustar file whose regular entries are the programs, read with `tar-no-std`.
+//! The runner writes it ([`pack`], host side only) and the kernel reads it ([`Archive`]) from its
+//! boot module.
 //!
 //! Format (the one definition: [`pack`] writes it, [`Archive`] reads it):
 //! - POSIX ustar, 512-byte blocks, ending with two zero blocks; GNU/BSD `tar -tvf` can list it.
@@ -10,9 +12,15 @@
 //! - Structure errors (checksum, type flag, size, truncation) are the crate's; name rules,
 //!   duplicates and empty files are checked here, per entry, so one bad entry does not stop the
 //!   others.
-#![deny(unsafe_code)]
 
 use core::fmt;
+
+#[cfg(not(target_os = "none"))]
+use alloc::{
+    format,
+    string::{String, ToString},
+    vec::Vec,
+};
 
 use tar_no_std::{CorruptDataError, TarArchiveRef};
 
@@ -423,7 +431,7 @@ impl fmt::Display for PackError {
 }
 
 #[cfg(not(target_os = "none"))]
-impl std::error::Error for PackError {}
+impl core::error::Error for PackError {}
 
 /// Writes the test archive holding `programs` (name, ELF bytes) in the given order, each
 /// program's data page-aligned. Host side only (the runner calls it).
@@ -517,6 +525,7 @@ fn ustar_header(name: &str, type_flag: u8, size: usize) -> [u8; BLOCK_SIZE] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::{format, string::String, vec, vec::Vec};
 
     fn sample() -> Vec<u8> {
         pack(&[
