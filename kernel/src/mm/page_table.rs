@@ -302,6 +302,14 @@ enum Walk {
     Missing { table: Pfn, level: Level, index: usize },
 }
 
+/// A present leaf entry: entry `index` of L1 table `l1` is `pte`, which maps frame `pfn`.
+struct PresentLeaf {
+    l1: Pfn,
+    index: usize,
+    pte: Pte,
+    pfn: Pfn,
+}
+
 /// The tables on the way to one page: `tables[i]` is the table of level `Level::TOP_DOWN[i]`.
 #[derive(Clone, Copy, Debug)]
 struct Path {
@@ -604,13 +612,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         va: VirtAddr,
         flags: PteFlags,
     ) -> Result<TlbFlush, UpdateError> {
-        let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else {
-            return Err(UpdateError::NotMapped(va));
-        };
-        if !pte.is_present() {
-            return Err(UpdateError::NotMapped(va));
-        }
-        let pfn = self.p2m.mfn_to_pfn(pte.mfn())?;
+        let PresentLeaf { l1, index, pte, pfn } = self.present_leaf(root, va)?;
         if flags.contains(PteFlags::WRITABLE) && self.is_table(pfn) {
             return Err(UpdateError::TableFrameWritable(pfn));
         }
@@ -627,13 +629,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         root: Root,
         va: VirtAddr,
     ) -> Result<(Pfn, TlbFlush), UpdateError> {
-        let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else {
-            return Err(UpdateError::NotMapped(va));
-        };
-        if !pte.is_present() {
-            return Err(UpdateError::NotMapped(va));
-        }
-        let pfn = self.p2m.mfn_to_pfn(pte.mfn())?;
+        let PresentLeaf { l1, index, pfn, .. } = self.present_leaf(root, va)?;
         let queued = self.set_entry(l1, index, Pte::EMPTY);
         self.finish(queued)?;
         Ok((pfn, TlbFlush::page(va)))
@@ -649,16 +645,10 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         pfn: Pfn,
         flags: PteFlags,
     ) -> Result<(Pfn, TlbFlush), UpdateError> {
-        let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else {
-            return Err(UpdateError::NotMapped(va));
-        };
-        if !pte.is_present() {
-            return Err(UpdateError::NotMapped(va));
-        }
+        let PresentLeaf { l1, index, pfn: old, .. } = self.present_leaf(root, va)?;
         if flags.contains(PteFlags::WRITABLE) && self.is_table(pfn) {
             return Err(UpdateError::TableFrameWritable(pfn));
         }
-        let old = self.p2m.mfn_to_pfn(pte.mfn())?;
         let new = Pte::new(self.p2m.pfn_to_mfn(pfn)?, flags | PteFlags::PRESENT);
         let queued = self.set_entry(l1, index, new);
         self.finish(queued)?;
@@ -836,7 +826,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// UVMF_INVLPG, which Xen applies to the current (kernel) address space. Other roots take
     /// the two-call path.
     pub(crate) fn unmap_flushed(&mut self, root: Root, va: VirtAddr) -> Result<Pfn, UpdateError> {
-        self.update_current_leaf(root, va, |_| Some(Pte::EMPTY)).map(|(pfn, _)| pfn)
+        self.update_current_leaf(root, va, |_| Pte::EMPTY).map(|(pfn, _)| pfn)
     }
 
     /// [`PageTables::protect`] and, if owed, its INVLPG in one hypercall (see
@@ -848,26 +838,19 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         va: VirtAddr,
         flags: PteFlags,
     ) -> Result<(), UpdateError> {
-        self.update_current_leaf(root, va, |old| {
-            Some(Pte::new(old.mfn(), flags | PteFlags::PRESENT))
-        })
-        .map(|_| ())
+        self.update_current_leaf(root, va, |old| Pte::new(old.mfn(), flags | PteFlags::PRESENT))
+            .map(|_| ())
     }
 
     fn update_current_leaf(
         &mut self,
         root: Root,
         va: VirtAddr,
-        new: impl Fn(Pte) -> Option<Pte>,
+        new: impl Fn(Pte) -> Pte,
     ) -> Result<(Pfn, Pte), UpdateError> {
         self.commit()?;
-        let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else {
-            return Err(UpdateError::NotMapped(va));
-        };
-        let Some(new) = new(pte).filter(|_| pte.is_present()) else {
-            return Err(UpdateError::NotMapped(va));
-        };
-        let pfn = self.p2m.mfn_to_pfn(pte.mfn())?;
+        let PresentLeaf { l1, index, pte, pfn } = self.present_leaf(root, va)?;
+        let new = new(pte);
         if new.flags().contains(PteFlags::WRITABLE) && self.is_table(pfn) {
             return Err(UpdateError::TableFrameWritable(pfn));
         }
@@ -1093,6 +1076,19 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     // ---- The walk --------------------------------------------------------------------------
 
     /// Walks from `root` to the L1 entry of `va`, reading through pending updates.
+    /// The present leaf that maps `va` in `root`, and the frame it maps: `NotMapped` if a table
+    /// on the way or the entry itself is missing. The prologue of every single-page update.
+    fn present_leaf(&self, root: Root, va: VirtAddr) -> Result<PresentLeaf, UpdateError> {
+        let (Walk::Leaf { l1, index, pte }, _) = self.walk(root, va)? else {
+            return Err(UpdateError::NotMapped(va));
+        };
+        if !pte.is_present() {
+            return Err(UpdateError::NotMapped(va));
+        }
+        let pfn = self.p2m.mfn_to_pfn(pte.mfn())?;
+        Ok(PresentLeaf { l1, index, pte, pfn })
+    }
+
     fn walk(&self, root: Root, va: VirtAddr) -> Result<(Walk, Path), TableError> {
         if !is_guest_l4_slot(Level::L4.index_of(va)) {
             return Err(TableError::XenSlot(va));

@@ -29,14 +29,16 @@ impl ConsoleRing {
     pub fn init(&self, mfn: u64, port: u32) -> Result<(), XenError> {
         let page = slots::map(Slot::Console, mfn << PAGE_SHIFT)?.cast::<XenconsInterface>();
         // SAFETY: `page` is the mapped 4 KiB console page, page-aligned, which holds one
-        // `XenconsInterface`; the pointers only name its fields (nothing is read here).
+        // `XenconsInterface` and stays mapped in its slot for the life of the domain; only the
+        // console backend and this ring write it. The pointers only name its fields (nothing is
+        // read here), and the 4-byte indices are aligned by the struct's layout.
         let ring = unsafe {
-            Ring {
-                data: (&raw mut (*page).output).cast(),
-                size: XENCONS_OUT_SIZE as u32,
-                cons: &raw mut (*page).out_cons,
-                prod: &raw mut (*page).out_prod,
-            }
+            Ring::new(
+                (&raw mut (*page).output).cast(),
+                XENCONS_OUT_SIZE as u32,
+                &raw mut (*page).out_cons,
+                &raw mut (*page).out_prod,
+            )
         };
         self.out.call_once(|| (ring, EventPeer { port, budget: WAIT_BUDGET }));
         Ok(())

@@ -18,14 +18,14 @@ pub trait Peer {
 }
 
 /// One direction of a ring: `size` bytes at `data`, indices at `cons` and `prod`. The pointers
-/// are xen's alone (`pub(super)`: the console and xenstore rings build theirs; everything else
-/// goes through [`Ring::new`] and the safe methods).
+/// are private: a ring is built only through the unsafe [`Ring::new`], whose contract the safe
+/// methods rely on.
 #[derive(Clone, Copy)]
 pub struct Ring {
-    pub(super) data: *mut u8,
-    pub(super) size: u32,
-    pub(super) cons: *mut u32,
-    pub(super) prod: *mut u32,
+    data: *mut u8,
+    size: u32,
+    cons: *mut u32,
+    prod: *mut u32,
 }
 
 impl Ring {

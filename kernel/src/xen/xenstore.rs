@@ -55,21 +55,23 @@ impl Xenstore {
             .map_err(StoreError::Map)?
             .cast::<XenstoreDomainInterface>();
         // SAFETY: `page` is the mapped 4 KiB store page, page-aligned, which holds one
-        // `XenstoreDomainInterface`; the pointers only name its fields (nothing is read here).
+        // `XenstoreDomainInterface` and stays mapped in its slot for the life of the domain;
+        // only xenstored and these rings write it. The pointers only name its fields (nothing is
+        // read here), and the 4-byte indices are aligned by the struct's layout.
         let (req, rsp) = unsafe {
             (
-                Ring {
-                    data: (&raw mut (*page).req).cast(),
-                    size: XENSTORE_RING_SIZE as u32,
-                    cons: &raw mut (*page).req_cons,
-                    prod: &raw mut (*page).req_prod,
-                },
-                Ring {
-                    data: (&raw mut (*page).rsp).cast(),
-                    size: XENSTORE_RING_SIZE as u32,
-                    cons: &raw mut (*page).rsp_cons,
-                    prod: &raw mut (*page).rsp_prod,
-                },
+                Ring::new(
+                    (&raw mut (*page).req).cast(),
+                    XENSTORE_RING_SIZE as u32,
+                    &raw mut (*page).req_cons,
+                    &raw mut (*page).req_prod,
+                ),
+                Ring::new(
+                    (&raw mut (*page).rsp).cast(),
+                    XENSTORE_RING_SIZE as u32,
+                    &raw mut (*page).rsp_cons,
+                    &raw mut (*page).rsp_prod,
+                ),
             )
         };
         Ok(Xenstore { req, rsp, peer: EventPeer { port, budget: WAIT_BUDGET }, next_id: 1 })
