@@ -11,6 +11,7 @@
 # Guest options apply to the next KERNEL only:
 #   --name NAME       domain name (default faultline, faultline-2, ...)
 #   --memory MB       default 64
+#   --vcpus N         default 1 (run.sh needs DOM0_SMP=N or more)
 #   --extra "ARGS"    guest command line (no quotes or backslashes)
 #   --ramdisk FILE    guest initrd
 #   --timeout SEC     dom0 destroys the guest after SEC seconds (default 60)
@@ -30,8 +31,8 @@ die() { echo "dom0/payload: error: $*" >&2; exit 1; }
 
 # ---- arguments ---------------------------------------------------------------
 out='' base='' print_cfg=0
-names=() kernels=() ramdisks=() memories=() extras=() timeouts=() cfgs=() consoles=()
-reset() { g_name='' g_ram='' g_mem=64 g_extra='' g_tmo=60 g_cfg=$here/faultline.cfg.in g_con=live; }
+names=() kernels=() ramdisks=() memories=() vcpus=() extras=() timeouts=() cfgs=() consoles=()
+reset() { g_name='' g_ram='' g_mem=64 g_vcpus=1 g_extra='' g_tmo=60 g_cfg=$here/faultline.cfg.in g_con=live; }
 reset
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -40,6 +41,7 @@ while [ $# -gt 0 ]; do
 		--print-cfg) print_cfg=1; shift ;;
 		--name) g_name=${2:?}; shift 2 ;;
 		--memory) g_mem=${2:?}; shift 2 ;;
+		--vcpus) g_vcpus=${2:?}; shift 2 ;;
 		--extra) g_extra=${2?}; shift 2 ;;
 		--ramdisk) g_ram=${2:?}; shift 2 ;;
 		--timeout) g_tmo=${2:?}; shift 2 ;;
@@ -52,11 +54,11 @@ while [ $# -gt 0 ]; do
 			[ -z "$g_ram" ] || [ -r "$g_ram" ] || die "ramdisk $g_ram not found"
 			[ -r "$g_cfg" ] || die "config template $g_cfg not found"
 			case $g_extra in *'"'* | *\\*) die "--extra must not contain quotes or backslashes" ;; esac
-			[[ $g_mem =~ ^[0-9]+$ && $g_tmo =~ ^[0-9]+$ ]] || die "--memory and --timeout take whole numbers"
+			[[ $g_mem =~ ^[0-9]+$ && $g_tmo =~ ^[0-9]+$ && $g_vcpus =~ ^[0-9]+$ ]] || die "--memory, --vcpus and --timeout take whole numbers"
 			[[ $g_con == live || $g_con == log ]] || die "--console takes live or log"
 			n=$(( ${#kernels[@]} + 1 ))
 			[ -n "$g_name" ] || { g_name=faultline; [ $n -eq 1 ] || g_name=faultline-$n; }
-			names+=("$g_name") kernels+=("$1") ramdisks+=("$g_ram") memories+=("$g_mem")
+			names+=("$g_name") kernels+=("$1") ramdisks+=("$g_ram") memories+=("$g_mem") vcpus+=("$g_vcpus")
 			extras+=("$g_extra") timeouts+=("$g_tmo") cfgs+=("$g_cfg") consoles+=("$g_con")
 			reset; shift ;;
 	esac
@@ -75,6 +77,7 @@ render() {
 		line=${line//@KERNEL@/$2}
 		line=${line//@RAMDISK@/$3}
 		line=${line//@MEMORY@/${memories[$i]}}
+		line=${line//@VCPUS@/${vcpus[$i]}}
 		line=${line//@EXTRA@/${extras[$i]}}
 		printf '%s\n' "$line"
 	done <<<"$t"

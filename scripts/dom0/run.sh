@@ -5,7 +5,8 @@
 #       out-dir    build.sh's output (reads dom0.env: xen, vmlinux, arguments)
 #       initramfs  dom0-base.cpio.gz with a payload appended (payload.sh -b)
 # Environment: DOM0_TIMEOUT (default 300 s, whole QEMU run), DOM0_QEMU_MEM (MiB,
-# default 384), DOM0_STAMP=0 to
+# default 384), DOM0_SMP (QEMU CPUs, default 1; more get multi-threaded TCG: at
+# least the vCPUs of the largest guest, payload.sh --vcpus), DOM0_STAMP=0 to
 # print the serial output without the host-side "[seconds since QEMU start]".
 # Exit status: the verdict byte (see scripts/dom0/init), 124 on timeout, 125
 # when QEMU ended without a verdict (e.g. Xen rebooted after a dom0 panic).
@@ -17,7 +18,9 @@ shift 2
 . "$out/dom0.env"
 command -v qemu-system-x86_64 >/dev/null || { echo "dom0/run: qemu-system-x86_64 missing: apt-get install qemu-system-x86" >&2; exit 2; }
 
-cmd=(qemu-system-x86_64 -accel tcg -cpu max,-smap -m "${DOM0_QEMU_MEM:-384}" -smp 1
+smp=${DOM0_SMP:-1} accel=tcg
+[ "$smp" -le 1 ] || accel=tcg,thread=multi
+cmd=(qemu-system-x86_64 -accel "$accel" -cpu max,-smap -m "${DOM0_QEMU_MEM:-384}" -smp "$smp"
 	-kernel "$XEN" -append "$XEN_ARGS $*"
 	-initrd "$DOM0_KERNEL ${DOM0_ARGS//,/,,},$initrd"
 	-serial stdio -display none -monitor none -no-reboot

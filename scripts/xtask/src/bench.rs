@@ -344,6 +344,7 @@ fn plan(kernel: &Path, options: &BenchOptions, pages: u64) -> Result<Plan> {
             kernel: "faultline",
             ramdisk: Some("bench.tar"),
             memory_mib: FAULTLINE_MIB,
+            vcpus: 1,
             cmdline: &extra,
         })? + TSC_MODE;
         writer.file(&format!("payload/fl/fa{window}.cfg"), cfg.as_bytes());
@@ -373,6 +374,7 @@ fn plan(kernel: &Path, options: &BenchOptions, pages: u64) -> Result<Plan> {
             kernel: "vmlinuz",
             ramdisk: Some("initrd"),
             memory_mib: LINUX_MIB,
+            vcpus: 1,
             cmdline: LINUX_CMDLINE,
         })? + TSC_MODE;
         writer.file("payload/linux/linux.cfg", cfg.as_bytes());

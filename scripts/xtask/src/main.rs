@@ -94,6 +94,10 @@ RUN OPTIONS:
                         (default 8); QEMU gets this plus Xen's share.
     --guests <N>        DomU path: create N guests from the same faultline.cfg, one after another
                         in the same dom0; each is reported, and the run passes only if all pass.
+    --vcpus <N>         The guest's vCPUs (default 1, at most 32): `vcpus = N` in faultline.cfg,
+                        or Xen's dom0_max_vcpus=N with --dom0. QEMU gets N CPUs, and for N > 1
+                        multi-threaded TCG. The kernel brings the other vCPUs up at boot; the
+                        programs still run on vCPU 0.
     --console <live|log>  DomU path: live (default) streams the guest console as it comes
                         (xl create -c); log prints xenconsoled's log when the guest is gone
                         (~1 s faster a guest).
@@ -281,6 +285,7 @@ fn parse_run_options(args: &[String]) -> Result<(RunOptions, Option<PathBuf>), S
     };
     let mut memory_mib = None;
     let mut guests = None;
+    let mut vcpus = None;
     let mut console = None;
     let mut junit = None;
     let mut args = args.iter();
@@ -313,6 +318,17 @@ fn parse_run_options(args: &[String]) -> Result<(RunOptions, Option<PathBuf>), S
                         .ok()
                         .filter(|n| (1..=100).contains(n))
                         .ok_or_else(|| format!("--guests takes 1 to 100 (got {text:?})"))?,
+                );
+            }
+            "--vcpus" => {
+                let text = value("--vcpus")?;
+                vcpus = Some(
+                    text.parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=xtask::MAX_VCPUS).contains(n))
+                        .ok_or_else(|| {
+                            format!("--vcpus takes 1 to {} (got {text:?})", xtask::MAX_VCPUS)
+                        })?,
                 );
             }
             "--console" => {
@@ -350,6 +366,7 @@ fn parse_run_options(args: &[String]) -> Result<(RunOptions, Option<PathBuf>), S
     options.memory_mib =
         memory_mib.unwrap_or(if xl { DEFAULT_DOMU_MEMORY_MIB } else { DEFAULT_MEMORY_MIB });
     options.guests = guests.unwrap_or(1);
+    options.vcpus = vcpus.unwrap_or(1);
     options.xl_console = console.unwrap_or(XlConsole::Live);
     Ok((options, junit))
 }

@@ -36,6 +36,8 @@ pub struct BootConfig {
     pub module: Option<PathBuf>,
     /// dom0's memory (Xen's `dom0_mem`) in MiB.
     pub dom0_mib: u32,
+    /// dom0's vCPUs (Xen's `dom0_max_vcpus`), and QEMU's CPUs.
+    pub vcpus: u32,
 }
 
 /// QEMU's memory size for a dom0 of `dom0_mib` MiB: dom0's memory, plus Xen's own.
@@ -49,9 +51,26 @@ pub fn qemu_memory_mib(dom0_mib: u32) -> u32 {
     dom0_mib + XEN_BASE_MIB + per_gib
 }
 
-/// Xen's command line.
-pub fn xen_cmdline(dom0_mib: u32) -> String {
-    format!("console=com1 loglvl=all guest_loglvl=all dom0_mem={dom0_mib}M")
+/// Xen's command line: `dom0_max_vcpus` only for more than one vCPU (one is Xen's default on a
+/// one-CPU machine, and the default line stays as it was).
+pub fn xen_cmdline(dom0_mib: u32, vcpus: u32) -> String {
+    let mut line = format!("console=com1 loglvl=all guest_loglvl=all dom0_mem={dom0_mib}M");
+    if vcpus > 1 {
+        line.push_str(&format!(" dom0_max_vcpus={vcpus}"));
+    }
+    line
+}
+
+/// QEMU's accelerator and CPU arguments for `cpus` CPUs. KVM cannot run Xen on these hosts, and
+/// QEMU's TCG wrongly applies SMAP to a ring-3 iretq (hence `-smap`). More than one CPU gets
+/// multi-threaded TCG: one host thread and one soft TLB per CPU, so that the vCPUs really run at
+/// once (one CPU keeps plain TCG: the default boot is not changed).
+pub fn cpu_args(cpus: u32) -> Vec<OsString> {
+    let accel = if cpus > 1 { "tcg,thread=multi" } else { "tcg" };
+    ["-accel", accel, "-cpu", "max,-smap", "-smp", &cpus.to_string()]
+        .iter()
+        .map(OsString::from)
+        .collect()
 }
 
 /// QEMU's `-initrd` value: the multiboot modules. QEMU splits modules at commas, so a comma in the
@@ -89,15 +108,13 @@ pub fn qemu_args(config: &BootConfig) -> Result<Vec<OsString>> {
         Ok(mib) if !mib.is_empty() => mib,
         _ => qemu_memory_mib(config.dom0_mib).to_string(),
     };
-    let mut args: Vec<OsString> = Vec::new();
+    let mut args = cpu_args(config.vcpus);
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
-    // KVM cannot run Xen on these hosts; QEMU's TCG wrongly applies SMAP to ring-3 iretq.
-    push(&["-accel", "tcg", "-cpu", "max,-smap"]);
-    push(&["-m", &memory, "-smp", "1"]);
+    push(&["-m", &memory]);
     args.push("-kernel".into());
     args.push(config.xen.clone().into_os_string());
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
-    push(&["-append", &xen_cmdline(config.dom0_mib)]);
+    push(&["-append", &xen_cmdline(config.dom0_mib, config.vcpus)]);
     push(&["-initrd", &modules]);
     push(&["-serial", "stdio", "-display", "none", "-monitor", "none"]);
     push(&["-no-reboot", "-nodefaults"]);
@@ -234,14 +251,30 @@ mod tests {
             cmdline: "selftest=none".into(),
             module: None,
             dom0_mib: 8,
+            vcpus: 1,
         };
         let args = qemu_args(&config).unwrap();
         let line = shell_line(Path::new("qemu-system-x86_64"), &args);
-        assert!(line.contains("-accel tcg -cpu max,-smap"), "{line}");
+        assert!(line.contains("-accel tcg -cpu max,-smap -smp 1 "), "{line}");
         assert!(line.contains("-kernel /c/xen"), "{line}");
         assert!(line.contains("'console=com1 loglvl=all guest_loglvl=all dom0_mem=8M'"), "{line}");
         assert!(line.contains("-initrd '/t/faultline selftest=none'"), "{line}");
         assert!(line.ends_with("-no-reboot -nodefaults"), "{line}");
+    }
+
+    #[test]
+    fn more_vcpus_get_multi_threaded_tcg_and_dom0_max_vcpus() {
+        let config = BootConfig {
+            xen: "/c/xen".into(),
+            kernel: "/t/faultline".into(),
+            cmdline: String::new(),
+            module: None,
+            dom0_mib: 8,
+            vcpus: 2,
+        };
+        let line = shell_line(Path::new("qemu"), &qemu_args(&config).unwrap());
+        assert!(line.contains("-accel tcg,thread=multi -cpu max,-smap -smp 2 "), "{line}");
+        assert!(line.contains("dom0_mem=8M dom0_max_vcpus=2'"), "{line}");
     }
 
     #[test]

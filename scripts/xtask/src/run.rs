@@ -90,6 +90,9 @@ pub struct RunOptions {
     pub log_dir: Option<PathBuf>,
     /// DomU path: how many guests the Linux dom0 creates from the same cfg, one after another.
     pub guests: u32,
+    /// The guest's vCPUs: `vcpus` in faultline.cfg (DomU path), `dom0_max_vcpus` (dom0 path).
+    /// QEMU gets as many CPUs, with multi-threaded TCG when there are several.
+    pub vcpus: u32,
     /// DomU path: `xl create -c` (live) or xenconsoled's log printed when each guest is gone.
     pub xl_console: XlConsole,
     /// DomU path: where faultline.cfg, the kernel and the ramdisk are written; `None` means
@@ -117,6 +120,9 @@ pub struct Payload {
 pub const DEFAULT_MEMORY_MIB: u32 = 8;
 /// A DomU's default memory on the DomU path, in MiB.
 pub const DEFAULT_DOMU_MEMORY_MIB: u32 = 32;
+/// The most vCPUs a guest may have: the kernel uses the vcpu_info slots of shared_info, 32 on
+/// x86 (Xen public/arch-x86/xen.h, XEN_LEGACY_MAX_VCPUS).
+pub const MAX_VCPUS: u32 = 32;
 /// The default timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// DomU path: the run's limit on top of the guests' timeouts, for Xen and the Linux dom0 to boot
@@ -142,6 +148,7 @@ impl Default for RunOptions {
             quiet: false,
             log_dir: None,
             guests: 1,
+            vcpus: 1,
             xl_console: XlConsole::Log,
             xl_dir: None,
             payload: None,
@@ -196,6 +203,12 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome> {
         return Err(Error::new(
             "more than one guest (--guests) needs the DomU path, and at least one is needed",
         ));
+    }
+    if !(1..=MAX_VCPUS).contains(&options.vcpus) {
+        return Err(Error::new(format!(
+            "--vcpus takes 1 to {MAX_VCPUS} (the vCPUs whose vcpu_info sits in shared_info), not {}",
+            options.vcpus
+        )));
     }
     let kernel = match &options.kernel {
         Some(kernel) if kernel.is_file() => kernel.clone(),
@@ -395,14 +408,16 @@ fn prepare_dom0(
         cmdline: options.cmdline.clone(),
         module,
         dom0_mib: options.memory_mib,
+        vcpus: options.vcpus,
     };
     Ok(Prepared {
         args: qemu_args(&config)?,
         banner: vec![format!(
-            "booting {} as dom0 under Xen {} (QEMU {qemu_version}, {} MiB, timeout {} s)",
+            "booting {} as dom0 under Xen {} (QEMU {qemu_version}, {} MiB, {}, timeout {} s)",
             kernel.display(),
             hypervisor.package_version,
             options.memory_mib,
+            vcpus_words(options.vcpus),
             options.timeout.as_secs()
         )],
         limit: options.timeout,
@@ -422,12 +437,20 @@ fn prepare_xl(
     let timeout_secs = options.timeout.as_secs().max(1);
     let mut files = Vec::new();
     let bytes =
-        xl::with_xl_dir(&dir, kernel, module, options.memory_mib, &options.cmdline, |folder| {
+        xl::with_xl_dir(
+        &dir,
+        kernel,
+        module,
+        options.memory_mib,
+        options.vcpus,
+        &options.cmdline,
+        |folder| {
             files = folder.files.clone();
             xl::payload(&image.initramfs, folder, options.guests, timeout_secs, options.xl_console)
-        })?;
+        },
+    )?;
     let run_image = RunImage::write(&bytes)?;
-    let args = xl::qemu_args(&image, run_image.path(), options.memory_mib)?;
+    let args = xl::qemu_args(&image, run_image.path(), options.memory_mib, options.vcpus)?;
     let qemu_mib = xl::qemu_memory_mib(image.dom0_mib, options.memory_mib);
     let guests = match options.guests {
         1 => "one guest".to_string(),
@@ -442,11 +465,20 @@ fn prepare_xl(
             files.join(", ")
         ),
         format!(
-            "Xen {}, Linux {} dom0 ({} MiB); guest {} MiB, {guests}, timeout {timeout_secs} s each; QEMU {qemu_version}, {qemu_mib} MiB",
-            image.xen_version, image.kernel_version, image.dom0_mib, options.memory_mib
+            "Xen {}, Linux {} dom0 ({} MiB); guest {} MiB, {}, {guests}, timeout {timeout_secs} s each; QEMU {qemu_version}, {qemu_mib} MiB",
+            image.xen_version,
+            image.kernel_version,
+            image.dom0_mib,
+            options.memory_mib,
+            vcpus_words(options.vcpus)
         ),
     ];
     Ok(Prepared::domu(args, banner, timeout_secs, options.guests, run_image))
+}
+
+/// "1 vCPU", "2 vCPUs".
+fn vcpus_words(vcpus: u32) -> String {
+    format!("{vcpus} vCPU{}", if vcpus == 1 { "" } else { "s" })
 }
 
 impl Prepared {
@@ -487,7 +519,7 @@ fn prepare_payload(
     }
     bytes.extend_from_slice(&payload.cpio);
     let run_image = RunImage::write(&bytes)?;
-    let args = xl::qemu_args(&image, run_image.path(), payload.guest_mib)?;
+    let args = xl::qemu_args(&image, run_image.path(), payload.guest_mib, options.vcpus)?;
     let qemu_mib = xl::qemu_memory_mib(image.dom0_mib, payload.guest_mib);
     let timeout_secs = options.timeout.as_secs().max(1);
     let banner = vec![format!(

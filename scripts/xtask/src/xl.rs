@@ -55,6 +55,8 @@ pub struct GuestConfig<'a> {
     pub kernel: &'a str,
     pub ramdisk: Option<&'a str>,
     pub memory_mib: u32,
+    /// xl's `vcpus`.
+    pub vcpus: u32,
     /// The guest's command line (xl's `extra`).
     pub cmdline: &'a str,
 }
@@ -68,6 +70,7 @@ pub fn render_cfg(config: &GuestConfig<'_>) -> Result<String> {
         )));
     }
     let memory = config.memory_mib.to_string();
+    let vcpus = config.vcpus.to_string();
     let ramdisk = config.ramdisk.unwrap_or("");
     let mut text = String::new();
     for line in CFG_TEMPLATE.lines() {
@@ -82,6 +85,7 @@ pub fn render_cfg(config: &GuestConfig<'_>) -> Result<String> {
             .replace("@KERNEL@", config.kernel)
             .replace("@RAMDISK@", ramdisk)
             .replace("@MEMORY@", &memory)
+            .replace("@VCPUS@", &vcpus)
             .replace("@EXTRA@", cmdline);
         text.push_str(&line);
         text.push('\n');
@@ -98,6 +102,7 @@ pub fn with_xl_dir<T>(
     kernel: &Path,
     ramdisk: Option<&Path>,
     memory_mib: u32,
+    vcpus: u32,
     cmdline: &str,
     then: impl FnOnce(&XlDir) -> Result<T>,
 ) -> Result<T> {
@@ -118,6 +123,7 @@ pub fn with_xl_dir<T>(
         kernel: KERNEL_NAME,
         ramdisk: ramdisk_name.as_deref(),
         memory_mib,
+        vcpus,
         cmdline,
     })?;
     copy_into(dir, KERNEL_NAME, kernel)?;
@@ -210,8 +216,14 @@ pub fn qemu_memory_mib(dom0_mib: u32, guest_mib: u32) -> u32 {
     QEMU_FLOOR_MIB.max(dom0_mib + guest_mib + XEN_BASE_MIB + per_gib)
 }
 
-/// QEMU's arguments: Xen, the Linux dom0 and its initramfs `run_image`, the debug-exit port.
-pub fn qemu_args(image: &Dom0Image, run_image: &Path, guest_mib: u32) -> Result<Vec<OsString>> {
+/// QEMU's arguments: Xen, the Linux dom0 and its initramfs `run_image`, the debug-exit port, and
+/// `cpus` CPUs (the largest guest's vCPUs; the dom0 keeps its one, `dom0_max_vcpus=1`).
+pub fn qemu_args(
+    image: &Dom0Image,
+    run_image: &Path,
+    guest_mib: u32,
+    cpus: u32,
+) -> Result<Vec<OsString>> {
     let memory = match std::env::var("FAULTLINE_QEMU_MIB") {
         Ok(mib) if !mib.is_empty() => mib,
         _ => qemu_memory_mib(image.dom0_mib, guest_mib).to_string(),
@@ -223,10 +235,9 @@ pub fn qemu_args(image: &Dom0Image, run_image: &Path, guest_mib: u32) -> Result<
         image.dom0_args.replace(',', ",,"),
         module_path(run_image)?
     );
-    let mut args: Vec<OsString> = Vec::new();
+    let mut args = crate::qemu::cpu_args(cpus);
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
-    push(&["-accel", "tcg", "-cpu", "max,-smap"]);
-    push(&["-m", &memory, "-smp", "1"]);
+    push(&["-m", &memory]);
     args.push("-kernel".into());
     args.push(image.xen_elf.clone().into_os_string());
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
@@ -250,6 +261,7 @@ mod tests {
             kernel: "faultline",
             ramdisk: Some("programs.tar"),
             memory_mib: 32,
+            vcpus: 2,
             cmdline: "tests=a,b test_time=5s",
         })
         .unwrap();
@@ -259,6 +271,7 @@ mod tests {
             "kernel = \"faultline\"",
             "ramdisk = \"programs.tar\"",
             "memory = 32",
+            "vcpus = 2",
             "extra = \"tests=a,b test_time=5s\"",
             "on_poweroff = \"destroy\"",
             "on_reboot = \"destroy\"",
@@ -276,6 +289,7 @@ mod tests {
             kernel: "faultline",
             ramdisk: None,
             memory_mib: 8,
+            vcpus: 1,
             cmdline: "  ",
         })
         .unwrap();
@@ -283,7 +297,7 @@ mod tests {
         assert!(!text.lines().any(|l| l.starts_with("extra")), "{text}");
         let quoted = GuestConfig {
             cmdline: "a\"b",
-            ..GuestConfig { name: "f", kernel: "f", ramdisk: None, memory_mib: 8, cmdline: "" }
+            ..GuestConfig { name: "f", kernel: "f", ramdisk: None, memory_mib: 8, vcpus: 1, cmdline: "" }
         };
         assert!(render_cfg(&quoted).is_err());
     }
@@ -313,7 +327,7 @@ mod tests {
         let kernel = dir.join("k");
         fs::write(&kernel, b"\x7fELF").unwrap();
         let xl_dir = dir.join("xl");
-        let bytes = with_xl_dir(&xl_dir, &kernel, None, 16, "", |xl| {
+        let bytes = with_xl_dir(&xl_dir, &kernel, None, 16, 1, "", |xl| {
             payload(&base, xl, 2, 60, XlConsole::Log)
         })
         .unwrap();
