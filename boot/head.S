@@ -66,6 +66,16 @@ _start:
     mov %rsi, %rdi                 /* start_info, first argument */
     call kernel_start              /* never returns */
     ud2
+
+/* Where another vCPU starts (arch/x86_64/smp.rs gives Xen this address in its
+ * VCPUOP_initialise context): %rsp is the top of its own stack (16-byte aligned), %rdi its
+ * number, events masked. */
+.global secondary_start
+secondary_start:
+    cld
+    xor %ebp, %ebp                 /* ends the frame-pointer chain for backtraces */
+    call secondary_main            /* never returns */
+    ud2
 .popsection
 
 /* The boot stack (256 KiB: building the memory manager moves its page tables, ~20 KiB with the

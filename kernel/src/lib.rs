@@ -6,6 +6,7 @@
 // allowed modules are exactly these:
 // - arch::x86_64::crash: walks a backtrace through the frame pointers of a kernel stack
 // - arch::x86_64::fpu: resets the FPU and SSE state with fninit and ldmxcsr
+// - arch::x86_64::smp: a started vCPU's stack pages and its stack pointer
 // - arch::x86_64::traps: ends a run from the trap path (exit_to_kernel)
 // - arch::x86_64::user: the trip to user mode and back (boot/user.S), the trap stacks' pages
 // - mm::heap: the global allocator (GlobalAlloc is an unsafe trait)
@@ -22,6 +23,7 @@
 // - xen::slots: the pages over which Xen's shared frames are mapped
 // - xen::start_info: reads a union of start_info and its C strings
 // - xen::time: reads the time records Xen updates, and rdtsc
+// - xen::vcpu: reads the running vCPU's number through %gs
 // - xen::xenstore: the xenstore rings over the page it shares with xenstored
 #![deny(unsafe_code)]
 

@@ -1,6 +1,7 @@
 //! The boot sequence, from Xen's entry to the verdict.
 
 use crate::arch::x86_64::page_fault::PageFault;
+use crate::arch::x86_64::smp::{self, VcpuOutcome};
 use crate::arch::x86_64::traps::{self, FatalReason, KernelHandlers};
 use crate::arch::x86_64::{crash, user};
 use crate::check;
@@ -11,6 +12,7 @@ use crate::proc::{process, suite};
 use crate::testing::{inject, report, selftest};
 use crate::xen::abi::start_info;
 use crate::xen::start_info::StartInfo;
+use crate::xen::vcpu::MAX_VCPUS;
 use crate::xen::version::XenVersion;
 use crate::xen::xenstore::Xenstore;
 use crate::xen::{console, console_io, console_ring, events, hypercall, shared_info, XenError};
@@ -100,6 +102,7 @@ pub unsafe extern "C" fn kernel_start(start_info: *const start_info) -> ! {
     if !info.is_dom0() {
         print_store_identity(&info);
     }
+    bring_up_vcpus(&info);
 
     let cmdline = match info.cmdline() {
         Ok(line) => line,
@@ -139,6 +142,93 @@ fn print_summary(info: &StartInfo<'_>) {
     match info.cmdline() {
         Ok(line) => println!("cmdline: \"{line}\""),
         Err(_) => println!("cmdline: (not UTF-8)"),
+    }
+}
+
+/// Brings up the domain's other vCPUs (programs still run on vCPU 0 only) and prints the
+/// `vcpus:` line. It names a vCPU other than 0 only once that vCPU ran our code on its own
+/// stack, took its own timer event and answered an IPI from vCPU 0; any other outcome is an
+/// `[ERROR]` line and the boot goes on with the vCPUs that are online.
+fn bring_up_vcpus(info: &StartInfo<'_>) {
+    let mut online = [false; MAX_VCPUS];
+    online[0] = true;
+    let bringup = match smp::bring_up(kernel_l4_mfn(info)) {
+        Ok(bringup) => bringup,
+        Err((call, e)) => {
+            check!(Error, "vcpus: {call}: {e}: the boot goes on with vCPU 0 alone");
+            println!("vcpus: 1 online (0)");
+            return;
+        }
+    };
+    for n in 1..bringup.count {
+        let Some(outcome) = bringup.outcomes[n].clone() else { continue };
+        match outcome {
+            VcpuOutcome::Online { stack, rsp, timer_events } => {
+                if !stack.contains(&rsp) {
+                    check!(
+                        Error,
+                        "vcpu {n}: ran with rsp {rsp:#x}, outside its stack {:#x}..{:#x}",
+                        stack.start,
+                        stack.end
+                    );
+                    continue;
+                }
+                match smp::ping(n) {
+                    Ok(true) => {
+                        online[n] = true;
+                        println!(
+                            "vcpu {n}: up: ran on its own stack ({:#x}..{:#x}, rsp {rsp:#x}) with vcpu_info {n}, took {timer_events} event(s) of its own timer, answered an IPI from vCPU 0",
+                            stack.start, stack.end
+                        );
+                    }
+                    Ok(false) => check!(
+                        Error,
+                        "vcpu {n}: no answer to an IPI from vCPU 0 ({:?})",
+                        smp::outcome_of(n)
+                    ),
+                    Err((call, e)) => check!(Error, "vcpu {n}: IPI from vCPU 0: {call}: {e}"),
+                }
+            }
+            VcpuOutcome::NotStarted { call, error } => {
+                check!(Error, "vcpu {n}: {call}: {error}: it stays down")
+            }
+            VcpuOutcome::Failed { step: smp::Step::OwnNumber, value } => {
+                check!(Error, "vcpu {n}: %gs:0 names vCPU {value}, not itself")
+            }
+            VcpuOutcome::Failed { step, value } => {
+                check!(Error, "vcpu {n}: {}: {}", step.name(), XenError(value))
+            }
+            VcpuOutcome::Silent(stage) => {
+                check!(Error, "vcpu {n}: started but did not report: {}", stage.describe())
+            }
+        }
+    }
+    if bringup.beyond_max {
+        println!("vcpus: the domain has more than {MAX_VCPUS}: those past {MAX_VCPUS} stay down");
+    }
+    let up = online.iter().filter(|&&on| on).count();
+    let list = OnlineList(&online[..bringup.count]);
+    if up == bringup.count {
+        println!("vcpus: {up} online ({list})");
+    } else {
+        println!("vcpus: {up} online ({list}) of {}", bringup.count);
+    }
+}
+
+/// "0, 1, 3": the vCPUs marked online.
+struct OnlineList<'a>(&'a [bool]);
+
+impl core::fmt::Display for OnlineList<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut first = true;
+        for (n, _) in self.0.iter().enumerate().filter(|(_, &on)| on) {
+            if !first {
+                f.write_str(", ")?;
+            }
+            write!(f, "{n}")?;
+            first = false;
+        }
+        Ok(())
     }
 }
 

@@ -3,13 +3,13 @@
 //! xen-sys 0.0.0-pre2 carries bindgen output of Xen's public headers; we take its structs and
 //! constants (never its hypercall wrappers: see `hypercall`) and assert every layout we use
 //! against the offsets of Xen 4.17's public headers (public/xen.h, public/arch-x86/xen.h,
-//! public/arch-x86/xen-x86_64.h, public/sched.h, public/event_channel.h, and the shared rings of
-//! public/io/console.h and public/io/xs_wire.h).
+//! public/arch-x86/xen-x86_64.h, public/sched.h, public/event_channel.h, public/vcpu.h, and the
+//! shared rings of public/io/console.h and public/io/xs_wire.h).
 
 pub use xen_sys::{
-    evtchn_bind_virq, evtchn_send, evtchn_unmask, mmu_update, mmuext_op, mmuext_op__bindgen_ty_1,
-    mmuext_op__bindgen_ty_2, sched_shutdown, shared_info, start_info, trap_info, vcpu_info,
-    vcpu_time_info,
+    evtchn_bind_ipi, evtchn_bind_virq, evtchn_send, evtchn_unmask, mmu_update, mmuext_op,
+    mmuext_op__bindgen_ty_1, mmuext_op__bindgen_ty_2, sched_shutdown, shared_info, start_info,
+    trap_info, vcpu_info, vcpu_time_info,
 };
 
 pub use xen_sys::{
@@ -18,12 +18,12 @@ pub use xen_sys::{
     __HYPERVISOR_physdev_op, __HYPERVISOR_sched_op, __HYPERVISOR_set_segment_base,
     __HYPERVISOR_set_timer_op, __HYPERVISOR_set_trap_table, __HYPERVISOR_stack_switch,
     __HYPERVISOR_update_va_mapping, __HYPERVISOR_vcpu_op, __HYPERVISOR_xen_version,
-    CONSOLEIO_write, EVTCHNOP_bind_virq, EVTCHNOP_send, EVTCHNOP_unmask, SCHEDOP_block,
-    SCHEDOP_shutdown, SCHEDOP_yield, SHUTDOWN_crash, SHUTDOWN_poweroff, SHUTDOWN_reboot,
-    FLAT_KERNEL_CS, FLAT_KERNEL_SS, FLAT_USER_CS64, FLAT_USER_SS64, MMUEXT_INVLPG_LOCAL,
-    MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE,
-    MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE,
-    MMU_NORMAL_PT_UPDATE, SIF_INITDOMAIN, SIF_PRIVILEGED, VIRQ_TIMER,
+    CONSOLEIO_write, EVTCHNOP_bind_ipi, EVTCHNOP_bind_virq, EVTCHNOP_send, EVTCHNOP_unmask,
+    SCHEDOP_block, SCHEDOP_shutdown, SCHEDOP_yield, SHUTDOWN_crash, SHUTDOWN_poweroff,
+    SHUTDOWN_reboot, FLAT_KERNEL_CS, FLAT_KERNEL_SS, FLAT_USER_CS64, FLAT_USER_SS64,
+    MMUEXT_INVLPG_LOCAL, MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L1_TABLE,
+    MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL,
+    MMUEXT_UNPIN_TABLE, MMU_NORMAL_PT_UPDATE, SIF_INITDOMAIN, SIF_PRIVILEGED, VIRQ_TIMER,
 };
 
 /// log2 of the size of a page and of a frame: a 64-bit PV guest's pages, frame numbers (mfns,
@@ -78,10 +78,159 @@ pub const HYPERVISOR_CALLBACK_OP: u32 = 30;
 /// Xen public/arch-x86/xen-x86_64.h: set_segment_base selectors.
 pub const SEGBASE_FS: u32 = 0;
 pub const SEGBASE_GS_USER: u32 = 1;
+/// The kernel's %gs base (Xen swaps it with the user's on every kernel/user switch).
+pub const SEGBASE_GS_KERNEL: u32 = 2;
+/// Xen public/vcpu.h: VCPUOP_initialise (a `vcpu_guest_context` for a PV guest; once per vCPU).
+pub const VCPUOP_INITIALISE: u32 = 0;
+/// Xen public/vcpu.h: VCPUOP_up (makes an initialised vCPU runnable).
+pub const VCPUOP_UP: u32 = 1;
+/// Xen public/vcpu.h: VCPUOP_is_up (1 if the vCPU is up, 0 if down; Xen's x86 do_vcpu_op
+/// answers ENOENT for a vCPU the domain does not have).
+pub const VCPUOP_IS_UP: u32 = 3;
 /// Xen public/vcpu.h: VCPUOP_stop_periodic_timer.
 pub const VCPUOP_STOP_PERIODIC_TIMER: u32 = 7;
+/// Xen public/vcpu.h: VCPUOP_set_singleshot_timer (only on the calling vCPU itself).
+pub const VCPUOP_SET_SINGLESHOT_TIMER: u32 = 8;
 /// Xen public/vcpu.h: VCPUOP_send_nmi (an NMI to a vCPU of the calling domain).
 pub const VCPUOP_SEND_NMI: u32 = 11;
+
+/// Xen public/vcpu.h `struct vcpu_set_singleshot_timer`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct VcpuSetSingleshotTimer {
+    /// Absolute system time in ns.
+    pub timeout_abs_ns: u64,
+    /// `VCPU_SSHOTTMR_*`; 0: a deadline already past fires at once.
+    pub flags: u32,
+}
+
+/// Xen public/arch-x86/xen.h: `vcpu_guest_context.flags`. The vCPU starts in kernel mode, and
+/// the failsafe and syscall callbacks mask events on entry (as CALLBACKF_mask_events does for
+/// vCPU 0's, registered with callback_op).
+pub use xen_sys::{VGCF_failsafe_disables_events, VGCF_in_kernel, VGCF_syscall_disables_events};
+
+/// Xen public/arch-x86/xen-x86_64.h: `xen_pfn_to_cr3`, how a vCPU context names its page-table
+/// base (`ctrlreg[3]`): the machine frame number shifted by 12.
+pub const fn xen_pfn_to_cr3(mfn: u64) -> u64 {
+    mfn << 12
+}
+
+/// `struct cpu_user_regs` of Xen public/arch-x86/xen-x86_64.h: the registers a new vCPU starts
+/// with. Its own type (xen-sys's is all unions); the layout is asserted against xen-sys's and
+/// the header's offsets below. Each segment slot is 8 bytes: the selector in bits 0-15, and for
+/// `cs` the saved upcall mask in bits 32-39, as in the frame of boot/entry.S.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuUserRegs {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub rbp: u64,
+    pub rbx: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rax: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub error_code: u32,
+    pub entry_vector: u32,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+    pub es: u64,
+    pub ds: u64,
+    pub fs: u64,
+    pub gs: u64,
+}
+
+/// `struct vcpu_guest_context` of Xen public/arch-x86/xen.h (x86_64): what VCPUOP_initialise
+/// starts a PV vCPU with. Own type for the same reason as [`CpuUserRegs`].
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct VcpuGuestContext {
+    pub fpu_ctxt: [u8; 512],
+    pub flags: u64,
+    pub user_regs: CpuUserRegs,
+    /// The virtual IDT, indexed by vector (vector 2 is the NMI callback).
+    pub trap_ctxt: [trap_info; 256],
+    pub ldt_base: u64,
+    pub ldt_ents: u64,
+    pub gdt_frames: [u64; 16],
+    pub gdt_ents: u64,
+    pub kernel_ss: u64,
+    pub kernel_sp: u64,
+    /// `ctrlreg[3]`: the kernel's L4 (`xen_pfn_to_cr3`); `ctrlreg[1]` the user's (0: none).
+    pub ctrlreg: [u64; 8],
+    pub debugreg: [u64; 8],
+    pub event_callback_eip: u64,
+    pub failsafe_callback_eip: u64,
+    pub syscall_callback_eip: u64,
+    pub vm_assist: u64,
+    pub fs_base: u64,
+    pub gs_base_kernel: u64,
+    pub gs_base_user: u64,
+}
+
+impl VcpuGuestContext {
+    /// All zero: no FPU state (Xen gives the default control word), no LDT, no GDT frames.
+    pub const fn zeroed() -> VcpuGuestContext {
+        VcpuGuestContext {
+            fpu_ctxt: [0; 512],
+            flags: 0,
+            user_regs: CpuUserRegs {
+                r15: 0,
+                r14: 0,
+                r13: 0,
+                r12: 0,
+                rbp: 0,
+                rbx: 0,
+                r11: 0,
+                r10: 0,
+                r9: 0,
+                r8: 0,
+                rax: 0,
+                rcx: 0,
+                rdx: 0,
+                rsi: 0,
+                rdi: 0,
+                error_code: 0,
+                entry_vector: 0,
+                rip: 0,
+                cs: 0,
+                rflags: 0,
+                rsp: 0,
+                ss: 0,
+                es: 0,
+                ds: 0,
+                fs: 0,
+                gs: 0,
+            },
+            trap_ctxt: [trap_info { vector: 0, flags: 0, cs: 0, address: 0 }; 256],
+            ldt_base: 0,
+            ldt_ents: 0,
+            gdt_frames: [0; 16],
+            gdt_ents: 0,
+            kernel_ss: 0,
+            kernel_sp: 0,
+            ctrlreg: [0; 8],
+            debugreg: [0; 8],
+            event_callback_eip: 0,
+            failsafe_callback_eip: 0,
+            syscall_callback_eip: 0,
+            vm_assist: 0,
+            fs_base: 0,
+            gs_base_kernel: 0,
+            gs_base_user: 0,
+        }
+    }
+}
 
 /// Xen public/memory.h: XENMEM_machphys_mapping.
 pub const XENMEM_MACHPHYS_MAPPING: u32 = 12;
@@ -320,6 +469,79 @@ mod tests {
         assert_eq!((EVTCHNOP_bind_virq, EVTCHNOP_send, EVTCHNOP_unmask), (1, 4, 9));
         assert_eq!(VIRQ_TIMER, 0);
         assert_eq!(__HYPERVISOR_set_timer_op, 15);
+    }
+
+    /// Offsets of Xen 4.17's public/arch-x86/xen-x86_64.h (`struct cpu_user_regs`, 200 bytes)
+    /// and public/arch-x86/xen.h (`struct vcpu_guest_context`, x86_64), and xen-sys's bindgen
+    /// layout of both.
+    #[test]
+    fn vcpu_guest_context_matches_public_arch_x86_xen_h() {
+        use xen_sys::{cpu_user_regs, vcpu_guest_context};
+        assert_eq!(size_of::<CpuUserRegs>(), 200);
+        assert_eq!(size_of::<CpuUserRegs>(), size_of::<cpu_user_regs>());
+        assert_eq!(offset_of!(CpuUserRegs, rbp), 32);
+        assert_eq!(offset_of!(CpuUserRegs, r11), 48);
+        assert_eq!(offset_of!(CpuUserRegs, rax), 80);
+        assert_eq!(offset_of!(CpuUserRegs, rdi), 112);
+        assert_eq!(offset_of!(CpuUserRegs, error_code), offset_of!(cpu_user_regs, error_code));
+        assert_eq!(offset_of!(CpuUserRegs, error_code), 120);
+        assert_eq!(offset_of!(CpuUserRegs, rip), 128);
+        assert_eq!(offset_of!(CpuUserRegs, cs), offset_of!(cpu_user_regs, cs));
+        assert_eq!(offset_of!(cpu_user_regs, saved_upcall_mask), 136 + 4);
+        assert_eq!(offset_of!(CpuUserRegs, rflags), 144);
+        assert_eq!(offset_of!(CpuUserRegs, rsp), 152);
+        assert_eq!(offset_of!(CpuUserRegs, ss), offset_of!(cpu_user_regs, ss));
+        assert_eq!(offset_of!(CpuUserRegs, gs), offset_of!(cpu_user_regs, gs));
+        assert_eq!(offset_of!(CpuUserRegs, gs), 192);
+
+        assert_eq!(size_of::<VcpuGuestContext>(), 5168);
+        assert_eq!(size_of::<VcpuGuestContext>(), size_of::<vcpu_guest_context>());
+        macro_rules! same {
+            ($($field:ident = $offset:expr),* $(,)?) => {$(
+                assert_eq!(offset_of!(VcpuGuestContext, $field), $offset, stringify!($field));
+                assert_eq!(
+                    offset_of!(VcpuGuestContext, $field),
+                    offset_of!(vcpu_guest_context, $field),
+                    stringify!($field)
+                );
+            )*};
+        }
+        same!(
+            flags = 512,
+            user_regs = 520,
+            trap_ctxt = 720,
+            ldt_base = 4816,
+            gdt_frames = 4832,
+            gdt_ents = 4960,
+            kernel_ss = 4968,
+            kernel_sp = 4976,
+            ctrlreg = 4984,
+            debugreg = 5048,
+            event_callback_eip = 5112,
+            failsafe_callback_eip = 5120,
+            syscall_callback_eip = 5128,
+            vm_assist = 5136,
+            fs_base = 5144,
+            gs_base_kernel = 5152,
+            gs_base_user = 5160,
+        );
+        assert_eq!((VGCF_in_kernel, VGCF_failsafe_disables_events), (1 << 2, 1 << 3));
+        assert_eq!(VGCF_syscall_disables_events, 1 << 4);
+        assert_eq!(xen_pfn_to_cr3(0x1234), 0x123_4000);
+    }
+
+    #[test]
+    fn vcpu_op_structs_and_numbers_match_public_vcpu_h() {
+        assert_eq!(size_of::<VcpuSetSingleshotTimer>(), 16);
+        assert_eq!(offset_of!(VcpuSetSingleshotTimer, flags), 8);
+        assert_eq!((VCPUOP_INITIALISE, VCPUOP_UP, VCPUOP_IS_UP), (0, 1, 3));
+        assert_eq!((VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_SET_SINGLESHOT_TIMER), (7, 8));
+        assert_eq!(__HYPERVISOR_vcpu_op, 24);
+        assert_eq!(SEGBASE_GS_KERNEL, xen_sys::SEGBASE_GS_KERNEL);
+        assert_eq!(size_of::<evtchn_bind_ipi>(), 8);
+        assert_eq!(offset_of!(evtchn_bind_ipi, vcpu), 0);
+        assert_eq!(offset_of!(evtchn_bind_ipi, port), 4);
+        assert_eq!(EVTCHNOP_bind_ipi, 7);
     }
 
     #[test]

@@ -1,7 +1,13 @@
-//! Event channels: the upcall Xen enters on a pending event, VIRQ_TIMER, blocking until an event.
+//! Event channels: the upcall Xen enters on a pending event, each vCPU's VIRQ_TIMER and IPI
+//! port, blocking until an event.
+//!
+//! Ports are delivered to vCPU 0 unless they were bound here for another vCPU (its timer, its
+//! IPI port): [`SECONDARY_PORTS`] and [`PORT_VCPU`] record those, and an upcall takes only the
+//! ports of the vCPU it runs on.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
+use super::vcpu::{self, MAX_VCPUS};
 use super::{abi, hypercall, shared_info, XenError};
 
 extern "C" {
@@ -10,44 +16,131 @@ extern "C" {
 }
 
 const NO_PORT: u32 = u32::MAX;
+/// Ports of the two-level ABI on x86_64: 64 words of 64 bits (Xen public/xen.h).
+const PORT_WORDS: usize = 64;
+const PORTS: usize = PORT_WORDS * 64;
 
-static TIMER_PORT: AtomicU32 = AtomicU32::new(NO_PORT);
-static TIMER_EVENTS: AtomicU64 = AtomicU64::new(0);
-static UPCALLS: AtomicU64 = AtomicU64::new(0);
+/// One vCPU's event state.
+struct VcpuEvents {
+    timer_port: AtomicU32,
+    ipi_port: AtomicU32,
+    timer_events: AtomicU64,
+    ipis: AtomicU64,
+    upcalls: AtomicU64,
+}
 
-/// Registers the event and failsafe callbacks and binds VIRQ_TIMER. Events stay masked until
-/// someone unmasks them (or blocks).
+static VCPUS: [VcpuEvents; MAX_VCPUS] = [const {
+    VcpuEvents {
+        timer_port: AtomicU32::new(NO_PORT),
+        ipi_port: AtomicU32::new(NO_PORT),
+        timer_events: AtomicU64::new(0),
+        ipis: AtomicU64::new(0),
+        upcalls: AtomicU64::new(0),
+    }
+}; MAX_VCPUS];
+
+/// Ports bound to deliver to a vCPU other than 0, a bit per port: vCPU 0 leaves them alone.
+static SECONDARY_PORTS: [AtomicU64; PORT_WORDS] = [const { AtomicU64::new(0) }; PORT_WORDS];
+/// The vCPU of each port in [`SECONDARY_PORTS`].
+static PORT_VCPU: [AtomicU8; PORTS] = [const { AtomicU8::new(0) }; PORTS];
+
+/// Registers the event and failsafe callbacks and binds vCPU 0's VIRQ_TIMER. Events stay
+/// masked until someone unmasks them (or blocks).
 pub fn init() -> Result<(), XenError> {
-    hypercall::register_callback(
-        abi::CALLBACKTYPE_EVENT,
-        0,
-        event_upcall_entry as *const () as u64,
-    )?;
+    hypercall::register_callback(abi::CALLBACKTYPE_EVENT, 0, upcall_entry())?;
     hypercall::register_callback(
         abi::CALLBACKTYPE_FAILSAFE,
         abi::CALLBACKF_MASK_EVENTS,
         failsafe_entry as *const () as u64,
     )?;
-    // Xen starts every vCPU with a periodic timer (public/vcpu.h); stop it so that a timer
-    // event means the one-shot deadline we set.
-    hypercall::stop_periodic_timer()?;
-    let port = hypercall::bind_virq(abi::VIRQ_TIMER)?;
-    TIMER_PORT.store(port, Ordering::SeqCst);
+    bind_timer(0)
+}
+
+/// Where Xen enters for an event (boot/entry.S), for vCPU 0's callback_op and the others'
+/// VCPUOP_initialise context.
+pub fn upcall_entry() -> u64 {
+    event_upcall_entry as *const () as u64
+}
+
+/// Where Xen enters when it cannot load the guest's segments (boot/entry.S); events masked.
+pub fn failsafe_entry_address() -> u64 {
+    failsafe_entry as *const () as u64
+}
+
+/// Binds VIRQ_TIMER to `vcpu` and unmasks it. Xen starts every vCPU with a periodic timer
+/// (public/vcpu.h); it is stopped first, so that a timer event means the one-shot deadline set.
+pub fn bind_timer(vcpu: usize) -> Result<(), XenError> {
+    hypercall::stop_periodic_timer(vcpu as u32)?;
+    let port = hypercall::bind_virq(abi::VIRQ_TIMER, vcpu as u32)?;
+    own_port(port, vcpu);
+    VCPUS[vcpu].timer_port.store(port, Ordering::SeqCst);
     hypercall::evtchn_unmask(port)
 }
 
-/// The timer's event channel, once bound.
+/// Binds an IPI port that delivers to `vcpu` (EVTCHNOP_bind_ipi) and unmasks it.
+pub fn bind_ipi(vcpu: usize) -> Result<u32, XenError> {
+    let port = hypercall::bind_ipi(vcpu as u32)?;
+    own_port(port, vcpu);
+    VCPUS[vcpu].ipi_port.store(port, Ordering::SeqCst);
+    hypercall::evtchn_unmask(port)?;
+    Ok(port)
+}
+
+/// Records that `port` delivers to `vcpu`, before it can fire (it is unmasked after).
+fn own_port(port: u32, vcpu: usize) {
+    let port = port as usize;
+    if vcpu == 0 || port >= PORTS {
+        return;
+    }
+    PORT_VCPU[port].store(vcpu as u8, Ordering::SeqCst);
+    SECONDARY_PORTS[port / 64].fetch_or(1 << (port % 64), Ordering::SeqCst);
+}
+
+/// The ports of word `word` that deliver to `vcpu`, a bit each.
+fn ports_of(vcpu: usize, word: usize) -> u64 {
+    let secondary = SECONDARY_PORTS[word].load(Ordering::Acquire);
+    if vcpu == 0 {
+        return !secondary;
+    }
+    let mut ours = 0;
+    let mut bits = secondary;
+    while bits != 0 {
+        let bit = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        if usize::from(PORT_VCPU[word * 64 + bit].load(Ordering::Acquire)) == vcpu {
+            ours |= 1 << bit;
+        }
+    }
+    ours
+}
+
+/// Sends an IPI to `vcpu` through the port [`bind_ipi`] bound for it.
+pub fn send_ipi(vcpu: usize) -> Result<(), XenError> {
+    match VCPUS[vcpu].ipi_port.load(Ordering::SeqCst) {
+        NO_PORT => Err(XenError::ENOENT),
+        port => hypercall::evtchn_send(port),
+    }
+}
+
+/// The running vCPU's timer port, once bound.
 pub fn timer_port() -> Option<u32> {
-    let port = TIMER_PORT.load(Ordering::SeqCst);
+    let port = VCPUS[vcpu::current()].timer_port.load(Ordering::SeqCst);
     (port != NO_PORT).then_some(port)
 }
 
-/// Timer events handled and upcalls taken since boot.
+/// The running vCPU's timer events handled and upcalls taken since boot.
 pub fn counts() -> (u64, u64) {
-    (TIMER_EVENTS.load(Ordering::SeqCst), UPCALLS.load(Ordering::SeqCst))
+    let own = &VCPUS[vcpu::current()];
+    (own.timer_events.load(Ordering::SeqCst), own.upcalls.load(Ordering::SeqCst))
 }
 
-/// Arms the one-shot timer for `deadline_ns` (Xen system time).
+/// `vcpu`'s timer events and IPIs received since boot.
+pub fn counts_of(vcpu: usize) -> (u64, u64) {
+    let events = &VCPUS[vcpu];
+    (events.timer_events.load(Ordering::SeqCst), events.ipis.load(Ordering::SeqCst))
+}
+
+/// Arms the running vCPU's one-shot timer for `deadline_ns` (Xen system time).
 pub fn set_timer(deadline_ns: u64) -> Result<(), XenError> {
     hypercall::set_timer_op(deadline_ns)
 }
@@ -62,20 +155,58 @@ pub fn block() -> Result<(), XenError> {
     Ok(())
 }
 
-/// Called by the trap path for the event upcall: takes the pending events and says whether the
-/// timer's was among them (the trap path then runs the timer's handler). Must not print: it may
-/// have interrupted a console write.
-pub fn upcall() -> bool {
-    UPCALLS.fetch_add(1, Ordering::Relaxed);
-    let timer = TIMER_PORT.load(Ordering::Relaxed);
-    let mut timer_fired = false;
-    shared_info::take_pending(|port| {
-        if port == timer {
-            timer_fired = true;
+/// Blocks until `done()` holds or Xen system time passes `deadline_ns`; says whether `done()`
+/// held. `done` is checked with events masked, so an event that makes it true between the
+/// check and SCHEDOP_block wakes the block at once (Xen checks for pending events with the
+/// unmask). The running vCPU's timer is armed for the deadline and cancelled after; the event
+/// mask is left as it was found.
+pub fn wait_until(done: impl Fn() -> bool, deadline_ns: u64) -> Result<bool, XenError> {
+    let was_masked = shared_info::set_upcall_mask(true).unwrap_or(true);
+    let outcome = loop {
+        shared_info::set_upcall_mask(true);
+        if done() {
+            break Ok(true);
         }
-    });
+        if super::time::now_ns() >= deadline_ns {
+            break Ok(false);
+        }
+        if let Err(e) = set_timer(deadline_ns).and_then(|()| hypercall::sched_block()) {
+            break Err(e);
+        }
+    };
+    let cancelled = set_timer(0);
+    shared_info::set_upcall_mask(was_masked);
+    if !was_masked && shared_info::upcall_pending() {
+        // Unmasking delivers nothing by itself: a hypercall's return does (Linux's PV
+        // xen_force_evtchn_callback does the same).
+        hypercall::xen_version(abi::XENVER_VERSION)?;
+    }
+    let done = outcome?;
+    cancelled.map(|()| done)
+}
+
+/// Called by the trap path for the event upcall: takes the running vCPU's pending events,
+/// counts its IPIs, and says whether its timer's was among them (the trap path then runs the
+/// timer's handler). Must not print: it may have interrupted a console write.
+pub fn upcall() -> bool {
+    let vcpu = vcpu::current();
+    let own = &VCPUS[vcpu];
+    own.upcalls.fetch_add(1, Ordering::Relaxed);
+    let timer = own.timer_port.load(Ordering::Relaxed);
+    let ipi = own.ipi_port.load(Ordering::Relaxed);
+    let mut timer_fired = false;
+    shared_info::take_pending(
+        |word| ports_of(vcpu, word),
+        |port| {
+            if port == timer {
+                timer_fired = true;
+            } else if port == ipi {
+                own.ipis.fetch_add(1, Ordering::Relaxed);
+            }
+        },
+    );
     if timer_fired {
-        TIMER_EVENTS.fetch_add(1, Ordering::Relaxed);
+        own.timer_events.fetch_add(1, Ordering::Relaxed);
     }
     timer_fired
 }

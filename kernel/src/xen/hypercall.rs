@@ -255,15 +255,34 @@ pub fn register_callback(kind: u16, flags: u16, address: u64) -> Result<(), XenE
     XenError::check(ret).map(drop)
 }
 
-/// HYPERVISOR_event_channel_op(EVTCHNOP_bind_virq) on vcpu 0: returns the new port.
-pub fn bind_virq(virq: u32) -> Result<u32, XenError> {
+/// HYPERVISOR_event_channel_op(EVTCHNOP_bind_virq): binds `virq` to deliver on `vcpu` (any
+/// vCPU may bind a per-vCPU VIRQ for another); returns the new port.
+pub fn bind_virq(virq: u32, vcpu: u32) -> Result<u32, XenError> {
     let virq = if inject::fail(Point::Evtchn) { INVALID_VIRQ } else { virq };
-    let mut arg = abi::evtchn_bind_virq { virq, vcpu: 0, port: 0 };
+    let mut arg = abi::evtchn_bind_virq { virq, vcpu, port: 0 };
     // SAFETY: Xen reads virq/vcpu and writes `port` through the pointer.
     let ret = unsafe {
         raw(
             abi::__HYPERVISOR_event_channel_op,
             u64::from(abi::EVTCHNOP_bind_virq),
+            core::ptr::addr_of_mut!(arg) as u64,
+            0,
+            0,
+            0,
+        )
+    };
+    XenError::check(ret).map(|_| arg.port)
+}
+
+/// HYPERVISOR_event_channel_op(EVTCHNOP_bind_ipi): a new port whose events are delivered to
+/// `vcpu` of this domain (Xen public/event_channel.h); returns it.
+pub fn bind_ipi(vcpu: u32) -> Result<u32, XenError> {
+    let mut arg = abi::evtchn_bind_ipi { vcpu, port: 0 };
+    // SAFETY: Xen reads `vcpu` and writes `port` through the pointer.
+    let ret = unsafe {
+        raw(
+            abi::__HYPERVISOR_event_channel_op,
+            u64::from(abi::EVTCHNOP_bind_ipi),
             core::ptr::addr_of_mut!(arg) as u64,
             0,
             0,
@@ -341,13 +360,54 @@ pub fn machphys_mapping() -> Result<abi::MachphysMapping, XenError> {
     XenError::check(ret).map(|_| arg)
 }
 
-/// HYPERVISOR_vcpu_op(VCPUOP_stop_periodic_timer) on vcpu 0 (Xen public/vcpu.h).
-pub fn stop_periodic_timer() -> Result<(), XenError> {
+/// HYPERVISOR_vcpu_op(VCPUOP_stop_periodic_timer) on `vcpu` (Xen public/vcpu.h).
+pub fn stop_periodic_timer(vcpu: u32) -> Result<(), XenError> {
     // SAFETY: this command takes no argument structure.
+    XenError::check(unsafe { vcpu_op(abi::VCPUOP_STOP_PERIODIC_TIMER, vcpu, 0) }).map(drop)
+}
+
+/// HYPERVISOR_vcpu_op(VCPUOP_is_up): whether `vcpu` is up; `Err(ENOENT)` when the domain has
+/// no such vCPU (Xen's x86 do_vcpu_op looks the vCPU up before any command).
+pub fn vcpu_is_up(vcpu: u32) -> Result<bool, XenError> {
+    // SAFETY: this command takes no argument structure.
+    XenError::check(unsafe { vcpu_op(abi::VCPUOP_IS_UP, vcpu, 0) }).map(|up| up != 0)
+}
+
+/// HYPERVISOR_vcpu_op(VCPUOP_initialise): gives `vcpu` its first register state, page-table
+/// base, trap table and callbacks. Once per vCPU (Xen answers EEXIST after that).
+pub fn vcpu_initialise(vcpu: u32, context: &abi::VcpuGuestContext) -> Result<(), XenError> {
+    // SAFETY: Xen copies a `struct vcpu_guest_context` (layout asserted in xen::abi) from the
+    // pointer during the call; `context` lives for the call.
     XenError::check(unsafe {
-        raw(abi::__HYPERVISOR_vcpu_op, u64::from(abi::VCPUOP_STOP_PERIODIC_TIMER), 0, 0, 0, 0)
+        vcpu_op(abi::VCPUOP_INITIALISE, vcpu, core::ptr::from_ref(context) as u64)
     })
     .map(drop)
+}
+
+/// HYPERVISOR_vcpu_op(VCPUOP_up): makes an initialised `vcpu` runnable.
+pub fn vcpu_up(vcpu: u32) -> Result<(), XenError> {
+    // SAFETY: this command takes no argument structure.
+    XenError::check(unsafe { vcpu_op(abi::VCPUOP_UP, vcpu, 0) }).map(drop)
+}
+
+/// HYPERVISOR_vcpu_op(VCPUOP_set_singleshot_timer): the one-shot timer of `vcpu`, which must be
+/// the calling vCPU (Xen answers EINVAL otherwise), at absolute system time `deadline_ns`.
+pub fn set_singleshot_timer(vcpu: u32, deadline_ns: u64) -> Result<(), XenError> {
+    let arg = abi::VcpuSetSingleshotTimer { timeout_abs_ns: deadline_ns, flags: 0 };
+    // SAFETY: Xen reads a `struct vcpu_set_singleshot_timer` through the pointer.
+    XenError::check(unsafe {
+        vcpu_op(abi::VCPUOP_SET_SINGLESHOT_TIMER, vcpu, core::ptr::addr_of!(arg) as u64)
+    })
+    .map(drop)
+}
+
+/// HYPERVISOR_vcpu_op(cmd, vcpu, arg).
+///
+/// # Safety
+/// `arg` must be 0 or point at the structure `cmd` reads or writes, live for the call.
+unsafe fn vcpu_op(cmd: u32, vcpu: u32, arg: u64) -> i64 {
+    // SAFETY: the caller guarantees `arg` for `cmd`.
+    unsafe { raw(abi::__HYPERVISOR_vcpu_op, u64::from(cmd), u64::from(vcpu), arg, 0, 0) }
 }
 
 /// HYPERVISOR_vcpu_op(VCPUOP_send_nmi) to `vcpu` of this domain (Xen public/vcpu.h): Xen

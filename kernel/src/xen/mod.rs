@@ -34,6 +34,9 @@ pub mod shutdown;
 pub mod slots;
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)]
+pub mod vcpu;
+#[cfg(target_os = "none")]
+#[allow(unsafe_code)]
 pub mod xenstore;
 
 pub use error::XenError;

@@ -1,14 +1,15 @@
 //! The shared_info page: mapped once at boot, read and written only through raw pointers.
 //!
 //! Xen updates this page behind our back (event bits, time, cr2), so nothing here ever copies
-//! it or holds a Rust reference into it: every access is a volatile read or write.
+//! it or holds a Rust reference into it: every access is a volatile read or write. Each vCPU
+//! uses its own `vcpu_info` slot (`vcpu_info[n]` for vCPU n, [`vcpu::MAX_VCPUS`] of them).
 
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use super::abi::{self, shared_info, vcpu_info};
 use super::slots::{self, Slot};
-use super::XenError;
+use super::{vcpu, XenError};
 
 static SHARED_INFO: AtomicPtr<shared_info> = AtomicPtr::new(core::ptr::null_mut());
 
@@ -19,27 +20,48 @@ pub fn map(machine_addr: u64) -> Result<(), XenError> {
     Ok(())
 }
 
-fn vcpu0() -> Option<*mut vcpu_info> {
+/// `vcpu_info[n]`, once shared_info is mapped.
+fn vcpu_info_of(n: usize) -> Option<*mut vcpu_info> {
     let shared = SHARED_INFO.load(Ordering::Acquire);
-    if shared.is_null() {
+    if shared.is_null() || n >= VCPU_SLOTS {
         return None;
     }
-    // SAFETY: `shared` points at the mapped shared_info page; vcpu_info[0] is inside it.
-    Some(unsafe { addr_of_mut!((*shared).vcpu_info[0]) })
+    // SAFETY: `shared` points at the mapped shared_info page; vcpu_info[n] is inside it.
+    Some(unsafe { addr_of_mut!((*shared).vcpu_info[n]) })
 }
 
-/// vcpu 0's cr2: Xen stores the faulting address there before delivering #PF (the guest
-/// cannot read %cr2 itself). `None` before shared_info is mapped.
+/// The running vCPU's `vcpu_info`.
+fn own() -> Option<*mut vcpu_info> {
+    vcpu_info_of(vcpu::current())
+}
+
+/// The running vCPU's cr2: Xen stores the faulting address there before delivering #PF (the
+/// guest cannot read %cr2 itself). `None` before shared_info is mapped.
 pub fn cr2() -> Option<u64> {
-    let vcpu = vcpu0()?;
+    let vcpu = own()?;
     // SAFETY: `vcpu` points into the mapped shared_info page; the read is volatile because
     // Xen writes the field.
     Some(unsafe { core::ptr::read_volatile(addr_of!((*vcpu).arch.cr2)) })
 }
 
-/// Masks (true) or unmasks (false) event delivery on vcpu 0; returns the previous mask.
+/// Masks (true) or unmasks (false) event delivery on the running vCPU; returns the previous
+/// mask.
 pub fn set_upcall_mask(masked: bool) -> Option<bool> {
-    let vcpu = vcpu0()?;
+    set_upcall_mask_of(vcpu::current(), masked)
+}
+
+/// Whether an event waits for the running vCPU (`evtchn_upcall_pending`): Xen delivers it at the
+/// next return to the guest with events unmasked.
+pub fn upcall_pending() -> bool {
+    let Some(vcpu) = own() else { return false };
+    // SAFETY: as in `cr2`.
+    unsafe { core::ptr::read_volatile(addr_of!((*vcpu).evtchn_upcall_pending)) != 0 }
+}
+
+/// Sets the event mask of vCPU `n` (e.g. of a vCPU not started yet, so that it starts masked);
+/// returns the previous mask.
+pub fn set_upcall_mask_of(n: usize, masked: bool) -> Option<bool> {
+    let vcpu = vcpu_info_of(n)?;
     // SAFETY: as in `cr2`; the byte is ours to write (Xen public/xen.h, evtchn_upcall_mask).
     unsafe {
         let mask = addr_of_mut!((*vcpu).evtchn_upcall_mask);
@@ -53,20 +75,22 @@ pub fn set_upcall_mask(masked: bool) -> Option<bool> {
 /// Number of vcpu_info slots Xen reserves in shared_info.
 pub const VCPU_SLOTS: usize = abi::LEGACY_MAX_VCPUS;
 
-/// vcpu 0's time record (`vcpu_info.time`), for `time::now_ns`.
-pub fn vcpu0_time() -> Option<*const abi::vcpu_time_info> {
-    let vcpu = vcpu0()?;
+/// The running vCPU's time record (`vcpu_info.time`), for `time::now_ns`.
+pub fn own_time() -> Option<*const abi::vcpu_time_info> {
+    let vcpu = own()?;
     // SAFETY: `vcpu` points into the mapped shared_info page.
     Some(unsafe { addr_of!((*vcpu).time) })
 }
 
-/// Takes the pending events of vcpu 0: clears the upcall-pending flag, then for each word
-/// named in the selector, atomically takes the pending and unmasked bits and calls `each`
-/// with their port numbers (Xen public/xen.h, two-level event channel ABI).
-pub fn take_pending(mut each: impl FnMut(u32)) {
+/// Takes the pending events of the running vCPU: clears its upcall-pending flag, then for each
+/// word named in its selector, atomically takes the pending and unmasked bits of the ports
+/// `owned` says are delivered to it and calls `each` with their port numbers (Xen public/xen.h,
+/// two-level event channel ABI). A word holds ports of every vCPU: Xen names it in the selector
+/// of the port's vCPU only, and the bits of another vCPU's ports are left for that one.
+pub fn take_pending(owned: impl Fn(usize) -> u64, mut each: impl FnMut(u32)) {
     use core::sync::atomic::AtomicU64;
     let shared = SHARED_INFO.load(Ordering::Acquire);
-    let Some(vcpu) = vcpu0() else { return };
+    let Some(vcpu) = own() else { return };
     // SAFETY: all pointers are into the mapped shared_info page; the words are 8-byte
     // aligned and Xen updates them with atomic operations, so viewing them as atomics is
     // the documented protocol.
@@ -80,7 +104,8 @@ pub fn take_pending(mut each: impl FnMut(u32)) {
             }
             let pending = AtomicU64::from_ptr(addr_of_mut!((*shared).evtchn_pending[word]));
             let mask = core::ptr::read_volatile(addr_of!((*shared).evtchn_mask[word]));
-            let taken = pending.fetch_and(mask, Ordering::AcqRel) & !mask;
+            let ours = owned(word) & !mask;
+            let taken = pending.fetch_and(!ours, Ordering::AcqRel) & ours;
             for bit in 0..64 {
                 if taken & (1 << bit) != 0 {
                     each((word * 64 + bit) as u32);

@@ -7,13 +7,13 @@ pub fn scale_delta(delta_tsc: u64, mul: u32, shift: i8) -> u64 {
     ((u128::from(shifted) * u128::from(mul)) >> 32) as u64
 }
 
-/// Reads vcpu 0's time record consistently (retrying while Xen updates it) and returns the
+/// Reads the running vCPU's time record consistently (retrying while Xen updates it) and returns the
 /// current system time in ns.
 #[cfg(target_os = "none")]
 pub fn now_ns() -> u64 {
     use core::ptr::read_volatile;
     use core::sync::atomic::{fence, Ordering};
-    let Some(time) = super::shared_info::vcpu0_time() else { return 0 };
+    let Some(time) = super::shared_info::own_time() else { return 0 };
     loop {
         // SAFETY: `time` points into the mapped shared_info page; fields are read volatile
         // because Xen rewrites them, and the version protocol below detects torn reads.

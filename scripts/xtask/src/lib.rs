@@ -34,7 +34,7 @@ pub use outcome::{
     EXIT_SUCCESS, EXIT_TIMEOUT,
 };
 pub use run::{
-    run, Mode, Payload, RunOptions, RunOutcome, DEFAULT_DOMU_MEMORY_MIB, DEFAULT_MEMORY_MIB, MAX_VCPUS,
-    DEFAULT_TIMEOUT,
+    run, Mode, Payload, RunOptions, RunOutcome, DEFAULT_DOMU_MEMORY_MIB, DEFAULT_MEMORY_MIB,
+    DEFAULT_TIMEOUT, MAX_VCPUS,
 };
 pub use xl::XlConsole;

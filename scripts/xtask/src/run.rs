@@ -436,8 +436,7 @@ fn prepare_xl(
     let dir = options.xl_dir.clone().unwrap_or_else(|| workspace::target_dir().join("xl"));
     let timeout_secs = options.timeout.as_secs().max(1);
     let mut files = Vec::new();
-    let bytes =
-        xl::with_xl_dir(
+    let bytes = xl::with_xl_dir(
         &dir,
         kernel,
         module,

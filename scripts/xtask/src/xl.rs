@@ -297,7 +297,14 @@ mod tests {
         assert!(!text.lines().any(|l| l.starts_with("extra")), "{text}");
         let quoted = GuestConfig {
             cmdline: "a\"b",
-            ..GuestConfig { name: "f", kernel: "f", ramdisk: None, memory_mib: 8, vcpus: 1, cmdline: "" }
+            ..GuestConfig {
+                name: "f",
+                kernel: "f",
+                ramdisk: None,
+                memory_mib: 8,
+                vcpus: 1,
+                cmdline: "",
+            }
         };
         assert!(render_cfg(&quoted).is_err());
     }

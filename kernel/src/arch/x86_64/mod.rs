@@ -13,6 +13,9 @@ pub mod crash;
 pub mod fpu;
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)]
+pub mod smp;
+#[cfg(target_os = "none")]
+#[allow(unsafe_code)]
 pub mod traps;
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)]

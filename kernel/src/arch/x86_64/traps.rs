@@ -7,7 +7,7 @@
 use core::fmt;
 
 use crate::xen::abi::{self, trap_info};
-use crate::xen::{events, hypercall, shared_info, XenError};
+use crate::xen::{events, hypercall, shared_info, vcpu, XenError};
 
 use super::exception;
 use super::page_fault::PageFault;
@@ -72,16 +72,46 @@ static TABLE: spin::Mutex<[trap_info; 256]> =
     spin::Mutex::new([trap_info { vector: 0, flags: 0, cs: 0, address: 0 }; 256]);
 
 /// Registers the kernel's trap policy (once: a second call is refused with a panic), the entry
-/// stubs of boot/entry.S for every vector, so that whatever vector reaches the kernel ends in a
-/// handler or a report (from user mode, in a named kill), and the NMI stub as CALLBACKTYPE_nmi,
-/// which is how Xen's public/callback.h has a PV guest register it. Events are masked on entry
-/// to every handler (the handlers never need events; #PF must read cr2 before an event could
-/// overwrite it). #BP and #OF may be raised by `int3`/`into` from any ring (DPL 3); the others
-/// only by the CPU, or by Xen (a software `int $n` a program may not use reaches the kernel as
-/// #GP).
+/// stubs of boot/entry.S for every vector ([`entry_of`]), so that whatever vector reaches the
+/// kernel ends in a handler or a report (from user mode, in a named kill), and the NMI stub as
+/// CALLBACKTYPE_nmi, which is how Xen's public/callback.h has a PV guest register it.
 pub fn install(handlers: KernelHandlers) -> Result<(), XenError> {
     assert!(!HANDLERS.is_completed(), "the kernel's trap handlers are installed once");
     HANDLERS.call_once(|| handlers);
+    let mut table = TABLE.lock();
+    let vectors = (0..256).filter(|v| *v != exception::NMI);
+    for (entry, vector) in table.iter_mut().zip(vectors) {
+        *entry = entry_of(vector);
+    }
+    // table[255] stays all-zero: the sentinel Xen stops at.
+    hypercall::set_trap_table(&table[..])?;
+    hypercall::register_callback(abi::CALLBACKTYPE_NMI, 0, stub_of(exception::NMI))
+}
+
+/// The virtual IDT of another vCPU's VCPUOP_initialise context: the same entries as
+/// [`install`] registers, indexed by vector, with the NMI stub at vector 2 as
+/// CALLBACKTYPE_nmi would put it (Xen's register_guest_nmi_callback: events masked).
+pub fn vcpu_context_table() -> [trap_info; 256] {
+    core::array::from_fn(|vector| entry_of(vector as u64))
+}
+
+/// The trap table entry of `vector`: its stub, events masked on entry (the handlers never need
+/// events; #PF must read cr2 before an event could overwrite it). #BP and #OF may be raised by
+/// `int3`/`into` from any ring (DPL 3); the others only by the CPU, or by Xen (a software
+/// `int $n` a program may not use reaches the kernel as #GP).
+fn entry_of(vector: u64) -> trap_info {
+    let user_may_raise = vector == exception::BREAKPOINT || vector == exception::OVERFLOW;
+    let dpl: u8 = if user_may_raise { 3 } else { 0 };
+    trap_info {
+        vector: vector as u8,
+        flags: dpl | abi::TRAP_INFO_MASK_EVENTS,
+        cs: abi::FLAT_KERNEL_CS as u16,
+        address: stub_of(vector),
+    }
+}
+
+/// The stub of `vector` in boot/entry.S (the stride is checked once against the stubs' end).
+fn stub_of(vector: u64) -> u64 {
     let stubs = trap_stubs as *const () as u64;
     let stubs_end = trap_stubs_end as *const () as u64;
     assert_eq!(
@@ -89,22 +119,7 @@ pub fn install(handlers: KernelHandlers) -> Result<(), XenError> {
         256 * STUB_BYTES,
         "boot/entry.S: the stubs of vectors 0-255 are not {STUB_BYTES} bytes apart"
     );
-    let stub_of = |vector: u64| stubs + vector * STUB_BYTES;
-    let mut table = TABLE.lock();
-    let vectors = (0..256).filter(|v| *v != exception::NMI);
-    for (entry, vector) in table.iter_mut().zip(vectors) {
-        let user_may_raise = vector == exception::BREAKPOINT || vector == exception::OVERFLOW;
-        let dpl: u8 = if user_may_raise { 3 } else { 0 };
-        *entry = trap_info {
-            vector: vector as u8,
-            flags: dpl | abi::TRAP_INFO_MASK_EVENTS,
-            cs: abi::FLAT_KERNEL_CS as u16,
-            address: stub_of(vector),
-        };
-    }
-    // table[255] stays all-zero: the sentinel Xen stops at.
-    hypercall::set_trap_table(&table[..])?;
-    hypercall::register_callback(abi::CALLBACKTYPE_NMI, 0, stub_of(exception::NMI))
+    stubs + vector * STUB_BYTES
 }
 
 /// Called by `trap_common` (boot/entry.S) with the saved registers; returning resumes the
@@ -125,8 +140,9 @@ fn route(frame: &mut TrapFrame) {
     let after = match frame.vector {
         exception::EVENT_UPCALL => {
             let timer_fired = events::upcall();
+            // Programs run on vCPU 0 only: another vCPU's timer is its own business.
             match user::running() {
-                Some(run) if timer_fired => (run.timer)(frame),
+                Some(run) if timer_fired && vcpu::current() == 0 => (run.timer)(frame),
                 _ => AfterTrap::Resume,
             }
         }

@@ -103,8 +103,14 @@ pub fn init() -> Result<(), XenError> {
     hypercall::register_callback(
         abi::CALLBACKTYPE_SYSCALL,
         abi::CALLBACKF_MASK_EVENTS,
-        syscall_entry as *const () as u64,
+        syscall_entry_address(),
     )
+}
+
+/// Where Xen enters for a `syscall` from user mode (boot/user.S), for vCPU 0's callback_op and
+/// the other vCPUs' VCPUOP_initialise context.
+pub fn syscall_entry_address() -> u64 {
+    syscall_entry as *const () as u64
 }
 
 /// Pages used as a stack by the CPU and Xen: only their addresses are handed out, no Rust
