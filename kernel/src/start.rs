@@ -160,47 +160,10 @@ fn bring_up_vcpus(info: &StartInfo<'_>) {
             return;
         }
     };
-    for n in 1..bringup.count {
-        let Some(outcome) = bringup.outcomes[n].clone() else { continue };
-        match outcome {
-            VcpuOutcome::Online { stack, rsp, timer_events } => {
-                if !stack.contains(&rsp) {
-                    check!(
-                        Error,
-                        "vcpu {n}: ran with rsp {rsp:#x}, outside its stack {:#x}..{:#x}",
-                        stack.start,
-                        stack.end
-                    );
-                    continue;
-                }
-                match smp::ping(n) {
-                    Ok(true) => {
-                        online[n] = true;
-                        println!(
-                            "vcpu {n}: up: ran on its own stack ({:#x}..{:#x}, rsp {rsp:#x}) with vcpu_info {n}, took {timer_events} event(s) of its own timer, answered an IPI from vCPU 0",
-                            stack.start, stack.end
-                        );
-                    }
-                    Ok(false) => check!(
-                        Error,
-                        "vcpu {n}: no answer to an IPI from vCPU 0 ({:?})",
-                        smp::outcome_of(n)
-                    ),
-                    Err((call, e)) => check!(Error, "vcpu {n}: IPI from vCPU 0: {call}: {e}"),
-                }
-            }
-            VcpuOutcome::NotStarted { call, error } => {
-                check!(Error, "vcpu {n}: {call}: {error}: it stays down")
-            }
-            VcpuOutcome::Failed { step: smp::Step::OwnNumber, value } => {
-                check!(Error, "vcpu {n}: %gs:0 names vCPU {value}, not itself")
-            }
-            VcpuOutcome::Failed { step, value } => {
-                check!(Error, "vcpu {n}: {}: {}", step.name(), XenError(value))
-            }
-            VcpuOutcome::Silent(stage) => {
-                check!(Error, "vcpu {n}: started but did not report: {}", stage.describe())
-            }
+    let outcomes = bringup.outcomes.iter().enumerate().take(bringup.count).skip(1);
+    for (n, outcome) in outcomes {
+        if let Some(outcome) = outcome.clone() {
+            online[n] = report_vcpu(n, outcome);
         }
     }
     if bringup.beyond_max {
@@ -213,6 +176,52 @@ fn bring_up_vcpus(info: &StartInfo<'_>) {
     } else {
         println!("vcpus: {up} online ({list}) of {}", bringup.count);
     }
+}
+
+/// Reports how vCPU `n` fared (an `[ERROR]` line unless it is up); says whether it is online,
+/// which needs an answered IPI from vCPU 0 on top of its own report.
+fn report_vcpu(n: usize, outcome: VcpuOutcome) -> bool {
+    match outcome {
+        VcpuOutcome::Online { stack, rsp, timer_events } => {
+            if !stack.contains(&rsp) {
+                check!(
+                    Error,
+                    "vcpu {n}: ran with rsp {rsp:#x}, outside its stack {:#x}..{:#x}",
+                    stack.start,
+                    stack.end
+                );
+                return false;
+            }
+            match smp::ping(n) {
+                Ok(true) => {
+                    println!(
+                        "vcpu {n}: up: ran on its own stack ({:#x}..{:#x}, rsp {rsp:#x}) with vcpu_info {n}, took {timer_events} event(s) of its own timer, answered an IPI from vCPU 0",
+                        stack.start, stack.end
+                    );
+                    return true;
+                }
+                Ok(false) => check!(
+                    Error,
+                    "vcpu {n}: no answer to an IPI from vCPU 0 ({:?})",
+                    smp::outcome_of(n)
+                ),
+                Err((call, e)) => check!(Error, "vcpu {n}: IPI from vCPU 0: {call}: {e}"),
+            }
+        }
+        VcpuOutcome::NotStarted { call, error } => {
+            check!(Error, "vcpu {n}: {call}: {error}: it stays down")
+        }
+        VcpuOutcome::Failed { step: smp::Step::OwnNumber, value } => {
+            check!(Error, "vcpu {n}: %gs:0 names vCPU {value}, not itself")
+        }
+        VcpuOutcome::Failed { step, value } => {
+            check!(Error, "vcpu {n}: {}: {}", step.name(), XenError(value))
+        }
+        VcpuOutcome::Silent(stage) => {
+            check!(Error, "vcpu {n}: started but did not report: {}", stage.describe())
+        }
+    }
+    false
 }
 
 /// "0, 1, 3": the vCPUs marked online.

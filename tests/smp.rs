@@ -1,0 +1,89 @@
+//! SMP, first slice: the domain's other vCPUs come up and the boot summary names them.
+//!
+//! What each proves: with `--vcpus N` (QEMU `-smp N` with multi-threaded TCG, `dom0_max_vcpus=N`
+//! or xl's `vcpus = N`) the kernel finds the N vCPUs, starts vCPUs 1..N-1 with VCPUOP_initialise
+//! and VCPUOP_up, and each one runs our code on its own stack, reads its own number through
+//! `%gs`, takes an event of its own timer and answers an IPI from vCPU 0. The `vcpus:` line is
+//! printed by vCPU 0 only after that, and names only the vCPUs that did all of it (a vCPU that
+//! failed a step is an `[ERROR]` line and is left out). The whole suite still passes with two
+//! vCPUs on both paths (its programs run on vCPU 0). One vCPU stays the default and starts
+//! nothing.
+
+use faultline_tests::{boot, boot_with, domu_options, Boot, Verdict, EXIT_SUCCESS};
+use xtask::RunOptions;
+
+/// Fails unless the guest printed exactly `line`.
+fn assert_line(run: &Boot, line: &str) {
+    let lines = run.guest_lines();
+    assert!(
+        lines.contains(&line),
+        "no line {line:?} in the guest's console:\n{}",
+        lines.join("\n")
+    );
+}
+
+/// Fails if the guest reported an error (a vCPU that did not come up is one).
+fn assert_no_error(run: &Boot) {
+    let errors: Vec<&str> =
+        run.guest_lines().into_iter().filter(|line| line.starts_with("[ERROR]")).collect();
+    assert!(errors.is_empty(), "errors: {errors:#?}");
+}
+
+/// The `vcpu N: up: ...` line of each vCPU but 0, printed once it answered vCPU 0's IPI.
+fn assert_up(run: &Boot, vcpus: usize) {
+    for n in 1..vcpus {
+        run.assert_guest_line_starts_with(&format!("vcpu {n}: up: ran on its own stack ("));
+    }
+    assert!(
+        !run.guest_lines().iter().any(|l| l.starts_with(&format!("vcpu {vcpus}: "))),
+        "a vCPU past the domain's {vcpus}"
+    );
+}
+
+#[test]
+fn two_vcpus_come_up_and_the_catalogue_passes_as_dom0() {
+    let run = boot_with(RunOptions { vcpus: 2, programs: true, ..RunOptions::default() });
+    run.assert_exit(EXIT_SUCCESS).assert_last_line_is_verdict(Verdict::Success);
+    assert_up(&run, 2);
+    assert_line(&run, "vcpus: 2 online (0, 1)");
+    assert_no_error(&run);
+    run.assert_every_program_passed();
+}
+
+#[test]
+fn three_vcpus_come_up_as_dom0() {
+    let run = boot_with(RunOptions {
+        vcpus: 3,
+        cmdline: "selftest=none".into(),
+        ..RunOptions::default()
+    });
+    run.assert_exit(EXIT_SUCCESS).assert_last_line_is_verdict(Verdict::Success);
+    assert_up(&run, 3);
+    assert_line(&run, "vcpus: 3 online (0, 1, 2)");
+    assert_no_error(&run);
+}
+
+#[test]
+fn one_vcpu_is_the_default_and_starts_nothing() {
+    let run = boot("selftest=none");
+    run.assert_exit(EXIT_SUCCESS);
+    assert_line(&run, "vcpus: 1 online (0)");
+    assert_up(&run, 1);
+}
+
+#[test]
+fn two_vcpus_come_up_and_the_suite_passes_as_a_domu() {
+    let xl_dir = xtask::workspace::target_dir().join("xl-smp");
+    let run = boot_with(RunOptions { vcpus: 2, xl_dir: Some(xl_dir.clone()), ..domu_options("") });
+    run.assert_exit(EXIT_SUCCESS)
+        .assert_guest_line_starts_with("domain: DomU")
+        .assert_last_line_is_verdict(Verdict::Success);
+    assert_up(&run, 2);
+    assert_line(&run, "vcpus: 2 online (0, 1)");
+    assert_no_error(&run);
+    run.assert_every_program_passed();
+    let cfg =
+        std::fs::read_to_string(xtask::workspace::target_dir().join("xl-tests/faultline.cfg"))
+            .expect("the xl folder's cfg");
+    assert!(cfg.lines().any(|l| l == "vcpus = 2"), "{cfg}");
+}
