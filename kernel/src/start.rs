@@ -181,47 +181,28 @@ fn bring_up_vcpus(info: &StartInfo<'_>) {
 /// Reports how vCPU `n` fared (an `[ERROR]` line unless it is up); says whether it is online,
 /// which needs an answered IPI from vCPU 0 on top of its own report.
 fn report_vcpu(n: usize, outcome: VcpuOutcome) -> bool {
-    match outcome {
-        VcpuOutcome::Online { stack, rsp, timer_events } => {
-            if !stack.contains(&rsp) {
-                check!(
-                    Error,
-                    "vcpu {n}: ran with rsp {rsp:#x}, outside its stack {:#x}..{:#x}",
-                    stack.start,
-                    stack.end
-                );
-                return false;
-            }
-            match smp::ping(n) {
-                Ok(true) => {
-                    println!(
-                        "vcpu {n}: up: ran on its own stack ({:#x}..{:#x}, rsp {rsp:#x}) with vcpu_info {n}, took {timer_events} event(s) of its own timer, answered an IPI from vCPU 0",
-                        stack.start, stack.end
-                    );
-                    return true;
-                }
-                Ok(false) => check!(
-                    Error,
-                    "vcpu {n}: no answer to an IPI from vCPU 0 ({:?})",
-                    smp::outcome_of(n)
-                ),
-                Err((call, e)) => check!(Error, "vcpu {n}: IPI from vCPU 0: {call}: {e}"),
-            }
+    let VcpuOutcome::Online { stack, rsp, .. } = &outcome else {
+        check!(Error, "vcpu {n}: {outcome}");
+        return false;
+    };
+    if !stack.contains(rsp) {
+        check!(Error, "vcpu {n}: its rsp is outside its stack: {outcome}");
+        return false;
+    }
+    match smp::ping(n) {
+        Ok(true) => {
+            println!("vcpu {n}: up: {outcome}, used vcpu_info {n}, answered an IPI from vCPU 0");
+            true
         }
-        VcpuOutcome::NotStarted { call, error } => {
-            check!(Error, "vcpu {n}: {call}: {error}: it stays down")
+        Ok(false) => {
+            check!(Error, "vcpu {n}: no answer to an IPI from vCPU 0: {}", smp::outcome_of(n));
+            false
         }
-        VcpuOutcome::Failed { step: smp::Step::OwnNumber, value } => {
-            check!(Error, "vcpu {n}: %gs:0 names vCPU {value}, not itself")
-        }
-        VcpuOutcome::Failed { step, value } => {
-            check!(Error, "vcpu {n}: {}: {}", step.name(), XenError(value))
-        }
-        VcpuOutcome::Silent(stage) => {
-            check!(Error, "vcpu {n}: started but did not report: {}", stage.describe())
+        Err((call, e)) => {
+            check!(Error, "vcpu {n}: an IPI from vCPU 0: {call}: {e}");
+            false
         }
     }
-    false
 }
 
 /// "0, 1, 3": the vCPUs marked online.

@@ -164,6 +164,26 @@ pub enum VcpuOutcome {
     Silent(Stage),
 }
 
+impl core::fmt::Display for VcpuOutcome {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            VcpuOutcome::Online { stack, rsp, timer_events } => write!(
+                f,
+                "ran on its own stack ({:#x}..{:#x}, rsp {rsp:#x}), took {timer_events} event(s) of its own timer",
+                stack.start, stack.end
+            ),
+            VcpuOutcome::NotStarted { call, error } => write!(f, "{call}: {error}: it stays down"),
+            VcpuOutcome::Failed { step: Step::OwnNumber, value } => {
+                write!(f, "%gs:0 names vCPU {value}, not itself")
+            }
+            VcpuOutcome::Failed { step, value } => write!(f, "{}: {}", step.name(), XenError(*value)),
+            VcpuOutcome::Silent(stage) => {
+                write!(f, "started but did not report: {}", stage.describe())
+            }
+        }
+    }
+}
+
 /// The vCPUs and how each fared.
 pub struct Bringup {
     /// vCPUs the domain has (at most [`MAX_VCPUS`]).
