@@ -7,9 +7,9 @@
 //! shared rings of public/io/console.h and public/io/xs_wire.h).
 
 pub use xen_sys::{
-    evtchn_bind_ipi, evtchn_bind_virq, evtchn_send, evtchn_unmask, mmu_update, mmuext_op,
-    mmuext_op__bindgen_ty_1, mmuext_op__bindgen_ty_2, sched_shutdown, shared_info, start_info,
-    trap_info, vcpu_info, vcpu_time_info,
+    evtchn_bind_ipi, evtchn_bind_virq, evtchn_close, evtchn_send, evtchn_unmask, mmu_update,
+    mmuext_op, mmuext_op__bindgen_ty_1, mmuext_op__bindgen_ty_2, sched_shutdown, shared_info,
+    start_info, trap_info, vcpu_info, vcpu_time_info,
 };
 
 pub use xen_sys::{
@@ -18,12 +18,13 @@ pub use xen_sys::{
     __HYPERVISOR_physdev_op, __HYPERVISOR_sched_op, __HYPERVISOR_set_segment_base,
     __HYPERVISOR_set_timer_op, __HYPERVISOR_set_trap_table, __HYPERVISOR_stack_switch,
     __HYPERVISOR_update_va_mapping, __HYPERVISOR_vcpu_op, __HYPERVISOR_xen_version,
-    CONSOLEIO_write, EVTCHNOP_bind_ipi, EVTCHNOP_bind_virq, EVTCHNOP_send, EVTCHNOP_unmask,
-    SCHEDOP_block, SCHEDOP_shutdown, SCHEDOP_yield, SHUTDOWN_crash, SHUTDOWN_poweroff,
-    SHUTDOWN_reboot, FLAT_KERNEL_CS, FLAT_KERNEL_SS, FLAT_USER_CS64, FLAT_USER_SS64,
-    MMUEXT_INVLPG_LOCAL, MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L1_TABLE,
-    MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL,
-    MMUEXT_UNPIN_TABLE, MMU_NORMAL_PT_UPDATE, SIF_INITDOMAIN, SIF_PRIVILEGED, VIRQ_TIMER,
+    CONSOLEIO_write, EVTCHNOP_bind_ipi, EVTCHNOP_bind_virq, EVTCHNOP_close, EVTCHNOP_send,
+    EVTCHNOP_unmask, SCHEDOP_block, SCHEDOP_shutdown, SCHEDOP_yield, SHUTDOWN_crash,
+    SHUTDOWN_poweroff, SHUTDOWN_reboot, FLAT_KERNEL_CS, FLAT_KERNEL_SS, FLAT_USER_CS64,
+    FLAT_USER_SS64, MMUEXT_INVLPG_LOCAL, MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR,
+    MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE,
+    MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE, MMU_NORMAL_PT_UPDATE, SIF_INITDOMAIN,
+    SIF_PRIVILEGED, VIRQ_TIMER,
 };
 
 /// log2 of the size of a page and of a frame: a 64-bit PV guest's pages, frame numbers (mfns,
@@ -542,6 +543,7 @@ mod tests {
         assert_eq!(offset_of!(evtchn_bind_ipi, vcpu), 0);
         assert_eq!(offset_of!(evtchn_bind_ipi, port), 4);
         assert_eq!(EVTCHNOP_bind_ipi, 7);
+        assert_eq!((size_of::<evtchn_close>(), EVTCHNOP_close), (4, 3));
     }
 
     #[test]

@@ -86,6 +86,19 @@ pub fn bind_ipi(vcpu: usize) -> Result<u32, XenError> {
     Ok(port)
 }
 
+/// Closes the IPI port [`bind_ipi`] bound for `vcpu` (undoing a bring-up that failed).
+pub fn unbind_ipi(vcpu: usize) -> Result<(), XenError> {
+    let port = VCPUS[vcpu].ipi_port.swap(NO_PORT, Ordering::SeqCst);
+    if port == NO_PORT {
+        return Ok(());
+    }
+    hypercall::evtchn_close(port)?;
+    if vcpu != 0 && (port as usize) < PORTS {
+        SECONDARY_PORTS[port as usize / 64].fetch_and(!(1 << (port % 64)), Ordering::SeqCst);
+    }
+    Ok(())
+}
+
 /// Records that `port` delivers to `vcpu`, before it can fire (it is unmasked after).
 fn own_port(port: u32, vcpu: usize) {
     let port = port as usize;

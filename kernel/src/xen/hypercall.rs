@@ -292,6 +292,23 @@ pub fn bind_ipi(vcpu: u32) -> Result<u32, XenError> {
     XenError::check(ret).map(|_| arg.port)
 }
 
+/// HYPERVISOR_event_channel_op(EVTCHNOP_close): frees `port` of this domain.
+pub fn evtchn_close(port: u32) -> Result<(), XenError> {
+    let arg = abi::evtchn_close { port };
+    // SAFETY: Xen reads a `struct evtchn_close` through the pointer.
+    let ret = unsafe {
+        raw(
+            abi::__HYPERVISOR_event_channel_op,
+            u64::from(abi::EVTCHNOP_close),
+            core::ptr::addr_of!(arg) as u64,
+            0,
+            0,
+            0,
+        )
+    };
+    XenError::check(ret).map(drop)
+}
+
 /// HYPERVISOR_event_channel_op(EVTCHNOP_unmask): Xen re-raises the event if it is pending.
 pub fn evtchn_unmask(port: u32) -> Result<(), XenError> {
     let port = if inject::fail(Point::Evtchn) { INVALID_PORT } else { port };

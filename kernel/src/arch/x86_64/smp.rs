@@ -155,8 +155,9 @@ impl Secondary {
 pub enum VcpuOutcome {
     /// It ran on its own stack (`rsp` was inside `stack`) and its own timer fired.
     Online { stack: Range<u64>, rsp: u64, timer_events: u64 },
-    /// vCPU 0 could not start it: `call` failed.
-    NotStarted { call: &'static str, error: XenError },
+    /// vCPU 0 could not start it: `call` failed. What was set up for it before (its stack, its
+    /// IPI port) was undone, unless `undo` says closing the port failed.
+    NotStarted { call: &'static str, error: XenError, undo: Result<(), XenError> },
     /// It started, and a step of its own set-up failed with Xen's `error` (or, for
     /// [`Step::OwnNumber`], `%gs:0` gave `value`).
     Failed { step: Step, value: i64 },
@@ -172,7 +173,13 @@ impl core::fmt::Display for VcpuOutcome {
                 "ran on its own stack ({:#x}..{:#x}, rsp {rsp:#x}), took {timer_events} event(s) of its own timer",
                 stack.start, stack.end
             ),
-            VcpuOutcome::NotStarted { call, error } => write!(f, "{call}: {error}: it stays down"),
+            VcpuOutcome::NotStarted { call, error, undo } => {
+                write!(f, "{call}: {error}: it stays down")?;
+                match undo {
+                    Ok(()) => Ok(()),
+                    Err(e) => write!(f, " (and EVTCHNOP_close of its IPI port: {e})"),
+                }
+            }
             VcpuOutcome::Failed { step: Step::OwnNumber, value } => {
                 write!(f, "%gs:0 names vCPU {value}, not itself")
             }
@@ -214,8 +221,8 @@ pub fn bring_up(kernel_l4_mfn: u64) -> Result<Bringup, (&'static str, XenError)>
     vcpu::use_locals().map_err(|e| ("HYPERVISOR_set_segment_base(SEGBASE_GS_KERNEL)", e))?;
     events::bind_ipi(0).map_err(|e| ("EVTCHNOP_bind_ipi for vCPU 0", e))?;
     for n in 1..count {
-        if let Err((call, error)) = start(n, kernel_l4_mfn) {
-            bringup.outcomes[n] = Some(VcpuOutcome::NotStarted { call, error });
+        if let Err(not_started) = start(n, kernel_l4_mfn) {
+            bringup.outcomes[n] = Some(not_started);
         }
     }
     let started: [bool; MAX_VCPUS] =
@@ -234,24 +241,38 @@ pub fn bring_up(kernel_l4_mfn: u64) -> Result<Bringup, (&'static str, XenError)>
 }
 
 /// Gives vCPU `n` a stack, an IPI port, a masked `vcpu_info` and its context, and starts it.
-fn start(n: usize, kernel_l4_mfn: u64) -> Result<(), (&'static str, XenError)> {
-    let stack = new_stack().ok_or(("allocating its stack", XenError::ENOMEM))?;
-    let me = &SECONDARIES[n];
-    me.stack_bottom.store(stack.start, Ordering::Relaxed);
-    me.stack_top.store(stack.end, Ordering::Relaxed);
-    events::bind_ipi(n).map_err(|e| ("EVTCHNOP_bind_ipi", e))?;
+/// If that fails before Xen took the context, the stack and the port are given back; once it
+/// took it, the vCPU keeps both (Xen holds its context until the domain dies).
+fn start(n: usize, kernel_l4_mfn: u64) -> Result<(), VcpuOutcome> {
+    let not_started = |call, error, undo| VcpuOutcome::NotStarted { call, error, undo };
+    let Some(stack) = new_stack() else {
+        return Err(not_started("allocating its stack", XenError::ENOMEM, Ok(())));
+    };
+    if let Err(e) = events::bind_ipi(n) {
+        // SAFETY: the stack was never handed out: nothing runs on it.
+        unsafe { free_stack(stack.clone()) };
+        return Err(not_started("EVTCHNOP_bind_ipi", e, Ok(())));
+    }
     // It starts with events masked (its first code must not take an upcall before it knows
     // its own number); Xen reads the mask from its vcpu_info slot.
     shared_info::set_upcall_mask_of(n, true);
     let context = context(n, stack.end, kernel_l4_mfn);
-    hypercall::vcpu_initialise(n as u32, &context).map_err(|e| ("VCPUOP_initialise", e))?;
-    hypercall::vcpu_up(n as u32).map_err(|e| ("VCPUOP_up", e))
+    if let Err(e) = hypercall::vcpu_initialise(n as u32, &context) {
+        let undo = events::unbind_ipi(n);
+        // SAFETY: Xen refused the context, so no vCPU runs on the stack.
+        unsafe { free_stack(stack) };
+        return Err(not_started("VCPUOP_initialise", e, undo));
+    }
+    let me = &SECONDARIES[n];
+    me.stack_bottom.store(stack.start, Ordering::Relaxed);
+    me.stack_top.store(stack.end, Ordering::Relaxed);
+    hypercall::vcpu_up(n as u32).map_err(|e| not_started("VCPUOP_up", e, Ok(())))
 }
 
 /// A kernel stack from the heap, every page touched here (on vCPU 0) so that the vCPU that
 /// runs on it never takes a page fault. It is never freed: a vCPU stays up.
 fn new_stack() -> Option<Range<u64>> {
-    let layout = core::alloc::Layout::from_size_align(STACK_BYTES, 4096).ok()?;
+    let layout = stack_layout()?;
     // SAFETY: the layout has a non-zero size.
     let bottom = unsafe { alloc::alloc::alloc_zeroed(layout) };
     if bottom.is_null() {
@@ -264,6 +285,21 @@ fn new_stack() -> Option<Range<u64>> {
     }
     let bottom = bottom as u64;
     Some(bottom..bottom + STACK_BYTES as u64)
+}
+
+fn stack_layout() -> Option<core::alloc::Layout> {
+    core::alloc::Layout::from_size_align(STACK_BYTES, 4096).ok()
+}
+
+/// Gives back a stack of [`new_stack`].
+///
+/// # Safety
+/// Nothing may run on the stack, now or later.
+unsafe fn free_stack(stack: Range<u64>) {
+    if let Some(layout) = stack_layout() {
+        // SAFETY: `stack` came from `new_stack`, allocated with this layout, and is unused.
+        unsafe { alloc::alloc::dealloc(stack.start as *mut u8, layout) };
+    }
 }
 
 /// vCPU `n`'s first state (Xen public/arch-x86/xen.h, `struct vcpu_guest_context`): kernel mode
