@@ -2,11 +2,12 @@
 //! port, blocking until an event.
 //!
 //! Ports are delivered to vCPU 0 unless they were bound here for another vCPU (its timer, its
-//! IPI port): [`SECONDARY_PORTS`] and [`PORT_VCPU`] record those, and an upcall takes only the
-//! ports of the vCPU it runs on.
+//! IPI port): [`PORT_OWNERS`] records those, and an upcall takes only the ports of the vCPU it
+//! runs on.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use super::port_owners::PortOwners;
 use super::vcpu::{self, MAX_VCPUS};
 use super::{abi, hypercall, shared_info, XenError};
 
@@ -16,9 +17,6 @@ extern "C" {
 }
 
 const NO_PORT: u32 = u32::MAX;
-/// Ports of the two-level ABI on x86_64: 64 words of 64 bits (Xen public/xen.h).
-const PORT_WORDS: usize = 64;
-const PORTS: usize = PORT_WORDS * 64;
 
 /// One vCPU's event state.
 struct VcpuEvents {
@@ -39,10 +37,8 @@ static VCPUS: [VcpuEvents; MAX_VCPUS] = [const {
     }
 }; MAX_VCPUS];
 
-/// Ports bound to deliver to a vCPU other than 0, a bit per port: vCPU 0 leaves them alone.
-static SECONDARY_PORTS: [AtomicU64; PORT_WORDS] = [const { AtomicU64::new(0) }; PORT_WORDS];
-/// The vCPU of each port in [`SECONDARY_PORTS`].
-static PORT_VCPU: [AtomicU8; PORTS] = [const { AtomicU8::new(0) }; PORTS];
+/// The ports bound for a vCPU other than 0.
+static PORT_OWNERS: PortOwners = PortOwners::new();
 
 /// Registers the event and failsafe callbacks and binds vCPU 0's VIRQ_TIMER. Events stay
 /// masked until someone unmasks them (or blocks).
@@ -72,7 +68,7 @@ pub fn failsafe_entry_address() -> u64 {
 pub fn bind_timer(vcpu: usize) -> Result<(), XenError> {
     hypercall::stop_periodic_timer(vcpu as u32)?;
     let port = hypercall::bind_virq(abi::VIRQ_TIMER, vcpu as u32)?;
-    own_port(port, vcpu);
+    PORT_OWNERS.own(port, vcpu);
     VCPUS[vcpu].timer_port.store(port, Ordering::SeqCst);
     hypercall::evtchn_unmask(port)
 }
@@ -80,7 +76,7 @@ pub fn bind_timer(vcpu: usize) -> Result<(), XenError> {
 /// Binds an IPI port that delivers to `vcpu` (EVTCHNOP_bind_ipi) and unmasks it.
 pub fn bind_ipi(vcpu: usize) -> Result<u32, XenError> {
     let port = hypercall::bind_ipi(vcpu as u32)?;
-    own_port(port, vcpu);
+    PORT_OWNERS.own(port, vcpu);
     VCPUS[vcpu].ipi_port.store(port, Ordering::SeqCst);
     hypercall::evtchn_unmask(port)?;
     Ok(port)
@@ -93,38 +89,8 @@ pub fn unbind_ipi(vcpu: usize) -> Result<(), XenError> {
         return Ok(());
     }
     hypercall::evtchn_close(port)?;
-    if vcpu != 0 && (port as usize) < PORTS {
-        SECONDARY_PORTS[port as usize / 64].fetch_and(!(1 << (port % 64)), Ordering::SeqCst);
-    }
+    PORT_OWNERS.release(port);
     Ok(())
-}
-
-/// Records that `port` delivers to `vcpu`, before it can fire (it is unmasked after).
-fn own_port(port: u32, vcpu: usize) {
-    let port = port as usize;
-    if vcpu == 0 || port >= PORTS {
-        return;
-    }
-    PORT_VCPU[port].store(vcpu as u8, Ordering::SeqCst);
-    SECONDARY_PORTS[port / 64].fetch_or(1 << (port % 64), Ordering::SeqCst);
-}
-
-/// The ports of word `word` that deliver to `vcpu`, a bit each.
-fn ports_of(vcpu: usize, word: usize) -> u64 {
-    let secondary = SECONDARY_PORTS[word].load(Ordering::Acquire);
-    if vcpu == 0 {
-        return !secondary;
-    }
-    let mut ours = 0;
-    let mut bits = secondary;
-    while bits != 0 {
-        let bit = bits.trailing_zeros() as usize;
-        bits &= bits - 1;
-        if usize::from(PORT_VCPU[word * 64 + bit].load(Ordering::Acquire)) == vcpu {
-            ours |= 1 << bit;
-        }
-    }
-    ours
 }
 
 /// Sends an IPI to `vcpu` through the port [`bind_ipi`] bound for it.
@@ -209,7 +175,7 @@ pub fn upcall() -> bool {
     let ipi = own.ipi_port.load(Ordering::Relaxed);
     let mut timer_fired = false;
     shared_info::take_pending(
-        |word| ports_of(vcpu, word),
+        |word| PORT_OWNERS.ports_of(vcpu, word),
         |port| {
             if port == timer {
                 timer_fired = true;

@@ -4,6 +4,7 @@ pub mod abi;
 #[allow(unsafe_code)]
 pub mod console;
 pub mod error;
+pub mod port_owners;
 #[allow(unsafe_code)]
 pub mod ring;
 #[allow(unsafe_code)]
