@@ -201,14 +201,6 @@ pub struct Bringup {
     pub outcomes: [Option<VcpuOutcome>; MAX_VCPUS],
 }
 
-impl Bringup {
-    /// The vCPUs online: 0 and every vCPU whose outcome is [`VcpuOutcome::Online`].
-    pub fn online(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.count)
-            .filter(|&n| n == 0 || matches!(self.outcomes[n], Some(VcpuOutcome::Online { .. })))
-    }
-}
-
 /// Counts the domain's vCPUs and brings up all but vCPU 0, whose kernel page tables they share
 /// (`kernel_l4_mfn`, the machine frame of the kernel's L4). `Err` names the hypercall that
 /// failed before any vCPU could start; a vCPU that fails alone is in the outcomes.
@@ -270,7 +262,8 @@ fn start(n: usize, kernel_l4_mfn: u64) -> Result<(), VcpuOutcome> {
 }
 
 /// A kernel stack from the heap, every page touched here (on vCPU 0) so that the vCPU that
-/// runs on it never takes a page fault. It is never freed: a vCPU stays up.
+/// runs on it never takes a page fault. Once a vCPU runs on it, it is never freed (a vCPU stays
+/// up).
 fn new_stack() -> Option<Range<u64>> {
     let layout = stack_layout()?;
     // SAFETY: the layout has a non-zero size.
