@@ -6,10 +6,11 @@
 //! `%gs`, takes an event of its own timer and answers an IPI from vCPU 0. The `vcpus:` line is
 //! printed by vCPU 0 only after that, and names only the vCPUs that did all of it (a vCPU that
 //! failed a step is an `[ERROR]` line and is left out). The whole suite still passes with two
-//! vCPUs on both paths (its programs run on vCPU 0). One vCPU stays the default and starts
-//! nothing.
+//! vCPUs on both paths (its programs run on vCPU 0). A vCPU Xen refuses to set up is an
+//! `[ERROR]` line, what was set up for it is undone, and the others still come up. One vCPU stays
+//! the default and starts nothing.
 
-use faultline_tests::{boot, boot_with, domu_options, Boot, Verdict, EXIT_SUCCESS};
+use faultline_tests::{boot, boot_with, domu_options, Boot, Verdict, EXIT_ERROR, EXIT_SUCCESS};
 use xtask::RunOptions;
 
 /// Fails unless the guest printed exactly `line`.
@@ -61,6 +62,24 @@ fn three_vcpus_come_up_as_dom0() {
     assert_up(&run, 3);
     assert_line(&run, "vcpus: 3 online (0, 1, 2)");
     assert_no_error(&run);
+}
+
+#[test]
+fn a_vcpu_xen_refuses_is_reported_and_the_others_come_up() {
+    // The evtchn calls of a dom0 boot (no console ring): vCPU 0's VIRQ_TIMER bind and unmask
+    // (1, 2), vCPU 0's IPI port bind and unmask (3, 4), then vCPU 1's IPI port (5): the injected
+    // failure asks Xen to bind it for a vCPU that does not exist, and Xen's ENOENT comes back.
+    let run = boot_with(RunOptions {
+        vcpus: 3,
+        cmdline: "selftest=none inject=evtchn:nth=5".into(),
+        ..RunOptions::default()
+    });
+    run.assert_exit(EXIT_ERROR).assert_last_line_is_verdict(Verdict::Error);
+    assert_line(&run, "[ERROR] vcpu 1: EVTCHNOP_bind_ipi: ENOENT (-2): it stays down");
+    run.assert_guest_line_starts_with("vcpu 2: up: ran on its own stack (");
+    assert_line(&run, "vcpus: 2 online (0, 2) of 3");
+    let errors = run.guest_lines().iter().filter(|l| l.starts_with("[ERROR]")).count();
+    assert_eq!(errors, 1, "only vCPU 1's refusal");
 }
 
 #[test]

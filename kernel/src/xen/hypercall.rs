@@ -18,6 +18,8 @@ use crate::testing::inject::{self, Point};
 const INVALID_PORT: u32 = u32::MAX;
 /// Past NR_VIRQS (24): EVTCHNOP_bind_virq refuses it.
 const INVALID_VIRQ: u32 = 0xffff;
+/// No such vCPU: EVTCHNOP_bind_ipi refuses it (ENOENT).
+const INVALID_VCPU: u32 = u32::MAX;
 /// No such console_io command: Xen answers ENOSYS.
 const INVALID_CONSOLEIO_CMD: u64 = 0xdead;
 
@@ -277,6 +279,7 @@ pub fn bind_virq(virq: u32, vcpu: u32) -> Result<u32, XenError> {
 /// HYPERVISOR_event_channel_op(EVTCHNOP_bind_ipi): a new port whose events are delivered to
 /// `vcpu` of this domain (Xen public/event_channel.h); returns it.
 pub fn bind_ipi(vcpu: u32) -> Result<u32, XenError> {
+    let vcpu = if inject::fail(Point::Evtchn) { INVALID_VCPU } else { vcpu };
     let mut arg = abi::evtchn_bind_ipi { vcpu, port: 0 };
     // SAFETY: Xen reads `vcpu` and writes `port` through the pointer.
     let ret = unsafe {
