@@ -879,7 +879,15 @@ impl Drop for BootPermit {
 
 #[cfg(test)]
 mod tests {
-    use super::memory_needed_mib;
+    use super::{memory_needed_mib, run, RunOptions, MAX_VCPUS};
+
+    #[test]
+    fn vcpus_outside_1_to_32_are_refused_before_anything_is_built() {
+        for vcpus in [0, MAX_VCPUS + 1] {
+            let error = run(&RunOptions { vcpus, ..RunOptions::default() }).unwrap_err();
+            assert!(error.to_string().contains("--vcpus takes 1 to 32"), "{error}");
+        }
+    }
 
     #[test]
     fn memory_for_a_module_follows_the_measurements() {
