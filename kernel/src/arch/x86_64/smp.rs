@@ -75,7 +75,7 @@ impl Stage {
 /// The step of a started vCPU's own set-up that failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
-pub enum Step {
+pub enum SetupStep {
     /// `%gs:0` did not name the vCPU: its `%gs` base is not its own record.
     OwnNumber = 0,
     /// Binding VIRQ_TIMER to itself (VCPUOP_stop_periodic_timer, EVTCHNOP_bind_virq/unmask).
@@ -88,24 +88,24 @@ pub enum Step {
     Answer = 4,
 }
 
-impl Step {
-    fn from_u32(value: u32) -> Step {
+impl SetupStep {
+    fn from_u32(value: u32) -> SetupStep {
         match value {
-            0 => Step::OwnNumber,
-            1 => Step::BindTimer,
-            2 => Step::ArmTimer,
-            3 => Step::Block,
-            _ => Step::Answer,
+            0 => SetupStep::OwnNumber,
+            1 => SetupStep::BindTimer,
+            2 => SetupStep::ArmTimer,
+            3 => SetupStep::Block,
+            _ => SetupStep::Answer,
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
-            Step::OwnNumber => "%gs:0 (its own number)",
-            Step::BindTimer => "binding VIRQ_TIMER to itself",
-            Step::ArmTimer => "VCPUOP_set_singleshot_timer",
-            Step::Block => "SCHEDOP_block",
-            Step::Answer => "EVTCHNOP_send (its answer to vCPU 0)",
+            SetupStep::OwnNumber => "%gs:0 (its own number)",
+            SetupStep::BindTimer => "binding VIRQ_TIMER to itself",
+            SetupStep::ArmTimer => "VCPUOP_set_singleshot_timer",
+            SetupStep::Block => "SCHEDOP_block",
+            SetupStep::Answer => "EVTCHNOP_send (its answer to vCPU 0)",
         }
     }
 }
@@ -114,7 +114,7 @@ impl Step {
 /// sets before starting it), read by vCPU 0.
 struct Secondary {
     stage: AtomicU32,
-    /// The failed [`Step`] and Xen's errno (or, for `OwnNumber`, the number `%gs:0` gave).
+    /// The failed [`SetupStep`] and Xen's errno (or, for `OwnNumber`, the number `%gs:0` gave).
     failed_step: AtomicU32,
     failed_value: AtomicI64,
     /// Its stack's lowest address and top.
@@ -143,7 +143,7 @@ impl Secondary {
         Stage::from_u32(self.stage.load(Ordering::Acquire))
     }
 
-    fn fail(&self, step: Step, value: i64) {
+    fn fail(&self, step: SetupStep, value: i64) {
         self.failed_step.store(step as u32, Ordering::Relaxed);
         self.failed_value.store(value, Ordering::Relaxed);
         self.stage.store(Stage::Failed as u32, Ordering::Release);
@@ -159,8 +159,8 @@ pub enum VcpuOutcome {
     /// IPI port) was undone, unless `undo` says closing the port failed.
     NotStarted { call: &'static str, error: XenError, undo: Result<(), XenError> },
     /// It started, and a step of its own set-up failed with Xen's `error` (or, for
-    /// [`Step::OwnNumber`], `%gs:0` gave `value`).
-    Failed { step: Step, value: i64 },
+    /// [`SetupStep::OwnNumber`], `%gs:0` gave `value`).
+    Failed { step: SetupStep, value: i64 },
     /// It did not report within the wait: how far it got.
     Silent(Stage),
 }
@@ -180,7 +180,7 @@ impl core::fmt::Display for VcpuOutcome {
                     Err(e) => write!(f, " (and EVTCHNOP_close of its IPI port: {e})"),
                 }
             }
-            VcpuOutcome::Failed { step: Step::OwnNumber, value } => {
+            VcpuOutcome::Failed { step: SetupStep::OwnNumber, value } => {
                 write!(f, "%gs:0 names vCPU {value}, not itself")
             }
             VcpuOutcome::Failed { step, value } => write!(f, "{}: {}", step.name(), XenError(*value)),
@@ -337,7 +337,7 @@ pub fn outcome_of(n: usize) -> VcpuOutcome {
             timer_events: events::counts_of(n).0,
         },
         Stage::Failed => VcpuOutcome::Failed {
-            step: Step::from_u32(me.failed_step.load(Ordering::Relaxed)),
+            step: SetupStep::from_u32(me.failed_step.load(Ordering::Relaxed)),
             value: me.failed_value.load(Ordering::Relaxed),
         },
         stage => VcpuOutcome::Silent(stage),
@@ -383,14 +383,14 @@ extern "C" fn secondary_main(vcpu: u64) -> ! {
 
 /// The set-up of [`secondary_main`]; `Err` is the failed step and Xen's errno (or what `%gs:0`
 /// gave).
-fn set_up(n: usize, me: &Secondary) -> Result<(), (Step, i64)> {
+fn set_up(n: usize, me: &Secondary) -> Result<(), (SetupStep, i64)> {
     let seen = vcpu::current();
     if seen != n {
-        return Err((Step::OwnNumber, seen as i64));
+        return Err((SetupStep::OwnNumber, seen as i64));
     }
-    events::bind_timer(n).map_err(|e| (Step::BindTimer, e.0))?;
+    events::bind_timer(n).map_err(|e| (SetupStep::BindTimer, e.0))?;
     hypercall::set_singleshot_timer(n as u32, time::now_ns() + FIRST_TIMER_NS)
-        .map_err(|e| (Step::ArmTimer, e.0))?;
+        .map_err(|e| (SetupStep::ArmTimer, e.0))?;
     me.stage.store(Stage::TimerArmed as u32, Ordering::Release);
     // Masked while checking, so that the event cannot slip in between the check and the block
     // (SCHEDOP_block unmasks and checks for pending events atomically).
@@ -399,7 +399,7 @@ fn set_up(n: usize, me: &Secondary) -> Result<(), (Step, i64)> {
         if events::counts_of(n).0 > 0 {
             return Ok(());
         }
-        hypercall::sched_block().map_err(|e| (Step::Block, e.0))?;
+        hypercall::sched_block().map_err(|e| (SetupStep::Block, e.0))?;
     }
 }
 
@@ -415,12 +415,12 @@ fn idle(n: usize, me: &Secondary) -> ! {
             // Counted before it is sent: vCPU 0 checks the count when the IPI wakes it.
             me.answered.fetch_add(1, Ordering::AcqRel);
             if let Err(e) = events::send_ipi(0) {
-                me.fail(Step::Answer, e.0);
+                me.fail(SetupStep::Answer, e.0);
             }
             continue;
         }
         if let Err(e) = hypercall::sched_block() {
-            me.fail(Step::Block, e.0);
+            me.fail(SetupStep::Block, e.0);
         }
     }
 }
