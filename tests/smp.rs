@@ -101,8 +101,6 @@ fn two_vcpus_come_up_and_the_suite_passes_as_a_domu() {
     assert_line(&run, "vcpus: 2 online (0, 1)");
     assert_no_error(&run);
     run.assert_every_program_passed();
-    let cfg =
-        std::fs::read_to_string(xtask::workspace::target_dir().join("xl-tests/faultline.cfg"))
-            .expect("the xl folder's cfg");
+    let cfg = std::fs::read_to_string(xl_dir.join("faultline.cfg")).expect("the xl folder's cfg");
     assert!(cfg.lines().any(|l| l == "vcpus = 2"), "{cfg}");
 }

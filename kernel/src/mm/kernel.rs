@@ -446,7 +446,8 @@ pub fn batch_entries() -> (u64, u64) {
 }
 
 /// Prints the `stats:` line: the memory manager's counters, faults, frames and every hypercall
-/// by kind; the returns through HYPERVISOR_iret are counted apart (`hc_iret`).
+/// by kind; the returns through HYPERVISOR_iret are counted apart (`hc_iret`). The hypercalls
+/// are the running vCPU's (vCPU 0 prints it: the other vCPUs count their own).
 pub fn print_stats() {
     let guard = MM.lock();
     let Some(mm) = guard.as_ref() else {

@@ -11,6 +11,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::abi::{self, mmuext_op, trap_info, MmuUpdate};
 use super::error::XenError;
+use super::vcpu::{self, MAX_VCPUS};
 use crate::testing::inject::{self, Point};
 
 /// What the fault-injection points of this file send instead (see `testing::inject`): requests
@@ -28,31 +29,35 @@ extern "C" {
     static hypercall_page: [u8; abi::PAGE_SIZE as usize];
 }
 
-/// Hypercalls issued, indexed by hypercall number (for the `stats:` line and the benchmarks).
-static CALLS_BY_NR: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+/// Hypercalls issued, per vCPU and hypercall number (for the `stats:` line and the
+/// benchmarks). Each vCPU counts its own, so that a count taken on vCPU 0 around a piece of work
+/// (a test, a benchmark) holds only that work's calls, whatever the other vCPUs do meanwhile
+/// (an idle vCPU's SCHEDOP_block lands at any time).
+static CALLS_BY_NR: [[AtomicU64; 64]; MAX_VCPUS] =
+    [const { [const { AtomicU64::new(0) }; 64] }; MAX_VCPUS];
 
-/// How many times hypercall `nr` has been issued since boot.
+/// How many times the running vCPU has issued hypercall `nr` since boot.
 pub fn count(nr: u32) -> u64 {
-    CALLS_BY_NR.get(nr as usize).map_or(0, |c| c.load(Ordering::Relaxed))
+    CALLS_BY_NR[vcpu::current()].get(nr as usize).map_or(0, |c| c.load(Ordering::Relaxed))
 }
 
-/// Returns through `HYPERVISOR_iret` (boot/entry.S `trap_return`), counted apart: every trap
-/// and event pays one, so the other counts leave it out.
-static IRETS: AtomicU64 = AtomicU64::new(0);
+/// Returns through `HYPERVISOR_iret` (boot/entry.S `trap_return`) per vCPU, counted apart: every
+/// trap and event pays one, so the other counts leave it out.
+static IRETS: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
 
-/// Counts one return through `HYPERVISOR_iret`, just before it is issued.
+/// Counts one return through `HYPERVISOR_iret` of the running vCPU, just before it is issued.
 pub fn note_iret() {
-    IRETS.fetch_add(1, Ordering::Relaxed);
+    IRETS[vcpu::current()].fetch_add(1, Ordering::Relaxed);
 }
 
-/// Returns through `HYPERVISOR_iret` since boot.
+/// The running vCPU's returns through `HYPERVISOR_iret` since boot.
 pub fn irets() -> u64 {
-    IRETS.load(Ordering::Relaxed)
+    IRETS[vcpu::current()].load(Ordering::Relaxed)
 }
 
-/// Hypercalls issued since boot, all kinds but the iret (see [`irets`]).
+/// Hypercalls the running vCPU issued since boot, all kinds but the iret (see [`irets`]).
 pub fn total() -> u64 {
-    CALLS_BY_NR.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    CALLS_BY_NR[vcpu::current()].iter().map(|c| c.load(Ordering::Relaxed)).sum()
 }
 
 /// True once Xen has written the hypercall page. Until then every entry is the `ret` (0xc3)
@@ -79,7 +84,7 @@ pub fn page_entry(nr: u32) -> core::ops::Range<u64> {
 /// and size Xen expects for it, live for the whole call.
 #[inline]
 pub unsafe fn raw(nr: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
-    if let Some(counter) = CALLS_BY_NR.get(nr as usize) {
+    if let Some(counter) = CALLS_BY_NR[vcpu::current()].get(nr as usize) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
     let entry = page_entry(nr).start;
