@@ -6,11 +6,12 @@
 //! `%gs`, takes an event of its own timer and answers an IPI from vCPU 0. The `vcpus:` line is
 //! printed by vCPU 0 only after that, and names only the vCPUs that did all of it (a vCPU that
 //! failed a step is an `[ERROR]` line and is left out). The whole suite still passes with two
-//! vCPUs on both paths (its programs run on vCPU 0). A vCPU Xen refuses to set up is an
-//! `[ERROR]` line, what was set up for it is undone, and the others still come up. One vCPU stays
-//! the default and starts nothing.
+//! vCPUs on both paths (its programs run on vCPU 0), and Xen 4.20 starts vCPUs the same way. A
+//! vCPU Xen refuses to set up is an `[ERROR]` line, what was set up for it is undone, and the
+//! others still come up. One vCPU stays the default and starts nothing.
 
 use faultline_tests::{boot, boot_with, domu_options, Boot, Verdict, EXIT_ERROR, EXIT_SUCCESS};
+use xtask::xen::XenVersion;
 use xtask::RunOptions;
 
 /// Fails unless the guest printed exactly `line`.
@@ -61,6 +62,20 @@ fn three_vcpus_come_up_as_dom0() {
     run.assert_exit(EXIT_SUCCESS).assert_last_line_is_verdict(Verdict::Success);
     assert_up(&run, 3);
     assert_line(&run, "vcpus: 3 online (0, 1, 2)");
+    assert_no_error(&run);
+}
+
+#[test]
+fn two_vcpus_come_up_as_dom0_of_xen_420() {
+    let run = boot_with(RunOptions {
+        xen: XenVersion::V4_20,
+        vcpus: 2,
+        cmdline: "selftest=none".into(),
+        ..RunOptions::default()
+    });
+    run.assert_exit(EXIT_SUCCESS).assert_guest_line_starts_with("xen: version 4.20.");
+    assert_up(&run, 2);
+    assert_line(&run, "vcpus: 2 online (0, 1)");
     assert_no_error(&run);
 }
 
