@@ -271,7 +271,7 @@ fn new_stack() -> Option<Range<u64>> {
     if bottom.is_null() {
         return None;
     }
-    for page in (0..STACK_BYTES).step_by(4096) {
+    for page in (0..STACK_BYTES).step_by(abi::PAGE_SIZE as usize) {
         // SAFETY: `bottom` is a fresh allocation of STACK_BYTES bytes; a volatile write of one
         // byte of each page makes sure the page is mapped now, whatever alloc_zeroed did.
         unsafe { bottom.add(page).write_volatile(0) };
@@ -281,7 +281,7 @@ fn new_stack() -> Option<Range<u64>> {
 }
 
 fn stack_layout() -> Option<core::alloc::Layout> {
-    core::alloc::Layout::from_size_align(STACK_BYTES, 4096).ok()
+    core::alloc::Layout::from_size_align(STACK_BYTES, abi::PAGE_SIZE as usize).ok()
 }
 
 /// Gives back a stack of [`new_stack`].
