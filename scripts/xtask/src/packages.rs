@@ -744,10 +744,12 @@ mod apt_suite_tests {
     /// Runs `apt-suite.sh trixie <cache> mirror` on the host sources written into a temporary
     /// folder: its stdout lines on success, its stderr on failure.
     fn mirror(files: &[(&str, &str)]) -> Result<Vec<String>, String> {
+        // A folder per call: the tests run in parallel, two of them with one file each.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "faultline-apt-suite-{}-{}",
             std::process::id(),
-            files.len()
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("etc/sources.list.d")).unwrap();
