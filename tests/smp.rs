@@ -98,6 +98,26 @@ fn a_vcpu_xen_refuses_is_reported_and_the_others_come_up() {
 }
 
 #[test]
+fn a_vcpu_whose_ipi_port_cannot_be_unmasked_gives_the_port_back() {
+    // Call 6 is the unmask of vCPU 1's IPI port (see above): the port is already bound, so the
+    // bring-up closes it again (EVTCHNOP_close; a failed close would be named on the line).
+    let run = boot_with(RunOptions {
+        vcpus: 3,
+        cmdline: "selftest=none inject=evtchn:nth=6".into(),
+        ..RunOptions::default()
+    });
+    run.assert_exit(EXIT_ERROR).assert_last_line_is_verdict(Verdict::Error);
+    let lines = run.guest_lines();
+    let refused: Vec<&str> =
+        lines.iter().copied().filter(|l| l.starts_with("[ERROR] vcpu 1: ")).collect();
+    assert_eq!(refused.len(), 1, "{lines:#?}");
+    assert!(refused[0].starts_with("[ERROR] vcpu 1: EVTCHNOP_unmask: "), "{refused:?}");
+    assert!(refused[0].ends_with(": it stays down"), "the port was closed again: {refused:?}");
+    run.assert_guest_line_starts_with("vcpu 2: up: ran on its own stack (");
+    assert_line(&run, "vcpus: 2 online (0, 2) of 3");
+}
+
+#[test]
 fn one_vcpu_is_the_default_and_starts_nothing() {
     let run = boot("selftest=none");
     run.assert_exit(EXIT_SUCCESS);

@@ -4,6 +4,8 @@
 //! is buffered per line so that one line costs one sink write (one hypercall on dom0).
 
 use core::fmt;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Where console bytes go. Implementations must not print (they are called with the console
 /// lock held) and must deliver or report every byte they are given.
@@ -83,33 +85,108 @@ impl fmt::Write for Console {
 }
 
 /// The kernel's one console.
-pub static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console::new());
+static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console::new());
+
+/// Which vCPU holds [`CONSOLE`]'s lock ([`NO_HOLDER`] when none does): the crash path may break
+/// the lock only when it interrupted a print on its own vCPU.
+static HOLDER: AtomicUsize = AtomicUsize::new(NO_HOLDER);
+const NO_HOLDER: usize = usize::MAX;
+
+/// The crash path's console when another vCPU keeps the lock past [`EMERGENCY_SPINS`]: its own
+/// line buffer in front of the same sink (see [`emergency`]).
+static STUCK_CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console::new());
+
+/// How often the crash path tries the lock a print on another vCPU holds (a print holds it for
+/// one line; under TCG this is seconds).
+const EMERGENCY_SPINS: u64 = 1 << 26;
+
+/// The console, held: the lock of [`CONSOLE`] (with [`HOLDER`] naming the vCPU) or of
+/// [`STUCK_CONSOLE`].
+pub struct ConsoleGuard {
+    guard: spin::MutexGuard<'static, Console>,
+    tracked: bool,
+}
+
+impl ConsoleGuard {
+    fn hold(guard: spin::MutexGuard<'static, Console>) -> Self {
+        HOLDER.store(running_vcpu(), Ordering::Release);
+        ConsoleGuard { guard, tracked: true }
+    }
+}
+
+impl Drop for ConsoleGuard {
+    fn drop(&mut self) {
+        // Before `guard` unlocks: a lock seen held with no holder is about to be free.
+        if self.tracked {
+            HOLDER.store(NO_HOLDER, Ordering::Release);
+        }
+    }
+}
+
+impl Deref for ConsoleGuard {
+    type Target = Console;
+    fn deref(&self) -> &Console {
+        &self.guard
+    }
+}
+
+impl DerefMut for ConsoleGuard {
+    fn deref_mut(&mut self) -> &mut Console {
+        &mut self.guard
+    }
+}
+
+/// The vCPU running this code (the host build, which has no vCPUs, is one).
+#[cfg(target_os = "none")]
+fn running_vcpu() -> usize {
+    super::vcpu::current()
+}
+#[cfg(not(target_os = "none"))]
+fn running_vcpu() -> usize {
+    0
+}
+
+fn lock() -> ConsoleGuard {
+    ConsoleGuard::hold(CONSOLE.lock())
+}
 
 /// Chooses the sink, once, at boot.
 pub fn set_sink(sink: &'static dyn Sink) {
-    CONSOLE.lock().set_sink(sink);
+    lock().set_sink(sink);
+    STUCK_CONSOLE.lock().set_sink(sink);
 }
 
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments<'_>) {
     use fmt::Write;
-    let _ = CONSOLE.lock().write_fmt(args);
+    let _ = lock().write_fmt(args);
 }
 
 /// Flushes any partial line and waits for the sink to deliver it.
 pub fn drain() {
-    CONSOLE.lock().drain();
+    lock().drain();
 }
 
-/// Takes the console even if its lock is held: for the crash and panic paths, which may have
-/// interrupted a `println!` on this (only) CPU and must still be heard.
-pub fn emergency() -> spin::MutexGuard<'static, Console> {
-    if CONSOLE.is_locked() {
-        // SAFETY: there is one vCPU and the crash path never returns to the interrupted
-        // holder, so no other user of the console can observe the broken lock.
-        unsafe { CONSOLE.force_unlock() };
+/// Takes the console even if its lock is held: for the crash and panic paths, which must still
+/// be heard. A lock this vCPU holds (the crash interrupted its own print) is broken at once. A
+/// lock another vCPU holds is waited for, boundedly; if it is still held after that, the holder
+/// is stuck and the report goes through [`STUCK_CONSOLE`] to the same sink (its bytes may
+/// interleave with the stuck line's, but no two users share one line buffer).
+pub fn emergency() -> ConsoleGuard {
+    let me = running_vcpu();
+    for _ in 0..EMERGENCY_SPINS {
+        if let Some(guard) = CONSOLE.try_lock() {
+            return ConsoleGuard::hold(guard);
+        }
+        if HOLDER.load(Ordering::Acquire) == me {
+            // SAFETY: this vCPU holds the lock, so the holder is the print this crash
+            // interrupted on this vCPU, and the crash path never returns to it: no other user
+            // of the console's line buffer can run while the broken lock's new holder uses it.
+            unsafe { CONSOLE.force_unlock() };
+        }
+        core::hint::spin_loop();
     }
-    CONSOLE.lock()
+    ConsoleGuard { guard: STUCK_CONSOLE.lock(), tracked: false }
 }
 
 #[macro_export]

@@ -73,12 +73,28 @@ pub fn bind_timer(vcpu: usize) -> Result<(), XenError> {
     hypercall::evtchn_unmask(port)
 }
 
-/// Binds an IPI port that delivers to `vcpu` (EVTCHNOP_bind_ipi) and unmasks it.
-pub fn bind_ipi(vcpu: usize) -> Result<u32, XenError> {
-    let port = hypercall::bind_ipi(vcpu as u32)?;
+/// Why [`bind_ipi`] failed: the call Xen refused, its answer, and, when the port was already
+/// bound, how closing it again went (`Ok` also when there was nothing to close).
+#[derive(Clone, Copy, Debug)]
+pub struct IpiError {
+    pub call: &'static str,
+    pub error: XenError,
+    pub undo: Result<(), XenError>,
+}
+
+/// Binds an IPI port that delivers to `vcpu` (EVTCHNOP_bind_ipi) and unmasks it. If the unmask
+/// fails, the port is closed again, so a failure leaves nothing bound.
+pub fn bind_ipi(vcpu: usize) -> Result<u32, IpiError> {
+    let port = hypercall::bind_ipi(vcpu as u32).map_err(|error| IpiError {
+        call: "EVTCHNOP_bind_ipi",
+        error,
+        undo: Ok(()),
+    })?;
     PORT_OWNERS.own(port, vcpu);
     VCPUS[vcpu].ipi_port.store(port, Ordering::SeqCst);
-    hypercall::evtchn_unmask(port)?;
+    if let Err(error) = hypercall::evtchn_unmask(port) {
+        return Err(IpiError { call: "EVTCHNOP_unmask", error, undo: unbind_ipi(vcpu) });
+    }
     Ok(port)
 }
 

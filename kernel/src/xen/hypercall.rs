@@ -84,7 +84,9 @@ pub fn page_entry(nr: u32) -> core::ops::Range<u64> {
 /// and size Xen expects for it, live for the whole call.
 #[inline]
 pub unsafe fn raw(nr: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
-    if let Some(counter) = CALLS_BY_NR[vcpu::current()].get(nr as usize) {
+    // `get` twice: a vCPU whose %gs is wrong (which its bring-up reports) still makes calls.
+    let by_nr = CALLS_BY_NR.get(vcpu::current());
+    if let Some(counter) = by_nr.and_then(|by_nr| by_nr.get(nr as usize)) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
     let entry = page_entry(nr).start;

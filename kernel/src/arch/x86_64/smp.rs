@@ -211,7 +211,7 @@ pub fn bring_up(kernel_l4_mfn: u64) -> Result<Bringup, (&'static str, XenError)>
         return Ok(bringup);
     }
     vcpu::use_locals().map_err(|e| ("HYPERVISOR_set_segment_base(SEGBASE_GS_KERNEL)", e))?;
-    events::bind_ipi(0).map_err(|e| ("EVTCHNOP_bind_ipi for vCPU 0", e))?;
+    events::bind_ipi(0).map_err(|e| (e.call, e.error))?;
     for n in 1..count {
         if let Err(not_started) = start(n, kernel_l4_mfn) {
             bringup.outcomes[n] = Some(not_started);
@@ -243,7 +243,7 @@ fn start(n: usize, kernel_l4_mfn: u64) -> Result<(), VcpuOutcome> {
     if let Err(e) = events::bind_ipi(n) {
         // SAFETY: the stack was never handed out: nothing runs on it.
         unsafe { free_stack(stack.clone()) };
-        return Err(not_started("EVTCHNOP_bind_ipi", e, Ok(())));
+        return Err(not_started(e.call, e.error, e.undo));
     }
     // It starts with events masked (its first code must not take an upcall before it knows
     // its own number); Xen reads the mask from its vcpu_info slot.
@@ -395,7 +395,8 @@ fn set_up(n: usize, me: &Secondary) -> Result<(), (SetupStep, i64)> {
     // Masked while checking, so that the event cannot slip in between the check and the block
     // (SCHEDOP_block unmasks and checks for pending events atomically).
     loop {
-        shared_info::set_upcall_mask(true);
+        // Its own slot by number, not through %gs (which `set_up` may have found wrong).
+        shared_info::set_upcall_mask_of(n, true);
         if events::counts_of(n).0 > 0 {
             return Ok(());
         }
@@ -408,7 +409,8 @@ fn set_up(n: usize, me: &Secondary) -> Result<(), (SetupStep, i64)> {
 fn idle(n: usize, me: &Secondary) -> ! {
     let mut answered = 0;
     loop {
-        shared_info::set_upcall_mask(true);
+        // Its own slot by number, not through %gs (which `set_up` may have found wrong).
+        shared_info::set_upcall_mask_of(n, true);
         let received = events::counts_of(n).1;
         if received > answered {
             answered = received;
