@@ -3,6 +3,7 @@
 //! - The user ABI (kernel and test programs): [`syscall`] numbers, errno, flags and the
 //!   `faultline_counters` call; [`auxv`] keys; the expectation [`note`].
 //! - The boot module (runner and kernel): the test [`archive`].
+//! - The domain (runner and kernel): [`MAX_VCPUS`].
 //! - The console (kernel and runner): the [`verdict`] words, the [`trace`] schema, the [`bench`]
 //!   line of the measuring programs.
 //!
@@ -28,3 +29,8 @@ pub mod trace;
 pub mod verdict;
 
 pub use verdict::Verdict;
+
+/// The most vCPUs faultline runs: those whose `vcpu_info` sits in shared_info (Xen
+/// public/arch-x86/xen.h, XEN_LEGACY_MAX_VCPUS). The runner refuses more; the kernel leaves
+/// any more down and says so.
+pub const MAX_VCPUS: u32 = 32;

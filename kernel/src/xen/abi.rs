@@ -110,9 +110,10 @@ pub struct VcpuSetSingleshotTimer {
 /// vCPU 0's, registered with callback_op).
 pub use xen_sys::{VGCF_failsafe_disables_events, VGCF_in_kernel, VGCF_syscall_disables_events};
 
-/// Xen public/arch-x86/xen-x86_64.h: `xen_pfn_to_cr3`, how a vCPU context names its page-table
+/// What Xen public/arch-x86/xen-x86_64.h calls `xen_pfn_to_cr3` (its "pfn" is a machine frame
+/// for a PV guest): how a vCPU context names its page-table
 /// base (`ctrlreg[3]`): the machine frame number shifted by 12.
-pub const fn xen_pfn_to_cr3(mfn: u64) -> u64 {
+pub const fn mfn_to_cr3(mfn: u64) -> u64 {
     mfn << 12
 }
 
@@ -528,7 +529,7 @@ mod tests {
         );
         assert_eq!((VGCF_in_kernel, VGCF_failsafe_disables_events), (1 << 2, 1 << 3));
         assert_eq!(VGCF_syscall_disables_events, 1 << 4);
-        assert_eq!(xen_pfn_to_cr3(0x1234), 0x123_4000);
+        assert_eq!(mfn_to_cr3(0x1234), 0x123_4000);
     }
 
     #[test]

@@ -13,7 +13,8 @@ use super::{abi, hypercall, XenError};
 /// The most vCPUs this kernel runs: those whose `vcpu_info` sits in shared_info (Xen
 /// public/arch-x86/xen.h, XEN_LEGACY_MAX_VCPUS). A vCPU past them would need
 /// VCPUOP_register_vcpu_info before VCPUOP_initialise, which Xen otherwise refuses.
-pub const MAX_VCPUS: usize = abi::LEGACY_MAX_VCPUS;
+pub const MAX_VCPUS: usize = faultline_abi::MAX_VCPUS as usize;
+const _: () = assert!(MAX_VCPUS == abi::LEGACY_MAX_VCPUS);
 
 /// The record a vCPU's `%gs` base points at (a cache line each, so that vCPUs do not share one).
 #[repr(C, align(64))]

@@ -120,9 +120,8 @@ pub struct Payload {
 pub const DEFAULT_MEMORY_MIB: u32 = 8;
 /// A DomU's default memory on the DomU path, in MiB.
 pub const DEFAULT_DOMU_MEMORY_MIB: u32 = 32;
-/// The most vCPUs a guest may have: the kernel uses the vcpu_info slots of shared_info, 32 on
-/// x86 (Xen public/arch-x86/xen.h, XEN_LEGACY_MAX_VCPUS).
-pub const MAX_VCPUS: u32 = 32;
+/// The most vCPUs a guest may have (the kernel's limit).
+pub use faultline_abi::MAX_VCPUS;
 /// The default timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// DomU path: the run's limit on top of the guests' timeouts, for Xen and the Linux dom0 to boot

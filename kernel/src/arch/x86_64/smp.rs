@@ -319,7 +319,7 @@ fn context(n: usize, stack_top: u64, kernel_l4_mfn: u64) -> Box<VcpuGuestContext
     context.trap_ctxt = traps::vcpu_context_table();
     context.kernel_ss = u64::from(abi::FLAT_KERNEL_SS);
     context.kernel_sp = stack_top;
-    context.ctrlreg[3] = abi::xen_pfn_to_cr3(kernel_l4_mfn);
+    context.ctrlreg[3] = abi::mfn_to_cr3(kernel_l4_mfn);
     context.event_callback_eip = events::upcall_entry();
     context.failsafe_callback_eip = events::failsafe_entry_address();
     context.syscall_callback_eip = user::syscall_entry_address();
