@@ -16,6 +16,10 @@ use core::fmt;
 /// output with `# <program>: `).
 pub const WORD: &str = "BENCH";
 
+/// The word that starts each line of lap times after a `BENCH` line with `laps=<n>`:
+/// `LAPS <workload> <number of the line's first lap> <ticks> <ticks> ...`.
+pub const LAPS_WORD: &str = "LAPS";
+
 /// What faultline counted in a workload's window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {

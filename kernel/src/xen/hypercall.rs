@@ -233,16 +233,7 @@ pub fn evtchn_send(port: u32) -> Result<(), XenError> {
     let port = if inject::fail(Point::Evtchn) { INVALID_PORT } else { port };
     let arg = abi::evtchn_send { port };
     // SAFETY: Xen reads a `struct evtchn_send` through the pointer.
-    let ret = unsafe {
-        raw(
-            abi::__HYPERVISOR_event_channel_op,
-            u64::from(abi::EVTCHNOP_send),
-            core::ptr::addr_of!(arg) as u64,
-            0,
-            0,
-            0,
-        )
-    };
+    let ret = unsafe { event_channel_op(abi::EVTCHNOP_send, core::ptr::addr_of!(arg) as u64) };
     XenError::check(ret).map(drop)
 }
 
@@ -270,16 +261,8 @@ pub fn bind_virq(virq: u32, vcpu: u32) -> Result<u32, XenError> {
     let virq = if inject::fail(Point::Evtchn) { INVALID_VIRQ } else { virq };
     let mut arg = abi::evtchn_bind_virq { virq, vcpu, port: 0 };
     // SAFETY: Xen reads virq/vcpu and writes `port` through the pointer.
-    let ret = unsafe {
-        raw(
-            abi::__HYPERVISOR_event_channel_op,
-            u64::from(abi::EVTCHNOP_bind_virq),
-            core::ptr::addr_of_mut!(arg) as u64,
-            0,
-            0,
-            0,
-        )
-    };
+    let ret =
+        unsafe { event_channel_op(abi::EVTCHNOP_bind_virq, core::ptr::addr_of_mut!(arg) as u64) };
     XenError::check(ret).map(|_| arg.port)
 }
 
@@ -289,16 +272,8 @@ pub fn bind_ipi(vcpu: u32) -> Result<u32, XenError> {
     let vcpu = if inject::fail(Point::Evtchn) { INVALID_VCPU } else { vcpu };
     let mut arg = abi::evtchn_bind_ipi { vcpu, port: 0 };
     // SAFETY: Xen reads `vcpu` and writes `port` through the pointer.
-    let ret = unsafe {
-        raw(
-            abi::__HYPERVISOR_event_channel_op,
-            u64::from(abi::EVTCHNOP_bind_ipi),
-            core::ptr::addr_of_mut!(arg) as u64,
-            0,
-            0,
-            0,
-        )
-    };
+    let ret =
+        unsafe { event_channel_op(abi::EVTCHNOP_bind_ipi, core::ptr::addr_of_mut!(arg) as u64) };
     XenError::check(ret).map(|_| arg.port)
 }
 
@@ -306,16 +281,7 @@ pub fn bind_ipi(vcpu: u32) -> Result<u32, XenError> {
 pub fn evtchn_close(port: u32) -> Result<(), XenError> {
     let arg = abi::evtchn_close { port };
     // SAFETY: Xen reads a `struct evtchn_close` through the pointer.
-    let ret = unsafe {
-        raw(
-            abi::__HYPERVISOR_event_channel_op,
-            u64::from(abi::EVTCHNOP_close),
-            core::ptr::addr_of!(arg) as u64,
-            0,
-            0,
-            0,
-        )
-    };
+    let ret = unsafe { event_channel_op(abi::EVTCHNOP_close, core::ptr::addr_of!(arg) as u64) };
     XenError::check(ret).map(drop)
 }
 
@@ -324,17 +290,18 @@ pub fn evtchn_unmask(port: u32) -> Result<(), XenError> {
     let port = if inject::fail(Point::Evtchn) { INVALID_PORT } else { port };
     let arg = abi::evtchn_unmask { port };
     // SAFETY: Xen reads a `struct evtchn_unmask` through the pointer.
-    let ret = unsafe {
-        raw(
-            abi::__HYPERVISOR_event_channel_op,
-            u64::from(abi::EVTCHNOP_unmask),
-            core::ptr::addr_of!(arg) as u64,
-            0,
-            0,
-            0,
-        )
-    };
+    let ret = unsafe { event_channel_op(abi::EVTCHNOP_unmask, core::ptr::addr_of!(arg) as u64) };
     XenError::check(ret).map(drop)
+}
+
+/// HYPERVISOR_event_channel_op(cmd, arg).
+///
+/// # Safety
+/// `arg` must point at the structure `cmd` reads or writes (Xen public/event_channel.h), live
+/// for the call.
+unsafe fn event_channel_op(cmd: u32, arg: u64) -> i64 {
+    // SAFETY: the caller guarantees `arg` for `cmd`.
+    unsafe { raw(abi::__HYPERVISOR_event_channel_op, u64::from(cmd), arg, 0, 0, 0) }
 }
 
 /// HYPERVISOR_set_timer_op: a one-shot timer at absolute system time `deadline_ns` (0 cancels).

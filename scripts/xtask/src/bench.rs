@@ -133,9 +133,14 @@ pub fn parse_samples(log: &str) -> Result<Vec<Sample>> {
             samples.push(sample?);
             continue;
         }
-        let Some(at) = line.find("LAPS ") else { continue };
+        let Some(at) = line
+            .find(bench_line::LAPS_WORD)
+            .filter(|&at| line[at + bench_line::LAPS_WORD.len()..].starts_with(' '))
+        else {
+            continue;
+        };
         let bad = || Error::new(format!("a bad LAPS line: {line:?}"));
-        let mut words = line[at + "LAPS ".len()..].split_whitespace();
+        let mut words = line[at + bench_line::LAPS_WORD.len()..].split_whitespace();
         let workload = words.next().ok_or_else(bad)?;
         let first: usize = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
         let sample = samples

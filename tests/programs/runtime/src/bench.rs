@@ -25,7 +25,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use faultline_abi::bench::{Counts, Line, Measured};
+use faultline_abi::bench::{Counts, Line, Measured, LAPS_WORD};
 use faultline_abi::syscall::counters::{self, COUNT as COUNTERS};
 
 use crate::start::{Start, AT_FAULTLINE_KERNEL_ADDRESS};
@@ -162,7 +162,7 @@ impl Probe {
             Line { workload, pages, measured, tsc: ticks, laps: laps.len() as u64 }
         );
         for (line, chunk) in laps.chunks(LAPS_PER_LINE).enumerate() {
-            crate::println!("LAPS {workload} {}{}", line * LAPS_PER_LINE, Spaced(chunk));
+            crate::println!("{LAPS_WORD} {workload} {}{}", line * LAPS_PER_LINE, Spaced(chunk));
         }
     }
 }
