@@ -39,6 +39,50 @@ impl MmuUpdate {
     }
 }
 
+/// A set of vCPUs by number: bit `n` is vCPU `n`. Xen reads `MMUEXT_*_MULTI`'s mask as a bitmap of
+/// `unsigned long` words, as many as the domain's vCPUs need (`vcpumask_to_pcpumask`,
+/// xen/arch/x86/mm.c); with at most [`abi::LEGACY_MAX_VCPUS`] (32) vCPUs that is one word.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuMask(pub u64);
+
+const _: () = assert!(abi::LEGACY_MAX_VCPUS <= u64::BITS as usize);
+
+impl VcpuMask {
+    /// No vCPU.
+    pub const EMPTY: VcpuMask = VcpuMask(0);
+
+    /// Only `vcpu`.
+    pub const fn single(vcpu: usize) -> VcpuMask {
+        VcpuMask(1 << vcpu)
+    }
+
+    pub const fn contains(self, vcpu: usize) -> bool {
+        self.0 & (1 << vcpu) != 0
+    }
+
+    pub const fn with(self, vcpu: usize) -> VcpuMask {
+        VcpuMask(self.0 | (1 << vcpu))
+    }
+
+    pub const fn without(self, vcpu: usize) -> VcpuMask {
+        VcpuMask(self.0 & !(1 << vcpu))
+    }
+
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The vCPUs in the mask, lowest first.
+    pub fn iter(self) -> impl Iterator<Item = usize> {
+        (0..u64::BITS as usize).filter(move |&v| self.contains(v))
+    }
+
+    /// The bitmap words Xen reads behind `arg2.vcpumask` (one `unsigned long`).
+    pub(crate) const fn word(self) -> u64 {
+        self.0
+    }
+}
+
 /// The `mmuext_op` commands faultline uses (xen.h `MMUEXT_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MmuExtOp {
@@ -54,6 +98,12 @@ pub enum MmuExtOp {
     TlbFlushLocal,
     /// `MMUEXT_INVLPG_LOCAL`.
     InvlpgLocal(VirtAddr),
+    /// `MMUEXT_TLB_FLUSH_MULTI`: the whole TLB of every vCPU in the mask. Xen flushes the
+    /// physical CPUs those vCPUs last ran on and waits for them (`flush_tlb_mask`), global
+    /// entries included (`flush_area_local` -> `do_tlb_flush`, xen/arch/x86/flushtlb.c).
+    TlbFlushMulti(VcpuMask),
+    /// `MMUEXT_INVLPG_MULTI`: one linear address on every vCPU in the mask.
+    InvlpgMulti(VirtAddr, VcpuMask),
 }
 
 impl MmuExtOp {
@@ -69,6 +119,8 @@ impl MmuExtOp {
             MmuExtOp::TlbFlushLocal => abi::MMUEXT_TLB_FLUSH_LOCAL,
             MmuExtOp::InvlpgLocal(_) => abi::MMUEXT_INVLPG_LOCAL,
             MmuExtOp::NewUserBaseptr(_) => abi::MMUEXT_NEW_USER_BASEPTR,
+            MmuExtOp::TlbFlushMulti(_) => abi::MMUEXT_TLB_FLUSH_MULTI,
+            MmuExtOp::InvlpgMulti(..) => abi::MMUEXT_INVLPG_MULTI,
         }
     }
 
@@ -77,8 +129,17 @@ impl MmuExtOp {
         match self {
             MmuExtOp::Pin { mfn, .. } | MmuExtOp::Unpin(mfn) => mfn.0,
             MmuExtOp::NewBaseptr(mfn) | MmuExtOp::NewUserBaseptr(mfn) => mfn.0,
-            MmuExtOp::InvlpgLocal(va) => va.as_u64(),
-            MmuExtOp::TlbFlushLocal => 0,
+            MmuExtOp::InvlpgLocal(va) | MmuExtOp::InvlpgMulti(va, _) => va.as_u64(),
+            MmuExtOp::TlbFlushLocal | MmuExtOp::TlbFlushMulti(_) => 0,
+        }
+    }
+
+    /// The vCPUs an `arg2.vcpumask` must name (the MULTI ops only): the caller points `arg2` at
+    /// this mask's word, which must stay in place until the hypercall returns.
+    pub(crate) const fn vcpu_mask(&self) -> Option<VcpuMask> {
+        match self {
+            MmuExtOp::TlbFlushMulti(mask) | MmuExtOp::InvlpgMulti(_, mask) => Some(*mask),
+            _ => None,
         }
     }
 }
@@ -104,6 +165,8 @@ impl UvmFlush {
 
 /// Xen's PV MMU hypercalls, one method per hypercall.
 pub trait XenMmu {
+    /// The vCPU making the calls (what the LOCAL flushes reach).
+    fn vcpu(&self) -> usize;
     /// `HYPERVISOR_mmu_update(reqs, count, &done, DOMID_SELF)`.
     fn mmu_update(&mut self, updates: &[MmuUpdate]) -> Result<(), BatchFailure>;
     /// `HYPERVISOR_mmuext_op(ops, count, &done, DOMID_SELF)`.
@@ -169,5 +232,23 @@ mod tests {
         assert_eq!(MmuExtOp::InvlpgLocal(VirtAddr::new(0x1000)).arg1(), 0x1000);
         assert_eq!(MmuExtOp::NewUserBaseptr(mfn).command(), 15);
         assert_eq!(UvmFlush::InvlpgLocal.flags(), 2);
+        let mask = VcpuMask::single(1).with(2);
+        let flush = MmuExtOp::TlbFlushMulti(mask);
+        assert_eq!((flush.command(), flush.arg1(), flush.vcpu_mask()), (8, 0, Some(mask)));
+        let invlpg = MmuExtOp::InvlpgMulti(VirtAddr::new(0x5000), mask);
+        assert_eq!((invlpg.command(), invlpg.arg1(), invlpg.vcpu_mask()), (9, 0x5000, Some(mask)));
+        assert_eq!(MmuExtOp::InvlpgLocal(VirtAddr::new(0x5000)).vcpu_mask(), None);
+    }
+
+    #[test]
+    fn a_vcpu_mask_is_the_bitmap_xen_reads() {
+        // Bit n of the first unsigned long is vCPU n (vcpumask_to_pcpumask, xen/arch/x86/mm.c).
+        let mask = VcpuMask::EMPTY.with(0).with(3).with(31);
+        assert_eq!(mask.word(), 0x8000_0009);
+        assert_eq!(mask.iter().collect::<Vec<_>>(), [0, 3, 31]);
+        assert_eq!(mask.without(3), VcpuMask(0x8000_0001));
+        assert!(mask.contains(31) && !mask.contains(1) && VcpuMask::EMPTY.is_empty());
+        // arg2 is one pointer wide: the handle to that word.
+        assert_eq!(core::mem::size_of::<abi::mmuext_op__bindgen_ty_2>(), 8);
     }
 }

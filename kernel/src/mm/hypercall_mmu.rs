@@ -56,6 +56,10 @@ fn injected_position(len: usize) -> usize {
 }
 
 impl XenMmu for HypercallMmu {
+    fn vcpu(&self) -> usize {
+        crate::xen::vcpu::current()
+    }
+
     fn mmu_update(&mut self, updates: &[MmuUpdate]) -> Result<(), BatchFailure> {
         if !updates.is_empty() && inject::fail(Point::MmuUpdate) {
             let done = injected_position(updates.len());
@@ -103,10 +107,22 @@ fn send_updates(updates: &[MmuUpdate]) -> Result<(), BatchFailure> {
 fn send_ext(ops: &[MmuExtOp]) -> Result<(), BatchFailure> {
     let mut base = 0;
     for chunk in ops.chunks(EXT_CHUNK) {
+        // The MULTI ops' `arg2.vcpumask` is a guest handle: Xen copies the bitmap from this
+        // address while it runs the op (copy_from_guest_offset in vcpumask_to_pcpumask,
+        // xen/arch/x86/mm.c; a bad address is EINVAL). The words live on this stack frame until
+        // the hypercall below has returned, one per op.
+        let mut masks = [0u64; EXT_CHUNK];
+        for (word, op) in masks.iter_mut().zip(chunk) {
+            *word = op.vcpu_mask().map_or(0, |mask| mask.word());
+        }
         let mut raw = [empty_ext(); EXT_CHUNK];
-        for (slot, op) in raw.iter_mut().zip(chunk) {
+        for ((slot, op), word) in raw.iter_mut().zip(chunk).zip(&masks) {
             slot.cmd = op.command();
             slot.arg1 = abi::mmuext_op__bindgen_ty_1 { mfn: op.arg1() };
+            if op.vcpu_mask().is_some() {
+                let bitmap: *const u64 = word;
+                slot.arg2 = abi::mmuext_op__bindgen_ty_2 { vcpumask: bitmap.cast() };
+            }
         }
         hypercall::mmuext_op(&raw[..chunk.len()]).map_err(|(done, errno)| {
             count_pins(&chunk[..(done as usize).min(chunk.len())]);

@@ -20,6 +20,15 @@
 //! `update_va_mapping` flush flags, and Xen's own flush when a frame becomes a table. An access
 //! that hits an entry granting more than the tables do now is recorded as a bug. Tests can also
 //! make Xen refuse any entry of a batch ([`Machine::refuse_step`]).
+//!
+//! SMP: a machine may have several vCPUs ([`Machine::boot_smp`]), each with its own TLB and its
+//! own kernel and user base pointers. Hypercalls act for the current vCPU
+//! ([`Machine::set_current`]): the LOCAL flushes reach it alone, `MMUEXT_TLB_FLUSH_MULTI` and
+//! `MMUEXT_INVLPG_MULTI` exactly the vCPUs of their mask. Other vCPUs run user code between the
+//! hypercalls: a scheduler hook ([`Machine::set_hook`]) is called before each hypercall, where a
+//! test makes accesses on any vCPU ([`Machine::access_on`]). A frame given back to the allocator
+//! while some vCPU's TLB still holds a user translation to it is a guest bug
+//! ([`Violation::FreedWhileCached`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -65,6 +74,10 @@ pub enum Violation {
     WriteToLiveTable { pfn: Pfn },
     /// Guest bug: a pinned or linked table given back to the frame allocator.
     FreedLiveTable { pfn: Pfn },
+    /// Guest bug: a frame given back to the frame allocator while `vcpu`'s TLB still holds a
+    /// user translation to it (the flush that covers every holder of the address space is
+    /// missing, or came after the release).
+    FreedWhileCached { pfn: Pfn, vcpu: usize },
 }
 
 /// A frame's current use, as Xen tracks it.
@@ -149,13 +162,21 @@ struct Cached {
 /// caches: (space, level, virtual base of the entry) -> the table that entry named, and the root.
 /// Both are filled by accesses only (the model never fills speculatively, so a test that wants
 /// to catch a missing flush touches the page first, as the code under test would have).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct Vcpu {
     leaves: HashMap<(Space, u64), Cached>,
     walks: HashMap<(Space, Level, u64), (Mfn, Mfn)>,
+    /// The kernel's L4 on this vCPU (`NEW_BASEPTR`).
+    baseptr: Mfn,
+    /// The L4 used in user mode on this vCPU (`NEW_USER_BASEPTR`), if any.
+    user_baseptr: Option<Mfn>,
 }
 
 impl Vcpu {
+    fn new(baseptr: Mfn) -> Vcpu {
+        Vcpu { leaves: HashMap::new(), walks: HashMap::new(), baseptr, user_baseptr: None }
+    }
+
     fn flush_all(&mut self) {
         self.leaves.clear();
         self.walks.clear();
@@ -183,16 +204,28 @@ impl Vcpu {
     }
 }
 
-/// The modelled host: machine frames, the domain's p2m/m2p, base pointers, TLB debts.
-#[derive(Debug)]
+/// Which hypercall the scheduler hook is called before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hypercall {
+    MmuUpdate,
+    MmuextOp,
+    UpdateVaMapping,
+}
+
+/// Called before every hypercall the machine receives, with the machine and the call: where a
+/// test runs the other vCPUs (see [`Machine::set_hook`]).
+pub type Hook = Box<dyn FnMut(&mut Machine, Hypercall)>;
+
+/// The modelled host: machine frames, the domain's p2m/m2p, vCPUs, TLB debts.
 pub struct Machine {
     frames: Vec<Frame>,
     p2m: Vec<u64>,
     m2p: Vec<u64>,
-    baseptr: Mfn,
-    user_baseptr: Option<Mfn>,
-    /// One vCPU today; per vCPU so that a second one only needs an index.
+    /// Each vCPU's TLB and base pointers.
     vcpus: Vec<Vcpu>,
+    /// The vCPU the hypercalls and [`Machine::access`] act for.
+    current: usize,
+    hook: Option<Hook>,
     /// Injected refusals: (step, errno), see [`Machine::refuse_step`].
     refusals: Vec<(u64, XenError)>,
     /// Fallible steps so far: each `mmu_update` entry, `mmuext_op` op, `update_va_mapping` call.
@@ -205,6 +238,19 @@ pub struct Machine {
     /// Entries the guest read as tables through [`FrameAccess::read_entry`]: what its walks
     /// cost, deterministic like the hypercall counts.
     entry_reads: Cell<u64>,
+}
+
+impl core::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Machine")
+            .field("frames", &self.frames.len())
+            .field("vcpus", &self.vcpus.len())
+            .field("current", &self.current)
+            .field("rejections", &self.rejections)
+            .field("bugs", &self.bugs)
+            .field("counts", &self.counts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Machine {
@@ -232,9 +278,9 @@ impl Machine {
             frames,
             p2m,
             m2p,
-            baseptr: Mfn(0),
-            user_baseptr: None,
-            vcpus: vec![Vcpu::default()],
+            vcpus: vec![Vcpu::new(Mfn(0))],
+            current: 0,
+            hook: None,
             refusals: Vec::new(),
             steps: 0,
             speculative: false,
@@ -262,8 +308,55 @@ impl Machine {
         }
         m.pin(Level::L4, l4).expect("the boot tables validate");
         m.get_type(l4, PageType::Table(Level::L4)).expect("the boot L4 can be the base pointer");
-        m.baseptr = l4;
+        m.vcpus[0].baseptr = l4;
         m
+    }
+
+    /// [`Machine::boot`] with `vcpus` vCPUs, each running on the boot L4 with an empty TLB and no
+    /// user base pointer (vCPU 0 is current).
+    pub fn boot_smp(nr_pages: u64, vcpus: usize) -> Machine {
+        let mut m = Machine::boot(nr_pages);
+        let l4 = m.vcpus[0].baseptr;
+        for _ in 1..vcpus {
+            m.get_type(l4, PageType::Table(Level::L4))
+                .expect("the boot L4 is a valid base pointer");
+            m.vcpus.push(Vcpu::new(l4));
+        }
+        m
+    }
+
+    /// How many vCPUs the machine has.
+    pub fn vcpu_count(&self) -> usize {
+        self.vcpus.len()
+    }
+
+    /// The vCPU the hypercalls act for.
+    pub const fn current(&self) -> usize {
+        self.current
+    }
+
+    /// Makes `vcpu` the one the next hypercalls and accesses act for.
+    pub fn set_current(&mut self, vcpu: usize) {
+        assert!(vcpu < self.vcpus.len(), "no vCPU {vcpu}");
+        self.current = vcpu;
+    }
+
+    /// Sets (or with `None` removes) the hook called before every hypercall. The hook may make
+    /// accesses on any vCPU ([`Machine::access_on`]); whatever it does, the current vCPU is the
+    /// caller's again afterwards.
+    pub fn set_hook(&mut self, hook: Option<Hook>) {
+        self.hook = hook;
+    }
+
+    fn before_hypercall(&mut self, call: Hypercall) {
+        if let Some(mut hook) = self.hook.take() {
+            let current = self.current;
+            hook(self, call);
+            self.current = current;
+            if self.hook.is_none() {
+                self.hook = Some(hook);
+            }
+        }
     }
 
     /// The p2m list the guest gets (`mfn_list`).
@@ -281,14 +374,19 @@ impl Machine {
         Mfn(self.p2m[pfn.index()])
     }
 
-    /// The current (kernel) base pointer.
-    pub const fn baseptr(&self) -> Mfn {
-        self.baseptr
+    /// The current vCPU's (kernel) base pointer.
+    pub fn baseptr(&self) -> Mfn {
+        self.vcpus[self.current].baseptr
     }
 
-    /// The user base pointer, if one is loaded.
-    pub const fn user_baseptr(&self) -> Option<Mfn> {
-        self.user_baseptr
+    /// The current vCPU's user base pointer, if one is loaded.
+    pub fn user_baseptr(&self) -> Option<Mfn> {
+        self.vcpus[self.current].user_baseptr
+    }
+
+    /// `vcpu`'s user base pointer, if one is loaded.
+    pub fn user_baseptr_on(&self, vcpu: usize) -> Option<Mfn> {
+        self.vcpus[vcpu].user_baseptr
     }
 
     /// Hypercalls made so far.
@@ -320,17 +418,22 @@ impl Machine {
     /// in a way that grants more than they do, each compared with the tables of the root its
     /// space has loaded now (or, with no user root loaded, the root it was filled from).
     pub fn stale_translations(&self) -> Vec<VirtAddr> {
-        let vcpu = &self.vcpus[CURRENT_VCPU];
+        self.stale_translations_on(self.current)
+    }
+
+    /// [`Machine::stale_translations`] of `vcpu`'s TLB.
+    pub fn stale_translations_on(&self, vcpu_id: usize) -> Vec<VirtAddr> {
+        let vcpu = &self.vcpus[vcpu_id];
         let mut stale = Vec::new();
         for (&(space, page), cached) in &vcpu.leaves {
-            let root = self.root_of(space).unwrap_or(cached.root);
+            let root = self.root_of(vcpu_id, space).unwrap_or(cached.root);
             let va = VirtAddr::new_truncate(page);
             if grants_more(cached, self.walk_tables(root, va)) {
                 stale.push(va);
             }
         }
         for (&(space, level, base), &(table, filled_root)) in &vcpu.walks {
-            let root = self.root_of(space).unwrap_or(filled_root);
+            let root = self.root_of(vcpu_id, space).unwrap_or(filled_root);
             let va = VirtAddr::new_truncate(base);
             if self.table_entry_names(root, level, va) != Some(table) {
                 stale.push(va);
@@ -417,17 +520,17 @@ impl Machine {
     /// paging-structure caches"), so a cached translation that does not allow the access is
     /// dropped and the tables are walked again: the spurious fault the guest would retry.
     pub fn access(&mut self, root: Mfn, va: VirtAddr, write: bool) -> Result<Pfn, AccessFault> {
-        let space = if root == self.baseptr { Space::Kernel } else { Space::User };
+        let space = if root == self.baseptr() { Space::Kernel } else { Space::User };
         let page = va.as_u64() & !(PAGE_SIZE - 1);
         let now = self.walk_tables(root, va);
-        if let Some(cached) = self.vcpus[CURRENT_VCPU].leaves.get(&(space, page)).copied() {
+        if let Some(cached) = self.vcpus[self.current].leaves.get(&(space, page)).copied() {
             if !write || cached.flags.contains(PteFlags::WRITABLE) {
                 if grants_more(&cached, now) {
                     self.bugs.push(Violation::StaleTlb { va });
                 }
                 return Ok(Pfn(self.m2p[cached.mfn.0 as usize]));
             }
-            self.vcpus[CURRENT_VCPU].fault_invalidates(space, va);
+            self.vcpus[self.current].fault_invalidates(space, va);
         }
         self.walk_through_caches(space, root, va);
         let fault = match now {
@@ -438,11 +541,11 @@ impl Machine {
             Some(_) => None,
         };
         if let Some(fault) = fault {
-            self.vcpus[CURRENT_VCPU].fault_invalidates(space, va);
+            self.vcpus[self.current].fault_invalidates(space, va);
             return Err(fault);
         }
         let (mfn, flags) = now.expect("no fault: mapped");
-        self.vcpus[CURRENT_VCPU].leaves.insert((space, page), Cached { mfn, flags, root });
+        self.vcpus[self.current].leaves.insert((space, page), Cached { mfn, flags, root });
         Ok(Pfn(self.m2p[mfn.0 as usize]))
     }
 
@@ -454,16 +557,16 @@ impl Machine {
             let base = va.as_u64() & !(level.entry_span_bytes() - 1);
             let pte = Pte(self.frames[table.0 as usize].words[level.index_of(va)]);
             let key = (space, level, base);
-            if let Some(&(cached, _)) = self.vcpus[CURRENT_VCPU].walks.get(&key) {
+            if let Some(&(cached, _)) = self.vcpus[self.current].walks.get(&key) {
                 if !pte.is_present() || pte.mfn() != cached {
                     self.bugs.push(Violation::StaleTlb { va });
-                    self.vcpus[CURRENT_VCPU].walks.remove(&key);
+                    self.vcpus[self.current].walks.remove(&key);
                 }
             }
             if !pte.is_present() {
                 return;
             }
-            self.vcpus[CURRENT_VCPU].walks.insert(key, (pte.mfn(), root));
+            self.vcpus[self.current].walks.insert(key, (pte.mfn(), root));
             table = pte.mfn();
         }
     }
@@ -500,22 +603,63 @@ impl Machine {
         None
     }
 
-    /// The root the vCPU has loaded for `space`.
-    fn root_of(&self, space: Space) -> Option<Mfn> {
+    /// A user-mode access by `vcpu` to `va` through its own TLB and its user base pointer, as a
+    /// thread running there makes while another vCPU is inside the kernel. `Ok(None)` with no
+    /// user base pointer loaded. Unlike [`Machine::access`], using a cached translation that the
+    /// tables no longer grant is not a bug here: the other vCPU may be between its update and its
+    /// flush (the frame must still be ours, which [`Machine::guest_freed`] checks); the operation
+    /// that owes the flush is checked once it returns ([`Machine::stale_translations_on`]).
+    pub fn access_on(
+        &mut self,
+        vcpu: usize,
+        va: VirtAddr,
+        write: bool,
+    ) -> Result<Option<Pfn>, AccessFault> {
+        let Some(root) = self.vcpus[vcpu].user_baseptr else { return Ok(None) };
+        let page = va.as_u64() & !(PAGE_SIZE - 1);
+        let key = (Space::User, page);
+        if let Some(cached) = self.vcpus[vcpu].leaves.get(&key).copied() {
+            if !write || cached.flags.contains(PteFlags::WRITABLE) {
+                return Ok(Some(Pfn(self.m2p[cached.mfn.0 as usize])));
+            }
+        }
+        let current = self.current;
+        self.current = vcpu;
+        let bugs_before = self.bugs.len();
+        let result = self.access(root, va, write);
+        // A stale paging-structure entry met on the walk is the window of an operation in
+        // progress too, not a bug by itself.
+        let found: Vec<Violation> = self.bugs.drain(bugs_before..).collect();
+        self.bugs.extend(found.into_iter().filter(|v| !matches!(v, Violation::StaleTlb { .. })));
+        self.current = current;
+        result.map(Some)
+    }
+
+    /// The root `vcpu` has loaded for `space`.
+    fn root_of(&self, vcpu: usize, space: Space) -> Option<Mfn> {
         match space {
-            Space::Kernel => Some(self.baseptr),
-            Space::User => self.user_baseptr,
+            Space::Kernel => Some(self.vcpus[vcpu].baseptr),
+            Space::User => self.vcpus[vcpu].user_baseptr,
         }
     }
 
-    /// Caches every present translation under the loaded roots that is not cached already.
+    /// Caches, on every vCPU, every present translation under its loaded roots that is not
+    /// cached already.
     fn speculate_now(&mut self) {
-        let roots = [(Space::Kernel, Some(self.baseptr)), (Space::User, self.user_baseptr)];
-        for (space, root) in roots {
-            if let Some(root) = root {
-                self.fill_below(space, root, root, Level::L4, 0);
+        let current = self.current;
+        for vcpu in 0..self.vcpus.len() {
+            self.current = vcpu;
+            let roots = [
+                (Space::Kernel, Some(self.vcpus[vcpu].baseptr)),
+                (Space::User, self.vcpus[vcpu].user_baseptr),
+            ];
+            for (space, root) in roots {
+                if let Some(root) = root {
+                    self.fill_below(space, root, root, Level::L4, 0);
+                }
             }
         }
+        self.current = current;
     }
 
     fn fill_below(&mut self, space: Space, root: Mfn, table: Mfn, level: Level, base: u64) {
@@ -528,7 +672,7 @@ impl Machine {
                 continue;
             }
             let va = sign_extend(base + ((index as u64) << level.entry_shift()));
-            let vcpu = &mut self.vcpus[CURRENT_VCPU];
+            let vcpu = &mut self.vcpus[self.current];
             match level.child() {
                 None => {
                     let cached = Cached { mfn: pte.mfn(), flags: pte.flags(), root };
@@ -550,17 +694,27 @@ impl Machine {
         Some(self.refusals.remove(at).1)
     }
 
-    /// Called when the guest gives `pfn` back to its allocator: a live table must not be.
+    /// Called when the guest gives `pfn` back to its allocator: a live table must not be, nor a
+    /// frame some vCPU's TLB still reaches from user mode.
     pub fn guest_freed(&mut self, pfn: Pfn) {
-        let f = &self.frames[self.mfn_of(pfn).0 as usize];
+        let mfn = self.mfn_of(pfn);
+        let f = &self.frames[mfn.0 as usize];
         if f.pinned || (matches!(f.ty, PageType::Table(_)) && f.type_count > 0) {
             self.bugs.push(Violation::FreedLiveTable { pfn });
+        }
+        for (vcpu, tlb) in self.vcpus.iter().enumerate() {
+            let cached =
+                tlb.leaves.iter().any(|(&(space, _), c)| space == Space::User && c.mfn == mfn);
+            if cached {
+                self.bugs.push(Violation::FreedWhileCached { pfn, vcpu });
+            }
         }
     }
 
     // ---- The hypercalls --------------------------------------------------------------------
 
     fn mmu_update(&mut self, updates: &[MmuUpdate]) -> Result<(), BatchFailure> {
+        self.before_hypercall(Hypercall::MmuUpdate);
         let result = self.apply_batch(updates);
         if self.speculative {
             self.speculate_now();
@@ -584,6 +738,7 @@ impl Machine {
     }
 
     fn mmuext_op(&mut self, ops: &[MmuExtOp]) -> Result<(), BatchFailure> {
+        self.before_hypercall(Hypercall::MmuextOp);
         self.counts.mmuext_calls += 1;
         self.counts.mmuext_ops += ops.len() as u64;
         for (done, op) in ops.iter().enumerate() {
@@ -604,6 +759,7 @@ impl Machine {
         pte: Pte,
         flush: UvmFlush,
     ) -> Result<(), XenError> {
+        self.before_hypercall(Hypercall::UpdateVaMapping);
         let result = self.apply_update_va_mapping(va, pte, flush);
         if self.speculative {
             self.speculate_now();
@@ -622,7 +778,7 @@ impl Machine {
             return Err(errno);
         }
         let result =
-            self.l1_of(self.baseptr, va).ok_or(Violation::NoL1Table { va }).and_then(|l1| {
+            self.l1_of(self.baseptr(), va).ok_or(Violation::NoL1Table { va }).and_then(|l1| {
                 self.apply_update(&MmuUpdate::normal(l1.entry_addr(Level::L1.index_of(va)), pte))
             });
         if let Err(v) = result {
@@ -631,8 +787,8 @@ impl Machine {
         }
         match flush {
             UvmFlush::None => {}
-            UvmFlush::InvlpgLocal => self.vcpus[CURRENT_VCPU].invlpg(va),
-            UvmFlush::TlbFlushLocal => self.vcpus[CURRENT_VCPU].flush_all(),
+            UvmFlush::InvlpgLocal => self.vcpus[self.current].invlpg(va),
+            UvmFlush::TlbFlushLocal => self.vcpus[self.current].flush_all(),
         }
         Ok(())
     }
@@ -674,34 +830,50 @@ impl Machine {
             }
             MmuExtOp::NewBaseptr(mfn) => {
                 self.get_type(mfn, PageType::Table(Level::L4))?;
-                self.put_type(self.baseptr);
+                self.put_type(self.baseptr());
                 // Real Xen reloads CR3 here (new_guest_cr3 -> write_ptbase -> switch_cr3_cr4,
                 // xen/arch/x86/mm.c), which flushes; faultline never moves the kernel's base
                 // pointer, so the model does not credit it with a flush.
-                self.baseptr = mfn;
+                self.vcpus[self.current].baseptr = mfn;
                 Ok(())
             }
             MmuExtOp::NewUserBaseptr(mfn) => {
                 if mfn.0 != 0 {
                     self.get_type(mfn, PageType::Table(Level::L4))?;
                 }
-                if let Some(old) = self.user_baseptr.take() {
+                if let Some(old) = self.vcpus[self.current].user_baseptr.take() {
                     self.put_type(old);
                 }
                 // Xen only records the L4 (xen/arch/x86/mm.c, MMUEXT_NEW_USER_BASEPTR), and the
                 // switch to user mode keeps user global mappings (_toggle_guest_pt in
                 // xen/arch/x86/pv/domain.c: "Don't flush user global mappings"): nothing flushed.
-                self.user_baseptr = (mfn.0 != 0).then_some(mfn);
+                self.vcpus[self.current].user_baseptr = (mfn.0 != 0).then_some(mfn);
                 Ok(())
             }
             // flush_tlb_local() flushes global entries too (do_tlb_flush toggles CR4.PGE or
             // uses INVPCID all-contexts, xen/arch/x86/flushtlb.c).
             MmuExtOp::TlbFlushLocal => {
-                self.vcpus[CURRENT_VCPU].flush_all();
+                self.vcpus[self.current].flush_all();
                 Ok(())
             }
             MmuExtOp::InvlpgLocal(va) => {
-                self.vcpus[CURRENT_VCPU].invlpg(va);
+                self.vcpus[self.current].invlpg(va);
+                Ok(())
+            }
+            // The mask's vCPUs and no other; ids past the domain's vCPUs are ignored, as Xen
+            // ignores them (vcpumask_to_pcpumask, xen/arch/x86/mm.c).
+            MmuExtOp::TlbFlushMulti(mask) => {
+                let count = self.vcpus.len();
+                for vcpu in mask.iter().filter(|&v| v < count) {
+                    self.vcpus[vcpu].flush_all();
+                }
+                Ok(())
+            }
+            MmuExtOp::InvlpgMulti(va, mask) => {
+                let count = self.vcpus.len();
+                for vcpu in mask.iter().filter(|&v| v < count) {
+                    self.vcpus[vcpu].invlpg(va);
+                }
                 Ok(())
             }
         }
@@ -881,9 +1053,6 @@ fn sign_extend(va: u64) -> u64 {
     VirtAddr::new_truncate(va).as_u64()
 }
 
-/// The vCPU every access and flush happens on (one today).
-const CURRENT_VCPU: usize = 0;
-
 /// Whether a cached translation grants more than the tables' current one (`None`: unmapped).
 fn grants_more(cached: &Cached, now: Option<(Mfn, PteFlags)>) -> bool {
     let Some((mfn, flags)) = now else { return true };
@@ -912,6 +1081,10 @@ impl Xen {
 }
 
 impl XenMmu for Xen {
+    fn vcpu(&self) -> usize {
+        self.0.borrow().current
+    }
+
     fn mmu_update(&mut self, updates: &[MmuUpdate]) -> Result<(), BatchFailure> {
         self.machine().mmu_update(updates)
     }
