@@ -8,8 +8,10 @@
 #   - each obligation `TlbFlush::page(ARGS)`,
 #     `TlbFlush::range(ARGS)`, `TlbFlush::everything()` -> `TlbFlush::none()`
 #   - each flag `UvmFlush::InvlpgLocal` / `UvmFlush::TlbFlushLocal` -> `UvmFlush::None`
-# A direct `MmuExtOp::InvlpgLocal` / `MmuExtOp::TlbFlushLocal` outside the token cannot be removed
-# mechanically: the script reports it and fails (route it through a `TlbFlush`).
+#   - each reach `.of(ROOT)` / `.of_any_user()` on an obligation -> removed: the flush stays on
+#     the calling vCPU (LOCAL ops), the other vCPUs that hold the space are not shot down (SMP)
+# A direct `MmuExtOp::{InvlpgLocal,TlbFlushLocal,InvlpgMulti,TlbFlushMulti}` outside the token
+# cannot be removed mechanically: the script reports it and fails (route it through a `TlbFlush`).
 #
 # Each mutation is applied alone to a scratch copy of the tree and built once; the tests run with
 # their own CARGO_TARGET_DIR, so the main build is not disturbed. Prints a table
@@ -54,8 +56,9 @@ my @kinds = (
     [ 'TlbFlush::range', qr/\bTlbFlush::range$args/,           sub { 'crate::mm::page_table::TlbFlush::none()' } ],
     [ 'TlbFlush::everything', qr/\bTlbFlush::everything\(\)/,  sub { 'crate::mm::page_table::TlbFlush::none()' } ],
     [ 'UvmFlush flag', qr/\bUvmFlush::(?:InvlpgLocal|TlbFlushLocal)\b/, sub { 'UvmFlush::None' } ],
+    [ 'TlbFlush reach', qr/\.of(?:_any_user)?$args/,            sub { '' } ],
 );
-my $direct = qr/\bMmuExtOp::(?:InvlpgLocal|TlbFlushLocal)\b/;
+my $direct = qr/\bMmuExtOp::(?:InvlpgLocal|TlbFlushLocal|InvlpgMulti|TlbFlushMulti)\b/;
 sub each_site {
     my ($file, $cb) = @_;
     open(my $fh, '<', $file) or die "$file: $!";

@@ -47,8 +47,15 @@ pub mod counters {
     pub const IRETS: usize = 6;
     /// Page faults from user mode, every one the kernel handled.
     pub const USER_FAULTS: usize = 7;
+    /// Page tables built for user address spaces (their roots included).
+    pub const TABLES_BUILT: usize = 8;
+    /// TLB shootdowns: flush operations sent to other vCPUs too (`MMUEXT_TLB_FLUSH_MULTI`,
+    /// `MMUEXT_INVLPG_MULTI`).
+    pub const TLB_SHOOTDOWNS: usize = 9;
+    /// Event-channel IPIs the kernel sent to its vCPUs.
+    pub const IPIS_SENT: usize = 10;
     /// How many there are.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 11;
 }
 
 /// The errno values faultline returns, as the raw numbers (Linux's `asm-generic/errno-base.h`,

@@ -22,7 +22,22 @@
 //!
 //! TLB: the user's translations may survive the switch to the kernel's tables (with global pages
 //! or PCIDs, XEN-NOTES section 5), so every operation that removes or downgrades a user entry
-//! owes a full local flush, and a frame goes back to the pool only after that flush.
+//! owes a flush, and a frame goes back to the pool only after that flush.
+//!
+//! SMP: the threads of a process run on several vCPUs at once, each with the space loaded
+//! ([`AddressSpace::activate`] on that vCPU; [`AddressSpace::deactivate`] when it leaves). The
+//! vCPUs that hold the space are its `loaded_on` mask ([`AddressSpace::loaded_on`]), kept by the
+//! page tables per vCPU because every flush is issued there: each flush an operation here owes
+//! (munmap, mprotect, copy-on-write, brk, teardown, a refused batch's undo) goes to every vCPU of
+//! the mask, as LOCAL ops when the caller is alone in it and as one MULTI op with the mask
+//! otherwise (a shootdown); frames go back to the pool only after it. Teardown refuses while
+//! another vCPU holds the space.
+//!
+//! Locking: one lock per address space. The kernel takes the process's (`CURRENT`) and then the
+//! memory manager's (`MM`) for every operation here, faults included, so two vCPUs never change
+//! one space at once. A fault that loses the race finds the page mapped with the access it needs
+//! ([`Resolved::AlreadyMapped`]: no frame allocated, no hypercall) or the table the winner built
+//! (it maps into it: exactly one table is built).
 
 use alloc::vec::Vec;
 use core::ops::Range;
@@ -30,7 +45,7 @@ use core::ops::Range;
 use super::addr::{page_ceil, page_floor, PAGE_SIZE};
 use super::addr::{Pfn, PfnRange, VirtAddr};
 use super::areas::{Area, AreaError, AreaKind, Areas, Backing, Prot};
-use super::backend::{FrameAccess, XenMmu};
+use super::backend::{FrameAccess, VcpuMask, XenMmu};
 use super::frame::{FrameError, FrameSource};
 use super::page_table::{Mapping, MmError, PageTables, Root, TableError};
 use super::pte::PteFlags;
@@ -435,12 +450,36 @@ impl<'f> AddressSpace<'f> {
         self.brk
     }
 
-    /// Makes this the address space Xen uses in user mode.
+    /// Makes this the address space Xen uses in user mode on the calling vCPU, which joins the
+    /// space's `loaded_on` mask.
     pub(crate) fn activate<M: XenMmu, R: FrameAccess>(
         &self,
         pt: &mut PageTables<'_, M, R>,
     ) -> Result<(), MmError> {
         Ok(pt.set_user_root(Some(self.root))?)
+    }
+
+    /// The calling vCPU leaves the space: user base pointer 0 and a local flush of its TLB (one
+    /// `mmuext_op`), after which it holds none of the space's translations and leaves the
+    /// `loaded_on` mask.
+    #[cfg_attr(
+        target_os = "none",
+        expect(dead_code, reason = "proc calls it once threads run on several vCPUs (issue 14)")
+    )]
+    pub(crate) fn deactivate<M: XenMmu, R: FrameAccess>(
+        &self,
+        pt: &mut PageTables<'_, M, R>,
+    ) -> Result<(), MmError> {
+        Ok(pt.unload_user_root()?)
+    }
+
+    /// The vCPUs that have the space loaded or may still cache its translations: every flush
+    /// the space owes reaches them.
+    pub(crate) fn loaded_on<M: XenMmu, R: FrameAccess>(
+        &self,
+        pt: &PageTables<'_, M, R>,
+    ) -> VcpuMask {
+        pt.holders(self.root)
     }
 
     /// Where `addr` lies, as fault reports and expectations name it.
@@ -1084,13 +1123,20 @@ impl<'f> AddressSpace<'f> {
 
     /// Removes the address space: clears the user base pointer, unpins and frees every table
     /// and every private and parked frame. Returns how many frames it held that did not come
-    /// back (0 unless accounting is broken).
+    /// back (0 unless accounting is broken). Afterwards the space holds nothing and is dropped.
+    ///
+    /// Refused with [`MmError::LoadedElsewhere`], changing nothing, while a vCPU other than the
+    /// caller has the space loaded (it must [`AddressSpace::deactivate`] first).
     pub(crate) fn teardown<M: XenMmu, R: FrameAccess, F: FrameSource>(
-        mut self,
+        &mut self,
         pt: &mut PageTables<'_, M, R>,
         frames: &mut F,
         shared: &SharedPages,
     ) -> Result<i64, MmError> {
+        let others = self.loaded_on(pt).without(pt.vcpu());
+        if !others.is_empty() {
+            return Err(MmError::LoadedElsewhere(others));
+        }
         let mut counted = Counted { inner: frames, allocated: 0, freed: 0 };
         let mut destroy = |counted: &mut Counted<'_, F>| {
             pt.set_user_root(None)?;

@@ -445,6 +445,15 @@ pub fn batch_entries() -> (u64, u64) {
     })
 }
 
+/// User page tables built and TLB shootdown ops sent since boot (0 before the memory manager
+/// exists).
+pub fn smp_counts() -> (u64, u64) {
+    MM.lock().as_ref().map_or((0, 0), |mm| {
+        let stats = mm.tables.stats();
+        (stats.user_tables_built, stats.tlb_shootdowns)
+    })
+}
+
 /// Prints the `stats:` line: the memory manager's counters, faults, frames and every hypercall
 /// by kind; the returns through HYPERVISOR_iret are counted apart (`hc_iret`). The hypercalls
 /// are the running vCPU's (vCPU 0 prints it: the other vCPUs count their own).

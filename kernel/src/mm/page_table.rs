@@ -15,13 +15,21 @@
 //! [`PageTables::protect_range`]) walk once per L1, send one batch per 512 entries and issue one
 //! flush per batch themselves, handing unmapped frames to the caller only after it.
 //!
+//! SMP: a user root may be loaded on several vCPUs. The tables record, per vCPU, which user root
+//! it has loaded and which one its TLB may still hold ([`PageTables::holders`]); a flush owed by
+//! an operation on a user root reaches every holder: the LOCAL ops when the caller is the only
+//! one (one vCPU costs what it always did), else `MMUEXT_INVLPG_MULTI` / `MMUEXT_TLB_FLUSH_MULTI`
+//! with the holders' mask (a shootdown: Xen flushes them before the hypercall returns). Frames are
+//! released after that flush, so no vCPU can reach a frame that went back to the pool. The
+//! callers serialise all operations on the tables (the kernel's MM lock).
+//!
 //! Errors roll back: when Xen stops a batch at entry `done`, the applied entries are undone from
 //! the values the queue recorded (links first, then alias downgrades, then a flush if anything
 //! present was taken away), and the tables built for the batch go back to the frame allocator.
 //! Multi-step operations (new user root, reclaim, teardown) put back their earlier steps too.
 
 use super::addr::{MachineAddr, Mfn, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
-use super::backend::{BatchFailure, FrameAccess, MmuExtOp, UvmFlush, XenMmu};
+use super::backend::{BatchFailure, FrameAccess, MmuExtOp, UvmFlush, VcpuMask, XenMmu};
 use super::bitmap::{words_for_bits, Bitmap};
 use super::frame::{FrameError, FrameSource};
 use super::kernel_space::{is_guest_l4_slot, AliasWindow};
@@ -30,7 +38,7 @@ use super::pte::{Level, Pte, PteFlags, ENTRIES_PER_TABLE};
 use super::queue::{UpdateQueue, QUEUE_CAPACITY};
 use super::stats::MmStats;
 use crate::trace::{self, Step};
-use crate::xen::abi::MmuUpdate;
+use crate::xen::abi::{MmuUpdate, LEGACY_MAX_VCPUS};
 use crate::xen::XenError;
 
 /// Flags of an entry that points to a lower table. Permissions are decided at the leaf.
@@ -64,6 +72,8 @@ pub enum TableError {
     HugePage(VirtAddr),
     /// Xen refused an `mmu_update` / `mmuext_op` batch (entries before `done` were applied).
     Hypervisor(BatchFailure),
+    /// The user root is still loaded on these other vCPUs: it cannot be torn down yet.
+    LoadedElsewhere(VcpuMask),
 }
 
 /// Why mapping pages (or linking tables back) failed.
@@ -74,6 +84,7 @@ pub enum MapToError {
     XenSlot(VirtAddr),
     HugePage(VirtAddr),
     Hypervisor(BatchFailure),
+    LoadedElsewhere(VcpuMask),
     /// A page is already mapped there.
     AlreadyMapped(VirtAddr),
     /// The frame is a page table: Xen forbids mapping it writable.
@@ -89,6 +100,7 @@ pub enum UpdateError {
     XenSlot(VirtAddr),
     HugePage(VirtAddr),
     Hypervisor(BatchFailure),
+    LoadedElsewhere(VcpuMask),
     /// Nothing is mapped there.
     NotMapped(VirtAddr),
     /// The frame is a page table: Xen forbids mapping it writable.
@@ -111,6 +123,7 @@ pub enum MmError {
     XenSlot(VirtAddr),
     HugePage(VirtAddr),
     Hypervisor(BatchFailure),
+    LoadedElsewhere(VcpuMask),
     AlreadyMapped(VirtAddr),
     NotMapped(VirtAddr),
     TableFrameWritable(Pfn),
@@ -130,13 +143,18 @@ macro_rules! same_cases {
         }
     };
 }
-same_cases!(TableError => MapToError: Frame, Translation, XenSlot, HugePage, Hypervisor);
-same_cases!(TableError => UpdateError: Frame, Translation, XenSlot, HugePage, Hypervisor);
-same_cases!(TableError => MmError: Frame, Translation, XenSlot, HugePage, Hypervisor);
+same_cases!(TableError => MapToError:
+    Frame, Translation, XenSlot, HugePage, Hypervisor, LoadedElsewhere);
+same_cases!(TableError => UpdateError:
+    Frame, Translation, XenSlot, HugePage, Hypervisor, LoadedElsewhere);
+same_cases!(TableError => MmError:
+    Frame, Translation, XenSlot, HugePage, Hypervisor, LoadedElsewhere);
 same_cases!(MapToError => MmError:
-    Frame, Translation, XenSlot, HugePage, Hypervisor, AlreadyMapped, TableFrameWritable);
+    Frame, Translation, XenSlot, HugePage, Hypervisor, LoadedElsewhere, AlreadyMapped,
+    TableFrameWritable);
 same_cases!(UpdateError => MmError:
-    Frame, Translation, XenSlot, HugePage, Hypervisor, NotMapped, TableFrameWritable, HypervisorCall);
+    Frame, Translation, XenSlot, HugePage, Hypervisor, LoadedElsewhere, NotMapped,
+    TableFrameWritable, HypervisorCall);
 
 impl From<FrameError> for TableError {
     fn from(e: FrameError) -> Self {
@@ -205,6 +223,26 @@ pub(in crate::mm) const INVLPG_MAX_PAGES: u64 = 8;
 #[derive(Debug, PartialEq, Eq)]
 pub struct TlbFlush {
     scope: FlushScope,
+    reach: Reach,
+}
+
+/// Whose TLBs a flush must reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reach {
+    /// The calling vCPU's (a base-pointer switch, the kernel's own tables).
+    Caller,
+    /// Every vCPU that may hold translations of the user root with this L4.
+    Holders(Mfn),
+    /// Every vCPU that may hold translations of any user root, and the caller (the undo of a
+    /// refused batch, whose root is not known there).
+    AnyUser,
+}
+
+/// The vCPUs a flush goes to: the caller alone (the LOCAL ops), or a mask (the MULTI ops).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Targets {
+    Local,
+    Multi(VcpuMask),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,12 +260,31 @@ enum FlushScope {
 struct FlushOps {
     ops: [MmuExtOp; INVLPG_MAX_PAGES as usize],
     len: usize,
+    /// Whether they are MULTI ops (a shootdown).
+    multi: bool,
 }
 
 impl TlbFlush {
     /// Nothing owed.
     pub(in crate::mm) const fn none() -> Self {
-        TlbFlush { scope: FlushScope::Nothing }
+        TlbFlush { scope: FlushScope::Nothing, reach: Reach::Caller }
+    }
+
+    /// The same flush, owed by a change to the tables under `root`: it must reach every vCPU
+    /// that may hold `root`'s translations (see [`PageTables::holders`]).
+    pub(in crate::mm) const fn of(self, root: Root) -> Self {
+        TlbFlush { scope: self.scope, reach: Reach::Holders(root.mfn) }
+    }
+
+    /// The same flush, owed by a change whose root is not known: it must reach every vCPU that
+    /// may hold any user root's translations, and the caller.
+    pub(in crate::mm) const fn of_any_user(self) -> Self {
+        TlbFlush { scope: self.scope, reach: Reach::AnyUser }
+    }
+
+    /// Takes the flush out, leaving nothing owed to the same vCPUs.
+    fn take(&mut self) -> TlbFlush {
+        core::mem::replace(self, TlbFlush { scope: FlushScope::Nothing, reach: self.reach })
     }
 
     /// The page at `va` must be invalidated.
@@ -244,12 +301,12 @@ impl TlbFlush {
             count if count <= INVLPG_MAX_PAGES => FlushScope::Pages { first, count },
             _ => FlushScope::Everything,
         };
-        TlbFlush { scope }
+        TlbFlush { scope, reach: Reach::Caller }
     }
 
-    /// The whole (local) TLB must be flushed.
+    /// The whole TLB must be flushed.
     pub(in crate::mm) const fn everything() -> Self {
-        TlbFlush { scope: FlushScope::Everything }
+        TlbFlush { scope: FlushScope::Everything, reach: Reach::Caller }
     }
 
     /// Whether a flush is owed at all.
@@ -258,8 +315,14 @@ impl TlbFlush {
         !matches!(self.scope, FlushScope::Nothing)
     }
 
-    /// One obligation covering both: the pages between them if that is few enough, else all.
+    /// One obligation covering both: the pages between them if that is few enough, else all,
+    /// reaching the vCPUs of both.
     pub(in crate::mm) fn merge(self, other: TlbFlush) -> TlbFlush {
+        let reach = match (self.reach, other.reach) {
+            (Reach::Caller, r) | (r, Reach::Caller) => r,
+            (a, b) if a == b => a,
+            _ => Reach::AnyUser,
+        };
         let scope = match (self.scope, other.scope) {
             (FlushScope::Nothing, s) | (s, FlushScope::Nothing) => s,
             (
@@ -268,22 +331,32 @@ impl TlbFlush {
             ) => {
                 let start = a.min(b);
                 let end = (a + a_count * PAGE_SIZE).max(b + b_count * PAGE_SIZE);
-                return TlbFlush::range(VirtAddr::new_truncate(start), (end - start) / PAGE_SIZE);
+                let range =
+                    TlbFlush::range(VirtAddr::new_truncate(start), (end - start) / PAGE_SIZE);
+                return TlbFlush { scope: range.scope, reach };
             }
             _ => FlushScope::Everything,
         };
-        TlbFlush { scope }
+        TlbFlush { scope, reach }
     }
 
-    fn into_ops(self) -> FlushOps {
-        let mut out =
-            FlushOps { ops: [MmuExtOp::TlbFlushLocal; INVLPG_MAX_PAGES as usize], len: 0 };
+    /// The ops for `targets`: INVLPG per page or one full flush, LOCAL or MULTI with the mask.
+    fn into_ops(self, targets: Targets) -> FlushOps {
+        let full = match targets {
+            Targets::Local => MmuExtOp::TlbFlushLocal,
+            Targets::Multi(mask) => MmuExtOp::TlbFlushMulti(mask),
+        };
+        let multi = matches!(targets, Targets::Multi(_));
+        let mut out = FlushOps { ops: [full; INVLPG_MAX_PAGES as usize], len: 0, multi };
         match self.scope {
             FlushScope::Nothing => {}
             FlushScope::Pages { first, count } => {
                 for i in 0..count {
                     let va = VirtAddr::new_truncate(first + i * PAGE_SIZE);
-                    out.ops[out.len] = MmuExtOp::InvlpgLocal(va);
+                    out.ops[out.len] = match targets {
+                        Targets::Local => MmuExtOp::InvlpgLocal(va),
+                        Targets::Multi(mask) => MmuExtOp::InvlpgMulti(va, mask),
+                    };
                     out.len += 1;
                 }
             }
@@ -331,10 +404,10 @@ pub struct PageTables<'a, M: XenMmu, R: FrameAccess> {
     /// The fresh tables' batch was refused (and undone) or dropped: they are unreachable and
     /// wait for the operation to free them ([`PageTables::finish_building`]).
     fresh_orphaned: bool,
-    /// The user base pointer, and the user root whose translations the TLB may still hold (user
-    /// pages are global under Xen, so they outlive `NEW_USER_BASEPTR`).
-    user_root: Option<Mfn>,
-    user_tlb_root: Option<Mfn>,
+    /// Per vCPU: the user base pointer, and the user root whose translations its TLB may still
+    /// hold (user pages are global under Xen, so they outlive `NEW_USER_BASEPTR`).
+    user_root: [Option<Mfn>; LEGACY_MAX_VCPUS],
+    user_tlb_root: [Option<Mfn>; LEGACY_MAX_VCPUS],
     stats: MmStats,
 }
 
@@ -371,8 +444,8 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
             fresh: [(Pfn(0), Level::L1); FRESH_CAPACITY],
             fresh_len: 0,
             fresh_orphaned: false,
-            user_root: None,
-            user_tlb_root: None,
+            user_root: [None; LEGACY_MAX_VCPUS],
+            user_tlb_root: [None; LEGACY_MAX_VCPUS],
             stats: MmStats::default(),
         };
         tables.mark_tables(kernel_l4, Level::L4)?;
@@ -387,6 +460,28 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// The counters for the `stats:` line.
     pub(crate) const fn stats(&self) -> &MmStats {
         &self.stats
+    }
+
+    /// The vCPUs that have the user root `root` loaded or may still hold its translations in
+    /// their TLBs (loaded since their last full flush): those a flush owed under `root` must
+    /// reach.
+    pub(crate) fn holders(&self, root: Root) -> VcpuMask {
+        self.holders_of(root.mfn)
+    }
+
+    fn holders_of(&self, root: Mfn) -> VcpuMask {
+        let mut mask = VcpuMask::EMPTY;
+        for (vcpu, held) in self.user_tlb_root.iter().enumerate() {
+            if *held == Some(root) || self.user_root[vcpu] == Some(root) {
+                mask = mask.with(vcpu);
+            }
+        }
+        mask
+    }
+
+    /// The vCPU making the calls.
+    pub(crate) fn vcpu(&self) -> usize {
+        self.mmu.vcpu()
     }
 
     /// Whether `pfn` is (as far as this code knows) a page-table frame.
@@ -619,7 +714,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         let new = Pte::new(pte.mfn(), flags | PteFlags::PRESENT);
         let queued = self.set_entry(l1, index, new);
         self.finish(queued)?;
-        Ok(if pte.downgraded_by(new) { TlbFlush::page(va) } else { TlbFlush::none() })
+        Ok(if pte.downgraded_by(new) { TlbFlush::page(va).of(root) } else { TlbFlush::none() })
     }
 
     /// Removes the mapping of `va`, returning the frame it mapped. One batch; a flush is owed.
@@ -632,7 +727,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         let PresentLeaf { l1, index, pfn, .. } = self.present_leaf(root, va)?;
         let queued = self.set_entry(l1, index, Pte::EMPTY);
         self.finish(queued)?;
-        Ok((pfn, TlbFlush::page(va)))
+        Ok((pfn, TlbFlush::page(va).of(root)))
     }
 
     /// Points the mapped page `va` at another frame `pfn` with `flags` (copy-on-write): one
@@ -652,7 +747,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         let new = Pte::new(self.p2m.pfn_to_mfn(pfn)?, flags | PteFlags::PRESENT);
         let queued = self.set_entry(l1, index, new);
         self.finish(queued)?;
-        Ok((old, TlbFlush::page(va)))
+        Ok((old, TlbFlush::page(va).of(root)))
     }
 
     /// Unmaps every mapped page of the `count_pages` pages from `start` (holes are skipped),
@@ -718,7 +813,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         mut release: Option<&mut impl FnMut(Pfn)>,
     ) -> Result<u64, UpdateError> {
         self.commit()?;
-        let mut owed = TlbFlush::none();
+        let mut owed = TlbFlush::none().of(root);
         let mut changed = 0;
         let mut page = 0;
         let queued = loop {
@@ -785,7 +880,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         }
         self.set_entry(l1, index, new)?;
         if old.downgraded_by(new) {
-            let flush = core::mem::replace(owed, TlbFlush::none());
+            let flush = owed.take();
             *owed = flush.merge(TlbFlush::page(va));
         }
         Ok(true)
@@ -798,7 +893,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         owed: &mut TlbFlush,
         release: &mut Option<&mut impl FnMut(Pfn)>,
     ) -> Result<(), TableError> {
-        let flush = core::mem::replace(owed, TlbFlush::none());
+        let flush = owed.take();
         // Undone if refused: the pages stay mapped, nothing to flush or release.
         self.send_batch()?;
         let flushed = self.mmuext_then_flush(&[], flush);
@@ -858,7 +953,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         if root != self.kernel_root {
             let queued = self.set_entry(l1, index, new);
             self.finish(queued)?;
-            self.flush_tlb(if owed { TlbFlush::page(va) } else { TlbFlush::none() })?;
+            self.flush_tlb(if owed { TlbFlush::page(va).of(root) } else { TlbFlush::none() })?;
             return Ok((pfn, new));
         }
         // update_va_mapping walks the current tables, which are the kernel's.
@@ -920,7 +1015,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
             return Ok(0);
         }
         // Unlinking dropped entries that paging-structure caches may still hold.
-        if let Err(e) = self.flush_tlb(TlbFlush::everything()) {
+        if let Err(e) = self.flush_tlb(TlbFlush::everything().of(root)) {
             self.relink(root, va, &freed[..count])?;
             return Err(e.into());
         }
@@ -992,6 +1087,7 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         self.mem.zero_frame(pfn);
         self.table_frames.set(pfn.0, true);
         self.stats.table_allocated(Level::L4);
+        self.stats.user_tables_built += 1;
         self.fresh[0] = (pfn, Level::L4);
         self.fresh_len = 1;
         let queued = self.downgrade_aliases(pfn);
@@ -1016,22 +1112,39 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     /// `NEW_USER_BASEPTR` flushes nothing, so the previous root's translations would otherwise
     /// stay usable under the new one.
     pub(in crate::mm) fn set_user_root(&mut self, root: Option<Root>) -> Result<(), TableError> {
-        self.commit()?;
+        let vcpu = self.mmu.vcpu();
         let mfn = root.map(|r| r.mfn);
-        let switch = matches!((self.user_tlb_root, mfn), (Some(old), Some(new)) if old != new);
+        let switch =
+            matches!((self.user_tlb_root[vcpu], mfn), (Some(old), Some(new)) if old != new);
         let flush = if switch { TlbFlush::everything() } else { TlbFlush::none() };
+        self.load_user_root(mfn, flush)
+    }
+
+    /// Loads user base pointer 0 on the calling vCPU and flushes its TLB, in one `mmuext_op`:
+    /// afterwards it holds no user root's translations (see [`PageTables::holders`]).
+    pub(in crate::mm) fn unload_user_root(&mut self) -> Result<(), TableError> {
+        self.load_user_root(None, TlbFlush::everything())
+    }
+
+    /// `NEW_USER_BASEPTR` on the calling vCPU, then `flush` (local), in one hypercall.
+    fn load_user_root(&mut self, mfn: Option<Mfn>, flush: TlbFlush) -> Result<(), TableError> {
+        self.commit()?;
+        let vcpu = self.mmu.vcpu();
         let new = MmuExtOp::NewUserBaseptr(mfn.unwrap_or(Mfn(0)));
+        // The base pointer counts as loaded before the flush runs, which then credits it.
+        let before = self.user_root[vcpu];
+        self.user_root[vcpu] = mfn;
         if let Err(e) = self.mmuext_then_flush(&[new], flush) {
+            self.user_root[vcpu] = before;
             if matches!(e, TableError::Hypervisor(BatchFailure { done: 1.., .. })) {
                 // Switched but not flushed: the old root's pages would be reachable. Back.
-                let old = MmuExtOp::NewUserBaseptr(self.user_root.unwrap_or(Mfn(0)));
+                let old = MmuExtOp::NewUserBaseptr(before.unwrap_or(Mfn(0)));
                 self.mmuext(&[old])?;
             }
             return Err(e);
         }
-        self.user_root = mfn;
         if mfn.is_some() {
-            self.user_tlb_root = mfn;
+            self.user_tlb_root[vcpu] = mfn;
         }
         Ok(())
     }
@@ -1052,11 +1165,15 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         frames: &mut impl FrameSource,
         shared: &dyn Fn(Pfn) -> bool,
     ) -> Result<(), TableError> {
+        let others = self.holders(root).without(self.mmu.vcpu());
+        if !others.is_empty() {
+            return Err(TableError::LoadedElsewhere(others));
+        }
         self.commit()?;
         self.mmuext(&[MmuExtOp::Unpin(root.mfn)])?;
         let queued = self.restore_subtree_aliases(root.pfn, Level::L4);
         let restored = self.finish(queued);
-        let flushed = restored.and_then(|()| self.flush_tlb(TlbFlush::everything()));
+        let flushed = restored.and_then(|()| self.flush_tlb(TlbFlush::everything().of(root)));
         if let Err(e) = flushed {
             // The failed batch was undone, but restore_aliases already forgot the tables.
             self.mark_tables(root.pfn, Level::L4)?;
@@ -1067,8 +1184,10 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
             self.mmuext(&[MmuExtOp::Pin { level: Level::L4, mfn: root.mfn }])?;
             return Err(e);
         }
-        if self.user_tlb_root == Some(root.mfn) {
-            self.user_tlb_root = None;
+        for held in &mut self.user_tlb_root {
+            if *held == Some(root.mfn) {
+                *held = None;
+            }
         }
         self.free_subtree(root.pfn, Level::L4, frames, shared)
     }
@@ -1200,6 +1319,9 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
                         return Err(e.into());
                     }
                 };
+                if root != self.kernel_root {
+                    self.stats.user_tables_built += count as u64;
+                }
                 let linked = self.link_subtree(table, level, index, &new_tables[..count]);
                 if linked.is_err() {
                     // The batch may hold a link without its downgrades: drop it whole, unsent.
@@ -1533,12 +1655,14 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
             Self::send_undo(&mut self.mmu, &mut self.stats, &chunk[..len])?;
         }
         if owed {
-            let mut flushed = self.mmuext_then_flush(&[], TlbFlush::everything());
+            // The batch's root is not known here: every vCPU that may hold a user root's
+            // translations (one vCPU: the caller, locally).
+            let mut flushed = self.mmuext_then_flush(&[], TlbFlush::everything().of_any_user());
             for _ in 0..UNDO_RETRIES {
                 if flushed.is_ok() {
                     break;
                 }
-                flushed = self.mmuext_then_flush(&[], TlbFlush::everything());
+                flushed = self.mmuext_then_flush(&[], TlbFlush::everything().of_any_user());
             }
             flushed?;
         }
@@ -1611,7 +1735,9 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         const MAX_OPS: usize = 2;
         debug_assert!(ops.len() <= MAX_OPS);
         let full = flush.scope == FlushScope::Everything;
-        let flush_ops = flush.into_ops();
+        let caller = self.mmu.vcpu();
+        let targets = self.targets(flush.reach, caller);
+        let flush_ops = flush.into_ops(targets);
         let mut all = [flush_ops.ops[0]; MAX_OPS + INVLPG_MAX_PAGES as usize];
         all[..ops.len()].copy_from_slice(ops);
         let len = ops.len() + flush_ops.len;
@@ -1623,10 +1749,42 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         if flush_ops.len > 0 {
             self.stats.tlb_flushes += 1;
         }
+        if flush_ops.multi {
+            self.stats.tlb_shootdowns += flush_ops.len as u64;
+        }
         if full {
-            self.user_tlb_root = self.user_root;
+            let flushed = match targets {
+                Targets::Local => VcpuMask::single(caller),
+                Targets::Multi(mask) => mask,
+            };
+            for vcpu in flushed.iter().filter(|&v| v < LEGACY_MAX_VCPUS) {
+                self.user_tlb_root[vcpu] = self.user_root[vcpu];
+            }
         }
         Ok(())
+    }
+
+    /// Where a flush that must reach `reach` goes: LOCAL when no vCPU but the caller needs it
+    /// (exactly the ops of a one-vCPU kernel), else MULTI to every vCPU that does.
+    fn targets(&self, reach: Reach, caller: usize) -> Targets {
+        let mask = match reach {
+            Reach::Caller => return Targets::Local,
+            Reach::Holders(mfn) => self.holders_of(mfn),
+            Reach::AnyUser => {
+                let mut mask = VcpuMask::single(caller);
+                for (vcpu, held) in self.user_tlb_root.iter().enumerate() {
+                    if held.is_some() || self.user_root[vcpu].is_some() {
+                        mask = mask.with(vcpu);
+                    }
+                }
+                mask
+            }
+        };
+        if mask.without(caller).is_empty() {
+            Targets::Local
+        } else {
+            Targets::Multi(mask)
+        }
     }
 
     fn mmuext(&mut self, ops: &[MmuExtOp]) -> Result<(), TableError> {

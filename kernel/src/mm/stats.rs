@@ -19,6 +19,10 @@ pub struct MmStats {
     pub update_va_mapping_calls: u64,
     /// TLB flushes issued (INVLPG or full).
     pub tlb_flushes: u64,
+    /// Of their ops, those sent to other vCPUs too (`MMUEXT_*_MULTI`: a shootdown).
+    pub tlb_shootdowns: u64,
+    /// Page tables built for user address spaces (roots included).
+    pub user_tables_built: u64,
     /// Table pages allocated, indexed by level (L1 at 0).
     pub tables_allocated: [u64; 4],
     /// Table pages freed, indexed by level (L1 at 0).
@@ -62,7 +66,7 @@ impl fmt::Display for StatsLine<'_> {
         write!(
             f,
             "stats: mmu_update_calls={} mmu_update_entries={} mmuext_calls={} mmuext_ops={} \
-             update_va_mapping_calls={} tlb_flushes={} tables_l1={a1} tables_l2={a2} tables_l3={a3} \
+             update_va_mapping_calls={} tlb_flushes={} tlb_shootdowns={} tables_l1={a1} tables_l2={a2} tables_l3={a3} \
              tables_l4={a4} tables_freed={} frames_free={} frames_used={}",
             s.mmu_update_calls,
             s.mmu_update_entries,
@@ -70,6 +74,7 @@ impl fmt::Display for StatsLine<'_> {
             s.mmuext_ops,
             s.update_va_mapping_calls,
             s.tlb_flushes,
+            s.tlb_shootdowns,
             f1 + f2 + f3 + f4,
             self.frames_free,
             self.frames_used
@@ -90,7 +95,7 @@ mod tests {
         assert_eq!(
             line,
             "stats: mmu_update_calls=2 mmu_update_entries=5 mmuext_calls=0 mmuext_ops=0 \
-             update_va_mapping_calls=0 tlb_flushes=0 tables_l1=1 tables_l2=0 tables_l3=1 tables_l4=0 \
+             update_va_mapping_calls=0 tlb_flushes=0 tlb_shootdowns=0 tables_l1=1 tables_l2=0 tables_l3=1 tables_l4=0 \
              tables_freed=0 frames_free=10 frames_used=6"
         );
         assert_eq!(s.tables_live(), 2);

@@ -366,7 +366,7 @@ fn split(mm: &mut KernelMm) -> (&mut KernelTables, &mut FrameAllocator<'static>)
 
 /// Removes the address space; returns how many frames did not come back.
 fn teardown() -> i64 {
-    let Some(process) = CURRENT.lock().take() else { return 0 };
+    let Some(mut process) = CURRENT.lock().take() else { return 0 };
     let mut guard = MM.lock();
     let mm = guard.as_mut().expect("memory manager initialised at boot");
     let shared = SHARED.lock();

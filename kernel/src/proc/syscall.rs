@@ -194,6 +194,10 @@ fn faultline_counters(out: u64, count: u64) -> SysResult {
         hypercall::count(crate::xen::abi::__HYPERVISOR_update_va_mapping);
     values[counters::IRETS] = irets;
     values[counters::USER_FAULTS] = COUNTERS.user_faults.load(Ordering::Relaxed);
+    let (tables_built, shootdowns) = crate::mm::kernel::smp_counts();
+    values[counters::TABLES_BUILT] = tables_built;
+    values[counters::TLB_SHOOTDOWNS] = shootdowns;
+    values[counters::IPIS_SENT] = crate::xen::events::ipis_sent();
     let mut bytes = [0u8; counters::COUNT * 8];
     for (chunk, value) in bytes.chunks_exact_mut(8).zip(values) {
         chunk.copy_from_slice(&value.to_le_bytes());

@@ -109,12 +109,24 @@ pub fn unbind_ipi(vcpu: usize) -> Result<(), XenError> {
     Ok(())
 }
 
+/// IPIs Xen accepted from [`send_ipi`], on every vCPU, since boot.
+static IPIS_SENT: AtomicU64 = AtomicU64::new(0);
+
 /// Sends an IPI to `vcpu` through the port [`bind_ipi`] bound for it.
 pub fn send_ipi(vcpu: usize) -> Result<(), XenError> {
     match VCPUS[vcpu].ipi_port.load(Ordering::SeqCst) {
         NO_PORT => Err(XenError::ENOENT),
-        port => hypercall::evtchn_send(port),
+        port => {
+            hypercall::evtchn_send(port)?;
+            IPIS_SENT.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
     }
+}
+
+/// IPIs sent since boot (every vCPU's sends).
+pub fn ipis_sent() -> u64 {
+    IPIS_SENT.load(Ordering::Relaxed)
 }
 
 /// The running vCPU's timer port, once bound.

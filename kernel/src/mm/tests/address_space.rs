@@ -165,7 +165,7 @@ impl World {
         self.f.frames.inner.used_frames()
     }
 
-    fn teardown(&mut self, space: AddressSpace<'_>) {
+    fn teardown(&mut self, mut space: AddressSpace<'_>) {
         let lost = space.teardown(&mut self.f.pt, &mut self.f.frames, &self.shared).unwrap();
         assert_eq!(lost, 0, "every frame the space held came back");
     }
@@ -1003,7 +1003,7 @@ fn apply_exactly(w: &mut World, all: &mut Spaces, op: Op) -> Result<(), TestCase
         Op::RefuseFrame { nth } => w.f.frames.fail_allocation = Some(nth),
         Op::NewSpace => {
             let fresh = w.space(limits());
-            let old = std::mem::replace(&mut all.spaces[c], fresh);
+            let mut old = std::mem::replace(&mut all.spaces[c], fresh);
             let lost = old.teardown(&mut w.f.pt, &mut w.f.frames, &w.shared).unwrap();
             prop_assert_eq!(lost, 0);
             all.spaces[c].activate(&mut w.f.pt).unwrap();
@@ -1071,7 +1071,7 @@ proptest! {
         w.f.xen.machine().cancel_refusals();
         w.f.frames.fail_allocation = None;
         let Spaces { spaces: [first, second], .. } = all;
-        for space in [first, second] {
+        for mut space in [first, second] {
             let lost = space.teardown(&mut w.f.pt, &mut w.f.frames, &w.shared).unwrap();
             prop_assert_eq!(lost, 0);
         }

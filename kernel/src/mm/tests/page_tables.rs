@@ -145,7 +145,7 @@ fn only_downgrades_owe_a_tlb_flush() {
     let before = f.counts();
     let downgrade = f.pt.protect(root, page, PteFlags::PRESENT | PteFlags::NO_EXECUTE).unwrap();
     assert!(downgrade.is_needed());
-    assert_eq!(downgrade, crate::mm::page_table::TlbFlush::page(page));
+    assert_eq!(downgrade, crate::mm::page_table::TlbFlush::page(page).of(root));
     assert!(f.xen.machine().owes_tlb_flush());
     f.pt.flush_tlb(downgrade).unwrap();
     assert!(!f.xen.machine().owes_tlb_flush());
