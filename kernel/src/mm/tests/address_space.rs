@@ -22,32 +22,41 @@ use crate::mm::user_space::{Region, MMAP_BASE, STACK_TOP};
 use crate::xen::XenError;
 
 const NR_PAGES: u64 = 512;
-const TEXT: u64 = 0x40_0000;
-const DATA: u64 = 0x40_1000;
+pub(super) const TEXT: u64 = 0x40_0000;
+pub(super) const DATA: u64 = 0x40_1000;
 const RX: Prot = Prot { read: true, write: false, exec: true };
 const RO: Prot = Prot { read: true, write: false, exec: false };
 const RW: Prot = Prot::READ_WRITE;
 
 /// A booted guest with a program "module" in its frames: a text page and a data segment whose
 /// second page is partial (copied into the page cache or per fault), then bss.
-struct World {
-    f: Fixture,
-    shared: SharedPages,
-    file: &'static [u8],
+pub(super) struct World {
+    pub(super) f: Fixture,
+    pub(super) shared: SharedPages,
+    pub(super) file: &'static [u8],
     segments: [SegmentSpec; 2],
-    module: PfnRange,
+    pub(super) module: PfnRange,
     /// Faults the modelled CPU took in [`World::touch`].
     faults: u64,
 }
 
 impl World {
-    fn new() -> World {
+    pub(super) fn new() -> World {
         World::with_text_pages(1)
     }
 
     /// A world whose text segment has `text_pages` pages (the data segment follows it).
     fn with_text_pages(text_pages: u64) -> World {
-        let mut f = Fixture::boot(NR_PAGES);
+        World::on_vcpus(text_pages, 1)
+    }
+
+    /// [`World::new`] on a machine with `vcpus` vCPUs.
+    pub(super) fn smp(vcpus: usize) -> World {
+        World::on_vcpus(1, vcpus)
+    }
+
+    fn on_vcpus(text_pages: u64, vcpus: usize) -> World {
+        let mut f = Fixture::boot_smp(NR_PAGES, vcpus);
         let file_pages = text_pages + 2;
         let file: &'static [u8] = Box::leak(
             (0..file_pages * PAGE_SIZE).map(|i| (i % 251) as u8 + 1).collect::<Vec<_>>().into(),
@@ -94,7 +103,7 @@ impl World {
         }
     }
 
-    fn space(&mut self, limits: SpaceLimits) -> AddressSpace<'static> {
+    pub(super) fn space(&mut self, limits: SpaceLimits) -> AddressSpace<'static> {
         let image = self.image();
         let image = ProgramImage { segments: Box::leak(Box::new(self.segments)), ..image };
         let space = AddressSpace::new(
@@ -150,7 +159,7 @@ impl World {
         Ok(())
     }
 
-    fn mmap(
+    pub(super) fn mmap(
         &mut self,
         space: &mut AddressSpace<'_>,
         placement: Placement,
@@ -161,17 +170,17 @@ impl World {
         space.mmap(&mut self.f.pt, &mut self.f.frames, &self.shared, request)
     }
 
-    fn used(&self) -> u64 {
+    pub(super) fn used(&self) -> u64 {
         self.f.frames.inner.used_frames()
     }
 
-    fn teardown(&mut self, mut space: AddressSpace<'_>) {
+    pub(super) fn teardown(&mut self, mut space: AddressSpace<'_>) {
         let lost = space.teardown(&mut self.f.pt, &mut self.f.frames, &self.shared).unwrap();
         assert_eq!(lost, 0, "every frame the space held came back");
     }
 }
 
-fn limits() -> SpaceLimits {
+pub(super) fn limits() -> SpaceLimits {
     SpaceLimits { frames: 200, areas: 64 }
 }
 

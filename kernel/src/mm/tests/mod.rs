@@ -6,6 +6,7 @@ mod page_tables;
 mod property;
 mod ranges;
 mod rollback;
+mod smp;
 mod tlb;
 
 use super::addr::Pfn;
@@ -40,7 +41,14 @@ pub struct Accounting {
 
 impl Fixture {
     pub fn boot(nr_pages: u64) -> Fixture {
-        let xen = Xen::boot(nr_pages);
+        Fixture::boot_smp(nr_pages, 1)
+    }
+
+    /// [`Fixture::boot`] on a machine with `vcpus` vCPUs (vCPU 0 current).
+    pub fn boot_smp(nr_pages: u64, vcpus: usize) -> Fixture {
+        let xen = Xen(std::rc::Rc::new(std::cell::RefCell::new(super::model::Machine::boot_smp(
+            nr_pages, vcpus,
+        ))));
         let p2m: &'static [u64] = Box::leak(xen.machine().p2m().to_vec().into_boxed_slice());
         let m2p: &'static [u64] = Box::leak(xen.machine().m2p().to_vec().into_boxed_slice());
         let words = PageTables::<Xen, Xen>::bitmap_words(nr_pages);
