@@ -19,6 +19,14 @@
 //! 5. Page faults: `kernel_fault::classify(cr2, error, regions)`, and for `MapZeroed`,
 //!    `pt.map_zeroed(pt.kernel_root(), page, flags, &mut frames)`: one `mmu_update`.
 
+//!
+//! SMP (docs/architecture.md, "one address space on several vCPUs"): every operation on an
+//! address space runs under one lock (proc takes `CURRENT`, then `MM`), so a fault that loses a
+//! race finds the page or the table the winner made. The page tables know which vCPUs hold
+//! each user root ([`PageTables::holders`], an address space's `loaded_on` mask) and send every
+//! flush an operation owes to all of them: LOCAL ops when the caller is alone, else
+//! `MMUEXT_*_MULTI` with the mask (a shootdown), frames released only after it.
+
 // Visibility is cut to what each caller needs (`pub(in crate::mm)`, `pub(crate)`), so unused
 // items are reported. The host build of the library (unit tests, host tools) compiles mm without
 // its kernel half (`kernel`, `heap`, and their users in proc and testing): what only that half

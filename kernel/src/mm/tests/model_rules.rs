@@ -436,3 +436,68 @@ fn a_refused_step_fails_its_batch_there_with_the_chosen_errno() {
     drop(m);
     assert_eq!(raw.update(&batch[1..]), Ok(()), "a refusal is used up once");
 }
+
+/// Three vCPUs, each having read boot_va(FREE) through its own TLB, then the entry made
+/// read-only: each vCPU owes its own flush.
+fn three_vcpus_with_a_downgraded_page() -> Xen {
+    let xen =
+        Xen(std::rc::Rc::new(std::cell::RefCell::new(crate::mm::model::Machine::boot_smp(64, 3))));
+    let va = boot_va(FREE);
+    for vcpu in 0..3 {
+        let mut m = xen.machine();
+        m.set_current(vcpu);
+        let root = m.baseptr();
+        m.access(root, va, true).unwrap();
+    }
+    let mut m = xen.machine();
+    m.set_current(0);
+    let l1 = m.mfn_of(BOOT_TABLES[3]);
+    let entry = l1.entry_addr(Level::L1.index_of(va));
+    let frame = m.mfn_of(Pfn(FREE));
+    drop(m);
+    let mut x = xen.clone();
+    x.mmu_update(&[MmuUpdate::normal(entry, Pte::new(frame, RO))]).unwrap();
+    for vcpu in 0..3 {
+        assert_eq!(xen.machine().stale_translations_on(vcpu), [va], "vcpu{vcpu} owes a flush");
+    }
+    xen
+}
+
+#[test]
+fn local_flushes_reach_the_current_vcpu_only() {
+    for op in [MmuExtOp::InvlpgLocal(boot_va(FREE)), MmuExtOp::TlbFlushLocal] {
+        let mut xen = three_vcpus_with_a_downgraded_page();
+        xen.machine().set_current(1);
+        xen.mmuext_op(&[op]).unwrap();
+        let m = xen.machine();
+        let stale: Vec<bool> = (0..3).map(|v| !m.stale_translations_on(v).is_empty()).collect();
+        assert_eq!(stale, [true, false, true], "{op:?}");
+    }
+}
+
+#[test]
+fn multi_flushes_reach_exactly_the_vcpus_of_their_mask() {
+    use crate::mm::backend::VcpuMask;
+    let mask = VcpuMask::single(0).with(2).with(40); // 40: no such vCPU, ignored as by Xen
+    for op in [MmuExtOp::InvlpgMulti(boot_va(FREE), mask), MmuExtOp::TlbFlushMulti(mask)] {
+        let mut xen = three_vcpus_with_a_downgraded_page();
+        xen.machine().set_current(1);
+        xen.mmuext_op(&[op]).unwrap();
+        let m = xen.machine();
+        let stale: Vec<bool> = (0..3).map(|v| !m.stale_translations_on(v).is_empty()).collect();
+        assert_eq!(stale, [false, true, false], "{op:?}");
+        assert_eq!(m.rejections(), &[]);
+    }
+}
+
+#[test]
+fn a_new_user_base_pointer_flushes_no_vcpu() {
+    let mut xen = three_vcpus_with_a_downgraded_page();
+    let l4 = xen.machine().mfn_of(BOOT_TABLES[0]);
+    xen.mmuext_op(&[MmuExtOp::NewUserBaseptr(l4)]).unwrap();
+    assert_eq!(xen.machine().user_baseptr_on(0), Some(l4));
+    assert_eq!(xen.machine().user_baseptr_on(1), None, "base pointers are per vCPU");
+    for vcpu in 0..3 {
+        assert!(!xen.machine().stale_translations_on(vcpu).is_empty(), "vcpu{vcpu} not flushed");
+    }
+}
