@@ -674,3 +674,25 @@ proptest! {
         prop_assert!(result.is_ok(), "{}", result.unwrap_err());
     }
 }
+
+#[test]
+fn a_refused_undo_flush_is_sent_again_to_every_vcpu() {
+    let (mut w, mut space, baseline) = loaded_world(2);
+    let window = |addr, len| MapRequest {
+        placement: Placement::Replace { addr },
+        len: len * PAGE_SIZE,
+        prot: RW,
+        populate: true,
+    };
+    space.mmap(&mut w.f.pt, &mut w.f.frames, &w.shared, window(WINDOW, 1)).unwrap();
+    w.f.xen.machine().speculate(true);
+    // Steps from here: the batch's entries 0 (applied) and 1 (refused), the undo's entry (2),
+    // the undo's flush (3, refused), its retry (4).
+    w.f.xen.machine().refuse_step(1, XenError::ENOMEM);
+    w.f.xen.machine().refuse_step(3, XenError::ENOMEM);
+    let result = space.mmap(&mut w.f.pt, &mut w.f.frames, &w.shared, window(WINDOW + PAGE_SIZE, 3));
+    assert!(matches!(result, Err(MapError::Kernel(MmError::Hypervisor(_)))), "{result:?}");
+    assert_eq!(w.f.xen.machine().pending_refusals(), 0, "both refusals were reached");
+    assert_no_stale(&w.f.xen.machine());
+    assert_eq!(w.used() - baseline, space.held_frames());
+}
