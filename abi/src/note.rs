@@ -4,6 +4,10 @@
 //! the expectation text as its descriptor (ASCII, trailing NULs ignored). The kernel's
 //! `proc::expectation` parses the text; the Rust runtime and the C header `faultline.h` write the note
 //! (into a section `.note.faultline`; the kernel finds it through the program headers).
+//!
+//! The text is an outcome and options (docs/abi.md section 7): `exit 0`, `killed #UD; runs 2`,
+//! `exit 0; vcpus 2` (the program needs 2 online vCPUs; with fewer it is skipped). The largest
+//! `vcpus` is [`crate::MAX_VCPUS`].
 
 /// The note's name, without its NUL.
 pub const NAME: &str = "faultline";

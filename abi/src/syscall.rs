@@ -11,16 +11,19 @@ pub const SYS_MMAP: u64 = 9;
 pub const SYS_MPROTECT: u64 = 10;
 pub const SYS_MUNMAP: u64 = 11;
 pub const SYS_BRK: u64 = 12;
+pub const SYS_RT_SIGPROCMASK: u64 = 14;
 pub const SYS_IOCTL: u64 = 16;
 pub const SYS_WRITEV: u64 = 20;
 pub const SYS_SCHED_YIELD: u64 = 24;
 pub const SYS_NANOSLEEP: u64 = 35;
 pub const SYS_GETPID: u64 = 39;
+pub const SYS_CLONE: u64 = 56;
 pub const SYS_EXIT: u64 = 60;
 /// Linux only: faultline answers ENOSYS (the bench programs call it on Linux).
 pub const SYS_GETRUSAGE: u64 = 98;
 pub const SYS_ARCH_PRCTL: u64 = 158;
 pub const SYS_GETTID: u64 = 186;
+pub const SYS_FUTEX: u64 = 202;
 pub const SYS_SET_TID_ADDRESS: u64 = 218;
 pub const SYS_CLOCK_GETTIME: u64 = 228;
 pub const SYS_EXIT_GROUP: u64 = 231;
@@ -64,12 +67,14 @@ pub mod errno {
     pub const EPERM: u64 = 1;
     pub const EINTR: u64 = 4;
     pub const EBADF: u64 = 9;
+    pub const EAGAIN: u64 = 11;
     pub const ENOMEM: u64 = 12;
     pub const EFAULT: u64 = 14;
     pub const EEXIST: u64 = 17;
     pub const EINVAL: u64 = 22;
     pub const ENOTTY: u64 = 25;
     pub const ENOSYS: u64 = 38;
+    pub const ETIMEDOUT: u64 = 110;
 }
 
 /// The errno values faultline returns, as a type.
@@ -79,12 +84,14 @@ pub enum Errno {
     EPERM = errno::EPERM as u16,
     EINTR = errno::EINTR as u16,
     EBADF = errno::EBADF as u16,
+    EAGAIN = errno::EAGAIN as u16,
     ENOMEM = errno::ENOMEM as u16,
     EFAULT = errno::EFAULT as u16,
     EEXIST = errno::EEXIST as u16,
     EINVAL = errno::EINVAL as u16,
     ENOTTY = errno::ENOTTY as u16,
     ENOSYS = errno::ENOSYS as u16,
+    ETIMEDOUT = errno::ETIMEDOUT as u16,
 }
 
 impl Errno {
@@ -93,12 +100,14 @@ impl Errno {
             Errno::EPERM => "EPERM",
             Errno::EINTR => "EINTR",
             Errno::EBADF => "EBADF",
+            Errno::EAGAIN => "EAGAIN",
             Errno::ENOMEM => "ENOMEM",
             Errno::EFAULT => "EFAULT",
             Errno::EEXIST => "EEXIST",
             Errno::EINVAL => "EINVAL",
             Errno::ENOTTY => "ENOTTY",
             Errno::ENOSYS => "ENOSYS",
+            Errno::ETIMEDOUT => "ETIMEDOUT",
         }
     }
 
@@ -139,6 +148,35 @@ pub const CLOCK_MONOTONIC_RAW: u64 = 4;
 pub const CLOCK_REALTIME_COARSE: u64 = 5;
 pub const CLOCK_MONOTONIC_COARSE: u64 = 6;
 pub const CLOCK_BOOTTIME: u64 = 7;
+
+/// `clone` flags (`linux/sched.h`): the low byte is the signal sent to the parent at exit.
+pub const CSIGNAL: u64 = 0xff;
+pub const CLONE_VM: u64 = 0x100;
+pub const CLONE_FS: u64 = 0x200;
+pub const CLONE_FILES: u64 = 0x400;
+pub const CLONE_SIGHAND: u64 = 0x800;
+pub const CLONE_VFORK: u64 = 0x4000;
+pub const CLONE_THREAD: u64 = 0x1_0000;
+pub const CLONE_NEWNS: u64 = 0x2_0000;
+pub const CLONE_SYSVSEM: u64 = 0x4_0000;
+pub const CLONE_SETTLS: u64 = 0x8_0000;
+pub const CLONE_PARENT_SETTID: u64 = 0x10_0000;
+pub const CLONE_CHILD_CLEARTID: u64 = 0x20_0000;
+/// Ignored by Linux since 2.6.2; musl's pthread_create still sends it.
+pub const CLONE_DETACHED: u64 = 0x40_0000;
+pub const CLONE_CHILD_SETTID: u64 = 0x100_0000;
+
+/// `futex` operations (`linux/futex.h`): the command in the low bits, then the flags.
+pub const FUTEX_WAIT: u64 = 0;
+pub const FUTEX_WAKE: u64 = 1;
+pub const FUTEX_PRIVATE_FLAG: u64 = 128;
+pub const FUTEX_CLOCK_REALTIME: u64 = 256;
+
+/// `rt_sigprocmask`'s `how` (`asm-generic/signal-defs.h`) and the size of a signal set.
+pub const SIG_BLOCK: u64 = 0;
+pub const SIG_UNBLOCK: u64 = 1;
+pub const SIG_SETMASK: u64 = 2;
+pub const SIGSET_BYTES: u64 = 8;
 
 /// `ioctl` request for the terminal size (`asm-generic/ioctls.h`); faultline answers ENOTTY.
 pub const TIOCGWINSZ: u64 = 0x5413;

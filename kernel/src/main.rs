@@ -18,6 +18,7 @@ mod image {
     core::arch::global_asm!(
         include_str!("../../boot/user.S"),
         syscall_vector = const faultline::arch::x86_64::exception::SYSCALL,
+        trap_frame_size = const faultline::arch::x86_64::trap_frame::TRAP_FRAME_SIZE,
         options(att_syntax)
     );
 }

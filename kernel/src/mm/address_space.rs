@@ -462,10 +462,6 @@ impl<'f> AddressSpace<'f> {
     /// The calling vCPU leaves the space: user base pointer 0 and a local flush of its TLB (one
     /// `mmuext_op`), after which it holds none of the space's translations and leaves the
     /// `loaded_on` mask.
-    #[cfg_attr(
-        target_os = "none",
-        expect(dead_code, reason = "proc calls it once threads run on several vCPUs (issue 14)")
-    )]
     pub(crate) fn deactivate<M: XenMmu, R: FrameAccess>(
         &self,
         pt: &mut PageTables<'_, M, R>,

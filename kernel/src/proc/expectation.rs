@@ -17,11 +17,13 @@
 //! presence    := "not-present" | "protection"
 //! place       := "at" ADDRESS | "in" REGION       ADDRESS: 0x-prefixed hex; REGION: see below
 //! option      := "runs" N                          run N (1..=8) times in a row, each checked
+//!              | "vcpus" N                         needs N (1..=32) online vCPUs (its threads
+//!                                                  run on N at once); with fewer it is skipped
 //! ```
 //! Words are separated by spaces; parts left out of a `#PF` cause match anything. Regions:
 //! `null text data heap mmap stack guard unmapped kernel non-canonical` ([`Region`]).
 //! Examples: `exit 3`; `killed #PF read not-present at 0x0`; `killed #PF write protection in
-//! text`; `killed #UD`; `exit 0; runs 2`.
+//! text`; `killed #UD`; `exit 0; runs 2`; `exit 0; vcpus 2`.
 
 use core::fmt;
 
@@ -30,6 +32,8 @@ use crate::mm::user_space::Region;
 
 /// Most runs one program may ask for.
 pub const RUNS_MAX: u8 = 8;
+/// Most vCPUs one program may ask for: all the kernel runs.
+pub const VCPUS_MAX: u8 = faultline_abi::MAX_VCPUS as u8;
 
 /// Why the kernel ended a program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +73,8 @@ pub struct Expectation {
     pub outcome: Expected,
     /// How many runs in a row (each gets its own TAP line).
     pub runs: u8,
+    /// How many online vCPUs the program needs (with fewer, the kernel skips it).
+    pub vcpus: u8,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,7 +105,7 @@ pub enum Place {
 impl Default for Expectation {
     /// What a program without a note is expected to do.
     fn default() -> Self {
-        Expectation { outcome: Expected::Exit(0), runs: 1 }
+        Expectation { outcome: Expected::Exit(0), runs: 1, vcpus: 1 }
     }
 }
 
@@ -126,6 +132,7 @@ pub enum Problem<'a> {
     UnknownRegion(&'a str),
     UnknownOption(&'a str),
     BadRuns(&'a str),
+    BadVcpus(&'a str),
     RepeatedOption(&'a str),
     BadVector(&'a str),
 }
@@ -166,7 +173,10 @@ impl fmt::Display for ExpectError<'_> {
                 f.write_str(")")
             }
             Problem::UnknownOption(w) => {
-                write!(f, "'{}' is not an option (runs)", w.escape_debug())
+                write!(f, "'{}' is not an option (runs, vcpus)", w.escape_debug())
+            }
+            Problem::BadVcpus(w) => {
+                write!(f, "'{}' is not a vCPU count (1..={VCPUS_MAX})", w.escape_debug())
             }
             Problem::BadRuns(w) => {
                 write!(f, "'{}' is not a run count (1..={RUNS_MAX})", w.escape_debug())
@@ -226,9 +236,20 @@ impl Expectation {
             return fail(Problem::Unexpected(w));
         }
         let mut runs = None;
+        let mut vcpus = None;
         for clause in clauses {
             let mut words = clause.split_ascii_whitespace();
             match words.next() {
+                Some(w @ "vcpus") => {
+                    if vcpus.is_some() {
+                        return fail(Problem::RepeatedOption(w));
+                    }
+                    let Some(n) = words.next() else { return fail(Problem::MissingAfter(w)) };
+                    match parse_decimal(n) {
+                        Some(v) if (1..=u64::from(VCPUS_MAX)).contains(&v) => vcpus = Some(v as u8),
+                        _ => return fail(Problem::BadVcpus(n)),
+                    }
+                }
                 Some(w @ "runs") => {
                     if runs.is_some() {
                         return fail(Problem::RepeatedOption(w));
@@ -246,7 +267,7 @@ impl Expectation {
                 return fail(Problem::Unexpected(w));
             }
         }
-        Ok(Expectation { outcome, runs: runs.unwrap_or(1) })
+        Ok(Expectation { outcome, runs: runs.unwrap_or(1), vcpus: vcpus.unwrap_or(1) })
     }
 
     /// Whether `outcome` is what was declared.
@@ -374,6 +395,9 @@ impl fmt::Display for Expectation {
         if self.runs != 1 {
             write!(f, "; runs {}", self.runs)?;
         }
+        if self.vcpus != 1 {
+            write!(f, "; vcpus {}", self.vcpus)?;
+        }
         Ok(())
     }
 }
@@ -459,6 +483,8 @@ pub(crate) mod tests {
             "killed vector 0x4",
             "killed vector 0x80",
             "exit 0; runs 2",
+            "exit 0; vcpus 2",
+            "killed #UD; runs 3; vcpus 32",
         ] {
             assert_eq!(parse(text).unwrap().to_string(), text);
         }
@@ -468,7 +494,7 @@ pub(crate) mod tests {
     fn spacing_and_nuls_are_forgiven() {
         assert_eq!(
             parse("  exit   3 \0\0").unwrap(),
-            Expectation { outcome: Expected::Exit(3), runs: 1 }
+            Expectation { outcome: Expected::Exit(3), runs: 1, vcpus: 1 }
         );
         assert_eq!(parse("exit 0 ;runs 3").unwrap().runs, 3);
         assert_eq!(
@@ -511,6 +537,10 @@ pub(crate) mod tests {
             ("exit 0; runs", "'runs' needs a value"),
             ("exit 0; runs 9", "'9' is not a run count (1..=8)"),
             ("exit 0; runs 2; runs 2", "'runs' given twice"),
+            ("exit 0; vcpus", "'vcpus' needs a value"),
+            ("exit 0; vcpus 0", "'0' is not a vCPU count (1..=32)"),
+            ("exit 0; vcpus 33", "'33' is not a vCPU count (1..=32)"),
+            ("exit 0; vcpus 2; vcpus 2", "'vcpus' given twice"),
             ("exit 0; twice", "'twice' is not an option"),
             ("exit 0;", "unexpected ';'"),
         ];

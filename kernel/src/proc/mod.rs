@@ -4,6 +4,8 @@
 pub use faultline_abi::archive;
 pub mod elf;
 pub mod expectation;
+#[cfg(target_os = "none")]
+pub mod futex;
 pub mod initial_stack;
 #[cfg(target_os = "none")]
 pub mod process;
@@ -17,3 +19,5 @@ pub mod suite;
 pub mod syscall;
 pub mod syscall_abi;
 pub mod tap;
+#[cfg(target_os = "none")]
+pub mod thread;

@@ -1,6 +1,7 @@
 //! The running program: its address space, how it starts, and how it ends.
 //!
-//! One program runs at a time. Its user memory is an [`AddressSpace`] of the memory manager:
+//! One program runs at a time, with up to one thread per vCPU (`proc::thread`). Its user
+//! memory is an [`AddressSpace`] of the memory manager:
 //! this module only routes to it (faults, syscall buffers, brk, mmap, munmap, mprotect) and never
 //! touches page tables or frames itself. The kernel never dereferences user addresses: a syscall
 //! reads and writes user buffers through the address space, so a bad pointer is an `EFAULT`,
@@ -11,7 +12,7 @@
 //! *tries* MM, and the watchdog only tries CURRENT, so neither can deadlock against a holder.
 
 use core::ops::Range;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::elf::{LoadPlan, SEGMENTS_MAX};
 use super::expectation::{Cause, Outcome};
@@ -73,9 +74,6 @@ struct Process {
     image: Image,
     space: AddressSpace<'static>,
     frames_at_start: u64,
-    deadline_ns: u64,
-    fs_base: u64,
-    gs_base: u64,
 }
 
 static CURRENT: spin::Mutex<Option<Process>> = spin::Mutex::new(None);
@@ -114,8 +112,13 @@ fn program_image<'s>(image: &Image, segments: &'s [SegmentSpec]) -> ProgramImage
     }
 }
 
-/// How the program ended; set just before leaving user mode for good.
+/// How the program ended (the first end recorded wins); set just before leaving user mode for
+/// good.
 static ENDING: spin::Mutex<Option<Outcome>> = spin::Mutex::new(None);
+/// Set once [`ENDING`] holds the end: read without a lock by the trap path and blocked threads.
+static ENDED: AtomicBool = AtomicBool::new(false);
+/// The running program's deadline (Xen system time), for the watchdog on every vCPU.
+static DEADLINE_NS: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// What the user-memory paths did, for the `stats:` line and the sharing tests.
 pub struct Counters {
@@ -238,7 +241,7 @@ impl core::fmt::Display for StartError {
 
 /// Who serves a program's traps while it runs.
 static PROGRAM_HANDLERS: UserHandlers =
-    UserHandlers { syscall: super::syscall::dispatch, exception: user_exception, timer: watchdog };
+    UserHandlers { syscall: super::syscall::dispatch, exception: user_exception, event: watchdog };
 
 /// Registers the kernel stack for user mode, and unmaps the stack's guard page.
 pub fn init() -> Result<(), UserModeInitError> {
@@ -295,13 +298,30 @@ pub fn run(image: Image, limits: Limits) -> Result<RunReport, StartError> {
     };
     let deadline_ns =
         time::now_ns().saturating_add(limits.time_budget_ms.saturating_mul(1_000_000));
-    *CURRENT.lock() =
-        Some(Process { image, space, frames_at_start, deadline_ns, fs_base: 0, gs_base: 0 });
-    let started = start_user(image, &aux, deadline_ns);
+    *CURRENT.lock() = Some(Process { image, space, frames_at_start });
     *ENDING.lock() = None;
+    ENDED.store(false, Ordering::SeqCst);
+    DEADLINE_NS.store(deadline_ns, Ordering::SeqCst);
+    super::thread::begin_program();
+    let started = start_user(image, &aux, deadline_ns);
     let outcome = match started {
         Ok(entry) => {
             let code = user::run(&entry, &PROGRAM_HANDLERS);
+            super::thread::ended();
+            if let Err(straggler) = super::thread::wait_for_the_others(deadline_ns) {
+                // The space stays (another vCPU may still use it): its frames count as leaked.
+                crate::check!(
+                    Error,
+                    "{}: vCPU {} did not leave the program within {} ms of its end; its address space is left in place",
+                    image.name,
+                    straggler.vcpu,
+                    straggler.waited_ms
+                );
+                kernel_error("a vCPU did not leave the program", None);
+                if let Some(process) = CURRENT.lock().take() {
+                    core::mem::forget(process);
+                }
+            }
             super::syscall::OUTPUT.lock().finish();
             check_xen("cancelling the watchdog timer", events::set_timer(0));
             ENDING.lock().take().unwrap_or(Outcome::Killed {
@@ -316,6 +336,42 @@ pub fn run(image: Image, limits: Limits) -> Result<RunReport, StartError> {
     };
     let leaked_frames = teardown();
     Ok(RunReport { outcome, leaked_frames })
+}
+
+/// Runs a thread of the program on this vCPU (not vCPU 0) from `registers`: loads the user page
+/// tables and the segment bases here, arms this vCPU's watchdog timer, runs it until its run
+/// ends, then ends the thread and drops the page tables from this vCPU. Failures of the set-up
+/// end the program (the thread cannot run without them) and are recorded.
+pub fn run_thread(registers: &TrapFrame, fs_base: u64, gs_base: u64) {
+    let loaded = with_space(|space, mm, _| space.activate(&mut mm.tables));
+    let ready = match loaded {
+        Some(Ok(())) => {
+            let bases = hypercall::set_segment_base(abi::SEGBASE_FS, fs_base)
+                .and_then(|()| hypercall::set_segment_base(abi::SEGBASE_GS_USER, gs_base))
+                .and_then(|()| events::set_timer(DEADLINE_NS.load(Ordering::SeqCst)));
+            check_xen("setting up a thread's vCPU (set_segment_base, set_timer_op)", bases);
+            bases.is_ok()
+        }
+        Some(Err(e)) => {
+            kernel_error("loading the user page tables on a thread's vCPU", xen_error(e));
+            false
+        }
+        None => false,
+    };
+    if !ready {
+        record_end(Outcome::Killed {
+            cause: Cause::Exception { vector: 0, int_vector: None },
+            rip: registers.rip,
+        });
+    }
+    if ready && !is_over() {
+        user::run_registers(registers, &PROGRAM_HANDLERS);
+    }
+    check_xen("cancelling a thread's watchdog timer", events::set_timer(0));
+    super::thread::ended();
+    if let Some(Err(e)) = with_space(|space, mm, _| space.deactivate(&mut mm.tables)) {
+        kernel_error("dropping the user page tables from a thread's vCPU", xen_error(e));
+    }
 }
 
 /// Builds the initial stack in user memory, installs the user tables and arms the watchdog.
@@ -384,37 +440,60 @@ fn teardown() -> i64 {
     mm.frames.used_frames() as i64 - process.frames_at_start as i64
 }
 
-/// Ends the program: records the outcome; the handler returns what this returns, and the trap
-/// path then leaves user mode for good.
+/// Ends the program, every thread of it: records the outcome (unless an end is recorded
+/// already: the first wins) and stops the threads on other vCPUs; the handler returns what
+/// this returns, and the trap path then leaves user mode for good on this vCPU.
 pub fn end(outcome: Outcome) -> AfterTrap {
-    *ENDING.lock() = Some(outcome);
+    record_end(outcome);
+    super::thread::stop_others();
     AfterTrap::EndRun(1)
 }
 
-/// Whether the program's end is recorded (by a check deep inside a system call): the handler
-/// returns this then instead of resuming.
-pub fn ended() -> Option<AfterTrap> {
-    ENDING.lock().is_some().then_some(AfterTrap::EndRun(1))
+/// Records the program's end (the first recorded wins) without stopping anything.
+pub fn record_end(outcome: Outcome) {
+    ENDING.lock().get_or_insert(outcome);
+    ENDED.store(true, Ordering::SeqCst);
 }
 
-/// The timer's handler while a program runs: past the deadline, a program caught in user mode
-/// is killed; otherwise the timer is re-armed (a timer event may come early, or while the
-/// kernel works for the program).
+/// Whether the program's end is recorded.
+pub fn is_over() -> bool {
+    ENDED.load(Ordering::SeqCst)
+}
+
+/// Whether the program's end is recorded (by a check deep inside a system call, or by another
+/// thread): the handler returns this then instead of resuming.
+pub fn ended() -> Option<AfterTrap> {
+    is_over().then_some(AfterTrap::EndRun(1))
+}
+
+/// Ends the calling thread alone (`exit`): the program goes on while it has other threads.
+pub fn end_thread(status: u8) -> AfterTrap {
+    super::thread::exit(status);
+    AfterTrap::EndRun(1)
+}
+
+/// The handler of a timer event or an IPI on a vCPU that runs a thread of the program: a
+/// thread caught in user mode leaves it once the program is over (another thread ended it), or
+/// is killed past the deadline, with the whole program; otherwise the timer is re-armed (a
+/// timer event may come early, or while the kernel works for the program).
 fn watchdog(frame: &mut TrapFrame) -> AfterTrap {
-    let Some(deadline) = CURRENT.try_lock().and_then(|p| p.as_ref().map(|p| p.deadline_ns)) else {
-        return AfterTrap::Resume;
-    };
+    let deadline = DEADLINE_NS.load(Ordering::SeqCst);
     let now = time::now_ns();
-    if now >= deadline && !frame.from_kernel() {
-        return end(Outcome::Killed { cause: Cause::Watchdog, rip: frame.rip });
+    if !frame.from_kernel() {
+        if let Some(end_run) = ended() {
+            return end_run;
+        }
+        if now >= deadline {
+            return end(Outcome::Killed { cause: Cause::Watchdog, rip: frame.rip });
+        }
     }
     check_xen("re-arming the watchdog timer", events::set_timer(deadline.max(now + 1_000_000)));
     AfterTrap::Resume
 }
 
 /// The deadline of the running program, for blocking syscalls.
-pub fn deadline_ns() -> Option<u64> {
-    CURRENT.lock().as_ref().map(|p| p.deadline_ns)
+pub fn deadline_ns() -> u64 {
+    DEADLINE_NS.load(Ordering::SeqCst)
 }
 
 /// An exception from user mode: resumes if it was a page fault that is now mapped; otherwise
@@ -600,20 +679,17 @@ pub fn set_segment_base(which: SegmentBase, base: u64) -> Result<(), Errno> {
         SegmentBase::Gs => abi::SEGBASE_GS_USER,
     };
     hypercall::set_segment_base(selector, base).map_err(|_| Errno::EPERM)?;
-    if let Some(p) = CURRENT.lock().as_mut() {
-        match which {
-            SegmentBase::Fs => p.fs_base = base,
-            SegmentBase::Gs => p.gs_base = base,
-        }
-    }
+    super::thread::record_segment_base(matches!(which, SegmentBase::Fs), base);
     Ok(())
 }
 
+/// The calling thread's FS or GS base.
 pub fn segment_base(which: SegmentBase) -> u64 {
-    CURRENT.lock().as_ref().map_or(0, |p| match which {
-        SegmentBase::Fs => p.fs_base,
-        SegmentBase::Gs => p.gs_base,
-    })
+    let (fs, gs) = super::thread::segment_bases();
+    match which {
+        SegmentBase::Fs => fs,
+        SegmentBase::Gs => gs,
+    }
 }
 
 /// The running program's name.

@@ -3,17 +3,17 @@
 use core::sync::atomic::Ordering;
 
 use super::expectation::{Access, Cause, Outcome};
+use super::futex::{self, WaitEnd};
 use super::process::{self, SegmentBase, COUNTERS};
 use super::syscall_abi::{
-    self, counters, ArchPrctl, Clock, Errno, Iovec, SysResult, Syscall, Timespec, UnknownSyscall,
+    self, counters, ArchPrctl, Clock, Errno, FutexOp, Iovec, SysResult, Syscall, Timespec,
+    UnknownSyscall,
 };
+use super::thread::{self, PID};
 use crate::arch::x86_64::trap_frame::TrapFrame;
 use crate::arch::x86_64::user::AfterTrap;
 use crate::mm::address_space::MapRequest;
 use crate::xen::{events, hypercall, time};
-
-/// The pid and tid every program sees (one program, one thread).
-const PID: u64 = 1;
 
 /// The syscall entry's handler: rax = number, rdi, rsi, rdx, r10, r8, r9 = arguments; the
 /// result goes back in rax (a negative errno on failure), as on Linux.
@@ -21,12 +21,13 @@ pub fn dispatch(frame: &mut TrapFrame) -> AfterTrap {
     COUNTERS.syscalls.fetch_add(1, Ordering::Relaxed);
     let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
     let result = match Syscall::decode(frame.rax, args) {
-        Ok(Syscall::Exit { status }) => return process::end(Outcome::Exited(status)),
+        Ok(Syscall::Exit { status }) => return process::end_thread(status),
+        Ok(Syscall::ExitGroup { status }) => return process::end(Outcome::Exited(status)),
         Ok(Syscall::Unknown { nr }) => {
             crate::println!("# {}: {}", process::name(), UnknownSyscall { nr, rip: frame.rip });
             Err(Errno::ENOSYS)
         }
-        Ok(call) => carry_out(call, frame.rip),
+        Ok(call) => carry_out(call, frame),
         Err(e) => Err(e),
     };
     if let Some(end) = process::ended() {
@@ -38,9 +39,11 @@ pub fn dispatch(frame: &mut TrapFrame) -> AfterTrap {
     AfterTrap::Resume
 }
 
-/// Carries out `call`; `rip` is where the program made it (the instruction after `syscall`),
-/// named in the kill line if the watchdog ends the program during the call.
-fn carry_out(call: Syscall, rip: u64) -> SysResult {
+/// Carries out `call`; `frame` holds the caller's registers (a new thread starts with them),
+/// its rip is where the program made the call (the instruction after `syscall`), named in the
+/// kill line if the watchdog ends the program during the call.
+fn carry_out(call: Syscall, frame: &TrapFrame) -> SysResult {
+    let rip = frame.rip;
     match call {
         Syscall::Write { buf, count, .. } => write(buf, count, &Watchdog::new(rip)),
         Syscall::Writev { iov, iovcnt, .. } => writev(iov, iovcnt, &Watchdog::new(rip)),
@@ -62,7 +65,15 @@ fn carry_out(call: Syscall, rip: u64) -> SysResult {
             process::copy_to_user(out, &process::segment_base(SegmentBase::Gs).to_le_bytes())
                 .map(|()| 0)
         }
-        Syscall::SetTidAddress { .. } | Syscall::GetPid | Syscall::GetTid => Ok(PID),
+        Syscall::SetTidAddress { addr } => Ok(thread::set_clear_tid(addr)),
+        Syscall::GetPid => Ok(PID),
+        Syscall::GetTid => Ok(thread::tid()),
+        Syscall::Clone(request) => thread::clone(frame, request),
+        Syscall::Futex(FutexOp::Wait { addr, expected, timeout }) => {
+            futex_wait(addr, expected, timeout, &Watchdog::new(rip))
+        }
+        Syscall::Futex(FutexOp::Wake { addr, count }) => Ok(futex::wake(addr, count)),
+        Syscall::RtSigprocmask { how, set, old } => rt_sigprocmask(how, set, old),
         Syscall::SchedYield => {
             if let Err(e) = hypercall::sched_yield() {
                 process::kernel_error("SCHEDOP_yield", Some(e));
@@ -81,7 +92,9 @@ fn carry_out(call: Syscall, rip: u64) -> SysResult {
         Syscall::Nanosleep { request, .. } => nanosleep(request, &Watchdog::new(rip)),
         Syscall::Ioctl => Err(Errno::ENOTTY),
         Syscall::FaultlineCounters { out, count } => faultline_counters(out, count),
-        Syscall::Exit { .. } | Syscall::Unknown { .. } => unreachable!("handled by dispatch"),
+        Syscall::Exit { .. } | Syscall::ExitGroup { .. } | Syscall::Unknown { .. } => {
+            unreachable!("handled by dispatch")
+        }
     }
 }
 
@@ -96,7 +109,7 @@ struct Watchdog {
 
 impl Watchdog {
     fn new(rip: u64) -> Watchdog {
-        Watchdog { deadline_ns: process::deadline_ns().unwrap_or(u64::MAX), rip }
+        Watchdog { deadline_ns: process::deadline_ns(), rip }
     }
 
     /// Ends the program if its deadline has passed, saying how late the check came: the end
@@ -227,6 +240,49 @@ fn nanosleep(request: u64, watchdog: &Watchdog) -> SysResult {
             return Err(Errno::EINVAL);
         }
     }
+}
+
+/// FUTEX_WAIT with an optional relative timeout (a [`Timespec`] at `timeout`, 0 for none).
+fn futex_wait(addr: u64, expected: u32, timeout: u64, watchdog: &Watchdog) -> SysResult {
+    let wake_at = match timeout {
+        0 => None,
+        at => {
+            let mut raw = [0u8; Timespec::SIZE];
+            process::copy_from_user(at, &mut raw)?;
+            Some(time::now_ns().saturating_add(Timespec::from_bytes(raw)?.to_ns()))
+        }
+    };
+    match futex::wait(addr, expected, wake_at, watchdog.deadline_ns)? {
+        WaitEnd::Woken => Ok(0),
+        WaitEnd::TimedOut => Err(Errno::ETIMEDOUT),
+        WaitEnd::Interrupted => {
+            // Past the deadline the watchdog ends the program here; if another thread ended
+            // it, `dispatch` sees that. Either way the program never sees EINTR.
+            watchdog.check()?;
+            Err(Errno::EINTR)
+        }
+    }
+}
+
+/// rt_sigprocmask on the calling thread's mask: the new set is read first (EFAULT), then the
+/// mask changes (EINVAL for an unknown `how`), then the old mask is stored (EFAULT), in
+/// Linux's order (kernel/signal.c).
+fn rt_sigprocmask(how: u64, set: u64, old: u64) -> SysResult {
+    let new_set = match set {
+        0 => None,
+        at => {
+            let mut raw = [0u8; 8];
+            process::copy_from_user(at, &mut raw)?;
+            Some(u64::from_le_bytes(raw))
+        }
+    };
+    let previous = thread::change_signal_mask(|mask| {
+        new_set.map(|set| syscall_abi::new_signal_mask(how, mask, set)).transpose()
+    })?;
+    if old != 0 {
+        process::copy_to_user(old, &previous.to_le_bytes())?;
+    }
+    Ok(0)
 }
 
 /// Program output, cut into lines that each go out as one `# ` comment.

@@ -303,9 +303,24 @@ pub enum Syscall {
         iov: u64,
         iovcnt: u64,
     },
-    /// Ends the program (one thread = the whole program) with the low 8 bits of the status.
+    /// Ends the calling thread (`exit`); the program ends with the last one, with the low 8
+    /// bits of that thread's status.
     Exit {
         status: u8,
+    },
+    /// Ends every thread of the program (`exit_group`) with the low 8 bits of the status.
+    ExitGroup {
+        status: u8,
+    },
+    /// A new thread ([`CloneRequest::decode`]); returns its tid, 0 in the new thread.
+    Clone(CloneRequest),
+    Futex(FutexOp),
+    /// Change the calling thread's signal mask (`how` checked only with a `set`); the old mask
+    /// goes to `old` if it is not 0.
+    RtSigprocmask {
+        how: u64,
+        set: u64,
+        old: u64,
     },
     Mmap(MmapRequest),
     Munmap {
@@ -320,7 +335,8 @@ pub enum Syscall {
         requested: u64,
     },
     ArchPrctl(ArchPrctl),
-    /// Remember the address (nothing uses it without threads); returns the tid.
+    /// The calling thread's clear-tid address (its exit stores 0 there and wakes a futex
+    /// waiter, as CLONE_CHILD_CLEARTID); returns the tid.
     SetTidAddress {
         addr: u64,
     },
@@ -365,7 +381,16 @@ impl Syscall {
                 }
                 Syscall::Writev { stream, iov: a1, iovcnt: a2 }
             }
-            SYS_EXIT | SYS_EXIT_GROUP => Syscall::Exit { status: a0 as u8 },
+            SYS_EXIT => Syscall::Exit { status: a0 as u8 },
+            SYS_EXIT_GROUP => Syscall::ExitGroup { status: a0 as u8 },
+            SYS_CLONE => Syscall::Clone(CloneRequest::decode(a0, a1, a2, a3, a4)?),
+            SYS_FUTEX => Syscall::Futex(FutexOp::decode(a0, a1, a2, a3)?),
+            SYS_RT_SIGPROCMASK => {
+                if a3 != SIGSET_BYTES {
+                    return Err(Errno::EINVAL);
+                }
+                Syscall::RtSigprocmask { how: a0, set: a1, old: a2 }
+            }
             SYS_MMAP => Syscall::Mmap(MmapRequest::decode(a0, a1, a2, a3, a4, a5)?),
             SYS_MUNMAP => Syscall::Munmap { range: decode_munmap(a0, a1)? },
             SYS_MPROTECT => {
@@ -390,6 +415,125 @@ impl Syscall {
             nr => Syscall::Unknown { nr },
         })
     }
+}
+
+/// The flags of a thread as musl's `pthread_create` asks for it: the new thread shares the
+/// address space, the file-system context, the files, the signal handlers, the thread group and
+/// the System V semaphore undo list.
+pub const CLONE_THREAD_FLAGS: u64 =
+    CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+/// What may come with [`CLONE_THREAD_FLAGS`] (and the exit signal in the low byte, which a
+/// thread does not send).
+pub const CLONE_OPTIONAL_FLAGS: u64 = CLONE_SETTLS
+    | CLONE_PARENT_SETTID
+    | CLONE_CHILD_CLEARTID
+    | CLONE_CHILD_SETTID
+    | CLONE_DETACHED
+    | CSIGNAL;
+
+/// A `clone` faultline carries out: a thread of the calling program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CloneRequest {
+    /// The new thread's stack pointer (0: the caller's, as on Linux).
+    pub stack: u64,
+    /// CLONE_PARENT_SETTID: the tid is stored here before the thread runs.
+    pub parent_tid: Option<u64>,
+    /// CLONE_CHILD_SETTID: the tid is stored here before the thread runs.
+    pub child_tid: Option<u64>,
+    /// CLONE_CHILD_CLEARTID: the thread's clear-tid address.
+    pub clear_tid: Option<u64>,
+    /// CLONE_SETTLS: the new thread's FS base.
+    pub tls: Option<u64>,
+}
+
+impl CloneRequest {
+    /// `clone(flags, stack, parent_tid, child_tid, tls)` (x86_64 argument order). Flag sets
+    /// Linux refuses are EINVAL as there (CLONE_THREAD without CLONE_SIGHAND, CLONE_SIGHAND
+    /// without CLONE_VM, CLONE_NEWNS with CLONE_FS); every other set but a thread's
+    /// ([`CLONE_THREAD_FLAGS`] plus [`CLONE_OPTIONAL_FLAGS`]) is ENOSYS: faultline runs one
+    /// process (no fork or vfork) whose threads share everything. A TLS outside user space is
+    /// EPERM, as ARCH_SET_FS.
+    pub fn decode(
+        flags: u64,
+        stack: u64,
+        parent_tid: u64,
+        child_tid: u64,
+        tls: u64,
+    ) -> Result<CloneRequest, Errno> {
+        let has = |flag: u64| flags & flag != 0;
+        if (has(CLONE_THREAD) && !has(CLONE_SIGHAND))
+            || (has(CLONE_SIGHAND) && !has(CLONE_VM))
+            || (has(CLONE_NEWNS) && has(CLONE_FS))
+        {
+            return Err(Errno::EINVAL);
+        }
+        if flags & CLONE_THREAD_FLAGS != CLONE_THREAD_FLAGS
+            || flags & !(CLONE_THREAD_FLAGS | CLONE_OPTIONAL_FLAGS) != 0
+        {
+            return Err(Errno::ENOSYS);
+        }
+        if has(CLONE_SETTLS) && tls >= USER_END {
+            return Err(Errno::EPERM);
+        }
+        let given = |flag: u64, value: u64| has(flag).then_some(value);
+        Ok(CloneRequest {
+            stack,
+            parent_tid: given(CLONE_PARENT_SETTID, parent_tid),
+            child_tid: given(CLONE_CHILD_SETTID, child_tid),
+            clear_tid: given(CLONE_CHILD_CLEARTID, child_tid),
+            tls: given(CLONE_SETTLS, tls),
+        })
+    }
+}
+
+/// A `futex` operation faultline carries out. Private and shared futexes are the same here
+/// (one process: the key is the address), so FUTEX_PRIVATE_FLAG is accepted and changes
+/// nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FutexOp {
+    /// Sleep while the u32 at `addr` holds `expected` (checked under the futex lock: EAGAIN if
+    /// it differs), until a wake, or the relative [`Timespec`] at `timeout` (0: none) passes
+    /// (ETIMEDOUT).
+    Wait { addr: u64, expected: u32, timeout: u64 },
+    /// Wake up to `count` waiters on `addr` (at least one, as Linux does for 0 or less);
+    /// returns how many woke.
+    Wake { addr: u64, count: u32 },
+}
+
+impl FutexOp {
+    /// `futex(addr, op, val, timeout)`. An address that is not 4-byte aligned is EINVAL;
+    /// FUTEX_CLOCK_REALTIME with WAIT or WAKE, and every other command, are ENOSYS (Linux's
+    /// answers for them).
+    pub fn decode(addr: u64, op: u64, val: u64, timeout: u64) -> Result<FutexOp, Errno> {
+        if op & FUTEX_CLOCK_REALTIME != 0 {
+            return Err(Errno::ENOSYS);
+        }
+        let command = op & !FUTEX_PRIVATE_FLAG;
+        if command != FUTEX_WAIT && command != FUTEX_WAKE {
+            return Err(Errno::ENOSYS);
+        }
+        if !addr.is_multiple_of(4) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(match command {
+            FUTEX_WAIT => FutexOp::Wait { addr, expected: val as u32, timeout },
+            _ => FutexOp::Wake { addr, count: val as u32 },
+        })
+    }
+}
+
+/// The signals no mask can block (SIGKILL, SIGSTOP): Linux drops them from every new mask.
+const UNBLOCKABLE_SIGNALS: u64 = (1 << (9 - 1)) | (1 << (19 - 1));
+
+/// The mask `rt_sigprocmask(how, set)` makes of `old`, or EINVAL for an unknown `how`.
+pub fn new_signal_mask(how: u64, old: u64, set: u64) -> Result<u64, Errno> {
+    let mask = match how {
+        SIG_BLOCK => old | set,
+        SIG_UNBLOCK => old & !set,
+        SIG_SETMASK => set,
+        _ => return Err(Errno::EINVAL),
+    };
+    Ok(mask & !UNBLOCKABLE_SIGNALS)
 }
 
 fn stream(fd: u64) -> Result<Stream, Errno> {
@@ -913,6 +1057,78 @@ mod tests {
     }
 
     #[test]
+    fn clone_takes_musl_threads_and_refuses_the_rest() {
+        // What musl 1.2's pthread_create sends (seen with strace on Linux: 0x7d0f00).
+        let musl = CLONE_THREAD_FLAGS
+            | CLONE_SETTLS
+            | CLONE_PARENT_SETTID
+            | CLONE_CHILD_CLEARTID
+            | CLONE_DETACHED;
+        assert_eq!(musl, 0x7d_0f00);
+        let clone = |flags, tls| Syscall::decode(SYS_CLONE, [flags, 0x7000, 0x100, 0x200, tls, 0]);
+        assert_eq!(
+            clone(musl, 0x5000),
+            Ok(Syscall::Clone(CloneRequest {
+                stack: 0x7000,
+                parent_tid: Some(0x100),
+                child_tid: None,
+                clear_tid: Some(0x200),
+                tls: Some(0x5000),
+            }))
+        );
+        assert_eq!(
+            clone(CLONE_THREAD_FLAGS, 0x5000),
+            Ok(Syscall::Clone(CloneRequest {
+                stack: 0x7000,
+                parent_tid: None,
+                child_tid: None,
+                clear_tid: None,
+                tls: None,
+            }))
+        );
+        assert_eq!(clone(musl, USER_END), Err(Errno::EPERM));
+        // Linux's own refusals.
+        assert_eq!(clone(CLONE_VM | CLONE_THREAD, 0), Err(Errno::EINVAL));
+        assert_eq!(clone(CLONE_SIGHAND, 0), Err(Errno::EINVAL));
+        assert_eq!(clone(CLONE_NEWNS | CLONE_FS, 0), Err(Errno::EINVAL));
+        // What faultline cannot do: a new process (fork, vfork), a thread with its own files.
+        assert_eq!(clone(17, 0), Err(Errno::ENOSYS));
+        assert_eq!(clone(CLONE_VM | CLONE_VFORK | 17, 0), Err(Errno::ENOSYS));
+        assert_eq!(clone(musl & !CLONE_FILES, 0x5000), Err(Errno::ENOSYS));
+        assert_eq!(clone(musl | CLONE_VFORK, 0x5000), Err(Errno::ENOSYS));
+    }
+
+    #[test]
+    fn futex_wait_and_wake_decode() {
+        let futex =
+            |addr, op, val, timeout| Syscall::decode(SYS_FUTEX, [addr, op, val, timeout, 0, 0]);
+        assert_eq!(
+            futex(0x1000, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, 7, 0x2000),
+            Ok(Syscall::Futex(FutexOp::Wait { addr: 0x1000, expected: 7, timeout: 0x2000 }))
+        );
+        assert_eq!(
+            futex(0x1004, FUTEX_WAKE, i32::MAX as u64, 0),
+            Ok(Syscall::Futex(FutexOp::Wake { addr: 0x1004, count: i32::MAX as u32 }))
+        );
+        assert_eq!(futex(0x1002, FUTEX_WAKE, 1, 0), Err(Errno::EINVAL));
+        assert_eq!(futex(0x1000, FUTEX_WAIT | FUTEX_CLOCK_REALTIME, 1, 0), Err(Errno::ENOSYS));
+        assert_eq!(futex(0x1000, 9, 1, 0), Err(Errno::ENOSYS));
+    }
+
+    #[test]
+    fn signal_masks_change_as_linux_changes_them() {
+        assert_eq!(new_signal_mask(SIG_BLOCK, 0b01, 0b10), Ok(0b11));
+        assert_eq!(new_signal_mask(SIG_UNBLOCK, 0b11, 0b10), Ok(0b01));
+        assert_eq!(new_signal_mask(SIG_SETMASK, 0b11, 0b100), Ok(0b100));
+        assert_eq!(new_signal_mask(3, 0, 0), Err(Errno::EINVAL));
+        // SIGKILL (9) and SIGSTOP (19) never stay blocked.
+        assert_eq!(new_signal_mask(SIG_SETMASK, 0, u64::MAX), Ok(!((1 << 8) | (1 << 18))));
+        let sigprocmask = |size| Syscall::decode(SYS_RT_SIGPROCMASK, [0, 0x10, 0x20, size, 0, 0]);
+        assert_eq!(sigprocmask(8), Ok(Syscall::RtSigprocmask { how: 0, set: 0x10, old: 0x20 }));
+        assert_eq!(sigprocmask(16), Err(Errno::EINVAL));
+    }
+
+    #[test]
     fn other_calls_decode() {
         let call = |nr, a0, a1, a2| Syscall::decode(nr, [a0, a1, a2, 0, 0, 0]);
         assert_eq!(
@@ -925,7 +1141,8 @@ mod tests {
         );
         assert_eq!(call(SYS_WRITE, 3, 0, 1), Err(Errno::EBADF));
         assert_eq!(call(SYS_WRITEV, 1, 0x1000, 1025), Err(Errno::EINVAL));
-        assert_eq!(call(SYS_EXIT_GROUP, 0x1ff, 0, 0), Ok(Syscall::Exit { status: 0xff }));
+        assert_eq!(call(SYS_EXIT_GROUP, 0x1ff, 0, 0), Ok(Syscall::ExitGroup { status: 0xff }));
+        assert_eq!(call(SYS_EXIT, 0x103, 0, 0), Ok(Syscall::Exit { status: 3 }));
         assert_eq!(
             call(SYS_ARCH_PRCTL, ARCH_SET_FS, 0x40_1000, 0),
             Ok(Syscall::ArchPrctl(ArchPrctl::SetFs { base: 0x40_1000 }))

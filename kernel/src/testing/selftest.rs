@@ -256,7 +256,7 @@ fn user_probe_timer(_: &mut TrapFrame) -> AfterTrap {
 static USER_PROBE_HANDLERS: UserHandlers = UserHandlers {
     syscall: user_probe_syscall,
     exception: user_probe_exception,
-    timer: user_probe_timer,
+    event: user_probe_timer,
 };
 
 const PROBE_STACK_BYTES: usize = 4 * PAGE_SIZE as usize;

@@ -192,28 +192,39 @@ pub fn wait_until(done: impl Fn() -> bool, deadline_ns: u64) -> Result<bool, Xen
     cancelled.map(|()| done)
 }
 
+/// What one upcall took for the running vCPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fired {
+    /// Its VIRQ_TIMER was pending.
+    pub timer: bool,
+    /// Its IPI port was pending.
+    pub ipi: bool,
+}
+
 /// Called by the trap path for the event upcall: takes the running vCPU's pending events,
-/// counts its IPIs, and says whether its timer's was among them (the trap path then runs the
-/// timer's handler). Must not print: it may have interrupted a console write.
-pub fn upcall() -> bool {
+/// counts its timer events and IPIs, and says which of the two were among them (the trap path
+/// then runs the user handlers' event handler). Must not print: it may have interrupted a
+/// console write.
+pub fn upcall() -> Fired {
     let vcpu = vcpu::current();
     let own = &VCPUS[vcpu];
     own.upcalls.fetch_add(1, Ordering::Relaxed);
     let timer = own.timer_port.load(Ordering::Relaxed);
     let ipi = own.ipi_port.load(Ordering::Relaxed);
-    let mut timer_fired = false;
+    let mut fired = Fired::default();
     shared_info::take_pending(
         |word| PORT_OWNERS.ports_of(vcpu, word),
         |port| {
             if port == timer {
-                timer_fired = true;
+                fired.timer = true;
             } else if port == ipi {
+                fired.ipi = true;
                 own.ipis.fetch_add(1, Ordering::Relaxed);
             }
         },
     );
-    if timer_fired {
+    if fired.timer {
         own.timer_events.fetch_add(1, Ordering::Relaxed);
     }
-    timer_fired
+    fired
 }

@@ -4,12 +4,13 @@
 //! vCPU 0 does all of the set-up: it counts the vCPUs (`xen::vcpu::count`), gives each one a
 //! stack, an IPI port and a context, starts it, and waits (bounded) until every started vCPU
 //! has reported what it did. A started vCPU runs [`secondary_main`] on its own stack with its
-//! own `vcpu_info` slot, `%gs` record and timer, and never runs a program (programs run on
-//! vCPU 0 only at this stage). What it reports lives in [`SECONDARIES`], written by that vCPU,
-//! read by vCPU 0.
+//! own `vcpu_info` slot, `%gs` record, timer and trap stack. A program's main thread runs on
+//! vCPU 0; another vCPU runs a thread only when its [`Mailbox`] is handed one ([`post`]): it
+//! runs the job from its idle loop and acknowledges when the job has returned. What it reports
+//! lives in [`SECONDARIES`], written by that vCPU, read by vCPU 0.
 
 use core::ops::Range;
-use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use alloc::boxed::Box;
 
@@ -86,6 +87,8 @@ pub enum SetupStep {
     Block = 3,
     /// EVTCHNOP_send of its answer to vCPU 0.
     Answer = 4,
+    /// HYPERVISOR_stack_switch to its own trap stack.
+    TrapStack = 5,
 }
 
 impl SetupStep {
@@ -95,6 +98,7 @@ impl SetupStep {
             1 => SetupStep::BindTimer,
             2 => SetupStep::ArmTimer,
             3 => SetupStep::Block,
+            5 => SetupStep::TrapStack,
             _ => SetupStep::Answer,
         }
     }
@@ -106,6 +110,7 @@ impl SetupStep {
             SetupStep::ArmTimer => "VCPUOP_set_singleshot_timer",
             SetupStep::Block => "SCHEDOP_block",
             SetupStep::Answer => "EVTCHNOP_send (its answer to vCPU 0)",
+            SetupStep::TrapStack => "HYPERVISOR_stack_switch (its trap stack)",
         }
     }
 }
@@ -120,6 +125,8 @@ struct Secondary {
     /// Its stack's lowest address and top.
     stack_bottom: AtomicU64,
     stack_top: AtomicU64,
+    /// The top of its trap stack (where Xen enters the kernel from user mode on it).
+    trap_stack_top: AtomicU64,
     /// Its stack pointer in `secondary_main`.
     rsp_seen: AtomicU64,
     /// IPIs it answered.
@@ -133,6 +140,7 @@ static SECONDARIES: [Secondary; MAX_VCPUS] = [const {
         failed_value: AtomicI64::new(0),
         stack_bottom: AtomicU64::new(0),
         stack_top: AtomicU64::new(0),
+        trap_stack_top: AtomicU64::new(0),
         rsp_seen: AtomicU64::new(0),
         answered: AtomicU64::new(0),
     }
@@ -237,12 +245,22 @@ pub fn bring_up(kernel_l4_mfn: u64) -> Result<Bringup, (&'static str, XenError)>
 /// took it, the vCPU keeps both (Xen holds its context until the domain dies).
 fn start(n: usize, kernel_l4_mfn: u64) -> Result<(), VcpuOutcome> {
     let not_started = |call, error, undo| VcpuOutcome::NotStarted { call, error, undo };
-    let Some(stack) = new_stack() else {
+    let Some(stack) = new_stack(STACK_BYTES) else {
         return Err(not_started("allocating its stack", XenError::ENOMEM, Ok(())));
     };
-    if let Err(e) = events::bind_ipi(n) {
+    let Some(trap_stack) = new_stack(user::TRAP_STACK_BYTES) else {
         // SAFETY: the stack was never handed out: nothing runs on it.
-        unsafe { free_stack(stack.clone()) };
+        unsafe { free_stack(stack) };
+        return Err(not_started("allocating its trap stack", XenError::ENOMEM, Ok(())));
+    };
+    let free_both = |stack: Range<u64>, trap_stack: Range<u64>| {
+        // SAFETY: (both) the stacks were never handed to a running vCPU.
+        unsafe { free_stack(stack) };
+        // SAFETY: as above.
+        unsafe { free_stack(trap_stack) };
+    };
+    if let Err(e) = events::bind_ipi(n) {
+        free_both(stack, trap_stack);
         return Err(not_started(e.call, e.error, e.undo));
     }
     // It starts with events masked (its first code must not take an upcall before it knows
@@ -251,37 +269,41 @@ fn start(n: usize, kernel_l4_mfn: u64) -> Result<(), VcpuOutcome> {
     let context = context(n, stack.end, kernel_l4_mfn);
     if let Err(e) = hypercall::vcpu_initialise(n as u32, &context) {
         let undo = events::unbind_ipi(n);
-        // SAFETY: Xen refused the context, so no vCPU runs on the stack.
-        unsafe { free_stack(stack) };
+        // Xen refused the context, so no vCPU runs on either stack.
+        free_both(stack, trap_stack);
         return Err(not_started("VCPUOP_initialise", e, undo));
     }
     let me = &SECONDARIES[n];
     me.stack_bottom.store(stack.start, Ordering::Relaxed);
     me.stack_top.store(stack.end, Ordering::Relaxed);
+    // No guard page below it: the memory manager registers a few static guards only
+    // (`add_stack_guard`, at most 8 regions), not one per vCPU of the heap.
+    crate::arch::x86_64::crash::register_stack(trap_stack.clone());
+    me.trap_stack_top.store(trap_stack.end, Ordering::Release);
     hypercall::vcpu_up(n as u32).map_err(|e| not_started("VCPUOP_up", e, Ok(())))
 }
 
-/// A kernel stack from the heap, every page touched here (on vCPU 0) so that the vCPU that
-/// runs on it never takes a page fault. Once a vCPU runs on it, it is never freed (a vCPU stays
-/// up).
-fn new_stack() -> Option<Range<u64>> {
-    let layout = stack_layout()?;
+/// A kernel stack of `bytes` from the heap, every page touched here (on vCPU 0) so that the
+/// vCPU that runs on it never takes a page fault. Once a vCPU runs on it, it is never freed (a
+/// vCPU stays up).
+fn new_stack(bytes: usize) -> Option<Range<u64>> {
+    let layout = stack_layout(bytes)?;
     // SAFETY: the layout has a non-zero size.
     let bottom = unsafe { alloc::alloc::alloc_zeroed(layout) };
     if bottom.is_null() {
         return None;
     }
-    for page in (0..STACK_BYTES).step_by(abi::PAGE_SIZE as usize) {
-        // SAFETY: `bottom` is a fresh allocation of STACK_BYTES bytes; a volatile write of one
+    for page in (0..bytes).step_by(abi::PAGE_SIZE as usize) {
+        // SAFETY: `bottom` is a fresh allocation of `bytes` bytes; a volatile write of one
         // byte of each page makes sure the page is mapped now, whatever alloc_zeroed did.
         unsafe { bottom.add(page).write_volatile(0) };
     }
     let bottom = bottom as u64;
-    Some(bottom..bottom + STACK_BYTES as u64)
+    Some(bottom..bottom + bytes as u64)
 }
 
-fn stack_layout() -> Option<core::alloc::Layout> {
-    core::alloc::Layout::from_size_align(STACK_BYTES, abi::PAGE_SIZE as usize).ok()
+fn stack_layout(bytes: usize) -> Option<core::alloc::Layout> {
+    core::alloc::Layout::from_size_align(bytes, abi::PAGE_SIZE as usize).ok()
 }
 
 /// Gives back a stack of [`new_stack`].
@@ -289,7 +311,7 @@ fn stack_layout() -> Option<core::alloc::Layout> {
 /// # Safety
 /// Nothing may run on the stack, now or later.
 unsafe fn free_stack(stack: Range<u64>) {
-    if let Some(layout) = stack_layout() {
+    if let Some(layout) = stack_layout((stack.end - stack.start) as usize) {
         // SAFETY: `stack` came from `new_stack`, allocated with this layout, and is unused.
         unsafe { alloc::alloc::dealloc(stack.start as *mut u8, layout) };
     }
@@ -388,6 +410,8 @@ fn set_up(n: usize, me: &Secondary) -> Result<(), (SetupStep, i64)> {
     if seen != n {
         return Err((SetupStep::OwnNumber, seen as i64));
     }
+    let trap_stack_top = me.trap_stack_top.load(Ordering::Acquire);
+    user::set_kernel_stack(trap_stack_top).map_err(|e| (SetupStep::TrapStack, e.0))?;
     events::bind_timer(n).map_err(|e| (SetupStep::BindTimer, e.0))?;
     hypercall::set_singleshot_timer(n as u32, time::now_ns() + FIRST_TIMER_NS)
         .map_err(|e| (SetupStep::ArmTimer, e.0))?;
@@ -404,13 +428,25 @@ fn set_up(n: usize, me: &Secondary) -> Result<(), (SetupStep, i64)> {
     }
 }
 
-/// Idles with SCHEDOP_block; each IPI its upcall counted gets one IPI back to vCPU 0. A failed
-/// block or send is recorded (vCPU 0 reports it) and the loop goes on.
+/// Idles with SCHEDOP_block. A job in its mailbox runs first (then it acknowledges); each other
+/// IPI its upcall counted gets one IPI back to vCPU 0. A failed block or send is recorded
+/// (vCPU 0 reports it) and the loop goes on.
 fn idle(n: usize, me: &Secondary) -> ! {
     let mut answered = 0;
     loop {
         // Its own slot by number, not through %gs (which `set_up` may have found wrong).
         shared_info::set_upcall_mask_of(n, true);
+        if let Some(job) = MAILBOXES[n].take() {
+            job();
+            // The IPIs that came while the job ran were the job's (a wake, an end): none
+            // asks for an answer.
+            answered = events::counts_of(n).1;
+            MAILBOXES[n].acknowledge();
+            if let Err(e) = events::send_ipi(0) {
+                me.fail(SetupStep::Answer, e.0);
+            }
+            continue;
+        }
         let received = events::counts_of(n).1;
         if received > answered {
             answered = received;
@@ -425,4 +461,114 @@ fn idle(n: usize, me: &Secondary) -> ! {
             me.fail(SetupStep::Block, e.0);
         }
     }
+}
+
+/// A vCPU's slot for one job at a time (a thread to run), handed over by [`post`].
+pub struct Mailbox {
+    /// [`MailboxState`] as a number.
+    state: AtomicU32,
+    /// The job, as the address of a `fn()`; valid while the state is `Posted`.
+    job: AtomicUsize,
+}
+
+/// Where a [`Mailbox`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+enum MailboxState {
+    /// No job: the vCPU idles (or is not online).
+    Empty = 0,
+    /// A job is waiting for the vCPU to take it.
+    Posted = 1,
+    /// The vCPU runs the job; it acknowledges (back to `Empty`) once the job has returned.
+    Running = 2,
+    /// [`post`] claimed the mailbox and is writing the job.
+    Filling = 3,
+}
+
+static MAILBOXES: [Mailbox; MAX_VCPUS] = [const {
+    Mailbox { state: AtomicU32::new(MailboxState::Empty as u32), job: AtomicUsize::new(0) }
+}; MAX_VCPUS];
+
+impl Mailbox {
+    /// The posted job, once: the state becomes `Running`.
+    fn take(&self) -> Option<fn()> {
+        self.state
+            .compare_exchange(
+                MailboxState::Posted as u32,
+                MailboxState::Running as u32,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .ok()?;
+        let address = self.job.load(Ordering::Acquire);
+        // SAFETY: `post` stored the address of a `fn()` before it published `Posted`, and
+        // nothing else writes `job`.
+        Some(unsafe { core::mem::transmute::<usize, fn()>(address) })
+    }
+
+    fn acknowledge(&self) {
+        self.state.store(MailboxState::Empty as u32, Ordering::Release);
+    }
+}
+
+/// Why [`post`] handed nothing over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PostError {
+    /// The vCPU is not online, or is vCPU 0 (which takes no jobs).
+    NotOnline,
+    /// Its mailbox holds a job already.
+    Busy,
+    /// The IPI that wakes it failed (the job was taken back).
+    Ipi(XenError),
+}
+
+/// Whether vCPU `n` is other than 0, online, and its mailbox is empty (it may take a job).
+pub fn is_free(n: usize) -> bool {
+    (1..MAX_VCPUS).contains(&n)
+        && SECONDARIES[n].stage() == Stage::Ready
+        && MAILBOXES[n].state.load(Ordering::Acquire) == MailboxState::Empty as u32
+}
+
+/// Whether vCPU `n` holds no job (posted or running): it has acknowledged the last one.
+pub fn is_idle(n: usize) -> bool {
+    MAILBOXES[n].state.load(Ordering::Acquire) == MailboxState::Empty as u32
+}
+
+/// How many vCPUs are online: vCPU 0 and every other that reported ready.
+pub fn online_count() -> usize {
+    1 + (1..MAX_VCPUS).filter(|&n| SECONDARIES[n].stage() == Stage::Ready).count()
+}
+
+/// Hands `job` to vCPU `n`'s mailbox and wakes it with an IPI; it runs the job from its idle
+/// loop, then acknowledges ([`is_idle`]) and sends vCPU 0 an IPI.
+pub fn post(n: usize, job: fn()) -> Result<(), PostError> {
+    if !(1..MAX_VCPUS).contains(&n) || SECONDARIES[n].stage() != Stage::Ready {
+        return Err(PostError::NotOnline);
+    }
+    let mailbox = &MAILBOXES[n];
+    mailbox
+        .state
+        .compare_exchange(
+            MailboxState::Empty as u32,
+            MailboxState::Filling as u32,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .map_err(|_| PostError::Busy)?;
+    mailbox.job.store(job as usize, Ordering::Release);
+    mailbox.state.store(MailboxState::Posted as u32, Ordering::Release);
+    if let Err(e) = events::send_ipi(n) {
+        // Taken back unless the vCPU took it meanwhile (it woke for another reason): then it
+        // runs, and the IPI was not needed.
+        let taken_back = mailbox.state.compare_exchange(
+            MailboxState::Posted as u32,
+            MailboxState::Empty as u32,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        if taken_back.is_ok() {
+            return Err(PostError::Ipi(e));
+        }
+    }
+    Ok(())
 }

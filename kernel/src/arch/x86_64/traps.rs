@@ -7,7 +7,7 @@
 use core::fmt;
 
 use crate::xen::abi::{self, trap_info};
-use crate::xen::{events, hypercall, shared_info, vcpu, XenError};
+use crate::xen::{events, hypercall, shared_info, XenError};
 
 use super::exception;
 use super::page_fault::PageFault;
@@ -131,18 +131,18 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     hypercall::note_iret();
 }
 
-/// The routing policy, whole: an event goes to the event channels (and a timer event to the
-/// running program's handler); a trap from user mode to the running program's handlers, which
+/// The routing policy, whole: an event goes to the event channels (and a timer event or an IPI
+/// to the handler of the run on this vCPU); a trap from user mode to the running program's handlers, which
 /// may end the run; a trap in kernel mode to the memory manager if it is a page fault it can
 /// back, then to the expected-trap check, and otherwise to the crash report.
 fn route(frame: &mut TrapFrame) {
     let from_user = !frame.from_kernel();
     let after = match frame.vector {
         exception::EVENT_UPCALL => {
-            let timer_fired = events::upcall();
-            // Programs run on vCPU 0 only: another vCPU's timer is its own business.
+            let fired = events::upcall();
+            // This vCPU's run (if any) hears of its own timer and IPIs.
             match user::running() {
-                Some(run) if timer_fired && vcpu::current() == 0 => (run.timer)(frame),
+                Some(run) if fired.timer || fired.ipi => (run.event)(frame),
                 _ => AfterTrap::Resume,
             }
         }

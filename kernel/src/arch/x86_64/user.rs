@@ -1,17 +1,19 @@
 //! Running code in user mode: the one-way trip out (`run`) and the way back (`exit_to_kernel`).
 //!
-//! One process runs at a time. `run` saves the kernel's context and irets to user mode; the
-//! process then re-enters the kernel only through Xen (syscall, exception, event) on the stack
-//! registered with HYPERVISOR_stack_switch, and the trap path hands each trap to the run's
-//! [`UserHandlers`]. A handler that decides the run is over returns [`AfterTrap::EndRun`]; once
-//! it has returned, the trap path calls `exit_to_kernel`, which abandons that stack and makes
-//! `run` return.
+//! Each vCPU runs at most one user thread at a time, and keeps its own run state: the kernel
+//! context `run` saved, the run's handlers, and the trap stack. `run` saves the kernel's
+//! context and irets to user mode; the thread then re-enters the kernel only through Xen
+//! (syscall, exception, event) on that vCPU's stack registered with HYPERVISOR_stack_switch,
+//! and the trap path hands each trap to the run's [`UserHandlers`]. A handler that decides the
+//! run is over returns [`AfterTrap::EndRun`]; once it has returned, the trap path calls
+//! `exit_to_kernel`, which abandons that stack and makes `run` return on the same vCPU.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use super::trap_frame::TrapFrame;
 use crate::xen::abi::PAGE_SIZE;
+use crate::xen::vcpu::{self, MAX_VCPUS};
 use crate::xen::{abi, hypercall, XenError};
 
 /// Where user mode starts: boot/user.S reads these offsets.
@@ -42,23 +44,25 @@ const _: () = {
 };
 
 struct Saved(UnsafeCell<KernelContext>);
-// SAFETY: one vCPU, one process at a time: `run` writes the context before user mode starts
-// and `exit_to_kernel` reads it after, never concurrently.
+// SAFETY: each vCPU touches only its own entry of SAVED: `run` writes it before user mode
+// starts and `exit_to_kernel` reads it after, on the same vCPU, never concurrently.
 unsafe impl Sync for Saved {}
 
-static SAVED: Saved = Saved(UnsafeCell::new(KernelContext {
-    rbx: 0,
-    rbp: 0,
-    r12: 0,
-    r13: 0,
-    r14: 0,
-    r15: 0,
-    rsp: 0,
-    rip: 0,
-}));
+static SAVED: [Saved; MAX_VCPUS] = [const {
+    Saved(UnsafeCell::new(KernelContext {
+        rbx: 0,
+        rbp: 0,
+        r12: 0,
+        r13: 0,
+        r14: 0,
+        r15: 0,
+        rsp: 0,
+        rip: 0,
+    }))
+}; MAX_VCPUS];
 
 extern "C" {
-    fn user_enter(entry: *const UserEntry, saved: *mut KernelContext) -> u64;
+    fn user_enter(frame: *const TrapFrame, saved: *mut KernelContext) -> u64;
     fn user_exit(saved: *const KernelContext, value: u64) -> !;
     fn syscall_entry();
 }
@@ -79,17 +83,18 @@ pub struct UserHandlers {
     pub syscall: fn(&mut TrapFrame) -> AfterTrap,
     /// An exception from user mode.
     pub exception: fn(&mut TrapFrame) -> AfterTrap,
-    /// A timer event during the run, in user mode or while the kernel works for it (the frame
-    /// says which).
-    pub timer: fn(&mut TrapFrame) -> AfterTrap,
+    /// A timer event or an IPI for this vCPU during the run, in user mode or while the kernel
+    /// works for it (the frame says which).
+    pub event: fn(&mut TrapFrame) -> AfterTrap,
 }
 
-/// The handlers of the run in progress; null between runs.
-static RUNNING: AtomicPtr<UserHandlers> = AtomicPtr::new(core::ptr::null_mut());
+/// Each vCPU's handlers of the run in progress on it; null between runs.
+static RUNNING: [AtomicPtr<UserHandlers>; MAX_VCPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_VCPUS];
 
-/// The handlers of the run in progress, for the trap path.
+/// The handlers of the run in progress on the running vCPU, for the trap path.
 pub fn running() -> Option<&'static UserHandlers> {
-    let handlers = RUNNING.load(Ordering::SeqCst);
+    let handlers = RUNNING[vcpu::current()].load(Ordering::SeqCst);
     // SAFETY: only `run` stores here: null, or a pointer made from a `&'static UserHandlers`,
     // which is never written through.
     unsafe { handlers.as_ref() }
@@ -140,53 +145,80 @@ impl<const BYTES: usize> Default for StackPages<BYTES> {
     }
 }
 
-const TRAP_STACK_BYTES: usize = 64 * 1024;
-/// The stack Xen switches to when user mode enters the kernel, with a guard page below it.
+/// The size of a trap stack (vCPU 0's below, the other vCPUs' from the heap, see smp.rs).
+pub const TRAP_STACK_BYTES: usize = 64 * 1024;
+/// vCPU 0's stack Xen switches to when user mode enters the kernel, with a guard page below it.
 #[link_section = ".bss.page_aligned"]
 static TRAP_STACK: StackPages<{ PAGE_SIZE as usize + TRAP_STACK_BYTES }> = StackPages::new();
 
-/// The kernel stack for entries from user mode: the address of its guard page (to be unmapped)
+/// vCPU 0's kernel stack for entries from user mode: the address of its guard page (to be unmapped)
 /// and the stack's range (its top goes to [`set_kernel_stack`]).
 pub fn trap_stack() -> (u64, core::ops::Range<u64>) {
     let pages = TRAP_STACK.range();
     (pages.start, pages.start + PAGE_SIZE..pages.end)
 }
 
-/// Sets the stack Xen switches to when user mode enters the kernel (HYPERVISOR_stack_switch).
+/// Sets the stack Xen switches to when user mode enters the kernel on the calling vCPU
+/// (HYPERVISOR_stack_switch acts on the vCPU that makes it).
 pub fn set_kernel_stack(top: u64) -> Result<(), XenError> {
     hypercall::stack_switch(u64::from(abi::FLAT_KERNEL_SS), top)
 }
 
-/// Runs user mode from `entry`, its traps served by `handlers`, until one of them returns
-/// [`AfterTrap::EndRun`]; returns its value. The user page tables (MMUEXT_NEW_USER_BASEPTR)
-/// and the kernel stack must be set first. The program starts with the FPU in its reset state,
-/// whatever the one before left there.
+/// Runs user mode from `entry` with every other register zero; see [`run_registers`].
 pub fn run(entry: &UserEntry, handlers: &'static UserHandlers) -> u64 {
+    let frame =
+        TrapFrame { rip: entry.rip, rsp: entry.rsp, rflags: entry.rflags, ..TrapFrame::default() };
+    run_registers(&frame, handlers)
+}
+
+/// The rflags bits user mode may carry into an iret: the arithmetic flags, TF, DF, OF, AC, ID
+/// (IOPL, NT, VM, RF and the other system bits stay clear); IF and the reserved bit 1 are set.
+const USER_RFLAGS_KEPT: u64 = 0x0024_0dd5;
+
+/// Runs user mode with the general registers, rip, rsp and rflags of `registers` (a new
+/// thread resumes with its parent's registers at the parent's system call), its traps on this
+/// vCPU served by `handlers`, until one of them returns [`AfterTrap::EndRun`]; returns its
+/// value. The selectors are user mode's and rflags keeps only what user mode may set, whatever
+/// `registers` holds. The user page tables (MMUEXT_NEW_USER_BASEPTR) and this vCPU's kernel
+/// stack must be set first. The thread starts with the FPU in its reset state, whatever the one
+/// before left there.
+pub fn run_registers(registers: &TrapFrame, handlers: &'static UserHandlers) -> u64 {
     super::fpu::reset();
+    let me = vcpu::current();
+    let frame = TrapFrame {
+        cs: u64::from(abi::FLAT_USER_CS64),
+        ss: u64::from(abi::FLAT_USER_SS64),
+        rflags: (registers.rflags & USER_RFLAGS_KEPT) | USER_RFLAGS,
+        vector: 0,
+        error_code: 0,
+        ..*registers
+    };
     let handlers = core::ptr::from_ref(handlers).cast_mut();
-    let outer = RUNNING.compare_exchange(
+    let outer = RUNNING[me].compare_exchange(
         core::ptr::null_mut(),
         handlers,
         Ordering::SeqCst,
         Ordering::SeqCst,
     );
     assert!(outer.is_ok(), "user::run inside a run");
-    // SAFETY: `entry` is a valid UserEntry; SAVED is only touched here and in
-    // `exit_to_kernel`, never concurrently (see `Saved`). user_enter returns through
-    // user_exit with the callee-saved registers and stack it saved.
-    let value = unsafe { user_enter(entry, SAVED.0.get()) };
-    RUNNING.store(core::ptr::null_mut(), Ordering::SeqCst);
+    // SAFETY: `frame` is a complete TrapFrame; this vCPU's SAVED entry is only touched here and
+    // in `exit_to_kernel` on this vCPU, never concurrently (see `Saved`). user_enter returns
+    // through user_exit with the callee-saved registers and stack it saved.
+    let value = unsafe { user_enter(&frame, SAVED[me].0.get()) };
+    RUNNING[me].store(core::ptr::null_mut(), Ordering::SeqCst);
     value
 }
 
-/// Ends the run in progress: resumes the kernel where `run` was called, returning `value`.
+/// Ends the run in progress on this vCPU: resumes the kernel where `run` was called on it,
+/// returning `value`.
 ///
 /// # Safety
-/// Only the trap path may call this, for a trap taken from user mode while `run` runs (so that
-/// `SAVED` holds `run`'s live context), once every frame on the trap's stack that owns
-/// something to drop has returned: the stack is abandoned, nothing on it is dropped.
+/// Only the trap path may call this, for a trap taken from user mode while `run` runs on this
+/// vCPU (so that its `SAVED` entry holds `run`'s live context), once every frame on the trap's
+/// stack that owns something to drop has returned: the stack is abandoned, nothing on it is
+/// dropped.
 pub(super) unsafe fn exit_to_kernel(value: u64) -> ! {
-    // SAFETY: the caller guarantees a run is in progress, so `run` saved a complete context
-    // before entering user mode and the stack it points into is still live.
-    unsafe { user_exit(SAVED.0.get(), value) }
+    // SAFETY: the caller guarantees a run is in progress on this vCPU, so `run` saved a
+    // complete context before entering user mode and the stack it points into is still live.
+    unsafe { user_exit(SAVED[vcpu::current()].0.get(), value) }
 }

@@ -1,0 +1,129 @@
+//! Threads of a test program on several vCPUs: musl's pthreads on faultline's clone, futex,
+//! set_tid_address, gettid, exit and exit_group, and the whole program's end.
+//!
+//! What each proves, from lines only working threads print (the programs are
+//! tests/programs/c/threads_*.c, each with `vcpus 2` in its expectation):
+//! - two threads run at once on two vCPUs: the worker's tid differs from the main thread's (1,
+//!   the pid), the main thread's FUTEX_WAKE wakes the worker sleeping in FUTEX_WAIT on the other
+//!   vCPU, FUTEX_WAIT answers EAGAIN and ETIMEDOUT, pthread_join returns the worker's result
+//!   (it waits for the kernel's clear-tid store and wake at the worker's exit), a second thread
+//!   gets the vCPU the first one left, and the leak audit finds nothing (a leak makes the
+//!   TAP line `not ok`);
+//! - a kill (#UD) on the worker ends the main thread asleep in pthread_join; the worker's
+//!   exit_group(5) takes the main thread out of a user-mode spin (only an IPI can); the main
+//!   thread's `exit` leaves the program to its worker, whose status is the program's (as on
+//!   Linux); the watchdog ends a thread spinning on vCPU 1 and its joiner on vCPU 0;
+//! - with one vCPU the same programs are skipped with a TAP SKIP line and the boot passes;
+//! - the same programs pass as a DomU with two vCPUs.
+
+use faultline_tests::{boot_with, domu_options, Boot, Verdict, EXIT_SUCCESS};
+use xtask::RunOptions;
+
+const THREADED: &str =
+    "c_threads_basic,c_threads_kill,c_threads_exit_group,c_threads_main_exit,c_threads_watchdog";
+
+/// Fails unless the guest printed exactly `line`.
+#[track_caller]
+fn assert_line(run: &Boot, line: &str) {
+    let lines = run.guest_lines();
+    assert!(
+        lines.contains(&line),
+        "no line {line:?} in the guest's console:\n{}",
+        lines.join("\n")
+    );
+}
+
+/// Fails unless some TAP line passes `name` with exactly `verdict` (nothing after it: a leak,
+/// an audit mismatch or a failed kernel call would follow it on the same line, as `not ok`).
+#[track_caller]
+fn assert_passed(run: &Boot, name: &str, verdict: &str) {
+    let lines = run.guest_lines();
+    let found = lines.iter().any(|line| {
+        line.starts_with("ok ")
+            && line.split_once(" - ").is_some_and(|(_, rest)| {
+                rest.strip_prefix(name)
+                    .and_then(|r| r.strip_prefix(": "))
+                    .is_some_and(|r| r == verdict)
+            })
+    });
+    assert!(found, "no `ok N - {name}: {verdict}` in:\n{}", lines.join("\n"));
+}
+
+fn assert_no_error(run: &Boot) {
+    let errors: Vec<&str> =
+        run.guest_lines().into_iter().filter(|line| line.starts_with("[ERROR]")).collect();
+    assert!(errors.is_empty(), "errors: {errors:#?}");
+}
+
+/// What the threaded programs print and end with, on any path with two vCPUs.
+fn assert_threads_work(run: &Boot) {
+    run.assert_exit(EXIT_SUCCESS).assert_last_line_is_verdict(Verdict::Success);
+    assert_no_error(run);
+    let basic = "# c_threads_basic: threads_basic: ";
+    assert_line(run, &format!("{basic}main tid 1 pid 1"));
+    assert_line(
+        run,
+        &format!("{basic}FUTEX_WAIT on another value: EAGAIN, on the value with 10 ms: ETIMEDOUT"),
+    );
+    assert_line(run, &format!("{basic}worker tid 2 (first)"));
+    assert_line(run, &format!("{basic}main's FUTEX_WAKE woke 1 waiter(s)"));
+    assert_line(run, &format!("{basic}pthread_join: 0, result 207, main's tls tid still 1"));
+    assert_line(run, &format!("{basic}a second thread: 0, tid 3"));
+    assert_passed(run, "c_threads_basic", "exited with status 0, as expected");
+    let kill = run.guest_lines().into_iter().any(|line| {
+        line.starts_with("ok ")
+            && line.contains(" - c_threads_kill: killed by #UD, rip 0x")
+            && line.ends_with(", as expected")
+    });
+    assert!(kill, "the #UD on the worker did not end the program as expected");
+    assert_line(
+        run,
+        "# c_threads_main_exit: threads_main_exit: the worker outlived the main thread",
+    );
+    assert_passed(run, "c_threads_exit_group", "exited with status 5, as expected");
+    assert_passed(run, "c_threads_main_exit", "exited with status 5, as expected");
+    let watchdog = run.guest_lines().into_iter().any(|line| {
+        line.starts_with("ok ")
+            && line.contains(" - c_threads_watchdog: killed by the watchdog, rip 0x")
+            && line.ends_with(", as expected")
+    });
+    assert!(watchdog, "the watchdog did not end the spinning thread's program as expected");
+}
+
+#[test]
+fn threads_run_on_two_vcpus_as_dom0() {
+    let run = boot_with(RunOptions {
+        vcpus: 2,
+        programs: true,
+        cmdline: format!("tests={THREADED}"),
+        ..RunOptions::default()
+    });
+    assert_threads_work(&run);
+}
+
+#[test]
+fn threaded_programs_are_skipped_with_one_vcpu() {
+    let run = boot_with(RunOptions {
+        programs: true,
+        cmdline: format!("tests={THREADED}"),
+        ..RunOptions::default()
+    });
+    run.assert_exit(EXIT_SUCCESS).assert_last_line_is_verdict(Verdict::Success);
+    for (n, name) in THREADED.split(',').enumerate() {
+        assert_line(&run, &format!("ok {} - {name} # SKIP needs 2 vCPUs, 1 online", n + 1));
+    }
+    let ran = run.guest_lines().into_iter().any(|line| line.starts_with("# c_threads_"));
+    assert!(!ran, "a skipped program ran");
+}
+
+#[test]
+fn threads_run_on_two_vcpus_as_a_domu() {
+    let xl_dir = xtask::workspace::target_dir().join("xl-threads");
+    let run = boot_with(RunOptions {
+        vcpus: 2,
+        xl_dir: Some(xl_dir),
+        ..domu_options(&format!("tests={THREADED}"))
+    });
+    run.assert_guest_line_starts_with("domain: DomU");
+    assert_threads_work(&run);
+}
