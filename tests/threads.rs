@@ -12,15 +12,17 @@
 //! - a kill (#UD) on the worker ends the main thread asleep in pthread_join; the worker's
 //!   exit_group(5) takes the main thread out of a user-mode spin (only an IPI can); the main
 //!   thread's `exit` leaves the program to its worker, whose status is the program's (as on
-//!   Linux); the watchdog ends a thread spinning on vCPU 1 and its joiner on vCPU 0;
+//!   Linux); the watchdog ends a thread spinning on vCPU 1 and its joiner on vCPU 0; the main
+//!   thread's exit_group takes a worker out of a user-mode spin on vCPU 1 (only the IPI of the
+//!   program's end can, before vCPU 0 gives up waiting for it with an `[ERROR]` line);
 //! - with one vCPU the same programs are skipped with a TAP SKIP line and the boot passes;
 //! - the same programs pass as a DomU with two vCPUs.
 
 use faultline_tests::{boot_with, domu_options, Boot, Verdict, EXIT_SUCCESS};
 use xtask::RunOptions;
 
-const THREADED: &str =
-    "c_threads_basic,c_threads_kill,c_threads_exit_group,c_threads_main_exit,c_threads_watchdog";
+const THREADED: &str = "c_threads_basic,c_threads_kill,c_threads_exit_group,c_threads_main_exit,\
+                        c_threads_watchdog,c_threads_spin_exit_group";
 
 /// Fails unless the guest printed exactly `line`.
 #[track_caller]
@@ -82,6 +84,7 @@ fn assert_threads_work(run: &Boot) {
     );
     assert_passed(run, "c_threads_exit_group", "exited with status 5, as expected");
     assert_passed(run, "c_threads_main_exit", "exited with status 5, as expected");
+    assert_passed(run, "c_threads_spin_exit_group", "exited with status 6, as expected");
     let watchdog = run.guest_lines().into_iter().any(|line| {
         line.starts_with("ok ")
             && line.contains(" - c_threads_watchdog: killed by the watchdog, rip 0x")

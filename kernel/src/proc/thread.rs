@@ -59,7 +59,7 @@ static NEXT_TID: AtomicU64 = AtomicU64::new(PID + 1);
 
 /// How long vCPU 0 waits, once the program is over, for every other vCPU to acknowledge
 /// (Xen system time; generous: QEMU's TCG shares two host cores with other boots).
-const ACKNOWLEDGE_WAIT_NS: u64 = 5_000_000_000;
+const ACKNOWLEDGE_WAIT_NS: u64 = 2_000_000_000;
 /// How long past the deadline vCPU 0 lets another vCPU's own watchdog end its thread (which
 /// names the thread's rip) before it ends the program itself.
 const WATCHDOG_GRACE_NS: u64 = 50_000_000;
