@@ -130,3 +130,14 @@ fn threads_run_on_two_vcpus_as_a_domu() {
     run.assert_guest_line_starts_with("domain: DomU");
     assert_threads_work(&run);
 }
+
+#[test]
+fn a_crash_report_names_its_vcpu_when_there_are_several() {
+    let run = boot_with(RunOptions {
+        vcpus: 2,
+        cmdline: "selftest=expect-elsewhere".into(),
+        ..RunOptions::default()
+    });
+    run.assert_crash_report("unexpected exception #UD (invalid opcode, vector 6) in kernel mode");
+    assert_line(&run, "    on vCPU 0");
+}

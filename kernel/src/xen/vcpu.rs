@@ -57,6 +57,12 @@ pub fn current() -> usize {
     id as usize
 }
 
+/// Whether more than one vCPU may run this kernel's code (the `%gs` records are in use): a
+/// report then names the vCPU it comes from.
+pub fn several() -> bool {
+    LOCALS_IN_USE.load(Ordering::Acquire)
+}
+
 /// The `%gs` base for `vcpu` (its [`VcpuLocal`]): for vCPU 0 through [`use_locals`], for the
 /// others in their VCPUOP_initialise context.
 pub fn local_base(vcpu: usize) -> u64 {

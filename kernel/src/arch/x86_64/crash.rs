@@ -3,6 +3,7 @@
 //! Format (the runner symbolizes the `#n 0x...` lines from the kernel ELF):
 //! ```text
 //! *** faultline: unexpected exception #PF (page fault, vector 14) in kernel mode
+//!     on vCPU 1                      (only when the domain runs more than one vCPU)
 //!     error code 0x0 (read, not-present, kernel-mode)
 //!     cr2=0x0
 //!     rip=0x... cs=0xe033 rflags=0x... rsp=0x... ss=0xe02b
@@ -22,15 +23,18 @@ use super::exception::{self, ErrorCode};
 use super::trap_frame::TrapFrame;
 use crate::xen::console::{self, Console};
 use crate::xen::shutdown::{shutdown, Reason};
-use crate::xen::{hypercall, shared_info};
+use crate::xen::{hypercall, shared_info, vcpu};
 
 extern "C" {
     static boot_stack_bottom: u8;
     static boot_stack_top: u8;
 }
 
-/// Kernel stacks a backtrace may walk: the boot stack plus up to seven registered later.
-static STACKS: [(AtomicU64, AtomicU64); 8] = [const { (AtomicU64::new(0), AtomicU64::new(0)) }; 8];
+/// Kernel stacks a backtrace may walk besides the boot stack: vCPU 0's trap stack, the user
+/// probe's, and each other vCPU's own stack and trap stack.
+const STACKS_MAX: usize = 2 + 2 * vcpu::MAX_VCPUS;
+static STACKS: [(AtomicU64, AtomicU64); STACKS_MAX] =
+    [const { (AtomicU64::new(0), AtomicU64::new(0)) }; STACKS_MAX];
 
 /// Makes `range` walkable by backtraces (a kernel stack that is fully mapped).
 pub fn register_stack(range: Range<u64>) {
@@ -88,6 +92,13 @@ fn enter_crash() {
     }
 }
 
+/// Names the vCPU the report comes from, when there are several.
+fn print_vcpu(con: &mut Console) {
+    if vcpu::several() {
+        let _ = writeln!(con, "    on vCPU {}", vcpu::current());
+    }
+}
+
 fn print_backtrace(con: &mut Console, first: Option<u64>, rbp: u64) {
     let _ = writeln!(con, "    backtrace:");
     let mut n = 0;
@@ -121,6 +132,7 @@ pub fn fatal_exception(frame: &TrapFrame, reason: Option<core::fmt::Arguments<'_
             "*** faultline: unexpected exception {mnemonic} ({name}, vector {}) in {mode} mode",
             frame.vector
         );
+        print_vcpu(&mut con);
         if let Some(reason) = reason {
             let _ = writeln!(con, "    {reason}");
         }
@@ -167,6 +179,7 @@ fn panic(info: &PanicInfo<'_>) -> ! {
         let mut con = console::emergency();
         let _ = con.write_str("*** faultline: PANIC: ");
         let _ = writeln!(con, "{info}");
+        print_vcpu(&mut con);
         print_note(&mut con);
         let rbp: u64;
         // SAFETY: reads the frame pointer register; no memory access.

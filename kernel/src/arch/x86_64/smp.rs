@@ -276,6 +276,7 @@ fn start(n: usize, kernel_l4_mfn: u64) -> Result<(), VcpuOutcome> {
     let me = &SECONDARIES[n];
     me.stack_bottom.store(stack.start, Ordering::Relaxed);
     me.stack_top.store(stack.end, Ordering::Relaxed);
+    crate::arch::x86_64::crash::register_stack(stack.clone());
     // No guard page below it: the memory manager registers a few static guards only
     // (`add_stack_guard`, at most 8 regions), not one per vCPU of the heap.
     crate::arch::x86_64::crash::register_stack(trap_stack.clone());
