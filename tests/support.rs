@@ -113,6 +113,21 @@ impl Boot {
         self.check(found, &format!("no guest line contains {text:?}"))
     }
 
+    /// Fails with the log unless the guest printed exactly `line`.
+    #[track_caller]
+    pub fn assert_line(&self, line: &str) -> &Self {
+        let found = self.guest_lines().contains(&line);
+        self.check(found, &format!("no guest line {line:?}"))
+    }
+
+    /// Fails with the log if the guest printed an `[ERROR]` line.
+    #[track_caller]
+    pub fn assert_no_error_line(&self) -> &Self {
+        let lines = self.guest_lines();
+        let errors: Vec<&&str> = lines.iter().filter(|l| l.starts_with("[ERROR]")).collect();
+        self.check(errors.is_empty(), &format!("errors: {errors:#?}"))
+    }
+
     /// Fails with the log unless some guest line starts with `prefix`.
     #[track_caller]
     pub fn assert_guest_line_starts_with(&self, prefix: &str) -> &Self {

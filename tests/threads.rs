@@ -24,17 +24,6 @@ use xtask::RunOptions;
 const THREADED: &str = "c_threads_basic,c_threads_kill,c_threads_exit_group,c_threads_main_exit,\
                         c_threads_watchdog,c_threads_spin_exit_group";
 
-/// Fails unless the guest printed exactly `line`.
-#[track_caller]
-fn assert_line(run: &Boot, line: &str) {
-    let lines = run.guest_lines();
-    assert!(
-        lines.contains(&line),
-        "no line {line:?} in the guest's console:\n{}",
-        lines.join("\n")
-    );
-}
-
 /// Fails unless some TAP line passes `name` with exactly `verdict` (nothing after it: a leak,
 /// an audit mismatch or a failed kernel call would follow it on the same line, as `not ok`).
 #[track_caller]
@@ -51,46 +40,39 @@ fn assert_passed(run: &Boot, name: &str, verdict: &str) {
     assert!(found, "no `ok N - {name}: {verdict}` in:\n{}", lines.join("\n"));
 }
 
-fn assert_no_error(run: &Boot) {
-    let errors: Vec<&str> =
-        run.guest_lines().into_iter().filter(|line| line.starts_with("[ERROR]")).collect();
-    assert!(errors.is_empty(), "errors: {errors:#?}");
+/// Fails unless some TAP line says `name` was `killed by <cause>, rip 0x...` as expected.
+#[track_caller]
+fn assert_killed(run: &Boot, name: &str, cause: &str) {
+    let killed = run.guest_lines().into_iter().any(|line| {
+        line.starts_with("ok ")
+            && line.contains(&format!(" - {name}: killed by {cause}, rip 0x"))
+            && line.ends_with(", as expected")
+    });
+    assert!(killed, "{name} was not killed by {cause} as expected");
 }
 
 /// What the threaded programs print and end with, on any path with two vCPUs.
 fn assert_threads_work(run: &Boot) {
     run.assert_exit(EXIT_SUCCESS).assert_last_line_is_verdict(Verdict::Success);
-    assert_no_error(run);
+    run.assert_no_error_line();
     let basic = "# c_threads_basic: threads_basic: ";
-    assert_line(run, &format!("{basic}main tid 1 pid 1"));
-    assert_line(
-        run,
-        &format!("{basic}FUTEX_WAIT on another value: EAGAIN, on the value with 10 ms: ETIMEDOUT"),
-    );
-    assert_line(run, &format!("{basic}worker tid 2 (first)"));
-    assert_line(run, &format!("{basic}main's FUTEX_WAKE woke 1 waiter(s)"));
-    assert_line(run, &format!("{basic}pthread_join: 0, result 207, main's tls tid still 1"));
-    assert_line(run, &format!("{basic}a second thread: 0, tid 3"));
+    run.assert_line(&format!("{basic}main tid 1 pid 1"));
+    run.assert_line(&format!(
+        "{basic}FUTEX_WAIT on another value: EAGAIN, on the value with 10 ms: ETIMEDOUT"
+    ));
+    run.assert_line(&format!("{basic}worker tid 2 (first)"));
+    run.assert_line(&format!("{basic}main's FUTEX_WAKE woke 1 waiter(s)"));
+    run.assert_line(&format!("{basic}pthread_join: 0, result 207, main's tls tid still 1"));
+    run.assert_line(&format!("{basic}a second thread: 0, tid 3"));
     assert_passed(run, "c_threads_basic", "exited with status 0, as expected");
-    let kill = run.guest_lines().into_iter().any(|line| {
-        line.starts_with("ok ")
-            && line.contains(" - c_threads_kill: killed by #UD, rip 0x")
-            && line.ends_with(", as expected")
-    });
-    assert!(kill, "the #UD on the worker did not end the program as expected");
-    assert_line(
-        run,
+    assert_killed(run, "c_threads_kill", "#UD");
+    run.assert_line(
         "# c_threads_main_exit: threads_main_exit: the worker outlived the main thread",
     );
     assert_passed(run, "c_threads_exit_group", "exited with status 5, as expected");
     assert_passed(run, "c_threads_main_exit", "exited with status 5, as expected");
     assert_passed(run, "c_threads_spin_exit_group", "exited with status 6, as expected");
-    let watchdog = run.guest_lines().into_iter().any(|line| {
-        line.starts_with("ok ")
-            && line.contains(" - c_threads_watchdog: killed by the watchdog, rip 0x")
-            && line.ends_with(", as expected")
-    });
-    assert!(watchdog, "the watchdog did not end the spinning thread's program as expected");
+    assert_killed(run, "c_threads_watchdog", "the watchdog");
 }
 
 #[test]
@@ -113,7 +95,7 @@ fn threaded_programs_are_skipped_with_one_vcpu() {
     });
     run.assert_exit(EXIT_SUCCESS).assert_last_line_is_verdict(Verdict::Success);
     for (n, name) in THREADED.split(',').enumerate() {
-        assert_line(&run, &format!("ok {} - {name} # SKIP needs 2 vCPUs, 1 online", n + 1));
+        run.assert_line(&format!("ok {} - {name} # SKIP needs 2 vCPUs, 1 online", n + 1));
     }
     let ran = run.guest_lines().into_iter().any(|line| line.starts_with("# c_threads_"));
     assert!(!ran, "a skipped program ran");
@@ -139,5 +121,5 @@ fn a_crash_report_names_its_vcpu_when_there_are_several() {
         ..RunOptions::default()
     });
     run.assert_crash_report("unexpected exception #UD (invalid opcode, vector 6) in kernel mode");
-    assert_line(&run, "    on vCPU 0");
+    run.assert_line("    on vCPU 0");
 }

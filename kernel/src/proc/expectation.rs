@@ -241,24 +241,16 @@ impl Expectation {
             let mut words = clause.split_ascii_whitespace();
             match words.next() {
                 Some(w @ "vcpus") => {
-                    if vcpus.is_some() {
-                        return fail(Problem::RepeatedOption(w));
-                    }
-                    let Some(n) = words.next() else { return fail(Problem::MissingAfter(w)) };
-                    match parse_decimal(n) {
-                        Some(v) if (1..=u64::from(VCPUS_MAX)).contains(&v) => vcpus = Some(v as u8),
-                        _ => return fail(Problem::BadVcpus(n)),
-                    }
+                    vcpus = Some(
+                        option_count(w, vcpus, &mut words, VCPUS_MAX, Problem::BadVcpus)
+                            .map_err(error)?,
+                    );
                 }
                 Some(w @ "runs") => {
-                    if runs.is_some() {
-                        return fail(Problem::RepeatedOption(w));
-                    }
-                    let Some(n) = words.next() else { return fail(Problem::MissingAfter(w)) };
-                    match parse_decimal(n) {
-                        Some(v) if (1..=u64::from(RUNS_MAX)).contains(&v) => runs = Some(v as u8),
-                        _ => return fail(Problem::BadRuns(n)),
-                    }
+                    runs = Some(
+                        option_count(w, runs, &mut words, RUNS_MAX, Problem::BadRuns)
+                            .map_err(error)?,
+                    );
                 }
                 Some(w) => return fail(Problem::UnknownOption(w)),
                 None => return fail(Problem::Unexpected(";")),
@@ -296,6 +288,25 @@ impl Expectation {
             (Expected::Vector(want), Cause::Exception { vector, .. }) => want == *vector,
             _ => false,
         }
+    }
+}
+
+/// The count after option `word` (1..=`max`; `bad` names a count out of range), refused if the
+/// option was given before (`seen`).
+fn option_count<'a>(
+    word: &'a str,
+    seen: Option<u8>,
+    words: &mut impl Iterator<Item = &'a str>,
+    max: u8,
+    bad: fn(&'a str) -> Problem<'a>,
+) -> Result<u8, Problem<'a>> {
+    if seen.is_some() {
+        return Err(Problem::RepeatedOption(word));
+    }
+    let n = words.next().ok_or(Problem::MissingAfter(word))?;
+    match parse_decimal(n) {
+        Some(v) if (1..=u64::from(max)).contains(&v) => Ok(v as u8),
+        _ => Err(bad(n)),
     }
 }
 
