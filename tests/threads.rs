@@ -14,7 +14,9 @@
 //!   thread's `exit` leaves the program to its worker, whose status is the program's (as on
 //!   Linux); the watchdog ends a thread spinning on vCPU 1 and its joiner on vCPU 0; the main
 //!   thread's exit_group takes a worker out of a user-mode spin on vCPU 1 (only the IPI of the
-//!   program's end can, before vCPU 0 gives up waiting for it with an `[ERROR]` line);
+//!   program's end can, before vCPU 0 gives up waiting for it with an `[ERROR]` line); a kill
+//!   on the main thread cuts a worker's minute-long nanosleep short (the same `[ERROR]` line
+//!   otherwise);
 //! - with one vCPU the same programs are skipped with a TAP SKIP line and the boot passes;
 //! - the same programs pass as a DomU with two vCPUs.
 
@@ -22,7 +24,7 @@ use faultline_tests::{boot_with, domu_options, Boot, Verdict, EXIT_SUCCESS};
 use xtask::RunOptions;
 
 const THREADED: &str = "c_threads_basic,c_threads_kill,c_threads_exit_group,c_threads_main_exit,\
-                        c_threads_watchdog,c_threads_spin_exit_group";
+                        c_threads_watchdog,c_threads_spin_exit_group,c_threads_kill_sleeper";
 
 /// Fails unless some TAP line passes `name` with exactly `verdict` (nothing after it: a leak,
 /// an audit mismatch or a failed kernel call would follow it on the same line, as `not ok`).
@@ -66,6 +68,7 @@ fn assert_threads_work(run: &Boot) {
     run.assert_line(&format!("{basic}a second thread: 0, tid 3"));
     assert_passed(run, "c_threads_basic", "exited with status 0, as expected");
     assert_killed(run, "c_threads_kill", "#UD");
+    assert_killed(run, "c_threads_kill_sleeper", "#UD");
     run.assert_line(
         "# c_threads_main_exit: threads_main_exit: the worker outlived the main thread",
     );

@@ -219,7 +219,8 @@ fn faultline_counters(out: u64, count: u64) -> SysResult {
     Ok(counters::COUNT as u64)
 }
 
-/// Sleeps on the timer event channel; the watchdog still applies.
+/// Sleeps on the timer event channel; the watchdog still applies, and the program's end (by
+/// another thread, whose IPI wakes the block) stops the sleep at once.
 fn nanosleep(request: u64, watchdog: &Watchdog) -> SysResult {
     let mut raw = [0u8; Timespec::SIZE];
     process::copy_from_user(request, &mut raw)?;
@@ -227,6 +228,10 @@ fn nanosleep(request: u64, watchdog: &Watchdog) -> SysResult {
     let deadline = watchdog.deadline_ns;
     loop {
         watchdog.check()?;
+        if process::is_over() {
+            // `dispatch` ends the run: the program never sees EINTR.
+            return Err(Errno::EINTR);
+        }
         let now = time::now_ns();
         if now >= wake {
             // Back to the watchdog's deadline for the rest of the run.
