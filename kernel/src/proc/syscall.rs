@@ -114,8 +114,12 @@ impl Watchdog {
 
     /// Ends the program if its deadline has passed, saying how late the check came: the end
     /// is recorded and the call stops with EINTR, which the program never sees (`dispatch`
-    /// ends the run instead of returning it).
+    /// ends the run instead of returning it). A program another thread ended stops the call
+    /// the same way, at once: its vCPU must leave the program for the address space to go.
     fn check(&self) -> Result<(), Errno> {
+        if process::is_over() {
+            return Err(Errno::EINTR);
+        }
         let now = time::now_ns();
         if now >= self.deadline_ns {
             let late_us = (now - self.deadline_ns) / 1000;
@@ -219,8 +223,8 @@ fn faultline_counters(out: u64, count: u64) -> SysResult {
     Ok(counters::COUNT as u64)
 }
 
-/// Sleeps on the timer event channel; the watchdog still applies, and the program's end (by
-/// another thread, whose IPI wakes the block) stops the sleep at once.
+/// Sleeps on the timer event channel; the watchdog still applies (and with it the program's end
+/// by another thread, whose IPI wakes the block).
 fn nanosleep(request: u64, watchdog: &Watchdog) -> SysResult {
     let mut raw = [0u8; Timespec::SIZE];
     process::copy_from_user(request, &mut raw)?;
@@ -228,10 +232,6 @@ fn nanosleep(request: u64, watchdog: &Watchdog) -> SysResult {
     let deadline = watchdog.deadline_ns;
     loop {
         watchdog.check()?;
-        if process::is_over() {
-            // `dispatch` ends the run: the program never sees EINTR.
-            return Err(Errno::EINTR);
-        }
         let now = time::now_ns();
         if now >= wake {
             // Back to the watchdog's deadline for the rest of the run.
