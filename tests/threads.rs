@@ -17,6 +17,8 @@
 //!   program's end can, before vCPU 0 gives up waiting for it with an `[ERROR]` line); a kill
 //!   on the main thread cuts a worker's minute-long nanosleep short (the same `[ERROR]` line
 //!   otherwise);
+//! - with three vCPUs a thread on vCPU 1 starts and joins one on vCPU 2, and once both other
+//!   vCPUs hold threads, pthread_create fails with EAGAIN (threads_nested.c, `vcpus 3`);
 //! - with one vCPU the same programs are skipped with a TAP SKIP line and the boot passes;
 //! - the same programs pass as a DomU with two vCPUs.
 
@@ -125,4 +127,22 @@ fn a_crash_report_names_its_vcpu_when_there_are_several() {
     });
     run.assert_crash_report("unexpected exception #UD (invalid opcode, vector 6) in kernel mode");
     run.assert_line("    on vCPU 0");
+}
+
+#[test]
+fn a_thread_starts_a_thread_and_the_vcpus_run_out_with_eagain() {
+    let run = boot_with(RunOptions {
+        vcpus: 3,
+        programs: true,
+        cmdline: "tests=c_threads_nested,c_threads_basic".into(),
+        ..RunOptions::default()
+    });
+    run.assert_exit(EXIT_SUCCESS).assert_last_line_is_verdict(Verdict::Success);
+    run.assert_no_error_line();
+    let nested = "# c_threads_nested: threads_nested: ";
+    run.assert_line(&format!("{nested}thread 2 started and joined thread 3: 0"));
+    run.assert_line(&format!("{nested}three pthread_create with two free vCPUs: 0 0 EAGAIN"));
+    assert_passed(&run, "c_threads_nested", "exited with status 0, as expected");
+    // Needs 2, runs with 3.
+    assert_passed(&run, "c_threads_basic", "exited with status 0, as expected");
 }
