@@ -9,7 +9,9 @@
 //!
 //! Lock order: [`CURRENT`] (the process), then `mm::kernel::MM` (the memory manager), then
 //! [`SHARED`] (the frames every run shares). The page-fault handler of the kernel only ever
-//! *tries* MM, and the watchdog only tries CURRENT, so neither can deadlock against a holder.
+//! *tries* MM, and the watchdog reads the deadline and the end from atomics (it takes only the
+//! short lock that records an end), so neither can deadlock against a holder. Threads on other vCPUs take the same locks in the same order
+//! (`proc::futex`'s lock comes before CURRENT).
 
 use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -340,8 +342,9 @@ pub fn run(image: Image, limits: Limits) -> Result<RunReport, StartError> {
 
 /// Runs a thread of the program on this vCPU (not vCPU 0) from `registers`: loads the user page
 /// tables and the segment bases here, arms this vCPU's watchdog timer, runs it until its run
-/// ends, then ends the thread and drops the page tables from this vCPU. Failures of the set-up
-/// end the program (the thread cannot run without them) and are recorded.
+/// ends, then ends the thread and drops the page tables from this vCPU. A failed set-up is
+/// recorded (the run's line becomes `not ok`, the verdict ERROR) and the thread never runs: it
+/// ends at once, without its clear-tid store, so a join on it waits for the watchdog.
 pub fn run_thread(registers: &TrapFrame, fs_base: u64, gs_base: u64) {
     let loaded = with_space(|space, mm, _| space.activate(&mut mm.tables));
     let ready = match loaded {
@@ -358,12 +361,6 @@ pub fn run_thread(registers: &TrapFrame, fs_base: u64, gs_base: u64) {
         }
         None => false,
     };
-    if !ready {
-        record_end(Outcome::Killed {
-            cause: Cause::Exception { vector: 0, int_vector: None },
-            rip: registers.rip,
-        });
-    }
     if ready && !is_over() {
         user::run_registers(registers, &PROGRAM_HANDLERS);
     }
