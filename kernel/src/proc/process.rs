@@ -676,7 +676,7 @@ pub fn set_segment_base(which: SegmentBase, base: u64) -> Result<(), Errno> {
         SegmentBase::Gs => abi::SEGBASE_GS_USER,
     };
     hypercall::set_segment_base(selector, base).map_err(|_| Errno::EPERM)?;
-    super::thread::record_segment_base(matches!(which, SegmentBase::Fs), base);
+    super::thread::record_segment_base(which, base);
     Ok(())
 }
 

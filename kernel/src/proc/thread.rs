@@ -5,12 +5,15 @@
 //! A thread ends alone with `exit`: its clear-tid address gets 0 and a futex wake (how musl's
 //! pthread_join and its thread-list lock learn of it), and the program ends, with that status,
 //! when its last thread has ended. `exit_group`, a kill and the watchdog end the program at
-//! once ([`super::process::end`]), which sends an IPI to every other vCPU that runs one of its
+//! once ([`process::end`]), which sends an IPI to every other vCPU that runs one of its
 //! threads ([`stop_others`]). vCPU 0 waits (bounded) for every other vCPU to have left user
 //! mode, dropped the user page tables and acknowledged its job before the address space goes.
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use super::expectation::{Cause, Outcome};
+use super::futex;
+use super::process::{self, SegmentBase};
 use super::syscall_abi::{CloneRequest, Errno, SysResult};
 use crate::arch::x86_64::smp::{self, PostError};
 use crate::arch::x86_64::trap_frame::TrapFrame;
@@ -111,9 +114,13 @@ pub fn segment_bases() -> (u64, u64) {
 }
 
 /// Records the calling thread's FS or GS base (set on its vCPU by the caller).
-pub fn record_segment_base(fs: bool, base: u64) {
+pub fn record_segment_base(which: SegmentBase, base: u64) {
     let me = mine();
-    if fs { &me.fs_base } else { &me.gs_base }.store(base, Ordering::SeqCst);
+    match which {
+        SegmentBase::Fs => &me.fs_base,
+        SegmentBase::Gs => &me.gs_base,
+    }
+    .store(base, Ordering::SeqCst);
 }
 
 /// rt_sigprocmask on the calling thread's mask: `change` makes the new mask of the old (or
@@ -144,7 +151,7 @@ pub fn clone(parent: &TrapFrame, request: CloneRequest) -> SysResult {
     let slot = &THREADS[n];
     claim(slot, tid, request.clear_tid, fs, gs, mask);
     for at in [request.parent_tid, request.child_tid].into_iter().flatten() {
-        let _ = super::process::copy_to_user(at, &(tid as u32).to_le_bytes());
+        let _ = process::copy_to_user(at, &(tid as u32).to_le_bytes());
     }
     let mut registers = *parent;
     registers.rax = 0;
@@ -158,10 +165,7 @@ pub fn clone(parent: &TrapFrame, request: CloneRequest) -> SysResult {
         LIVE.fetch_sub(1, Ordering::SeqCst);
         slot.live.store(false, Ordering::SeqCst);
         if let PostError::Ipi(xen) = e {
-            super::process::kernel_error(
-                "waking a vCPU for a new thread (EVTCHNOP_send)",
-                Some(xen),
-            );
+            process::kernel_error("waking a vCPU for a new thread (EVTCHNOP_send)", Some(xen));
         }
         return Err(Errno::EAGAIN);
     }
@@ -188,11 +192,11 @@ fn claim_vcpu() -> Option<usize> {
     }
     let give_up = time::now_ns().saturating_add(ACKNOWLEDGE_WAIT_NS);
     let mut waited = false;
-    while finishing() && time::now_ns() < give_up && !super::process::is_over() {
+    while finishing() && time::now_ns() < give_up && !process::is_over() {
         waited = true;
         let slice = time::now_ns() + POLL_NS;
         if let Err(e) = events::wait_until(|| (1..MAX_VCPUS).any(smp::is_free), slice) {
-            super::process::kernel_error("waiting for a vCPU to finish a thread (timer)", Some(e));
+            process::kernel_error("waiting for a vCPU to finish a thread (timer)", Some(e));
             break;
         }
         if let Some(n) = try_claim() {
@@ -207,9 +211,9 @@ fn claim_vcpu() -> Option<usize> {
 /// After a wait (which cancels this vCPU's timer): the watchdog's deadline again.
 fn rearm_watchdog(waited: bool) {
     if waited {
-        let rearmed = events::set_timer(super::process::deadline_ns());
+        let rearmed = events::set_timer(process::deadline_ns());
         if let Err(e) = rearmed {
-            super::process::kernel_error("re-arming the watchdog timer", Some(e));
+            process::kernel_error("re-arming the watchdog timer", Some(e));
         }
     }
 }
@@ -219,7 +223,7 @@ fn run_posted_thread() {
     let n = vcpu::current();
     let slot = &THREADS[n];
     let Some(registers) = slot.start.lock().take() else { return };
-    super::process::run_thread(
+    process::run_thread(
         &registers,
         slot.fs_base.load(Ordering::SeqCst),
         slot.gs_base.load(Ordering::SeqCst),
@@ -243,20 +247,20 @@ pub fn ended() {
     if !me.live.load(Ordering::SeqCst) {
         return;
     }
-    let alone = me.exited.load(Ordering::SeqCst) && !super::process::is_over();
+    let alone = me.exited.load(Ordering::SeqCst) && !process::is_over();
     let clear_tid = me.clear_tid.load(Ordering::SeqCst);
     if alone
         && clear_tid != 0
         && LIVE.load(Ordering::SeqCst) > 1
-        && super::process::copy_to_user(clear_tid, &0u32.to_le_bytes()).is_ok()
+        && process::copy_to_user(clear_tid, &0u32.to_le_bytes()).is_ok()
     {
-        super::futex::wake(clear_tid, 1);
+        futex::wake(clear_tid, 1);
     }
     me.live.store(false, Ordering::SeqCst);
     let last = LIVE.fetch_sub(1, Ordering::SeqCst) == 1;
     if alone && last {
         let status = me.exit_status.load(Ordering::SeqCst) as u8;
-        super::process::record_end(super::expectation::Outcome::Exited(status));
+        process::record_end(Outcome::Exited(status));
     }
 }
 
@@ -266,7 +270,7 @@ pub fn stop_others() {
     let me = vcpu::current();
     for n in (0..MAX_VCPUS).filter(|&n| n != me && THREADS[n].live.load(Ordering::SeqCst)) {
         if let Err(e) = events::send_ipi(n) {
-            super::process::kernel_error("stopping a thread (EVTCHNOP_send)", Some(e));
+            process::kernel_error("stopping a thread (EVTCHNOP_send)", Some(e));
         }
     }
 }
@@ -285,24 +289,18 @@ pub struct Straggler {
 /// hypercall. `Err` names the first vCPU that did not acknowledge within
 /// [`ACKNOWLEDGE_WAIT_NS`].
 pub fn wait_for_the_others(deadline_ns: u64) -> Result<(), Straggler> {
-    let over = || LIVE.load(Ordering::SeqCst) == 0 || super::process::is_over();
+    let over = || LIVE.load(Ordering::SeqCst) == 0 || process::is_over();
     if !over() {
         let limit = deadline_ns.saturating_add(WATCHDOG_GRACE_NS);
         match events::wait_until(over, limit) {
             Ok(true) => {}
             Ok(false) => {
-                let outcome = super::expectation::Outcome::Killed {
-                    cause: super::expectation::Cause::Watchdog,
-                    rip: 0,
-                };
-                let _ = super::process::end(outcome);
+                let outcome = Outcome::Killed { cause: Cause::Watchdog, rip: 0 };
+                let _ = process::end(outcome);
             }
             Err(e) => {
-                super::process::kernel_error("waiting for the other threads (timer)", Some(e));
-                let _ = super::process::end(super::expectation::Outcome::Killed {
-                    cause: super::expectation::Cause::Watchdog,
-                    rip: 0,
-                });
+                process::kernel_error("waiting for the other threads (timer)", Some(e));
+                let _ = process::end(Outcome::Killed { cause: Cause::Watchdog, rip: 0 });
             }
         }
     }
@@ -313,7 +311,7 @@ pub fn wait_for_the_others(deadline_ns: u64) -> Result<(), Straggler> {
     let started = time::now_ns();
     let waited = events::wait_until(acknowledged, started + ACKNOWLEDGE_WAIT_NS);
     if let Err(e) = waited {
-        super::process::kernel_error("waiting for the other vCPUs (timer)", Some(e));
+        process::kernel_error("waiting for the other vCPUs (timer)", Some(e));
     }
     match (1..MAX_VCPUS).find(|&n| !smp::is_idle(n)) {
         None => Ok(()),
