@@ -1,6 +1,7 @@
 //! The C programs' header, tests/programs/c/faultline.h, says the same as this crate: every
 //! `#define` of a number or a string in it is checked here, and every fact listed here must be in it.
 
+use faultline_abi::syscall::{counters, SYS_FAULTLINE_COUNTERS};
 use faultline_abi::{auxv, note};
 
 /// What the header must define, as the C preprocessor would see the value.
@@ -12,6 +13,21 @@ fn expected() -> Vec<(&'static str, String)> {
         ("AT_FAULTLINE_KERNEL_ADDRESS", auxv::AT_FAULTLINE_KERNEL_ADDRESS.to_string()),
         ("AT_FAULTLINE_PAGE_TABLE", auxv::AT_FAULTLINE_PAGE_TABLE.to_string()),
         ("AT_FAULTLINE_P2M", auxv::AT_FAULTLINE_P2M.to_string()),
+        ("SYS_FAULTLINE_COUNTERS", SYS_FAULTLINE_COUNTERS.to_string()),
+        ("FAULTLINE_COUNTER_HYPERCALLS", counters::HYPERCALLS.to_string()),
+        ("FAULTLINE_COUNTER_MMU_UPDATE_CALLS", counters::MMU_UPDATE_CALLS.to_string()),
+        ("FAULTLINE_COUNTER_MMU_UPDATE_ENTRIES", counters::MMU_UPDATE_ENTRIES.to_string()),
+        ("FAULTLINE_COUNTER_MMUEXT_CALLS", counters::MMUEXT_CALLS.to_string()),
+        ("FAULTLINE_COUNTER_MMUEXT_OPS", counters::MMUEXT_OPS.to_string()),
+        (
+            "FAULTLINE_COUNTER_UPDATE_VA_MAPPING_CALLS",
+            counters::UPDATE_VA_MAPPING_CALLS.to_string(),
+        ),
+        ("FAULTLINE_COUNTER_IRETS", counters::IRETS.to_string()),
+        ("FAULTLINE_COUNTER_USER_FAULTS", counters::USER_FAULTS.to_string()),
+        ("FAULTLINE_COUNTER_TABLES_BUILT", counters::TABLES_BUILT.to_string()),
+        ("FAULTLINE_COUNTER_TLB_SHOOTDOWNS", counters::TLB_SHOOTDOWNS.to_string()),
+        ("FAULTLINE_COUNTER_IPIS_SENT", counters::IPIS_SENT.to_string()),
     ]
 }
 

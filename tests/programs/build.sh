@@ -20,6 +20,7 @@ catalogue=(
   demand_dense demand_sparse c_demand shared_text cow_data
   null_read c_null_deref write_text exec_data exec_stack read_kernel write_page_table write_p2m
   mprotect_write munmap_read
+  c_shootdown c_shootdown_protect c_concurrent_fault
   mprotect_none_keeps mprotect_none_faults map_fixed_replaces map_fixed_readonly_data map_fixed_readonly_heap
   many_mappings c_malloc_mappings buffer_check_no_alloc
   stack_overflow
@@ -38,7 +39,7 @@ large=( munmap_batch )
 separate=(c_write_flood c_writev_flood c_sleep_forever c_bad_note_escape c_int_hypercall)
 # Built into OUT/bin and run by --native, not packed either: the workloads of `cargo xtask bench`,
 # which packs them into an archive of their own (scripts/xtask/src/bench.rs).
-bench=( bench_faults bench_text )
+bench=( bench_faults bench_text c_bench_threads )
 
 if ! command -v musl-gcc >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -27,4 +27,19 @@
 #define AT_FAULTLINE_PAGE_TABLE 0x66610002UL
 #define AT_FAULTLINE_P2M 0x66610003UL
 
+/* faultline's own system call faultline_counters(u64 *out, u64 count) (docs/abi.md): stores up to
+ * `count` counters since boot at `out` and returns how many the kernel has. Their indices: */
+#define SYS_FAULTLINE_COUNTERS 0x66610001UL
+#define FAULTLINE_COUNTER_HYPERCALLS 0
+#define FAULTLINE_COUNTER_MMU_UPDATE_CALLS 1
+#define FAULTLINE_COUNTER_MMU_UPDATE_ENTRIES 2
+#define FAULTLINE_COUNTER_MMUEXT_CALLS 3
+#define FAULTLINE_COUNTER_MMUEXT_OPS 4
+#define FAULTLINE_COUNTER_UPDATE_VA_MAPPING_CALLS 5
+#define FAULTLINE_COUNTER_IRETS 6
+#define FAULTLINE_COUNTER_USER_FAULTS 7
+#define FAULTLINE_COUNTER_TABLES_BUILT 8
+#define FAULTLINE_COUNTER_TLB_SHOOTDOWNS 9
+#define FAULTLINE_COUNTER_IPIS_SENT 10
+
 #endif
