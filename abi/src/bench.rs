@@ -2,12 +2,14 @@
 //! `cargo xtask bench` reads from the console of faultline and of Linux:
 //!
 //! ```text
-//! BENCH <workload> pages=<n> faults=<f> hypercalls=<h> mmu_update=<c> entries=<e> mmuext=<m> uva=<u> tsc=<t> laps=<l>
+//! BENCH <workload> pages=<n> faults=<f> hypercalls=<h> mmu_update=<c> entries=<e> mmuext=<m> uva=<u> [shootdowns=<s> ipis=<i>] tsc=<t> laps=<l>
 //! BENCH <workload> pages=<n> minflt=<f> tsc=<t> laps=<l>                                   (on Linux)
 //! ```
 //! On faultline the counts come from `faultline_counters` ([`crate::syscall::counters`]):
 //! `hypercalls` are those of every kind but the iret. On Linux `minflt` is the minor faults
-//! `getrusage` reports. `tsc` is the ticks of the window. `laps` is how many lap
+//! `getrusage` reports. `shootdowns` (TLB flushes sent to other vCPUs) and `ipis` (event-channel
+//! IPIs the kernel sent) are on the lines of the two-thread workloads (tests/programs/c/
+//! bench_threads.c) only: absent, they were not measured. `tsc` is the ticks of the window. `laps` is how many lap
 //! times follow on `LAPS` lines of their own (0 if absent; tests/programs/runtime/src/bench.rs).
 
 use core::fmt;
@@ -35,6 +37,10 @@ pub struct Counts {
     pub mmuext: u64,
     /// `update_va_mapping` calls.
     pub uva: u64,
+    /// TLB shootdowns (`MMUEXT_*_MULTI` ops) sent, if the workload measured them.
+    pub shootdowns: Option<u64>,
+    /// Event-channel IPIs the kernel sent, if the workload measured them.
+    pub ipis: Option<u64>,
 }
 
 impl Counts {
@@ -99,7 +105,7 @@ impl<'a> Line<'a> {
     fn parse(rest: &'a str) -> Result<Line<'a>, LineError<'a>> {
         let mut words = rest.split_whitespace();
         let workload = words.next().ok_or(LineError::NoWorkload)?;
-        const KEYS: [&str; 10] = [
+        const KEYS: [&str; 12] = [
             "pages",
             "faults",
             "hypercalls",
@@ -110,8 +116,10 @@ impl<'a> Line<'a> {
             "minflt",
             "tsc",
             "laps",
+            "shootdowns",
+            "ipis",
         ];
-        let mut values: [Option<u64>; 10] = [None; 10];
+        let mut values: [Option<u64>; 12] = [None; 12];
         for word in words {
             let (key, value) = word.split_once('=').ok_or(LineError::NotKeyValue(word))?;
             let value = value.parse::<u64>().map_err(|_| LineError::NotKeyValue(word))?;
@@ -119,10 +127,11 @@ impl<'a> Line<'a> {
                 values[i] = Some(value);
             }
         }
-        let get = |key: &'static str| {
+        let optional = |key: &'static str| {
             let i = KEYS.iter().position(|k| *k == key).unwrap_or(0);
-            values[i].ok_or(LineError::Missing(key))
+            values[i]
         };
+        let get = |key: &'static str| optional(key).ok_or(LineError::Missing(key));
         let measured = if values[1].is_some() {
             Measured::Faultline(Counts {
                 faults: get("faults")?,
@@ -131,6 +140,8 @@ impl<'a> Line<'a> {
                 entries: get("entries")?,
                 mmuext: get("mmuext")?,
                 uva: get("uva")?,
+                shootdowns: optional("shootdowns"),
+                ipis: optional("ipis"),
             })
         } else {
             Measured::Linux { minflt: get("minflt")? }
@@ -144,11 +155,19 @@ impl fmt::Display for Line<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{WORD} {} pages={}", self.workload, self.pages)?;
         match self.measured {
-            Measured::Faultline(c) => write!(
-                f,
-                " faults={} hypercalls={} mmu_update={} entries={} mmuext={} uva={}",
-                c.faults, c.hypercalls, c.mmu_update, c.entries, c.mmuext, c.uva
-            )?,
+            Measured::Faultline(c) => {
+                write!(
+                    f,
+                    " faults={} hypercalls={} mmu_update={} entries={} mmuext={} uva={}",
+                    c.faults, c.hypercalls, c.mmu_update, c.entries, c.mmuext, c.uva
+                )?;
+                if let Some(shootdowns) = c.shootdowns {
+                    write!(f, " shootdowns={shootdowns}")?;
+                }
+                if let Some(ipis) = c.ipis {
+                    write!(f, " ipis={ipis}")?;
+                }
+            }
             Measured::Linux { minflt } => write!(f, " minflt={minflt}")?,
         }
         write!(f, " tsc={} laps={}", self.tsc, self.laps)
@@ -162,8 +181,16 @@ mod tests {
 
     #[test]
     fn lines_read_back() {
-        let counts =
-            Counts { faults: 63, hypercalls: 63, mmu_update: 63, entries: 1012, mmuext: 0, uva: 0 };
+        let counts = Counts {
+            faults: 63,
+            hypercalls: 63,
+            mmu_update: 63,
+            entries: 1012,
+            mmuext: 0,
+            uva: 0,
+            shootdowns: None,
+            ipis: None,
+        };
         let ours = Line {
             workload: "seq_write",
             pages: 1024,
@@ -183,6 +210,13 @@ mod tests {
             laps: 0,
         };
         assert_eq!(Line::find(&linux.to_string()), Some(Ok(linux)));
+        // The two-thread workloads add the shootdowns and IPIs (tests/programs/c/bench_threads.c
+        // prints this line with printf: the same words in the same order).
+        let threads = "BENCH munmap_2t pages=256 faults=0 hypercalls=512 mmu_update=256 entries=256 mmuext=256 uva=0 shootdowns=256 ipis=0 tsc=99 laps=0";
+        let read = Line::find(threads).unwrap().unwrap();
+        let Measured::Faultline(c) = read.measured else { panic!("{read:?}") };
+        assert_eq!((c.shootdowns, c.ipis, c.mmuext), (Some(256), Some(0), 256));
+        assert_eq!(read.to_string(), threads);
         assert_eq!(Line::find("BENCH x pages=1 tsc=2"), Some(Err(LineError::Missing("minflt"))));
         assert_eq!(Line::find("BENCH x pages=one"), Some(Err(LineError::NotKeyValue("pages=one"))));
         assert_eq!(Line::find("no bench here"), None);

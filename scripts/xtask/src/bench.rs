@@ -1,5 +1,6 @@
-//! `cargo xtask bench`: the page-fault workloads of tests/programs (`bench_faults`, `bench_text`)
-//! on faultline and in a Linux PV DomU, in turn, in one boot; the counts, the ratios and a plot.
+//! `cargo xtask bench`: the page-fault workloads of tests/programs (`bench_faults`, `bench_text`,
+//! and the two-thread `c_bench_threads`) on faultline and in a Linux PV DomU, in turn, in one
+//! boot; the counts, the ratios and a plot.
 //!
 //! Every workload prints one `BENCH` line (tests/programs/runtime/src/bench.rs). On faultline the
 //! line carries the kernel's counters (faults, hypercalls but the iret, mmu_update calls and
@@ -13,8 +14,10 @@
 //! One boot: the Linux dom0 (scripts/dom0) runs, one after another, faultline (its kernel, the
 //! bench archive as its ramdisk) and Debian's Linux 6.1 `vmlinuz` (the dom0's own kernel package)
 //! with a small initramfs whose `/init` runs the same static binaries, prints their lines on hvc0
-//! and powers off; `--runs N` times each, alternating. Then faultline once more per fault-around
-//! window of [`SWEEP`] (the counts of the file-backed workloads against the window).
+//! and powers off; `--runs N` times each, alternating. Each run also boots both kernels once more
+//! with 2 vCPUs for the two-thread workloads ([`THREAD_WORKLOADS`]; QEMU has 2 CPUs for the whole
+//! boot, the other guests keep 1 vCPU). Then faultline once more per fault-around window of
+//! [`SWEEP`] (the counts of the file-backed workloads against the window).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -48,6 +51,11 @@ pub const WORKLOADS: [&str; 9] = [
     "cow_write",
     "populate",
 ];
+/// The two-thread workloads (tests/programs/c/bench_threads.c), each on its own 2-vCPU guests, in
+/// the order of their table.
+pub const THREAD_WORKLOADS: [&str; 4] = ["fault_1t", "fault_2t", "munmap_1t", "munmap_2t"];
+/// The vCPUs of the two-thread guests (and QEMU's CPUs for the bench boot).
+pub const THREAD_VCPUS: u32 = 2;
 /// The fault-around windows of the sweep (the default comes from the main runs).
 pub const SWEEP: [u32; 5] = [0, 4, 16, 32, 64];
 /// The default fault-around window (kernel/src/proc/run_options.rs: `fault_around=32`).
@@ -182,8 +190,13 @@ pub fn faults_program(pages: u64) -> String {
     format!("bench_faults-{pages}")
 }
 
-/// The two bench programs, built with the catalogue (tests/programs/build.sh), as
-/// (name to run under, bytes).
+/// The name the two-thread workloads run under for `pages` pages (they read their size from it).
+pub fn threads_program(pages: u64) -> String {
+    format!("c_bench_threads-{pages}")
+}
+
+/// The bench programs, built with the catalogue (tests/programs/build.sh), as
+/// (name to run under, bytes); the two-thread one last.
 fn programs(pages: u64, quiet: bool) -> Result<Vec<(String, Vec<u8>)>> {
     let catalogue = crate::programs::build_archive(&[], quiet)?;
     let bin = catalogue.with_file_name("bin");
@@ -194,6 +207,7 @@ fn programs(pages: u64, quiet: bool) -> Result<Vec<(String, Vec<u8>)>> {
     Ok(vec![
         (faults_program(pages), read("bench_faults")?),
         ("bench_text".into(), read("bench_text")?),
+        (threads_program(pages), read("c_bench_threads")?),
     ])
 }
 
@@ -220,17 +234,37 @@ pub fn faultline_cmdline(pages: u64, extra: &str) -> String {
         .to_string()
 }
 
+/// faultline's guest command line for the two-thread workloads.
+pub fn threads_cmdline(pages: u64) -> String {
+    format!("tests={} {FAULTLINE_CMDLINE}", threads_program(pages))
+}
+
 /// The bench on faultline alone, on the fast dom0 path: the counts (the boot tests use this).
 pub fn run_dom0(
     kernel: Option<PathBuf>,
     pages: u64,
     extra: &str,
 ) -> Result<(RunOutcome, Vec<Sample>)> {
+    run_dom0_with(kernel, pages, faultline_cmdline(pages, extra), 1)
+}
+
+/// The two-thread workloads on faultline alone, on the fast dom0 path with 2 vCPUs.
+pub fn run_dom0_threads(kernel: Option<PathBuf>, pages: u64) -> Result<(RunOutcome, Vec<Sample>)> {
+    run_dom0_with(kernel, pages, threads_cmdline(pages), THREAD_VCPUS)
+}
+
+fn run_dom0_with(
+    kernel: Option<PathBuf>,
+    pages: u64,
+    cmdline: String,
+    vcpus: u32,
+) -> Result<(RunOutcome, Vec<Sample>)> {
     let archive = bench_archive(pages, true)?;
     let outcome = run(&RunOptions {
         mode: Mode::Dom0,
         kernel,
-        cmdline: faultline_cmdline(pages, extra),
+        cmdline,
+        vcpus,
         memory_mib: FAULTLINE_MIB,
         module: Some(archive.clone()),
         timeout: Duration::from_secs(180),
@@ -249,25 +283,45 @@ enum Guest {
     /// faultline with this fault-around window.
     Faultline(u32),
     Linux,
+    /// faultline with 2 vCPUs, the two-thread workloads.
+    FaultlineThreads,
+    /// Linux with 2 vCPUs, the two-thread workloads.
+    LinuxThreads,
 }
 
-/// The cpio of the Linux guest's initramfs: busybox, the bench programs and `/init`.
+impl Guest {
+    /// Whether this guest runs the two-thread workloads (and nothing else).
+    fn threads(&self) -> bool {
+        matches!(self, Guest::FaultlineThreads | Guest::LinuxThreads)
+    }
+}
+
+/// The word on the Linux guest's command line that makes its /init run the two-thread program
+/// alone.
+const LINUX_THREADS_WORD: &str = "bench=threads";
+
+/// The cpio of the Linux guest's initramfs: busybox, the bench programs and `/init`. With
+/// [`LINUX_THREADS_WORD`] on its command line, /init runs the two-thread program (the last of
+/// `programs`) alone; without, the others.
 fn linux_initramfs(busybox: &[u8], programs: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut init = format!(
         "#!/bin/busybox sh\n\
          # The bench's Linux guest (scripts/xtask/src/bench.rs): run each program, print its\n\
          # BENCH lines on hvc0, power off.\n\
          /bin/busybox mount -t proc proc /proc\n\
-         echo \"bench-linux: Linux $(/bin/busybox uname -r)\"\n\
-         result={}\n",
+         echo \"bench-linux: Linux $(/bin/busybox uname -r), $(/bin/busybox nproc) CPUs\"\n\
+         result={}\n\
+         if /bin/busybox grep -qw {LINUX_THREADS_WORD} /proc/cmdline; then threads=1; else threads=0; fi\n",
         verdict::Verdict::Success.word()
     );
+    let threads = programs.last().map(|(name, _)| name.clone()).unwrap_or_default();
     for (name, _) in programs {
         let times = if name == "bench_text" { TEXT_RUNS } else { 1 };
+        let when = if *name == threads { 1 } else { 0 };
         for _ in 0..times {
             let _ = writeln!(
                 init,
-                "/bench/{name} || {{ echo \"bench-linux: {name} failed with status $?\"; result={}; }}",
+                "[ $threads = {when} ] && {{ /bench/{name} || {{ echo \"bench-linux: {name} failed with status $?\"; result={}; }}; }}",
                 verdict::Verdict::Failure.word()
             );
         }
@@ -324,6 +378,10 @@ fn plan(kernel: &Path, options: &BenchOptions, pages: u64) -> Result<Plan> {
         if options.linux {
             guests.push(Guest::Linux);
         }
+        guests.push(Guest::FaultlineThreads);
+        if options.linux {
+            guests.push(Guest::LinuxThreads);
+        }
     }
     if !options.quick {
         guests.extend(SWEEP.iter().filter(|&&w| w != DEFAULT_WINDOW).map(|&w| Guest::Faultline(w)));
@@ -354,6 +412,15 @@ fn plan(kernel: &Path, options: &BenchOptions, pages: u64) -> Result<Plan> {
         })? + TSC_MODE;
         writer.file(&format!("payload/fl/fa{window}.cfg"), cfg.as_bytes());
     }
+    let threads_cfg = render_cfg(&GuestConfig {
+        name: "faultline-threads",
+        kernel: "faultline",
+        ramdisk: Some("bench.tar"),
+        memory_mib: FAULTLINE_MIB,
+        vcpus: THREAD_VCPUS,
+        cmdline: &threads_cmdline(pages),
+    })? + TSC_MODE;
+    writer.file("payload/fl/threads.cfg", threads_cfg.as_bytes());
     let mut linux_version = None;
     if options.linux {
         let (kdir, kversion) = unpacked("linux-image-")?;
@@ -383,18 +450,30 @@ fn plan(kernel: &Path, options: &BenchOptions, pages: u64) -> Result<Plan> {
             cmdline: LINUX_CMDLINE,
         })? + TSC_MODE;
         writer.file("payload/linux/linux.cfg", cfg.as_bytes());
+        let threads_cmdline = format!("{LINUX_CMDLINE} {LINUX_THREADS_WORD}");
+        let cfg = render_cfg(&GuestConfig {
+            name: "linux-bench-threads",
+            kernel: "vmlinuz",
+            ramdisk: Some("initrd"),
+            memory_mib: LINUX_MIB,
+            vcpus: THREAD_VCPUS,
+            cmdline: &threads_cmdline,
+        })? + TSC_MODE;
+        writer.file("payload/linux/linux-threads.cfg", cfg.as_bytes());
         linux_version = Some(kversion);
     }
     for guest in &guests {
         let cfg = match guest {
             Guest::Faultline(w) => format!("/payload/fl/fa{w}.cfg"),
             Guest::Linux => "/payload/linux/linux.cfg".to_string(),
+            Guest::FaultlineThreads => "/payload/fl/threads.cfg".to_string(),
+            Guest::LinuxThreads => "/payload/linux/linux-threads.cfg".to_string(),
         };
         let _ = writeln!(list, "{cfg} {timeout} {}", XlConsole::Log.as_str());
     }
     writer.file("payload/guests", list.as_bytes());
     let description = format!(
-        "{} guests: faultline ({FAULTLINE_MIB} MiB){} x{}{}",
+        "{} guests: faultline ({FAULTLINE_MIB} MiB){}, each with 1 and with {THREAD_VCPUS} vCPUs, x{}{}",
         guests.len(),
         if options.linux { format!(" and Linux ({LINUX_MIB} MiB) in turn") } else { String::new() },
         options.runs,
@@ -445,6 +524,8 @@ impl Row {
 #[derive(Clone, Debug)]
 pub struct Report {
     pub rows: Vec<Row>,
+    /// The two-thread workloads ([`THREAD_WORKLOADS`]), on 2-vCPU guests.
+    pub thread_rows: Vec<Row>,
     /// (window, workload, hypercalls per page, faults per page).
     pub sweep: Vec<(u32, String, f64, f64)>,
     pub header: Vec<(String, String)>,
@@ -452,9 +533,9 @@ pub struct Report {
     pub elapsed: Duration,
 }
 
-/// faultline's samples of one guest must hold every workload once (bench_text: TEXT_RUNS times).
-fn check_guest(samples: &[Sample], what: &str) -> Result<()> {
-    for workload in WORKLOADS {
+/// A guest's samples must hold each of its workloads once (bench_text: TEXT_RUNS times).
+fn check_guest(samples: &[Sample], what: &str, workloads: &[&str]) -> Result<()> {
+    for &workload in workloads {
         let n = samples.iter().filter(|s| s.workload == workload).count();
         let want = if workload == "text_storm" { TEXT_RUNS as usize } else { 1 };
         if n != want {
@@ -464,10 +545,10 @@ fn check_guest(samples: &[Sample], what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Folds the guests' samples into rows: faultline's counts must agree across runs.
-fn rows(faultline: &[Sample], linux: &[Sample]) -> Result<Vec<Row>> {
+/// Folds the guests' samples of `workloads` into rows: faultline's counts must agree across runs.
+fn rows(workloads: &[&str], faultline: &[Sample], linux: &[Sample]) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
-    for workload in WORKLOADS {
+    for &workload in workloads {
         let ours: Vec<&Sample> = faultline.iter().filter(|s| s.workload == workload).collect();
         let first =
             ours.first().ok_or_else(|| Error::new(format!("no faultline sample of {workload}")))?;
@@ -514,7 +595,9 @@ pub fn run_bench(options: &BenchOptions) -> Result<Report> {
     let outcome = run(&RunOptions {
         mode: Mode::Xl,
         kernel: Some(kernel.clone()),
-        timeout: Duration::from_secs(300),
+        // QEMU's CPUs: enough for the two-thread guests (the dom0 keeps one vCPU).
+        vcpus: THREAD_VCPUS,
+        timeout: Duration::from_secs(600),
         quiet: options.quiet,
         guests: plan.guests.len() as u32,
         xl_console: XlConsole::Log,
@@ -532,11 +615,14 @@ pub fn run_bench(options: &BenchOptions) -> Result<Report> {
     }
     let mut faultline = Vec::new();
     let mut linux = Vec::new();
+    let mut faultline_threads = Vec::new();
+    let mut linux_threads = Vec::new();
     let mut sweep = Vec::new();
     for (guest, result) in plan.guests.iter().zip(&outcome.guests) {
         let samples = parse_samples(&result.log)?;
         let what = format!("guest {} ({guest:?})", result.number);
-        check_guest(&samples, &what)?;
+        let workloads: &[&str] = if guest.threads() { &THREAD_WORKLOADS } else { &WORKLOADS };
+        check_guest(&samples, &what, workloads)?;
         match guest {
             Guest::Faultline(w) => {
                 if samples.iter().any(|s| s.counts.is_none()) {
@@ -570,10 +656,25 @@ pub fn run_bench(options: &BenchOptions) -> Result<Report> {
                 }
                 linux.extend(samples);
             }
+            Guest::FaultlineThreads => {
+                if samples.iter().any(|s| s.counts.is_none_or(|c| c.shootdowns.is_none())) {
+                    return Err(Error::new(format!("{what}: a BENCH line without shootdowns")));
+                }
+                faultline_threads.extend(samples);
+            }
+            Guest::LinuxThreads => {
+                if samples.iter().any(|s| s.minflt.is_none()) {
+                    return Err(Error::new(format!(
+                        "{what}: a BENCH line with faultline's counts"
+                    )));
+                }
+                linux_threads.extend(samples);
+            }
         }
     }
     sweep.sort_by(|a, b| (a.1.as_str(), a.0).cmp(&(b.1.as_str(), b.0)));
-    let rows = rows(&faultline, &linux)?;
+    let thread_rows = rows(&THREAD_WORKLOADS, &faultline_threads, &linux_threads)?;
+    let rows = rows(&WORKLOADS, &faultline, &linux)?;
     let size = image_size(&kernel)?;
     let mut header = vec![
         ("faultline".to_string(), commit),
@@ -602,7 +703,14 @@ pub fn run_bench(options: &BenchOptions) -> Result<Report> {
         ("log".to_string(), outcome.log_path.display().to_string()),
     ];
     header.push(("boot".to_string(), format!("{:.0} s", outcome.elapsed.as_secs_f64())));
-    Ok(Report { rows, sweep, header, command: options.command.clone(), elapsed: started.elapsed() })
+    Ok(Report {
+        rows,
+        thread_rows,
+        sweep,
+        header,
+        command: options.command.clone(),
+        elapsed: started.elapsed(),
+    })
 }
 
 /// `git describe`-like: the commit and whether the tree is dirty.
@@ -674,6 +782,9 @@ pub fn markdown(report: &Report) -> String {
             fmt_opt(row.ratio_of_fastest_runs, 2),
         );
     }
+    if !report.thread_rows.is_empty() {
+        md.push_str(&thread_table(report));
+    }
     if !report.sweep.is_empty() {
         md.push_str("\nFault-around window (`fault_around=`), faultline's counts:\n\n");
         md.push_str(
@@ -687,32 +798,75 @@ pub fn markdown(report: &Report) -> String {
     md
 }
 
+/// The two-thread table of results.md: per page for the fault workloads, per munmap call for the
+/// munmap ones; then what the second thread changed.
+fn thread_table(report: &Report) -> String {
+    let mut md = format!(
+        "\nTwo threads (`c_bench_threads`, guests with {THREAD_VCPUS} vCPUs): `fault_2t` is `fault_1t`'s \
+         pages written by two threads at once, each its half; the munmap rows are per call (of a \
+         page one thread, or both, touched), and `shootdowns` are the TLB flushes faultline sent to \
+         other vCPUs, `IPIs` the event-channel IPIs it sent.\n\n"
+    );
+    md.push_str("| workload | pages or calls | faults/page | hypercalls/page | shootdowns/page | IPIs/page | faultline ticks/page | Linux ticks/page | Linux faults/page | ratio faultline/Linux |\n");
+    md.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for row in &report.thread_rows {
+        let per = |count: Option<u64>| fmt_opt(count.map(|c| c as f64 / row.pages as f64), 3);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.3} | {:.3} | {} | {} | {:.0} | {} | {} | {} |",
+            row.name,
+            row.pages,
+            row.faults_per_page(),
+            row.hypercalls_per_page(),
+            per(row.counts.shootdowns),
+            per(row.counts.ipis),
+            row.faultline_tsc_per_page,
+            fmt_opt(row.linux_tsc_per_page, 0),
+            fmt_opt(row.linux_faults_per_page, 3),
+            fmt_opt(row.ratio(), 2),
+        );
+    }
+    let row = |name: &str| report.thread_rows.iter().find(|r| r.name == name);
+    if let (Some(one), Some(two)) = (row("fault_1t"), row("fault_2t")) {
+        let linux = one.linux_tsc_per_page.zip(two.linux_tsc_per_page).map(|(a, b)| b / a);
+        let _ = writeln!(
+            md,
+            "\nTwo threads against one, time for the same pages: faultline {:.2}, Linux {}.",
+            two.faultline_tsc_per_page / one.faultline_tsc_per_page,
+            fmt_opt(linux, 2)
+        );
+    }
+    md
+}
+
+/// A row as results.json writes it.
+fn row_json(row: &Row) -> serde_json::Value {
+    serde_json::json!({
+        "name": row.name,
+        "pages": row.pages,
+        "faults_per_page": row.faults_per_page(),
+        "hypercalls_per_page": row.hypercalls_per_page(),
+        "entries_per_call": row.counts.entries_per_call(),
+        "faultline_tsc_per_page": row.faultline_tsc_per_page,
+        "linux_tsc_per_page": row.linux_tsc_per_page,
+        "ratio": row.ratio(),
+        "ratio_of_fastest_runs": row.ratio_of_fastest_runs,
+        "linux_faults_per_page": row.linux_faults_per_page,
+        "faults": row.counts.faults,
+        "hypercalls": row.counts.hypercalls,
+        "mmu_update_calls": row.counts.mmu_update,
+        "mmu_update_entries": row.counts.entries,
+        "mmuext_op_calls": row.counts.mmuext,
+        "update_va_mapping_calls": row.counts.uva,
+        "tlb_shootdowns": row.counts.shootdowns,
+        "ipis": row.counts.ipis,
+    })
+}
+
 /// results.json.
 pub fn json(report: &Report) -> String {
-    let workloads: Vec<serde_json::Value> = report
-        .rows
-        .iter()
-        .map(|row| {
-            serde_json::json!({
-                "name": row.name,
-                "pages": row.pages,
-                "faults_per_page": row.faults_per_page(),
-                "hypercalls_per_page": row.hypercalls_per_page(),
-                "entries_per_call": row.counts.entries_per_call(),
-                "faultline_tsc_per_page": row.faultline_tsc_per_page,
-                "linux_tsc_per_page": row.linux_tsc_per_page,
-                "ratio": row.ratio(),
-                "ratio_of_fastest_runs": row.ratio_of_fastest_runs,
-                "linux_faults_per_page": row.linux_faults_per_page,
-                "faults": row.counts.faults,
-                "hypercalls": row.counts.hypercalls,
-                "mmu_update_calls": row.counts.mmu_update,
-                "mmu_update_entries": row.counts.entries,
-                "mmuext_op_calls": row.counts.mmuext,
-                "update_va_mapping_calls": row.counts.uva,
-            })
-        })
-        .collect();
+    let workloads: Vec<serde_json::Value> = report.rows.iter().map(row_json).collect();
+    let two_threads: Vec<serde_json::Value> = report.thread_rows.iter().map(row_json).collect();
     let sweep: Vec<serde_json::Value> = report
         .sweep
         .iter()
@@ -729,6 +883,7 @@ pub fn json(report: &Report) -> String {
         "command": report.command,
         "header": header,
         "workloads": workloads,
+        "two_threads": two_threads,
         "fault_around_sweep": sweep,
     });
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
@@ -941,15 +1096,25 @@ mod tests {
         let mut ours: Vec<Sample> =
             WORKLOADS.iter().flat_map(|w| [s(w, 500, 10), s(w, 400, 10)]).collect();
         let theirs: Vec<Sample> = WORKLOADS.iter().flat_map(|w| [l(w, 900), l(w, 800)]).collect();
-        let table = rows(&ours, &theirs).unwrap();
+        let table = rows(&WORKLOADS, &ours, &theirs).unwrap();
         assert_eq!(table[0].faultline_tsc_per_page, 4.0);
         assert_eq!(table[0].linux_tsc_per_page, Some(8.0));
         assert_eq!(table[0].ratio(), Some(0.5));
         assert_eq!(table[0].counts.entries_per_call(), 10.0);
         ours.push(s("seq_write", 300, 11));
-        assert!(rows(&ours, &theirs).is_err());
+        assert!(rows(&WORKLOADS, &ours, &theirs).is_err());
+        // The two-thread rows: shootdowns and IPIs per call, and two threads against one.
+        let mut threads: Vec<Sample> = THREAD_WORKLOADS.iter().map(|w| s(w, 400, 10)).collect();
+        threads[1].tsc = 300; // fault_2t
+        for sample in &mut threads[2..] {
+            sample.counts =
+                sample.counts.map(|c| Counts { shootdowns: Some(100), ipis: Some(0), ..c });
+        }
+        let theirs: Vec<Sample> = THREAD_WORKLOADS.iter().map(|w| l(w, 800)).collect();
+        let thread_rows = rows(&THREAD_WORKLOADS, &threads, &theirs).unwrap();
         let report = Report {
             rows: table,
+            thread_rows,
             sweep: vec![
                 (0, "file_read".into(), 1.0, 1.0),
                 (16, "file_read".into(), 0.0625, 0.0625),
@@ -962,6 +1127,16 @@ mod tests {
             .contains("| seq_write | 100 | 0.100 | 0.100 | 10.0 | 4 | 8 | 1.000 | 0.50 | 0.50 |"));
         let json: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
         assert_eq!(json["workloads"][0]["ratio"], 0.5);
+        let md = markdown(&report);
+        assert!(
+            md.contains(
+                "| munmap_2t | 100 | 0.100 | 0.100 | 1.000 | 0.000 | 4 | 8 | 1.000 | 0.50 |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| fault_1t | 100 | 0.100 | 0.100 | n/a | n/a | 4 | 8 |"), "{md}");
+        assert!(md.contains("time for the same pages: faultline 0.75, Linux 1.00."), "{md}");
+        assert_eq!(json["two_threads"][3]["tlb_shootdowns"], 100);
         assert!(svg(&report).ends_with("</svg>\n"));
     }
 }

@@ -152,6 +152,10 @@ impl Probe {
                     entries: d(counters::MMU_UPDATE_ENTRIES),
                     mmuext: d(counters::MMUEXT_CALLS),
                     uva: d(counters::UPDATE_VA_MAPPING_CALLS),
+                    // One thread: nothing to shoot down (tests/programs/c/bench_threads.c
+                    // measures them).
+                    shootdowns: None,
+                    ipis: None,
                 };
                 Measured::Faultline(counts)
             }
