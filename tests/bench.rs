@@ -3,15 +3,20 @@
 //! mmu_update entries per call. Counts are exact, so they are asserted; times never are.
 //!
 //! The workloads run on the fast dom0 path with 1024 pages each (`bench_faults-1024`), once with
-//! the default fault-around and prefault windows (32 and 16 pages) and once with both off; and once
-//! through `cargo xtask bench --quick`: faultline and a Linux PV DomU in the same boot.
+//! the default fault-around and prefault windows (32 and 16 pages) and once with both off; the
+//! two-thread workloads (`c_bench_threads-1024`, issue 14) once with 2 vCPUs; and once through
+//! `cargo xtask bench --quick`: faultline and a Linux PV DomU in the same boot.
 
 use std::collections::BTreeMap;
 
 use xtask::bench::{self, Counts, Sample, QUICK_PAGES};
 
 /// Each workload's counts, checked to be the same in every run of it (bench_text runs 4 times).
-fn by_workload(samples: &[Sample], log: &str) -> BTreeMap<String, (u64, Counts)> {
+fn by_workload(
+    samples: &[Sample],
+    log: &str,
+    workloads: &[&str],
+) -> BTreeMap<String, (u64, Counts)> {
     let mut map: BTreeMap<String, (u64, Counts)> = BTreeMap::new();
     for sample in samples {
         let counts = sample.counts.unwrap_or_else(|| panic!("no counts in {sample:?}"));
@@ -25,8 +30,8 @@ fn by_workload(samples: &[Sample], log: &str) -> BTreeMap<String, (u64, Counts)>
         }
         map.insert(sample.workload.clone(), (sample.pages, counts));
     }
-    for workload in bench::WORKLOADS {
-        assert!(map.contains_key(workload), "no BENCH line for {workload}\n{log}");
+    for workload in workloads {
+        assert!(map.contains_key(*workload), "no BENCH line for {workload}\n{log}");
     }
     map
 }
@@ -36,7 +41,7 @@ fn boot(extra: &str) -> (BTreeMap<String, (u64, Counts)>, String) {
     let (outcome, samples) = bench::run_dom0(kernel, QUICK_PAGES, extra).expect("the bench boots");
     let log = format!("{}\n(log: {})", outcome.guest_log, outcome.log_path.display());
     assert!(outcome.passed(), "the bench programs did not all pass: {}\n{log}", outcome.reason);
-    (by_workload(&samples, &log), log)
+    (by_workload(&samples, &log, &bench::WORKLOADS), log)
 }
 
 /// Per page, as a fraction.
@@ -126,6 +131,38 @@ fn munmap_costs_at_most_a_hypercall_per_100_pages() {
     assert!(per_page(c.hypercalls, pages) <= 0.01, "munmap: {c:?} for {pages} pages\n{log}");
 }
 
+/// The two-thread workloads on 2 vCPUs: a fault per page and a hypercall per fault with one
+/// thread or two (the second thread's own hypercalls are counted on its vCPU and added), no
+/// shootdown while only faults happen; a munmap of a page only this thread touched is a local
+/// flush, of one both threads touched exactly one shootdown (one `MMUEXT_INVLPG_MULTI`) and the
+/// same hypercalls (Xen's flush reaches the other vCPU, the kernel sends no IPI of its own).
+#[test]
+fn two_threads_fault_once_per_page_and_each_munmap_both_touched_is_one_shootdown() {
+    let kernel = Some(faultline_tests::kernel().to_path_buf());
+    let (outcome, samples) =
+        bench::run_dom0_threads(kernel, QUICK_PAGES).expect("the two-thread bench boots");
+    let log = format!("{}\n(log: {})", outcome.guest_log, outcome.log_path.display());
+    assert!(outcome.passed(), "c_bench_threads did not pass: {}\n{log}", outcome.reason);
+    let w = by_workload(&samples, &log, &bench::THREAD_WORKLOADS);
+    for name in ["fault_1t", "fault_2t"] {
+        let (pages, c) = w[name];
+        assert_eq!(pages, QUICK_PAGES, "{name}\n{log}");
+        assert_eq!(
+            (c.faults, c.hypercalls, c.mmu_update, c.shootdowns, c.ipis),
+            (pages, pages, pages, Some(0), Some(0)),
+            "{name}: {c:?}\n{log}"
+        );
+    }
+    for (name, shootdowns) in [("munmap_1t", 0), ("munmap_2t", 1)] {
+        let (calls, c) = w[name];
+        assert_eq!(
+            (c.faults, c.hypercalls, c.mmu_update, c.mmuext, c.shootdowns, c.ipis),
+            (0, 2 * calls, calls, calls, Some(shootdowns * calls), Some(0)),
+            "{name}: {c:?} for {calls} calls\n{log}"
+        );
+    }
+}
+
 /// `cargo xtask bench --quick`: faultline and Linux in one boot; faultline's counts agree across
 /// the guests and meet the same targets; every workload has a Linux time to compare with.
 #[test]
@@ -157,4 +194,12 @@ fn bench_quick_runs_faultline_and_linux_in_one_boot() {
     assert_eq!(row("rand_write").faults_per_page(), 1.0, "{table}");
     assert_eq!(row("populate").counts.faults, 0, "{table}");
     assert!(row("populate").hypercalls_per_page() <= 0.01, "{table}");
+    // The two-thread guests (2 vCPUs each): every workload has both kernels' times, and the
+    // munmap of a page both threads touched is one shootdown.
+    assert_eq!(report.thread_rows.len(), bench::THREAD_WORKLOADS.len(), "{table}");
+    for row in &report.thread_rows {
+        assert!(row.ratio().is_some(), "{}: no Linux time\n{table}", row.name);
+    }
+    let munmap_2t = report.thread_rows.iter().find(|r| r.name == "munmap_2t").expect("munmap_2t");
+    assert_eq!(munmap_2t.counts.shootdowns, Some(munmap_2t.pages), "{table}");
 }

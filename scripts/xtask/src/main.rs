@@ -67,8 +67,10 @@ COMMANDS:
     bench    Measure page faults: one DomU boot in which the Linux dom0 runs faultline (with the
              bench programs bench_faults and bench_text of tests/programs as its ramdisk) and
              Debian's Linux 6.1 as a PV DomU (an initramfs whose /init runs the same binaries),
-             alternating, --runs N times each (default 3), then faultline once per fault-around
-             window (0, 4, 64). Writes target/bench/results.md (the table, the command and the
+             alternating, --runs N times each (default 3), each run also both kernels with 2
+             vCPUs for the two-thread workloads (c_bench_threads: faults with 1 and 2 threads,
+             munmap with and without a TLB shootdown; QEMU gets 2 CPUs), then faultline once
+             per fault-around window (0, 4, 64). Writes target/bench/results.md (the table, the command and the
              versions), results.json and faults.svg (--out DIR elsewhere). faultline's counts
              (faults, hypercalls, mmu_update entries per page) are exact and must agree across
              runs; times are TSC ticks per page, shown only as the ratio of the best runs.

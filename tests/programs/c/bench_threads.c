@@ -14,7 +14,10 @@
  * Each window's counts and TSC ticks come from faultline_counters before and after it (faults,
  * hypercalls but the iret, mmu_update calls and entries, mmuext_op calls, update_va_mapping calls,
  * TLB shootdowns and IPIs the kernel sent); on Linux from getrusage's minor faults (the whole
- * process, both threads). The munmap windows are the calls alone, added up over the 256.
+ * process, both threads). The hypercall counts (calls of each kind, irets) are the calling
+ * vCPU's own (kernel/src/xen/hypercall.rs, CALLS_BY_NR), so in fault_2t the other thread reads
+ * them around its part too and they are added; the others count for every vCPU. The munmap
+ * windows are the calls alone, added up over the 256.
  *
  * Expected: exit 0, with one `BENCH` line per workload, with 2 vCPUs online (`vcpus 2`).
  * Size: PAGES pages for the fault workloads, from the name it runs under (`bench_threads-1024`:
@@ -53,6 +56,8 @@ enum job { JOB_FAULT, JOB_TOUCH, JOB_EXIT };
 static volatile enum job job;
 static volatile unsigned char *area;
 static uint64_t area_pages;
+/* The other thread's samples around its part of fault_2t (faultline only). */
+static struct sample other_before, other_after;
 
 static uint64_t tsc(void)
 {
@@ -93,6 +98,19 @@ static void add(struct totals *t, const struct sample *before, const struct samp
         t->counters[i] += after->counters[i] - before->counters[i];
     t->minflt += after->minflt - before->minflt;
     t->ticks += ticks;
+}
+
+/* The counters each vCPU keeps for itself (the hypercalls it made); the others are global. */
+static const int per_vcpu[] = {
+    FAULTLINE_COUNTER_HYPERCALLS, FAULTLINE_COUNTER_MMU_UPDATE_CALLS, FAULTLINE_COUNTER_MMUEXT_CALLS,
+    FAULTLINE_COUNTER_UPDATE_VA_MAPPING_CALLS, FAULTLINE_COUNTER_IRETS,
+};
+
+/* Adds the other thread's own hypercall counts between its two samples. */
+static void add_other_vcpu(struct totals *t, const struct sample *before, const struct sample *after)
+{
+    for (unsigned i = 0; i < sizeof per_vcpu / sizeof per_vcpu[0]; i++)
+        t->counters[per_vcpu[i]] += after->counters[per_vcpu[i]] - before->counters[per_vcpu[i]];
 }
 
 static void print(const char *workload, uint64_t pages, const struct totals *t)
@@ -169,8 +187,13 @@ static void *other(void *unused)
         spin_wait(&barrier, round);
         if (job == JOB_EXIT)
             return NULL;
-        if (job == JOB_FAULT)
+        if (job == JOB_FAULT) {
+            if (faultline)
+                take(&other_before);
             write_pages(area_pages / 2, area_pages);
+            if (faultline)
+                take(&other_after);
+        }
         else
             area[0] = 2;
         spin_wait(&barrier, round + 1);
@@ -295,6 +318,8 @@ int main(int argc, char **argv)
     ticks = tsc() - start;
     take(&after);
     add(&t, &before, &after, ticks);
+    if (faultline)
+        add_other_vcpu(&t, &other_before, &other_after);
     print("fault_2t", pages, &t);
     check_and_unmap(pages);
 
