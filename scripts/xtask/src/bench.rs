@@ -648,27 +648,19 @@ pub fn run_bench(options: &BenchOptions) -> Result<Report> {
                     faultline.extend(samples);
                 }
             }
-            Guest::Linux => {
+            Guest::Linux | Guest::LinuxThreads => {
                 if samples.iter().any(|s| s.minflt.is_none()) {
                     return Err(Error::new(format!(
                         "{what}: a BENCH line with faultline's counts"
                     )));
                 }
-                linux.extend(samples);
+                if guest.threads() { &mut linux_threads } else { &mut linux }.extend(samples);
             }
             Guest::FaultlineThreads => {
                 if samples.iter().any(|s| s.counts.is_none_or(|c| c.shootdowns.is_none())) {
                     return Err(Error::new(format!("{what}: a BENCH line without shootdowns")));
                 }
                 faultline_threads.extend(samples);
-            }
-            Guest::LinuxThreads => {
-                if samples.iter().any(|s| s.minflt.is_none()) {
-                    return Err(Error::new(format!(
-                        "{what}: a BENCH line with faultline's counts"
-                    )));
-                }
-                linux_threads.extend(samples);
             }
         }
     }
@@ -690,6 +682,13 @@ pub fn run_bench(options: &BenchOptions) -> Result<Report> {
         (
             "faultline guest".to_string(),
             format!("{FAULTLINE_MIB} MiB, `{}`", faultline_cmdline(pages, &format!("fault_around={DEFAULT_WINDOW}"))),
+        ),
+        (
+            "two-thread guests".to_string(),
+            format!(
+                "faultline and Linux with {THREAD_VCPUS} vCPUs (QEMU `-smp {THREAD_VCPUS}` for the whole boot), `{}`",
+                threads_cmdline(pages)
+            ),
         ),
         ("QEMU".to_string(), crate::host::ensure_qemu()?.version),
         ("kernel image".to_string(), size),

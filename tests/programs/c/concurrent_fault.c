@@ -29,10 +29,6 @@
 
 FAULTLINE_EXPECT("exit 0; vcpus 2");
 
-#ifndef MAP_FIXED_NOREPLACE
-#define MAP_FIXED_NOREPLACE 0x100000
-#endif
-
 #define BASE 0x1000000000UL
 #define GIB (1UL << 30)
 #define L1_SPAN (2UL << 20)

@@ -17,21 +17,14 @@
  * kernel/user switch flushes the vCPU's TLB); a reader that stays in user mode on another vCPU
  * keeps its TLB, so only a remote flush stops it. scripts/check-shootdown.sh removes the
  * shootdown and shows this program then ends with exit 1. */
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <sys/mman.h>
 
 #include "faultline.h"
 #include "smp.h"
 
 FAULTLINE_EXPECT("killed #PF read not-present at 0x500000000; vcpus 2");
 
-#ifndef MAP_FIXED_NOREPLACE
-#define MAP_FIXED_NOREPLACE 0x100000
-#endif
-
-#define PAGE_ADDRESS 0x500000000UL
 #define TAG 0x73686f6f74646f77ULL /* "shootdow" */
 
 static volatile uint64_t *page;
@@ -51,21 +44,7 @@ static void *reader(void *unused)
 
 int main(void)
 {
-    page = mmap((void *)PAGE_ADDRESS, 4096, PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-    if (page != (volatile uint64_t *)PAGE_ADDRESS) {
-        printf("shootdown: mmap at %#lx gave %p\n", PAGE_ADDRESS, (void *)page);
-        return 2;
-    }
-    *page = TAG;
-    reads = wrong = 0;
-
-    pthread_t thread;
-    int error = pthread_create(&thread, NULL, reader, NULL);
-    if (error != 0) {
-        printf("shootdown: pthread_create: error %d\n", error);
-        return 2;
-    }
+    shootdown_start("shootdown", &page, TAG, reader);
     int warm = shootdown_warm("shootdown", &reads);
     if (warm != 0)
         return warm;

@@ -15,21 +15,13 @@
  * munmap must (tests/programs/c/shootdown.c); a downgrade that skips the remote flush lets
  * another thread write where the program said no write may happen (a copy on write that did not
  * copy, a guard page that does not guard). */
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <sys/mman.h>
 
 #include "faultline.h"
 #include "smp.h"
 
 FAULTLINE_EXPECT("killed #PF write protection at 0x500000000; vcpus 2");
-
-#ifndef MAP_FIXED_NOREPLACE
-#define MAP_FIXED_NOREPLACE 0x100000
-#endif
-
-#define PAGE_ADDRESS 0x500000000UL
 
 static volatile uint64_t *page;
 static volatile uint64_t writes;
@@ -46,21 +38,7 @@ static void *writer(void *unused)
 
 int main(void)
 {
-    page = mmap((void *)PAGE_ADDRESS, 4096, PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-    if (page != (volatile uint64_t *)PAGE_ADDRESS) {
-        printf("shootdown_protect: mmap at %#lx gave %p\n", PAGE_ADDRESS, (void *)page);
-        return 2;
-    }
-    *page = 0;
-    writes = 0;
-
-    pthread_t thread;
-    int error = pthread_create(&thread, NULL, writer, NULL);
-    if (error != 0) {
-        printf("shootdown_protect: pthread_create: error %d\n", error);
-        return 2;
-    }
+    shootdown_start("shootdown_protect", &page, 0, writer);
     int warm = shootdown_warm("shootdown_protect", &writes);
     if (warm != 0)
         return warm;

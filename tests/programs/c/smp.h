@@ -9,14 +9,20 @@
 #ifndef SMP_H
 #define SMP_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "faultline.h"
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
 
 /* Whether this is faultline (its auxv entries are there) or another kernel (Linux). */
 static inline int on_faultline(void)
@@ -61,6 +67,29 @@ static inline int read_counters(uint64_t *out, unsigned long count)
 /* Touches that may still complete after the call returned: the one in flight, and its count. */
 #define SHOOTDOWN_SLACK 2
 #define SHOOTDOWN_QUIET_NS 1000000000ULL
+
+/* The page the shootdown programs work on (their notes name it). */
+#define SHOOTDOWN_PAGE 0x500000000UL
+
+/* Maps SHOOTDOWN_PAGE read-write into `*page`, writes `value` there and starts `toucher` on a
+ * thread of its own (another vCPU); prints and exits 2 if either fails. */
+static inline void shootdown_start(const char *program, volatile uint64_t **page, uint64_t value,
+                                   void *(*toucher)(void *))
+{
+    *page = mmap((void *)SHOOTDOWN_PAGE, 4096, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (*page != (volatile uint64_t *)SHOOTDOWN_PAGE) {
+        printf("%s: mmap at %#lx gave %p\n", program, SHOOTDOWN_PAGE, (void *)*page);
+        exit(2);
+    }
+    **page = value;
+    pthread_t thread;
+    int error = pthread_create(&thread, NULL, toucher, NULL);
+    if (error != 0) {
+        printf("%s: pthread_create: error %d\n", program, error);
+        exit(2);
+    }
+}
 
 /* Waits until the other thread has touched the page SHOOTDOWN_WARM times (its vCPU now holds the
  * translation); 0, or 3 (printed) if it did not within SHOOTDOWN_QUIET_NS. */
