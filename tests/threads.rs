@@ -18,7 +18,9 @@
 //!   on the main thread cuts a worker's minute-long nanosleep short (the same `[ERROR]` line
 //!   otherwise);
 //! - with three vCPUs a thread on vCPU 1 starts and joins one on vCPU 2, and once both other
-//!   vCPUs hold threads, pthread_create fails with EAGAIN (threads_nested.c, `vcpus 3`);
+//!   vCPUs hold threads, pthread_create fails with EAGAIN (threads_nested.c, `vcpus 3`); a
+//!   pthread_cond_broadcast wakes two waiters (musl moves the second to the mutex with
+//!   FUTEX_REQUEUE; threads_cond_broadcast.c, `vcpus 3`);
 //! - with one vCPU the same programs are skipped with a TAP SKIP line and the boot passes;
 //! - the same programs pass as a DomU with two vCPUs.
 
@@ -145,4 +147,22 @@ fn a_thread_starts_a_thread_and_the_vcpus_run_out_with_eagain() {
     assert_passed(&run, "c_threads_nested", "exited with status 0, as expected");
     // Needs 2, runs with 3.
     assert_passed(&run, "c_threads_basic", "exited with status 0, as expected");
+}
+
+#[test]
+fn a_condition_broadcast_wakes_both_waiters() {
+    // musl hands the second waiter to the mutex with FUTEX_REQUEUE: without it, that waiter
+    // sleeps until the watchdog.
+    let run = boot_with(RunOptions {
+        vcpus: 3,
+        programs: true,
+        cmdline: "tests=c_threads_cond_broadcast".into(),
+        ..RunOptions::default()
+    });
+    run.assert_exit(EXIT_SUCCESS).assert_last_line_is_verdict(Verdict::Success);
+    run.assert_no_error_line();
+    run.assert_line(
+        "# c_threads_cond_broadcast: threads_cond_broadcast: both waiters woke: 0 a, 0 b",
+    );
+    assert_passed(&run, "c_threads_cond_broadcast", "exited with status 0, as expected");
 }

@@ -169,6 +169,8 @@ pub const CLONE_CHILD_SETTID: u64 = 0x100_0000;
 /// `futex` operations (`linux/futex.h`): the command in the low bits, then the flags.
 pub const FUTEX_WAIT: u64 = 0;
 pub const FUTEX_WAKE: u64 = 1;
+pub const FUTEX_REQUEUE: u64 = 3;
+pub const FUTEX_CMP_REQUEUE: u64 = 4;
 pub const FUTEX_PRIVATE_FLAG: u64 = 128;
 pub const FUTEX_CLOCK_REALTIME: u64 = 256;
 

@@ -29,7 +29,7 @@ catalogue=(
   infinite_loop
   fpu_dirty fpu_clean c_forged_output c_writev_lengths c_kernel_pointers
   c_int_closed c_int_overflow c_int_0x80 c_far_call_xen c_load_xen_ss
-  c_threads_basic c_threads_kill c_threads_exit_group c_threads_main_exit c_threads_watchdog c_threads_spin_exit_group c_threads_kill_sleeper c_threads_nested
+  c_threads_basic c_threads_kill c_threads_exit_group c_threads_main_exit c_threads_watchdog c_threads_spin_exit_group c_threads_kill_sleeper c_threads_nested c_threads_cond_broadcast
 )
 # Built into OUT/bin and run by --native, but not packed into the archive: they need more memory
 # than a default boot gives (each one's header says how to run it; tests/programs.rs does).

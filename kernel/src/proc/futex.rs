@@ -1,10 +1,13 @@
-//! Futexes: FUTEX_WAIT and FUTEX_WAKE between the threads of the running program.
+//! Futexes: FUTEX_WAIT, FUTEX_WAKE and FUTEX_(CMP_)REQUEUE between the threads of the running
+//! program.
 //!
 //! One waiter per vCPU at most (a thread is pinned to its vCPU and blocks it while it waits).
 //! [`FUTEX_LOCK`] makes a WAIT's look at the value and its queueing one step against WAKE,
 //! so that a waker that changed the value and then wakes cannot slip in between (Linux's
 //! hash-bucket lock does the same, kernel/futex/waitwake.c). The waiting vCPU blocks in
-//! SCHEDOP_block with no lock held; a wake sets its flag and sends it an IPI.
+//! SCHEDOP_block with no lock held; a wake sets its flag and sends it an IPI. A requeue moves a
+//! waiter by changing the address it waits on, under the same lock: a later wake on the new
+//! address finds it.
 //!
 //! Lock order: [`FUTEX_LOCK`], then the process (`CURRENT`), then `MM`.
 
@@ -89,12 +92,50 @@ pub fn wait(
     Err(Errno::EINTR)
 }
 
-/// FUTEX_WAKE: wakes up to `count` waiters on `addr` (at least one, as Linux does for 0);
+/// FUTEX_WAKE: wakes up to `count` waiters on `addr` (at least one, as Linux does for 0 or less);
 /// returns how many.
 pub fn wake(addr: u64, count: u32) -> u64 {
     // Linux reads the count as an int: 0 or less wakes one.
     let most = u64::try_from(count as i32).unwrap_or(0).max(1);
     let _queue = FUTEX_LOCK.lock();
+    wake_locked(addr, most)
+}
+
+/// FUTEX_REQUEUE (and FUTEX_CMP_REQUEUE, given `expected`: EAGAIN unless the u32 at `addr`
+/// holds it, EFAULT if it cannot be read): wakes up to `wake` waiters on `addr`, then moves up to
+/// `requeue` of the others to `to`; returns how many were woken or moved, as Linux's
+/// futex_requeue does (kernel/futex/requeue.c).
+pub fn requeue(
+    addr: u64,
+    wake: u32,
+    requeue: u32,
+    to: u64,
+    expected: Option<u32>,
+) -> Result<u64, Errno> {
+    let _queue = FUTEX_LOCK.lock();
+    if let Some(expected) = expected {
+        let mut value = [0u8; 4];
+        super::process::copy_from_user(addr, &mut value)?;
+        if u32::from_le_bytes(value) != expected {
+            return Err(Errno::EAGAIN);
+        }
+    }
+    let woken = wake_locked(addr, u64::from(wake));
+    let mut moved = 0;
+    for waiter in &WAITERS {
+        if moved == u64::from(requeue) {
+            break;
+        }
+        if waiter.addr.load(Ordering::SeqCst) == addr && !waiter.woken.load(Ordering::SeqCst) {
+            waiter.addr.store(to, Ordering::SeqCst);
+            moved += 1;
+        }
+    }
+    Ok(woken + moved)
+}
+
+/// Wakes up to `most` waiters on `addr` (the caller holds [`FUTEX_LOCK`]); returns how many.
+fn wake_locked(addr: u64, most: u64) -> u64 {
     let mut woken = 0;
     for (n, waiter) in WAITERS.iter().enumerate() {
         if woken == most {

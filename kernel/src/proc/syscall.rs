@@ -73,6 +73,9 @@ fn carry_out(call: Syscall, frame: &TrapFrame) -> SysResult {
             futex_wait(addr, expected, timeout, &Watchdog::new(rip))
         }
         Syscall::Futex(FutexOp::Wake { addr, count }) => Ok(futex::wake(addr, count)),
+        Syscall::Futex(FutexOp::Requeue { addr, wake, requeue, to, expected }) => {
+            futex::requeue(addr, wake, requeue, to, expected)
+        }
         Syscall::RtSigprocmask { how, set, old } => rt_sigprocmask(how, set, old),
         Syscall::SchedYield => {
             if let Err(e) = hypercall::sched_yield() {

@@ -384,7 +384,7 @@ impl Syscall {
             SYS_EXIT => Syscall::Exit { status: a0 as u8 },
             SYS_EXIT_GROUP => Syscall::ExitGroup { status: a0 as u8 },
             SYS_CLONE => Syscall::Clone(CloneRequest::decode(a0, a1, a2, a3, a4)?),
-            SYS_FUTEX => Syscall::Futex(FutexOp::decode(a0, a1, a2, a3)?),
+            SYS_FUTEX => Syscall::Futex(FutexOp::decode(a0, a1, a2, a3, a4, a5)?),
             SYS_RT_SIGPROCMASK => {
                 if a3 != SIGSET_BYTES {
                     return Err(Errno::EINVAL);
@@ -498,26 +498,52 @@ pub enum FutexOp {
     /// Wake up to `count` waiters on `addr` (at least one, as Linux does for 0 or less);
     /// returns how many woke.
     Wake { addr: u64, count: u32 },
+    /// FUTEX_REQUEUE, and FUTEX_CMP_REQUEUE when `expected` is given (EAGAIN unless the u32 at
+    /// `addr` holds it, checked under the futex lock): wake up to `wake` waiters on `addr` (0
+    /// wakes none here, unlike WAKE), move up to `requeue` of the others to wait on `to`;
+    /// returns how many were woken or moved (Linux's futex_requeue counts both). musl's
+    /// pthread_cond_broadcast hands its waiters over to the mutex this way.
+    Requeue { addr: u64, wake: u32, requeue: u32, to: u64, expected: Option<u32> },
 }
 
 impl FutexOp {
-    /// `futex(addr, op, val, timeout)`. An address that is not 4-byte aligned is EINVAL;
-    /// FUTEX_CLOCK_REALTIME with WAIT or WAKE, and every other command, are ENOSYS (Linux's
-    /// answers for them).
-    pub fn decode(addr: u64, op: u64, val: u64, timeout: u64) -> Result<FutexOp, Errno> {
+    /// `futex(addr, op, val, timeout, addr2, val3)`. REQUEUE and CMP_REQUEUE read `timeout` as
+    /// a count (`val2`). A negative count, or an address that is not 4-byte aligned, is EINVAL;
+    /// FUTEX_CLOCK_REALTIME with these commands, and every other command, are ENOSYS (Linux's
+    /// answers for them, kernel/futex/syscalls.c and requeue.c).
+    pub fn decode(
+        addr: u64,
+        op: u64,
+        val: u64,
+        timeout: u64,
+        addr2: u64,
+        val3: u64,
+    ) -> Result<FutexOp, Errno> {
         if op & FUTEX_CLOCK_REALTIME != 0 {
             return Err(Errno::ENOSYS);
         }
         let command = op & !FUTEX_PRIVATE_FLAG;
-        if command != FUTEX_WAIT && command != FUTEX_WAKE {
+        if ![FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE].contains(&command) {
             return Err(Errno::ENOSYS);
         }
-        if !addr.is_multiple_of(4) {
+        let requeues = command == FUTEX_REQUEUE || command == FUTEX_CMP_REQUEUE;
+        // Linux takes both counts as ints.
+        if requeues && ((val as u32 as i32) < 0 || (timeout as u32 as i32) < 0) {
+            return Err(Errno::EINVAL);
+        }
+        if !addr.is_multiple_of(4) || (requeues && !addr2.is_multiple_of(4)) {
             return Err(Errno::EINVAL);
         }
         Ok(match command {
             FUTEX_WAIT => FutexOp::Wait { addr, expected: val as u32, timeout },
-            _ => FutexOp::Wake { addr, count: val as u32 },
+            FUTEX_WAKE => FutexOp::Wake { addr, count: val as u32 },
+            _ => FutexOp::Requeue {
+                addr,
+                wake: val as u32,
+                requeue: timeout as u32,
+                to: addr2,
+                expected: (command == FUTEX_CMP_REQUEUE).then_some(val3 as u32),
+            },
         })
     }
 }
@@ -1102,6 +1128,37 @@ mod tests {
     fn futex_wait_and_wake_decode() {
         let futex =
             |addr, op, val, timeout| Syscall::decode(SYS_FUTEX, [addr, op, val, timeout, 0, 0]);
+        let requeue = |op, val, val2, addr2, val3| {
+            Syscall::decode(SYS_FUTEX, [0x1000, op, val, val2, addr2, val3])
+        };
+        // What musl's pthread_cond_broadcast sends (strace on Linux): wake 0, requeue 1.
+        assert_eq!(
+            requeue(FUTEX_REQUEUE | FUTEX_PRIVATE_FLAG, 0, 1, 0x2004, 0),
+            Ok(Syscall::Futex(FutexOp::Requeue {
+                addr: 0x1000,
+                wake: 0,
+                requeue: 1,
+                to: 0x2004,
+                expected: None
+            }))
+        );
+        assert_eq!(
+            requeue(FUTEX_CMP_REQUEUE, 1, i32::MAX as u64, 0x2004, 7),
+            Ok(Syscall::Futex(FutexOp::Requeue {
+                addr: 0x1000,
+                wake: 1,
+                requeue: i32::MAX as u32,
+                to: 0x2004,
+                expected: Some(7)
+            }))
+        );
+        assert_eq!(requeue(FUTEX_REQUEUE, u32::MAX as u64, 1, 0x2004, 0), Err(Errno::EINVAL));
+        assert_eq!(requeue(FUTEX_CMP_REQUEUE, 1, 1 << 31, 0x2004, 0), Err(Errno::EINVAL));
+        assert_eq!(requeue(FUTEX_REQUEUE, 1, 1, 0x2002, 0), Err(Errno::EINVAL));
+        assert_eq!(
+            requeue(FUTEX_REQUEUE | FUTEX_CLOCK_REALTIME, 1, 1, 0x2004, 0),
+            Err(Errno::ENOSYS)
+        );
         assert_eq!(
             futex(0x1000, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, 7, 0x2000),
             Ok(Syscall::Futex(FutexOp::Wait { addr: 0x1000, expected: 7, timeout: 0x2000 }))
