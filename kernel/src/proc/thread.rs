@@ -284,9 +284,9 @@ pub struct Straggler {
 
 /// On vCPU 0, after the main thread's run returned: waits until the program is over (every
 /// thread ended, or the program was ended; past the deadline, the watchdog ends it), then until
-/// every other vCPU has acknowledged its job (left user mode, dropped the page tables).
-/// Blocks between looks, woken by IPIs; without other threads it returns at once, with no
-/// hypercall. `Err` names the first vCPU that did not acknowledge within
+/// every thread has ended and every other vCPU has acknowledged its job (left user mode,
+/// dropped the page tables). Blocks between looks, woken by IPIs; without other threads it
+/// returns at once, with no hypercall. `Err` names the first vCPU that did not acknowledge within
 /// [`ACKNOWLEDGE_WAIT_NS`].
 pub fn wait_for_the_others(deadline_ns: u64) -> Result<(), Straggler> {
     let over = || LIVE.load(Ordering::SeqCst) == 0 || process::is_over();
@@ -304,7 +304,11 @@ pub fn wait_for_the_others(deadline_ns: u64) -> Result<(), Straggler> {
             }
         }
     }
-    let acknowledged = || (1..MAX_VCPUS).all(smp::is_idle);
+    // Every thread ended first: a thread on another vCPU that was still starting one (its
+    // `clone` posts to a vCPU this loop may already have found idle) is live until after the
+    // post, and the new thread until its vCPU is done with it. Reading LIVE 0 makes every post
+    // before the last thread's end visible here, so a mailbox read after it cannot be stale.
+    let acknowledged = || LIVE.load(Ordering::SeqCst) == 0 && (1..MAX_VCPUS).all(smp::is_idle);
     if acknowledged() {
         return Ok(());
     }
