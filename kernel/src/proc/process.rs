@@ -156,9 +156,11 @@ pub static COUNTERS: Counters = Counters {
 
 /// Failures of the kernel's own calls while a program ran (a Xen refusal of a flush, a timer or
 /// a base-pointer switch, a frame that could not be given back). They never pass silently: the
-/// suite reports them after the run as an ERROR. The upcall path may record them, so the lock is
-/// only ever tried, never waited for.
-static KERNEL_ERRORS: spin::Mutex<(u64, Option<KernelError>)> = spin::Mutex::new((0, None));
+/// suite reports them after the run as an ERROR. Every failure counts (an atomic: two vCPUs may
+/// fail at once); the first one's name is kept under a lock that is only ever tried, never
+/// waited for, because the upcall path may record one.
+static KERNEL_ERROR_COUNT: AtomicU64 = AtomicU64::new(0);
+static FIRST_KERNEL_ERROR: spin::Mutex<Option<KernelError>> = spin::Mutex::new(None);
 
 /// One failed kernel call: what it was, and Xen's error when Xen refused it.
 #[derive(Clone, Copy, Debug)]
@@ -178,15 +180,19 @@ impl core::fmt::Display for KernelError {
 
 /// Records a failed kernel call, with Xen's error if Xen refused it.
 pub fn kernel_error(what: &'static str, xen: Option<XenError>) {
-    if let Some(mut errors) = KERNEL_ERRORS.try_lock() {
-        errors.0 += 1;
-        errors.1.get_or_insert(KernelError { what, xen });
+    KERNEL_ERROR_COUNT.fetch_add(1, Ordering::SeqCst);
+    if let Some(mut first) = FIRST_KERNEL_ERROR.try_lock() {
+        first.get_or_insert(KernelError { what, xen });
     }
 }
 
 /// Takes the failures recorded since the last call: their count and the first one.
 pub fn take_kernel_errors() -> (u64, Option<KernelError>) {
-    core::mem::take(&mut *KERNEL_ERRORS.lock())
+    let first = FIRST_KERNEL_ERROR.lock().take();
+    let count = KERNEL_ERROR_COUNT.swap(0, Ordering::SeqCst);
+    // Every recorder found the lock taken (they collided): counted, never dropped.
+    let unnamed = KernelError { what: "a failed kernel call whose name was not kept", xen: None };
+    (count, first.or((count > 0).then_some(unnamed)))
 }
 
 fn check_xen(what: &'static str, result: Result<(), XenError>) {
