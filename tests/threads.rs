@@ -21,6 +21,8 @@
 //!   vCPUs hold threads, pthread_create fails with EAGAIN (threads_nested.c, `vcpus 3`); a
 //!   pthread_cond_broadcast wakes two waiters (musl moves the second to the mutex with
 //!   FUTEX_REQUEUE; threads_cond_broadcast.c, `vcpus 3`);
+//! - a vCPU whose acknowledgement IPI Xen refused (injected) stays online for the next threaded
+//!   program, and the failure is reported with the run, never turned into a SKIP;
 //! - with one vCPU the same programs are skipped with a TAP SKIP line and the boot passes;
 //! - the same programs pass as a DomU with two vCPUs.
 
@@ -165,4 +167,34 @@ fn a_condition_broadcast_wakes_both_waiters() {
         "# c_threads_cond_broadcast: threads_cond_broadcast: both waiters woke: 0 a, 0 b",
     );
     assert_passed(&run, "c_threads_cond_broadcast", "exited with status 0, as expected");
+}
+
+#[test]
+fn a_vcpu_whose_answer_failed_still_runs_the_next_threads() {
+    // In c_threads_main_exit the event-channel sends are the post of the worker (vCPU 0, call
+    // 1) and the worker's vCPU's acknowledgement to vCPU 0 (call 2): the second fails here. The
+    // next threaded program (later in the catalogue) must still find vCPU 1 online.
+    let run = boot_with(RunOptions {
+        vcpus: 2,
+        programs: true,
+        cmdline: "tests=c_threads_main_exit,c_threads_spin_exit_group \
+                  inject=evtchn:nth=2@c_threads_main_exit"
+            .into(),
+        ..RunOptions::default()
+    });
+    let skipped = run.guest_lines().into_iter().any(|line| line.contains("# SKIP"));
+    assert!(
+        !skipped,
+        "a failed send took vCPU 1 out of service:\n{}",
+        run.guest_lines().join("\n")
+    );
+    run.assert_line(
+        "inject: c_threads_main_exit: evtchn calls=2 failed=1 first=2 effect=no-effect",
+    );
+    // Reported with the run (the consequence of the injected failure), not hidden.
+    run.assert_line(
+        "# c_threads_main_exit: after the injected failure, 1 failed kernel call(s), first: \
+         EVTCHNOP_send (its answer to vCPU 0) (Xen: EINVAL (-22))",
+    );
+    assert_passed(&run, "c_threads_spin_exit_group", "exited with status 6, as expected");
 }

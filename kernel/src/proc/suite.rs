@@ -201,6 +201,13 @@ fn run_once(
             // A failed kernel call, a leak or an audit mismatch makes this run's one TAP line
             // `not ok` (a line of its own would repeat the test number). After an injected
             // failure, failed kernel calls are its consequence: a comment names them.
+            // Another vCPU's idle loop may have failed (a refused answer or block) while the
+            // program ran: the run's own failures, though the vCPU stays in service.
+            crate::arch::x86_64::smp::take_idle_failures(|_, step, error, count| {
+                for _ in 0..count {
+                    process::kernel_error(step.name(), Some(error));
+                }
+            });
             let (errors, first_error) = process::take_kernel_errors();
             let kernel = match (injected, first_error) {
                 (Some(_), Some(first)) => {

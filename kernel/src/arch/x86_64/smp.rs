@@ -131,6 +131,10 @@ struct Secondary {
     rsp_seen: AtomicU64,
     /// IPIs it answered.
     answered: AtomicU64,
+    /// Failures of its idle loop since they were last taken ([`take_idle_failures`]): a block
+    /// or an answer Xen refused once it was ready. The vCPU stays in service; the first one's
+    /// step and errno are in `failed_step` and `failed_value`.
+    idle_failures: AtomicU64,
 }
 
 static SECONDARIES: [Secondary; MAX_VCPUS] = [const {
@@ -143,6 +147,7 @@ static SECONDARIES: [Secondary; MAX_VCPUS] = [const {
         trap_stack_top: AtomicU64::new(0),
         rsp_seen: AtomicU64::new(0),
         answered: AtomicU64::new(0),
+        idle_failures: AtomicU64::new(0),
     }
 }; MAX_VCPUS];
 
@@ -155,6 +160,17 @@ impl Secondary {
         self.failed_step.store(step as u32, Ordering::Relaxed);
         self.failed_value.store(value, Ordering::Relaxed);
         self.stage.store(Stage::Failed as u32, Ordering::Release);
+    }
+
+    /// A failure of the idle loop: counted (and the first one named) for vCPU 0 to report,
+    /// without taking the vCPU out of service (a refused answer is a late wake-up for vCPU 0,
+    /// whose waits are bounded; a refused block a busier loop).
+    fn fail_idle(&self, step: SetupStep, value: i64) {
+        if self.idle_failures.load(Ordering::Acquire) == 0 {
+            self.failed_step.store(step as u32, Ordering::Relaxed);
+            self.failed_value.store(value, Ordering::Relaxed);
+        }
+        self.idle_failures.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -354,6 +370,10 @@ fn context(n: usize, stack_top: u64, kernel_l4_mfn: u64) -> Box<VcpuGuestContext
 pub fn outcome_of(n: usize) -> VcpuOutcome {
     let me = &SECONDARIES[n];
     match me.stage() {
+        Stage::Ready if me.idle_failures.load(Ordering::Acquire) > 0 => VcpuOutcome::Failed {
+            step: SetupStep::from_u32(me.failed_step.load(Ordering::Relaxed)),
+            value: me.failed_value.load(Ordering::Relaxed),
+        },
         Stage::Ready => VcpuOutcome::Online {
             stack: me.stack_bottom.load(Ordering::Relaxed)..me.stack_top.load(Ordering::Relaxed),
             rsp: me.rsp_seen.load(Ordering::Relaxed),
@@ -430,8 +450,8 @@ fn set_up(n: usize, me: &Secondary) -> Result<(), (SetupStep, i64)> {
 }
 
 /// Idles with SCHEDOP_block. A job in its mailbox runs first (then it acknowledges); each other
-/// IPI its upcall counted gets one IPI back to vCPU 0. A failed block or send is recorded
-/// (vCPU 0 reports it) and the loop goes on.
+/// IPI its upcall counted gets one IPI back to vCPU 0. A failed block or send is counted (vCPU 0
+/// reports it: [`take_idle_failures`]) and the loop goes on, the vCPU still in service.
 fn idle(n: usize, me: &Secondary) -> ! {
     let mut answered = 0;
     loop {
@@ -444,7 +464,7 @@ fn idle(n: usize, me: &Secondary) -> ! {
             answered = events::counts_of(n).1;
             MAILBOXES[n].acknowledge();
             if let Err(e) = events::send_ipi(0) {
-                me.fail(SetupStep::Answer, e.0);
+                me.fail_idle(SetupStep::Answer, e.0);
             }
             continue;
         }
@@ -454,12 +474,12 @@ fn idle(n: usize, me: &Secondary) -> ! {
             // Counted before it is sent: vCPU 0 checks the count when the IPI wakes it.
             me.answered.fetch_add(1, Ordering::AcqRel);
             if let Err(e) = events::send_ipi(0) {
-                me.fail(SetupStep::Answer, e.0);
+                me.fail_idle(SetupStep::Answer, e.0);
             }
             continue;
         }
         if let Err(e) = hypercall::sched_block() {
-            me.fail(SetupStep::Block, e.0);
+            me.fail_idle(SetupStep::Block, e.0);
         }
     }
 }
@@ -528,6 +548,18 @@ pub fn is_free(n: usize) -> bool {
     (1..MAX_VCPUS).contains(&n)
         && SECONDARIES[n].stage() == Stage::Ready
         && MAILBOXES[n].state.load(Ordering::Acquire) == MailboxState::Empty as u32
+}
+
+/// Takes the idle-loop failures of every other vCPU since the last call: `each(vcpu, step, error,
+/// count)` for each vCPU that had any (the first one's step and Xen's error).
+pub fn take_idle_failures(mut each: impl FnMut(usize, SetupStep, XenError, u64)) {
+    for (n, me) in SECONDARIES.iter().enumerate().skip(1) {
+        let count = me.idle_failures.swap(0, Ordering::AcqRel);
+        if count > 0 {
+            let step = SetupStep::from_u32(me.failed_step.load(Ordering::Relaxed));
+            each(n, step, XenError(me.failed_value.load(Ordering::Relaxed)), count);
+        }
+    }
 }
 
 /// Whether vCPU `n` holds no job (posted or running): it has acknowledged the last one.
