@@ -198,3 +198,26 @@ fn a_vcpu_whose_answer_failed_still_runs_the_next_threads() {
     );
     assert_passed(&run, "c_threads_spin_exit_group", "exited with status 6, as expected");
 }
+
+#[test]
+fn no_program_runs_after_a_vcpu_that_never_left_one() {
+    // In c_threads_spin_exit_group the event-channel sends are the post of the spinning worker
+    // (call 1) and main's stop IPI at exit_group (call 2): the second fails, so vCPU 1 spins on
+    // until its own timer (the 5 s deadline), past vCPU 0's 2 s wait. Its thread could still
+    // fault into the shared process slot, so the next program must not run in it.
+    let run = boot_with(RunOptions {
+        vcpus: 2,
+        programs: true,
+        cmdline: "tests=c_threads_spin_exit_group,c_threads_kill_sleeper \
+                  inject=evtchn:nth=2@c_threads_spin_exit_group"
+            .into(),
+        ..RunOptions::default()
+    });
+    run.assert_guest_line_starts_with(
+        "[ERROR] c_threads_spin_exit_group: vCPU 1 did not leave the program within ",
+    );
+    run.assert_line(
+        "not ok 2 - c_threads_kill_sleeper: not run: vCPU 1 never left an earlier program",
+    );
+    run.assert_last_line_is_verdict(Verdict::Failure);
+}

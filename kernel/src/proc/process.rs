@@ -121,6 +121,9 @@ static ENDING: spin::Mutex<Option<Outcome>> = spin::Mutex::new(None);
 static ENDED: AtomicBool = AtomicBool::new(false);
 /// The running program's deadline (Xen system time), for the watchdog on every vCPU.
 static DEADLINE_NS: AtomicU64 = AtomicU64::new(u64::MAX);
+/// The vCPU (plus one; 0: none) that did not leave a program in time. Its thread may still run
+/// in the shared slots (`CURRENT`, the run handlers), so no later program may start.
+static STRAGGLER: AtomicU64 = AtomicU64::new(0);
 
 /// What the user-memory paths did, for the `stats:` line and the sharing tests.
 pub struct Counters {
@@ -326,6 +329,7 @@ pub fn run(image: Image, limits: Limits) -> Result<RunReport, StartError> {
                     straggler.waited_ms
                 );
                 kernel_error("a vCPU did not leave the program", None);
+                STRAGGLER.store(straggler.vcpu as u64 + 1, Ordering::SeqCst);
                 if let Some(process) = CURRENT.lock().take() {
                     core::mem::forget(process);
                 }
@@ -456,6 +460,15 @@ pub fn end(outcome: Outcome) -> AfterTrap {
 pub fn record_end(outcome: Outcome) {
     ENDING.lock().get_or_insert(outcome);
     ENDED.store(true, Ordering::SeqCst);
+}
+
+/// The vCPU that never left an earlier program, if one did not: no program may run after it
+/// (its thread would fault and call into the next program's address space).
+pub fn straggler() -> Option<usize> {
+    match STRAGGLER.load(Ordering::SeqCst) {
+        0 => None,
+        n => Some(n as usize - 1),
+    }
 }
 
 /// Whether the program's end is recorded.
