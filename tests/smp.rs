@@ -8,7 +8,10 @@
 //! failed a step is an `[ERROR]` line and is left out). The whole suite still passes with two
 //! vCPUs on both paths (its programs run on vCPU 0), and Xen 4.20 starts vCPUs the same way. A
 //! vCPU Xen refuses to set up is an `[ERROR]` line, what was set up for it is undone, and the
-//! others still come up. One vCPU stays the default and starts nothing.
+//! others still come up, on the heap the refused vCPU's stacks gave back (their guard pages
+//! mapped again: a stale guard would crash the next vCPU's stack set-up). The guard page below
+//! a vCPU's trap stack is unmapped: vCPU 1 reading it is reported from vCPU 1 as an overflow of
+//! that stack. One vCPU stays the default and starts nothing.
 //!
 //! Threads on two vCPUs (tests/programs/c): a thread that spins in user mode on the other vCPU
 //! faults on its very next access after munmap or mprotect returns (`c_shootdown`,
@@ -123,6 +126,35 @@ fn a_vcpu_whose_ipi_port_cannot_be_unmasked_gives_the_port_back() {
     assert!(refused[0].ends_with(": it stays down"), "the port was closed again: {refused:?}");
     run.assert_guest_line_starts_with("vcpu 2: up: ran on its own stack (");
     assert_line(&run, "vcpus: 2 online (0, 2) of 3");
+}
+
+#[test]
+fn a_read_of_the_guard_below_vcpu_1s_trap_stack_is_reported_as_its_stack_overflow() {
+    // vCPU 1's trap stack comes from the heap; the page below it is its guard, unmapped by
+    // vCPU 0 before vCPU 1 started. vCPU 1 reads it from a job: the crash report must come from
+    // vCPU 1, name that guard, and give the address read (the top word of the guard page).
+    let run = boot_with(RunOptions {
+        vcpus: 2,
+        cmdline: "selftest=vcpu-stack-guard".into(),
+        ..RunOptions::default()
+    });
+    run.assert_crash_report("#PF")
+        .assert_guest_contains("kernel stack overflow: hit the guard page vcpu1-trap-stack-guard");
+    let lines = run.guest_lines();
+    assert!(lines.iter().any(|l| l.trim() == "on vCPU 1"), "{lines:#?}");
+    let guard = lines
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix(
+                "vcpu-stack-guard: vCPU 1 reads the guard page below its trap stack at 0x",
+            )
+        })
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .expect("the guard's address");
+    assert!(
+        lines.iter().any(|l| l.trim() == format!("cr2={:#x}", guard + 4096 - 8)),
+        "cr2 is not the word read below the stack: {lines:#?}"
+    );
 }
 
 #[test]

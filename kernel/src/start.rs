@@ -152,7 +152,7 @@ fn print_summary(info: &StartInfo<'_>) {
 fn bring_up_vcpus(info: &StartInfo<'_>) {
     let mut online = [false; MAX_VCPUS];
     online[0] = true;
-    let bringup = match smp::bring_up(kernel_l4_mfn(info)) {
+    let bringup = match smp::bring_up(kernel_l4_mfn(info), &mut mm::kernel::HeapStackGuards) {
         Ok(bringup) => bringup,
         Err((call, e)) => {
             check!(Error, "vcpus: {call}: {e}: the boot goes on with vCPU 0 alone");

@@ -17,13 +17,17 @@ use super::addr::{Pfn, VirtAddr, PAGE_SIZE};
 use super::boot_reserved::BootLayout;
 use super::frame::{FrameAllocator, FrameError, FrameSource, BITMAP_WORDS_4GIB, MAX_FRAMES_4GIB};
 use super::hypercall_mmu::HypercallMmu;
-use super::kernel_fault::{classify, FaultAction, KernelRegion, KernelRegionKind, UnexpectedFault};
+use super::kernel_fault::{
+    classify, region_of, FaultAction, KernelRegion, KernelRegionKind, KernelRegions,
+    UnexpectedFault,
+};
 use super::kernel_space::{AliasWindow, DIRECT_MAP_BASE, KERNEL_VIRT_BASE};
 use super::p2m::P2m;
 use super::page_table::{MapToError, MmError, PageTables, UpdateError};
 use super::pte::PteFlags;
 use super::window_access::{machine_to_phys_table, WindowAccess};
 use crate::arch::x86_64::page_fault::PageFault;
+use crate::arch::x86_64::smp::{GuardRefused, StackGuards};
 use crate::xen::start_info::StartInfo;
 use crate::xen::{abi, hypercall, slots, XenError};
 
@@ -61,27 +65,30 @@ pub struct KernelMm {
     /// the heap's first, add their own).
     pub direct_map_tables: u64,
     pub boot_window: AliasWindow,
-    regions: [KernelRegion; MAX_REGIONS],
-    region_count: usize,
+    regions: KernelRegions,
 }
 
 /// Why a stack guard could not be added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StackGuardError {
-    /// All [`MAX_REGIONS`] region slots are taken.
+    /// All region slots are taken ([`super::kernel_fault::MAX_REGIONS`]).
     TooManyRegions,
     /// Unmapping the guard page failed.
     Unmap(UpdateError),
     /// Its frame could not go back to the pool.
     Frame(FrameError),
+    /// No guard starts at the address given back.
+    NoSuchGuard(VirtAddr),
+    /// The page given back is not in the heap.
+    OutsideHeap(VirtAddr),
+    /// Mapping a page again where the guard was failed (the page is plain demand-zero heap
+    /// again all the same: its record is gone).
+    Map(MapToError),
 }
-
-/// Regions the fault handler knows: the boot ones and a few added later (stack guards).
-const MAX_REGIONS: usize = 8;
 
 impl KernelMm {
     pub(in crate::mm) fn regions(&self) -> &[KernelRegion] {
-        &self.regions[..self.region_count]
+        self.regions.as_slice()
     }
 
     /// Unmaps the page at `va` and registers it as the guard page `name` below a kernel stack:
@@ -91,21 +98,85 @@ impl KernelMm {
         name: &'static str,
         va: VirtAddr,
     ) -> Result<(), StackGuardError> {
-        if self.region_count == MAX_REGIONS {
+        if self.regions.is_full() {
             return Err(StackGuardError::TooManyRegions);
         }
         let root = self.tables.kernel_root();
         let pfn = self.tables.unmap_flushed(root, va).map_err(StackGuardError::Unmap)?;
         self.frames.free_frame(pfn).map_err(StackGuardError::Frame)?;
-        self.regions[self.region_count] = KernelRegion {
+        let guard = KernelRegion {
             name,
             start: va,
             size_bytes: PAGE_SIZE,
             kind: KernelRegionKind::StackGuard,
             user: false,
         };
-        self.region_count += 1;
+        self.regions.push(guard).map_err(|_| StackGuardError::TooManyRegions)
+    }
+
+    /// Gives the guard page at `va`, a page of the heap, back to the heap: its record goes
+    /// first (so that the heap can never fault on a stale guard), then a zeroed frame is mapped
+    /// there as the heap maps its pages. Called before the stack above it is freed.
+    pub(crate) fn remove_stack_guard(&mut self, va: VirtAddr) -> Result<(), StackGuardError> {
+        let heap = VirtAddr::new(HEAP_BASE)..VirtAddr::new(HEAP_BASE + HEAP_SIZE_BYTES);
+        if !heap.contains(&va) {
+            return Err(StackGuardError::OutsideHeap(va));
+        }
+        self.regions.remove_guard(va).ok_or(StackGuardError::NoSuchGuard(va))?;
+        let root = self.tables.kernel_root();
+        self.tables
+            .map_zeroed(root, va, DATA_FLAGS, &mut self.frames)
+            .map_err(StackGuardError::Map)?;
         Ok(())
+    }
+}
+
+/// The memory manager's side of [`StackGuards`]: guard pages below the stacks vCPU 0 takes
+/// from the heap for the other vCPUs. Each call takes [`MM`] (vCPU 0 at bring-up, nothing held).
+pub struct HeapStackGuards;
+
+impl StackGuards for HeapStackGuards {
+    fn add(&mut self, name: &'static str, page: u64) -> Result<(), GuardRefused> {
+        with_mm(page, |mm, va| mm.add_stack_guard(name, va))
+    }
+
+    fn remove(&mut self, page: u64) -> Result<(), GuardRefused> {
+        with_mm(page, KernelMm::remove_stack_guard)
+    }
+}
+
+/// Runs `op` on the memory manager for the guard page at `page`.
+fn with_mm(
+    page: u64,
+    op: impl FnOnce(&mut KernelMm, VirtAddr) -> Result<(), StackGuardError>,
+) -> Result<(), GuardRefused> {
+    let va = VirtAddr::try_new(page).map_err(|_| refused("a non-canonical address", None))?;
+    let mut mm = MM.lock();
+    let mm = mm.as_mut().ok_or(refused("no memory manager", None))?;
+    op(mm, va).map_err(StackGuardError::refused)
+}
+
+fn refused(what: &'static str, xen: Option<XenError>) -> GuardRefused {
+    GuardRefused { what, xen }
+}
+
+impl StackGuardError {
+    /// In words, for a vCPU's report (arch knows no memory-manager type).
+    fn refused(self) -> GuardRefused {
+        match self {
+            Self::TooManyRegions => refused("every kernel region slot is taken", None),
+            Self::Unmap(UpdateError::HypervisorCall(e)) => {
+                refused("update_va_mapping (unmapping the page)", Some(e))
+            }
+            Self::Unmap(_) => refused("unmapping the page failed", None),
+            Self::Frame(_) => refused("its frame could not go back to the pool", None),
+            Self::NoSuchGuard(_) => refused("no guard page starts there", None),
+            Self::OutsideHeap(_) => refused("the page is not in the heap", None),
+            Self::Map(MapToError::Frame(FrameError::Exhausted)) => {
+                refused("mapping a heap page there again: out of frames", None)
+            }
+            Self::Map(_) => refused("mapping a heap page there again failed", None),
+        }
     }
 }
 
@@ -150,6 +221,8 @@ pub enum MmInitError {
     Frames(FrameError),
     Tables(&'static str, MmError),
     TooManyWindows(&'static str),
+    /// The boot regions do not fit the region table.
+    TooManyRegions,
 }
 
 impl fmt::Display for MmInitError {
@@ -163,6 +236,7 @@ impl fmt::Display for MmInitError {
             Self::Frames(e) => write!(f, "frame allocator: {e:?}"),
             Self::Tables(what, e) => write!(f, "{what}: {e:?}"),
             Self::TooManyWindows(what) => write!(f, "{what}: every alias-window slot is taken"),
+            Self::TooManyRegions => write!(f, "the boot regions do not fit the region table"),
         }
     }
 }
@@ -243,18 +317,10 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), MmInitError> {
         boot_reserved_frames,
         direct_map_tables: 0,
         boot_window,
-        regions: [KernelRegion {
-            name: "",
-            start: VirtAddr::zero(),
-            size_bytes: 0,
-            kind: KernelRegionKind::Fixed,
-            user: false,
-        }; MAX_REGIONS],
-        region_count: 0,
+        regions: KernelRegions::new(),
     };
     for region in boot_regions() {
-        mm.regions[mm.region_count] = region;
-        mm.region_count += 1;
+        mm.regions.push(region).map_err(|_| MmInitError::TooManyRegions)?;
     }
     let tables_before = mm.tables.stats().tables_live();
     build_direct_map(&mut mm, nr_pages)?;
@@ -415,8 +481,7 @@ pub fn handle_page_fault(fault: &PageFault) -> Result<(), FatalFault> {
                 }
                 Err(MapToError::Frame(FrameError::Exhausted)) => {
                     mm.faults.unexpected += 1;
-                    let region =
-                        mm.regions().iter().find(|r| r.contains(page)).map_or("?", |r| r.name);
+                    let region = region_of(page, mm.regions()).map_or("?", |r| r.name);
                     Err(FatalFault::OutOfFrames(region))
                 }
                 Err(e) => {

@@ -41,6 +41,76 @@ impl KernelRegion {
     }
 }
 
+/// Regions the fault handler knows: the boot ones (five), vCPU 0's trap-stack guard, and a guard
+/// below each of the two stacks (kernel, trap) of every other vCPU.
+pub const MAX_REGIONS: usize = 8 + 2 * faultline_abi::MAX_VCPUS as usize;
+
+/// The kernel's regions in a fixed array: stack guards come and go (a vCPU whose bring-up
+/// failed gives its stacks back to the heap, and their guards with them).
+#[derive(Clone, Copy, Debug)]
+pub struct KernelRegions {
+    regions: [KernelRegion; MAX_REGIONS],
+    count: usize,
+}
+
+/// All [`MAX_REGIONS`] slots are taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionsFull;
+
+impl KernelRegions {
+    pub const fn new() -> Self {
+        const EMPTY: KernelRegion = KernelRegion {
+            name: "",
+            start: VirtAddr::zero(),
+            size_bytes: 0,
+            kind: KernelRegionKind::Fixed,
+            user: false,
+        };
+        Self { regions: [EMPTY; MAX_REGIONS], count: 0 }
+    }
+
+    pub fn as_slice(&self) -> &[KernelRegion] {
+        &self.regions[..self.count]
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.count == MAX_REGIONS
+    }
+
+    pub fn push(&mut self, region: KernelRegion) -> Result<(), RegionsFull> {
+        let slot = self.regions.get_mut(self.count).ok_or(RegionsFull)?;
+        *slot = region;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Forgets the stack guard that starts at `start` (the others keep their order); `None`
+    /// if there is none.
+    pub fn remove_guard(&mut self, start: VirtAddr) -> Option<KernelRegion> {
+        let index = self
+            .as_slice()
+            .iter()
+            .position(|r| r.kind == KernelRegionKind::StackGuard && r.start == start)?;
+        let removed = self.regions[index];
+        self.regions.copy_within(index + 1..self.count, index);
+        self.count -= 1;
+        Some(removed)
+    }
+}
+
+impl Default for KernelRegions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The region `va` belongs to. A stack guard wins over the region it is carved from (a
+/// secondary vCPU's guard lies in the heap, vCPU 0's trap-stack guard in the kernel image).
+pub fn region_of(va: VirtAddr, regions: &[KernelRegion]) -> Option<&KernelRegion> {
+    let guard = regions.iter().find(|r| r.kind == KernelRegionKind::StackGuard && r.contains(va));
+    guard.or_else(|| regions.iter().find(|r| r.contains(va)))
+}
+
 /// The decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultAction {
@@ -74,7 +144,7 @@ pub enum UnexpectedFault {
 /// Decides what `fault` at `cr2` (its address, canonical) means, given the kernel's `regions`.
 pub fn classify(cr2: VirtAddr, fault: PageFault, regions: &[KernelRegion]) -> FaultAction {
     use FaultAction::Unexpected;
-    let region = regions.iter().find(|r| r.contains(cr2));
+    let region = region_of(cr2, regions);
     if fault.reserved_bit {
         return Unexpected(UnexpectedFault::MalformedTable);
     }
@@ -246,6 +316,80 @@ mod tests {
             &regions(),
         );
         assert_eq!(rsvd, FaultAction::Unexpected(UnexpectedFault::MalformedTable));
+    }
+
+    fn guard(name: &'static str, start: u64) -> KernelRegion {
+        KernelRegion {
+            name,
+            start: VirtAddr::new(start),
+            size_bytes: PAGE_SIZE,
+            kind: KernelRegionKind::StackGuard,
+            user: false,
+        }
+    }
+
+    #[test]
+    fn a_guard_carved_from_the_heap_wins_until_it_is_removed() {
+        let mut table = KernelRegions::new();
+        for region in regions() {
+            table.push(region).unwrap();
+        }
+        // A secondary vCPU's stack guard: a page of the heap (listed after it).
+        let page = 0xffff_c000_0004_0000;
+        table.push(guard("vcpu1-trap-stack-guard", page)).unwrap();
+        let write = code(&[PageFaultErrorCode::CAUSED_BY_WRITE]);
+        let hit = classify(VirtAddr::new(page + 0xff8), write, table.as_slice());
+        assert_eq!(hit, FaultAction::KernelStackOverflow { region: "vcpu1-trap-stack-guard" });
+
+        let removed = table.remove_guard(VirtAddr::new(page)).unwrap();
+        assert_eq!(removed.name, "vcpu1-trap-stack-guard");
+        let after = classify(VirtAddr::new(page + 0xff8), write, table.as_slice());
+        assert_eq!(
+            after,
+            FaultAction::MapZeroed { page: VirtAddr::new(page), flags: HEAP_FLAGS },
+            "the heap faulted on a stale guard"
+        );
+        assert_eq!(table.as_slice(), &regions()[..], "the other regions kept their order");
+    }
+
+    #[test]
+    fn only_a_stack_guard_at_its_exact_start_is_removed() {
+        let mut table = KernelRegions::new();
+        for region in regions() {
+            table.push(region).unwrap();
+        }
+        // Not a guard (the heap), and not a guard's start.
+        assert_eq!(table.remove_guard(VirtAddr::new(0xffff_c000_0000_0000)), None);
+        assert_eq!(table.remove_guard(VirtAddr::new(0xffff_d000_0000_0008)), None);
+        assert_eq!(table.as_slice().len(), 4);
+        assert_eq!(table.remove_guard(VirtAddr::new(0xffff_d000_0000_0000)), Some(regions()[1]));
+        assert_eq!(table.as_slice(), &[regions()[0], regions()[2], regions()[3]]);
+    }
+
+    #[test]
+    fn the_table_holds_two_guards_for_every_vcpu_besides_the_boot_regions() {
+        let mut table = KernelRegions::new();
+        // The kernel's boot regions (five) and vCPU 0's trap-stack guard.
+        for n in 0..6 {
+            table.push(guard("boot", 0xffff_8000_0000_0000 + n * PAGE_SIZE)).unwrap();
+        }
+        let vcpus = faultline_abi::MAX_VCPUS as u64;
+        for n in 0..2 * vcpus {
+            table.push(guard("vcpu", 0xffff_c000_0000_0000 + n * PAGE_SIZE)).unwrap();
+        }
+        while !table.is_full() {
+            table.push(guard("spare", 0xffff_d000_0000_0000)).unwrap();
+        }
+        assert_eq!(table.push(guard("one-too-many", 0)), Err(RegionsFull));
+        assert_eq!(table.as_slice().len(), MAX_REGIONS);
+        // Every vCPU's guards given back: their slots are free again.
+        for n in 0..2 * vcpus {
+            assert!(table
+                .remove_guard(VirtAddr::new(0xffff_c000_0000_0000 + n * PAGE_SIZE))
+                .is_some());
+        }
+        assert_eq!(table.as_slice().len(), MAX_REGIONS - 2 * faultline_abi::MAX_VCPUS as usize);
+        table.push(guard("again", 0)).unwrap();
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub enum SelfTest {
     /// the guard, Xen cannot write the exception frame and crashes the domain without a report
     /// (docs/page-fault.md, "A limit of PV").
     StackGuard,
+    /// vCPU 1 reads the guard page below its own trap stack (a heap page vCPU 0 unmapped when
+    /// it gave vCPU 1 its stacks): must produce a crash report from vCPU 1 naming that guard.
+    VcpuStackGuard,
     /// A breakpoint that is handled and resumed: proves the iret path.
     Int3,
     /// Unexpected faults that must produce a crash report.
@@ -37,10 +40,11 @@ pub enum SelfTest {
 }
 
 impl SelfTest {
-    pub const ALL: [(&'static str, SelfTest); 15] = [
+    pub const ALL: [(&'static str, SelfTest); 16] = [
         ("none", SelfTest::None),
         ("mm", SelfTest::Mm),
         ("stack-guard", SelfTest::StackGuard),
+        ("vcpu-stack-guard", SelfTest::VcpuStackGuard),
         ("int3", SelfTest::Int3),
         ("ud", SelfTest::InvalidOpcode),
         ("gp", SelfTest::GeneralProtection),

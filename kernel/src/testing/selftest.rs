@@ -27,6 +27,7 @@ pub fn run(test: SelfTest, kernel_l4_mfn: u64) {
         SelfTest::Nmi => nmi_is_handled_and_resumed(),
         SelfTest::SoftwareInterrupt => software_interrupt(),
         SelfTest::StackGuard => super::mm_tests::stack_overflow(),
+        SelfTest::VcpuStackGuard => vcpu_reads_its_trap_stack_guard(),
         SelfTest::ExpectedElsewhere => expected_trap_elsewhere_is_fatal(),
     }
 }
@@ -181,6 +182,48 @@ fn deliberate_panic() {
 
 /// Arms VIRQ_TIMER 5 ms ahead and blocks: the vCPU must sleep at least that long and wake
 /// through exactly one more timer event delivered by the upcall.
+/// The vCPU that reads its own trap stack's guard page.
+const GUARD_VCPU: usize = 1;
+
+/// Hands vCPU 1 a job that reads the guard page below its trap stack; the crash report (from
+/// vCPU 1, naming the guard) ends the domain. If the read returns, the guard was mapped: the
+/// heap page below the stack could have been overwritten silently.
+fn vcpu_reads_its_trap_stack_guard() {
+    use crate::arch::x86_64::smp;
+    use crate::xen::{events, time};
+    const WAIT_NS: u64 = 20_000_000_000;
+    let Some(guard) = smp::trap_stack_guard(GUARD_VCPU).filter(|_| smp::is_free(GUARD_VCPU)) else {
+        check!(Skip, "vcpu-stack-guard: vCPU {GUARD_VCPU} is not online (--vcpus 2)");
+        return;
+    };
+    crate::println!(
+        "vcpu-stack-guard: vCPU {GUARD_VCPU} reads the guard page below its trap stack at {guard:#x}"
+    );
+    if let Err(e) = smp::post(GUARD_VCPU, read_own_trap_stack_guard) {
+        check!(Error, "vcpu-stack-guard: handing vCPU {GUARD_VCPU} the job: {e:?}");
+        return;
+    }
+    match events::wait_until(|| smp::is_idle(GUARD_VCPU), time::now_ns() + WAIT_NS) {
+        Ok(true) => check!(
+            Failure,
+            "vcpu-stack-guard: vCPU {GUARD_VCPU} read the page below its trap stack and went on"
+        ),
+        Ok(false) => check!(Failure, "vcpu-stack-guard: no crash report and no end of the job"),
+        Err(e) => check!(Error, "vcpu-stack-guard: waiting (timer): {e}"),
+    }
+}
+
+/// The job: a read of the page right below the running vCPU's trap stack.
+fn read_own_trap_stack_guard() {
+    let n = crate::xen::vcpu::current();
+    if let Some(guard) = crate::arch::x86_64::smp::trap_stack_guard(n) {
+        // SAFETY: a read of one byte of the page below this vCPU's trap stack, a heap page of
+        // the stack's own allocation: it is unmapped (reaching it is the point of the test), or,
+        // if the guard is broken, mapped and ours; a read changes nothing.
+        let _ = unsafe { core::ptr::read_volatile((guard + PAGE_SIZE - 8) as *const u64) };
+    }
+}
+
 fn timer_wakes_a_blocked_vcpu() {
     use crate::xen::{events, time};
     const DELAY_NS: u64 = 5_000_000;

@@ -25,7 +25,8 @@ extern "C" {
 }
 
 /// Each started vCPU's kernel stack, taken from the heap (its pages faulted in by vCPU 0
-/// before the vCPU starts: it never faults, so it never waits for the memory manager's lock).
+/// before the vCPU starts: it never faults, so it never waits for the memory manager's lock),
+/// with a guard page below it, as below its trap stack ([`GuardedStack`]).
 pub const STACK_BYTES: usize = 32 * 1024;
 /// How long vCPU 0 waits for the started vCPUs to report, and for an IPI's answer (Xen system
 /// time; generous: QEMU's TCG shares two host cores with other boots).
@@ -179,9 +180,18 @@ impl Secondary {
 pub enum VcpuOutcome {
     /// It ran on its own stack (`rsp` was inside `stack`) and its own timer fired.
     Online { stack: Range<u64>, rsp: u64, timer_events: u64 },
-    /// vCPU 0 could not start it: `call` failed. What was set up for it before (its stack, its
-    /// IPI port) was undone, unless `undo` says closing the port failed.
-    NotStarted { call: &'static str, error: XenError, undo: Result<(), XenError> },
+    /// vCPU 0 could not start it: `call` failed. What was set up for it before (its stacks and
+    /// their guard pages, its IPI port) was undone, unless `undo` says closing the port failed
+    /// or `guards_back` that a guard page did not go back to the heap.
+    NotStarted {
+        call: &'static str,
+        error: XenError,
+        undo: Result<(), XenError>,
+        guards_back: Result<(), GuardRefused>,
+    },
+    /// vCPU 0 could not put the guard page `guard` below one of its stacks; its stacks (and the
+    /// guard already set, unless `guards_back` says otherwise) went back to the heap.
+    Unguarded { guard: &'static str, refused: GuardRefused, guards_back: Result<(), GuardRefused> },
     /// It started, and a step of its own set-up failed with Xen's `error` (or, for
     /// [`SetupStep::OwnNumber`], `%gs:0` gave `value`).
     Failed { step: SetupStep, value: i64 },
@@ -197,12 +207,16 @@ impl core::fmt::Display for VcpuOutcome {
                 "ran on its own stack ({:#x}..{:#x}, rsp {rsp:#x}), took {timer_events} event(s) of its own timer",
                 stack.start, stack.end
             ),
-            VcpuOutcome::NotStarted { call, error, undo } => {
+            VcpuOutcome::NotStarted { call, error, undo, guards_back } => {
                 write!(f, "{call}: {error}: it stays down")?;
-                match undo {
-                    Ok(()) => Ok(()),
-                    Err(e) => write!(f, " (and EVTCHNOP_close of its IPI port: {e})"),
+                if let Err(e) = undo {
+                    write!(f, " (and EVTCHNOP_close of its IPI port: {e})")?;
                 }
+                write_guards_back(f, guards_back)
+            }
+            VcpuOutcome::Unguarded { guard, refused, guards_back } => {
+                write!(f, "its guard page {guard}: {refused}: it stays down")?;
+                write_guards_back(f, guards_back)
             }
             VcpuOutcome::Failed { step: SetupStep::OwnNumber, value } => {
                 write!(f, "%gs:0 names vCPU {value}, not itself")
@@ -214,6 +228,55 @@ impl core::fmt::Display for VcpuOutcome {
         }
     }
 }
+
+fn write_guards_back(
+    f: &mut core::fmt::Formatter<'_>,
+    guards_back: &Result<(), GuardRefused>,
+) -> core::fmt::Result {
+    match guards_back {
+        Ok(()) => Ok(()),
+        Err(e) => write!(f, " (and giving a guard page back to the heap: {e})"),
+    }
+}
+
+/// Keeps a guard page below every stack a started vCPU gets: the memory manager implements it,
+/// and start passes it to [`bring_up`] (arch cannot name mm: tests/layers.rs).
+pub trait StackGuards {
+    /// Unmaps `page`, a mapped heap page right below a stack, and records it as the guard page
+    /// `name`: a touch is then reported as an overflow of that stack.
+    fn add(&mut self, name: &'static str, page: u64) -> Result<(), GuardRefused>;
+    /// Gives the guard page at `page` back to the heap: its record goes, a page is mapped
+    /// there again. Called before the stack above it goes back to the heap.
+    fn remove(&mut self, page: u64) -> Result<(), GuardRefused>;
+}
+
+/// Why the memory manager refused a guard page: what failed, with Xen's errno when Xen said no.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuardRefused {
+    pub what: &'static str,
+    pub xen: Option<XenError>,
+}
+
+impl core::fmt::Display for GuardRefused {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.xen {
+            Some(e) => write!(f, "{}: {e}", self.what),
+            None => write!(f, "{}", self.what),
+        }
+    }
+}
+
+macro_rules! guard_names {
+    ($($n:literal)*) => {
+        [$([concat!("vcpu", $n, "-stack-guard"), concat!("vcpu", $n, "-trap-stack-guard")]),*]
+    };
+}
+
+/// The names of vCPU n's guard pages: `[kernel stack, trap stack]` (the array's type checks
+/// that every vCPU up to [`MAX_VCPUS`] has its pair).
+const GUARD_NAMES: [[&str; 2]; MAX_VCPUS] = guard_names!(
+    0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
+);
 
 /// The vCPUs and how each fared.
 pub struct Bringup {
@@ -228,7 +291,10 @@ pub struct Bringup {
 /// Counts the domain's vCPUs and brings up all but vCPU 0, whose kernel page tables they share
 /// (`kernel_l4_mfn`, the machine frame of the kernel's L4). `Err` names the hypercall that
 /// failed before any vCPU could start; a vCPU that fails alone is in the outcomes.
-pub fn bring_up(kernel_l4_mfn: u64) -> Result<Bringup, (&'static str, XenError)> {
+pub fn bring_up(
+    kernel_l4_mfn: u64,
+    guards: &mut dyn StackGuards,
+) -> Result<Bringup, (&'static str, XenError)> {
     let (count, beyond_max) = vcpu::count().map_err(|e| ("VCPUOP_is_up", e))?;
     let mut bringup = Bringup { count, beyond_max, outcomes: [const { None }; MAX_VCPUS] };
     if count == 1 {
@@ -237,7 +303,7 @@ pub fn bring_up(kernel_l4_mfn: u64) -> Result<Bringup, (&'static str, XenError)>
     vcpu::use_locals().map_err(|e| ("HYPERVISOR_set_segment_base(SEGBASE_GS_KERNEL)", e))?;
     events::bind_ipi(0).map_err(|e| (e.call, e.error))?;
     for n in 1..count {
-        if let Err(not_started) = start(n, kernel_l4_mfn) {
+        if let Err(not_started) = start(n, kernel_l4_mfn, guards) {
             bringup.outcomes[n] = Some(not_started);
         }
     }
@@ -256,82 +322,136 @@ pub fn bring_up(kernel_l4_mfn: u64) -> Result<Bringup, (&'static str, XenError)>
     Ok(bringup)
 }
 
-/// Gives vCPU `n` a stack, an IPI port, a masked `vcpu_info` and its context, and starts it.
-/// If that fails before Xen took the context, the stack and the port are given back; once it
-/// took it, the vCPU keeps both (Xen holds its context until the domain dies).
-fn start(n: usize, kernel_l4_mfn: u64) -> Result<(), VcpuOutcome> {
-    let not_started = |call, error, undo| VcpuOutcome::NotStarted { call, error, undo };
-    let Some(stack) = new_stack(STACK_BYTES) else {
-        return Err(not_started("allocating its stack", XenError::ENOMEM, Ok(())));
+/// Gives vCPU `n` its stacks (each with a guard page below it), an IPI port, a masked
+/// `vcpu_info` and its context, and starts it. If that fails before Xen took the context, the
+/// stacks (their guards first) and the port are given back; once it took it, the vCPU keeps
+/// them (Xen holds its context until the domain dies).
+fn start(n: usize, kernel_l4_mfn: u64, guards: &mut dyn StackGuards) -> Result<(), VcpuOutcome> {
+    let not_started =
+        |call, error, undo, guards_back| VcpuOutcome::NotStarted { call, error, undo, guards_back };
+    let [stack_guard, trap_stack_guard] = GUARD_NAMES[n];
+    let stack = match GuardedStack::new(STACK_BYTES, stack_guard, guards) {
+        Ok(stack) => stack,
+        Err(StackError::Heap) => {
+            return Err(not_started("allocating its stack", XenError::ENOMEM, Ok(()), Ok(())))
+        }
+        Err(StackError::Guard(refused)) => {
+            return Err(VcpuOutcome::Unguarded { guard: stack_guard, refused, guards_back: Ok(()) })
+        }
     };
-    let Some(trap_stack) = new_stack(user::TRAP_STACK_BYTES) else {
-        // SAFETY: the stack was never handed out: nothing runs on it.
-        unsafe { free_stack(stack) };
-        return Err(not_started("allocating its trap stack", XenError::ENOMEM, Ok(())));
+    let trap_stack = match GuardedStack::new(user::TRAP_STACK_BYTES, trap_stack_guard, guards) {
+        Ok(stack) => stack,
+        Err(failure) => {
+            // SAFETY: the stack was never handed out: nothing runs on it.
+            let guards_back = unsafe { stack.free(guards) };
+            return Err(match failure {
+                StackError::Heap => {
+                    not_started("allocating its trap stack", XenError::ENOMEM, Ok(()), guards_back)
+                }
+                StackError::Guard(refused) => {
+                    VcpuOutcome::Unguarded { guard: trap_stack_guard, refused, guards_back }
+                }
+            });
+        }
     };
-    let free_both = |stack: Range<u64>, trap_stack: Range<u64>| {
+    let mut free_both = |stack: GuardedStack, trap_stack: GuardedStack| {
         // SAFETY: (both) the stacks were never handed to a running vCPU.
-        unsafe { free_stack(stack) };
+        let first = unsafe { stack.free(guards) };
         // SAFETY: as above.
-        unsafe { free_stack(trap_stack) };
+        let second = unsafe { trap_stack.free(guards) };
+        first.and(second)
     };
     if let Err(e) = events::bind_ipi(n) {
-        free_both(stack, trap_stack);
-        return Err(not_started(e.call, e.error, e.undo));
+        let guards_back = free_both(stack, trap_stack);
+        return Err(not_started(e.call, e.error, e.undo, guards_back));
     }
     // It starts with events masked (its first code must not take an upcall before it knows
     // its own number); Xen reads the mask from its vcpu_info slot.
     shared_info::set_upcall_mask_of(n, true);
-    let context = context(n, stack.end, kernel_l4_mfn);
+    let context = context(n, stack.range.end, kernel_l4_mfn);
     if let Err(e) = hypercall::vcpu_initialise(n as u32, &context) {
         let undo = events::unbind_ipi(n);
         // Xen refused the context, so no vCPU runs on either stack.
-        free_both(stack, trap_stack);
-        return Err(not_started("VCPUOP_initialise", e, undo));
+        let guards_back = free_both(stack, trap_stack);
+        return Err(not_started("VCPUOP_initialise", e, undo, guards_back));
     }
     let me = &SECONDARIES[n];
-    me.stack_bottom.store(stack.start, Ordering::Relaxed);
-    me.stack_top.store(stack.end, Ordering::Relaxed);
-    crate::arch::x86_64::crash::register_stack(stack.clone());
-    // No guard page below it: the memory manager registers a few static guards only
-    // (`add_stack_guard`, at most 8 regions), not one per vCPU of the heap.
-    crate::arch::x86_64::crash::register_stack(trap_stack.clone());
-    me.trap_stack_top.store(trap_stack.end, Ordering::Release);
-    hypercall::vcpu_up(n as u32).map_err(|e| not_started("VCPUOP_up", e, Ok(())))
+    me.stack_bottom.store(stack.range.start, Ordering::Relaxed);
+    me.stack_top.store(stack.range.end, Ordering::Relaxed);
+    crate::arch::x86_64::crash::register_stack(stack.range);
+    crate::arch::x86_64::crash::register_stack(trap_stack.range.clone());
+    me.trap_stack_top.store(trap_stack.range.end, Ordering::Release);
+    hypercall::vcpu_up(n as u32).map_err(|e| not_started("VCPUOP_up", e, Ok(()), Ok(())))
 }
 
-/// A kernel stack of `bytes` from the heap, every page touched here (on vCPU 0) so that the
-/// vCPU that runs on it never takes a page fault. Once a vCPU runs on it, it is never freed (a
-/// vCPU stays up).
-fn new_stack(bytes: usize) -> Option<Range<u64>> {
-    let layout = stack_layout(bytes)?;
-    // SAFETY: the layout has a non-zero size.
-    let bottom = unsafe { alloc::alloc::alloc_zeroed(layout) };
-    if bottom.is_null() {
-        return None;
-    }
-    for page in (0..bytes).step_by(abi::PAGE_SIZE as usize) {
-        // SAFETY: `bottom` is a fresh allocation of `bytes` bytes; a volatile write of one
-        // byte of each page makes sure the page is mapped now, whatever alloc_zeroed did.
-        unsafe { bottom.add(page).write_volatile(0) };
-    }
-    let bottom = bottom as u64;
-    Some(bottom..bottom + bytes as u64)
+/// A kernel stack from the heap with a guard page right below it: the allocation is one page
+/// more than the stack, and its lowest page is the guard.
+struct GuardedStack {
+    guard: u64,
+    range: Range<u64>,
 }
 
+/// Why [`GuardedStack::new`] gave nothing (what it had taken went back).
+enum StackError {
+    Heap,
+    Guard(GuardRefused),
+}
+
+impl GuardedStack {
+    /// A stack of `bytes` and its guard page `name`. Every page is touched here (on vCPU 0) so
+    /// that the vCPU that runs on the stack never takes a page fault there, and so that the
+    /// guard page is mapped when `guards` unmaps it. Once a vCPU runs on it, it is never freed
+    /// (a vCPU stays up).
+    fn new(
+        bytes: usize,
+        name: &'static str,
+        guards: &mut dyn StackGuards,
+    ) -> Result<GuardedStack, StackError> {
+        let layout = stack_layout(bytes).ok_or(StackError::Heap)?;
+        // SAFETY: the layout has a non-zero size.
+        let bottom = unsafe { alloc::alloc::alloc_zeroed(layout) };
+        if bottom.is_null() {
+            return Err(StackError::Heap);
+        }
+        for page in (0..layout.size()).step_by(abi::PAGE_SIZE as usize) {
+            // SAFETY: `bottom` is a fresh allocation of `layout.size()` bytes; a volatile write
+            // of one byte of each page makes sure the page is mapped now, whatever
+            // alloc_zeroed did.
+            unsafe { bottom.add(page).write_volatile(0) };
+        }
+        let guard = bottom as u64;
+        if let Err(refused) = guards.add(name, guard) {
+            // SAFETY: allocated above with this layout; nothing runs on it, and no guard was
+            // set in it.
+            unsafe { alloc::alloc::dealloc(bottom, layout) };
+            return Err(StackError::Guard(refused));
+        }
+        let stack_bottom = guard + abi::PAGE_SIZE;
+        Ok(GuardedStack { guard, range: stack_bottom..stack_bottom + bytes as u64 })
+    }
+
+    /// Gives the guard page back to the heap, then the whole allocation. The allocation goes
+    /// back even when the guard did not: the memory manager forgets the guard's record before
+    /// anything else, so the heap never faults on it (a page that could not be mapped again is
+    /// demand-zero heap again).
+    ///
+    /// # Safety
+    /// Nothing may run on the stack, now or later.
+    unsafe fn free(self, guards: &mut dyn StackGuards) -> Result<(), GuardRefused> {
+        let back = guards.remove(self.guard);
+        if let Some(layout) = stack_layout((self.range.end - self.range.start) as usize) {
+            // SAFETY: the allocation starts at the guard and came from `new` with this layout;
+            // nothing runs on it.
+            unsafe { alloc::alloc::dealloc(self.guard as *mut u8, layout) };
+        }
+        back
+    }
+}
+
+/// The allocation of a stack of `bytes`: the stack and its guard page, page-aligned.
 fn stack_layout(bytes: usize) -> Option<core::alloc::Layout> {
-    core::alloc::Layout::from_size_align(bytes, abi::PAGE_SIZE as usize).ok()
-}
-
-/// Gives back a stack of [`new_stack`].
-///
-/// # Safety
-/// Nothing may run on the stack, now or later.
-unsafe fn free_stack(stack: Range<u64>) {
-    if let Some(layout) = stack_layout((stack.end - stack.start) as usize) {
-        // SAFETY: `stack` came from `new_stack`, allocated with this layout, and is unused.
-        unsafe { alloc::alloc::dealloc(stack.start as *mut u8, layout) };
-    }
+    let with_guard = bytes.checked_add(abi::PAGE_SIZE as usize)?;
+    core::alloc::Layout::from_size_align(with_guard, abi::PAGE_SIZE as usize).ok()
 }
 
 /// vCPU `n`'s first state (Xen public/arch-x86/xen.h, `struct vcpu_guest_context`): kernel mode
@@ -560,6 +680,12 @@ pub fn take_idle_failures(mut each: impl FnMut(usize, SetupStep, XenError, u64))
             each(n, step, XenError(me.failed_value.load(Ordering::Relaxed)), count);
         }
     }
+}
+
+/// The guard page below started vCPU `n`'s trap stack (`None` before vCPU 0 gave it one).
+pub fn trap_stack_guard(n: usize) -> Option<u64> {
+    let top = SECONDARIES.get(n)?.trap_stack_top.load(Ordering::Acquire);
+    (top != 0).then(|| top - user::TRAP_STACK_BYTES as u64 - abi::PAGE_SIZE)
 }
 
 /// Whether vCPU `n` holds no job (posted or running): it has acknowledged the last one.
