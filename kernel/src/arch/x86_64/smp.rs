@@ -421,8 +421,9 @@ impl GuardedStack {
         }
         let guard = bottom as u64;
         if let Err(refused) = guards.add(name, guard) {
-            // SAFETY: allocated above with this layout; nothing runs on it, and no guard was
-            // set in it.
+            // SAFETY: allocated above with this layout; nothing runs on it, and the memory
+            // manager kept no guard record for it (a page it unmapped before it failed is
+            // demand-zero heap again).
             unsafe { alloc::alloc::dealloc(bottom, layout) };
             return Err(StackError::Guard(refused));
         }
