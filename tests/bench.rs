@@ -113,8 +113,14 @@ fn with_both_windows_off_every_page_is_a_fault_and_a_batch() {
     for name in ["seq_write", "retouch", "rand_write", "file_read", "text_storm", "cow_write"] {
         let (pages, c) = w[name];
         assert_eq!((c.faults, c.hypercalls, c.mmu_update), (pages, pages, pages), "{name}\n{log}");
-        // One entry per page, and one more per table linked on the way.
-        assert!((pages..=pages + 4).contains(&c.entries), "{name}: {c:?}\n{log}");
+        // One entry per page, plus, per table built on the way (at most 4 for these ranges: an
+        // L3, an L2 and two L1s), its link and the read-only downgrade of each alias of its frame
+        // (the direct map, and Xen's boot mapping when the frame lies inside it: up to
+        // MAX_ALIAS_WINDOWS = 2, fewer when the alias sits in a table still being built, which
+        // takes a plain store). Which frames the allocator hands out, and so how many aliases
+        // they have, moves with the kernel's size: 7 extra entries for seq_write at a3ddfec, 4
+        // before it (the pages and the mapping the same).
+        assert!((pages..=pages + 4 * 3).contains(&c.entries), "{name}: {c:?}\n{log}");
     }
     // MAP_POPULATE does not depend on either window.
     let (pages, c) = w["populate"];
