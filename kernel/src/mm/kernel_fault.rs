@@ -10,8 +10,9 @@
 //! Before all that, [`SpuriousCheck`] recognises a fault that a stale TLB entry caused: the
 //! memory manager makes a freed table's direct-map alias writable again without a flush (an
 //! upgrade owes none), so a vCPU that still caches the read-only translation takes one write
-//! fault on a page its tables now allow (Intel SDM vol. 3A, 4.10.4.3). Such a fault is invalidated
-//! and retried, not reported.
+//! fault on a page its tables now allow (Intel SDM vol. 3A, 4.10.4.3; Xen injects it like any
+//! guest-mode fault it does not fix up itself, `do_page_fault` in xen/arch/x86/traps.c). Such a
+//! fault is invalidated and retried, not reported.
 
 use super::addr::{VirtAddr, PAGE_SIZE};
 use super::backend::{BatchFailure, FrameAccess, XenMmu};
