@@ -1825,8 +1825,11 @@ fn walk_with(
 /// the CPU finds; no pending batch, no lock): the leaf's flags, with `WRITABLE` and
 /// `USER_ACCESSIBLE` only if every entry on the way has them and `NO_EXECUTE` if any has it
 /// (SDM vol. 3A, 4.6.1). `None` if `va` is not mapped. For the #PF handler, which may run inside
-/// an operation on the tables: a walk that races with another vCPU's update may answer with the
-/// tables before or after it, never with anything they did not hold.
+/// an operation on the tables. A walk that races with another vCPU's update may read a mix of
+/// before and after (or a freed table's frame, if the p2m still says it is ours): its answer is
+/// as good as the moment it was read, and the handler's use of it tolerates that (a wrong
+/// "allowed" costs an INVLPG and a retry that faults again, a wrong "not allowed" is the report
+/// the fault got before).
 pub(in crate::mm) fn live_rights(
     p2m: &P2m<'_>,
     mem: &impl FrameAccess,
