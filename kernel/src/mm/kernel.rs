@@ -8,17 +8,20 @@
 //!    tables of each part are written through the parts already mapped;
 //! 5. the guard page below the boot stack unmapped.
 //!
-//! The page-fault handler then serves demand-zero regions (the kernel heap) and names a guard
-//! page hit a stack overflow.
+//! The page-fault handler then resumes after a spurious fault (a stale read-only translation of
+//! a page the tables now allow, see [`SpuriousCheck`]), serves demand-zero regions (the kernel
+//! heap) and names a guard page hit a stack overflow.
 
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::addr::{Pfn, VirtAddr, PAGE_SIZE};
+use super::backend::BatchFailure;
 use super::boot_reserved::BootLayout;
 use super::frame::{FrameAllocator, FrameError, FrameSource, BITMAP_WORDS_4GIB, MAX_FRAMES_4GIB};
 use super::hypercall_mmu::HypercallMmu;
 use super::kernel_fault::{
-    classify, region_of, FaultAction, KernelRegion, KernelRegionKind, KernelRegions,
+    classify, region_of, FaultAction, KernelRegion, KernelRegionKind, KernelRegions, SpuriousCheck,
     UnexpectedFault,
 };
 use super::kernel_space::{AliasWindow, DIRECT_MAP_BASE, KERNEL_VIRT_BASE};
@@ -204,6 +207,14 @@ extern "C" {
     static boot_stack_bottom: u8;
 }
 
+/// The kernel tables as the #PF handler reads them without [`MM`]: set once the direct map is
+/// built.
+static SPURIOUS_CHECK: spin::Once<SpuriousCheck<'static, WindowAccess>> = spin::Once::new();
+
+/// Spurious kernel page faults resolved since boot, on every vCPU (counted outside [`MM`], which
+/// the fault may have come from inside of).
+static SPURIOUS_FAULTS: AtomicU64 = AtomicU64::new(0);
+
 static P2M_LIST: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// The virtual address of the p2m list (`start_info.mfn_list`).
@@ -325,6 +336,11 @@ pub fn init(info: &StartInfo<'_>) -> Result<(), MmInitError> {
     let tables_before = mm.tables.stats().tables_live();
     build_direct_map(&mut mm, nr_pages)?;
     mm.direct_map_tables = mm.tables.stats().tables_live() - tables_before;
+    // SAFETY: the direct map, just built, maps every frame of the domain readable for the
+    // kernel's life (it is never unmapped; table frames are read-only there, and the check only
+    // reads).
+    let direct_map = unsafe { WindowAccess::new(AliasWindow::direct_map(nr_pages)) };
+    SPURIOUS_CHECK.call_once(|| SpuriousCheck::new(p2m, direct_map, mm.tables.kernel_root()));
     unmap_boot_stack_guard(&mut mm)?;
     *MM.lock() = Some(mm);
     Ok(())
@@ -438,6 +454,8 @@ pub enum FatalFault {
     Unexpected(UnexpectedFault),
     OutOfFrames(&'static str),
     MapFailed(MapToError),
+    /// A spurious fault whose page Xen refused to invalidate.
+    SpuriousNotInvalidated(BatchFailure),
 }
 
 impl fmt::Display for FatalFault {
@@ -455,13 +473,27 @@ impl fmt::Display for FatalFault {
                 write!(f, "out of memory: no free frame to back a page of {region}")
             }
             Self::MapFailed(e) => write!(f, "mapping the page failed: {e:?}"),
+            Self::SpuriousNotInvalidated(e) => {
+                write!(f, "spurious page fault, but Xen refused the INVLPG: {e:?}")
+            }
         }
     }
 }
 
-/// The handler of a page fault in kernel mode (arch decoded it, cr2 included): `classify`
-/// decides; `Ok` once a frame is mapped and the faulting instruction can run again.
+/// The handler of a page fault in kernel mode (arch decoded it, cr2 included): a spurious fault
+/// is invalidated without [`MM`] (it may come from inside it); otherwise `classify` decides.
+/// `Ok` once the faulting instruction can run again.
 pub fn handle_page_fault(fault: &PageFault) -> Result<(), FatalFault> {
+    if let Some(check) = SPURIOUS_CHECK.get() {
+        match check.resolve(fault, &mut HypercallMmu) {
+            Ok(true) => {
+                SPURIOUS_FAULTS.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Ok(false) => {}
+            Err(e) => return Err(FatalFault::SpuriousNotInvalidated(e)),
+        }
+    }
     let fault = *fault;
     let Some(mut guard) = MM.try_lock() else {
         return Err(FatalFault::InsideMemoryManager);
@@ -531,10 +563,11 @@ pub fn print_stats() {
     let line = mm.tables.stats().line(mm.frames.free_frames(), mm.frames.used_frames());
     let f = mm.faults;
     crate::println!(
-        "{line} faults_demand={} faults_stack_overflow={} faults_unexpected={} hypercalls={} hc_mmu_update={} hc_mmuext_op={} hc_update_va_mapping={} hc_console_io={} hc_sched_op={} hc_event_channel_op={} hc_iret={}",
+        "{line} faults_demand={} faults_stack_overflow={} faults_unexpected={} faults_spurious={} hypercalls={} hc_mmu_update={} hc_mmuext_op={} hc_update_va_mapping={} hc_console_io={} hc_sched_op={} hc_event_channel_op={} hc_iret={}",
         f.demand_zero,
         f.stack_overflow,
         f.unexpected,
+        SPURIOUS_FAULTS.load(Ordering::Relaxed),
         hypercall::total(),
         hypercall::count(abi::__HYPERVISOR_mmu_update),
         hypercall::count(abi::__HYPERVISOR_mmuext_op),

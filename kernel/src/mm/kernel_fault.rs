@@ -6,8 +6,18 @@
 //! [`KernelRegion`]s; only a [`FaultAction::MapZeroed`] leads to [`PageTables::map_zeroed`](super::PageTables::map_zeroed).
 //! Under PV the kernel runs in ring 3, but Xen rewrites the error code's user bit to say whether
 //! the *guest* was in user mode, so `USER_MODE` means what it means on bare metal.
+//!
+//! Before all that, [`SpuriousCheck`] recognises a fault that a stale TLB entry caused: the
+//! memory manager makes a freed table's direct-map alias writable again without a flush (an
+//! upgrade owes none), so a vCPU that still caches the read-only translation takes one write
+//! fault on a page its tables now allow (Intel SDM vol. 3A, 4.10.4.3; Xen injects it like any
+//! guest-mode fault it does not fix up itself, `do_page_fault` in xen/arch/x86/traps.c). Such a
+//! fault is invalidated and retried, not reported.
 
 use super::addr::{VirtAddr, PAGE_SIZE};
+use super::backend::{BatchFailure, FrameAccess, XenMmu};
+use super::p2m::P2m;
+use super::page_table::{live_rights, Root, TlbFlush};
 use super::pte::PteFlags;
 
 use crate::arch::x86_64::page_fault::{Access, PageFault};
@@ -170,6 +180,62 @@ pub fn classify(cr2: VirtAddr, fault: PageFault, regions: &[KernelRegion]) -> Fa
             }
             FaultAction::MapZeroed { page: cr2.align_down(PAGE_SIZE), flags }
         }
+    }
+}
+
+/// The kernel's tables as the #PF handler reads them to tell a spurious fault from a real one:
+/// straight from memory (`mem`, the direct map in the kernel), without the memory manager's lock.
+/// Such a fault comes mostly from inside the memory manager itself: the frame of a freed table
+/// is handed out again and written through its direct-map alias by the next operation, which
+/// holds the lock (mm::kernel: the handler only tries it, so waiting is not an option).
+pub struct SpuriousCheck<'a, R: FrameAccess> {
+    p2m: P2m<'a>,
+    mem: R,
+    root: Root,
+}
+
+impl<'a, R: FrameAccess> SpuriousCheck<'a, R> {
+    /// Checks against the kernel tables under `root`, read through `mem` and `p2m`.
+    pub(in crate::mm) const fn new(p2m: P2m<'a>, mem: R, root: Root) -> Self {
+        SpuriousCheck { p2m, mem, root }
+    }
+
+    /// Whether `fault` is spurious: a kernel-mode write or instruction fetch that the error code
+    /// calls a protection violation on a present page (never a not-present or reserved-bit
+    /// fault, nor a read, which no permission upgrade of ours explains; Linux's
+    /// `spurious_kernel_fault`, arch/x86/mm/fault.c, uses the same rule), on an address that
+    /// the tables as they are now allow that access to. If so, the page's translation is
+    /// invalidated on this vCPU (the CPU dropped the faulting entry already, SDM vol. 3A 4.10.4.1;
+    /// the INVLPG also drops any paging-structure entry on the way) and `Ok(true)` says to
+    /// resume. `Err` if Xen refused the invalidation: the fault was spurious but the caller
+    /// cannot count on a retry succeeding.
+    pub(in crate::mm) fn resolve(
+        &self,
+        fault: &PageFault,
+        mmu: &mut impl XenMmu,
+    ) -> Result<bool, BatchFailure> {
+        let may_be_stale = fault.present
+            && !fault.user_mode
+            && !fault.reserved_bit
+            && matches!(fault.access, Access::Write | Access::Execute);
+        if !may_be_stale {
+            return Ok(false);
+        }
+        let Ok(va) = VirtAddr::try_new(fault.address) else { return Ok(false) };
+        // A walk that fails (Xen's hole, a superpage, a frame not ours) proves nothing: real.
+        let Ok(Some(rights)) = live_rights(&self.p2m, &self.mem, self.root, va) else {
+            return Ok(false);
+        };
+        let allowed = match fault.access {
+            Access::Write => rights.contains(PteFlags::WRITABLE),
+            Access::Execute => !rights.contains(PteFlags::NO_EXECUTE),
+            Access::Read => false,
+        };
+        if !allowed {
+            return Ok(false);
+        }
+        TlbFlush::page(va).issue_on_caller(mmu)?;
+        Ok(true)
     }
 }
 

@@ -16,7 +16,9 @@
 //!    `pt.add_alias_window(boot_window)`, then `pt.add_alias_window(direct_map)`, the direct map
 //!    built in parts with `pt.map_window_part(direct_map, first, count, &mut frames)`, and
 //!    `unsafe { pt.memory_mut().add_window(direct map) }`.
-//! 5. Page faults: `kernel_fault::classify(cr2, error, regions)`, and for `MapZeroed`,
+//! 5. Page faults: first `kernel_fault::SpuriousCheck::resolve` (a stale translation of a page
+//!    the tables now allow: one `MMUEXT_INVLPG_LOCAL`, no lock taken), then
+//!    `kernel_fault::classify(cr2, error, regions)`, and for `MapZeroed`,
 //!    `pt.map_zeroed(pt.kernel_root(), page, flags, &mut frames)`: one `mmu_update`.
 
 //!

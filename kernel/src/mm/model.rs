@@ -444,6 +444,13 @@ impl Machine {
         stale
     }
 
+    /// The flags of the kernel-space translation of `va` that `vcpu`'s TLB caches, if any (a
+    /// cached translation that grants less than the tables is no bug, and only this shows it).
+    pub fn cached_kernel_flags(&self, vcpu: usize, va: VirtAddr) -> Option<PteFlags> {
+        let page = va.as_u64() & !(PAGE_SIZE - 1);
+        self.vcpus[vcpu].leaves.get(&(Space::Kernel, page)).map(|cached| cached.flags)
+    }
+
     /// Forgets every cached translation, as if the vCPU had been flushed (tests use it to start a
     /// scenario from a clean TLB).
     pub fn flush_every_tlb(&mut self) {

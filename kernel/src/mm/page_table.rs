@@ -364,6 +364,18 @@ impl TlbFlush {
         }
         out
     }
+
+    /// Issues the flush on the calling vCPU alone, straight through the seam (one `mmuext_op`,
+    /// nothing sent if nothing is owed). For the kernel's #PF handler, which may run while
+    /// another operation holds the tables (it must not take their lock) and owes an
+    /// invalidation to its own TLB only; the tables' counters do not see it.
+    pub(in crate::mm) fn issue_on_caller(self, mmu: &mut impl XenMmu) -> Result<(), BatchFailure> {
+        let ops = self.into_ops(Targets::Local);
+        if ops.len == 0 {
+            return Ok(());
+        }
+        mmu.mmuext_op(&ops.ops[..ops.len])
+    }
 }
 
 /// Where a walk for one virtual page ended.
@@ -1209,28 +1221,11 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
     }
 
     fn walk(&self, root: Root, va: VirtAddr) -> Result<(Walk, Path), TableError> {
-        if !is_guest_l4_slot(Level::L4.index_of(va)) {
-            return Err(TableError::XenSlot(va));
-        }
-        let mut path = Path { tables: [root.pfn; 4] };
-        let mut table = root.pfn;
-        for (depth, level) in Level::TOP_DOWN.into_iter().enumerate() {
-            path.tables[depth] = table;
-            let index = level.index_of(va);
+        walk_with(&self.p2m, root, va, |level, table, index| {
             let pte = self.entry(table, index)?;
             trace::step(|| Step::Walk { va, level, table, index, entry: pte });
-            if level == Level::L1 {
-                return Ok((Walk::Leaf { l1: table, index, pte }, path));
-            }
-            if !pte.is_present() {
-                return Ok((Walk::Missing { table, level, index }, path));
-            }
-            if pte.flags().contains(PteFlags::HUGE_PAGE) {
-                return Err(TableError::HugePage(va));
-            }
-            table = self.p2m.mfn_to_pfn(pte.mfn())?;
-        }
-        unreachable!("the loop returns at L1")
+            Ok(pte)
+        })
     }
 
     /// Entry `index` of `table` as it will be once the pending batch is applied.
@@ -1791,5 +1786,69 @@ impl<'a, M: XenMmu, R: FrameAccess> PageTables<'a, M, R> {
         self.stats.mmuext_calls += 1;
         self.stats.mmuext_ops += ops.len() as u64;
         self.mmu.mmuext_op(ops).map_err(TableError::Hypervisor)
+    }
+}
+
+/// The walk from `root` to the L1 entry of `va`, reading each entry on the way with `read`
+/// (level, table, index): through the pending batch for [`PageTables`], straight from memory
+/// for [`live_rights`].
+fn walk_with(
+    p2m: &P2m<'_>,
+    root: Root,
+    va: VirtAddr,
+    mut read: impl FnMut(Level, Pfn, usize) -> Result<Pte, TableError>,
+) -> Result<(Walk, Path), TableError> {
+    if !is_guest_l4_slot(Level::L4.index_of(va)) {
+        return Err(TableError::XenSlot(va));
+    }
+    let mut path = Path { tables: [root.pfn; 4] };
+    let mut table = root.pfn;
+    for (depth, level) in Level::TOP_DOWN.into_iter().enumerate() {
+        path.tables[depth] = table;
+        let index = level.index_of(va);
+        let pte = read(level, table, index)?;
+        if level == Level::L1 {
+            return Ok((Walk::Leaf { l1: table, index, pte }, path));
+        }
+        if !pte.is_present() {
+            return Ok((Walk::Missing { table, level, index }, path));
+        }
+        if pte.flags().contains(PteFlags::HUGE_PAGE) {
+            return Err(TableError::HugePage(va));
+        }
+        table = p2m.mfn_to_pfn(pte.mfn())?;
+    }
+    unreachable!("the loop returns at L1")
+}
+
+/// What the tables under `root` grant at `va` as they are in memory now (what a page walk by
+/// the CPU finds; no pending batch, no lock): the leaf's flags, with `WRITABLE` and
+/// `USER_ACCESSIBLE` only if every entry on the way has them and `NO_EXECUTE` if any has it
+/// (SDM vol. 3A, 4.6.1). `None` if `va` is not mapped. For the #PF handler, which may run inside
+/// an operation on the tables. A walk that races with another vCPU's update may read a mix of
+/// before and after (or a freed table's frame, if the p2m still says it is ours): its answer is
+/// as good as the moment it was read, and the handler's use of it tolerates that (a wrong
+/// "allowed" costs an INVLPG and a retry that faults again, a wrong "not allowed" is the report
+/// the fault got before).
+pub(in crate::mm) fn live_rights(
+    p2m: &P2m<'_>,
+    mem: &impl FrameAccess,
+    root: Root,
+    va: VirtAddr,
+) -> Result<Option<PteFlags>, TableError> {
+    let mut and_of = PteFlags::WRITABLE | PteFlags::USER_ACCESSIBLE;
+    let mut or_of = PteFlags::empty();
+    let (walk, _) = walk_with(p2m, root, va, |_, table, index| {
+        let pte = Pte(mem.read_entry(table, index));
+        and_of &= pte.flags();
+        or_of |= pte.flags() & PteFlags::NO_EXECUTE;
+        Ok(pte)
+    })?;
+    match walk {
+        Walk::Leaf { pte, .. } if pte.is_present() => {
+            let restricted = PteFlags::WRITABLE | PteFlags::USER_ACCESSIBLE;
+            Ok(Some((pte.flags() - restricted) | (pte.flags() & and_of) | or_of))
+        }
+        _ => Ok(None),
     }
 }

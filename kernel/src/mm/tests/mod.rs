@@ -7,6 +7,7 @@ mod property;
 mod ranges;
 mod rollback;
 mod smp;
+mod spurious;
 mod tlb;
 
 use super::addr::Pfn;
