@@ -158,6 +158,27 @@ fn a_read_of_the_guard_below_vcpu_1s_trap_stack_is_reported_as_its_stack_overflo
 }
 
 #[test]
+fn a_heap_fault_waits_for_the_memory_manager_held_by_the_other_vcpu() {
+    // vCPU 1 holds MM for 50 ms and on until a fault waits; vCPU 0 writes to a heap page nothing
+    // touched. The line comes only once the fault waited (the handler's count), was served as
+    // one demand-zero fault and the write is in place; a handler that only tries MM reports
+    // "page fault inside the memory manager" in a crash report instead.
+    let run = boot_with(RunOptions {
+        vcpus: 2,
+        cmdline: "selftest=mm-held-elsewhere".into(),
+        ..RunOptions::default()
+    });
+    run.assert_exit(EXIT_SUCCESS).assert_last_line_is_verdict(Verdict::Success);
+    let lines = run.guest_lines();
+    let ok = lines.iter().find_map(|l| {
+        l.strip_prefix("[ok] mm-held-elsewhere: vCPU 0's heap fault waited ")?
+            .strip_suffix(" ms for vCPU 1's hold of MM and was resolved")
+    });
+    assert!(ok.is_some_and(|ms| ms.parse::<u64>().is_ok()), "{lines:#?}");
+    assert_no_error(&run);
+}
+
+#[test]
 fn one_vcpu_is_the_default_and_starts_nothing() {
     let run = boot("selftest=none");
     run.assert_exit(EXIT_SUCCESS);

@@ -13,7 +13,8 @@
 //! heap) and names a guard page hit a stack overflow.
 
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::addr::{Pfn, VirtAddr, PAGE_SIZE};
 use super::backend::BatchFailure;
@@ -32,7 +33,7 @@ use super::window_access::{machine_to_phys_table, WindowAccess};
 use crate::arch::x86_64::page_fault::PageFault;
 use crate::arch::x86_64::smp::{GuardRefused, StackGuards};
 use crate::xen::start_info::StartInfo;
-use crate::xen::{abi, hypercall, slots, XenError};
+use crate::xen::{abi, hypercall, slots, time, vcpu, XenError};
 
 pub type KernelTables = PageTables<'static, HypercallMmu, WindowAccess>;
 
@@ -188,10 +189,143 @@ impl StackGuardError {
 /// `mm::address_space::Bookkeeping`).
 ///
 /// Lock order, everywhere: the running process (`proc::process::CURRENT`), then `MM`, then the
-/// shared program frames (`proc::process::SHARED`). The kernel's #PF handler only *tries* `MM`
-/// (a fault while it is held is reported, never waited on), and the watchdog only tries the
-/// process's lock.
-pub static MM: spin::Mutex<Option<KernelMm>> = spin::Mutex::new(None);
+/// shared program frames (`proc::process::SHARED`). The kernel's #PF handler tries `MM`: held
+/// by this vCPU (the fault comes from inside the memory manager), the fault is reported, since
+/// waiting would never end; held by another vCPU, it waits, for at most [`MM_WAIT_LIMIT_NS`]
+/// (see [`take_mm_for_fault`]). The watchdog only tries the process's lock.
+pub static MM: MmLock = MmLock::new();
+
+/// [`MmLock`]'s holder while no vCPU is recorded: the lock is free, or has just been taken and
+/// its taker has not yet recorded itself (or has just cleared itself and not yet let go).
+const NO_HOLDER: usize = usize::MAX;
+
+/// A spin lock that records which vCPU holds it, so that a page fault can tell a fault from
+/// inside the memory manager (the holder is the faulting vCPU) from a fault that merely meets
+/// another vCPU's hold.
+///
+/// The record is advisory: the data is guarded by the spin lock alone. A taker records itself
+/// right after the spin lock is acquired and clears the record right before it is released
+/// (the guard's `Drop`, which runs before its inner guard's). Nothing in either window can
+/// fault: it reads `%gs:0` (the vCPU number, a static) and stores to a static.
+pub struct MmLock {
+    mm: spin::Mutex<Option<KernelMm>>,
+    holder: AtomicUsize,
+}
+
+/// [`MM`] held: dereferences to the memory manager's slot; dropping it clears the holder, then
+/// releases the lock.
+pub struct MmGuard<'a> {
+    holder: &'a AtomicUsize,
+    mm: spin::MutexGuard<'a, Option<KernelMm>>,
+}
+
+impl MmLock {
+    const fn new() -> Self {
+        Self { mm: spin::Mutex::new(None), holder: AtomicUsize::new(NO_HOLDER) }
+    }
+
+    /// Takes the lock, spinning while any vCPU holds it.
+    pub fn lock(&self) -> MmGuard<'_> {
+        self.held(self.mm.lock())
+    }
+
+    /// Takes the lock if it is free.
+    pub fn try_lock(&self) -> Option<MmGuard<'_>> {
+        self.mm.try_lock().map(|mm| self.held(mm))
+    }
+
+    fn held<'a>(&'a self, mm: spin::MutexGuard<'a, Option<KernelMm>>) -> MmGuard<'a> {
+        self.holder.store(vcpu::current(), Ordering::Release);
+        MmGuard { holder: &self.holder, mm }
+    }
+
+    /// The vCPU recorded as holding the lock (`None`: free, or taken and not yet recorded).
+    fn holder(&self) -> Option<usize> {
+        Some(self.holder.load(Ordering::Acquire)).filter(|&h| h != NO_HOLDER)
+    }
+}
+
+impl Deref for MmGuard<'_> {
+    type Target = Option<KernelMm>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.mm
+    }
+}
+
+impl DerefMut for MmGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.mm
+    }
+}
+
+impl Drop for MmGuard<'_> {
+    fn drop(&mut self) {
+        // Before the spin lock is released (the field `mm` drops after this body).
+        self.holder.store(NO_HOLDER, Ordering::Release);
+    }
+}
+
+/// How long a kernel page fault waits for another vCPU's hold of [`MM`] before it is reported:
+/// generous, since a hold is as long as the longest operation (a process's teardown under TCG).
+pub const MM_WAIT_LIMIT_NS: u64 = 10_000_000_000;
+
+/// Kernel page faults that found [`MM`] held by another vCPU and began to wait, and those of
+/// them that then took it.
+static FAULTS_WAITING: AtomicU64 = AtomicU64::new(0);
+static FAULTS_WAITED: AtomicU64 = AtomicU64::new(0);
+
+/// (faults that began to wait for another vCPU's hold of [`MM`], faults that then took it).
+pub fn faults_waited_for_mm() -> (u64, u64) {
+    (FAULTS_WAITING.load(Ordering::Acquire), FAULTS_WAITED.load(Ordering::Acquire))
+}
+
+/// Takes [`MM`] for the kernel page-fault handler: at once if it is free; if this vCPU holds it
+/// (the fault comes from inside the memory manager), never; if another vCPU holds it, once that
+/// vCPU lets go, within [`MM_WAIT_LIMIT_NS`].
+///
+/// Why a holder read here is never mistaken (vCPU `me` faults; the spin lock's acquire and
+/// release order everything one holder does before everything the next one does, so the
+/// records and clears of `holder` follow the holds in one order):
+/// - `Some(me)`: `me`'s last write to `holder` is its record (a vCPU reads its own last write or
+///   a later one, and no other vCPU writes while `me` holds), so `me`'s interrupted code holds
+///   `MM`: waiting would never end, the fault is fatal.
+/// - `Some(other)`: `other` holds it or held it a moment ago (a stale record): either way
+///   waiting and trying again is right.
+/// - `None`: free (the next try takes it), or held by a vCPU that has not recorded itself yet.
+///   That vCPU is not `me`: `me`'s own windows between the spin lock and the record, or the
+///   clear and the release, cannot fault (see [`MmLock`]). So it is another vCPU: wait. With
+///   one vCPU there is no other: fatal at once, as before SMP.
+///
+/// The wait spins with the fault's vCPU in the handler; the bound turns a hold that never ends
+/// (another vCPU stuck, or a fault in an upcall that interrupted one of `me`'s windows) into
+/// the report naming the holder.
+fn take_mm_for_fault() -> Result<MmGuard<'static>, FatalFault> {
+    if let Some(guard) = MM.try_lock() {
+        return Ok(guard);
+    }
+    let me = vcpu::current();
+    let start = time::now_ns();
+    let mut waiting = false;
+    loop {
+        let holder = MM.holder();
+        if holder == Some(me) || (holder.is_none() && !vcpu::several()) {
+            return Err(FatalFault::InsideMemoryManager { holder });
+        }
+        if !waiting {
+            FAULTS_WAITING.fetch_add(1, Ordering::AcqRel);
+            waiting = true;
+        }
+        if time::now_ns().saturating_sub(start) > MM_WAIT_LIMIT_NS {
+            return Err(FatalFault::MemoryManagerHeldElsewhere { holder });
+        }
+        core::hint::spin_loop();
+        if let Some(guard) = MM.try_lock() {
+            FAULTS_WAITED.fetch_add(1, Ordering::AcqRel);
+            return Ok(guard);
+        }
+    }
+}
 
 struct Bitmaps {
     frames: [u64; BITMAP_WORDS_4GIB],
@@ -449,7 +583,15 @@ fn boot_regions() -> [KernelRegion; 5] {
 /// Why a kernel-mode page fault was not handled, for the crash report.
 pub enum FatalFault {
     NoMemoryManager,
-    InsideMemoryManager,
+    /// [`MM`] is held by this vCPU (`holder`), or by no recorded vCPU with one vCPU running.
+    InsideMemoryManager {
+        holder: Option<usize>,
+    },
+    /// Another vCPU (`None`: one that had not recorded itself) held [`MM`] past
+    /// [`MM_WAIT_LIMIT_NS`].
+    MemoryManagerHeldElsewhere {
+        holder: Option<usize>,
+    },
     StackOverflow(&'static str),
     Unexpected(UnexpectedFault),
     OutOfFrames(&'static str),
@@ -462,8 +604,24 @@ impl fmt::Display for FatalFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoMemoryManager => write!(f, "page fault before the memory manager exists"),
-            Self::InsideMemoryManager => {
-                write!(f, "page fault inside the memory manager (its lock is held)")
+            Self::InsideMemoryManager { holder: Some(n) } => {
+                write!(
+                    f,
+                    "page fault inside the memory manager (its lock is held by this vCPU, {n})"
+                )
+            }
+            Self::InsideMemoryManager { holder: None } => {
+                write!(
+                    f,
+                    "page fault inside the memory manager (its lock is held, holder not recorded)"
+                )
+            }
+            Self::MemoryManagerHeldElsewhere { holder } => {
+                let secs = MM_WAIT_LIMIT_NS / 1_000_000_000;
+                match holder {
+                    Some(n) => write!(f, "page fault waited {secs} s for the memory manager, held by vCPU {n}"),
+                    None => write!(f, "page fault waited {secs} s for the memory manager, held by a vCPU not yet recorded"),
+                }
             }
             Self::StackOverflow(region) => {
                 write!(f, "kernel stack overflow: hit the guard page {region}")
@@ -495,9 +653,7 @@ pub fn handle_page_fault(fault: &PageFault) -> Result<(), FatalFault> {
         }
     }
     let fault = *fault;
-    let Some(mut guard) = MM.try_lock() else {
-        return Err(FatalFault::InsideMemoryManager);
-    };
+    let mut guard = take_mm_for_fault()?;
     let Some(mm) = guard.as_mut() else { return Err(FatalFault::NoMemoryManager) };
     let Ok(va) = VirtAddr::try_new(fault.address) else {
         mm.faults.unexpected += 1;

@@ -1,14 +1,16 @@
 //! In-guest memory tests: demand paging through new tables, Xen refusing a writable table
-//! mapping, heap growth, and the guard page below the kernel stack.
+//! mapping, heap growth, the guard page below the kernel stack, and a heap fault that meets
+//! another vCPU's hold of the memory manager.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::ptr::{read_volatile, write_volatile};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::check;
-use crate::mm::kernel::{FaultCounts, DEMAND_TEST_BASE, MM};
+use crate::mm::kernel::{faults_waited_for_mm, FaultCounts, DEMAND_TEST_BASE, MM};
 use crate::mm::{FrameSource, MmError, MmStats, Pte, PteFlags, UpdateError, VirtAddr, PAGE_SIZE};
-use crate::xen::hypercall;
+use crate::xen::{hypercall, time};
 
 pub fn run_all() {
     let frames_before = snapshot().frames_used;
@@ -270,4 +272,107 @@ fn recurse(depth: u64) -> u64 {
         return depth;
     }
     recurse(depth + 1) + u64::from(frame[(depth % 1024) as usize])
+}
+
+/// The vCPU that holds the memory manager in `mm-held-elsewhere`.
+const MM_HOLDER_VCPU: usize = 1;
+/// How long it holds it at least (and at most, if no fault comes to wait).
+const MM_HOLD_NS: u64 = 50_000_000;
+const MM_HOLD_MAX_NS: u64 = 5_000_000_000;
+/// Set by the holder once it holds [`MM`], cleared once it let go.
+static MM_HELD: AtomicBool = AtomicBool::new(false);
+
+/// vCPU 1 takes [`MM`] and keeps it while vCPU 0 writes to a heap page nothing has touched (a
+/// demand fault, whose handler needs `MM`). The handler must wait for vCPU 1 (it holds `MM`, not
+/// the faulting vCPU) and then map the page: one fault that waited, one demand-zero fault, the
+/// write in place. Without the wait, the fault is "page fault inside the memory manager" and
+/// the crash report ends the domain.
+pub fn heap_fault_waits_for_mm_held_elsewhere() {
+    use crate::arch::x86_64::smp;
+    const NAME: &str = "mm-held-elsewhere";
+    const BYTES: usize = 1 << 20;
+    const WAIT_NS: u64 = 20_000_000_000;
+    let holder = MM_HOLDER_VCPU;
+    if !smp::is_free(holder) {
+        check!(Skip, "{NAME}: vCPU {holder} is not online (--vcpus 2)");
+        return;
+    }
+    // A fresh 1 MiB allocation: the allocator writes its records around it, never inside, so
+    // its last whole page is one nothing touched yet (the demand-fault count says so below).
+    let buffer: Vec<u8> = Vec::with_capacity(BYTES);
+    let end = buffer.as_ptr() as u64 + BYTES as u64;
+    let page = (end - PAGE_SIZE) & !(PAGE_SIZE - 1);
+    let before = snapshot();
+    let (waiting_before, waited_before) = faults_waited_for_mm();
+    MM_HELD.store(false, Ordering::Release);
+    if let Err(e) = smp::post(holder, hold_mm_until_a_fault_waits) {
+        check!(Error, "{NAME}: handing vCPU {holder} the job: {e:?}");
+        return;
+    }
+    let deadline = time::now_ns() + WAIT_NS;
+    while !MM_HELD.load(Ordering::Acquire) && time::now_ns() < deadline {
+        core::hint::spin_loop();
+    }
+    if !MM_HELD.load(Ordering::Acquire) {
+        check!(Error, "{NAME}: vCPU {holder} did not take the memory manager");
+        return;
+    }
+    let me = crate::xen::vcpu::current();
+    let start = time::now_ns();
+    // SAFETY: `page` lies inside `buffer`'s allocation (its capacity, owned here and not yet
+    // used by the vector), a demand-zero heap page; a byte written there is read back below and
+    // the vector never reads it (its length stays 0).
+    let value = unsafe {
+        write_volatile(page as *mut u8, 0xa5);
+        read_volatile(page as *const u8)
+    };
+    let waited_ns = time::now_ns().saturating_sub(start);
+    match crate::xen::events::wait_until(|| smp::is_idle(holder), time::now_ns() + WAIT_NS) {
+        Ok(true) => {}
+        Ok(false) => {
+            check!(Error, "{NAME}: vCPU {holder} did not end its hold of the memory manager");
+            return;
+        }
+        Err(e) => {
+            check!(Error, "{NAME}: waiting for vCPU {holder} (timer): {e}");
+            return;
+        }
+    }
+    drop(buffer);
+    let after = snapshot();
+    let (waiting_after, waited_after) = faults_waited_for_mm();
+    let demand = after.faults.demand_zero - before.faults.demand_zero;
+    let (waiting, waited) = (waiting_after - waiting_before, waited_after - waited_before);
+    if demand == 1 && waiting == 1 && waited == 1 && value == 0xa5 {
+        check!(
+            Success,
+            "{NAME}: vCPU {me}'s heap fault waited {} ms for vCPU {holder}'s hold of MM and was resolved",
+            waited_ns / 1_000_000
+        );
+    } else {
+        check!(
+            Failure,
+            "{NAME}: {demand} demand faults, {waiting} faults began to wait for vCPU {holder}'s hold and {waited} took MM after it, read back {value:#x} (want 1, 1, 1, 0xa5)"
+        );
+    }
+}
+
+/// The job of `mm-held-elsewhere`, on vCPU 1: holds [`MM`] for [`MM_HOLD_NS`], and on until a
+/// kernel fault waits for it (so that vCPU 0's fault meets the hold however late it comes),
+/// [`MM_HOLD_MAX_NS`] at most.
+fn hold_mm_until_a_fault_waits() {
+    let (waiting_before, _) = faults_waited_for_mm();
+    let guard = MM.lock();
+    MM_HELD.store(true, Ordering::Release);
+    let start = time::now_ns();
+    loop {
+        let held = time::now_ns().saturating_sub(start);
+        let a_fault_waits = faults_waited_for_mm().0 > waiting_before;
+        if held >= MM_HOLD_MAX_NS || (held >= MM_HOLD_NS && a_fault_waits) {
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    drop(guard);
+    MM_HELD.store(false, Ordering::Release);
 }

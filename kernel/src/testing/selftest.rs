@@ -28,6 +28,7 @@ pub fn run(test: SelfTest, kernel_l4_mfn: u64) {
         SelfTest::SoftwareInterrupt => software_interrupt(),
         SelfTest::StackGuard => super::mm_tests::stack_overflow(),
         SelfTest::VcpuStackGuard => vcpu_reads_its_trap_stack_guard(),
+        SelfTest::MmHeldElsewhere => super::mm_tests::heap_fault_waits_for_mm_held_elsewhere(),
         SelfTest::ExpectedElsewhere => expected_trap_elsewhere_is_fatal(),
     }
 }
