@@ -11,7 +11,9 @@
 //! others still come up, on the heap the refused vCPU's stacks gave back (their guard pages
 //! mapped again: a stale guard would crash the next vCPU's stack set-up). The guard page below
 //! a vCPU's trap stack is unmapped: vCPU 1 reading it is reported from vCPU 1 as an overflow of
-//! that stack. One vCPU stays the default and starts nothing.
+//! that stack. A kernel heap fault on vCPU 0 while vCPU 1 holds the memory manager's lock waits
+//! for vCPU 1 and is resolved (`selftest=mm-held-elsewhere`). One vCPU stays the default and
+//! starts nothing.
 //!
 //! Threads on two vCPUs (tests/programs/c): a thread that spins in user mode on the other vCPU
 //! faults on its very next access after munmap or mprotect returns (`c_shootdown`,

@@ -187,7 +187,7 @@ pub fn classify(cr2: VirtAddr, fault: PageFault, regions: &[KernelRegion]) -> Fa
 /// straight from memory (`mem`, the direct map in the kernel), without the memory manager's lock.
 /// Such a fault comes mostly from inside the memory manager itself: the frame of a freed table
 /// is handed out again and written through its direct-map alias by the next operation, which
-/// holds the lock (mm::kernel: the handler only tries it, so waiting is not an option).
+/// holds the lock (mm::kernel: the handler never waits for a hold of the faulting vCPU's own).
 pub struct SpuriousCheck<'a, R: FrameAccess> {
     p2m: P2m<'a>,
     mem: R,
