@@ -160,6 +160,27 @@ fn a_read_of_the_guard_below_vcpu_1s_trap_stack_is_reported_as_its_stack_overflo
 }
 
 #[test]
+fn a_vcpu_that_crashes_while_another_holds_the_console_is_still_heard_and_ends_the_domain() {
+    // vCPU 0 holds the console's lock (as a print stuck on it would) while vCPU 1 crashes on its
+    // trap stack's guard. The crash path may not break a lock another vCPU holds; after a
+    // bounded wait it reports through its own console, and its shutdown must not wait for the
+    // lock again: the domain ends before vCPU 0's 30 s wait does (which would print FAILURE).
+    let run = boot_with(RunOptions {
+        vcpus: 2,
+        cmdline: "selftest=vcpu-crash-console-held".into(),
+        ..RunOptions::default()
+    });
+    run.assert_crash_report("#PF")
+        .assert_guest_contains("kernel stack overflow: hit the guard page vcpu1-trap-stack-guard");
+    let lines = run.guest_lines();
+    assert!(lines.iter().any(|l| l.trim() == "on vCPU 1"), "{lines:#?}");
+    assert!(
+        !lines.iter().any(|l| l.starts_with("[FAILURE] vcpu-crash-console-held")),
+        "the crashed vCPU's shutdown waited for the console vCPU 0 held: {lines:#?}"
+    );
+}
+
+#[test]
 fn a_heap_fault_waits_for_the_memory_manager_held_by_the_other_vcpu() {
     // vCPU 1 holds MM for 50 ms and on until a fault waits; vCPU 0 writes to a heap page nothing
     // touched. The line comes only once the fault waited (the handler's count), was served as

@@ -16,6 +16,7 @@ pub enum SelfTest {
     /// vCPU 1 reads the guard page below its own trap stack (a heap page vCPU 0 unmapped when
     /// it gave vCPU 1 its stacks): must produce a crash report from vCPU 1 naming that guard.
     VcpuStackGuard,
+    VcpuCrashWhileConsoleHeld,
     /// vCPU 1 holds the memory manager while vCPU 0 takes a demand fault on a fresh heap page:
     /// the fault must wait for vCPU 1 to let go and be resolved, not be reported as a fault
     /// from inside the memory manager.
@@ -44,11 +45,12 @@ pub enum SelfTest {
 }
 
 impl SelfTest {
-    pub const ALL: [(&'static str, SelfTest); 17] = [
+    pub const ALL: [(&'static str, SelfTest); 18] = [
         ("none", SelfTest::None),
         ("mm", SelfTest::Mm),
         ("stack-guard", SelfTest::StackGuard),
         ("vcpu-stack-guard", SelfTest::VcpuStackGuard),
+        ("vcpu-crash-console-held", SelfTest::VcpuCrashWhileConsoleHeld),
         ("mm-held-elsewhere", SelfTest::MmHeldElsewhere),
         ("int3", SelfTest::Int3),
         ("ud", SelfTest::InvalidOpcode),

@@ -28,6 +28,7 @@ pub fn run(test: SelfTest, kernel_l4_mfn: u64) {
         SelfTest::SoftwareInterrupt => software_interrupt(),
         SelfTest::StackGuard => super::mm_tests::stack_overflow(),
         SelfTest::VcpuStackGuard => vcpu_reads_its_trap_stack_guard(),
+        SelfTest::VcpuCrashWhileConsoleHeld => vcpu_crashes_while_vcpu_0_holds_the_console(),
         SelfTest::MmHeldElsewhere => super::mm_tests::heap_fault_waits_for_mm_held_elsewhere(),
         SelfTest::ExpectedElsewhere => expected_trap_elsewhere_is_fatal(),
     }
@@ -211,6 +212,41 @@ fn vcpu_reads_its_trap_stack_guard() {
         ),
         Ok(false) => check!(Failure, "vcpu-stack-guard: no crash report and no end of the job"),
         Err(e) => check!(Error, "vcpu-stack-guard: waiting (timer): {e}"),
+    }
+}
+
+/// Like `vcpu-stack-guard`, but vCPU 0 holds the console's lock while vCPU 1 crashes, as a print
+/// stuck on vCPU 0 would: the crash path must not break a lock another vCPU holds, and must not
+/// wait for it forever either. After its bounded wait it reports through a console of its own
+/// in front of the same sink, so the report (naming vCPU 1 and its guard) is still heard.
+fn vcpu_crashes_while_vcpu_0_holds_the_console() {
+    use crate::arch::x86_64::smp;
+    use crate::xen::{console, events, time};
+    const WAIT_NS: u64 = 30_000_000_000;
+    if smp::trap_stack_guard(GUARD_VCPU).filter(|_| smp::is_free(GUARD_VCPU)).is_none() {
+        check!(Skip, "vcpu-crash-console-held: vCPU {GUARD_VCPU} is not online (--vcpus 2)");
+        return;
+    }
+    crate::println!(
+        "vcpu-crash-console-held: vCPU 0 holds the console; vCPU {GUARD_VCPU} reads its trap stack's guard page"
+    );
+    let held = console::hold();
+    let posted = smp::post(GUARD_VCPU, read_own_trap_stack_guard);
+    // Nothing prints while `held` lives: the outcome is printed after it is dropped.
+    let waited =
+        posted.map(|()| events::wait_until(|| smp::is_idle(GUARD_VCPU), time::now_ns() + WAIT_NS));
+    drop(held);
+    match waited {
+        Err(e) => check!(Error, "vcpu-crash-console-held: handing vCPU {GUARD_VCPU} the job: {e:?}"),
+        Ok(Ok(true)) => check!(
+            Failure,
+            "vcpu-crash-console-held: vCPU {GUARD_VCPU} read the page below its trap stack and went on"
+        ),
+        Ok(Ok(false)) => check!(
+            Failure,
+            "vcpu-crash-console-held: no crash report within 30 s while vCPU 0 held the console"
+        ),
+        Ok(Err(e)) => check!(Error, "vcpu-crash-console-held: waiting (timer): {e}"),
     }
 }
 

@@ -96,6 +96,10 @@ const NO_HOLDER: usize = usize::MAX;
 /// line buffer in front of the same sink (see [`emergency`]).
 static STUCK_CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console::new());
 
+/// The vCPU whose crash path waited [`EMERGENCY_SPINS`] for the lock in vain ([`NO_HOLDER`]
+/// when none did).
+static GAVE_UP_WAITING: AtomicUsize = AtomicUsize::new(NO_HOLDER);
+
 /// How often the crash path tries the lock a print on another vCPU holds (a print holds it for
 /// one line; under TCG this is seconds).
 const EMERGENCY_SPINS: u64 = 1 << 26;
@@ -150,6 +154,13 @@ fn lock() -> ConsoleGuard {
     ConsoleGuard::hold(CONSOLE.lock())
 }
 
+/// Holds the console until the guard is dropped, as a print does for one line: for the self-test
+/// that makes another vCPU crash while this one holds it. The holder must not print meanwhile
+/// (the lock is not reentrant).
+pub fn hold() -> ConsoleGuard {
+    lock()
+}
+
 /// Chooses the sink, once, at boot.
 pub fn set_sink(sink: &'static dyn Sink) {
     lock().set_sink(sink);
@@ -174,7 +185,10 @@ pub fn drain() {
 /// interleave with the stuck line's, but no two users share one line buffer).
 pub fn emergency() -> ConsoleGuard {
     let me = running_vcpu();
-    for _ in 0..EMERGENCY_SPINS {
+    // A crash path that already waited once (its report, then the drain before the shutdown)
+    // does not wait again: the holder it waited for is stuck.
+    let spins = if GAVE_UP_WAITING.load(Ordering::Acquire) == me { 1 } else { EMERGENCY_SPINS };
+    for _ in 0..spins {
         if let Some(guard) = CONSOLE.try_lock() {
             return ConsoleGuard::hold(guard);
         }
@@ -186,6 +200,7 @@ pub fn emergency() -> ConsoleGuard {
         }
         core::hint::spin_loop();
     }
+    GAVE_UP_WAITING.store(me, Ordering::Release);
     ConsoleGuard { guard: STUCK_CONSOLE.lock(), tracked: false }
 }
 
