@@ -24,6 +24,7 @@
 // - xen::start_info: reads a union of start_info and its C strings
 // - xen::time: reads the time records Xen updates, and rdtsc
 // - xen::vcpu: reads the running vCPU's number through %gs
+// - xen::vcpu_lock: breaks a lock whoever holds it (the crash path, for a hold of its own vCPU's)
 // - xen::xenstore: the xenstore rings over the page it shares with xenstored
 #![deny(unsafe_code)]
 

@@ -13,8 +13,7 @@
 //! heap) and names a guard page hit a stack overflow.
 
 use core::fmt;
-use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::addr::{Pfn, VirtAddr, PAGE_SIZE};
 use super::backend::BatchFailure;
@@ -33,6 +32,7 @@ use super::window_access::{machine_to_phys_table, WindowAccess};
 use crate::arch::x86_64::page_fault::PageFault;
 use crate::arch::x86_64::smp::{GuardRefused, StackGuards};
 use crate::xen::start_info::StartInfo;
+use crate::xen::vcpu_lock::{VcpuLock, VcpuLockGuard};
 use crate::xen::{abi, hypercall, slots, time, vcpu, XenError};
 
 pub type KernelTables = PageTables<'static, HypercallMmu, WindowAccess>;
@@ -193,78 +193,10 @@ impl StackGuardError {
 /// by this vCPU (the fault comes from inside the memory manager), the fault is reported, since
 /// waiting would never end; held by another vCPU, it waits, for at most [`MM_WAIT_LIMIT_NS`]
 /// (see [`take_mm_for_fault`]). The watchdog only tries the process's lock.
-pub static MM: MmLock = MmLock::new();
+pub static MM: VcpuLock<Option<KernelMm>> = VcpuLock::new(None);
 
-/// [`MmLock`]'s holder while no vCPU is recorded: the lock is free, or has just been taken and
-/// its taker has not yet recorded itself (or has just cleared itself and not yet let go).
-const NO_HOLDER: usize = usize::MAX;
-
-/// A spin lock that records which vCPU holds it, so that a page fault can tell a fault from
-/// inside the memory manager (the holder is the faulting vCPU) from a fault that merely meets
-/// another vCPU's hold.
-///
-/// The record is advisory: the data is guarded by the spin lock alone. A taker records itself
-/// right after the spin lock is acquired and clears the record right before it is released
-/// (the guard's `Drop`, which runs before its inner guard's). Nothing in either window can
-/// fault: it reads `%gs:0` (the vCPU number, a static) and stores to a static.
-pub struct MmLock {
-    mm: spin::Mutex<Option<KernelMm>>,
-    holder: AtomicUsize,
-}
-
-/// [`MM`] held: dereferences to the memory manager's slot; dropping it clears the holder, then
-/// releases the lock.
-pub struct MmGuard<'a> {
-    holder: &'a AtomicUsize,
-    mm: spin::MutexGuard<'a, Option<KernelMm>>,
-}
-
-impl MmLock {
-    const fn new() -> Self {
-        Self { mm: spin::Mutex::new(None), holder: AtomicUsize::new(NO_HOLDER) }
-    }
-
-    /// Takes the lock, spinning while any vCPU holds it.
-    pub fn lock(&self) -> MmGuard<'_> {
-        self.held(self.mm.lock())
-    }
-
-    /// Takes the lock if it is free.
-    pub fn try_lock(&self) -> Option<MmGuard<'_>> {
-        self.mm.try_lock().map(|mm| self.held(mm))
-    }
-
-    fn held<'a>(&'a self, mm: spin::MutexGuard<'a, Option<KernelMm>>) -> MmGuard<'a> {
-        self.holder.store(vcpu::current(), Ordering::Release);
-        MmGuard { holder: &self.holder, mm }
-    }
-
-    /// The vCPU recorded as holding the lock (`None`: free, or taken and not yet recorded).
-    fn holder(&self) -> Option<usize> {
-        Some(self.holder.load(Ordering::Acquire)).filter(|&h| h != NO_HOLDER)
-    }
-}
-
-impl Deref for MmGuard<'_> {
-    type Target = Option<KernelMm>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.mm
-    }
-}
-
-impl DerefMut for MmGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.mm
-    }
-}
-
-impl Drop for MmGuard<'_> {
-    fn drop(&mut self) {
-        // Before the spin lock is released (the field `mm` drops after this body).
-        self.holder.store(NO_HOLDER, Ordering::Release);
-    }
-}
+/// [`MM`] held.
+pub type MmGuard<'a> = VcpuLockGuard<'a, Option<KernelMm>>;
 
 /// How long a kernel page fault waits for another vCPU's hold of [`MM`] before it is reported:
 /// generous, since a hold is as long as the longest operation (a process's teardown under TCG).
@@ -294,7 +226,7 @@ pub fn faults_waited_for_mm() -> (u64, u64) {
 ///   waiting and trying again is right.
 /// - `None`: free (the next try takes it), or held by a vCPU that has not recorded itself yet.
 ///   That vCPU is not `me`: `me`'s own windows between the spin lock and the record, or the
-///   clear and the release, cannot fault (see [`MmLock`]). So it is another vCPU: wait. With
+///   clear and the release, cannot fault (see [`VcpuLock`]). So it is another vCPU: wait. With
 ///   one vCPU there is no other: fatal at once, as before SMP.
 ///
 /// The wait spins with the fault's vCPU in the handler; the bound turns a hold that never ends

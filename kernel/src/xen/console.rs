@@ -3,6 +3,7 @@
 //! The sink is dom0's `console_io` or a DomU's console ring; callers never know which. Output
 //! is buffered per line so that one line costs one sink write (one hypercall on dom0).
 
+use super::vcpu_lock::{running_vcpu, VcpuLock, VcpuLockGuard};
 use core::fmt;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -84,74 +85,52 @@ impl fmt::Write for Console {
     }
 }
 
-/// The kernel's one console.
-static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console::new());
-
-/// Which vCPU holds [`CONSOLE`]'s lock ([`NO_HOLDER`] when none does): the crash path may break
-/// the lock only when it interrupted a print on its own vCPU.
-static HOLDER: AtomicUsize = AtomicUsize::new(NO_HOLDER);
-const NO_HOLDER: usize = usize::MAX;
+/// The kernel's one console. Its lock records the vCPU holding it: the crash path may break the
+/// lock only when it interrupted a print on its own vCPU.
+static CONSOLE: VcpuLock<Console> = VcpuLock::new(Console::new());
 
 /// The crash path's console when another vCPU keeps the lock past [`EMERGENCY_SPINS`]: its own
 /// line buffer in front of the same sink (see [`emergency`]).
 static STUCK_CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console::new());
 
-/// The vCPU whose crash path waited [`EMERGENCY_SPINS`] for the lock in vain ([`NO_HOLDER`]
-/// when none did).
-static GAVE_UP_WAITING: AtomicUsize = AtomicUsize::new(NO_HOLDER);
+/// No vCPU, for [`GAVE_UP_WAITING`].
+const NO_VCPU: usize = usize::MAX;
+
+/// The vCPU whose crash path waited [`EMERGENCY_SPINS`] for the lock in vain ([`NO_VCPU`] when
+/// none did).
+static GAVE_UP_WAITING: AtomicUsize = AtomicUsize::new(NO_VCPU);
 
 /// How often the crash path tries the lock a print on another vCPU holds (a print holds it for
 /// one line; under TCG this is seconds).
 const EMERGENCY_SPINS: u64 = 1 << 26;
 
-/// The console, held: the lock of [`CONSOLE`] (with [`HOLDER`] naming the vCPU) or of
-/// [`STUCK_CONSOLE`].
-pub struct ConsoleGuard {
-    guard: spin::MutexGuard<'static, Console>,
-    tracked: bool,
-}
-
-impl ConsoleGuard {
-    fn hold(guard: spin::MutexGuard<'static, Console>) -> Self {
-        HOLDER.store(running_vcpu(), Ordering::Release);
-        ConsoleGuard { guard, tracked: true }
-    }
-}
-
-impl Drop for ConsoleGuard {
-    fn drop(&mut self) {
-        // Before `guard` unlocks: a lock seen held with no holder is about to be free.
-        if self.tracked {
-            HOLDER.store(NO_HOLDER, Ordering::Release);
-        }
-    }
+/// The console, held: the lock of [`CONSOLE`] or of [`STUCK_CONSOLE`].
+pub enum ConsoleGuard {
+    Console(VcpuLockGuard<'static, Console>),
+    Stuck(spin::MutexGuard<'static, Console>),
 }
 
 impl Deref for ConsoleGuard {
     type Target = Console;
     fn deref(&self) -> &Console {
-        &self.guard
+        match self {
+            ConsoleGuard::Console(guard) => guard,
+            ConsoleGuard::Stuck(guard) => guard,
+        }
     }
 }
 
 impl DerefMut for ConsoleGuard {
     fn deref_mut(&mut self) -> &mut Console {
-        &mut self.guard
+        match self {
+            ConsoleGuard::Console(guard) => guard,
+            ConsoleGuard::Stuck(guard) => guard,
+        }
     }
 }
 
-/// The vCPU running this code (the host build, which has no vCPUs, is one).
-#[cfg(target_os = "none")]
-fn running_vcpu() -> usize {
-    super::vcpu::current()
-}
-#[cfg(not(target_os = "none"))]
-fn running_vcpu() -> usize {
-    0
-}
-
 fn lock() -> ConsoleGuard {
-    ConsoleGuard::hold(CONSOLE.lock())
+    ConsoleGuard::Console(CONSOLE.lock())
 }
 
 /// Holds the console until the guard is dropped, as a print does for one line: for the self-test
@@ -190,9 +169,9 @@ pub fn emergency() -> ConsoleGuard {
     let spins = if GAVE_UP_WAITING.load(Ordering::Acquire) == me { 1 } else { EMERGENCY_SPINS };
     for _ in 0..spins {
         if let Some(guard) = CONSOLE.try_lock() {
-            return ConsoleGuard::hold(guard);
+            return ConsoleGuard::Console(guard);
         }
-        if HOLDER.load(Ordering::Acquire) == me {
+        if CONSOLE.holder() == Some(me) {
             // SAFETY: this vCPU holds the lock, so the holder is the print this crash
             // interrupted on this vCPU, and the crash path never returns to it: no other user
             // of the console's line buffer can run while the broken lock's new holder uses it.
@@ -201,7 +180,7 @@ pub fn emergency() -> ConsoleGuard {
         core::hint::spin_loop();
     }
     GAVE_UP_WAITING.store(me, Ordering::Release);
-    ConsoleGuard { guard: STUCK_CONSOLE.lock(), tracked: false }
+    ConsoleGuard::Stuck(STUCK_CONSOLE.lock())
 }
 
 #[macro_export]

@@ -11,6 +11,8 @@ pub mod ring;
 pub mod start_info;
 #[allow(unsafe_code)]
 pub mod time;
+#[allow(unsafe_code)]
+pub mod vcpu_lock;
 pub mod version;
 
 #[cfg(target_os = "none")]
